@@ -1,0 +1,174 @@
+//! `framebus`: list, inspect and remove buses.
+//!
+//! Exit codes: 0 success, 1 error, 2 usage (clap), 4 bad arguments,
+//! 7 bus not found, 8 bus owned by a live producer.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use framebus::{BusInfo, StatError};
+
+#[derive(Parser)]
+#[command(
+    name = "framebus",
+    version,
+    about = "Inspect framebus shared-memory buses"
+)]
+struct Cli {
+    /// Shm directory (default: $FRAMEBUS_SHM_DIR or /dev/shm).
+    #[arg(long, global = true)]
+    dir: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// List every bus: format, fps, producer, readers, drops.
+    Ls {
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one bus in detail: live fps, counters, readers with pids.
+    Stat {
+        /// Bus name.
+        name: String,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a bus whose producer is gone.
+    Rm {
+        /// Bus name.
+        name: String,
+        /// Also remove a file under the bus's name that is not a valid segment.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let dir = cli.dir.as_deref();
+    let result = match cli.cmd {
+        Cmd::Ls { json } => match framebus::list_in(dir) {
+            Ok(buses) if json => print_json(&buses),
+            Ok(buses) => {
+                print_table(&buses);
+                Ok(())
+            }
+            Err(e) => {
+                eprintln!(
+                    "framebus: cannot list {}: {e}",
+                    dir.map_or_else(framebus::default_shm_dir, PathBuf::from)
+                        .display()
+                );
+                return ExitCode::from(1);
+            }
+        },
+        Cmd::Stat { name, json } => match framebus::stat(&name, dir) {
+            Ok(info) if json => print_json(&info),
+            Ok(info) => {
+                print_stat(&info);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        },
+        Cmd::Rm { name, force } => framebus::remove(&name, dir, force),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("framebus: {e}");
+            ExitCode::from(match e {
+                StatError::Name(_) => 4,
+                StatError::NotFound { .. } => 7,
+                StatError::Live { .. } => 8,
+                _ => 1,
+            })
+        }
+    }
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> Result<(), StatError> {
+    println!("{}", serde_json::to_string_pretty(v).expect("serialisable"));
+    Ok(())
+}
+
+fn print_table(buses: &[BusInfo]) {
+    println!(
+        "{:<24} {:<7} {:<6} {:>11} {:>7} {:>7} {:>8} {:>7} {:>10} {:>8}",
+        "NAME",
+        "STATE",
+        "FORMAT",
+        "SIZE",
+        "FPS",
+        "LIVE",
+        "PRODUCER",
+        "READERS",
+        "PUBLISHED",
+        "DROPPED"
+    );
+    for b in buses {
+        if let Some(p) = &b.problem {
+            println!("{:<24} {:<7} {p}", b.name, b.state);
+            continue;
+        }
+        println!(
+            "{:<24} {:<7} {:<6} {:>11} {:>7.2} {:>7.2} {:>8} {:>7} {:>10} {:>8}",
+            b.name,
+            b.state,
+            b.format,
+            format!("{}x{}", b.width, b.height),
+            b.fps,
+            b.measured_fps,
+            b.producer_pid,
+            b.readers.len(),
+            b.published,
+            b.dropped_all_held + b.source_dropped,
+        );
+    }
+}
+
+fn print_stat(b: &BusInfo) {
+    println!("bus            {}", b.name);
+    println!("path           {}", b.path.display());
+    println!("state          {}", b.state);
+    if let Some(p) = &b.problem {
+        println!("problem        {p}");
+        return;
+    }
+    println!(
+        "format         {} {}x{} @ {:.3} fps nominal",
+        b.format, b.width, b.height, b.fps
+    );
+    println!("live fps       {:.2}", b.measured_fps);
+    println!(
+        "producer       pid {} ({})",
+        b.producer_pid,
+        if b.producer_alive { "alive" } else { "gone" }
+    );
+    println!("source         {} ({})", b.source, b.source_state);
+    println!("slots          {} x {} bytes", b.slots, b.slot_capacity);
+    println!("published      {}", b.published);
+    println!("captured       {}", b.captured);
+    println!(
+        "dropped        {} by the source, {} with every slot held",
+        b.source_dropped, b.dropped_all_held
+    );
+    println!("restarts       {}", b.restarts);
+    println!("watchdog fires {}", b.watchdog_fires);
+    match b.last_frame_age_ms {
+        Some(ms) => println!("last frame     {ms} ms ago"),
+        None => println!("last frame     never"),
+    }
+    println!("readers        {}", b.readers.len());
+    for r in &b.readers {
+        println!(
+            "  entry {:>3}  pid {:>7}  frames {:>9}  skipped {:>7}  holding {}  last seq {}",
+            r.entry, r.pid, r.frames, r.skipped, r.held, r.last_seq
+        );
+    }
+}

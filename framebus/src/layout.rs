@@ -1,0 +1,629 @@
+//! The bytes of a bus segment: a versioned format (drawn in
+//! `docs/shm-layout.md`).
+//!
+//! ```text
+//! 0                 1024            1024+64*S        control_size (page aligned)
+//! +-----------------+---------------+----------------+----------------------------+
+//! | Header          | SlotDesc x S  | ReaderEntry x R| slot 0 | slot 1 | ... S-1  |
+//! +-----------------+---------------+----------------+----------------------------+
+//!   control region: mapped read-write by readers       data region: read-only for readers
+//! ```
+//!
+//! Every field written after the segment is published is an atomic. Fields
+//! written once, before the segment is linked into place, are plain integers;
+//! readers copy them once ([`HeaderFields::read`]) and validate that copy
+//! against the mapping size before trusting any offset
+//! ([`HeaderFields::validate`]).
+
+use std::mem::{offset_of, size_of};
+use std::sync::atomic::{AtomicU32, AtomicU64};
+
+use crate::format::{Fps, FrameSpec, PixelFormat};
+
+/// `b"FRAMEBUS"` read as a little-endian `u64`.
+pub const MAGIC: u64 = u64::from_le_bytes(*b"FRAMEBUS");
+/// The layout version this crate reads and writes.
+pub const LAYOUT_VERSION: u32 = 1;
+/// Size of the header region.
+pub const HEADER_SIZE: usize = 1024;
+/// Most slots a bus can have (one bit each in a reader's held mask).
+pub const MAX_SLOTS: u32 = 64;
+/// Most reader entries a bus can have.
+pub const MAX_READERS: u32 = 1024;
+/// Page size the data region is aligned to.
+pub const PAGE: usize = 4096;
+/// Bytes of the `source` description in the header.
+pub const SOURCE_LEN: usize = 96;
+
+/// Types that may live in shared memory.
+///
+/// # Safety
+///
+/// Implementors are `#[repr(C)]`, hold no pointers or references (addresses
+/// differ between processes), have no padding whose contents matter, and are
+/// valid for every bit pattern (the memory is written by other processes and
+/// must be treated as untrusted).
+pub unsafe trait ShmSafe: Sized {}
+
+/// Segment states, in [`Header::state`].
+pub mod state {
+    /// Being set up (only ever seen on a temporary file).
+    pub const INIT: u32 = 0;
+    /// A producer is publishing.
+    pub const LIVE: u32 = 1;
+    /// The producer closed the bus cleanly.
+    pub const CLOSED: u32 = 2;
+}
+
+/// What the producer's source is doing, in [`Header::source_state`].
+pub mod source_state {
+    /// Not reported.
+    pub const UNKNOWN: u32 = 0;
+    /// Delivering frames.
+    pub const RUNNING: u32 = 1;
+    /// Waiting to reconnect to a lost device.
+    pub const RECONNECTING: u32 = 2;
+    /// Opening the device.
+    pub const OPENING: u32 = 3;
+    /// Stopped by the watchdog, about to reopen.
+    pub const STALLED: u32 = 4;
+
+    /// A word for each state.
+    pub fn name(s: u32) -> &'static str {
+        match s {
+            RUNNING => "running",
+            RECONNECTING => "reconnecting",
+            OPENING => "opening",
+            STALLED => "stalled",
+            _ => "unknown",
+        }
+    }
+}
+
+/// The segment header.
+#[repr(C)]
+pub struct Header {
+    // ---- written once, before the segment is linked into place ----
+    /// [`MAGIC`].
+    pub magic: u64,
+    /// [`LAYOUT_VERSION`].
+    pub version: u32,
+    /// `size_of::<Header>()`, so a reader can tell a header it cannot parse.
+    pub header_size: u32,
+    /// Bytes of the whole segment.
+    pub total_size: u64,
+    /// Pid of the producer in its own PID namespace (informational; liveness
+    /// is the OFD lock on byte 0).
+    pub producer_pid: u32,
+    /// Pixel format fourcc.
+    pub fourcc: u32,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Nominal frame rate numerator.
+    pub fps_num: u32,
+    /// Nominal frame rate denominator.
+    pub fps_den: u32,
+    /// Planes in use (0 for compressed formats).
+    pub plane_count: u32,
+    /// Slots in the ring.
+    pub slot_count: u32,
+    /// Plane offsets inside a slot.
+    pub plane_offset: [u32; 4],
+    /// Plane strides.
+    pub plane_stride: [u32; 4],
+    /// Bytes of one raw frame (0 for compressed formats).
+    pub frame_size: u64,
+    /// Bytes a slot can hold.
+    pub slot_capacity: u64,
+    /// Bytes from one slot to the next in the data region.
+    pub slot_stride: u64,
+    /// Offset of the [`SlotDesc`] array.
+    pub slots_offset: u64,
+    /// Offset of the [`ReaderEntry`] array.
+    pub readers_offset: u64,
+    /// Offset of slot 0's bytes (page aligned).
+    pub data_offset: u64,
+    /// Entries in the reader table.
+    pub reader_capacity: u32,
+    /// Slots one reader may hold at once.
+    pub max_held: u32,
+    /// CLOCK_REALTIME at creation, ns.
+    pub created_realtime_ns: u64,
+    /// Random id of this producer instance (changes on every create).
+    pub instance_id: u64,
+    /// What the producer captures from, UTF-8, NUL padded.
+    pub source: [u8; SOURCE_LEN],
+
+    // ---- live words ----
+    /// [`state`].
+    pub state: AtomicU32,
+    /// [`source_state`].
+    pub source_state: AtomicU32,
+    _pad0: [u8; 56],
+    /// The newest frame: `sequence << 8 | slot`; 0 before the first.
+    pub latest: AtomicU64,
+    _pad1: [u8; 56],
+    /// Futex word: the low 32 bits of the newest sequence, bumped on publish
+    /// and on close.
+    pub wake_seq: AtomicU32,
+    /// Readers blocked (or about to block) on `wake_seq`.
+    pub waiters: AtomicU32,
+    _pad2: [u8; 56],
+    /// Frames published.
+    pub published: AtomicU64,
+    /// Frames the writer could not place because readers held every slot.
+    pub dropped_all_held: AtomicU64,
+    /// CLOCK_REALTIME of the last publish, ns.
+    pub last_publish_ns: AtomicU64,
+    /// Publish rate over the last second, in milli-frames per second.
+    pub measured_fps_milli: AtomicU64,
+    /// Producer: frames delivered by the source.
+    pub captured: AtomicU64,
+    /// Producer: frames the source lost (driver sequence gaps, late frames).
+    pub source_dropped: AtomicU64,
+    /// Producer: source reopen count.
+    pub restarts: AtomicU64,
+    /// Producer: watchdog fires.
+    pub watchdog_fires: AtomicU64,
+    _reserved: [u8; HEADER_SIZE - 512],
+}
+
+/// One slot's descriptor.
+#[repr(C)]
+pub struct SlotDesc {
+    /// The state word (see [`crate::protocol`]).
+    pub state: AtomicU64,
+    /// Payload bytes.
+    pub len: AtomicU64,
+    /// CLOCK_MONOTONIC capture time, ns.
+    pub mono_ns: AtomicU64,
+    /// CLOCK_REALTIME capture time, ns.
+    pub realtime_ns: AtomicU64,
+    /// [`crate::FrameFlags`] bits.
+    pub flags: AtomicU32,
+    _pad: [u8; 28],
+}
+
+/// One reader's entry, owned by whoever holds its OFD lock.
+#[repr(C)]
+pub struct ReaderEntry {
+    /// Bit `i` set while slot `i` is held.
+    pub held: AtomicU64,
+    /// Owner's pid in its own namespace (informational).
+    pub pid: AtomicU32,
+    _pad0: u32,
+    /// Frames taken.
+    pub frames: AtomicU64,
+    /// Frames skipped (published but never taken).
+    pub skipped: AtomicU64,
+    /// Newest sequence taken.
+    pub last_seq: AtomicU64,
+    /// CLOCK_REALTIME when attached, ns.
+    pub attached_ns: AtomicU64,
+    _pad1: [u8; 16],
+}
+
+// SAFETY: (all three) `#[repr(C)]`, integers, atomics over integers and
+// byte arrays only; every bit pattern is a valid value.
+unsafe impl ShmSafe for Header {}
+// SAFETY: as above.
+unsafe impl ShmSafe for SlotDesc {}
+// SAFETY: as above.
+unsafe impl ShmSafe for ReaderEntry {}
+
+const _: () = {
+    assert!(size_of::<Header>() == HEADER_SIZE);
+    assert!(size_of::<SlotDesc>() == 64);
+    assert!(size_of::<ReaderEntry>() == 64);
+    assert!(offset_of!(Header, magic) == 0);
+    assert!(offset_of!(Header, version) == 8);
+    assert!(offset_of!(Header, header_size) == 12);
+    assert!(offset_of!(Header, total_size) == 16);
+    assert!(offset_of!(Header, producer_pid) == 24);
+    assert!(offset_of!(Header, fourcc) == 28);
+    assert!(offset_of!(Header, width) == 32);
+    assert!(offset_of!(Header, plane_offset) == 56);
+    assert!(offset_of!(Header, plane_stride) == 72);
+    assert!(offset_of!(Header, frame_size) == 88);
+    assert!(offset_of!(Header, data_offset) == 128);
+    assert!(offset_of!(Header, reader_capacity) == 136);
+    assert!(offset_of!(Header, instance_id) == 152);
+    assert!(offset_of!(Header, source) == 160);
+    assert!(offset_of!(Header, state) == 256);
+    assert!(offset_of!(Header, latest) == 320);
+    assert!(offset_of!(Header, wake_seq) == 384);
+    assert!(offset_of!(Header, waiters) == 388);
+    assert!(offset_of!(Header, published) == 448);
+    assert!(offset_of!(Header, watchdog_fires) == 504);
+    assert!(offset_of!(SlotDesc, flags) == 32);
+    assert!(offset_of!(ReaderEntry, last_seq) == 32);
+    // The futex word must be 4-byte aligned; everything else 8.
+    assert!(offset_of!(Header, wake_seq) % 4 == 0);
+};
+
+/// Where each part of a segment goes, computed from the creation parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Geometry {
+    pub slot_count: u32,
+    pub reader_capacity: u32,
+    pub slot_capacity: u64,
+    pub slots_offset: u64,
+    pub readers_offset: u64,
+    pub data_offset: u64,
+    pub slot_stride: u64,
+    pub total_size: u64,
+}
+
+const fn round_up(v: u64, to: u64) -> u64 {
+    v.div_ceil(to) * to
+}
+
+impl Geometry {
+    /// The layout of a segment with these parameters (`None` on overflow).
+    pub(crate) const fn new(
+        slot_count: u32,
+        reader_capacity: u32,
+        slot_capacity: u64,
+    ) -> Option<Geometry> {
+        let slots_offset = HEADER_SIZE as u64;
+        let readers_offset = slots_offset + slot_count as u64 * size_of::<SlotDesc>() as u64;
+        let control_end = readers_offset + reader_capacity as u64 * size_of::<ReaderEntry>() as u64;
+        let data_offset = round_up(control_end, PAGE as u64);
+        let slot_stride = round_up(slot_capacity, PAGE as u64);
+        let Some(data) = slot_stride.checked_mul(slot_count as u64) else {
+            return None;
+        };
+        let Some(total_size) = data_offset.checked_add(data) else {
+            return None;
+        };
+        Some(Geometry {
+            slot_count,
+            reader_capacity,
+            slot_capacity,
+            slots_offset,
+            readers_offset,
+            data_offset,
+            slot_stride,
+            total_size,
+        })
+    }
+}
+
+/// Why a segment's header cannot be trusted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderError {
+    /// The file is shorter than a header.
+    #[error("segment is {size} bytes, shorter than the {need}-byte header")]
+    Truncated {
+        /// File size.
+        size: u64,
+        /// Bytes needed.
+        need: u64,
+    },
+    /// Not a framebus segment at all.
+    #[error("not a framebus segment (magic {found:#018x}, expected {expected:#018x})")]
+    BadMagic {
+        /// Magic found.
+        found: u64,
+        /// Magic expected.
+        expected: u64,
+    },
+    /// A framebus segment of another layout version.
+    #[error("layout version mismatch: segment={found}, required={required}")]
+    Version {
+        /// Version in the segment.
+        found: u32,
+        /// Version this library speaks.
+        required: u32,
+    },
+    /// The header claims a size other than the file's.
+    #[error("header says the segment is {claimed} bytes but the file is {actual}")]
+    SizeMismatch {
+        /// Size in the header.
+        claimed: u64,
+        /// Size of the file.
+        actual: u64,
+    },
+    /// A field out of range or inconsistent with the others.
+    #[error("header field `{field}` = {value} is invalid: {why}")]
+    Field {
+        /// Field name.
+        field: &'static str,
+        /// Its value.
+        value: u64,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// The segment is still being set up (a temporary file).
+    #[error("segment is not initialised")]
+    NotReady,
+}
+
+/// The write-once header fields, copied out of the mapping.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct HeaderFields {
+    pub magic: u64,
+    pub version: u32,
+    pub header_size: u32,
+    pub total_size: u64,
+    pub producer_pid: u32,
+    pub fourcc: u32,
+    pub width: u32,
+    pub height: u32,
+    pub fps_num: u32,
+    pub fps_den: u32,
+    pub plane_count: u32,
+    pub slot_count: u32,
+    pub plane_offset: [u32; 4],
+    pub plane_stride: [u32; 4],
+    pub frame_size: u64,
+    pub slot_capacity: u64,
+    pub slot_stride: u64,
+    pub slots_offset: u64,
+    pub readers_offset: u64,
+    pub data_offset: u64,
+    pub reader_capacity: u32,
+    pub max_held: u32,
+    pub created_realtime_ns: u64,
+    pub instance_id: u64,
+    pub source: [u8; SOURCE_LEN],
+}
+
+/// A header copied and checked: everything a reader trusts.
+#[derive(Clone, Debug)]
+pub struct Validated {
+    /// Frame format and geometry.
+    pub spec: FrameSpec,
+    pub(crate) geometry: Geometry,
+    pub(crate) max_held: u32,
+    /// Producer pid (informational).
+    pub producer_pid: u32,
+    /// Producer instance id.
+    pub instance_id: u64,
+    /// Creation time, CLOCK_REALTIME ns.
+    pub created_realtime_ns: u64,
+    /// Source description.
+    pub source: String,
+}
+
+impl HeaderFields {
+    /// Parse the first [`HEADER_SIZE`] bytes of a segment (from `pread` or a
+    /// copy of the mapping). Never panics; `bytes` shorter than a header gives
+    /// `Truncated`.
+    pub(crate) fn parse(bytes: &[u8]) -> Result<HeaderFields, HeaderError> {
+        if bytes.len() < HEADER_SIZE {
+            return Err(HeaderError::Truncated {
+                size: bytes.len() as u64,
+                need: HEADER_SIZE as u64,
+            });
+        }
+        let u32_at =
+            |off: usize| u32::from_le_bytes(bytes[off..off + 4].try_into().expect("4 bytes"));
+        let u64_at =
+            |off: usize| u64::from_le_bytes(bytes[off..off + 8].try_into().expect("8 bytes"));
+        let arr4 = |off: usize| {
+            [
+                u32_at(off),
+                u32_at(off + 4),
+                u32_at(off + 8),
+                u32_at(off + 12),
+            ]
+        };
+        let mut source = [0u8; SOURCE_LEN];
+        source.copy_from_slice(
+            &bytes[offset_of!(Header, source)..offset_of!(Header, source) + SOURCE_LEN],
+        );
+        Ok(HeaderFields {
+            magic: u64_at(offset_of!(Header, magic)),
+            version: u32_at(offset_of!(Header, version)),
+            header_size: u32_at(offset_of!(Header, header_size)),
+            total_size: u64_at(offset_of!(Header, total_size)),
+            producer_pid: u32_at(offset_of!(Header, producer_pid)),
+            fourcc: u32_at(offset_of!(Header, fourcc)),
+            width: u32_at(offset_of!(Header, width)),
+            height: u32_at(offset_of!(Header, height)),
+            fps_num: u32_at(offset_of!(Header, fps_num)),
+            fps_den: u32_at(offset_of!(Header, fps_den)),
+            plane_count: u32_at(offset_of!(Header, plane_count)),
+            slot_count: u32_at(offset_of!(Header, slot_count)),
+            plane_offset: arr4(offset_of!(Header, plane_offset)),
+            plane_stride: arr4(offset_of!(Header, plane_stride)),
+            frame_size: u64_at(offset_of!(Header, frame_size)),
+            slot_capacity: u64_at(offset_of!(Header, slot_capacity)),
+            slot_stride: u64_at(offset_of!(Header, slot_stride)),
+            slots_offset: u64_at(offset_of!(Header, slots_offset)),
+            readers_offset: u64_at(offset_of!(Header, readers_offset)),
+            data_offset: u64_at(offset_of!(Header, data_offset)),
+            reader_capacity: u32_at(offset_of!(Header, reader_capacity)),
+            max_held: u32_at(offset_of!(Header, max_held)),
+            created_realtime_ns: u64_at(offset_of!(Header, created_realtime_ns)),
+            instance_id: u64_at(offset_of!(Header, instance_id)),
+            source,
+        })
+    }
+
+    /// Check every field against the others and against `file_size`.
+    pub(crate) fn validate(&self, file_size: u64) -> Result<Validated, HeaderError> {
+        fn field(field: &'static str, value: u64, why: &'static str) -> HeaderError {
+            HeaderError::Field { field, value, why }
+        }
+        if self.magic != MAGIC {
+            return Err(HeaderError::BadMagic {
+                found: self.magic,
+                expected: MAGIC,
+            });
+        }
+        if self.version != LAYOUT_VERSION {
+            return Err(HeaderError::Version {
+                found: self.version,
+                required: LAYOUT_VERSION,
+            });
+        }
+        if self.header_size as usize != HEADER_SIZE {
+            return Err(field(
+                "header_size",
+                self.header_size.into(),
+                "must be 1024 in layout version 1",
+            ));
+        }
+        if self.total_size != file_size {
+            return Err(HeaderError::SizeMismatch {
+                claimed: self.total_size,
+                actual: file_size,
+            });
+        }
+        if self.slot_count < 2 || self.slot_count > MAX_SLOTS {
+            return Err(field(
+                "slot_count",
+                self.slot_count.into(),
+                "must be 2..=64",
+            ));
+        }
+        if self.reader_capacity == 0 || self.reader_capacity > MAX_READERS {
+            return Err(field(
+                "reader_capacity",
+                self.reader_capacity.into(),
+                "must be 1..=1024",
+            ));
+        }
+        if self.max_held == 0 || self.max_held > self.slot_count.saturating_sub(2).max(1) {
+            return Err(field(
+                "max_held",
+                self.max_held.into(),
+                "must be 1..=slot_count-2",
+            ));
+        }
+        let geometry = Geometry::new(self.slot_count, self.reader_capacity, self.slot_capacity)
+            .ok_or(field(
+                "slot_capacity",
+                self.slot_capacity,
+                "segment size overflows",
+            ))?;
+        if self.slots_offset != geometry.slots_offset {
+            return Err(field(
+                "slots_offset",
+                self.slots_offset,
+                "does not follow the header",
+            ));
+        }
+        if self.readers_offset != geometry.readers_offset {
+            return Err(field(
+                "readers_offset",
+                self.readers_offset,
+                "does not follow the slot table",
+            ));
+        }
+        if self.data_offset != geometry.data_offset {
+            return Err(field(
+                "data_offset",
+                self.data_offset,
+                "does not follow the reader table",
+            ));
+        }
+        if self.slot_stride != geometry.slot_stride {
+            return Err(field(
+                "slot_stride",
+                self.slot_stride,
+                "is not the page-rounded slot capacity",
+            ));
+        }
+        if geometry.total_size != file_size {
+            return Err(field(
+                "slot_capacity",
+                self.slot_capacity,
+                "slots do not fit the segment",
+            ));
+        }
+        if usize::try_from(file_size).is_err() {
+            return Err(field(
+                "total_size",
+                file_size,
+                "larger than the address space",
+            ));
+        }
+        let format = PixelFormat::from_fourcc(self.fourcc).ok_or(field(
+            "fourcc",
+            self.fourcc.into(),
+            "not a pixel format framebus knows",
+        ))?;
+        let fps = Fps {
+            num: self.fps_num,
+            den: self.fps_den,
+        };
+        let planes = self.plane_count as usize;
+        if planes > 4 {
+            return Err(field("plane_count", planes as u64, "more than 4 planes"));
+        }
+        let spec = FrameSpec::from_parts(
+            format,
+            self.width,
+            self.height,
+            fps,
+            &self.plane_stride[..planes],
+        )
+        .map_err(|_| {
+            field(
+                "width/height/strides",
+                u64::from(self.width),
+                "not a valid frame geometry",
+            )
+        })?;
+        for (i, plane) in spec.planes().iter().enumerate() {
+            if plane.offset != self.plane_offset[i] {
+                return Err(field(
+                    "plane_offset",
+                    self.plane_offset[i].into(),
+                    "planes must be packed in order",
+                ));
+            }
+        }
+        if self.frame_size != spec.frame_size() as u64 {
+            return Err(field(
+                "frame_size",
+                self.frame_size,
+                "does not match the format and size",
+            ));
+        }
+        if self.slot_capacity < self.frame_size || self.slot_capacity == 0 {
+            return Err(field(
+                "slot_capacity",
+                self.slot_capacity,
+                "smaller than a frame",
+            ));
+        }
+        let end = self
+            .source
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(SOURCE_LEN);
+        Ok(Validated {
+            spec,
+            geometry,
+            max_held: self.max_held,
+            producer_pid: self.producer_pid,
+            instance_id: self.instance_id,
+            created_realtime_ns: self.created_realtime_ns,
+            source: String::from_utf8_lossy(&self.source[..end]).into_owned(),
+        })
+    }
+}
+
+/// Parse and validate a header in one step.
+pub(crate) fn validate_header(bytes: &[u8], file_size: u64) -> Result<Validated, HeaderError> {
+    if (file_size as usize) < HEADER_SIZE {
+        return Err(HeaderError::Truncated {
+            size: file_size,
+            need: HEADER_SIZE as u64,
+        });
+    }
+    HeaderFields::parse(bytes)?.validate(file_size)
+}
+
+/// Fuzzing entry point: validation of arbitrary header bytes against an
+/// arbitrary file size must return, never panic.
+#[doc(hidden)]
+pub fn fuzz_validate(bytes: &[u8], file_size: u64) -> bool {
+    validate_header(bytes, file_size).is_ok()
+}

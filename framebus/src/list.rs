@@ -1,0 +1,324 @@
+//! Discovery: list buses, read their live counters, remove dead ones.
+//!
+//! These read the segment with `pread` (no mapping) and judge liveness by the
+//! OFD locks, so they work on any segment, healthy or not.
+
+use std::fs::File;
+use std::io;
+use std::mem::offset_of;
+use std::os::fd::AsFd;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::layout::{self, source_state, state, Header, ReaderEntry, HEADER_SIZE};
+use crate::name::{default_shm_dir, segment_path, validate_name, NameError, SEGMENT_PREFIX};
+use crate::sys;
+
+/// One reader attached to a bus.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct ReaderInfo {
+    /// Entry index in the reader table.
+    pub entry: u32,
+    /// Reader pid (in its own namespace).
+    pub pid: u32,
+    /// Frames taken.
+    pub frames: u64,
+    /// Frames skipped.
+    pub skipped: u64,
+    /// Slots held right now.
+    pub held: u32,
+    /// Last sequence taken.
+    pub last_seq: u64,
+}
+
+/// What `framebus ls` / `stat` show of one bus.
+#[derive(Clone, Debug, Serialize)]
+pub struct BusInfo {
+    /// Bus name.
+    pub name: String,
+    /// Segment file.
+    pub path: PathBuf,
+    /// `live`, `closed`, `stale` (producer died) or `corrupt`.
+    pub state: String,
+    /// Why the segment cannot be read, when `state` is `corrupt`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+    /// Pixel format name.
+    pub format: String,
+    /// Width.
+    pub width: u32,
+    /// Height.
+    pub height: u32,
+    /// Nominal fps.
+    pub fps: f64,
+    /// Publish rate over the last second.
+    pub measured_fps: f64,
+    /// Slots.
+    pub slots: u32,
+    /// Bytes per slot.
+    pub slot_capacity: u64,
+    /// Producer pid (in its namespace).
+    pub producer_pid: u32,
+    /// Whether the producer's lock is held.
+    pub producer_alive: bool,
+    /// What the producer captures from.
+    pub source: String,
+    /// What the source is doing.
+    pub source_state: String,
+    /// Frames published.
+    pub published: u64,
+    /// Frames dropped because readers held every slot.
+    pub dropped_all_held: u64,
+    /// Frames the source delivered.
+    pub captured: u64,
+    /// Frames the source lost.
+    pub source_dropped: u64,
+    /// Source reopens.
+    pub restarts: u64,
+    /// Watchdog fires.
+    pub watchdog_fires: u64,
+    /// Milliseconds since the last publish (None before the first).
+    pub last_frame_age_ms: Option<u64>,
+    /// Live readers.
+    pub readers: Vec<ReaderInfo>,
+}
+
+/// `stat`/`rm` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StatError {
+    /// Bad name.
+    #[error(transparent)]
+    Name(#[from] NameError),
+    /// No such bus.
+    #[error("bus {name:?} not found (no {path})")]
+    NotFound {
+        /// Bus name.
+        name: String,
+        /// Path looked at.
+        path: PathBuf,
+    },
+    /// A live producer owns it (for `rm`).
+    #[error("bus {name:?} is owned by a live producer (pid {pid}); stop it instead")]
+    Live {
+        /// Bus name.
+        name: String,
+        /// Producer pid.
+        pid: u32,
+    },
+    /// Not a framebus segment (for `rm` without force).
+    #[error("bus {name:?}: {path} is not a readable framebus segment ({why}); use --force to remove it anyway")]
+    Foreign {
+        /// Bus name.
+        name: String,
+        /// File.
+        path: PathBuf,
+        /// Why.
+        why: String,
+    },
+    /// I/O failure.
+    #[error("bus {name:?}: {path}: {source}")]
+    Io {
+        /// Bus name.
+        name: String,
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: io::Error,
+    },
+}
+
+fn u64_at(b: &[u8], off: usize) -> u64 {
+    u64::from_le_bytes(b[off..off + 8].try_into().expect("8 bytes"))
+}
+
+fn u32_at(b: &[u8], off: usize) -> u32 {
+    u32::from_le_bytes(b[off..off + 4].try_into().expect("4 bytes"))
+}
+
+/// Read one segment file.
+fn inspect(name: &str, path: &Path) -> Result<BusInfo, StatError> {
+    let io_err = |source| StatError::Io {
+        name: name.to_string(),
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(StatError::NotFound {
+                name: name.to_string(),
+                path: path.to_path_buf(),
+            })
+        }
+        Err(e) => return Err(io_err(e)),
+    };
+    let size = file.metadata().map_err(io_err)?.len();
+    let producer_alive = sys::is_locked(file.as_fd(), sys::PRODUCER_LOCK_BYTE).unwrap_or(false);
+    let mut info = BusInfo {
+        name: name.to_string(),
+        path: path.to_path_buf(),
+        state: "corrupt".into(),
+        problem: None,
+        format: String::new(),
+        width: 0,
+        height: 0,
+        fps: 0.0,
+        measured_fps: 0.0,
+        slots: 0,
+        slot_capacity: 0,
+        producer_pid: 0,
+        producer_alive,
+        source: String::new(),
+        source_state: String::new(),
+        published: 0,
+        dropped_all_held: 0,
+        captured: 0,
+        source_dropped: 0,
+        restarts: 0,
+        watchdog_fires: 0,
+        last_frame_age_ms: None,
+        readers: Vec::new(),
+    };
+    let mut head = vec![0u8; HEADER_SIZE];
+    let got = file.read_at(&mut head, 0).map_err(io_err)?;
+    let valid = if got < HEADER_SIZE {
+        Err(layout::HeaderError::Truncated {
+            size,
+            need: HEADER_SIZE as u64,
+        })
+    } else {
+        layout::validate_header(&head, size)
+    };
+    let v = match valid {
+        Ok(v) => v,
+        Err(e) => {
+            info.problem = Some(e.to_string());
+            return Ok(info);
+        }
+    };
+    let g = v.geometry;
+    info.state = match (u32_at(&head, offset_of!(Header, state)), producer_alive) {
+        (state::LIVE, true) => "live",
+        (state::CLOSED, _) => "closed",
+        _ => "stale",
+    }
+    .into();
+    info.format = v.spec.format.name().into();
+    info.width = v.spec.width;
+    info.height = v.spec.height;
+    info.fps = v.spec.fps.as_f64();
+    info.measured_fps = if producer_alive {
+        u64_at(&head, offset_of!(Header, measured_fps_milli)) as f64 / 1000.0
+    } else {
+        0.0
+    };
+    info.slots = g.slot_count;
+    info.slot_capacity = g.slot_capacity;
+    info.producer_pid = v.producer_pid;
+    info.source = v.source.clone();
+    info.source_state = source_state::name(u32_at(&head, offset_of!(Header, source_state))).into();
+    info.published = u64_at(&head, offset_of!(Header, published));
+    info.dropped_all_held = u64_at(&head, offset_of!(Header, dropped_all_held));
+    info.captured = u64_at(&head, offset_of!(Header, captured));
+    info.source_dropped = u64_at(&head, offset_of!(Header, source_dropped));
+    info.restarts = u64_at(&head, offset_of!(Header, restarts));
+    info.watchdog_fires = u64_at(&head, offset_of!(Header, watchdog_fires));
+    let last = u64_at(&head, offset_of!(Header, last_publish_ns));
+    if last != 0 {
+        info.last_frame_age_ms = Some(sys::realtime_ns().saturating_sub(last) / 1_000_000);
+    }
+    let table_len = g.reader_capacity as usize * size_of::<ReaderEntry>();
+    let mut table = vec![0u8; table_len];
+    file.read_exact_at(&mut table, g.readers_offset)
+        .map_err(io_err)?;
+    for i in 0..g.reader_capacity {
+        let e = &table[i as usize * size_of::<ReaderEntry>()..][..size_of::<ReaderEntry>()];
+        let held = u64_at(e, offset_of!(ReaderEntry, held));
+        let pid = u32_at(e, offset_of!(ReaderEntry, pid));
+        if held == 0 && pid == 0 {
+            continue;
+        }
+        // Only readers whose lock is held are alive; a dead reader's leftovers
+        // are not shown (the writer clears them within a second).
+        if !sys::is_locked(file.as_fd(), sys::reader_lock_byte(i)).unwrap_or(false) {
+            continue;
+        }
+        info.readers.push(ReaderInfo {
+            entry: i,
+            pid,
+            frames: u64_at(e, offset_of!(ReaderEntry, frames)),
+            skipped: u64_at(e, offset_of!(ReaderEntry, skipped)),
+            held: held.count_ones(),
+            last_seq: u64_at(e, offset_of!(ReaderEntry, last_seq)),
+        });
+    }
+    Ok(info)
+}
+
+use std::mem::size_of;
+
+/// Every bus segment in `dir` (default: the shm directory), sorted by name.
+/// Unreadable segments are listed with `state: "corrupt"` and the reason.
+pub fn list_in(dir: Option<&Path>) -> io::Result<Vec<BusInfo>> {
+    let dir = dir.map(Path::to_path_buf).unwrap_or_else(default_shm_dir);
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(&dir)? {
+        let entry = entry?;
+        let fname = entry.file_name();
+        let Some(name) = fname.to_str().and_then(|f| f.strip_prefix(SEGMENT_PREFIX)) else {
+            continue;
+        };
+        if validate_name(name).is_err() {
+            continue;
+        }
+        match inspect(name, &entry.path()) {
+            Ok(info) => out.push(info),
+            Err(StatError::NotFound { .. }) => {}
+            Err(e) => {
+                return Err(io::Error::other(e.to_string()));
+            }
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// Every bus in the default shm directory.
+pub fn list() -> io::Result<Vec<BusInfo>> {
+    list_in(None)
+}
+
+/// One bus.
+pub fn stat(name: &str, dir: Option<&Path>) -> Result<BusInfo, StatError> {
+    validate_name(name)?;
+    let dir = dir.map(Path::to_path_buf).unwrap_or_else(default_shm_dir);
+    inspect(name, &segment_path(&dir, name))
+}
+
+/// Remove a bus whose producer is gone. With `force`, also a file under the
+/// bus's name that is not a readable framebus segment.
+pub fn remove(name: &str, dir: Option<&Path>, force: bool) -> Result<(), StatError> {
+    let info = stat(name, dir)?;
+    if info.producer_alive {
+        return Err(StatError::Live {
+            name: name.to_string(),
+            pid: info.producer_pid,
+        });
+    }
+    if let Some(problem) = info.problem {
+        if !force {
+            return Err(StatError::Foreign {
+                name: name.to_string(),
+                path: info.path,
+                why: problem,
+            });
+        }
+    }
+    std::fs::remove_file(&info.path).map_err(|source| StatError::Io {
+        name: name.to_string(),
+        path: info.path,
+        source,
+    })
+}

@@ -1,0 +1,1 @@
+//! The time code carried by test frames (see `docs/timecode.md`).

@@ -1,0 +1,1 @@
+//! framebus publishers (MJPEG over HTTP, H.264 over RTSP).
