@@ -1,0 +1,101 @@
+# framebus — one entry point for every task.
+#   make run    install what is missing, build, start the service, print URLs
+#   make test   install what is missing, run every test (Rust, Python, end-to-end)
+# Both are idempotent and work on a fresh Debian 12 with only Rust and Python.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Debian packages the build and the tests need (bindgen needs libclang;
+# turbojpeg builds libjpeg-turbo 3 with cmake+nasm; ffmpeg-next links FFmpeg;
+# the end-to-end tests drive real peers: ffmpeg/ffprobe, GStreamer, Chromium).
+APT_PKGS := pkg-config libclang-dev clang cmake nasm \
+	libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev \
+	libavfilter-dev libavdevice-dev \
+	ffmpeg curl psmisc procps \
+	gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
+	gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav \
+	chromium
+STAMPS := .make-stamps
+VENV := .venv
+PY := $(VENV)/bin/python
+CARGO_FLAGS := --release --locked
+export CARGO_TERM_COLOR := never
+
+.PHONY: help deps venv build run test test-rust test-loom test-py wheel bench bench-core fmt lint clean
+
+help:
+	@echo "make run     build and start producer + publishers (test pattern 1080p60)"
+	@echo "make test    every test: Rust, loom, Python, end-to-end with real clients"
+	@echo "make bench   benchmarks (numbers go to docs/benchmarks.md)"
+	@echo "make lint    rustfmt --check and clippy -D warnings"
+
+$(STAMPS):
+	@mkdir -p $@
+
+# Debian packages: only the missing ones, one apt-get run.
+deps: | $(STAMPS)
+	@missing=""; for p in $(APT_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "==> apt-get install$$missing"; \
+	  $(SUDO) apt-get update -q; \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; \
+	fi
+
+# The Python venv with the test tools (maturin comes by build isolation too).
+venv: $(STAMPS)/venv
+$(STAMPS)/venv: framebus-py/requirements-dev.txt | $(STAMPS)
+	@if ! python3 -m venv --help >/dev/null 2>&1; then \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q python3-venv; fi
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r framebus-py/requirements-dev.txt
+	@touch $@
+
+build: deps
+	cargo build $(CARGO_FLAGS) --workspace --bins
+
+run: build
+	@scripts/run.sh
+
+test: deps venv
+	@$(MAKE) --no-print-directory test-rust
+	@$(MAKE) --no-print-directory test-loom
+	@$(MAKE) --no-print-directory test-py
+
+test-rust:
+	cargo build $(CARGO_FLAGS) --workspace --bins
+	cargo test $(CARGO_FLAGS) --workspace --no-fail-fast
+
+# Model-check the slot hand-off and dead-reader reclamation with loom.
+test-loom:
+	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
+	  cargo test --release --locked -p framebus --lib loom
+
+wheel: venv
+	$(PY) -m pip install -q ./framebus-py
+
+test-py: wheel
+	@# pytest exits 5 when it collects no test: that must fail loudly here,
+	@# never pass silently, so only 0 counts as success.
+	cd framebus-py && ../$(PY) -m pytest -q -ra tests; rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
+
+bench: build venv
+	cargo bench -p framebus-benches --locked
+	cargo run --release --locked -p framebus-benches --bin handoff
+
+fmt:
+	cargo fmt --all
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+clean:
+	cargo clean
+	rm -rf $(VENV) $(STAMPS)
