@@ -82,7 +82,7 @@ wheel: venv
 test-py: wheel
 	@# pytest exits 5 when it collects no test: that must fail loudly here,
 	@# never pass silently, so only 0 counts as success.
-	cd framebus-py && ../$(PY) -m pytest -q -ra tests; rc=$$?; \
+	rc=0; (cd framebus-py && ../$(PY) -m pytest -q -ra tests) || rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 
 bench: build venv
