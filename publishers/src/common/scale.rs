@@ -1,0 +1,245 @@
+//! Scale and convert a bus frame to planar I420 or NV12 at a target size.
+//!
+//! Uses libswscale (through `ffmpeg-next`) and reads the frame's planes in
+//! place in shared memory: the only write is the output picture, which the
+//! [`Scaler`] keeps and reuses between frames. The swscale context is cached
+//! and rebuilt only when the input geometry or format changes (a restarted
+//! producer may bring a new one).
+
+use ffmpeg_next::format::Pixel;
+use ffmpeg_next::software::scaling::{Context, Flags};
+use framebus::{Frame, FrameSpec, PixelFormat};
+
+/// Output layout of a [`Scaler`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutFormat {
+    /// Y plane, then U, then V (each chroma plane `ceil(w/2) x ceil(h/2)`).
+    I420,
+    /// Y plane, then interleaved UV (`2*ceil(w/2) x ceil(h/2)`).
+    Nv12,
+}
+
+/// Why a frame could not be scaled.
+#[derive(Debug, thiserror::Error)]
+pub enum ScaleError {
+    /// The bus format has no raw-pixel conversion (MJPEG).
+    #[error("cannot scale {0:?} frames (compressed)")]
+    Unsupported(PixelFormat),
+    /// swscale refused the conversion.
+    #[error("swscale cannot convert {from:?} {sw}x{sh} to {to:?} {dw}x{dh}: {source}")]
+    Context {
+        /// Input format.
+        from: PixelFormat,
+        /// Input width.
+        sw: u32,
+        /// Input height.
+        sh: u32,
+        /// Output format.
+        to: OutFormat,
+        /// Output width.
+        dw: u32,
+        /// Output height.
+        dh: u32,
+        /// ffmpeg's error.
+        source: ffmpeg_next::Error,
+    },
+    /// A plane of the frame is shorter than its geometry says.
+    #[error("frame {seq}: plane {plane} has {len} bytes, expected at least {need}")]
+    ShortPlane {
+        /// Frame sequence number.
+        seq: u64,
+        /// Plane index.
+        plane: usize,
+        /// Bytes present.
+        len: usize,
+        /// Bytes needed.
+        need: usize,
+    },
+}
+
+/// A picture in contiguous planar memory (no row padding).
+#[derive(Debug, Clone)]
+pub struct Picture {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Layout.
+    pub format: OutFormat,
+    /// The planes, back to back.
+    pub data: Vec<u8>,
+}
+
+impl Picture {
+    fn new(width: u32, height: u32, format: OutFormat) -> Picture {
+        let mut p = Picture {
+            width,
+            height,
+            format,
+            data: Vec::new(),
+        };
+        let (_, _, len) = p.layout();
+        p.data = vec![0; len];
+        p
+    }
+
+    /// `(offsets, strides, total length)` of the planes (3 for I420, 2 for NV12).
+    pub fn layout(&self) -> ([usize; 3], [usize; 3], usize) {
+        let (w, h) = (self.width as usize, self.height as usize);
+        let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+        match self.format {
+            OutFormat::I420 => (
+                [0, w * h, w * h + cw * ch],
+                [w, cw, cw],
+                w * h + 2 * cw * ch,
+            ),
+            OutFormat::Nv12 => ([0, w * h, 0], [w, 2 * cw, 0], w * h + 2 * cw * ch),
+        }
+    }
+
+    /// The planes as slices with their strides: Y, U, V (I420) or Y, UV (NV12).
+    pub fn planes(&self) -> Vec<(&[u8], usize)> {
+        let (off, stride, len) = self.layout();
+        let n = if self.format == OutFormat::I420 { 3 } else { 2 };
+        (0..n)
+            .map(|i| {
+                let end = if i + 1 < n { off[i + 1] } else { len };
+                (&self.data[off[i]..end], stride[i])
+            })
+            .collect()
+    }
+}
+
+/// The swscale pixel format of a bus format (`None`: compressed).
+pub fn av_pixel(f: PixelFormat) -> Option<Pixel> {
+    Some(match f {
+        PixelFormat::Yuyv => Pixel::YUYV422,
+        PixelFormat::Uyvy => Pixel::UYVY422,
+        PixelFormat::Nv12 => Pixel::NV12,
+        PixelFormat::I420 => Pixel::YUV420P,
+        PixelFormat::Rgb24 => Pixel::RGB24,
+        PixelFormat::Bgr24 => Pixel::BGR24,
+        PixelFormat::Gray8 => Pixel::GRAY8,
+        PixelFormat::Mjpeg => return None,
+    })
+}
+
+/// Scales bus frames to one target size and layout; keep one per stream.
+/// Not `Send` (the swscale context is a raw pointer): create it on the
+/// worker thread.
+pub struct Scaler {
+    width: u32,
+    height: u32,
+    format: OutFormat,
+    ctx: Option<((PixelFormat, u32, u32), Context)>,
+    out: Picture,
+}
+
+impl std::fmt::Debug for Scaler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scaler")
+            .field("width", &self.width)
+            .field("height", &self.height)
+            .field("format", &self.format)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Scaler {
+    /// A scaler to `width` x `height` in `format`.
+    pub fn new(width: u32, height: u32, format: OutFormat) -> Scaler {
+        Scaler {
+            width,
+            height,
+            format,
+            ctx: None,
+            out: Picture::new(width, height, format),
+        }
+    }
+
+    /// Target size.
+    pub fn size(&self) -> (u32, u32) {
+        (self.width, self.height)
+    }
+
+    /// Convert `frame` (read in place) into the scaler's picture.
+    pub fn scale(&mut self, frame: &Frame) -> Result<&Picture, ScaleError> {
+        let spec: &FrameSpec = frame.spec();
+        let from = spec.format;
+        let av = av_pixel(from).ok_or(ScaleError::Unsupported(from))?;
+        let key = (from, spec.width, spec.height);
+        if self.ctx.as_ref().map(|c| c.0) != Some(key) {
+            let to = match self.format {
+                OutFormat::I420 => Pixel::YUV420P,
+                OutFormat::Nv12 => Pixel::NV12,
+            };
+            let ctx = Context::get(
+                av,
+                spec.width,
+                spec.height,
+                to,
+                self.width,
+                self.height,
+                Flags::BILINEAR,
+            )
+            .map_err(|source| ScaleError::Context {
+                from,
+                sw: spec.width,
+                sh: spec.height,
+                to: self.format,
+                dw: self.width,
+                dh: self.height,
+                source,
+            })?;
+            self.ctx = Some((key, ctx));
+        }
+
+        let mut src_ptr = [std::ptr::null::<u8>(); 4];
+        let mut src_stride = [0 as libc::c_int; 4];
+        for (i, p) in spec.planes().iter().enumerate().take(4) {
+            let plane = frame.plane(i).unwrap_or(&[]);
+            let need = p.stride as usize * p.rows as usize;
+            if plane.len() < need {
+                return Err(ScaleError::ShortPlane {
+                    seq: frame.seq(),
+                    plane: i,
+                    len: plane.len(),
+                    need,
+                });
+            }
+            src_ptr[i] = plane.as_ptr();
+            src_stride[i] = p.stride as libc::c_int;
+        }
+        let (off, stride, _) = self.out.layout();
+        let base = self.out.data.as_mut_ptr();
+        let nplanes = if self.format == OutFormat::I420 { 3 } else { 2 };
+        let mut dst_ptr = [std::ptr::null_mut::<u8>(); 4];
+        let mut dst_stride = [0 as libc::c_int; 4];
+        for i in 0..nplanes {
+            // SAFETY: `off[i]` is inside `self.out.data`, which `layout()`
+            // sized to hold every plane (Picture::new).
+            dst_ptr[i] = unsafe { base.add(off[i]) };
+            dst_stride[i] = stride[i] as libc::c_int;
+        }
+        let ctx = &mut self.ctx.as_mut().expect("context set above").1;
+        // SAFETY: (1) the context was made for exactly this input format and
+        // size (`key`) and this output; (2) every source plane pointer spans
+        // `stride * rows` bytes, checked above against the frame's spec,
+        // which is the geometry swscale reads for that format and height, and
+        // the `Frame` keeps the slot alive and unwritten for this call;
+        // (3) the destination planes are inside `self.out.data`, sized by
+        // `layout()` for this width, height and format.
+        unsafe {
+            ffmpeg_next::ffi::sws_scale(
+                ctx.as_mut_ptr(),
+                src_ptr.as_ptr(),
+                src_stride.as_ptr(),
+                0,
+                spec.height as libc::c_int,
+                dst_ptr.as_ptr(),
+                dst_stride.as_ptr(),
+            );
+        }
+        Ok(&self.out)
+    }
+}
