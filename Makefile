@@ -77,9 +77,16 @@ test-loom:
 	  cargo test --release --locked -p framebus --lib loom
 
 wheel: venv
-	$(PY) -m pip install -q ./framebus-py
+	@# maturin from the venv, in its own target dir (no lock fights with the
+	@# Rust build); the abi3 wheel is then installed into the venv.
+	rm -rf $(STAMPS)/wheels
+	CARGO_TARGET_DIR=$(CURDIR)/target/py $(VENV)/bin/maturin build --release --locked \
+	  -m framebus-py/Cargo.toml -i $(PY) -o $(STAMPS)/wheels
+	$(PY) -m pip install -q --force-reinstall --no-deps $(STAMPS)/wheels/framebus-*.whl
 
 test-py: wheel
+	@# The stubs must match the extension module.
+	cd framebus-py && ../$(PY) -m mypy.stubtest framebus._framebus
 	@# pytest exits 5 when it collects no test: that must fail loudly here,
 	@# never pass silently, so only 0 counts as success.
 	rc=0; (cd framebus-py && ../$(PY) -m pytest -q -ra tests) || rc=$$?; \

@@ -1,0 +1,523 @@
+//! `Writer` and `Loan`: put frames on a bus from Python, in place.
+//!
+//! The core's `Loan<'w>` borrows the `Writer` mutably, but a Python loan
+//! lives across calls (`with writer.loan() as buf: ...`). So the writer is
+//! boxed once and addressed through a raw pointer kept in [`Shared`]; a
+//! `Loan<'static>` made from that pointer is sound because:
+//!
+//! 1. at most one loan exists at a time (`Shared::loaned`), and while it
+//!    does every `Writer` method refuses to touch the writer, so the loan's
+//!    `&mut Writer` is the only reference in use;
+//! 2. the writer is freed only when no loan exists and no numpy buffer of
+//!    a loan is alive (`Shared::maybe_free`); every loan and buffer holds
+//!    an `Arc<Mutex<Shared>>`, so the box outlives them.
+
+use std::ptr::NonNull;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyTuple};
+
+use framebus::{Fps, FrameMeta, FrameSpec, Loan, PixelFormat, Writer, WriterOptions};
+use numpy::{PyReadonlyArrayDyn, PyUntypedArrayMethods};
+
+use crate::errors::{self, FormatError, FramebusError, Released};
+use crate::spec::PySpec;
+use crate::view;
+
+/// The unique owner of a boxed [`Writer`] (from `Box::into_raw`).
+struct WriterPtr(NonNull<Writer>);
+
+// SAFETY: `Writer` is `Send`, and this pointer is its only owner; all use
+// goes through the `Mutex<Shared>` or the one loan (see the module docs).
+unsafe impl Send for WriterPtr {}
+
+struct Shared {
+    writer: Option<WriterPtr>,
+    /// A `Loan<'static>` borrows the writer.
+    loaned: bool,
+    /// Numpy buffers of loans alive (each points into the mapping).
+    buffers: usize,
+    /// `close()` was called (or the Python writer is gone).
+    closing: bool,
+}
+
+impl Shared {
+    /// Free the writer (closing the bus) once it is closing and nothing
+    /// points into it any more.
+    fn maybe_free(&mut self) {
+        if self.closing && !self.loaned && self.buffers == 0 {
+            if let Some(p) = self.writer.take() {
+                // SAFETY: the pointer came from `Box::into_raw` and is freed
+                // once (taken out of the option); no loan or buffer refers to
+                // the writer any more (checked above).
+                drop(unsafe { Box::from_raw(p.0.as_ptr()) });
+            }
+        }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // Every loan and buffer holds an Arc of this, so none is left.
+        self.closing = true;
+        self.loaned = false;
+        self.buffers = 0;
+        self.maybe_free();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn meta(timestamp_ns: Option<u64>, realtime_ns: Option<u64>) -> FrameMeta {
+    let mut m = FrameMeta::now();
+    if let Some(t) = timestamp_ns {
+        m.mono_ns = t;
+    }
+    if let Some(t) = realtime_ns {
+        m.realtime_ns = t;
+    }
+    m
+}
+
+/// The producer of a bus, from Python.
+///
+/// `Writer(name, *, width, height, format, fps=30, slots=8, max_readers=64,
+/// max_held=4, slot_capacity=None, shm_dir=None, source=None)` creates
+/// the bus (raises `BusExists` if a live producer owns the name). Fill a
+/// slot in place with `with writer.loan() as buf:` (published when the
+/// block ends, dropped if it raises) or copy a whole frame with
+/// `writer.publish(array)`. `close()` (or leaving a `with writer:` block)
+/// closes the bus: readers see `ProducerGone`. The bus stays open while a
+/// numpy buffer of a loan is still alive (it points into the bus), so
+/// `del buf` before closing if the close must be immediate.
+#[pyclass(module = "framebus._framebus", name = "Writer", frozen)]
+pub struct PyWriter {
+    name: String,
+    spec: FrameSpec,
+    capacity: usize,
+    shared: Arc<Mutex<Shared>>,
+}
+
+impl PyWriter {
+    /// Run `f` on the writer unless it is closed or loaned out.
+    fn with<R>(&self, f: impl FnOnce(&mut Writer) -> R) -> PyResult<R> {
+        let g = lock(&self.shared);
+        if g.loaned {
+            return Err(FramebusError::new_err(format!(
+                "bus {:?}: a loan is open; publish or abandon it first",
+                self.name
+            )));
+        }
+        match (&g.writer, g.closing) {
+            (Some(p), false) => {
+                // SAFETY: not loaned, and the lock is held, so this is the
+                // only reference to the writer (module docs, point 1).
+                let w = unsafe { &mut *p.0.as_ptr() };
+                Ok(f(w))
+            }
+            _ => Err(Released::new_err(format!(
+                "bus {:?}: the writer is closed",
+                self.name
+            ))),
+        }
+    }
+}
+
+#[pymethods]
+impl PyWriter {
+    #[new]
+    #[pyo3(signature = (name, *, width, height, format, fps = 30.0, slots = 8, max_readers = 64, max_held = 4, slot_capacity = None, shm_dir = None, source = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        name: &str,
+        width: u32,
+        height: u32,
+        format: &str,
+        fps: f64,
+        slots: u32,
+        max_readers: u32,
+        max_held: u32,
+        slot_capacity: Option<usize>,
+        shm_dir: Option<std::path::PathBuf>,
+        source: Option<String>,
+    ) -> PyResult<Self> {
+        let pf = PixelFormat::from_str(format)
+            .map_err(|_| FormatError::new_err(format!("bus {name:?}: unknown pixel format {format:?} (yuyv, uyvy, nv12, i420, rgb24, bgr24, gray8, mjpeg)")))?;
+        if !(fps.is_finite() && fps > 0.0 && fps < 1e6) {
+            return Err(PyValueError::new_err(format!(
+                "bus {name:?}: fps must be a positive number, got {fps}"
+            )));
+        }
+        let fps = if fps.fract() == 0.0 {
+            Fps::new(fps as u32)
+        } else {
+            Fps {
+                num: (fps * 1000.0).round() as u32,
+                den: 1000,
+            }
+        };
+        let spec = FrameSpec::new(pf, width, height, fps).map_err(|e| errors::spec(name, e))?;
+        let opts = WriterOptions {
+            slots,
+            max_readers,
+            max_held,
+            slot_capacity,
+            shm_dir,
+            source: source.unwrap_or_else(|| "python".to_string()),
+            ..WriterOptions::default()
+        };
+        let writer = Writer::create(name, spec, opts).map_err(errors::create)?;
+        writer.set_source_state(framebus::layout::source_state::RUNNING);
+        let capacity = writer.slot_capacity();
+        let ptr = NonNull::from(Box::leak(Box::new(writer)));
+        Ok(PyWriter {
+            name: name.to_string(),
+            spec,
+            capacity,
+            shared: Arc::new(Mutex::new(Shared {
+                writer: Some(WriterPtr(ptr)),
+                loaned: false,
+                buffers: 0,
+                closing: false,
+            })),
+        })
+    }
+
+    /// Bus name.
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Format and geometry of the frames.
+    #[getter]
+    fn spec(&self) -> PySpec {
+        PySpec { inner: self.spec }
+    }
+
+    /// Bytes a slot holds (the largest MJPEG frame).
+    #[getter]
+    fn slot_capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Sequence number of the last published frame (0 before the first).
+    #[getter]
+    fn last_seq(&self) -> PyResult<u64> {
+        self.with(|w| w.last_seq())
+    }
+
+    /// Loan a free slot to fill in place.
+    ///
+    /// Use as `with writer.loan() as buf:`; `buf` is a writable numpy view
+    /// of the slot shaped like `Frame.array` (for MJPEG: the whole slot,
+    /// 1-D; call `loan.set_len(n)` before the block ends). The frame is
+    /// published when the block ends normally and dropped if it raises.
+    /// `timestamp_ns`/`realtime_ns` set the capture times (default: the
+    /// time of publishing). Raises `AllSlotsHeld` when readers hold every
+    /// slot (the frame is dropped; the writer never waits for readers).
+    #[pyo3(signature = (*, timestamp_ns = None, realtime_ns = None))]
+    fn loan(
+        &self,
+        py: Python<'_>,
+        timestamp_ns: Option<u64>,
+        realtime_ns: Option<u64>,
+    ) -> PyResult<PyLoan> {
+        // The buffer (base object of the array) counts itself in
+        // `Shared::buffers` first, so every failure below unwinds cleanly:
+        // dropping it uncounts it, dropping the loan abandons the slot.
+        lock(&self.shared).buffers += 1;
+        let buffer = Bound::new(
+            py,
+            LoanBuffer {
+                shared: self.shared.clone(),
+            },
+        )?;
+        let mut g = lock(&self.shared);
+        let p = match (&g.writer, g.closing, g.loaned) {
+            (_, _, true) => {
+                return Err(FramebusError::new_err(format!(
+                    "bus {:?}: a loan is already open; publish or abandon it first",
+                    self.name
+                )))
+            }
+            (Some(p), false, false) => p.0,
+            _ => {
+                return Err(Released::new_err(format!(
+                    "bus {:?}: the writer is closed",
+                    self.name
+                )))
+            }
+        };
+        // SAFETY: no loan is open and the lock is held, so nothing else
+        // uses the writer; setting `loaned` below keeps it that way until
+        // this loan ends, and the writer outlives the loan (module docs).
+        let w: &'static mut Writer = unsafe { &mut *p.as_ptr() };
+        let mut loan = w.loan().map_err(errors::publish)?;
+        g.loaned = true;
+        drop(g);
+        let slot: *mut [u8] = loan.capacity_mut();
+        let layout = if self.spec.format.is_compressed() {
+            Ok(view::Layout {
+                offset: 0,
+                shape: vec![self.capacity],
+                strides: vec![1],
+            })
+        } else {
+            view::frame_layout(&self.name, &self.spec, self.spec.frame_size())
+        };
+        let pyloan = PyLoan {
+            bus: self.name.clone(),
+            shared: self.shared.clone(),
+            state: Mutex::new(LoanState {
+                loan: Some(loan),
+                array: None,
+                meta: meta(timestamp_ns, realtime_ns),
+                seq: None,
+            }),
+        };
+        let layout = layout?;
+        // SAFETY: the slot is claimed by the loan; the buffer keeps the
+        // writer (and its mapping) alive; the array is made read-only when
+        // the loan ends, so it writes the slot only while it is loaned.
+        let array = unsafe { view::array(buffer.into_any(), slot, &layout, true) }?;
+        lock(&pyloan.state).array = Some(array.unbind());
+        Ok(pyloan)
+    }
+
+    /// Copy one frame into a slot and publish it; returns its sequence
+    /// number. `data`: a C-contiguous `uint8` numpy array (any shape) or
+    /// `bytes` of exactly one frame (MJPEG: one JPEG).
+    #[pyo3(signature = (data, *, timestamp_ns = None, realtime_ns = None))]
+    fn publish(
+        &self,
+        data: &Bound<'_, PyAny>,
+        timestamp_ns: Option<u64>,
+        realtime_ns: Option<u64>,
+    ) -> PyResult<u64> {
+        let m = meta(timestamp_ns, realtime_ns);
+        if let Ok(b) = data.cast::<PyBytes>() {
+            return self
+                .with(|w| w.publish_from(b.as_bytes(), m))?
+                .map_err(errors::publish);
+        }
+        let arr: PyReadonlyArrayDyn<'_, u8> = data.extract().map_err(|_| {
+            FormatError::new_err(format!(
+                "bus {:?}: publish() takes a uint8 numpy array or bytes, got {}",
+                self.name,
+                data.get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
+            ))
+        })?;
+        if !arr.is_c_contiguous() {
+            return Err(FormatError::new_err(format!(
+                "bus {:?}: publish() needs a C-contiguous array (use numpy.ascontiguousarray)",
+                self.name
+            )));
+        }
+        let bytes = arr
+            .as_slice()
+            .map_err(|e| FormatError::new_err(format!("bus {:?}: {e}", self.name)))?;
+        self.with(|w| w.publish_from(bytes, m))?
+            .map_err(errors::publish)
+    }
+
+    /// Close the bus: readers see `ProducerGone` and the segment is
+    /// removed. Deferred while a loan or a loan's numpy buffer is alive.
+    fn close(&self) {
+        let mut g = lock(&self.shared);
+        g.closing = true;
+        g.maybe_free();
+    }
+
+    /// Whether the bus is closed for good (`close()` was called and nothing
+    /// held it open any more).
+    #[getter]
+    fn closed(&self) -> bool {
+        lock(&self.shared).writer.is_none()
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> bool {
+        self.close();
+        false
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Writer({:?}, format={:?}, {}x{})",
+            self.name,
+            self.spec.format.name(),
+            self.spec.width,
+            self.spec.height
+        )
+    }
+}
+
+impl Drop for PyWriter {
+    fn drop(&mut self) {
+        let mut g = lock(&self.shared);
+        g.closing = true;
+        g.maybe_free();
+    }
+}
+
+/// Base object of a loan's numpy buffer: keeps the writer mapped.
+#[pyclass(module = "framebus._framebus", name = "_LoanBuffer", frozen)]
+pub struct LoanBuffer {
+    shared: Arc<Mutex<Shared>>,
+}
+
+impl Drop for LoanBuffer {
+    fn drop(&mut self) {
+        let mut g = lock(&self.shared);
+        g.buffers -= 1;
+        g.maybe_free();
+    }
+}
+
+struct LoanState {
+    loan: Option<Loan<'static>>,
+    array: Option<Py<PyAny>>,
+    meta: FrameMeta,
+    seq: Option<u64>,
+}
+
+/// A slot loaned for writing (from `Writer.loan()`).
+///
+/// `with loan as buf:` gives the writable numpy view (`loan.array`);
+/// leaving the block publishes the frame, or abandons it if the block
+/// raised. `publish()` and `abandon()` do the same by hand. Afterwards the
+/// view is read-only.
+#[pyclass(module = "framebus._framebus", name = "Loan", frozen)]
+pub struct PyLoan {
+    bus: String,
+    shared: Arc<Mutex<Shared>>,
+    state: Mutex<LoanState>,
+}
+
+impl PyLoan {
+    /// End the loan: publish it (`Some(seq)`) or drop it unpublished.
+    fn finish(&self, py: Python<'_>, publish: bool) -> PyResult<Option<u64>> {
+        let mut st = lock(&self.state);
+        let Some(loan) = st.loan.take() else {
+            return Err(Released::new_err(format!(
+                "bus {:?}: the loan already ended",
+                self.bus
+            )));
+        };
+        let seq = if publish {
+            Some(loan.publish(st.meta))
+        } else {
+            drop(loan);
+            None
+        };
+        st.seq = seq;
+        if let Some(a) = &st.array {
+            let kw = PyDict::new(py);
+            kw.set_item("write", false)?;
+            a.bind(py).call_method("setflags", (), Some(&kw))?;
+        }
+        st.array = None;
+        drop(st);
+        let mut g = lock(&self.shared);
+        g.loaned = false;
+        g.maybe_free();
+        Ok(seq)
+    }
+}
+
+#[pymethods]
+impl PyLoan {
+    /// The writable numpy view of the slot (see `Writer.loan`).
+    #[getter]
+    fn array(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        lock(&self.state)
+            .array
+            .as_ref()
+            .map(|a| a.clone_ref(py))
+            .ok_or_else(|| Released::new_err(format!("bus {:?}: the loan already ended", self.bus)))
+    }
+
+    /// Set the payload length in bytes (MJPEG; raw frames are always one
+    /// frame long).
+    fn set_len(&self, n: usize) -> PyResult<()> {
+        let mut st = lock(&self.state);
+        match st.loan.as_mut() {
+            Some(l) => l.set_len(n).map_err(errors::publish),
+            None => Err(Released::new_err(format!(
+                "bus {:?}: the loan already ended",
+                self.bus
+            ))),
+        }
+    }
+
+    /// Sequence number the frame was published under (`None` before, or
+    /// if abandoned).
+    #[getter]
+    fn seq(&self) -> Option<u64> {
+        lock(&self.state).seq
+    }
+
+    /// Publish the frame now; returns its sequence number.
+    fn publish(&self, py: Python<'_>) -> PyResult<u64> {
+        Ok(self.finish(py, true)?.unwrap_or_default())
+    }
+
+    /// Drop the frame unpublished and give the slot back.
+    fn abandon(&self, py: Python<'_>) -> PyResult<()> {
+        self.finish(py, false).map(|_| ())
+    }
+
+    fn __enter__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        self.array(py)
+    }
+
+    #[pyo3(signature = (exc_type = None, _exc = None, _tb = None))]
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        exc_type: Option<&Bound<'_, PyAny>>,
+        _exc: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        let ok = exc_type.is_none_or(|t| t.is_none());
+        if lock(&self.state).loan.is_some() {
+            self.finish(py, ok)?;
+        }
+        Ok(false)
+    }
+
+    fn __repr__(&self) -> String {
+        let st = lock(&self.state);
+        let what = match (&st.loan, st.seq) {
+            (Some(_), _) => "open".to_string(),
+            (None, Some(s)) => format!("published as {s}"),
+            (None, None) => "abandoned".to_string(),
+        };
+        format!("Loan(bus={:?}, {what})", self.bus)
+    }
+}
+
+impl Drop for PyLoan {
+    fn drop(&mut self) {
+        let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        if st.loan.take().is_some() {
+            // Dropped unpublished: the core abandoned the slot.
+            let mut g = lock(&self.shared);
+            g.loaned = false;
+            g.maybe_free();
+        }
+    }
+}
