@@ -1,1 +1,77 @@
-fn main() {}
+//! `framebus-producer`: owns one camera (or the test pattern, or an FFmpeg
+//! input) and writes its frames into a shared-memory bus. See
+//! `docs/producer.md`.
+
+mod cli;
+mod convert;
+mod devlock;
+mod error;
+mod ffmpeg_src;
+mod pacing;
+mod run;
+mod signals;
+mod source;
+mod testsrc;
+
+use clap::Parser;
+
+use crate::cli::{Cli, LogFormat};
+use crate::error::Fatal;
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let code = match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => 0,
+                _ => Fatal::Config(String::new()).exit_code(),
+            };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    init_logging(cli.log_format);
+    if let Err(e) = signals::install() {
+        eprintln!("framebus-producer: error: cannot install signal handlers: {e}");
+        std::process::exit(1);
+    }
+    let result = if cli.list_devices {
+        list_devices()
+    } else {
+        run::run(cli)
+    };
+    if let Err(e) = result {
+        eprintln!("framebus-producer: error: {e}");
+        std::process::exit(e.exit_code());
+    }
+}
+
+fn list_devices() -> Result<(), Fatal> {
+    let mut found = false;
+    if let Ok(dir) = std::fs::read_dir("/dev") {
+        for e in dir.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if name.starts_with("video") {
+                found = true;
+                println!("/dev/{name}");
+            }
+        }
+    }
+    if !found {
+        return Err(Fatal::NoDevice("no /dev/video* capture device".into()));
+    }
+    Ok(())
+}

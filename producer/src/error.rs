@@ -1,0 +1,54 @@
+//! Fatal errors and the exit codes they map to (documented in
+//! `docs/producer.md` and the README).
+
+/// Why the producer stops with a non-zero status.
+#[derive(Debug, thiserror::Error)]
+pub enum Fatal {
+    /// Bad flags or configuration (exit 4).
+    #[error("bad configuration: {0}")]
+    Config(String),
+    /// The bus or the device belongs to another live producer (exit 5).
+    #[error("{what} is already owned by another producer (pid {pid})")]
+    Owned {
+        /// The bus or device.
+        what: String,
+        /// The other producer's pid.
+        pid: u32,
+    },
+    /// No capture device, or the source does not exist (exit 6).
+    #[error("no device: {0}")]
+    NoDevice(String),
+    /// A library or codec the source needs is missing (exit 3).
+    #[error("missing dependency: {0}")]
+    MissingDependency(String),
+    /// Anything else (exit 1).
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Fatal {
+    /// The process exit status.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Fatal::Other(_) => 1,
+            Fatal::MissingDependency(_) => 3,
+            Fatal::Config(_) => 4,
+            Fatal::Owned { .. } => 5,
+            Fatal::NoDevice(_) => 6,
+        }
+    }
+}
+
+impl From<framebus::CreateError> for Fatal {
+    fn from(e: framebus::CreateError) -> Fatal {
+        use framebus::CreateError as E;
+        match e {
+            E::Exists { name, pid } => Fatal::Owned {
+                what: format!("bus {name:?}"),
+                pid,
+            },
+            e @ (E::Name(_) | E::Spec { .. } | E::Options { .. }) => Fatal::Config(e.to_string()),
+            e => Fatal::Other(e.to_string()),
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! The run loop: create the bus, keep a source feeding it, reconnect with
+//! exponential backoff, reopen on the watchdog, stop on a signal.
+//!
+//! The bus outlives every source: while the source is away readers simply
+//! see no new frames (and `framebus stat` shows the source state), never an
+//! error, and the source resumes into the same bus with the same format.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use framebus::layout::source_state;
+use framebus::{Counter, Fps, FrameSpec, PixelFormat, Writer, WriterOptions};
+
+use crate::cli::{Cli, SourceKind};
+use crate::error::Fatal;
+use crate::ffmpeg_src::FfmpegSource;
+use crate::signals;
+use crate::source::{Pulled, Source, SourceError};
+use crate::testsrc::TestSrc;
+
+/// Longest a single wait in the loop lasts (bounds the stop latency).
+const TICK: Duration = Duration::from_millis(100);
+/// How long an `ffmpeg:` input may take to report its stream.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+
+type Opener = Box<dyn FnMut(&FrameSpec) -> Result<Box<dyn Source>, SourceError>>;
+
+/// An error of the first open, before the bus exists.
+fn startup_error(e: SourceError) -> Fatal {
+    match e {
+        SourceError::NotFound { .. } | SourceError::Lost { .. } => Fatal::NoDevice(e.to_string()),
+        SourceError::Missing { .. } => Fatal::MissingDependency(e.to_string()),
+        SourceError::Unsupported { .. } => Fatal::Config(e.to_string()),
+        SourceError::Busy { what, pid } => Fatal::Owned { what, pid },
+    }
+}
+
+/// Round a size down to what the format's chroma subsampling allows.
+fn align(format: PixelFormat, w: u32, h: u32) -> (u32, u32) {
+    match format {
+        PixelFormat::Nv12 | PixelFormat::I420 => (w & !1, h & !1),
+        PixelFormat::Yuyv | PixelFormat::Uyvy => (w & !1, h),
+        _ => (w, h),
+    }
+}
+
+/// Run until stopped. `Ok` is a clean stop (exit 0).
+pub fn run(cli: Cli) -> Result<(), Fatal> {
+    let kind = SourceKind::parse(&cli.source).ok_or_else(|| {
+        Fatal::Config(format!(
+            "unknown source {:?} (expected testsrc, v4l2:/dev/videoN, v4l2:auto or ffmpeg:<url-or-file>)",
+            cli.source
+        ))
+    })?;
+    framebus::validate_name(&cli.bus).map_err(|e| Fatal::Config(e.to_string()))?;
+    if cli.backoff_max < cli.backoff_initial {
+        return Err(Fatal::Config(format!(
+            "--backoff-max ({:?}) is shorter than --backoff-initial ({:?})",
+            cli.backoff_max, cli.backoff_initial
+        )));
+    }
+    let group = match &cli.group {
+        Some(g) => {
+            Some(framebus::group_id(g).map_err(|e| Fatal::Config(format!("group {g:?}: {e}")))?)
+        }
+        None => None,
+    };
+    let spec_of = |w: u32, h: u32, fps: Fps| {
+        let (w, h) = align(cli.format, w, h);
+        FrameSpec::new(cli.format, w, h, fps).map_err(|e| Fatal::Config(e.to_string()))
+    };
+
+    // Decide the bus spec (opening the source first when the flags leave
+    // its size or rate open) and how to (re)open the source.
+    let (spec, first, mut opener): (FrameSpec, Option<Box<dyn Source>>, Opener) = match kind {
+        SourceKind::TestSrc => {
+            let (w, h) = cli.size.unwrap_or((1920, 1080));
+            let spec = spec_of(w, h, cli.fps.unwrap_or(Fps::new(60)))?;
+            let first = TestSrc::new(spec).map_err(startup_error)?;
+            let opener: Opener =
+                Box::new(|spec: &FrameSpec| Ok(Box::new(TestSrc::new(*spec)?) as Box<dyn Source>));
+            (spec, Some(Box::new(first)), opener)
+        }
+        SourceKind::Ffmpeg(url) => {
+            let pace = cli.fps;
+            let open = {
+                let url = url.clone();
+                move |_: &FrameSpec| {
+                    Ok(Box::new(FfmpegSource::open(&url, pace, OPEN_TIMEOUT)?) as Box<dyn Source>)
+                }
+            };
+            match (cli.size, cli.fps) {
+                // Fully specified: the bus exists even if the camera is not
+                // reachable yet.
+                (Some((w, h)), Some(fps)) => (spec_of(w, h, fps)?, None, Box::new(open)),
+                _ => {
+                    let src =
+                        FfmpegSource::open(&url, pace, OPEN_TIMEOUT).map_err(startup_error)?;
+                    let n = src.native();
+                    let (w, h) = cli.size.unwrap_or((n.width, n.height));
+                    let fps = cli.fps.or(n.fps).unwrap_or(Fps::new(25));
+                    (spec_of(w, h, fps)?, Some(Box::new(src)), Box::new(open))
+                }
+            }
+        }
+        SourceKind::V4l2(_) => {
+            return Err(Fatal::NoDevice(
+                "V4L2 capture is not wired into this build yet".into(),
+            ))
+        }
+    };
+
+    let opts = WriterOptions {
+        slots: cli.slots,
+        group,
+        source: cli.source.clone(),
+        ..WriterOptions::default()
+    };
+    let mut writer = Writer::create(&cli.bus, spec, opts)?;
+    tracing::info!(
+        bus = %cli.bus,
+        path = %writer.path().display(),
+        source = %cli.source,
+        format = %spec.format,
+        size = %format!("{}x{}", spec.width, spec.height),
+        fps = %spec.fps,
+        "bus created"
+    );
+    supervise(
+        &mut writer,
+        first,
+        &mut *opener,
+        Backoff::new(cli.backoff_initial, cli.backoff_max),
+        cli.watchdog,
+    );
+    tracing::info!(bus = %cli.bus, "stopping: bus closed");
+    Ok(())
+}
+
+/// Exponential backoff: `initial`, doubling up to `max`; reset after a
+/// source delivered frames.
+#[derive(Debug)]
+pub struct Backoff {
+    initial: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    /// A fresh backoff.
+    pub fn new(initial: Duration, max: Duration) -> Backoff {
+        Backoff {
+            initial,
+            max,
+            next: initial,
+        }
+    }
+
+    /// The delay to wait now; doubles the following one.
+    pub fn step(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(self.max);
+        d
+    }
+
+    /// Back to the initial delay.
+    pub fn reset(&mut self) {
+        self.next = self.initial;
+    }
+}
+
+/// Keep a source feeding `writer` until a stop is requested.
+fn supervise(
+    writer: &mut Writer,
+    mut current: Option<Box<dyn Source>>,
+    opener: &mut dyn FnMut(&FrameSpec) -> Result<Box<dyn Source>, SourceError>,
+    mut backoff: Backoff,
+    watchdog: Duration,
+) {
+    let spec = *writer.spec();
+    let mut opened_once = current.is_some();
+    while !signals::stop_requested() {
+        let mut source = match current.take() {
+            Some(s) => s,
+            None => {
+                writer.set_source_state(source_state::OPENING);
+                if opened_once {
+                    writer.count(Counter::Restarts, 1);
+                }
+                opened_once = true;
+                match opener(&spec) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let delay = backoff.step();
+                        tracing::warn!(error = %e, retry_in = ?delay, "source unavailable");
+                        writer.set_source_state(source_state::RECONNECTING);
+                        signals::sleep(delay);
+                        continue;
+                    }
+                }
+            }
+        };
+        writer.set_source_state(source_state::RUNNING);
+        tracing::info!("source running");
+        let mut last_frame = Instant::now();
+        let mut delivered = false;
+        let outcome = loop {
+            if signals::stop_requested() {
+                break None;
+            }
+            match source.pull(writer, TICK) {
+                Ok(Pulled::Frame) => {
+                    last_frame = Instant::now();
+                    if !delivered {
+                        delivered = true;
+                        backoff.reset();
+                    }
+                }
+                Ok(Pulled::Idle) => {
+                    if last_frame.elapsed() >= watchdog {
+                        break Some(Lost::Stalled);
+                    }
+                }
+                Err(e) => break Some(Lost::Error(e)),
+            }
+        };
+        drop(source);
+        match outcome {
+            None => break,
+            Some(Lost::Stalled) => {
+                writer.count(Counter::WatchdogFires, 1);
+                writer.set_source_state(source_state::STALLED);
+                tracing::warn!(after = ?watchdog, "watchdog: no frame, reopening the source");
+            }
+            Some(Lost::Error(e)) => {
+                writer.set_source_state(source_state::RECONNECTING);
+                let delay = backoff.step();
+                tracing::warn!(error = %e, retry_in = ?delay, "source lost");
+                signals::sleep(delay);
+            }
+        }
+    }
+}
+
+enum Lost {
+    Stalled,
+    Error(SourceError),
+}
+
+/// Where device lock files go: the bus directory.
+pub fn lock_dir() -> PathBuf {
+    framebus::default_shm_dir()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_max_and_resets() {
+        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+        let steps: Vec<u64> = (0..7).map(|_| b.step().as_secs()).collect();
+        assert_eq!(steps, [1, 2, 4, 8, 16, 30, 30]);
+        b.reset();
+        assert_eq!(b.step(), Duration::from_secs(1));
+    }
+}
