@@ -1,1 +1,27 @@
-//! MJPEG over HTTP.
+//! MJPEG over HTTP: the `framebus-mjpeg` server.
+//!
+//! One encoder thread per (bus, profile), started by the first viewer or
+//! snapshot and stopped a grace time after the last one leaves
+//! ([`crate::common::demand`]); it follows the bus across producer restarts,
+//! picks frames by capture time, scales to I420 with swscale and encodes
+//! with libjpeg-turbo's YUV path ([`encoder`]). Viewers get the newest JPEG
+//! from a watch channel, so slow viewers skip frames and never queue
+//! ([`media`]). HTTP by axum ([`http`]); see `docs/mjpeg.md`.
+//!
+//! Files: [`config`] (CLI, profiles), [`streams`] (buses and streams),
+//! [`encoder`], [`media`] (`.mjpg`, snapshot), [`api`] (JSON, start/stop,
+//! healthz), [`index`] (`/`), [`metrics`] (Prometheus), [`auth`], [`error`].
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod encoder;
+pub mod error;
+pub mod http;
+pub mod index;
+pub mod media;
+pub mod metrics;
+pub mod streams;
+
+pub use config::{Args, Profile};
+pub use http::{serve, ServeError};

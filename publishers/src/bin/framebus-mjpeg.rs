@@ -1,0 +1,34 @@
+//! `framebus-mjpeg`: serve framebus buses as MJPEG over HTTP.
+//!
+//! Run with: `cargo run -p framebus-publishers --bin framebus-mjpeg -- --bus cam0`
+
+use clap::Parser;
+use framebus_publishers::mjpeg::{serve, Args};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("framebus-mjpeg: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(serve(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("framebus-mjpeg: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
