@@ -1,0 +1,105 @@
+//! `framebus-rtsp`: serves buses as H.264 over RTSP at
+//! `rtsp://HOST:8554/{bus}/{profile}`.
+//!
+//! Run with: `framebus-rtsp --listen 127.0.0.1:8554`
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use framebus_publishers::rtsp::config::{default_profiles, Credentials};
+use framebus_publishers::rtsp::encoder::EncoderKind;
+use framebus_publishers::rtsp::{Config, Profile, Server};
+
+/// Serve framebus buses as H.264 over RTSP.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Address to listen on (port 0 picks a free port; the first stdout
+    /// line names the bound address).
+    #[arg(long, default_value = "127.0.0.1:8554")]
+    listen: SocketAddr,
+    /// A profile `NAME=WxH|native[@FPS][,bitrate=4M][,gop=N]`; repeatable;
+    /// replaces the defaults (`high=1920x1080@30,bitrate=4M` and `native`).
+    #[arg(long = "profile")]
+    profiles: Vec<Profile>,
+    /// H.264 encoder.
+    #[arg(long, value_enum, default_value = "auto")]
+    encoder: EncoderKind,
+    /// Seconds an encoder keeps running after its last client leaves.
+    #[arg(long, default_value_t = 10.0)]
+    grace: f64,
+    /// Clients per stream; more get 503.
+    #[arg(long, default_value_t = 32)]
+    max_clients: usize,
+    /// Session timeout in seconds (announced in `Session:`).
+    #[arg(long, default_value_t = 60)]
+    session_timeout: u64,
+    /// RTP packet size limit in bytes.
+    #[arg(long, default_value_t = 1400)]
+    mtu: usize,
+    /// Require `user:password` (RTSP Basic or Digest).
+    #[arg(long)]
+    auth: Option<Credentials>,
+    /// Shared-memory directory (default: $FRAMEBUS_SHM_DIR or /dev/shm).
+    #[arg(long)]
+    shm_dir: Option<PathBuf>,
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let config = Config {
+        listen: args.listen,
+        profiles: if args.profiles.is_empty() {
+            default_profiles()
+        } else {
+            args.profiles
+        },
+        encoder: args.encoder,
+        grace: Duration::from_secs_f64(args.grace.max(0.0)),
+        max_clients: args.max_clients,
+        session_timeout: Duration::from_secs(args.session_timeout.max(1)),
+        mtu: args.mtu,
+        auth: args.auth,
+        shm_dir: args.shm_dir,
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("framebus-rtsp: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async {
+        let server = match Server::bind(config).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("framebus-rtsp: cannot listen on {}: {e}", args.listen);
+                return std::process::ExitCode::FAILURE;
+            }
+        };
+        match server.local_addr() {
+            Ok(a) => println!("listening on rtsp://{a}/"),
+            Err(e) => {
+                eprintln!("framebus-rtsp: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+        tokio::select! {
+            _ = server.run() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        std::process::ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,573 @@
+//! One RTSP control connection: request parsing (rtsp-types), the method
+//! state machine, and delivery of its session's media.
+//!
+//! A reader task turns bytes into messages and hands them to the
+//! connection task over a channel; a malformed request gets `400` and the
+//! reader resynchronises after the bad message's blank line, so the
+//! connection lives on. The connection task owns the socket's write half
+//! and interleaves responses with TCP media. A connection carries at most
+//! one session (one track); the session ends with TEARDOWN, with the
+//! connection, or when no request or RTCP arrives for the session timeout.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rtsp_types::headers::{self, RtpLowerTransport, RtpProfile, Transport, Transports};
+use rtsp_types::{Message, Method, Request, Response, StatusCode, Version};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+
+use super::auth::Auth;
+use super::config::Config;
+use super::sdp;
+use super::session::{interleave, udp_sender, RtpState, UdpPair, SR_INTERVAL};
+use super::stream::{random_u64, AccessUnit, ClientSlot, StreamError, Streams};
+
+/// Largest request (headers and body) accepted.
+const MAX_REQUEST: usize = 64 * 1024;
+/// A TCP client that does not take an access unit within this long is
+/// disconnected.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+const PUBLIC: &str =
+    "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER";
+
+/// What the reader task delivers.
+enum Incoming {
+    Request(Request<Vec<u8>>),
+    /// Interleaved data from the client (RTCP receiver reports).
+    Data,
+    /// Bytes that are not an RTSP message.
+    Malformed,
+}
+
+enum Transport_ {
+    Tcp {
+        rtp_channel: u8,
+    },
+    Udp {
+        pair: Arc<UdpPair>,
+        rtp_dest: SocketAddr,
+        rtcp_dest: SocketAddr,
+    },
+}
+
+struct Session {
+    id: String,
+    slot: ClientSlot,
+    transport: Transport_,
+    /// TCP: the subscription and per-client state while playing.
+    tcp_play: Option<(broadcast::Receiver<Arc<AccessUnit>>, RtpState)>,
+    /// UDP: the sender task while playing.
+    udp_task: Option<JoinHandle<()>>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Some(t) = self.udp_task.take() {
+            t.abort();
+        }
+    }
+}
+
+/// Serves one connection until it closes or its session expires.
+pub async fn serve(socket: TcpStream, config: Arc<Config>, streams: Arc<Streams>, auth: Arc<Auth>) {
+    let peer = socket.peer_addr().ok();
+    let local = socket.local_addr().ok();
+    let _ = socket.set_nodelay(true);
+    let (mut rd, wr) = socket.into_split();
+    let (tx, rx) = mpsc::channel(8);
+    let reader = tokio::spawn(async move {
+        let mut buf: Vec<u8> = Vec::with_capacity(4096);
+        let mut chunk = [0u8; 4096];
+        loop {
+            // Parse everything complete in the buffer.
+            loop {
+                if buf.is_empty() {
+                    break;
+                }
+                match Message::<Vec<u8>>::parse(&buf) {
+                    Ok((msg, used)) => {
+                        buf.drain(..used);
+                        let m = match msg {
+                            Message::Request(r) => Incoming::Request(r),
+                            Message::Data(_) => Incoming::Data,
+                            Message::Response(_) => continue,
+                        };
+                        if tx.send(m).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(rtsp_types::ParseError::Incomplete(_)) if buf.len() <= MAX_REQUEST => break,
+                    Err(_) => {
+                        // Resynchronise after the bad message's blank line,
+                        // or drop everything if there is none yet.
+                        let cut = buf
+                            .windows(4)
+                            .position(|w| w == b"\r\n\r\n")
+                            .map_or(buf.len(), |p| p + 4);
+                        buf.drain(..cut);
+                        if tx.send(Incoming::Malformed).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            match rd.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    });
+    let mut conn = Conn {
+        config,
+        streams,
+        auth,
+        peer,
+        local,
+        wr,
+        session: None,
+        epoch: Instant::now(),
+        activity: Arc::new(AtomicU64::new(0)),
+    };
+    conn.run(rx).await;
+    reader.abort();
+    tracing::debug!(?peer, "connection closed");
+}
+
+struct Conn {
+    config: Arc<Config>,
+    streams: Arc<Streams>,
+    auth: Arc<Auth>,
+    peer: Option<SocketAddr>,
+    local: Option<SocketAddr>,
+    wr: OwnedWriteHalf,
+    session: Option<Session>,
+    epoch: Instant,
+    /// Milliseconds since `epoch` of the last sign of life.
+    activity: Arc<AtomicU64>,
+}
+
+/// Why the connection ends.
+enum Close {
+    Io,
+}
+
+impl Conn {
+    fn touch(&self) {
+        self.activity
+            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    fn expired(&self) -> bool {
+        let last = Duration::from_millis(self.activity.load(Ordering::Relaxed));
+        self.epoch.elapsed().saturating_sub(last) > self.config.session_timeout
+    }
+
+    async fn run(&mut self, mut rx: mpsc::Receiver<Incoming>) {
+        self.touch();
+        let mut sr = tokio::time::interval(SR_INTERVAL);
+        let mut buf = Vec::with_capacity(64 * 1024);
+        loop {
+            let tcp_play = self.session.as_mut().and_then(|s| {
+                let Transport_::Tcp { rtp_channel } = s.transport else {
+                    return None;
+                };
+                let stream = Arc::clone(s.slot.stream());
+                s.tcp_play.as_mut().map(|p| (p, rtp_channel, stream))
+            });
+            let result = match tcp_play {
+                Some(((rx_au, state), channel, stream)) => {
+                    tokio::select! {
+                        m = rx.recv() => self.on_incoming(m).await,
+                        au = state.next_au(rx_au, &stream) => {
+                            match au {
+                                Some(au) => {
+                                    buf.clear();
+                                    interleave(state, &au, channel, &mut buf);
+                                    write_timeout(&mut self.wr, &buf).await
+                                }
+                                None => Err(Close::Io),
+                            }
+                        }
+                        _ = sr.tick() => {
+                            if state.packets > 0 {
+                                let report = state.sender_report(&stream);
+                                buf.clear();
+                                buf.push(b'$');
+                                buf.push(channel + 1);
+                                buf.extend_from_slice(&(report.len() as u16).to_be_bytes());
+                                buf.extend_from_slice(&report);
+                                write_timeout(&mut self.wr, &buf).await
+                            } else {
+                                self.check_expiry()
+                            }
+                        }
+                    }
+                }
+                None => {
+                    tokio::select! {
+                        m = rx.recv() => self.on_incoming(m).await,
+                        _ = sr.tick() => self.check_expiry(),
+                    }
+                }
+            };
+            if result.is_err() {
+                return;
+            }
+        }
+    }
+
+    fn check_expiry(&mut self) -> Result<(), Close> {
+        if self.session.is_some() && self.expired() {
+            tracing::info!(peer = ?self.peer, "session expired");
+            return Err(Close::Io);
+        }
+        Ok(())
+    }
+
+    async fn on_incoming(&mut self, m: Option<Incoming>) -> Result<(), Close> {
+        match m {
+            None => Err(Close::Io),
+            Some(Incoming::Data) => {
+                self.touch();
+                Ok(())
+            }
+            Some(Incoming::Malformed) => {
+                tracing::debug!(peer = ?self.peer, "malformed request");
+                let resp =
+                    Response::builder(Version::V1_0, StatusCode::BadRequest).build(Vec::new());
+                self.send(&resp).await
+            }
+            Some(Incoming::Request(req)) => {
+                self.touch();
+                let resp = self.handle(&req).await;
+                self.send(&resp).await
+            }
+        }
+    }
+
+    async fn send(&mut self, resp: &Response<Vec<u8>>) -> Result<(), Close> {
+        let mut out = Vec::with_capacity(512);
+        resp.write(&mut out).map_err(|_| Close::Io)?;
+        write_timeout(&mut self.wr, &out).await
+    }
+
+    fn reply(&self, req: &Request<Vec<u8>>, status: StatusCode) -> rtsp_types::ResponseBuilder {
+        let mut b =
+            Response::builder(req.version(), status).header(headers::SERVER, "framebus-rtsp");
+        if let Some(cseq) = req.header(&headers::CSEQ) {
+            b = b.header(headers::CSEQ, cseq.as_str());
+        }
+        if let Some(s) = &self.session {
+            b = b.header(
+                headers::SESSION,
+                format!("{};timeout={}", s.id, self.config.session_timeout.as_secs()),
+            );
+        }
+        b
+    }
+
+    fn error(&self, req: &Request<Vec<u8>>, status: StatusCode) -> Response<Vec<u8>> {
+        self.reply(req, status).build(Vec::new())
+    }
+
+    /// `(bus, profile)` of a request URL `rtsp://host/{bus}/{profile}[/trackID=0]`.
+    fn target(req: &Request<Vec<u8>>) -> Option<(String, String)> {
+        let url = req.request_uri()?;
+        let mut parts = url.path().split('/').filter(|p| !p.is_empty());
+        let bus = parts.next()?.to_string();
+        let profile = parts.next()?.to_string();
+        match parts.next() {
+            None => {}
+            Some(t) if t.starts_with("trackID=") => {}
+            Some(_) => return None,
+        }
+        parts.next().is_none().then_some((bus, profile))
+    }
+
+    fn stream_error(&self, req: &Request<Vec<u8>>, e: &StreamError) -> Response<Vec<u8>> {
+        tracing::info!(peer = ?self.peer, error = %e, "request refused");
+        let status = match e {
+            StreamError::UnknownProfile(_) | StreamError::NoBus(..) => StatusCode::NotFound,
+            StreamError::Full(..) => StatusCode::ServiceUnavailable,
+            StreamError::Encoder(..) | StreamError::Timeout(..) => StatusCode::InternalServerError,
+        };
+        self.error(req, status)
+    }
+
+    fn session_matches(&self, req: &Request<Vec<u8>>) -> bool {
+        match (&self.session, req.typed_header::<headers::Session>()) {
+            (Some(s), Ok(Some(h))) => h.0 == s.id,
+            _ => false,
+        }
+    }
+
+    async fn handle(&mut self, req: &Request<Vec<u8>>) -> Response<Vec<u8>> {
+        let method = req.method().clone();
+        if !matches!(method, Method::Options) {
+            if let Err(challenge) = self.auth.check(req) {
+                return self
+                    .reply(req, StatusCode::Unauthorized)
+                    .header(headers::WWW_AUTHENTICATE, challenge)
+                    .build(Vec::new());
+            }
+        }
+        match method {
+            Method::Options => self
+                .reply(req, StatusCode::Ok)
+                .header(headers::PUBLIC, PUBLIC)
+                .build(Vec::new()),
+            Method::Describe => self.describe(req).await,
+            Method::Setup => self.setup(req).await,
+            Method::Play => self.play(req),
+            Method::Pause => {
+                if !self.session_matches(req) {
+                    return self.error(req, StatusCode::SessionNotFound);
+                }
+                if let Some(s) = &mut self.session {
+                    s.tcp_play = None;
+                    if let Some(t) = s.udp_task.take() {
+                        t.abort();
+                    }
+                }
+                self.error(req, StatusCode::Ok)
+            }
+            Method::Teardown => {
+                let resp = self.error(req, StatusCode::Ok);
+                if self.session_matches(req) {
+                    self.session = None;
+                }
+                resp
+            }
+            Method::GetParameter | Method::SetParameter => {
+                if req.header(&headers::SESSION).is_some() && !self.session_matches(req) {
+                    return self.error(req, StatusCode::SessionNotFound);
+                }
+                self.error(req, StatusCode::Ok)
+            }
+            _ => self
+                .reply(req, StatusCode::MethodNotAllowed)
+                .header(headers::ALLOW, PUBLIC)
+                .build(Vec::new()),
+        }
+    }
+
+    async fn describe(&mut self, req: &Request<Vec<u8>>) -> Response<Vec<u8>> {
+        let Some((bus, profile)) = Self::target(req) else {
+            return self.error(req, StatusCode::NotFound);
+        };
+        let stream = match self.streams.get(&bus, &profile) {
+            Ok(s) => s,
+            Err(e) => return self.stream_error(req, &e),
+        };
+        if stream.clients() >= self.config.max_clients {
+            return self.stream_error(
+                req,
+                &StreamError::Full(stream.path.clone(), self.config.max_clients),
+            );
+        }
+        let params = match stream.params().await {
+            Ok(p) => p,
+            Err(e) => return self.stream_error(req, &e),
+        };
+        let ip = self
+            .local
+            .map(|a| a.ip().to_string())
+            .unwrap_or_else(|| "0.0.0.0".into());
+        let body = sdp::describe(&params, random_u64() >> 1, &ip, &stream.path);
+        let base = match req.request_uri() {
+            Some(u) => {
+                let s = u.as_str();
+                if s.ends_with('/') {
+                    s.to_string()
+                } else {
+                    format!("{s}/")
+                }
+            }
+            None => String::new(),
+        };
+        self.reply(req, StatusCode::Ok)
+            .header(headers::CONTENT_TYPE, "application/sdp")
+            .header(headers::CONTENT_BASE, base)
+            .build(body)
+    }
+
+    async fn setup(&mut self, req: &Request<Vec<u8>>) -> Response<Vec<u8>> {
+        let Some((bus, profile)) = Self::target(req) else {
+            return self.error(req, StatusCode::NotFound);
+        };
+        if req.header(&headers::SESSION).is_some() && !self.session_matches(req) {
+            return self.error(req, StatusCode::SessionNotFound);
+        }
+        let transports = match req.typed_header::<Transports>() {
+            Ok(Some(t)) => t,
+            _ => return self.error(req, StatusCode::BadRequest),
+        };
+        // The first transport we support, in the client's order.
+        let mut chosen = None;
+        for t in transports.iter() {
+            let Transport::Rtp(rtp) = t else { continue };
+            if rtp.profile != RtpProfile::Avp || rtp.params.multicast {
+                continue;
+            }
+            match rtp.lower_transport {
+                Some(RtpLowerTransport::Tcp) => {
+                    let ch = rtp.params.interleaved.map_or(0, |(a, _)| a);
+                    if ch < 255 {
+                        chosen = Some((true, ch, 0));
+                        break;
+                    }
+                }
+                None | Some(RtpLowerTransport::Udp) => {
+                    if let Some((p, _)) = rtp.params.client_port {
+                        chosen = Some((false, 0, p));
+                        break;
+                    }
+                }
+                Some(RtpLowerTransport::Other(_)) => {}
+            }
+        }
+        let Some((tcp, channel, client_port)) = chosen else {
+            return self.error(req, StatusCode::UnsupportedTransport);
+        };
+        let stream = match self.streams.get(&bus, &profile) {
+            Ok(s) => s,
+            Err(e) => return self.stream_error(req, &e),
+        };
+        let reuse = match &self.session {
+            Some(sess) if Arc::ptr_eq(sess.slot.stream(), &stream) => true,
+            Some(_) => return self.error(req, StatusCode::AggregateOperationNotAllowed),
+            None => false,
+        };
+        let (transport, header) = if tcp {
+            (
+                Transport_::Tcp {
+                    rtp_channel: channel,
+                },
+                format!(
+                    "RTP/AVP/TCP;unicast;interleaved={}-{};ssrc={:08X}",
+                    channel,
+                    channel + 1,
+                    stream.ssrc
+                ),
+            )
+        } else {
+            let (Some(peer), Some(local)) = (self.peer, self.local) else {
+                return self.error(req, StatusCode::InternalServerError);
+            };
+            let pair = match UdpPair::bind(local.ip()).await {
+                Ok(p) => Arc::new(p),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot bind UDP ports");
+                    return self.error(req, StatusCode::InternalServerError);
+                }
+            };
+            let sp = pair.port();
+            (
+                Transport_::Udp {
+                    pair,
+                    rtp_dest: SocketAddr::new(peer.ip(), client_port),
+                    rtcp_dest: SocketAddr::new(peer.ip(), client_port.wrapping_add(1)),
+                },
+                format!(
+                    "RTP/AVP;unicast;client_port={}-{};server_port={}-{};ssrc={:08X}",
+                    client_port,
+                    client_port.wrapping_add(1),
+                    sp,
+                    sp + 1,
+                    stream.ssrc
+                ),
+            )
+        };
+        if reuse {
+            // Re-SETUP of our own session keeps its slot and id.
+            if let Some(sess) = &mut self.session {
+                sess.tcp_play = None;
+                if let Some(t) = sess.udp_task.take() {
+                    t.abort();
+                }
+                sess.transport = transport;
+            }
+        } else {
+            let slot = match stream.join() {
+                Ok(slot) => slot,
+                Err(e) => return self.stream_error(req, &e),
+            };
+            self.session = Some(Session {
+                id: format!("{:016X}", random_u64()),
+                slot,
+                transport,
+                tcp_play: None,
+                udp_task: None,
+            });
+        }
+        tracing::info!(peer = ?self.peer, stream = %stream.path, tcp, clients = stream.clients(), "setup");
+        self.reply(req, StatusCode::Ok)
+            .header(headers::TRANSPORT, header)
+            .build(Vec::new())
+    }
+
+    fn play(&mut self, req: &Request<Vec<u8>>) -> Response<Vec<u8>> {
+        if !self.session_matches(req) {
+            return self.error(req, StatusCode::SessionNotFound);
+        }
+        let url = req
+            .request_uri()
+            .map(|u| u.as_str().to_string())
+            .unwrap_or_default();
+        let activity = Arc::clone(&self.activity);
+        let epoch = self.epoch;
+        let Some(s) = self.session.as_mut() else {
+            return self.error(req, StatusCode::SessionNotFound);
+        };
+        let stream = Arc::clone(s.slot.stream());
+        let first_seq = random_u64() as u16;
+        let already = s.tcp_play.is_some() || s.udp_task.is_some();
+        if !already {
+            let state = RtpState::new(first_seq);
+            let rx = stream.subscribe();
+            match &s.transport {
+                Transport_::Tcp { .. } => s.tcp_play = Some((rx, state)),
+                Transport_::Udp {
+                    pair,
+                    rtp_dest,
+                    rtcp_dest,
+                } => {
+                    s.udp_task = Some(tokio::spawn(udp_sender(
+                        Arc::clone(&stream),
+                        rx,
+                        state,
+                        Arc::clone(pair),
+                        *rtp_dest,
+                        *rtcp_dest,
+                        activity,
+                        epoch,
+                    )));
+                }
+            }
+            stream.request_idr();
+        }
+        let rtptime = stream.rtp_ts(framebus::monotonic_ns());
+        let base = url.trim_end_matches('/');
+        self.reply(req, StatusCode::Ok)
+            .header(headers::RANGE, "npt=0.000-")
+            .header(
+                headers::RTP_INFO,
+                format!("url={base}/trackID=0;seq={first_seq};rtptime={rtptime}"),
+            )
+            .build(Vec::new())
+    }
+}
+
+async fn write_timeout(wr: &mut OwnedWriteHalf, buf: &[u8]) -> Result<(), Close> {
+    match tokio::time::timeout(WRITE_TIMEOUT, wr.write_all(buf)).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(Close::Io),
+    }
+}

@@ -1,0 +1,368 @@
+//! H.264 encoding of bus frames through ffmpeg-next: copy the bus frame into
+//! an `AVFrame`, scale/convert to I420 at the profile's size with swscale
+//! when needed, encode with zero-latency settings.
+//!
+//! The encoder is opened with `AV_CODEC_FLAG_GLOBAL_HEADER`, so the SPS and
+//! PPS are in `extradata` only; [`H264Encoder::parameter_sets`] returns them
+//! for the SDP, and the stream inserts them in-band before every IDR.
+
+use std::fmt;
+
+use ff::{codec, encoder, format::Pixel, frame, picture, software::scaling, Dictionary, Packet};
+use ffmpeg_next as ff;
+use framebus::{FrameSpec, PixelFormat};
+
+use super::h264::{nal, nal_type, split_annex_b};
+
+/// Which H.264 encoder to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum EncoderKind {
+    /// The first hardware encoder that opens, else libx264.
+    Auto,
+    /// x264 (software).
+    Libx264,
+    /// VA-API (Intel/AMD).
+    H264Vaapi,
+    /// V4L2 memory-to-memory (Raspberry Pi and other SoCs).
+    H264V4l2m2m,
+    /// NVIDIA NVENC.
+    H264Nvenc,
+}
+
+impl EncoderKind {
+    fn ffmpeg_name(self) -> &'static str {
+        match self {
+            EncoderKind::Auto | EncoderKind::Libx264 => "libx264",
+            EncoderKind::H264Vaapi => "h264_vaapi",
+            EncoderKind::H264V4l2m2m => "h264_v4l2m2m",
+            EncoderKind::H264Nvenc => "h264_nvenc",
+        }
+    }
+
+    /// The encoders to try, in order.
+    fn candidates(self) -> Vec<EncoderKind> {
+        match self {
+            EncoderKind::Auto => vec![
+                EncoderKind::H264Nvenc,
+                EncoderKind::H264Vaapi,
+                EncoderKind::H264V4l2m2m,
+                EncoderKind::Libx264,
+            ],
+            k => vec![k],
+        }
+    }
+}
+
+/// Settings of one encoded stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EncodeSettings {
+    /// Output width.
+    pub width: u32,
+    /// Output height.
+    pub height: u32,
+    /// Output frame rate (frames per second).
+    pub fps: u32,
+    /// Target bit rate, bits per second.
+    pub bitrate: u64,
+    /// Frames between key frames.
+    pub gop: u32,
+    /// Which encoder.
+    pub encoder: EncoderKind,
+}
+
+/// Why the encoder could not be set up or run.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    /// ffmpeg could not be initialised.
+    #[error("cannot initialise ffmpeg: {0}")]
+    Init(ff::Error),
+    /// No candidate encoder opened.
+    #[error("no H.264 encoder opened ({tried}): {source}")]
+    Open {
+        /// Names of the encoders tried.
+        tried: String,
+        /// The last failure.
+        source: ff::Error,
+    },
+    /// The bus format cannot be converted.
+    #[error("bus pixel format {0:?} is not supported by the RTSP publisher")]
+    Format(PixelFormat),
+    /// swscale refused the conversion.
+    #[error("cannot convert {from:?} to {to}x{height} I420: {source}")]
+    Scale {
+        /// Source format.
+        from: PixelFormat,
+        /// Target width.
+        to: u32,
+        /// Target height.
+        height: u32,
+        /// The ffmpeg error.
+        source: ff::Error,
+    },
+    /// The encoder failed on a frame.
+    #[error("encoding failed: {0}")]
+    Encode(ff::Error),
+    /// The encoder produced no SPS/PPS.
+    #[error("the encoder produced no SPS/PPS in its extradata")]
+    NoParameterSets,
+}
+
+/// One encoded access unit in Annex B.
+pub struct EncodedAu {
+    /// Annex B bytes; SPS and PPS are prepended to IDR access units.
+    pub data: Vec<u8>,
+    /// True for an IDR access unit.
+    pub key: bool,
+    /// Presentation time stamp in 90 kHz units (as given to `encode`).
+    pub pts: i64,
+}
+
+/// A running H.264 encoder for one bus format and one profile.
+pub struct H264Encoder {
+    enc: encoder::Video,
+    name: &'static str,
+    src_spec: FrameSpec,
+    src: frame::Video,
+    scaler: Option<(scaling::Context, frame::Video)>,
+    sps: Vec<u8>,
+    pps: Vec<u8>,
+    packet: Packet,
+}
+
+impl fmt::Debug for H264Encoder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("H264Encoder")
+            .field("encoder", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+fn ff_pixel(f: PixelFormat) -> Option<Pixel> {
+    Some(match f {
+        PixelFormat::Yuyv => Pixel::YUYV422,
+        PixelFormat::Uyvy => Pixel::UYVY422,
+        PixelFormat::Nv12 => Pixel::NV12,
+        PixelFormat::I420 => Pixel::YUV420P,
+        PixelFormat::Rgb24 => Pixel::RGB24,
+        PixelFormat::Bgr24 => Pixel::BGR24,
+        PixelFormat::Gray8 => Pixel::GRAY8,
+        PixelFormat::Mjpeg => return None,
+    })
+}
+
+impl H264Encoder {
+    /// Opens an encoder for frames of `src` encoded with `settings`.
+    pub fn open(src: FrameSpec, settings: EncodeSettings) -> Result<H264Encoder, EncodeError> {
+        ff::init().map_err(EncodeError::Init)?;
+        let in_px = ff_pixel(src.format).ok_or(EncodeError::Format(src.format))?;
+        let mut last_err = ff::Error::EncoderNotFound;
+        let mut tried = Vec::new();
+        for kind in settings.encoder.candidates() {
+            let name = kind.ffmpeg_name();
+            tried.push(name);
+            match open_codec(name, settings) {
+                Ok(enc) => {
+                    let (sps, pps) = parameter_sets(&enc).ok_or(EncodeError::NoParameterSets)?;
+                    let same = src.width == settings.width
+                        && src.height == settings.height
+                        && matches!(src.format, PixelFormat::I420 | PixelFormat::Nv12)
+                        && name == "libx264";
+                    let scaler = if same && src.format == PixelFormat::I420 {
+                        None
+                    } else {
+                        let ctx = scaling::Context::get(
+                            in_px,
+                            src.width,
+                            src.height,
+                            Pixel::YUV420P,
+                            settings.width,
+                            settings.height,
+                            scaling::Flags::BILINEAR,
+                        )
+                        .map_err(|source| EncodeError::Scale {
+                            from: src.format,
+                            to: settings.width,
+                            height: settings.height,
+                            source,
+                        })?;
+                        Some((
+                            ctx,
+                            frame::Video::new(Pixel::YUV420P, settings.width, settings.height),
+                        ))
+                    };
+                    tracing::info!(encoder = name, "opened H.264 encoder");
+                    return Ok(H264Encoder {
+                        enc,
+                        name,
+                        src_spec: src,
+                        src: frame::Video::new(in_px, src.width, src.height),
+                        scaler,
+                        sps,
+                        pps,
+                        packet: Packet::empty(),
+                    });
+                }
+                Err(e) => {
+                    tracing::debug!(encoder = name, error = %e, "encoder did not open");
+                    last_err = e;
+                }
+            }
+        }
+        Err(EncodeError::Open {
+            tried: tried.join(", "),
+            source: last_err,
+        })
+    }
+
+    /// The ffmpeg name of the encoder in use.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The bus frame layout this encoder was opened for.
+    pub fn src_spec(&self) -> &FrameSpec {
+        &self.src_spec
+    }
+
+    /// SPS and PPS NAL units (without start codes).
+    pub fn parameter_sets(&self) -> (&[u8], &[u8]) {
+        (&self.sps, &self.pps)
+    }
+
+    /// Encodes one bus frame (`planes` as laid out by the source spec) with
+    /// presentation time `pts` (90 kHz), forcing an IDR when `force_idr`.
+    /// Returns the access units the encoder emitted (zero or one with
+    /// zero-latency settings).
+    pub fn encode(
+        &mut self,
+        data: &[u8],
+        pts: i64,
+        force_idr: bool,
+    ) -> Result<Vec<EncodedAu>, EncodeError> {
+        copy_into_frame(&self.src_spec, data, &mut self.src);
+        let frame = match &mut self.scaler {
+            Some((ctx, out)) => {
+                ctx.run(&self.src, out)
+                    .map_err(|source| EncodeError::Scale {
+                        from: self.src_spec.format,
+                        to: out.width(),
+                        height: out.height(),
+                        source,
+                    })?;
+                out
+            }
+            None => &mut self.src,
+        };
+        frame.set_pts(Some(pts));
+        frame.set_kind(if force_idr {
+            picture::Type::I
+        } else {
+            picture::Type::None
+        });
+        self.enc.send_frame(frame).map_err(EncodeError::Encode)?;
+        let mut out = Vec::new();
+        loop {
+            match self.enc.receive_packet(&mut self.packet) {
+                Ok(()) => {
+                    let data = self.packet.data().unwrap_or_default();
+                    let nals = split_annex_b(data);
+                    let key = nals.iter().any(|n| nal_type(n) == nal::IDR);
+                    let mut au = Vec::with_capacity(data.len() + 64);
+                    if key && !nals.iter().any(|n| nal_type(n) == nal::SPS) {
+                        for ps in [&self.sps, &self.pps] {
+                            au.extend_from_slice(&[0, 0, 0, 1]);
+                            au.extend_from_slice(ps);
+                        }
+                    }
+                    for n in nals {
+                        au.extend_from_slice(&[0, 0, 0, 1]);
+                        au.extend_from_slice(n);
+                    }
+                    out.push(EncodedAu {
+                        data: au,
+                        key,
+                        pts: self.packet.pts().unwrap_or(pts),
+                    });
+                }
+                Err(ff::Error::Other {
+                    errno: libc::EAGAIN,
+                })
+                | Err(ff::Error::Eof) => break,
+                Err(e) => return Err(EncodeError::Encode(e)),
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn open_codec(name: &str, s: EncodeSettings) -> Result<encoder::Video, ff::Error> {
+    let codec = encoder::find_by_name(name).ok_or(ff::Error::EncoderNotFound)?;
+    let mut enc = codec::context::Context::new_with_codec(codec)
+        .encoder()
+        .video()?;
+    enc.set_width(s.width);
+    enc.set_height(s.height);
+    enc.set_format(Pixel::YUV420P);
+    enc.set_time_base(ff::Rational::new(1, 90_000));
+    enc.set_frame_rate(Some(ff::Rational::new(s.fps as i32, 1)));
+    enc.set_bit_rate(s.bitrate as usize);
+    enc.set_max_bit_rate(s.bitrate as usize);
+    enc.set_gop(s.gop);
+    enc.set_max_b_frames(0);
+    enc.set_flags(codec::Flags::GLOBAL_HEADER);
+    let mut opts = Dictionary::new();
+    if name == "libx264" {
+        opts.set("preset", "ultrafast");
+        opts.set("tune", "zerolatency");
+        opts.set("forced-idr", "1");
+        // VBV of one second keeps the rate honest without adding latency
+        // (x264 zerolatency has no lookahead).
+        let kbit = (s.bitrate / 1000).to_string();
+        opts.set(
+            "x264-params",
+            &format!("vbv-maxrate={kbit}:vbv-bufsize={kbit}"),
+        );
+    } else {
+        opts.set("forced_idr", "1");
+    }
+    enc.open_as_with(codec, opts)
+}
+
+/// The SPS and PPS from the encoder's extradata (Annex B, as libx264
+/// writes it; avcC is not expected from the encoders used here).
+fn parameter_sets(enc: &encoder::Video) -> Option<(Vec<u8>, Vec<u8>)> {
+    // SAFETY: `enc` is an opened encoder context; `extradata` is either null
+    // or points to `extradata_size` bytes owned by the context, which
+    // outlives this borrow, and nothing mutates it while we copy.
+    let extradata: &[u8] = unsafe {
+        let ctx = enc.as_ptr();
+        if (*ctx).extradata.is_null() || (*ctx).extradata_size <= 0 {
+            return None;
+        }
+        std::slice::from_raw_parts((*ctx).extradata, (*ctx).extradata_size as usize)
+    };
+    let nals = split_annex_b(extradata);
+    let sps = nals.iter().find(|n| nal_type(n) == nal::SPS)?.to_vec();
+    let pps = nals.iter().find(|n| nal_type(n) == nal::PPS)?.to_vec();
+    Some((sps, pps))
+}
+
+/// Copies a bus frame into an `AVFrame` of the same format and size,
+/// row by row (the strides differ).
+fn copy_into_frame(spec: &FrameSpec, data: &[u8], out: &mut frame::Video) {
+    for (i, plane) in spec.planes().iter().enumerate() {
+        let dst_stride = out.stride(i);
+        let dst = out.data_mut(i);
+        let row = plane.row_bytes as usize;
+        for r in 0..plane.rows as usize {
+            let s = plane.offset as usize + r * plane.stride as usize;
+            let (Some(src), Some(d)) = (
+                data.get(s..s + row),
+                dst.get_mut(r * dst_stride..r * dst_stride + row),
+            ) else {
+                break;
+            };
+            d.copy_from_slice(src);
+        }
+    }
+}

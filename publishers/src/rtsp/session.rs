@@ -1,0 +1,201 @@
+//! An RTSP session's media delivery: per-client sequence numbers, TCP
+//! interleaved framing, UDP unicast sending with RTCP sender reports.
+//!
+//! Every client shares the stream's packets; each client rewrites the
+//! sequence number (bytes 2..4) to its own counter, so a client that skips
+//! access units sees a continuous sequence and the RTP-Info of its PLAY
+//! names its first packet exactly.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::UdpSocket;
+use tokio::sync::broadcast::{self, error::RecvError};
+
+use super::rtp::{ntp_from_unix_ns, sender_report};
+use super::stream::{AccessUnit, Stream};
+
+/// Interval between RTCP sender reports.
+pub const SR_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Per-client sending state shared by both transports.
+#[derive(Debug)]
+pub struct RtpState {
+    /// Sequence number of the next packet.
+    pub seq: u16,
+    /// Waiting for an IDR (just started or fell behind).
+    pub need_key: bool,
+    /// Packets sent.
+    pub packets: u32,
+    /// Payload octets sent.
+    pub octets: u32,
+    /// RTP timestamp and capture time of the last access unit sent.
+    pub last: Option<(u32, u64)>,
+    /// Access units skipped because the client fell behind.
+    pub dropped: u64,
+}
+
+impl RtpState {
+    /// A fresh state starting at `seq`.
+    pub fn new(seq: u16) -> RtpState {
+        RtpState {
+            seq,
+            need_key: true,
+            packets: 0,
+            octets: 0,
+            last: None,
+            dropped: 0,
+        }
+    }
+
+    /// Receives the next access unit this client should send, handling
+    /// lag (skip to the next IDR and ask for one).
+    pub async fn next_au(
+        &mut self,
+        rx: &mut broadcast::Receiver<Arc<AccessUnit>>,
+        stream: &Stream,
+    ) -> Option<Arc<AccessUnit>> {
+        loop {
+            match rx.recv().await {
+                Ok(au) => {
+                    if self.need_key && !au.key {
+                        continue;
+                    }
+                    self.need_key = false;
+                    return Some(au);
+                }
+                Err(RecvError::Lagged(n)) => {
+                    self.dropped += n;
+                    self.need_key = true;
+                    stream.request_idr();
+                }
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    }
+
+    /// Rewrites one packet with this client's sequence number into `out`.
+    pub fn stamp(&mut self, packet: &[u8], out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(packet);
+        out[start + 2..start + 4].copy_from_slice(&self.seq.to_be_bytes());
+        self.seq = self.seq.wrapping_add(1);
+        self.packets = self.packets.wrapping_add(1);
+        self.octets = self
+            .octets
+            .wrapping_add(packet.len().saturating_sub(12) as u32);
+    }
+
+    /// A sender report for the current state.
+    pub fn sender_report(&self, stream: &Stream) -> Vec<u8> {
+        // Map "now" onto the RTP clock using the stream's clock mapping,
+        // so the NTP/RTP pair in the report is consistent.
+        let mono = framebus::monotonic_ns();
+        let real = framebus::realtime_ns();
+        sender_report(
+            stream.ssrc,
+            ntp_from_unix_ns(real),
+            stream.rtp_ts(mono),
+            self.packets,
+            self.octets,
+            "framebus-rtsp",
+        )
+    }
+}
+
+/// Frames an access unit for TCP interleaving (`$`, channel, length).
+pub fn interleave(state: &mut RtpState, au: &AccessUnit, channel: u8, out: &mut Vec<u8>) {
+    for p in &au.packets {
+        out.push(b'$');
+        out.push(channel);
+        out.extend_from_slice(&(p.len() as u16).to_be_bytes());
+        state.stamp(p, out);
+    }
+    state.last = Some((au.rtp_ts, au.mono_ns));
+}
+
+/// A pair of UDP sockets on consecutive ports (RTP even, RTCP odd).
+#[derive(Debug)]
+pub struct UdpPair {
+    /// RTP socket.
+    pub rtp: Arc<UdpSocket>,
+    /// RTCP socket.
+    pub rtcp: Arc<UdpSocket>,
+}
+
+impl UdpPair {
+    /// Binds an even/odd port pair on `ip`.
+    pub async fn bind(ip: std::net::IpAddr) -> std::io::Result<UdpPair> {
+        let mut last = None;
+        for _ in 0..64 {
+            let rtp = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
+            let port = rtp.local_addr()?.port();
+            if port % 2 != 0 || port == u16::MAX {
+                continue;
+            }
+            match UdpSocket::bind(SocketAddr::new(ip, port + 1)).await {
+                Ok(rtcp) => {
+                    return Ok(UdpPair {
+                        rtp: Arc::new(rtp),
+                        rtcp: Arc::new(rtcp),
+                    })
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| std::io::Error::other("no even/odd UDP port pair found")))
+    }
+
+    /// The RTP port (RTCP is the next one).
+    pub fn port(&self) -> u16 {
+        self.rtp.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+}
+
+/// Sends a stream to one UDP client until the task is aborted; records
+/// the time of every RTCP packet received from the client in `activity`
+/// (milliseconds since `epoch`), which keeps its session alive.
+#[allow(clippy::too_many_arguments)]
+pub async fn udp_sender(
+    stream: Arc<Stream>,
+    mut rx: broadcast::Receiver<Arc<AccessUnit>>,
+    mut state: RtpState,
+    pair: Arc<UdpPair>,
+    rtp_dest: SocketAddr,
+    rtcp_dest: SocketAddr,
+    activity: Arc<AtomicU64>,
+    epoch: Instant,
+) {
+    let mut sr = tokio::time::interval(SR_INTERVAL);
+    let mut buf = Vec::with_capacity(1500);
+    let mut rtcp_in = [0u8; 1500];
+    loop {
+        tokio::select! {
+            au = state.next_au(&mut rx, &stream) => {
+                let Some(au) = au else { return };
+                for p in &au.packets {
+                    buf.clear();
+                    state.stamp(p, &mut buf);
+                    // UDP is lossy by nature: an ICMP-refused port loses
+                    // this packet only (the session times out later).
+                    let _ = pair.rtp.send_to(&buf, rtp_dest).await;
+                }
+                state.last = Some((au.rtp_ts, au.mono_ns));
+            }
+            _ = sr.tick() => {
+                if state.packets > 0 {
+                    let _ = pair.rtcp.try_send_to(&state.sender_report(&stream), rtcp_dest);
+                }
+            }
+            r = pair.rtcp.recv_from(&mut rtcp_in) => {
+                if let Ok((_, from)) = r {
+                    if from.ip() == rtcp_dest.ip() {
+                        activity.store(epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+    }
+}

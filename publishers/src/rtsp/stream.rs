@@ -1,0 +1,440 @@
+//! One encoded stream per (bus, profile), shared by all its clients.
+//!
+//! Lifecycle: the first DESCRIBE or SETUP starts an encoder thread; every
+//! client holds a [`ClientSlot`]; the thread stops `grace` after the last
+//! slot is dropped (a DESCRIBE alone also keeps it alive for `grace`). The
+//! start/stop decision is taken under one mutex (`State`), so a client
+//! arriving while the thread decides to stop either keeps it running or
+//! starts a new one, never neither.
+//!
+//! Fan-out: the thread packetizes each access unit once and sends it on a
+//! bounded `tokio::sync::broadcast` channel; it never waits for a client. A
+//! client that falls behind by more than the channel holds gets `Lagged`,
+//! skips to the next IDR and asks for one (rate-limited).
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use framebus::{ReadError, Reader, ReaderOptions};
+use parking_lot::Mutex;
+use tokio::sync::{broadcast, watch};
+
+use super::config::{Config, Profile};
+use super::encoder::{EncodeSettings, H264Encoder};
+use super::h264::{split_annex_b, Packetizer};
+use super::rtp::CLOCK_RATE;
+
+/// Access units the fan-out channel holds (about half a second at 30 fps).
+const FANOUT_DEPTH: usize = 16;
+/// Shortest interval between two IDRs forced for joining clients.
+const IDR_MIN_INTERVAL: Duration = Duration::from_millis(500);
+/// How long a DESCRIBE waits for the encoder's parameter sets.
+pub const PARAMS_WAIT: Duration = Duration::from_secs(8);
+
+/// One packetized access unit.
+#[derive(Debug)]
+pub struct AccessUnit {
+    /// RTP packets (headers included) with the stream's sequence numbers;
+    /// each client rewrites the sequence number to its own.
+    pub packets: Vec<Vec<u8>>,
+    /// An IDR (preceded by SPS and PPS).
+    pub key: bool,
+    /// RTP timestamp.
+    pub rtp_ts: u32,
+    /// Capture time (CLOCK_MONOTONIC ns) of the frame.
+    pub mono_ns: u64,
+}
+
+/// What a DESCRIBE needs to know about a running stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamParams {
+    /// SPS NAL unit.
+    pub sps: Vec<u8>,
+    /// PPS NAL unit.
+    pub pps: Vec<u8>,
+    /// Encoded width.
+    pub width: u32,
+    /// Encoded height.
+    pub height: u32,
+    /// Encoded frame rate.
+    pub fps: u32,
+}
+
+/// Why a stream cannot be served.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StreamError {
+    /// No such profile.
+    #[error("unknown profile {0:?}")]
+    UnknownProfile(String),
+    /// The bus is absent or has no live producer.
+    #[error("bus {0:?} is not available: {1}")]
+    NoBus(String, String),
+    /// The encoder failed.
+    #[error("encoder for {0} failed: {1}")]
+    Encoder(String, String),
+    /// The stream has its maximum number of clients.
+    #[error("stream {0} has its maximum of {1} clients")]
+    Full(String, usize),
+    /// The encoder did not produce parameter sets in time.
+    #[error("stream {0} did not start within {1:?}")]
+    Timeout(String, Duration),
+}
+
+#[derive(Debug, Default)]
+struct State {
+    running: bool,
+    clients: usize,
+    /// When the stream last lost its last client (or was described).
+    idle_since: Option<Instant>,
+}
+
+/// A shared encoded stream.
+#[derive(Debug)]
+pub struct Stream {
+    /// `bus/profile`.
+    pub path: String,
+    bus: String,
+    profile: Profile,
+    config: Arc<Config>,
+    state: Mutex<State>,
+    tx: broadcast::Sender<Arc<AccessUnit>>,
+    params: watch::Sender<Option<Result<StreamParams, StreamError>>>,
+    idr_requested: AtomicBool,
+    /// SSRC of the stream's RTP packets.
+    pub ssrc: u32,
+    ts_offset: u32,
+    /// Access units encoded since start.
+    pub frames: AtomicU64,
+    /// Encoder thread starts.
+    pub starts: AtomicU64,
+    active_clients: AtomicUsize,
+}
+
+/// A client's claim on a stream; dropping it releases the claim.
+#[derive(Debug)]
+pub struct ClientSlot {
+    stream: Arc<Stream>,
+}
+
+impl ClientSlot {
+    /// The stream.
+    pub fn stream(&self) -> &Arc<Stream> {
+        &self.stream
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut st = self.stream.state.lock();
+        st.clients -= 1;
+        self.stream
+            .active_clients
+            .store(st.clients, Ordering::Relaxed);
+        if st.clients == 0 {
+            st.idle_since = Some(Instant::now());
+        }
+    }
+}
+
+/// A random 64-bit value from std's per-process random hash keys.
+pub fn random_u64() -> u64 {
+    let mut h = RandomState::new().build_hasher();
+    std::hash::Hasher::write_u128(&mut h, Instant::now().elapsed().as_nanos());
+    std::hash::Hasher::finish(&h)
+}
+
+impl Stream {
+    fn new(bus: &str, profile: Profile, config: Arc<Config>) -> Arc<Stream> {
+        let (tx, _) = broadcast::channel(FANOUT_DEPTH);
+        let (params, _) = watch::channel(None);
+        let r = random_u64();
+        Arc::new(Stream {
+            path: format!("{bus}/{}", profile.name),
+            bus: bus.to_string(),
+            profile,
+            config,
+            state: Mutex::new(State::default()),
+            tx,
+            params,
+            idr_requested: AtomicBool::new(false),
+            ssrc: r as u32,
+            ts_offset: (r >> 32) as u32,
+            frames: AtomicU64::new(0),
+            starts: AtomicU64::new(0),
+            active_clients: AtomicUsize::new(0),
+        })
+    }
+
+    /// Clients currently holding a slot.
+    pub fn clients(&self) -> usize {
+        self.active_clients.load(Ordering::Relaxed)
+    }
+
+    /// True while the encoder thread runs.
+    pub fn is_running(&self) -> bool {
+        self.state.lock().running
+    }
+
+    /// Starts the encoder thread if it is not running, and marks the
+    /// stream as just used (the grace time counts from now).
+    fn touch(self: &Arc<Stream>) {
+        let mut st = self.state.lock();
+        st.idle_since = Some(Instant::now());
+        if !st.running {
+            st.running = true;
+            self.params.send_replace(None);
+            self.starts.fetch_add(1, Ordering::Relaxed);
+            let me = Arc::clone(self);
+            std::thread::Builder::new()
+                .name(format!("enc {}", self.path))
+                .spawn(move || me.run())
+                .expect("spawn encoder thread");
+        }
+    }
+
+    /// Takes a client slot, starting the encoder if needed.
+    pub fn join(self: &Arc<Stream>) -> Result<ClientSlot, StreamError> {
+        {
+            let mut st = self.state.lock();
+            if st.clients >= self.config.max_clients {
+                return Err(StreamError::Full(
+                    self.path.clone(),
+                    self.config.max_clients,
+                ));
+            }
+            st.clients += 1;
+            self.active_clients.store(st.clients, Ordering::Relaxed);
+        }
+        self.touch();
+        Ok(ClientSlot {
+            stream: Arc::clone(self),
+        })
+    }
+
+    /// Waits for the running encoder's parameters (starting it if needed).
+    pub async fn params(self: &Arc<Stream>) -> Result<StreamParams, StreamError> {
+        self.touch();
+        let mut rx = self.params.subscribe();
+        let waited = tokio::time::timeout(PARAMS_WAIT, async {
+            loop {
+                if let Some(p) = rx.borrow_and_update().clone() {
+                    return p;
+                }
+                if rx.changed().await.is_err() {
+                    return Err(StreamError::Timeout(self.path.clone(), PARAMS_WAIT));
+                }
+            }
+        })
+        .await;
+        waited.unwrap_or_else(|_| Err(StreamError::Timeout(self.path.clone(), PARAMS_WAIT)))
+    }
+
+    /// Subscribes to access units.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<AccessUnit>> {
+        self.tx.subscribe()
+    }
+
+    /// Asks the encoder for an IDR soon (rate-limited by the encoder).
+    pub fn request_idr(&self) {
+        self.idr_requested.store(true, Ordering::Relaxed);
+    }
+
+    /// The RTP timestamp for a CLOCK_MONOTONIC time.
+    pub fn rtp_ts(&self, mono_ns: u64) -> u32 {
+        let ticks = (u128::from(mono_ns) * u128::from(CLOCK_RATE) / 1_000_000_000) as u64;
+        (ticks as u32).wrapping_add(self.ts_offset)
+    }
+
+    /// Decides under the state lock whether the thread should stop; if so
+    /// marks it stopped (the caller must then return).
+    fn should_stop(&self) -> bool {
+        let mut st = self.state.lock();
+        let idle = st.clients == 0
+            && st
+                .idle_since
+                .is_none_or(|t| t.elapsed() >= self.config.grace);
+        if idle {
+            st.running = false;
+        }
+        idle
+    }
+
+    fn fail(&self, e: StreamError) {
+        tracing::warn!(stream = %self.path, error = %e, "stream failed");
+        self.params.send_replace(Some(Err(e)));
+    }
+
+    /// The encoder thread.
+    fn run(self: Arc<Stream>) {
+        tracing::info!(stream = %self.path, "encoder starting");
+        let opts = ReaderOptions {
+            wait: None,
+            shm_dir: self.config.shm_dir.clone(),
+        };
+        let mut reader = match Reader::attach(&self.bus, opts) {
+            Ok(r) => r,
+            Err(e) => {
+                self.fail(StreamError::NoBus(self.bus.clone(), e.to_string()));
+                // Stay "running" until idle so that a burst of requests
+                // for a missing bus does not spawn a thread each; the
+                // state is re-checked on the next touch after stopping.
+                while !self.should_stop() {
+                    std::thread::sleep(Duration::from_millis(100));
+                    if framebus::stat(&self.bus, self.config.shm_dir.as_deref()).is_ok() {
+                        // The bus appeared: let the next touch restart us.
+                        let mut st = self.state.lock();
+                        st.running = false;
+                        return;
+                    }
+                }
+                return;
+            }
+        };
+        let mut enc: Option<H264Encoder> = None;
+        let mut packetizer = Packetizer::new(self.config.mtu, 96, self.ssrc, random_u64() as u16);
+        let mut next_due: u64 = 0;
+        let mut last_pts: i64 = i64::MIN;
+        let mut last_idr = Instant::now() - IDR_MIN_INTERVAL;
+        while !self.should_stop() {
+            let frame = match reader.next(Some(Duration::from_millis(200))) {
+                Ok(f) => f,
+                Err(ReadError::Timeout { .. }) => continue,
+                Err(ReadError::ProducerGone { .. }) => {
+                    tracing::warn!(bus = %self.bus, "producer gone; waiting for a new one");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(bus = %self.bus, error = %e, "read failed");
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
+            };
+            let spec = *frame.spec();
+            let fps = self
+                .profile
+                .fps
+                .unwrap_or_else(|| spec.fps.as_f64().round().max(1.0) as u32);
+            // Frame-rate reduction by capture time: emit when the frame is
+            // at most a quarter period early for its slot.
+            let period = 1_000_000_000 / u64::from(fps.max(1));
+            let mono = frame.mono_ns();
+            if mono + period / 4 < next_due {
+                continue;
+            }
+            next_due = if mono < next_due + period {
+                next_due + period
+            } else {
+                mono + period
+            };
+            if enc.as_ref().is_none_or(|e| *e.src_spec() != spec) {
+                let (width, height) = self.profile.size.unwrap_or((spec.width, spec.height));
+                let settings = EncodeSettings {
+                    width: width & !1,
+                    height: height & !1,
+                    fps,
+                    bitrate: self.profile.bitrate,
+                    gop: self.profile.gop.unwrap_or(fps * 2),
+                    encoder: self.config.encoder,
+                };
+                match H264Encoder::open(spec, settings) {
+                    Ok(e) => {
+                        let (sps, pps) = e.parameter_sets();
+                        self.params.send_replace(Some(Ok(StreamParams {
+                            sps: sps.to_vec(),
+                            pps: pps.to_vec(),
+                            width: settings.width,
+                            height: settings.height,
+                            fps,
+                        })));
+                        enc = Some(e);
+                    }
+                    Err(e) => {
+                        self.fail(StreamError::Encoder(self.path.clone(), e.to_string()));
+                        std::thread::sleep(Duration::from_millis(500));
+                        continue;
+                    }
+                }
+            }
+            let Some(e) = enc.as_mut() else { continue };
+            let mut pts = i64::from(self.rtp_ts(mono).wrapping_sub(self.ts_offset));
+            if pts <= last_pts {
+                pts = last_pts + 1;
+            }
+            // Unwrapped 90 kHz time would be better for very long runs; the
+            // encoder only needs pts to increase, which `last_pts` ensures.
+            last_pts = pts;
+            let force = self.idr_requested.load(Ordering::Relaxed)
+                && last_idr.elapsed() >= IDR_MIN_INTERVAL;
+            if force {
+                self.idr_requested.store(false, Ordering::Relaxed);
+            }
+            let aus = match e.encode(&frame, pts, force) {
+                Ok(a) => a,
+                Err(err) => {
+                    self.fail(StreamError::Encoder(self.path.clone(), err.to_string()));
+                    enc = None;
+                    continue;
+                }
+            };
+            drop(frame);
+            for au in aus {
+                if au.key {
+                    last_idr = Instant::now();
+                }
+                let rtp_ts = self.rtp_ts(mono);
+                let packets = packetizer.packetize(&split_annex_b(&au.data), rtp_ts);
+                self.frames.fetch_add(1, Ordering::Relaxed);
+                // An error only means nobody listens right now.
+                let _ = self.tx.send(Arc::new(AccessUnit {
+                    packets,
+                    key: au.key,
+                    rtp_ts,
+                    mono_ns: mono,
+                }));
+            }
+        }
+        tracing::info!(stream = %self.path, "encoder stopped (no clients)");
+    }
+}
+
+/// All streams of the server, created on first use.
+#[derive(Debug)]
+pub struct Streams {
+    config: Arc<Config>,
+    map: Mutex<HashMap<(String, String), Arc<Stream>>>,
+}
+
+impl Streams {
+    /// An empty registry.
+    pub fn new(config: Arc<Config>) -> Streams {
+        Streams {
+            config,
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The stream for `bus/profile`, created (not started) if new.
+    pub fn get(&self, bus: &str, profile: &str) -> Result<Arc<Stream>, StreamError> {
+        framebus::validate_name(bus)
+            .map_err(|e| StreamError::NoBus(bus.to_string(), e.to_string()))?;
+        let p = self
+            .config
+            .profiles
+            .iter()
+            .find(|p| p.name == profile)
+            .ok_or_else(|| StreamError::UnknownProfile(profile.to_string()))?;
+        let mut map = self.map.lock();
+        Ok(Arc::clone(
+            map.entry((bus.to_string(), profile.to_string()))
+                .or_insert_with(|| Stream::new(bus, p.clone(), Arc::clone(&self.config))),
+        ))
+    }
+
+    /// Every stream created so far.
+    pub fn all(&self) -> Vec<Arc<Stream>> {
+        self.map.lock().values().cloned().collect()
+    }
+}
