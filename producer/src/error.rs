@@ -15,6 +15,10 @@ pub enum Fatal {
         /// The other producer's pid.
         pid: u32,
     },
+    /// The driver says another process uses the device (exit 5); it does
+    /// not say which.
+    #[error("{0} is busy: another process has it open (the driver does not say which)")]
+    Busy(String),
     /// No capture device, or the source does not exist (exit 6).
     #[error("no device: {0}")]
     NoDevice(String),
@@ -33,7 +37,7 @@ impl Fatal {
             Fatal::Other(_) => 1,
             Fatal::MissingDependency(_) => 3,
             Fatal::Config(_) => 4,
-            Fatal::Owned { .. } => 5,
+            Fatal::Owned { .. } | Fatal::Busy(_) => 5,
             Fatal::NoDevice(_) => 6,
         }
     }

@@ -12,6 +12,8 @@ mod run;
 mod signals;
 mod source;
 mod testsrc;
+mod v4l2;
+mod v4l2_src;
 
 use clap::Parser;
 
@@ -60,18 +62,17 @@ fn main() {
 }
 
 fn list_devices() -> Result<(), Fatal> {
-    let mut found = false;
-    if let Ok(dir) = std::fs::read_dir("/dev") {
-        for e in dir.flatten() {
-            let name = e.file_name().to_string_lossy().to_string();
-            if name.starts_with("video") {
-                found = true;
-                println!("/dev/{name}");
-            }
-        }
+    let devices = v4l2::list_devices();
+    if devices.is_empty() {
+        return Err(Fatal::NoDevice(
+            "no V4L2 capture device (looked at /dev/video*)".into(),
+        ));
     }
-    if !found {
-        return Err(Fatal::NoDevice("no /dev/video* capture device".into()));
+    for d in devices {
+        match d {
+            Ok(info) => print!("{info}"),
+            Err(e) => println!("{}: {e}", e.path().display()),
+        }
     }
     Ok(())
 }

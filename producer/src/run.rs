@@ -12,11 +12,13 @@ use framebus::layout::source_state;
 use framebus::{Counter, Fps, FrameSpec, PixelFormat, Writer, WriterOptions};
 
 use crate::cli::{Cli, SourceKind};
+use crate::devlock::{self, LockError};
 use crate::error::Fatal;
 use crate::ffmpeg_src::FfmpegSource;
 use crate::signals;
 use crate::source::{Pulled, Source, SourceError};
 use crate::testsrc::TestSrc;
+use crate::v4l2_src::{self, V4l2Source};
 
 /// Longest a single wait in the loop lasts (bounds the stop latency).
 const TICK: Duration = Duration::from_millis(100);
@@ -31,6 +33,7 @@ fn startup_error(e: SourceError) -> Fatal {
         SourceError::NotFound { .. } | SourceError::Lost { .. } => Fatal::NoDevice(e.to_string()),
         SourceError::Missing { .. } => Fatal::MissingDependency(e.to_string()),
         SourceError::Unsupported { .. } => Fatal::Config(e.to_string()),
+        SourceError::Busy { what, pid: 0 } => Fatal::Busy(what),
         SourceError::Busy { what, pid } => Fatal::Owned { what, pid },
     }
 }
@@ -70,6 +73,7 @@ pub fn run(cli: Cli) -> Result<(), Fatal> {
         FrameSpec::new(cli.format, w, h, fps).map_err(|e| Fatal::Config(e.to_string()))
     };
 
+    let mut device_lock = None;
     // Decide the bus spec (opening the source first when the flags leave
     // its size or rate open) and how to (re)open the source.
     let (spec, first, mut opener): (FrameSpec, Option<Box<dyn Source>>, Opener) = match kind {
@@ -103,10 +107,33 @@ pub fn run(cli: Cli) -> Result<(), Fatal> {
                 }
             }
         }
-        SourceKind::V4l2(_) => {
-            return Err(Fatal::NoDevice(
-                "V4L2 capture is not wired into this build yet".into(),
-            ))
+        SourceKind::V4l2(dev) => {
+            let path = v4l2_src::resolve(dev.as_deref()).ok_or_else(|| {
+                Fatal::NoDevice("no V4L2 capture device found (see --list-devices)".into())
+            })?;
+            // Exclusive: a second producer on this device exits 5.
+            let lock = devlock::lock(&lock_dir(), &path).map_err(|e| match e {
+                LockError::Held { device, pid, .. } => Fatal::Owned {
+                    what: format!("device {device}"),
+                    pid,
+                },
+                e => Fatal::Other(e.to_string()),
+            })?;
+            tracing::info!(device = %path.display(), lock = %lock.path.display(), "device locked");
+            device_lock = Some(lock);
+            let want_size = cli.size.unwrap_or((1920, 1080));
+            let want_fps = cli.fps.unwrap_or(Fps::new(30));
+            let format = cli.format;
+            let src =
+                V4l2Source::open(&path, format, want_size, want_fps).map_err(startup_error)?;
+            let n = src.native();
+            let (w, h) = cli.size.unwrap_or((n.width, n.height));
+            let fps = cli.fps.or(n.fps).unwrap_or(want_fps);
+            let opener: Opener = Box::new(move |spec: &FrameSpec| {
+                let s = V4l2Source::open(&path, format, (spec.width, spec.height), spec.fps)?;
+                Ok(Box::new(s) as Box<dyn Source>)
+            });
+            (spec_of(w, h, fps)?, Some(Box::new(src)), opener)
         }
     };
 
@@ -133,6 +160,8 @@ pub fn run(cli: Cli) -> Result<(), Fatal> {
         Backoff::new(cli.backoff_initial, cli.backoff_max),
         cli.watchdog,
     );
+    drop(writer);
+    drop(device_lock);
     tracing::info!(bus = %cli.bus, "stopping: bus closed");
     Ok(())
 }
