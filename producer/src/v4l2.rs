@@ -268,6 +268,7 @@ impl V4l2Error {
     }
 
     /// True when the device is absent or went away: retry opening later.
+    #[allow(dead_code)] // API for callers; the tests use it
     pub fn is_gone(&self) -> bool {
         matches!(
             self,
@@ -619,8 +620,10 @@ pub struct Captured<'a> {
     /// monotonic, else the time of dequeue.
     pub mono_ns: u64,
     /// True when `mono_ns` is the driver's timestamp.
+    #[allow(dead_code)] // diagnostics; the tests check it
     pub driver_timestamp: bool,
     /// The driver's sequence number.
+    #[allow(dead_code)] // diagnostics; the tests check it
     pub sequence: u32,
     /// Frames the driver skipped between the previous frame and this one
     /// (gaps in `sequence`).
@@ -732,6 +735,7 @@ impl V4l2Camera {
     }
 
     /// The device node.
+    #[allow(dead_code)] // API for callers
     pub fn path(&self) -> &Path {
         &self.path
     }
