@@ -219,7 +219,7 @@ impl PyWriter {
     /// 1-D; call `loan.set_len(n)` before the block ends). The frame is
     /// published when the block ends normally and dropped if it raises.
     /// `timestamp_ns`/`realtime_ns` set the capture times (default: the
-    /// time of publishing). Raises `AllSlotsHeld` when readers hold every
+    /// time of publishing; `Loan.publish()` can also set them). Raises `AllSlotsHeld` when readers hold every
     /// slot (the frame is dropped; the writer never waits for readers).
     #[pyo3(signature = (*, timestamp_ns = None, realtime_ns = None))]
     fn loan(
@@ -277,7 +277,7 @@ impl PyWriter {
             state: Mutex::new(LoanState {
                 loan: Some(loan),
                 array: None,
-                meta: meta(timestamp_ns, realtime_ns),
+                stamps: (timestamp_ns, realtime_ns),
                 seq: None,
             }),
         };
@@ -390,7 +390,8 @@ impl Drop for LoanBuffer {
 struct LoanState {
     loan: Option<Loan<'static>>,
     array: Option<Py<PyAny>>,
-    meta: FrameMeta,
+    /// Capture times given to `Writer.loan()`; `None`: the time of publishing.
+    stamps: (Option<u64>, Option<u64>),
     seq: Option<u64>,
 }
 
@@ -409,7 +410,13 @@ pub struct PyLoan {
 
 impl PyLoan {
     /// End the loan: publish it (`Some(seq)`) or drop it unpublished.
-    fn finish(&self, py: Python<'_>, publish: bool) -> PyResult<Option<u64>> {
+    /// `stamps` override the capture times given to `Writer.loan()`.
+    fn finish(
+        &self,
+        py: Python<'_>,
+        publish: bool,
+        stamps: (Option<u64>, Option<u64>),
+    ) -> PyResult<Option<u64>> {
         let mut st = lock(&self.state);
         let Some(loan) = st.loan.take() else {
             return Err(Released::new_err(format!(
@@ -418,7 +425,8 @@ impl PyLoan {
             )));
         };
         let seq = if publish {
-            Some(loan.publish(st.meta))
+            let m = meta(stamps.0.or(st.stamps.0), stamps.1.or(st.stamps.1));
+            Some(loan.publish(m))
         } else {
             drop(loan);
             None
@@ -471,13 +479,23 @@ impl PyLoan {
     }
 
     /// Publish the frame now; returns its sequence number.
-    fn publish(&self, py: Python<'_>) -> PyResult<u64> {
-        Ok(self.finish(py, true)?.unwrap_or_default())
+    /// `timestamp_ns`/`realtime_ns` set the capture times (default: those
+    /// given to `Writer.loan()`, else now).
+    #[pyo3(signature = (*, timestamp_ns = None, realtime_ns = None))]
+    fn publish(
+        &self,
+        py: Python<'_>,
+        timestamp_ns: Option<u64>,
+        realtime_ns: Option<u64>,
+    ) -> PyResult<u64> {
+        Ok(self
+            .finish(py, true, (timestamp_ns, realtime_ns))?
+            .unwrap_or_default())
     }
 
     /// Drop the frame unpublished and give the slot back.
     fn abandon(&self, py: Python<'_>) -> PyResult<()> {
-        self.finish(py, false).map(|_| ())
+        self.finish(py, false, (None, None)).map(|_| ())
     }
 
     fn __enter__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
@@ -494,7 +512,7 @@ impl PyLoan {
     ) -> PyResult<bool> {
         let ok = exc_type.is_none_or(|t| t.is_none());
         if lock(&self.state).loan.is_some() {
-            self.finish(py, ok)?;
+            self.finish(py, ok, (None, None))?;
         }
         Ok(false)
     }
