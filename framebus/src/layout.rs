@@ -256,8 +256,8 @@ pub(crate) struct Geometry {
     pub total_size: u64,
 }
 
-const fn round_up(v: u64, to: u64) -> u64 {
-    v.div_ceil(to) * to
+const fn round_up(v: u64, to: u64) -> Option<u64> {
+    v.div_ceil(to).checked_mul(to)
 }
 
 impl Geometry {
@@ -270,8 +270,12 @@ impl Geometry {
         let slots_offset = HEADER_SIZE as u64;
         let readers_offset = slots_offset + slot_count as u64 * size_of::<SlotDesc>() as u64;
         let control_end = readers_offset + reader_capacity as u64 * size_of::<ReaderEntry>() as u64;
-        let data_offset = round_up(control_end, PAGE as u64);
-        let slot_stride = round_up(slot_capacity, PAGE as u64);
+        let Some(data_offset) = round_up(control_end, PAGE as u64) else {
+            return None;
+        };
+        let Some(slot_stride) = round_up(slot_capacity, PAGE as u64) else {
+            return None;
+        };
         let Some(data) = slot_stride.checked_mul(slot_count as u64) else {
             return None;
         };

@@ -228,11 +228,21 @@ mod loom_models {
         }
     }
 
+    /// Explore every interleaving with up to three preemptions (the bound
+    /// loom's authors recommend; most concurrency bugs need two or fewer).
+    fn model(f: impl Fn() + Sync + Send + 'static) {
+        let mut b = loom::model::Builder::new();
+        if b.preemption_bound.is_none() {
+            b.preemption_bound = Some(3);
+        }
+        b.check(f);
+    }
+
     /// One writer publishing three frames into three slots while two readers
     /// each take the newest frame: no torn frame, no write into a held slot.
     #[test]
     fn loom_handoff() {
-        loom::model(|| {
+        model(|| {
             let bus = Arc::new(Bus::<3>::new(2));
             let readers: Vec<_> = (0..2)
                 .map(|r| {
@@ -260,7 +270,7 @@ mod loom_models {
     /// writes the new reader's slot.
     #[test]
     fn loom_dead_reader_reclaimed() {
-        loom::model(|| {
+        model(|| {
             let bus = Arc::new(Bus::<3>::new(1));
             bus.write(1);
             // The dead reader: held slot 0 (frame 1), then died.

@@ -377,11 +377,34 @@ mod tests {
             out.to_str().unwrap(),
         );
         ok(&[
-            "-f", "rawvideo", "-pix_fmt", "gray", "-s", "1920x1080", "-i", raw_s, "-pix_fmt",
-            "yuvj420p", "-q:v", "31", "-qmin", "31", "-qmax", "31", jpg_s,
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "gray",
+            "-s",
+            "1920x1080",
+            "-i",
+            raw_s,
+            "-pix_fmt",
+            "yuvj420p",
+            "-q:v",
+            "31",
+            "-qmin",
+            "31",
+            "-qmax",
+            "31",
+            jpg_s,
         ]);
         ok(&[
-            "-i", jpg_s, "-vf", "scale=640:480", "-f", "rawvideo", "-pix_fmt", "gray", out_s,
+            "-i",
+            jpg_s,
+            "-vf",
+            "scale=640:480",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "gray",
+            out_s,
         ]);
         let small = std::fs::read(&out).unwrap();
         assert_eq!(small.len(), 640 * 480);

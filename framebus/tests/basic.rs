@@ -321,6 +321,7 @@ fn segments_are_private_by_default_and_group_readable_on_request() {
         0o600
     );
     drop(w);
+    // SAFETY: getgid has no preconditions.
     let gid = unsafe { libc::getgid() };
     let w = Writer::create(
         &name,
