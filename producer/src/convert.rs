@@ -113,7 +113,7 @@ impl Scaler {
                 spec.width as i32,
                 spec.height as i32,
                 dst_fmt,
-                ffi::SWS_BILINEAR as i32,
+                ffi::SWS_BILINEAR,
                 std::ptr::null_mut(),
                 std::ptr::null_mut(),
                 std::ptr::null(),

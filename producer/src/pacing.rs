@@ -108,7 +108,7 @@ mod tests {
             den: 1001,
             n: 0,
         };
-        assert_eq!(ntsc.deadline(30000), 1001_000_000_000);
+        assert_eq!(ntsc.deadline(30000), 1_001_000_000_000);
     }
 
     #[test]

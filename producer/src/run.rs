@@ -156,7 +156,7 @@ pub fn run(cli: Cli) -> Result<(), Fatal> {
     supervise(
         &mut writer,
         first,
-        &mut *opener,
+        &mut opener,
         Backoff::new(cli.backoff_initial, cli.backoff_max),
         cli.watchdog,
     );
@@ -202,7 +202,7 @@ impl Backoff {
 fn supervise(
     writer: &mut Writer,
     mut current: Option<Box<dyn Source>>,
-    opener: &mut dyn FnMut(&FrameSpec) -> Result<Box<dyn Source>, SourceError>,
+    opener: &mut Opener,
     mut backoff: Backoff,
     watchdog: Duration,
 ) {

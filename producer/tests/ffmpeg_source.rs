@@ -105,7 +105,7 @@ fn file_is_looped_paced_and_converted() {
                     }
                 }
                 PixelFormat::Yuyv => {
-                    let p = mid * 2 & !3;
+                    let p = (mid * 2) & !3;
                     assert!(
                         near(px(p), 81, 6) && near(px(p + 1), 90, 6) && near(px(p + 3), 240, 6),
                         "yuyv {:?}",
