@@ -26,6 +26,7 @@ use super::config::{Config, Profile};
 use super::encoder::{EncodeSettings, H264Encoder};
 use super::h264::{split_annex_b, Packetizer};
 use super::rtp::CLOCK_RATE;
+use crate::common::rate::RateLimiter;
 
 /// Access units the fan-out channel holds (about half a second at 30 fps).
 const FANOUT_DEPTH: usize = 16;
@@ -295,7 +296,7 @@ impl Stream {
         };
         let mut enc: Option<H264Encoder> = None;
         let mut packetizer = Packetizer::new(self.config.mtu, 96, self.ssrc, random_u64() as u16);
-        let mut next_due: u64 = 0;
+        let mut rate: Option<(u32, RateLimiter)> = None;
         let mut last_pts: i64 = i64::MIN;
         let mut last_idr = Instant::now() - IDR_MIN_INTERVAL;
         while !self.should_stop() {
@@ -317,18 +318,16 @@ impl Stream {
                 .profile
                 .fps
                 .unwrap_or_else(|| spec.fps.as_f64().round().max(1.0) as u32);
-            // Frame-rate reduction by capture time: emit when the frame is
-            // at most a quarter period early for its slot.
-            let period = 1_000_000_000 / u64::from(fps.max(1));
-            let mono = frame.mono_ns();
-            if mono + period / 4 < next_due {
-                continue;
+            // Frame-rate reduction by capture time (shared with MJPEG).
+            if rate.as_ref().is_none_or(|(f, _)| *f != fps) {
+                rate = Some((fps, RateLimiter::new(f64::from(fps))));
             }
-            next_due = if mono < next_due + period {
-                next_due + period
-            } else {
-                mono + period
-            };
+            let mono = frame.mono_ns();
+            if let Some((_, r)) = rate.as_mut() {
+                if !r.accept(mono) {
+                    continue;
+                }
+            }
             if enc.as_ref().is_none_or(|e| *e.src_spec() != spec) {
                 let (width, height) = self.profile.size.unwrap_or((spec.width, spec.height));
                 let settings = EncodeSettings {

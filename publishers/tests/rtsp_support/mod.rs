@@ -248,3 +248,168 @@ pub fn ffmpeg_decode(url: &str, transport: &str, frames: u32) -> (u32, Output) {
         .count() as u32;
     (decoded, out)
 }
+
+/// A minimal RTSP client over a raw socket, for status-code checks (the
+/// media tests use real clients).
+pub struct RawClient {
+    pub sock: std::net::TcpStream,
+    cseq: u32,
+    pub session: Option<String>,
+}
+
+/// A response: status code, header lines, body.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+impl RawClient {
+    pub fn connect(addr: &str) -> RawClient {
+        let sock = std::net::TcpStream::connect(addr).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        RawClient {
+            sock,
+            cseq: 0,
+            session: None,
+        }
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        self.sock.write_all(bytes).unwrap();
+    }
+
+    /// Reads one response (skipping interleaved `$` frames).
+    pub fn read_response(&mut self) -> RawResponse {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        loop {
+            self.sock.read_exact(&mut byte).expect("response");
+            if head.is_empty() && byte[0] == b'$' {
+                let mut hdr = [0u8; 3];
+                self.sock.read_exact(&mut hdr).unwrap();
+                let mut skip = vec![0u8; usize::from(u16::from_be_bytes([hdr[1], hdr[2]]))];
+                self.sock.read_exact(&mut skip).unwrap();
+                continue;
+            }
+            head.push(byte[0]);
+            if head.ends_with(b"\r\n\r\n") {
+                break;
+            }
+            assert!(head.len() < 65536, "response head too long");
+        }
+        let head = String::from_utf8_lossy(&head).to_string();
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("bad status line in {head:?}"));
+        let mut resp = RawResponse {
+            status,
+            head,
+            body: Vec::new(),
+        };
+        if let Some(n) = resp.header("Content-Length").and_then(|v| v.parse().ok()) {
+            resp.body = vec![0u8; n];
+            self.sock.read_exact(&mut resp.body).unwrap();
+        }
+        resp
+    }
+
+    pub fn request(&mut self, method: &str, url: &str, extra: &[(&str, &str)]) -> RawResponse {
+        self.cseq += 1;
+        let mut req = format!("{method} {url} RTSP/1.0\r\nCSeq: {}\r\n", self.cseq);
+        if let Some(s) = &self.session {
+            req.push_str(&format!("Session: {s}\r\n"));
+        }
+        for (k, v) in extra {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        self.send_raw(req.as_bytes());
+        let resp = self.read_response();
+        if let Some(s) = resp.header("Session") {
+            self.session = Some(s.split(';').next().unwrap().to_string());
+        }
+        resp
+    }
+
+    /// DESCRIBE + SETUP (TCP interleaved); returns the SETUP response.
+    pub fn setup_tcp(&mut self, url: &str) -> RawResponse {
+        let d = self.request("DESCRIBE", url, &[("Accept", "application/sdp")]);
+        if d.status != 200 {
+            return d;
+        }
+        self.request(
+            "SETUP",
+            &format!("{url}/trackID=0"),
+            &[("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1")],
+        )
+    }
+}
+
+/// Readers attached to a bus (each running encoder is one).
+pub fn bus_readers(bus: &str) -> usize {
+    framebus::stat(bus, None).map_or(0, |s| s.readers.len())
+}
+
+/// Polls `cond` every 100 ms for up to `limit`; returns its last value.
+pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// An ffmpeg decoding in the background (killed and reaped on drop).
+pub fn ffmpeg_background(url: &str, transport: &str, frames: u32) -> ChildGuard {
+    ChildGuard(
+        Command::new("ffmpeg")
+            .args([
+                "-nostdin",
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-rtsp_transport",
+                transport,
+                "-i",
+                url,
+                "-frames:v",
+                &frames.to_string(),
+                "-f",
+                "framemd5",
+                "-",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ffmpeg"),
+    )
+}
+
+/// Frames counted in an ffmpeg framemd5 output.
+pub fn framemd5_count(out: &Output) -> u32 {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .count() as u32
+}
