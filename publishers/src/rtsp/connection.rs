@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rtsp_types::headers::{self, RtpLowerTransport, RtpProfile, Transport, Transports};
-use rtsp_types::{Message, Method, Request, Response, StatusCode, Version};
+use rtsp_types::{Method, Request, Response, StatusCode, Version};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
@@ -27,24 +27,14 @@ use super::config::Config;
 use super::sdp;
 use super::session::{interleave, udp_sender, RtpState, UdpPair, SR_INTERVAL};
 use super::stream::{random_u64, AccessUnit, ClientSlot, StreamError, Streams};
+use super::wire::{Framer, Incoming};
 
-/// Largest request (headers and body) accepted.
-const MAX_REQUEST: usize = 64 * 1024;
 /// A TCP client that does not take an access unit within this long is
 /// disconnected.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 const PUBLIC: &str =
     "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER";
-
-/// What the reader task delivers.
-enum Incoming {
-    Request(Request<Vec<u8>>),
-    /// Interleaved data from the client (RTCP receiver reports).
-    Data,
-    /// Bytes that are not an RTSP message.
-    Malformed,
-}
 
 enum Transport_ {
     Tcp {
@@ -83,44 +73,17 @@ pub async fn serve(socket: TcpStream, config: Arc<Config>, streams: Arc<Streams>
     let (mut rd, wr) = socket.into_split();
     let (tx, rx) = mpsc::channel(8);
     let reader = tokio::spawn(async move {
-        let mut buf: Vec<u8> = Vec::with_capacity(4096);
+        let mut framer = Framer::default();
         let mut chunk = [0u8; 4096];
         loop {
-            // Parse everything complete in the buffer.
-            loop {
-                if buf.is_empty() {
-                    break;
-                }
-                match Message::<Vec<u8>>::parse(&buf) {
-                    Ok((msg, used)) => {
-                        buf.drain(..used);
-                        let m = match msg {
-                            Message::Request(r) => Incoming::Request(r),
-                            Message::Data(_) => Incoming::Data,
-                            Message::Response(_) => continue,
-                        };
-                        if tx.send(m).await.is_err() {
-                            return;
-                        }
-                    }
-                    Err(rtsp_types::ParseError::Incomplete(_)) if buf.len() <= MAX_REQUEST => break,
-                    Err(_) => {
-                        // Resynchronise after the bad message's blank line,
-                        // or drop everything if there is none yet.
-                        let cut = buf
-                            .windows(4)
-                            .position(|w| w == b"\r\n\r\n")
-                            .map_or(buf.len(), |p| p + 4);
-                        buf.drain(..cut);
-                        if tx.send(Incoming::Malformed).await.is_err() {
-                            return;
-                        }
-                    }
+            while let Some(m) = framer.next_item() {
+                if tx.send(m).await.is_err() {
+                    return;
                 }
             }
             match rd.read(&mut chunk).await {
                 Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Ok(n) => framer.push(&chunk[..n]),
             }
         }
     });
@@ -405,8 +368,13 @@ impl Conn {
         if req.header(&headers::SESSION).is_some() && !self.session_matches(req) {
             return self.error(req, StatusCode::SessionNotFound);
         }
-        let transports = match req.typed_header::<Transports>() {
-            Ok(Some(t)) => t,
+        // rtsp-types 0.1.3 can panic on some malformed `dest_addr` values;
+        // a panic here must be a 400, not a lost connection task.
+        let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            req.typed_header::<Transports>()
+        }));
+        let transports = match parsed {
+            Ok(Ok(Some(t))) => t,
             _ => return self.error(req, StatusCode::BadRequest),
         };
         // The first transport we support, in the client's order.

@@ -192,10 +192,16 @@ pub enum DepacketizeError {
 pub fn depacketize<P: AsRef<[u8]>>(packets: &[P]) -> Result<Vec<u8>, DepacketizeError> {
     let mut nals: Vec<Vec<u8>> = Vec::new();
     let mut fu: Option<Vec<u8>> = None;
+    let mut prev_seq: Option<u16> = None;
     for (index, p) in packets.iter().enumerate() {
         let p = p.as_ref();
-        let hdr = RtpHeader::parse(p).ok_or(DepacketizeError::BadRtp { index })?;
-        let payload = &p[hdr.1..];
+        let (hdr, off) = RtpHeader::parse(p).ok_or(DepacketizeError::BadRtp { index })?;
+        // A lost packet inside a fragmented NAL unit makes it unusable.
+        if fu.is_some() && prev_seq.map(|s| s.wrapping_add(1)) != Some(hdr.seq) {
+            return Err(DepacketizeError::BadFragment { index });
+        }
+        prev_seq = Some(hdr.seq);
+        let payload = &p[off..];
         let Some(&first) = payload.first() else {
             return Err(DepacketizeError::Truncated { index });
         };

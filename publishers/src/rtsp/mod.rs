@@ -11,6 +11,7 @@
 //! * [`encoder`]: bus frame -> swscale -> x264 (or a hardware encoder).
 //! * [`connection`]: the RTSP method state machine of one connection.
 //! * [`session`]: per-client RTP over TCP (interleaved) or UDP, RTCP SR.
+//! * [`wire`]: framing of the control connection (requests, `$` data, garbage).
 //! * [`sdp`], [`rtp`], [`h264`], [`auth`]: formats.
 //!
 //! See `docs/rtsp.md`.
@@ -24,6 +25,7 @@ pub mod rtp;
 pub mod sdp;
 pub mod session;
 pub mod stream;
+pub mod wire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
