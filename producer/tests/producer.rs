@@ -23,8 +23,9 @@ fn testsrc_frames_carry_time_code_and_counters() {
         // The code holds the very capture time the bus metadata carries.
         assert_eq!(tc.realtime_us, f.realtime_ns() / 1000);
         if let Some((seq, counter)) = last {
-            // Counter advances by the frames between the two we saw.
-            assert_eq!(u64::from(tc.counter - counter), f.seq() - seq);
+            // The counter advances with the frames between the two we saw
+            // (more if the producer, starved of CPU, skipped deadlines).
+            assert!(u64::from(tc.counter - counter) >= f.seq() - seq);
         }
         last = Some((f.seq(), tc.counter));
     }
