@@ -104,7 +104,10 @@ impl PyReader {
 #[pymethods]
 impl PyReader {
     #[new]
-    #[pyo3(signature = (name, *, wait = None, timeout = None, shm_dir = None))]
+    #[pyo3(
+        signature = (name, *, wait = None, timeout = None, shm_dir = None),
+        text_signature = "(name, *, wait=False, timeout=None, shm_dir=None)"
+    )]
     fn new(
         py: Python<'_>,
         name: &str,

@@ -105,7 +105,11 @@ def test_producer_killed_and_restarted(bus: str, children: Children) -> None:
 
 
 INTERRUPTIBLE = """
-import sys, framebus
+import signal, sys, framebus
+# A shell starts background jobs with SIGINT ignored, and Python keeps an
+# inherited SIG_IGN: install the usual handler so the test does not depend
+# on how pytest was started.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 bus, how = sys.argv[1], sys.argv[2]
 r = framebus.Reader(bus) if how != "attach" else None
 print("ready", flush=True)

@@ -129,7 +129,7 @@ class Reader:
         cls,
         name: str,
         *,
-        wait: Union[bool, float, None] = None,
+        wait: Union[bool, float, None] = False,
         timeout: Optional[float] = None,
         shm_dir: Optional[_Path] = None,
     ) -> Reader: ...
