@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::Parser;
 use framebus_publishers::rtsp::config::{default_profiles, Credentials};
 use framebus_publishers::rtsp::encoder::EncoderKind;
+use framebus_publishers::rtsp::push::{self, PushTarget};
 use framebus_publishers::rtsp::{Config, Profile, Server};
 
 /// Serve framebus buses as H.264 over RTSP.
@@ -42,6 +43,13 @@ struct Args {
     /// Require `user:password` (RTSP Basic or Digest).
     #[arg(long)]
     auth: Option<Credentials>,
+    /// Publish a stream to an external RTSP server (ANNOUNCE/RECORD, e.g.
+    /// MediaMTX), reconnecting with backoff; repeatable.
+    #[arg(long = "push", value_name = "URL")]
+    push: Vec<String>,
+    /// The stream `--push` publishes.
+    #[arg(long, value_name = "BUS/PROFILE", default_value = "cam0/high")]
+    push_from: String,
     /// Shared-memory directory (default: $FRAMEBUS_SHM_DIR or /dev/shm).
     #[arg(long)]
     shm_dir: Option<PathBuf>,
@@ -55,6 +63,19 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    let Some((push_bus, push_profile)) = args.push_from.split_once('/') else {
+        eprintln!("framebus-rtsp: --push-from must be BUS/PROFILE");
+        return std::process::ExitCode::FAILURE;
+    };
+    let pushes: Vec<PushTarget> = args
+        .push
+        .iter()
+        .map(|url| PushTarget {
+            url: url.clone(),
+            bus: push_bus.to_string(),
+            profile: push_profile.to_string(),
+        })
+        .collect();
     let config = Config {
         listen: args.listen,
         profiles: if args.profiles.is_empty() {
@@ -95,6 +116,9 @@ fn main() -> std::process::ExitCode {
                 eprintln!("framebus-rtsp: {e}");
                 return std::process::ExitCode::FAILURE;
             }
+        }
+        for target in pushes {
+            tokio::spawn(push::run(std::sync::Arc::clone(server.streams()), target));
         }
         tokio::select! {
             _ = server.run() => {}

@@ -10,6 +10,7 @@
 //!   all its clients through a non-blocking broadcast.
 //! * [`encoder`]: bus frame -> swscale -> x264 (or a hardware encoder).
 //! * [`connection`]: the RTSP method state machine of one connection.
+//! * [`push`]: `--push` to an external RTSP server (ANNOUNCE/RECORD).
 //! * [`session`]: per-client RTP over TCP (interleaved) or UDP, RTCP SR.
 //! * [`wire`]: framing of the control connection (requests, `$` data, garbage).
 //! * [`sdp`], [`rtp`], [`h264`], [`auth`]: formats.
@@ -21,6 +22,7 @@ pub mod config;
 pub mod connection;
 pub mod encoder;
 pub mod h264;
+pub mod push;
 pub mod rtp;
 pub mod sdp;
 pub mod session;
