@@ -162,10 +162,13 @@ def bench_mp(w: int, h: int, fps: float, n: int, warmup: int) -> np.ndarray:
 
 def efd_producer(efd: int, shm_name: str, fps: float, n: int) -> None:
     shm = shared_memory.SharedMemory(name=shm_name)
+    buf = shm.buf
+    assert buf is not None
     for _ in pace(fps, n):
-        struct.pack_into("q", shm.buf, 0, time.monotonic_ns())
+        struct.pack_into("q", buf, 0, time.monotonic_ns())
         os.eventfd_write(efd, 1)
-    struct.pack_into("q", shm.buf, 0, -1)
+    struct.pack_into("q", buf, 0, -1)
+    del buf
     os.eventfd_write(efd, 1)
     shm.close()
 
@@ -177,12 +180,14 @@ def bench_eventfd(fps: float, n: int, warmup: int) -> np.ndarray:
     shm = shared_memory.SharedMemory(create=True, size=8)
     p = CTX.Process(target=efd_producer, args=(efd, shm.name, fps, n + warmup), daemon=True)
     p.start()
+    buf = shm.buf
+    assert buf is not None
     try:
         lat = []
         while True:
             os.eventfd_read(efd)
             now = time.monotonic_ns()
-            (t,) = struct.unpack_from("q", shm.buf, 0)
+            (t,) = struct.unpack_from("q", buf, 0)
             if t < 0:
                 break
             lat.append(now - t)
@@ -191,6 +196,7 @@ def bench_eventfd(fps: float, n: int, warmup: int) -> np.ndarray:
         p.join(10)
         if p.is_alive():
             p.kill()
+        del buf
         shm.close()
         shm.unlink()
         os.close(efd)

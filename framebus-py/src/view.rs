@@ -170,3 +170,58 @@ pub(crate) unsafe fn array<'py>(
     }
     Ok(arr)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use framebus::Fps;
+
+    fn spec(f: PixelFormat) -> FrameSpec {
+        FrameSpec::new(f, 64, 48, Fps::new(30)).unwrap()
+    }
+
+    #[test]
+    fn opencv_shapes_cover_the_frame_exactly() {
+        for (f, shape) in [
+            (PixelFormat::Gray8, vec![48, 64]),
+            (PixelFormat::Rgb24, vec![48, 64, 3]),
+            (PixelFormat::Bgr24, vec![48, 64, 3]),
+            (PixelFormat::Yuyv, vec![48, 64, 2]),
+            (PixelFormat::Uyvy, vec![48, 64, 2]),
+            (PixelFormat::Nv12, vec![72, 64]),
+            (PixelFormat::I420, vec![72, 64]),
+        ] {
+            let s = spec(f);
+            let l = frame_layout("t", &s, s.frame_size()).unwrap();
+            assert_eq!(l.shape, shape, "{f}");
+            assert_eq!(l.end(), s.frame_size(), "{f}");
+        }
+        let m = frame_layout("t", &spec(PixelFormat::Mjpeg), 1234).unwrap();
+        assert_eq!((m.shape.clone(), m.end()), (vec![1234], 1234));
+    }
+
+    #[test]
+    fn planes_stay_inside_the_frame() {
+        for f in PixelFormat::ALL {
+            let s = spec(f);
+            let len = if f.is_compressed() {
+                100
+            } else {
+                s.frame_size()
+            };
+            let planes = plane_layouts(&s, len);
+            assert_eq!(planes.last().unwrap().end(), len, "{f}");
+        }
+        let nv12 = plane_layouts(&spec(PixelFormat::Nv12), 0);
+        assert_eq!(nv12[1].shape, vec![24, 32, 2]);
+        assert_eq!(nv12[1].offset, 64 * 48);
+    }
+
+    #[test]
+    fn padded_rows_follow_the_strides() {
+        let s = FrameSpec::with_strides(PixelFormat::Bgr24, 64, 48, Fps::new(30), &[256]).unwrap();
+        let l = frame_layout("t", &s, s.frame_size()).unwrap();
+        assert_eq!(l.strides, vec![256, 3, 1]);
+        assert!(l.end() <= s.frame_size());
+    }
+}
