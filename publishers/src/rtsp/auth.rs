@@ -1,10 +1,12 @@
 //! Optional RTSP authentication (RFC 2326 §D, HTTP Basic and Digest per
 //! RFC 2617 with MD5, `qop` not required since RTSP clients such as ffmpeg
-//! and GStreamer answer the RFC 2069 form).
+//! and GStreamer answer the RFC 2069 form). Secrets are compared in
+//! constant time.
 
 use base64::Engine as _;
 use md5::{Digest as _, Md5};
 use rtsp_types::{headers, Request};
+use subtle::ConstantTimeEq as _;
 
 use super::config::Credentials;
 use super::stream::random_u64;
@@ -77,7 +79,7 @@ impl Auth {
             let expect = format!("{}:{}", c.user, c.password);
             base64::engine::general_purpose::STANDARD
                 .decode(b.trim())
-                .is_ok_and(|d| d == expect.as_bytes())
+                .is_ok_and(|d| bool::from(d.ct_eq(expect.as_bytes())))
         } else if let Some(d) = h.strip_prefix("Digest ") {
             self.check_digest(c, req, d)
         } else {
@@ -117,7 +119,11 @@ impl Auth {
             }
             _ => md5_hex(&format!("{ha1}:{nonce}:{ha2}")),
         };
-        expect.eq_ignore_ascii_case(response)
+        bool::from(
+            expect
+                .as_bytes()
+                .ct_eq(response.to_ascii_lowercase().as_bytes()),
+        )
     }
 }
 
