@@ -688,5 +688,51 @@ fn chromium_index_page_moves() {
     let b = screenshot(&s.url("/"), &dir.join("b.png"));
     assert!(a.starts_with(b"\x89PNG") && b.starts_with(b"\x89PNG"));
     assert_ne!(a, b, "two screenshots a second apart are identical");
-    let _ = std::fs::remove_dir_all(dir);
+    if std::env::var_os("FRAMEBUS_TEST_KEEP").is_some() {
+        eprintln!("screenshots kept in {}", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+#[test]
+fn mjpeg_bus_passes_through() {
+    let bus = unique("pass");
+    // One JPEG made here; the server must serve exactly these bytes.
+    let (w, h) = (320u32, 240u32);
+    let mut yuv = vec![128u8; (w * h * 3 / 2) as usize];
+    for (i, b) in yuv[..(w * h) as usize].iter_mut().enumerate() {
+        *b = (i % 251) as u8;
+    }
+    let image = turbojpeg::YuvImage {
+        pixels: yuv.as_slice(),
+        width: w as usize,
+        align: 1,
+        height: h as usize,
+        subsamp: turbojpeg::Subsamp::Sub2x2,
+    };
+    let jpeg = turbojpeg::compress_yuv(image, 75).unwrap().to_vec();
+    let spec = FrameSpec::new(PixelFormat::Mjpeg, w, h, Fps::new(30)).unwrap();
+    let opts = WriterOptions {
+        slot_capacity: Some(1 << 20),
+        ..WriterOptions::default()
+    };
+    let mut writer = Writer::create(&bus, spec, opts).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (s2, j2) = (stop.clone(), jpeg.clone());
+    let feeder = std::thread::spawn(move || {
+        while !s2.load(Ordering::SeqCst) {
+            let _ = writer.publish_from(&j2, FrameMeta::now());
+            std::thread::sleep(Duration::from_millis(33));
+        }
+    });
+    let s = Server::start(&["--bus", &bus]);
+    let p = parts(&curl_stream(&s.url(&format!("/{bus}/native.mjpg")), 2));
+    stop.store(true, Ordering::SeqCst);
+    feeder.join().unwrap();
+    assert!(!p.is_empty());
+    assert!(
+        p.iter().all(|x| x.jpeg == jpeg),
+        "bytes differ from the bus's JPEG"
+    );
 }

@@ -55,8 +55,15 @@ pub struct StreamStatus {
 }
 
 impl StreamStatus {
-    /// Status of `s`; `bus_size` is the bus's (w, h, fps) if known.
-    pub fn of(s: &Stream, bus: Option<(u32, u32, f64)>) -> StreamStatus {
+    /// Status of `s`; `bus` is the bus's header if the segment exists.
+    pub fn of(s: &Stream, info: Option<&framebus::BusInfo>) -> StreamStatus {
+        let bus = info.map(|i| (i.width, i.height, i.fps));
+        let bus_state = match (s.health.state(), info) {
+            (BusState::Idle, Some(i)) if i.producer_alive => "live".to_string(),
+            (BusState::Idle, Some(_)) => "producer gone".to_string(),
+            (BusState::Idle, None) => "no such bus".to_string(),
+            (st, _) => st.describe(),
+        };
         let d = s.demand.status();
         let st = s.stats.snapshot();
         let (bw, bh, bfps) = bus.unwrap_or((0, 0, 0.0));
@@ -65,7 +72,7 @@ impl StreamStatus {
             bus: s.bus.clone(),
             profile: s.profile.name.clone(),
             state: if d.running { "running" } else { "idle" },
-            bus_state: s.health.state().describe(),
+            bus_state,
             width,
             height,
             fps: s
@@ -95,10 +102,9 @@ fn round2(v: f64) -> f64 {
 pub fn all_status(streams: &Streams) -> Vec<StreamStatus> {
     let mut out = Vec::new();
     for bus in streams.buses() {
-        let size = bus.info.as_ref().map(|i| (i.width, i.height, i.fps));
         for p in &streams.config().profiles {
             if let Ok(s) = streams.get(&bus.name, &p.name) {
-                out.push(StreamStatus::of(&s, size));
+                out.push(StreamStatus::of(&s, bus.info.as_ref()));
             }
         }
     }

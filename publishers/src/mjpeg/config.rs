@@ -107,7 +107,7 @@ impl FromStr for Profile {
             let (w, h) = size.split_once('x').ok_or_else(|| err("size is not WxH"))?;
             let w: u32 = w.parse().map_err(|_| err("width is not a number"))?;
             let h: u32 = h.parse().map_err(|_| err("height is not a number"))?;
-            if !(2..=8192).contains(&w) || !(2..=8192).contains(&h) || w % 2 != 0 || h % 2 != 0 {
+            if !(2..=8192).contains(&w) || !(2..=8192).contains(&h) || (w | h) & 1 != 0 {
                 return Err(err("width and height must be even and in 2..=8192"));
             }
             Some((w, h))

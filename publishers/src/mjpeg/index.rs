@@ -39,7 +39,7 @@ fn card(s: &StreamStatus) -> String {
         out = s.output_fps,
         viewers = s.viewers,
         max = s.max_viewers,
-        state = esc(&s.state.to_string()),
+        state = esc(s.state),
     )
 }
 
