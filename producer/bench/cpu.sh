@@ -4,6 +4,11 @@
 #   producer/bench/cpu.sh [seconds] [producer args...]
 #   producer/bench/cpu.sh 60                                   # testsrc 1080p60 nv12
 #   producer/bench/cpu.sh 30 --format yuyv
+#   PRODUCER_ENV="LD_PRELOAD=... FAKECAM_DEVICES=/dev/video90=yuyv" \
+#     producer/bench/cpu.sh 60 --source v4l2:/dev/video90 --format yuyv
+#
+# PRODUCER_ENV (space-separated NAME=VALUE) is applied to the producer only
+# (the fake camera's LD_PRELOAD must not reach cargo or the reader).
 #
 # Builds the release producer and the `frame_intervals` reader example,
 # starts the producer on a private bus, measures its CPU time from
@@ -18,7 +23,8 @@ bin="$target/release/framebus-producer"
 reader="$target/release/examples/frame_intervals"
 export FRAMEBUS_SHM_DIR="$(mktemp -d /dev/shm/framebus-bench.XXXXXX)"
 bus="bench-$$"
-"$bin" --bus "$bus" --size 1920x1080 --fps 60 "$@" 2>"$FRAMEBUS_SHM_DIR/producer.log" &
+# shellcheck disable=SC2086
+env ${PRODUCER_ENV:-} "$bin" --bus "$bus" --size 1920x1080 --fps 60 "$@" 2>"$FRAMEBUS_SHM_DIR/producer.log" &
 pid=$!
 cleanup() { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$FRAMEBUS_SHM_DIR"; }
 trap cleanup EXIT

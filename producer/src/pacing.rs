@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use framebus::{monotonic_ns, Fps};
 
+/// How far behind the pacer catches up instead of skipping.
+pub const MAX_CATCH_UP: Duration = Duration::from_millis(250);
+
 /// Paces frames at a fixed rate.
 #[derive(Debug)]
 pub struct Pacer {
@@ -47,8 +50,10 @@ impl Pacer {
     pub fn wait(&mut self, timeout: Duration) -> Due {
         let now = monotonic_ns();
         let mut skipped = 0;
-        // More than one period late: skip to the latest deadline passed.
-        if now > self.deadline(self.n + 1) {
+        // Far behind: skip to the latest deadline passed.
+        let period = self.deadline(self.n + 1) - self.deadline(self.n);
+        let limit = (MAX_CATCH_UP.as_nanos() as u64).max(period);
+        if now > self.deadline(self.n) + limit {
             let behind = (u128::from(now - self.t0) * self.num / (self.den * 1_000_000_000)) as u64;
             skipped = behind - self.n;
             self.n = behind;
@@ -112,11 +117,20 @@ mod tests {
     }
 
     #[test]
+    fn slightly_late_pacer_catches_up() {
+        let mut p = Pacer::new(Fps::new(1000));
+        p.t0 -= 20_000_000; // 20 frames late: within MAX_CATCH_UP
+        for _ in 0..20 {
+            assert_eq!(p.wait(Duration::ZERO), Due::Now { skipped: 0 });
+        }
+    }
+
+    #[test]
     fn late_pacer_skips() {
         let mut p = Pacer::new(Fps::new(1000));
-        p.t0 -= 50_000_000; // 50 frames late
+        p.t0 -= 500_000_000; // 500 frames late
         match p.wait(Duration::from_millis(100)) {
-            Due::Now { skipped } => assert!(skipped >= 49, "{skipped}"),
+            Due::Now { skipped } => assert!(skipped >= 499, "{skipped}"),
             Due::NotYet => panic!("a late frame is due"),
         }
     }
