@@ -143,12 +143,14 @@ fn ten_clients_share_one_encoder() {
 
 #[test]
 fn killed_and_stalled_clients_do_not_disturb_others() {
-    let bus = TestBus::start("kill", 320, 180);
-    let server = RtspServer::start(SMALL);
+    let bus = TestBus::start_noisy("kill", 640, 360);
+    // An IDR every frame: enough bytes to fill the stalled client's
+    // socket buffers within a second or two.
+    let server = RtspServer::start(&["--profile", "native,bitrate=20M,gop=1"]);
     let url = server.url(&bus.name, "native");
     // A client that sets up and plays over TCP but never reads.
     let mut stalled = RawClient::connect(&server.addr);
-    shrink_receive_buffer(&stalled.sock);
+    shrink_receive_buffer(&stalled.sock, 4096);
     assert_eq!(stalled.setup_tcp(&url).status, 200);
     stalled.request("PLAY", &url, &[]);
     let victim = ffmpeg_background(&url, "tcp", 100_000);
@@ -204,8 +206,7 @@ fn keepalives_and_pause() {
 
 /// Makes a socket's receive window tiny so that a client that does not read
 /// stalls the server's sends within a few frames.
-fn shrink_receive_buffer(sock: &std::net::TcpStream) {
-    let size: libc::c_int = 4096;
+fn shrink_receive_buffer(sock: &std::net::TcpStream, size: libc::c_int) {
     // SAFETY: `sock` is an open socket for the duration of the call; the
     // option value points to a live c_int of the length passed.
     let rc = unsafe {
@@ -218,4 +219,102 @@ fn shrink_receive_buffer(sock: &std::net::TcpStream) {
         )
     };
     assert_eq!(rc, 0, "setsockopt SO_RCVBUF");
+}
+
+#[test]
+fn silent_session_expires() {
+    let bus = TestBus::start("expire", 320, 180);
+    let server = RtspServer::start(&["--profile", "native", "--session-timeout", "2"]);
+    let url = server.url(&bus.name, "native");
+    let mut c = RawClient::connect(&server.addr);
+    c.request("DESCRIBE", &url, &[]);
+    let r = c.request(
+        "SETUP",
+        &format!("{url}/trackID=0"),
+        &[("Transport", "RTP/AVP;unicast;client_port=9-10")],
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.header("Session").unwrap().ends_with(";timeout=2"));
+    assert!(r.header("Transport").unwrap().contains("server_port="));
+    // No keepalive, no RTCP: the server closes the connection.
+    c.sock
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let closed = eventually(Duration::from_secs(20), || {
+        match std::io::Read::read(&mut c.sock, &mut buf) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+        }
+    });
+    assert!(closed, "session did not expire");
+}
+
+#[test]
+fn slow_tcp_client_drops_whole_access_units_and_restarts_at_idr() {
+    let bus = TestBus::start_noisy("slow", 640, 360);
+    // Rare key frames: an IDR the slow client sees after the first one
+    // exists only because it fell behind and asked for it.
+    let server = RtspServer::start(&["--profile", "native,bitrate=20M,gop=600"]);
+    let url = server.url(&bus.name, "native");
+    let mut slow = RawClient::connect(&server.addr);
+    shrink_receive_buffer(&slow.sock, 64 * 1024);
+    assert_eq!(slow.setup_tcp(&url).status, 200);
+    assert_eq!(slow.request("PLAY", &url, &[]).status, 200);
+    let watcher = ffmpeg_background(&url, "tcp", 120);
+    // Read about 320 kB/s of a stream of about 2.5 MB/s, for 8 seconds.
+    let mut data = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    let end = std::time::Instant::now() + Duration::from_secs(8);
+    while std::time::Instant::now() < end {
+        match std::io::Read::read(&mut slow.sock, &mut chunk) {
+            Ok(0) => break,
+            Ok(n) => data.extend_from_slice(&chunk[..n]),
+            Err(e) => panic!("slow client read: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Walk the interleaved RTP packets.
+    let (mut i, mut prev_seq, mut idrs, mut packets) = (0, None::<u16>, 0, 0);
+    while i + 4 <= data.len() {
+        assert_eq!(data[i], b'$', "interleaved framing at byte {i}");
+        let len = usize::from(u16::from_be_bytes([data[i + 2], data[i + 3]]));
+        if i + 4 + len > data.len() {
+            break;
+        }
+        let p = &data[i + 4..i + 4 + len];
+        if data[i + 1] == 0 {
+            packets += 1;
+            let seq = u16::from_be_bytes([p[2], p[3]]);
+            if let Some(prev) = prev_seq {
+                assert_eq!(
+                    seq,
+                    prev.wrapping_add(1),
+                    "per-client sequence is continuous"
+                );
+            }
+            prev_seq = Some(seq);
+            let nal = p[12] & 0x1f;
+            if nal == 7 {
+                idrs += 1; // SPS precedes every IDR
+            }
+        }
+        i += 4 + len;
+    }
+    assert!(packets > 0, "the slow client received media");
+    assert!(
+        idrs >= 2,
+        "the slow client fell behind and restarted at a new IDR ({idrs} IDRs in {packets} packets)"
+    );
+    let out = watcher.wait_timeout(Duration::from_secs(60));
+    assert_eq!(
+        framemd5_count(&out),
+        120,
+        "the other client is undisturbed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -32,6 +32,8 @@ use super::wire::{Framer, Incoming};
 /// A TCP client that does not take an access unit within this long is
 /// disconnected.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Socket send buffer for control connections (TCP media goes there too).
+const SEND_BUFFER: usize = 256 * 1024;
 
 const PUBLIC: &str =
     "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER";
@@ -70,6 +72,10 @@ pub async fn serve(socket: TcpStream, config: Arc<Config>, streams: Arc<Streams>
     let peer = socket.peer_addr().ok();
     let local = socket.local_addr().ok();
     let _ = socket.set_nodelay(true);
+    // Bound what the kernel queues for a slow client (Linux doubles the
+    // value): beyond it the client lags and skips to the next IDR instead
+    // of watching video seconds old.
+    let _ = socket2::SockRef::from(&socket).set_send_buffer_size(SEND_BUFFER);
     let (mut rd, wr) = socket.into_split();
     let (tx, rx) = mpsc::channel(8);
     let reader = tokio::spawn(async move {

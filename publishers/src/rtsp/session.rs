@@ -67,6 +67,11 @@ impl RtpState {
                     return Some(au);
                 }
                 Err(RecvError::Lagged(n)) => {
+                    tracing::info!(
+                        stream = %stream.path,
+                        skipped = n,
+                        "client fell behind; dropping access units until the next IDR"
+                    );
                     self.dropped += n;
                     self.need_key = true;
                     stream.request_idr();

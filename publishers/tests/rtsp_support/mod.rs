@@ -32,6 +32,16 @@ pub struct TestBus {
 
 impl TestBus {
     pub fn start(tag: &str, width: u32, height: u32) -> TestBus {
+        TestBus::start_with(tag, width, height, false)
+    }
+
+    /// Like `start`, with per-frame noise over the picture (hard to
+    /// compress: a high bit rate really produces many bytes).
+    pub fn start_noisy(tag: &str, width: u32, height: u32) -> TestBus {
+        TestBus::start_with(tag, width, height, true)
+    }
+
+    fn start_with(tag: &str, width: u32, height: u32, noisy: bool) -> TestBus {
         let name = unique_name(tag);
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel();
@@ -45,6 +55,7 @@ impl TestBus {
                 let (wu, hu) = (width as usize, height as usize);
                 let start = Instant::now();
                 let mut n: u64 = 0;
+                let mut rng: u64 = 0x9e37_79b9_7f4a_7c15;
                 while !stop.load(Ordering::Relaxed) {
                     let mut loan = w.loan().unwrap();
                     {
@@ -61,6 +72,14 @@ impl TestBus {
                             }
                         }
                         planes[1].fill(128 + (n % 32) as u8);
+                        if noisy {
+                            for px in planes[0].iter_mut() {
+                                rng ^= rng << 13;
+                                rng ^= rng >> 7;
+                                rng ^= rng << 17;
+                                *px = (rng >> 56) as u8;
+                            }
+                        }
                     }
                     loan.publish(FrameMeta::now());
                     n += 1;
