@@ -145,6 +145,12 @@ impl<T: Send + Sync + 'static> Worker<T> {
         self.tx.send_replace(Some(Arc::new(value)));
     }
 
+    /// Forget the last output (e.g. while idling in the grace time, so a
+    /// late joiner does not get a stale frame first). No-op when empty.
+    pub fn clear(&self) {
+        self.tx.send_if_modified(|v| v.take().is_some());
+    }
+
     /// Whether anyone still needs this worker. Returns false (once and for
     /// all) after [`OnDemand::stop`] or when nobody needed it for the grace
     /// time; the run is then over and the worker should return.

@@ -172,7 +172,13 @@ pub fn spawn(
             || worker.keep_running(),
             |frame| {
                 stats.frame_in();
-                if !rate.accept(frame.mono_ns()) || !worker.has_consumers() {
+                if !rate.accept(frame.mono_ns()) {
+                    return;
+                }
+                if !worker.has_consumers() {
+                    // Grace time: follow the bus but do not encode, and drop
+                    // the last JPEG so a late joiner never starts stale.
+                    worker.clear();
                     return;
                 }
                 let t0 = Instant::now();
