@@ -318,3 +318,23 @@ fn slow_tcp_client_drops_whole_access_units_and_restarts_at_idr() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn clients_sending_keepalives_outlive_a_short_session_timeout() {
+    let bus = TestBus::start("alive", 320, 180);
+    let server = RtspServer::start(&["--profile", "native", "--session-timeout", "2"]);
+    let url = server.url(&bus.name, "native");
+    // 6 s of video with a 2 s timeout: ffmpeg keeps the session alive
+    // (GET_PARAMETER every timeout/2, RTCP receiver reports).
+    let tcp = ffmpeg_background(&url, "tcp", 180);
+    let udp = ffmpeg_background(&url, "udp", 180);
+    for (name, p) in [("tcp", tcp), ("udp", udp)] {
+        let out = p.wait_timeout(Duration::from_secs(60));
+        assert_eq!(
+            framemd5_count(&out),
+            180,
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -172,7 +172,10 @@ impl Conn {
                                 buf.push(channel + 1);
                                 buf.extend_from_slice(&(report.len() as u16).to_be_bytes());
                                 buf.extend_from_slice(&report);
-                                write_timeout(&mut self.wr, &buf).await
+                                match write_timeout(&mut self.wr, &buf).await {
+                                    Ok(()) => self.check_expiry(),
+                                    Err(e) => Err(e),
+                                }
                             } else {
                                 self.check_expiry()
                             }

@@ -358,12 +358,11 @@ impl Stream {
                 }
             }
             let Some(e) = enc.as_mut() else { continue };
-            let mut pts = i64::from(self.rtp_ts(mono).wrapping_sub(self.ts_offset));
+            // 90 kHz from the capture time, strictly increasing for x264.
+            let mut pts = (u128::from(mono) * u128::from(CLOCK_RATE) / 1_000_000_000) as i64;
             if pts <= last_pts {
                 pts = last_pts + 1;
             }
-            // Unwrapped 90 kHz time would be better for very long runs; the
-            // encoder only needs pts to increase, which `last_pts` ensures.
             last_pts = pts;
             let force = self.idr_requested.load(Ordering::Relaxed)
                 && last_idr.elapsed() >= IDR_MIN_INTERVAL;
