@@ -496,6 +496,20 @@ static int fake_ioctl(struct fake *f, unsigned long request, void *arg) {
         c->capabilities = c->device_caps | V4L2_CAP_DEVICE_CAPS;
         return 0;
     }
+    case (unsigned int)VIDIOC_ENUMINPUT: {
+        struct v4l2_input *in = arg;
+        if (in->index != 0)
+            return -EINVAL;
+        memset(in, 0, sizeof *in);
+        snprintf((char *)in->name, sizeof in->name, "Camera 1");
+        in->type = V4L2_INPUT_TYPE_CAMERA;
+        return 0;
+    }
+    case (unsigned int)VIDIOC_G_INPUT:
+        *(int *)arg = 0;
+        return 0;
+    case (unsigned int)VIDIOC_S_INPUT:
+        return *(int *)arg == 0 ? 0 : -EINVAL;
     case (unsigned int)VIDIOC_ENUM_FMT: {
         struct v4l2_fmtdesc *d = arg;
         if (d->type != V4L2_BUF_TYPE_VIDEO_CAPTURE || d->index >= (uint32_t)cam->nfmts)

@@ -354,3 +354,71 @@ fn hang_times_out_and_the_camera_recovers() {
     assert!(seq > first);
     frame(&mut cam);
 }
+
+/// The fake camera itself, checked with an independent V4L2 client: ffmpeg's
+/// `v4l2` input (plain open/ioctl/mmap/poll, like a real camera) captures raw
+/// frames carrying the fake's header, and decodes the MJPEG camera's frames.
+#[test]
+fn ffmpeg_captures_from_the_fake_cameras() {
+    if std::env::var_os("FAKECAM_CHILD").is_some() {
+        return; // runs in the parent only: ffmpeg is the child here
+    }
+    let cams = harness::FakeCams::new();
+    let ffmpeg = |args: &[&str]| {
+        let out = std::process::Command::new("ffmpeg")
+            .args(["-nostdin", "-hide_banner", "-v", "error", "-f", "v4l2"])
+            .args(args)
+            .envs(cams.env())
+            .output()
+            .expect("run ffmpeg");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "ffmpeg {args:?} failed: {err}");
+        out.stdout
+    };
+    let (w, h, n) = (1280, 720, 30);
+    let raw = ffmpeg(&[
+        "-input_format",
+        "yuyv422",
+        "-video_size",
+        "1280x720",
+        "-framerate",
+        "60",
+        "-i",
+        YUYV_CAM,
+        "-frames:v",
+        "30",
+        "-f",
+        "rawvideo",
+        "-",
+    ]);
+    assert_eq!(raw.len(), w * h * 2 * n);
+    let mut last = None;
+    for frame in raw.chunks(w * h * 2) {
+        assert_eq!(&frame[..8], b"FAKECAM1");
+        let seq = u64::from_le_bytes(frame[8..16].try_into().unwrap());
+        assert!(
+            last.is_none_or(|l| seq > l),
+            "sequence {seq} after {last:?}"
+        );
+        last = Some(seq);
+    }
+    let gray = ffmpeg(&[
+        "-input_format",
+        "mjpeg",
+        "-video_size",
+        "640x480",
+        "-framerate",
+        "30",
+        "-i",
+        MJPEG_CAM,
+        "-frames:v",
+        "10",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "gray",
+        "-",
+    ]);
+    assert_eq!(gray.len(), 640 * 480 * 10, "10 decoded MJPEG frames");
+    let _ = std::fs::remove_dir_all(&cams.dir);
+}
