@@ -121,6 +121,8 @@ fn producer_on_fake_camera_survives_unplug_and_hang() {
     cams.set(YUYV_CAM, "ok 1");
     read_frames(&mut reader, 10, &cams);
     eprintln!("producer log:\n{}", producer_log(&cams));
+    drop(_p);
+    let _ = std::fs::remove_dir_all(&cams.dir); // kept on failure, for the log
 }
 
 #[test]
@@ -149,4 +151,5 @@ fn list_devices_shows_the_fake_cameras() {
     ] {
         assert!(out.contains(needle), "{needle:?} missing from:\n{out}");
     }
+    let _ = std::fs::remove_dir_all(&cams.dir);
 }
