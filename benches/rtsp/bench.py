@@ -123,6 +123,8 @@ def start(cmd, env=None):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--target-dir", default="target/release")
+    ap.add_argument("--producer", help="framebus-producer binary (default: in --target-dir)")
+    ap.add_argument("--rtsp", help="framebus-rtsp binary (default: in --target-dir)")
     ap.add_argument("--frames", type=int, default=300)
     ap.add_argument("--cpu-secs", type=float, default=15)
     ap.add_argument("--many", type=int, default=20)
@@ -130,12 +132,14 @@ def main():
     bus = f"bench-rtsp-{os.getpid()}"
     procs = []
     try:
-        prod = subprocess.Popen([os.path.join(a.target_dir, "framebus-producer"), "--bus", bus,
+        producer = a.producer or os.path.join(a.target_dir, "framebus-producer")
+        rtsp = a.rtsp or os.path.join(a.target_dir, "framebus-rtsp")
+        prod = subprocess.Popen([producer, "--bus", bus,
                                  "--size", f"{W}x{H}", "--fps", str(FPS)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs.append(prod)
         time.sleep(1)
-        ours, line = start([os.path.join(a.target_dir, "framebus-rtsp"), "--listen", "127.0.0.1:0",
+        ours, line = start([rtsp, "--listen", "127.0.0.1:0",
                             "--profile", f"bench={W}x{H}@{FPS},bitrate=4M,gop=60", "--encoder", "libx264"])
         procs.append(ours)
         ours_url = line.removeprefix("listening on ").rstrip("/") + f"/{bus}/bench"

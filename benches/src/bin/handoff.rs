@@ -146,9 +146,9 @@ fn child(args: &[String]) {
 fn run_floor(n: usize, spacing: Duration) -> Vec<u64> {
     let page = SharedPage::create();
     let (word, stamp) = page.words();
-    let (_g, mut out) = spawn(&["floor".into(), n.to_string(), page.path().to_string()]);
+    let (mut g, mut out) = spawn(&["floor".into(), n.to_string(), page.path().to_string()]);
     assert_eq!(read_line(&mut out), "ready");
-    drive(n, spacing, |i| {
+    drive(n, spacing, &mut g, |i| {
         stamp.store(monotonic_ns(), Ordering::Release);
         word.store(i as u32, Ordering::Release);
         futex_wake(word);
@@ -159,9 +159,9 @@ fn run_floor(n: usize, spacing: Duration) -> Vec<u64> {
 fn run_framebus(n: usize, spacing: Duration, size: usize, tag: &str) -> Vec<u64> {
     let name = format!("bench-handoff-{}-{tag}", std::process::id());
     let mut w = Writer::create(&name, gray_spec(size), WriterOptions::default()).unwrap();
-    let (_g, mut out) = spawn(&["framebus".into(), n.to_string(), name.clone()]);
+    let (mut g, mut out) = spawn(&["framebus".into(), n.to_string(), name.clone()]);
     assert_eq!(read_line(&mut out), "ready");
-    drive(n, spacing, |_| {
+    drive(n, spacing, &mut g, |_| {
         let loan = w.loan().unwrap();
         // The frame's bytes would be captured in place here; the hand-off
         // starts when it is published.
@@ -179,7 +179,7 @@ fn run_socket(n: usize, spacing: Duration, size: usize, tag: &str) -> Vec<u64> {
         std::env::temp_dir().join(format!("framebus-bench-{}-{tag}.sock", std::process::id()));
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path).unwrap();
-    let (_g, mut out) = spawn(&[
+    let (mut g, mut out) = spawn(&[
         "socket".into(),
         n.to_string(),
         path.display().to_string(),
@@ -188,9 +188,10 @@ fn run_socket(n: usize, spacing: Duration, size: usize, tag: &str) -> Vec<u64> {
     let (mut s, _) = listener.accept().unwrap();
     assert_eq!(read_line(&mut out), "ready");
     let mut frame = vec![7u8; size + 8];
-    drive(n, spacing, |_| {
+    drive(n, spacing, &mut g, |_| {
         frame[..8].copy_from_slice(&monotonic_ns().to_le_bytes());
-        s.write_all(&frame).unwrap();
+        // The child leaves once it has its samples; a write after that fails.
+        let _ = s.write_all(&frame);
     });
     let r = samples_from(&read_line(&mut out));
     let _ = std::fs::remove_file(&path);
@@ -213,15 +214,20 @@ fn run_memcpy(size: usize) -> Vec<u64> {
         .collect()
 }
 
-/// Call `publish(i)` for i in 1..=n+warmup, `spacing` apart.
-fn drive(n: usize, spacing: Duration, mut publish: impl FnMut(usize)) {
+/// Call `publish(i)` every `spacing` until the child has its `n` samples
+/// (a reader may skip frames under load, so it may need more than `n`).
+fn drive(n: usize, spacing: Duration, child: &mut ChildGuard, mut publish: impl FnMut(usize)) {
     // Let the child reach its blocking wait first.
     std::thread::sleep(Duration::from_millis(50));
     let start = Instant::now();
-    for i in 1..=n {
+    for i in 1..=n * 10 {
         sleep_until(start + spacing * i as u32);
+        if child.0.try_wait().unwrap().is_some() {
+            return;
+        }
         publish(i);
     }
+    panic!("the child never collected {n} samples");
 }
 
 fn us(ns: u64) -> String {
