@@ -48,6 +48,11 @@ pub struct Cli {
     /// becomes mode 0660.
     #[arg(long)]
     pub group: Option<String>,
+    /// With an MJPEG camera, also publish its compressed frames as they are
+    /// on a second bus `<bus>.mjpeg` (publishers can pass them through
+    /// without re-encoding). Asks the camera for MJPEG.
+    #[arg(long)]
+    pub mjpeg_bus: bool,
     /// List capture devices with their formats, sizes and rates, and exit.
     #[arg(long)]
     pub list_devices: bool,

@@ -5,7 +5,9 @@
 //! see no new frames (and `framebus stat` shows the source state), never an
 //! error, and the source resumes into the same bus with the same format.
 
+use std::cell::RefCell;
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use framebus::layout::source_state;
@@ -123,14 +125,43 @@ pub fn run(cli: Cli) -> Result<(), Fatal> {
             device_lock = Some(lock);
             let want_size = cli.size.unwrap_or((1920, 1080));
             let want_fps = cli.fps.unwrap_or(Fps::new(30));
-            let format = cli.format;
+            let prefer = if cli.mjpeg_bus {
+                PixelFormat::Mjpeg
+            } else {
+                cli.format
+            };
             let src =
-                V4l2Source::open(&path, format, want_size, want_fps).map_err(startup_error)?;
+                V4l2Source::open(&path, prefer, want_size, want_fps).map_err(startup_error)?;
             let n = src.native();
             let (w, h) = cli.size.unwrap_or((n.width, n.height));
             let fps = cli.fps.or(n.fps).unwrap_or(want_fps);
+            let passthrough = match (cli.mjpeg_bus, src.is_mjpeg()) {
+                (true, true) => {
+                    let name = format!("{}.mjpeg", cli.bus);
+                    let spec = FrameSpec::new(PixelFormat::Mjpeg, n.width, n.height, fps)
+                        .map_err(|e| Fatal::Config(e.to_string()))?;
+                    let opts = WriterOptions {
+                        slots: cli.slots,
+                        group,
+                        source: cli.source.clone(),
+                        ..WriterOptions::default()
+                    };
+                    let w = Writer::create(&name, spec, opts)?;
+                    tracing::info!(bus = %name, "MJPEG pass-through bus created");
+                    Some(Rc::new(RefCell::new(w)))
+                }
+                (true, false) => {
+                    tracing::warn!(
+                        "--mjpeg-bus: the camera does not deliver MJPEG; no pass-through bus"
+                    );
+                    None
+                }
+                _ => None,
+            };
+            let src = src.with_passthrough(passthrough.clone());
             let opener: Opener = Box::new(move |spec: &FrameSpec| {
-                let s = V4l2Source::open(&path, format, (spec.width, spec.height), spec.fps)?;
+                let s = V4l2Source::open(&path, prefer, (spec.width, spec.height), spec.fps)?
+                    .with_passthrough(passthrough.clone());
                 Ok(Box::new(s) as Box<dyn Source>)
             });
             (spec_of(w, h, fps)?, Some(Box::new(src)), opener)

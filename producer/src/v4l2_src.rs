@@ -6,7 +6,9 @@
 //! swscale straight into the slot. MJPEG frames are decoded once by
 //! turbojpeg (to RGB, in a reused buffer) and converted into the slot.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::Duration;
 
 use ffmpeg_next::ffi::AVPixelFormat;
@@ -16,9 +18,14 @@ use crate::convert::{av_format, Scaler, SrcPicture};
 use crate::source::{note_publish_error, Native, Pulled, Source, SourceError};
 use crate::v4l2::{Granted, V4l2Camera, V4l2Error, Want};
 
+/// The second bus `<bus>.mjpeg` that receives an MJPEG camera's compressed
+/// frames as they are (shared by every reopen of the camera).
+pub type Passthrough = Rc<RefCell<Writer>>;
+
 /// An open camera feeding the bus.
 pub struct V4l2Source {
     cam: V4l2Camera,
+    passthrough: Option<Passthrough>,
     granted: Granted,
     scaler: Scaler,
     jpeg: Option<turbojpeg::Decompressor>,
@@ -44,11 +51,12 @@ pub fn source_error(e: V4l2Error) -> SourceError {
 }
 
 impl V4l2Source {
-    /// Open `path` asking for `size`/`fps`, in the bus format when the camera
-    /// offers it (no conversion), else in what the camera prefers.
+    /// Open `path` asking for `size`/`fps`, in `prefer` when the camera
+    /// offers it (the bus format: no conversion; or MJPEG for a
+    /// pass-through bus), else in what the camera prefers.
     pub fn open(
         path: &Path,
-        bus_format: PixelFormat,
+        prefer: PixelFormat,
         size: (u32, u32),
         fps: Fps,
     ) -> Result<V4l2Source, SourceError> {
@@ -58,8 +66,11 @@ impl V4l2Source {
             height: size.1,
             fps,
         };
-        let direct = matches!(bus_format, PixelFormat::Yuyv | PixelFormat::Nv12);
-        let cam = match direct.then(|| V4l2Camera::open(path, want(Some(bus_format)))) {
+        let direct = matches!(
+            prefer,
+            PixelFormat::Yuyv | PixelFormat::Nv12 | PixelFormat::Mjpeg
+        );
+        let cam = match direct.then(|| V4l2Camera::open(path, want(Some(prefer)))) {
             Some(Ok(c)) => c,
             Some(Err(V4l2Error::FormatNotOffered { .. })) | None => {
                 V4l2Camera::open(path, want(None)).map_err(source_error)?
@@ -80,11 +91,23 @@ impl V4l2Source {
         };
         Ok(V4l2Source {
             cam,
+            passthrough: None,
             granted,
             scaler: Scaler::default(),
             jpeg,
             rgb: Vec::new(),
         })
+    }
+
+    /// Whether the camera delivers MJPEG.
+    pub fn is_mjpeg(&self) -> bool {
+        self.jpeg.is_some()
+    }
+
+    /// Also publish the camera's compressed frames on `bus` (MJPEG cameras).
+    pub fn with_passthrough(mut self, bus: Option<Passthrough>) -> Self {
+        self.passthrough = bus;
+        self
     }
 
     /// Write `data` (one camera frame) into `dst`, a frame of `spec`.
@@ -209,6 +232,13 @@ impl Source for V4l2Source {
         // the next `next_frame` call, which cannot happen before this
         // function returns; `convert` does not touch `self.cam`.
         let data = unsafe { std::slice::from_raw_parts(ptr, len) };
+        if let (Some(bus), true) = (&self.passthrough, self.jpeg.is_some()) {
+            let mut bus = bus.borrow_mut();
+            bus.count(Counter::Captured, 1);
+            if let Err(e) = bus.publish_from(data, meta) {
+                note_publish_error(e);
+            }
+        }
         let mut loan = match writer.loan() {
             Ok(l) => l,
             Err(e) => {

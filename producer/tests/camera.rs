@@ -193,3 +193,43 @@ fn list_devices_prints_both_cameras() {
     let (code, err) = common::run_to_exit(&s, &["--source", "v4l2:/dev/video-none-93"]);
     assert_eq!(code, 6, "{err}");
 }
+
+#[test]
+fn mjpeg_camera_passes_its_jpegs_through_a_second_bus() {
+    let cams = cams();
+    let s = Scene::new("pass");
+    let src = format!("v4l2:{MJPEG_CAM}");
+    let _p = spawn(
+        &s,
+        &cams,
+        &s.bus,
+        &[
+            "--source",
+            &src,
+            "--size",
+            "640x480",
+            "--fps",
+            "30",
+            "--mjpeg-bus",
+        ],
+    );
+    let mut raw = s.reader();
+    assert_eq!(raw.spec().format, PixelFormat::Nv12);
+    let mut jpeg = framebus::Reader::attach(
+        &format!("{}.mjpeg", s.bus),
+        framebus::ReaderOptions {
+            wait: Some(Duration::from_secs(30)),
+            shm_dir: Some(s.dir.clone()),
+        },
+    )
+    .expect("the pass-through bus exists");
+    assert_eq!(jpeg.spec().format, PixelFormat::Mjpeg);
+    for _ in 0..3 {
+        let f = jpeg.next(Some(Duration::from_secs(10))).expect("a JPEG");
+        assert_eq!(&f[..2], &[0xff, 0xd8], "starts with SOI");
+        let head = turbojpeg::read_header(&f).expect("a valid JPEG");
+        assert_eq!((head.width, head.height), (640, 480));
+        raw.next(Some(Duration::from_secs(10)))
+            .expect("raw frames too");
+    }
+}
