@@ -24,7 +24,7 @@ PY := $(VENV)/bin/python
 CARGO_FLAGS := --release --locked
 export CARGO_TERM_COLOR := never
 
-.PHONY: help deps venv build run test test-rust test-loom test-py wheel bench bench-core fmt lint clean
+.PHONY: help deps venv build run test test-rust test-loom test-py wheel bench fuzz fmt lint clean
 
 help:
 	@echo "make run     build and start producer + publishers (test pattern 1080p60)"
@@ -59,7 +59,7 @@ $(STAMPS)/venv: framebus-py/requirements-dev.txt | $(STAMPS)
 build: deps
 	cargo build $(CARGO_FLAGS) --workspace --bins
 
-run: build
+run: build wheel
 	@scripts/run.sh
 
 test: deps venv
@@ -93,9 +93,16 @@ test-py: wheel
 	rc=0; (cd framebus-py && ../$(PY) -m pytest -q -ra tests) || rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 
-bench: build venv
-	cargo bench -p framebus-benches --locked
+bench: build wheel
+	cargo bench -p framebus-benches --locked --bench core
 	cargo run --release --locked -p framebus-benches --bin handoff
+	$(PY) benches/python/handoff.py
+
+# Coverage-guided fuzzing (cargo-fuzz; FUZZ_SECONDS per target).
+FUZZ_SECONDS ?= 60
+fuzz:
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	cd framebus/fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run header -- -max_total_time=$(FUZZ_SECONDS)
 
 fmt:
 	cargo fmt --all

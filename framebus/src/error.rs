@@ -201,6 +201,12 @@ pub enum PublishError {
         /// Slot capacity.
         capacity: usize,
     },
+    /// The writer was shut down.
+    #[error("bus {name:?} is closed")]
+    Closed {
+        /// Bus name.
+        name: String,
+    },
     /// A raw-format payload of the wrong size.
     #[error("bus {name:?}: a {format} frame is {expected} bytes, got {len}")]
     WrongSize {

@@ -105,6 +105,7 @@ pub struct Writer {
     latest_slot: Option<u32>,
     window_start_ns: u64,
     window_frames: u64,
+    closed: bool,
 }
 
 impl std::fmt::Debug for Writer {
@@ -221,6 +222,7 @@ impl Writer {
             latest_slot: None,
             window_start_ns: now,
             window_frames: 0,
+            closed: false,
         })
     }
 
@@ -321,6 +323,11 @@ impl Writer {
     /// hold every usable slot the frame is dropped, counted, and
     /// [`PublishError::AllSlotsHeld`] returned.
     pub fn loan(&mut self) -> Result<Loan<'_>, PublishError> {
+        if self.closed {
+            return Err(PublishError::Closed {
+                name: self.name.clone(),
+            });
+        }
         let n = self.seg.info.geometry.slot_count;
         for attempt in 0..2 {
             for k in 0..n {
@@ -476,6 +483,29 @@ impl Writer {
 
     /// Close the bus now (what dropping the writer does).
     pub fn close(self) {}
+
+    /// Close the bus but keep the mapping, for callers that may still hold
+    /// views into it (bindings whose arrays outlive the writer object):
+    /// readers learn at once, the name is unlinked and free for a new
+    /// producer, and further loans fail with [`PublishError::Closed`].
+    /// Idempotent; dropping the writer afterwards only unmaps.
+    pub fn shutdown(&mut self) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        // Readers learn at once: the state says closed and every sleeper is
+        // woken (they check the state after waking).
+        self.seg.state().store(state::CLOSED, Ordering::Release);
+        self.seg.wake_seq().fetch_add(1, Ordering::SeqCst);
+        sys::futex_wake_all(self.seg.wake_seq());
+        // Unlink only if the name still points at our segment.
+        if let Ok(meta) = std::fs::metadata(&self.path) {
+            if (meta.dev(), meta.ino()) == self.seg.ino {
+                let _ = std::fs::remove_file(&self.path);
+            }
+        }
+    }
 }
 
 /// Producer counters kept in the header.
@@ -493,17 +523,7 @@ pub enum Counter {
 
 impl Drop for Writer {
     fn drop(&mut self) {
-        // Readers learn at once: the state says closed and every sleeper is
-        // woken (they check the state after waking).
-        self.seg.state().store(state::CLOSED, Ordering::Release);
-        self.seg.wake_seq().fetch_add(1, Ordering::SeqCst);
-        sys::futex_wake_all(self.seg.wake_seq());
-        // Unlink only if the name still points at our segment.
-        if let Ok(meta) = std::fs::metadata(&self.path) {
-            if (meta.dev(), meta.ino()) == self.seg.ino {
-                let _ = std::fs::remove_file(&self.path);
-            }
-        }
+        self.shutdown();
     }
 }
 

@@ -452,3 +452,22 @@ fn ls_and_stat_and_rm() {
     drop(w);
     assert!(matches!(stat(&name, None), Err(StatError::NotFound { .. })));
 }
+
+#[test]
+fn shutdown_closes_the_bus_but_keeps_the_mapping() {
+    let name = unique_name("shutdown");
+    let mut w = Writer::create(&name, gray(8, 8), WriterOptions::default()).unwrap();
+    let mut r = Reader::attach(&name, ReaderOptions::default()).unwrap();
+    w.publish_from(&[4; 64], FrameMeta::now()).unwrap();
+    let kept = r.next(None).unwrap();
+    w.shutdown();
+    w.shutdown();
+    assert!(matches!(
+        r.next(Some(Duration::from_secs(5))),
+        Err(ReadError::ProducerGone { .. })
+    ));
+    assert!(matches!(w.loan(), Err(PublishError::Closed { .. })));
+    // The name is free at once, the old frame still readable.
+    let _w2 = Writer::create(&name, gray(8, 8), WriterOptions::default()).unwrap();
+    assert!(kept.iter().all(|&b| b == 4));
+}
