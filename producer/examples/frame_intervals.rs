@@ -3,11 +3,14 @@
 //! Attach to a bus, read every frame for a while and report the achieved
 //! frame rate and the frame-interval jitter (p50/p99/max), both of the
 //! capture timestamps the producer wrote and of the reader's wake-ups, plus
-//! how many time codes decoded. Used by `producer/bench/cpu.sh`.
+//! how many time codes decoded and the end-to-end latency they show (the
+//! reader's realtime clock minus the capture time in the code: for a bus fed
+//! from an RTSP or MJPEG stream of a test-pattern bus, this is the whole
+//! chain's latency). Used by `producer/bench/cpu.sh`.
 
 use std::time::{Duration, Instant};
 
-use framebus::{monotonic_ns, timecode, Reader, ReaderOptions};
+use framebus::{monotonic_ns, realtime_ns, timecode, Reader, ReaderOptions};
 
 fn pct(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -35,6 +38,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (mut skipped, mut decoded, mut frames) = (0u64, 0u64, 0u64);
     let (mut first_mono, mut last_mono) = (0u64, 0u64);
     let mut prev: Option<(u64, u64)> = None;
+    let mut latency = Vec::new();
     while Instant::now() < end {
         let f = r.next(Some(Duration::from_secs(5)))?;
         let now = monotonic_ns();
@@ -42,8 +46,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         skipped += f.skipped();
         // Decoding every frame would cost the reader more than the
         // producer; one in 30 shows the time code is there.
-        if frames % 30 == 1 && timecode::decode(f.spec(), &f).is_some() {
-            decoded += 1;
+        if frames % 30 == 1 {
+            if let Some(tc) = timecode::decode(f.spec(), &f) {
+                decoded += 1;
+                latency.push((realtime_ns() / 1000).saturating_sub(tc.realtime_us) * 1000);
+            }
         }
         if first_mono == 0 {
             first_mono = f.mono_ns();
@@ -56,6 +63,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         prev = Some((f.mono_ns(), now));
     }
     capture.sort_unstable();
+    latency.sort_unstable();
     arrival.sort_unstable();
     let span = (last_mono - first_mono) as f64 / 1e9;
     let fps = if span > 0.0 {
@@ -79,6 +87,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         pct(&arrival, 0.5),
         pct(&arrival, 0.99),
         pct(&arrival, 1.0)
+    );
+    println!(
+        "latency_ms (reader clock - time code) p50={:.3} p99={:.3} max={:.3}",
+        pct(&latency, 0.5),
+        pct(&latency, 0.99),
+        pct(&latency, 1.0)
     );
     Ok(())
 }

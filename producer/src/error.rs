@@ -23,7 +23,7 @@ pub enum Fatal {
     #[error("no device: {0}")]
     NoDevice(String),
     /// A library or codec the source needs is missing (exit 3).
-    #[error("missing dependency: {0}")]
+    #[error("{0}")]
     MissingDependency(String),
     /// Anything else (exit 1).
     #[error("{0}")]
