@@ -326,3 +326,11 @@ fn http_mjpeg_camera_stall_and_loss() {
         st.captured > before + 5 && st.source_state == "running"
     });
 }
+
+#[test]
+fn unknown_protocol_exits_3() {
+    let s = Scene::new("proto");
+    let (code, err) = run_to_exit(&s, &["--source", "ffmpeg:nosuchproto://camera/1"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("nosuchproto"), "{err}");
+}
