@@ -151,6 +151,7 @@ pub(crate) fn publish(e: PublishError) -> PyErr {
     match e {
         PublishError::AllSlotsHeld { .. } => AllSlotsHeld::new_err(msg),
         PublishError::TooLarge { .. } | PublishError::WrongSize { .. } => FormatError::new_err(msg),
+        PublishError::Closed { .. } => FramebusError::new_err(msg),
     }
 }
 

@@ -45,9 +45,18 @@ struct Shared {
 }
 
 impl Shared {
-    /// Free the writer (closing the bus) once it is closing and nothing
-    /// points into it any more.
+    /// Once closing: close the bus as soon as no loan borrows the writer
+    /// (readers learn at once), and free the writer (unmapping) once no
+    /// numpy buffer points into it any more.
     fn maybe_free(&mut self) {
+        if self.closing && !self.loaned {
+            if let Some(p) = &self.writer {
+                // SAFETY: the pointer is live (still in the option) and no
+                // loan borrows the writer (`loaned` is false); we hold the
+                // mutex every other user goes through.
+                unsafe { (*p.0.as_ptr()).shutdown() };
+            }
+        }
         if self.closing && !self.loaned && self.buffers == 0 {
             if let Some(p) = self.writer.take() {
                 // SAFETY: the pointer came from `Box::into_raw` and is freed
@@ -92,9 +101,9 @@ fn meta(timestamp_ns: Option<u64>, realtime_ns: Option<u64>) -> FrameMeta {
 /// slot in place with `with writer.loan() as buf:` (published when the
 /// block ends, dropped if it raises) or copy a whole frame with
 /// `writer.publish(array)`. `close()` (or leaving a `with writer:` block)
-/// closes the bus: readers see `ProducerGone`. The bus stays open while a
-/// numpy buffer of a loan is still alive (it points into the bus), so
-/// `del buf` before closing if the close must be immediate.
+/// closes the bus at once: readers see `ProducerGone` and the name is free
+/// for a new producer. The mapping itself stays until the last numpy buffer
+/// of a loan is gone (it points into it).
 #[pyclass(module = "framebus._framebus", name = "Writer", frozen)]
 pub struct PyWriter {
     name: String,
@@ -330,18 +339,19 @@ impl PyWriter {
     }
 
     /// Close the bus: readers see `ProducerGone` and the segment is
-    /// removed. Deferred while a loan or a loan's numpy buffer is alive.
+    /// removed. Deferred while a loan is open (until it ends).
     fn close(&self) {
         let mut g = lock(&self.shared);
         g.closing = true;
         g.maybe_free();
     }
 
-    /// Whether the bus is closed for good (`close()` was called and nothing
-    /// held it open any more).
+    /// Whether the bus is closed (`close()` was called and no loan was
+    /// open, or the loan has ended since).
     #[getter]
     fn closed(&self) -> bool {
-        lock(&self.shared).writer.is_none()
+        let g = lock(&self.shared);
+        g.closing && !g.loaned
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
