@@ -67,16 +67,29 @@ impl FfmpegSource {
                     why: format!("cannot start the decoder thread: {e}"),
                 })?;
         }
-        let native = match rx.recv_timeout(open_timeout) {
-            Ok(Msg::Opened(n)) => n,
-            Ok(Msg::End(e)) => return Err(e),
-            Ok(Msg::Frame(_)) => unreachable!("Opened comes first"),
-            Err(_) => {
+        // Wait in short slices so a stop request is honoured within 100 ms
+        // even while a camera is slow to answer.
+        let deadline = std::time::Instant::now() + open_timeout;
+        let native = loop {
+            let lost = |why: String| SourceError::Lost {
+                what: url.to_string(),
+                why,
+            };
+            if crate::signals::stop_requested() {
                 stop.store(true, Ordering::Relaxed);
-                return Err(SourceError::Lost {
-                    what: url.to_string(),
-                    why: format!("no stream information within {open_timeout:?}"),
-                });
+                return Err(lost("stopping".into()));
+            }
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(Msg::Opened(n)) => break n,
+                Ok(Msg::End(e)) => return Err(e),
+                Ok(Msg::Frame(_)) => unreachable!("Opened comes first"),
+                Err(RecvTimeoutError::Timeout) if std::time::Instant::now() < deadline => {}
+                Err(_) => {
+                    stop.store(true, Ordering::Relaxed);
+                    return Err(lost(format!(
+                        "no stream information within {open_timeout:?}"
+                    )));
+                }
             }
         };
         let pacer = if live {

@@ -55,6 +55,12 @@ fn main() {
     } else {
         run::run(cli)
     };
+    // A stop requested while the source was still being opened is a clean
+    // stop, not a missing device.
+    let result = match result {
+        Err(Fatal::NoDevice(_)) if signals::stop_requested() => Ok(()),
+        r => r,
+    };
     if let Err(e) = result {
         eprintln!("framebus-producer: error: {e}");
         std::process::exit(e.exit_code());

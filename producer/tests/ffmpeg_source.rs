@@ -334,3 +334,28 @@ fn unknown_protocol_exits_3() {
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("nosuchproto"), "{err}");
 }
+
+#[test]
+fn sigterm_while_a_camera_is_silent_still_stops_cleanly() {
+    let cam = HttpCam::start();
+    cam.set(STALL);
+    let url = cam.url();
+    // With and without a bus (size and rate given: the bus exists while the
+    // camera is being opened; not given: the producer waits to learn them).
+    for args in [
+        vec!["--source", url.as_str(), "--size", "320x240", "--fps", "20"],
+        vec!["--source", url.as_str()],
+    ] {
+        let s = Scene::new("silent");
+        let p = s.spawn(&args);
+        if args.len() > 2 {
+            s.wait_stat(Duration::from_secs(30), |st| st.source_state != "running");
+        } else {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        p.signal(libc::SIGTERM);
+        let (st, err) = p.wait(Duration::from_secs(20));
+        assert_eq!(st.code(), Some(0), "{args:?}: {err}");
+        assert!(!s.segment().exists());
+    }
+}
