@@ -151,3 +151,18 @@ fn json_logs_are_json() {
         assert!(l.starts_with('{') && l.ends_with('}'), "not JSON: {l}");
     }
 }
+
+#[test]
+fn group_makes_the_segment_group_readable() {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: getgid(2) has no preconditions.
+    let gid = unsafe { libc::getgid() };
+    let s = Scene::new("group");
+    let _p = s.spawn(&["--size", "128x96", "--group", &gid.to_string()]);
+    let _r = s.reader();
+    let meta = std::fs::metadata(s.segment()).unwrap();
+    assert_eq!(meta.mode() & 0o777, 0o660);
+    assert_eq!(meta.gid(), gid);
+    let (code, err) = run_to_exit(&Scene::new("nogroup"), &["--group", "no-such-group-xyz"]);
+    assert_eq!(code, 4, "{err}");
+}
