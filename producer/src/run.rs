@@ -238,6 +238,8 @@ fn supervise(
     watchdog: Duration,
 ) {
     let spec = *writer.spec();
+    // Never shorter than three frame periods (a slow rate is not a stall).
+    let watchdog = watchdog.max(Duration::from_secs_f64(3.0 / spec.fps.as_f64().max(1e-3)));
     let mut opened_once = current.is_some();
     while !signals::stop_requested() {
         let mut source = match current.take() {
