@@ -1,5 +1,6 @@
 //! Command-line flags.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
@@ -68,9 +69,17 @@ pub struct Cli {
     /// Reopen the source when it delivers no frame for this long, seconds.
     #[arg(long, default_value = "2", value_parser = parse_secs)]
     pub watchdog: Duration,
+    /// Run the whole service from a `framebus.toml`: capture every
+    /// configured camera and run and supervise the configured publishers
+    /// (see docs/service.md). The capture flags above do not apply then.
+    #[arg(long, value_name = "FILE", conflicts_with_all = [
+        "bus", "source", "size", "fps", "format", "slots", "group", "mjpeg_bus",
+        "list_devices", "backoff_initial", "backoff_max", "watchdog",
+    ])]
+    pub config: Option<PathBuf>,
 }
 
-fn parse_size(s: &str) -> Result<(u32, u32), String> {
+pub(crate) fn parse_size(s: &str) -> Result<(u32, u32), String> {
     let (w, h) = s
         .split_once(['x', 'X'])
         .ok_or_else(|| format!("{s:?} is not WxH (for example 1280x720)"))?;
@@ -82,7 +91,7 @@ fn parse_size(s: &str) -> Result<(u32, u32), String> {
     Ok((w, h))
 }
 
-fn parse_fps(s: &str) -> Result<Fps, String> {
+pub(crate) fn parse_fps(s: &str) -> Result<Fps, String> {
     let (num, den) = match s.split_once('/') {
         Some((n, d)) => (n, d),
         None => (s, "1"),
@@ -95,7 +104,7 @@ fn parse_fps(s: &str) -> Result<Fps, String> {
     Ok(Fps { num, den })
 }
 
-fn parse_format(s: &str) -> Result<PixelFormat, String> {
+pub(crate) fn parse_format(s: &str) -> Result<PixelFormat, String> {
     let f: PixelFormat = s.parse().map_err(|e| format!("{e}"))?;
     if f.is_compressed() {
         return Err("the bus format must be raw (mjpeg is not a bus format here)".into());

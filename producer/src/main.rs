@@ -3,6 +3,7 @@
 //! `docs/producer.md`.
 
 mod cli;
+mod config;
 mod convert;
 mod devlock;
 mod error;
@@ -11,6 +12,8 @@ mod pacing;
 mod run;
 mod signals;
 mod source;
+mod status;
+mod supervise;
 mod testsrc;
 mod v4l2;
 mod v4l2_src;
@@ -45,12 +48,31 @@ fn main() {
             std::process::exit(code);
         }
     };
-    init_logging(cli.log_format);
+    // `--config`: the file is checked before anything starts (exit 4 with
+    // FILE:LINE:COL on a mistake); its log_format wins over the flag.
+    let config = match &cli.config {
+        Some(path) => match config::load(path) {
+            Ok(c) => Some((path.clone(), c)),
+            Err(e) => {
+                let e = Fatal::Config(e.to_string());
+                eprintln!("framebus-producer: error: {e}");
+                std::process::exit(e.exit_code());
+            }
+        },
+        None => None,
+    };
+    let log_format = config
+        .as_ref()
+        .and_then(|(_, c)| c.log_format())
+        .unwrap_or(cli.log_format);
+    init_logging(log_format);
     if let Err(e) = signals::install() {
         eprintln!("framebus-producer: error: cannot install signal handlers: {e}");
         std::process::exit(1);
     }
-    let result = if cli.list_devices {
+    let result = if let Some((path, config)) = config {
+        supervise::run(&path, config, log_format)
+    } else if cli.list_devices {
         list_devices()
     } else {
         run::run(cli)

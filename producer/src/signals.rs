@@ -1,12 +1,38 @@
 //! SIGINT/SIGTERM set a flag the run loop polls (every wait in the loop is
 //! bounded by 100 ms, so a stop takes well under a second).
+//!
+//! Under `--config` the supervisor must stop its children before capture
+//! stops: it calls [`defer_stop`] first, so a signal only sets the
+//! "termination received" flag; the supervisor stops the children and then
+//! calls [`request_stop`], which the capture loops see.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 static STOP: AtomicBool = AtomicBool::new(false);
+static TERM: AtomicBool = AtomicBool::new(false);
+static DEFER: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_sig: libc::c_int) {
-    // Async-signal-safe: one atomic store.
+    // Async-signal-safe: atomic loads and stores only.
+    TERM.store(true, Ordering::SeqCst);
+    if !DEFER.load(Ordering::SeqCst) {
+        STOP.store(true, Ordering::SeqCst);
+    }
+}
+
+/// From now on a signal only sets [`term_received`]; capture stops at
+/// [`request_stop`].
+pub fn defer_stop() {
+    DEFER.store(true, Ordering::SeqCst);
+}
+
+/// Whether SIGINT/SIGTERM arrived.
+pub fn term_received() -> bool {
+    TERM.load(Ordering::SeqCst)
+}
+
+/// Stop the capture loops.
+pub fn request_stop() {
     STOP.store(true, Ordering::SeqCst);
 }
 

@@ -1,0 +1,657 @@
+//! `framebus-producer --config FILE`: capture every configured camera (one
+//! thread each, running the ordinary run loop of `run.rs`) and run each
+//! configured publisher as a child process, supervised:
+//!
+//! * **crashed** (the child exited) or **hung** (no answer to its health
+//!   probe — HTTP `GET /healthz` for mjpeg, RTSP `OPTIONS` for rtsp — or no
+//!   `listening on` line, for `hung_after` seconds) → restarted after an
+//!   exponential backoff (`backoff_initial` doubling to `backoff_max`); a
+//!   child that ran `stable_after` seconds starts from `backoff_initial`
+//!   again. After `max_restarts` restarts in a row without a stable run the
+//!   supervisor gives up on it (state `failed`). Every restart is logged
+//!   with its reason and delay.
+//! * **stop** (SIGTERM/SIGINT): children first (SIGTERM, SIGKILL after
+//!   `stop_grace`), then capture; the buses are closed last.
+//! * **status**: written to a JSON file in the shm directory for
+//!   `framebus status` (see `status.rs`).
+//!
+//! Children run in their own process group (a terminal's Ctrl-C reaches
+//! only the supervisor, which stops them in order) and get SIGTERM from the
+//! kernel if the supervisor dies (`PR_SET_PDEATHSIG`), so a killed
+//! supervisor leaves no publisher holding its port.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::cli::LogFormat;
+use crate::config::{self, Config};
+use crate::error::Fatal;
+use crate::run::{self, Backoff};
+use crate::signals;
+use crate::status::{self, CameraStatus, PublisherStatus, Status};
+
+/// Supervisor loop period (bounds the reaction and stop latency).
+const TICK: Duration = Duration::from_millis(50);
+/// How often the status file is rewritten even without a change.
+const STATUS_EVERY: Duration = Duration::from_millis(500);
+/// How long to wait for the buses before starting the publishers anyway.
+const BUS_WAIT: Duration = Duration::from_secs(5);
+
+/// Supervision settings in plain durations.
+#[derive(Clone, Copy, Debug)]
+struct Policy {
+    backoff_initial: Duration,
+    backoff_max: Duration,
+    stable_after: Duration,
+    max_restarts: u32,
+    health_interval: Duration,
+    hung_after: Duration,
+    stop_grace: Duration,
+}
+
+/// Which probe tells that a child still answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Probe {
+    /// `GET /healthz` over HTTP/1.0; any status line counts as an answer.
+    Http,
+    /// `OPTIONS` over RTSP/1.0; any status line counts as an answer.
+    Rtsp,
+}
+
+/// State the child's helper threads share with the supervisor.
+#[derive(Default)]
+struct Shared {
+    /// Address and URL from the child's `listening on URL` line, and when
+    /// it came.
+    listening: Mutex<Option<(String, String, Instant)>>,
+    /// Last successful health probe.
+    last_ok: Mutex<Option<Instant>>,
+    /// Tells the health thread to end.
+    stop: AtomicBool,
+}
+
+/// One process of a child.
+struct Running {
+    child: std::process::Child,
+    started: Instant,
+    shared: Arc<Shared>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Running,
+    Backoff,
+    Failed,
+    Stopped,
+}
+
+/// One supervised publisher.
+struct Child {
+    kind: &'static str,
+    program: PathBuf,
+    args: Vec<String>,
+    probe: Option<Probe>,
+    auth: bool,
+    proc: Option<Running>,
+    state: State,
+    restarts: u32,
+    streak: u32,
+    last_reason: Option<String>,
+    restart_at: Option<Instant>,
+    backoff: Backoff,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Run the service described by `config` until SIGTERM/SIGINT.
+pub fn run(config_path: &Path, config: Config, log_format: LogFormat) -> Result<(), Fatal> {
+    signals::defer_stop();
+    let s = &config.supervision;
+    let policy = Policy {
+        backoff_initial: s.backoff_initial.0,
+        backoff_max: s.backoff_max.0,
+        stable_after: s.stable_after.0,
+        max_restarts: s.max_restarts,
+        health_interval: s.health_interval.0.max(Duration::from_millis(100)),
+        hung_after: s.hung_after.0,
+        stop_grace: s.stop_grace.0,
+    };
+    let mut children = plan_children(&config, policy)?;
+    let shm_dir = framebus::default_shm_dir();
+    let status_path = status::path(&shm_dir, std::process::id());
+    let config_path = std::fs::canonicalize(config_path).unwrap_or(config_path.to_path_buf());
+
+    // Capture: one thread per camera, each the ordinary run loop.
+    let (tx, rx) = mpsc::channel::<(usize, Result<(), Fatal>)>();
+    let mut cameras: Vec<CameraStatus> = Vec::new();
+    let mut threads: Vec<JoinHandle<()>> = Vec::new();
+    for (i, cam) in config.cameras.iter().enumerate() {
+        let cli = cam.to_cli(log_format);
+        let bus = cli.bus.clone();
+        cameras.push(CameraStatus {
+            bus: bus.clone(),
+            source: cli.source.clone(),
+            state: "running",
+            error: None,
+        });
+        let tx = tx.clone();
+        let h = std::thread::Builder::new()
+            .name(format!("capture-{bus}"))
+            .spawn(move || {
+                let r = run::run(cli);
+                let _ = tx.send((i, r));
+            })
+            .map_err(|e| Fatal::Other(format!("cannot start the capture thread: {e}")))?;
+        threads.push(h);
+    }
+    drop(tx);
+
+    let mut sup = Supervisor {
+        policy,
+        status_path,
+        config_path,
+        cameras,
+        last_status: None,
+    };
+    let result = sup.main_loop(&mut children, &rx);
+
+    // Children first, then capture.
+    sup.write_status(&children, "stopping");
+    stop_children(&mut children, policy.stop_grace);
+    signals::request_stop();
+    for h in threads {
+        let _ = h.join();
+    }
+    let _ = std::fs::remove_file(&sup.status_path);
+    tracing::info!("service stopped");
+    result
+}
+
+struct Supervisor {
+    policy: Policy,
+    status_path: PathBuf,
+    config_path: PathBuf,
+    cameras: Vec<CameraStatus>,
+    last_status: Option<Instant>,
+}
+
+impl Supervisor {
+    fn main_loop(
+        &mut self,
+        children: &mut [Child],
+        rx: &mpsc::Receiver<(usize, Result<(), Fatal>)>,
+    ) -> Result<(), Fatal> {
+        // Let the cameras create their buses before the publishers attach.
+        let buses: Vec<String> = self.cameras.iter().map(|c| c.bus.clone()).collect();
+        let deadline = Instant::now() + BUS_WAIT;
+        while Instant::now() < deadline && !signals::term_received() {
+            if let Some(e) = self.capture_ended(rx) {
+                return Err(e);
+            }
+            let me = std::process::id();
+            let all_up = buses.iter().all(|b| {
+                framebus::stat(b, None).is_ok_and(|i| i.producer_pid == me && i.state == "live")
+            });
+            if all_up {
+                break;
+            }
+            std::thread::sleep(TICK);
+        }
+        for c in children.iter_mut() {
+            c.start(self.policy);
+        }
+        self.write_status(children, "running");
+
+        while !signals::term_received() {
+            if let Some(e) = self.capture_ended(rx) {
+                return Err(e);
+            }
+            let mut changed = false;
+            for c in children.iter_mut() {
+                changed |= c.check(self.policy);
+            }
+            let due = self.last_status.is_none_or(|t| t.elapsed() >= STATUS_EVERY);
+            if changed || due {
+                self.write_status(children, "running");
+            }
+            std::thread::sleep(TICK);
+        }
+        tracing::info!("stop requested: stopping publishers, then capture");
+        Ok(())
+    }
+
+    /// A capture thread that ended before a stop was asked for failed at
+    /// startup (bad device, bus owned by another producer...): the service
+    /// cannot run as configured.
+    fn capture_ended(&mut self, rx: &mpsc::Receiver<(usize, Result<(), Fatal>)>) -> Option<Fatal> {
+        let (i, r) = rx.try_recv().ok()?;
+        let cam = &mut self.cameras[i];
+        cam.state = "failed";
+        let e = match r {
+            Err(e) => e,
+            Ok(()) => Fatal::Other(format!("capture of bus {:?} stopped", cam.bus)),
+        };
+        cam.error = Some(e.to_string());
+        tracing::error!(bus = %cam.bus, error = %e, "capture failed; stopping the service");
+        Some(e)
+    }
+
+    fn write_status(&mut self, children: &[Child], state: &'static str) {
+        let st = Status {
+            version: 1,
+            producer_pid: std::process::id(),
+            config: self.config_path.clone(),
+            updated_unix_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            state,
+            cameras: self.cameras.clone(),
+            publishers: children.iter().map(|c| c.status(self.policy)).collect(),
+        };
+        if let Err(e) = status::write(&self.status_path, &st) {
+            tracing::warn!(path = %self.status_path.display(), error = %e, "cannot write the status file");
+        }
+        self.last_status = Some(Instant::now());
+    }
+}
+
+/// The publisher children the config asks for, with their command lines.
+fn plan_children(config: &Config, policy: Policy) -> Result<Vec<Child>, Fatal> {
+    let here = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_default();
+    let buses: Vec<String> = config
+        .cameras
+        .iter()
+        .map(|c| c.bus.get_ref().clone())
+        .collect();
+    let mut out = Vec::new();
+    for (kind, p) in config.publishers() {
+        if !p.enabled {
+            continue;
+        }
+        let (args, probe) = match kind {
+            "mjpeg" => (config::mjpeg_args(p, &buses), Probe::Http),
+            _ => (config::rtsp_args(p), Probe::Rtsp),
+        };
+        let program = match &p.command {
+            Some(c) => c.clone(),
+            None => {
+                let bin = here.join(format!("framebus-{kind}"));
+                if !bin.is_file() {
+                    return Err(Fatal::MissingDependency(format!(
+                        "publisher binary {} not found (build it next to framebus-producer, or set publishers.{kind}.command)",
+                        bin.display()
+                    )));
+                }
+                bin
+            }
+        };
+        out.push(Child {
+            kind,
+            program,
+            args,
+            probe: p.health_check.then_some(probe),
+            auth: p.auth.is_some(),
+            proc: None,
+            state: State::Stopped,
+            restarts: 0,
+            streak: 0,
+            last_reason: None,
+            restart_at: None,
+            backoff: Backoff::new(policy.backoff_initial, policy.backoff_max),
+        });
+    }
+    Ok(out)
+}
+
+impl Child {
+    /// Start a process; a failure to start counts as a crash.
+    fn start(&mut self, policy: Policy) {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        // SAFETY: the closure runs in the forked child before exec and only
+        // makes two async-signal-safe system calls (setpgid, prctl) on the
+        // child itself; it touches no memory of the parent and allocates
+        // nothing.
+        unsafe {
+            cmd.pre_exec(|| {
+                // Own process group: a terminal's Ctrl-C goes to the
+                // supervisor only, which stops the children in order.
+                if libc::setpgid(0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // SIGTERM when the supervisor dies (even by SIGKILL).
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        match cmd.spawn() {
+            Ok(mut child) => {
+                let shared = Arc::new(Shared::default());
+                if let Some(out) = child.stdout.take() {
+                    let shared = Arc::clone(&shared);
+                    let kind = self.kind;
+                    let _ = std::thread::Builder::new()
+                        .name(format!("{kind}-stdout"))
+                        .spawn(move || read_stdout(kind, out, &shared));
+                }
+                if let Some(probe) = self.probe {
+                    let shared = Arc::clone(&shared);
+                    let interval = policy.health_interval;
+                    let _ = std::thread::Builder::new()
+                        .name(format!("{}-health", self.kind))
+                        .spawn(move || health_loop(probe, interval, &shared));
+                }
+                tracing::info!(publisher = self.kind, pid = child.id(), program = %self.program.display(), "publisher started");
+                self.proc = Some(Running {
+                    child,
+                    started: Instant::now(),
+                    shared,
+                });
+                self.state = State::Running;
+                self.restart_at = None;
+            }
+            Err(e) => {
+                let reason = format!("cannot start {}: {e}", self.program.display());
+                self.down(reason, Duration::ZERO, policy);
+            }
+        }
+    }
+
+    /// Look at the child once; `true` when its state changed.
+    fn check(&mut self, policy: Policy) -> bool {
+        match self.state {
+            State::Running => {}
+            State::Backoff => {
+                if self.restart_at.is_some_and(|t| Instant::now() >= t) {
+                    self.restarts += 1;
+                    self.streak += 1;
+                    tracing::info!(
+                        publisher = self.kind,
+                        restart = self.restarts,
+                        "restarting publisher"
+                    );
+                    self.start(policy);
+                    return true;
+                }
+                return false;
+            }
+            State::Failed | State::Stopped => return false,
+        }
+        let Some(run) = self.proc.as_mut() else {
+            return false;
+        };
+        let ran = run.started.elapsed();
+        let reason = match run.child.try_wait() {
+            Ok(Some(status)) => Some(describe_exit(status)),
+            Ok(None) => self.probe.and_then(|_| hung_reason(run, policy.hung_after)),
+            Err(e) => Some(format!("cannot wait for it: {e}")),
+        };
+        let Some(reason) = reason else {
+            return false;
+        };
+        if let Some(mut run) = self.proc.take() {
+            run.shared.stop.store(true, Ordering::SeqCst);
+            // Already exited: reaps it; hung: kills it first.
+            let _ = run.child.kill();
+            let _ = run.child.wait();
+        }
+        self.down(reason, ran, policy);
+        true
+    }
+
+    /// The process is gone for `reason` after running `ran`: schedule a
+    /// restart or give up.
+    fn down(&mut self, reason: String, ran: Duration, policy: Policy) {
+        self.proc = None;
+        if ran >= policy.stable_after {
+            self.backoff.reset();
+            self.streak = 0;
+        }
+        if self.streak >= policy.max_restarts {
+            tracing::error!(
+                publisher = self.kind,
+                reason = %reason,
+                restarts = self.restarts,
+                "publisher keeps failing: giving up (max_restarts reached)"
+            );
+            self.last_reason = Some(format!(
+                "gave up after {} restarts in a row; last: {reason}",
+                self.streak
+            ));
+            self.state = State::Failed;
+            self.restart_at = None;
+            return;
+        }
+        let delay = self.backoff.step();
+        tracing::warn!(
+            publisher = self.kind,
+            reason = %reason,
+            delay = ?delay,
+            restart = self.restarts + 1,
+            in_a_row = self.streak + 1,
+            max_restarts = policy.max_restarts,
+            "publisher down; restarting after backoff"
+        );
+        self.last_reason = Some(reason);
+        self.state = State::Backoff;
+        self.restart_at = Some(Instant::now() + delay);
+    }
+
+    fn status(&self, policy: Policy) -> PublisherStatus {
+        let now = Instant::now();
+        let listening = self
+            .proc
+            .as_ref()
+            .and_then(|r| lock(&r.shared.listening).clone());
+        let state = match (self.state, &listening) {
+            (State::Running, None) if self.probe.is_some() => "starting",
+            (State::Running, _) => "running",
+            (State::Backoff, _) => "backoff",
+            (State::Failed, _) => "failed",
+            (State::Stopped, _) => "stopped",
+        };
+        PublisherStatus {
+            kind: self.kind,
+            command: self.program.clone(),
+            pid: self.proc.as_ref().map(|r| r.child.id()),
+            state,
+            restarts: self.restarts,
+            max_restarts: policy.max_restarts,
+            last_reason: self.last_reason.clone(),
+            restart_in_s: self
+                .restart_at
+                .map(|t| t.saturating_duration_since(now).as_secs_f64()),
+            uptime_s: self
+                .proc
+                .as_ref()
+                .map(|r| r.started.elapsed().as_secs_f64()),
+            address: listening.as_ref().map(|l| l.0.clone()),
+            url: listening.as_ref().map(|l| l.1.clone()),
+            health_age_s: self
+                .proc
+                .as_ref()
+                .and_then(|r| *lock(&r.shared.last_ok))
+                .map(|t| t.elapsed().as_secs_f64()),
+            auth: self.auth,
+        }
+    }
+}
+
+/// Why a running child counts as hung, if it does.
+fn hung_reason(run: &Running, hung_after: Duration) -> Option<String> {
+    let listening = lock(&run.shared.listening).as_ref().map(|l| l.2);
+    let Some(since) = listening else {
+        return (run.started.elapsed() >= hung_after).then(|| {
+            format!(
+                "hung: no `listening on` line {:.1} s after start",
+                hung_after.as_secs_f64()
+            )
+        });
+    };
+    let last = lock(&run.shared.last_ok).unwrap_or(since).max(since);
+    (last.elapsed() >= hung_after).then(|| {
+        format!(
+            "hung: no answer to health probes for {:.1} s",
+            last.elapsed().as_secs_f64()
+        )
+    })
+}
+
+fn describe_exit(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exited with status {c}"),
+        (None, Some(s)) => format!("killed by signal {s}"),
+        _ => format!("ended ({status})"),
+    }
+}
+
+/// Read the child's stdout: remember its `listening on URL` line, log the
+/// rest.
+fn read_stdout(kind: &'static str, out: impl Read, shared: &Shared) {
+    for line in BufReader::new(out).lines() {
+        let Ok(line) = line else { break };
+        let mut l = lock(&shared.listening);
+        if l.is_none() {
+            if let Some(url) = line.trim().strip_prefix("listening on ") {
+                let url = url.trim().to_string();
+                let addr = url
+                    .split_once("://")
+                    .map_or(url.as_str(), |(_, rest)| rest)
+                    .split('/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                tracing::info!(publisher = kind, url = %url, "publisher listening");
+                *l = Some((addr, url, Instant::now()));
+                continue;
+            }
+        }
+        drop(l);
+        tracing::info!(publisher = kind, "{line}");
+    }
+}
+
+/// Probe the child every `interval` until told to stop.
+fn health_loop(probe: Probe, interval: Duration, shared: &Shared) {
+    let timeout = interval.clamp(Duration::from_millis(200), Duration::from_secs(2));
+    while !shared.stop.load(Ordering::SeqCst) {
+        let addr = lock(&shared.listening).as_ref().map(|l| l.0.clone());
+        if let Some(addr) = addr {
+            if probe_once(probe, &addr, timeout) {
+                *lock(&shared.last_ok) = Some(Instant::now());
+            }
+        }
+        let end = Instant::now() + interval;
+        while Instant::now() < end && !shared.stop.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// One health probe: does the server answer with a status line at all?
+/// (A 503 from `/healthz` means a bus has no producer — the server itself
+/// is fine.)
+fn probe_once(probe: Probe, addr: &str, timeout: Duration) -> bool {
+    let Some(sa) = addr.to_socket_addrs().ok().and_then(|mut a| a.next()) else {
+        return false;
+    };
+    let sa = match sa {
+        // A wildcard address is probed on loopback.
+        SocketAddr::V4(v) if v.ip().is_unspecified() => {
+            SocketAddr::from(([127, 0, 0, 1], v.port()))
+        }
+        SocketAddr::V6(v) if v.ip().is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, v.port()))
+        }
+        a => a,
+    };
+    let Ok(mut s) = TcpStream::connect_timeout(&sa, timeout) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(timeout));
+    let _ = s.set_write_timeout(Some(timeout));
+    let (req, want): (String, &[u8]) = match probe {
+        Probe::Http => (
+            format!("GET /healthz HTTP/1.0\r\nHost: {sa}\r\n\r\n"),
+            b"HTTP/1.",
+        ),
+        Probe::Rtsp => (
+            format!("OPTIONS rtsp://{sa}/ RTSP/1.0\r\nCSeq: 1\r\n\r\n"),
+            b"RTSP/1.0 ",
+        ),
+    };
+    if s.write_all(req.as_bytes()).is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 16];
+    let mut got = 0;
+    while got < want.len() {
+        match s.read(&mut buf[got..]) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => got += n,
+        }
+    }
+    buf.starts_with(want)
+}
+
+/// SIGTERM every child, SIGKILL those still alive after `grace`, reap all.
+fn stop_children(children: &mut [Child], grace: Duration) {
+    for c in children.iter_mut() {
+        c.state = State::Stopped;
+        c.restart_at = None;
+        if let Some(run) = &c.proc {
+            run.shared.stop.store(true, Ordering::SeqCst);
+            if let Ok(pid) = libc::pid_t::try_from(run.child.id()) {
+                // SAFETY: kill(2) with a pid we spawned and have not reaped
+                // yet (so it cannot have been reused); no memory involved.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+            }
+        }
+    }
+    let deadline = Instant::now() + grace;
+    loop {
+        let mut alive = 0;
+        for c in children.iter_mut() {
+            if let Some(run) = &mut c.proc {
+                match run.child.try_wait() {
+                    Ok(Some(_)) | Err(_) => c.proc = None,
+                    Ok(None) => alive += 1,
+                }
+            }
+        }
+        if alive == 0 || Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for c in children.iter_mut() {
+        if let Some(mut run) = c.proc.take() {
+            tracing::warn!(
+                publisher = c.kind,
+                pid = run.child.id(),
+                "still running after SIGTERM: SIGKILL"
+            );
+            let _ = run.child.kill();
+            let _ = run.child.wait();
+        }
+    }
+}
