@@ -1,7 +1,11 @@
-//! `framebus`: list, inspect and remove buses.
+//! `framebus`: list, inspect and remove buses; show the whole service.
 //!
 //! Exit codes: 0 success, 1 error, 2 usage (clap), 4 bad arguments,
-//! 7 bus not found, 8 bus owned by a live producer.
+//! 7 bus not found, 8 bus owned by a live producer. `framebus status`:
+//! 0 healthy, 10 degraded, 11 nothing running (see `status.rs`).
+
+#[path = "framebus/status.rs"]
+mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,6 +40,13 @@ enum Cmd {
         /// Bus name.
         name: String,
         /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every bus, every supervised publisher process and every stream, with
+    /// an overall verdict (exit 0 healthy, 10 degraded, 11 nothing running).
+    Status {
+        /// JSON instead of tables.
         #[arg(long)]
         json: bool,
     },
@@ -77,6 +88,7 @@ fn main() -> ExitCode {
             Err(e) => Err(e),
         },
         Cmd::Rm { name, force } => framebus::remove(&name, dir, force),
+        Cmd::Status { json } => return status::run(dir, json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
