@@ -102,7 +102,8 @@ bench: build wheel
 FUZZ_SECONDS ?= 60
 fuzz:
 	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-	cd framebus/fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run header -- -max_total_time=$(FUZZ_SECONDS)
+	@# cargo-fuzz passes -Z flags; RUSTC_BOOTSTRAP lets the stable toolchain take them.
+	cd framebus/fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run header corpus/header -- -max_total_time=$(FUZZ_SECONDS)
 
 fmt:
 	cargo fmt --all
