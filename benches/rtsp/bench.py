@@ -50,7 +50,8 @@ def read_exact(f, n):
 
 
 def latency(client_cmd, frames, skip=30):
-    p = subprocess.Popen(client_cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    # `timeout` bounds a client that stalls (read_exact would block forever).
+    p = subprocess.Popen(["timeout", "60"] + client_cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     lat = []
     try:
         deadline = time.time() + 60
@@ -128,6 +129,7 @@ def main():
     ap.add_argument("--frames", type=int, default=300)
     ap.add_argument("--cpu-secs", type=float, default=15)
     ap.add_argument("--many", type=int, default=20)
+    ap.add_argument("--only", choices=["framebus-rtsp", "gst-rtsp-server"], help="measure one server")
     a = ap.parse_args()
     bus = f"bench-rtsp-{os.getpid()}"
     procs = []
@@ -149,6 +151,8 @@ def main():
         gst_url = line.removeprefix("listening on ")
         results = {}
         for name, pid, url in [("framebus-rtsp", ours.pid, ours_url), ("gst-rtsp-server", gst.pid, gst_url)]:
+            if a.only and a.only != name:
+                continue
             r = {}
             r["lat_gst"] = latency(gst_client(url), a.frames)
             r["lat_ffmpeg"] = latency(ffmpeg_client(url), a.frames)

@@ -16,15 +16,30 @@ fn digest_and_basic_authentication() {
     let url = server.url(&bus.name, "native");
 
     let mut c = RawClient::connect(&server.addr);
-    assert_eq!(c.request("OPTIONS", &url, &[]).status, 200, "OPTIONS is open");
+    assert_eq!(
+        c.request("OPTIONS", &url, &[]).status,
+        200,
+        "OPTIONS is open"
+    );
     let r = c.request("DESCRIBE", &url, &[]);
     assert_eq!(r.status, 401);
-    assert!(r.header("WWW-Authenticate").unwrap().starts_with("Digest realm="));
+    assert!(r
+        .header("WWW-Authenticate")
+        .unwrap()
+        .starts_with("Digest realm="));
     let good = base64::engine::general_purpose::STANDARD.encode("viewer:s3cret");
     let bad = base64::engine::general_purpose::STANDARD.encode("viewer:wrong");
-    let r = c.request("DESCRIBE", &url, &[("Authorization", &format!("Basic {bad}"))]);
+    let r = c.request(
+        "DESCRIBE",
+        &url,
+        &[("Authorization", &format!("Basic {bad}"))],
+    );
     assert_eq!(r.status, 401);
-    let r = c.request("DESCRIBE", &url, &[("Authorization", &format!("Basic {good}"))]);
+    let r = c.request(
+        "DESCRIBE",
+        &url,
+        &[("Authorization", &format!("Basic {good}"))],
+    );
     assert_eq!(r.status, 200, "{r:?}");
 
     let (codec, ..) = ffprobe(&url, "tcp");
