@@ -423,9 +423,9 @@ impl<'de> Deserialize<'de> for Bitrate {
 impl Bitrate {
     /// As the RTSP publisher's profile syntax writes it.
     pub fn arg(self) -> String {
-        if self.0 % 1_000_000 == 0 {
+        if self.0.is_multiple_of(1_000_000) {
             format!("{}M", self.0 / 1_000_000)
-        } else if self.0 % 1_000 == 0 {
+        } else if self.0.is_multiple_of(1_000) {
             format!("{}k", self.0 / 1_000)
         } else {
             self.0.to_string()

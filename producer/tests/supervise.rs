@@ -1,0 +1,391 @@
+//! `framebus-producer --config`: publishers run as supervised children.
+//!
+//! Fake publishers (shell scripts through `command`) for the crash loop and
+//! the hung child; the real `framebus-mjpeg` / `framebus-rtsp` when they
+//! were built next to `framebus-producer` (`make test` builds every binary
+//! first; otherwise those tests say so and skip). Backoffs are shortened.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Proc, Scene, BIN};
+use serde_json::Value;
+
+/// A binary built next to `framebus-producer`, if it is there.
+fn sibling(name: &str) -> Option<PathBuf> {
+    let p = Path::new(BIN).parent()?.join(name);
+    p.is_file().then_some(p)
+}
+
+/// Start the producer on `text` (written to the scene's dir); stderr goes
+/// to `producer.log` there (a pipe nobody reads could fill up).
+fn start(scene: &Scene, text: &str) -> Proc {
+    // Not `framebus.*`: that prefix is the bus segments'.
+    let path = scene.dir.join("service.toml");
+    std::fs::write(&path, text).unwrap();
+    let log = std::fs::File::create(scene.dir.join("producer.log")).unwrap();
+    let child = Command::new(BIN)
+        .env("FRAMEBUS_SHM_DIR", &scene.dir)
+        .env("RUST_LOG", "info")
+        .arg("--config")
+        .arg(&path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    Proc(Some(child))
+}
+
+fn log(scene: &Scene) -> String {
+    std::fs::read_to_string(scene.dir.join("producer.log")).unwrap_or_default()
+}
+
+/// The supervisor's status file, parsed.
+fn status(scene: &Scene) -> Option<Value> {
+    let f = std::fs::read_dir(&scene.dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().into_owned();
+            n.starts_with("framebus-status.") && n.ends_with(".json")
+        })?;
+    serde_json::from_slice(&std::fs::read(f).ok()?).ok()
+}
+
+/// Poll the status file until `pred` holds for the publisher `kind`.
+fn wait_publisher(
+    scene: &Scene,
+    kind: &str,
+    limit: Duration,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    let end = Instant::now() + limit;
+    loop {
+        if let Some(st) = status(scene) {
+            if let Some(p) = st["publishers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["kind"] == kind)
+            {
+                if pred(p) {
+                    return p.clone();
+                }
+            }
+        }
+        if Instant::now() > end {
+            panic!(
+                "publisher {kind}: condition not reached within {limit:?}; status: {:#?}\nlog:\n{}",
+                status(scene),
+                log(scene)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// SIGTERM the producer; it must exit 0 (bounded wait).
+fn stop(mut p: Proc, scene: &Scene) {
+    p.signal(libc::SIGTERM);
+    let mut child = p.0.take().unwrap();
+    let end = Instant::now() + Duration::from_secs(30);
+    let st = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("producer did not stop; log:\n{}", log(scene));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(st.code(), Some(0), "log:\n{}", log(scene));
+    assert!(status(scene).is_none(), "status file removed on stop");
+}
+
+fn script(scene: &Scene, name: &str, body: &str) -> PathBuf {
+    let p = scene.dir.join(name);
+    std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
+fn camera(bus: &str) -> String {
+    format!("[[camera]]\nbus = \"{bus}\"\nsize = \"320x240\"\nfps = 10\n")
+}
+
+/// `framebus status --json` in the scene, when the `framebus` binary was
+/// built next to the producer: (exit code, report).
+fn framebus_status(scene: &Scene) -> Option<(i32, Value)> {
+    let Some(bin) = sibling("framebus") else {
+        eprintln!("note: no `framebus` binary next to framebus-producer; status CLI not checked");
+        return None;
+    };
+    let out = Command::new(bin)
+        .env("FRAMEBUS_SHM_DIR", &scene.dir)
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    Some((
+        out.status.code().unwrap_or(-1),
+        serde_json::from_slice(&out.stdout).expect("status --json prints JSON"),
+    ))
+}
+
+#[test]
+fn crash_loop_backs_off_and_gives_up() {
+    let s = Scene::new("sup-crash");
+    let starts = s.dir.join("starts");
+    let fake = script(
+        &s,
+        "fake-publisher.sh",
+        &format!("date +%s.%N >> {}\nexit 3", starts.display()),
+    );
+    let text = format!(
+        "{}[publishers.mjpeg]\nlisten = \"127.0.0.1:0\"\ncommand = \"{}\"\n\
+         [supervision]\nbackoff_initial = 0.3\nbackoff_max = 1.2\nmax_restarts = 3\n",
+        camera(&s.bus),
+        fake.display()
+    );
+    let p = start(&s, &text);
+    let pb = wait_publisher(&s, "mjpeg", Duration::from_secs(60), |p| {
+        p["state"] == "failed"
+    });
+    assert_eq!(pb["restarts"], 3, "{pb:#}");
+    assert_eq!(pb["pid"], Value::Null);
+    let reason = pb["last_reason"].as_str().unwrap();
+    assert!(
+        reason.contains("gave up after 3 restarts in a row"),
+        "{reason}"
+    );
+    assert!(reason.contains("exited with status 3"), "{reason}");
+
+    // First start plus three restarts, each after the doubled delay
+    // (0.3, 0.6, then 1.2 = backoff_max).
+    let times: Vec<f64> = std::fs::read_to_string(&starts)
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    assert_eq!(times.len(), 4, "{times:?}");
+    for (i, want) in [0.3, 0.6, 1.2].iter().enumerate() {
+        let gap = times[i + 1] - times[i];
+        assert!(
+            gap >= want - 0.02,
+            "restart {} after {gap:.3} s < {want} s",
+            i + 1
+        );
+    }
+    let l = log(&s);
+    assert!(
+        l.contains("publisher down; restarting after backoff"),
+        "{l}"
+    );
+    assert!(l.contains("giving up"), "{l}");
+
+    // Capture is unaffected; status says why the service is degraded.
+    assert!(framebus::stat(&s.bus, Some(&s.dir)).is_ok());
+    if let Some((code, report)) = framebus_status(&s) {
+        assert_eq!(code, 10, "{report:#}");
+        assert_eq!(report["health"], "degraded");
+        let problems = report["problems"].to_string();
+        assert!(
+            problems.contains("publisher mjpeg is failed (gave up after 3 restarts"),
+            "{problems}"
+        );
+    }
+    stop(p, &s);
+    assert!(framebus::stat(&s.bus, Some(&s.dir)).is_err(), "bus closed");
+}
+
+#[test]
+fn hung_publisher_is_killed_and_restarted() {
+    let s = Scene::new("sup-hung");
+    // Claims to listen where nothing answers, then hangs.
+    let fake = script(
+        &s,
+        "hung-publisher.sh",
+        "echo 'listening on http://127.0.0.1:9/'\nexec sleep 120",
+    );
+    let text = format!(
+        "{}[publishers.mjpeg]\nlisten = \"127.0.0.1:0\"\ncommand = \"{}\"\n\
+         [supervision]\nbackoff_initial = 0.2\nbackoff_max = 0.2\nmax_restarts = 1\n\
+         health_interval = 0.2\nhung_after = 1\n",
+        camera(&s.bus),
+        fake.display()
+    );
+    let p = start(&s, &text);
+    let first = wait_publisher(&s, "mjpeg", Duration::from_secs(60), |p| p["pid"].is_u64());
+    let first_pid = first["pid"].as_u64().unwrap();
+    let pb = wait_publisher(&s, "mjpeg", Duration::from_secs(60), |p| {
+        p["state"] == "failed"
+    });
+    let reason = pb["last_reason"].as_str().unwrap();
+    assert!(
+        reason.contains("hung: no answer to health probes"),
+        "{reason}"
+    );
+    assert_eq!(pb["restarts"], 1);
+    // The hung process was killed (and reaped) by the supervisor.
+    assert!(!Path::new(&format!("/proc/{first_pid}")).exists());
+    stop(p, &s);
+}
+
+/// A TCP port that was free a moment ago.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Whether curl receives MJPEG parts from `url` within a few seconds.
+fn curl_gets_mjpeg(url: &str) -> bool {
+    let out = Command::new("curl")
+        .args(["-s", "-m", "5", url])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run curl");
+    let body = out.stdout;
+    let has = |needle: &[u8]| body.windows(needle.len()).any(|w| w == needle);
+    has(b"--framebusframe") && has(b"Content-Type: image/jpeg") && has(&[0xff, 0xd8, 0xff])
+}
+
+#[test]
+fn killed_mjpeg_publisher_comes_back() {
+    let Some(_) = sibling("framebus-mjpeg") else {
+        eprintln!("SKIP: framebus-mjpeg not built next to framebus-producer (cargo build --workspace --bins)");
+        return;
+    };
+    let s = Scene::new("sup-kill");
+    let port = free_port();
+    let text = format!(
+        "{}[publishers.mjpeg]\nlisten = \"127.0.0.1:{port}\"\ngrace = 1\n\
+         [supervision]\nbackoff_initial = 0.5\nbackoff_max = 2\nhealth_interval = 0.5\n",
+        camera(&s.bus)
+    );
+    let p = start(&s, &text);
+    let pb = wait_publisher(&s, "mjpeg", Duration::from_secs(60), |p| {
+        p["state"] == "running"
+    });
+    let pid = pb["pid"].as_u64().unwrap();
+    let url = format!("http://127.0.0.1:{port}/{}/low.mjpg", s.bus);
+    assert!(
+        curl_gets_mjpeg(&url),
+        "MJPEG before the kill; log:\n{}",
+        log(&s)
+    );
+
+    // SAFETY: kill(2) on the publisher's pid, which the status file says
+    // is alive (the supervisor has not reaped it).
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let pb = wait_publisher(&s, "mjpeg", Duration::from_secs(60), |p| {
+        p["state"] == "running" && p["pid"].as_u64() != Some(pid)
+    });
+    assert_eq!(pb["restarts"], 1, "{pb:#}");
+    assert_eq!(pb["last_reason"], "killed by signal 9");
+    assert!(log(&s).contains("killed by signal 9"));
+    // Viewers reconnect to the same address.
+    assert!(
+        curl_gets_mjpeg(&url),
+        "MJPEG after the restart; log:\n{}",
+        log(&s)
+    );
+    stop(p, &s);
+}
+
+#[test]
+fn whole_service_two_cameras_rtsp_and_mjpeg() {
+    if sibling("framebus-mjpeg").is_none() || sibling("framebus-rtsp").is_none() {
+        eprintln!("SKIP: framebus-mjpeg/framebus-rtsp not built next to framebus-producer (cargo build --workspace --bins)");
+        return;
+    }
+    let s = Scene::new("sup-all");
+    let bus2 = format!("{}-b", s.bus);
+    let text = format!(
+        "{}{}\
+         [publishers.rtsp]\nlisten = \"127.0.0.1:0\"\ngrace = 1\n\
+         [[publishers.rtsp.profile]]\nname = \"high\"\nsize = \"320x240\"\nfps = 10\nbitrate = \"500k\"\n\
+         [publishers.mjpeg]\nlisten = \"127.0.0.1:0\"\ngrace = 1\n\
+         [[publishers.mjpeg.profile]]\nname = \"low\"\nsize = \"160x120\"\nfps = 5\nquality = 70\n\
+         [supervision]\nhealth_interval = 0.5\n",
+        camera(&s.bus),
+        camera(&bus2)
+    );
+    let p = start(&s, &text);
+    let rtsp = wait_publisher(&s, "rtsp", Duration::from_secs(60), |p| {
+        p["state"] == "running"
+    });
+    let mjpeg = wait_publisher(&s, "mjpeg", Duration::from_secs(60), |p| {
+        p["state"] == "running"
+    });
+    let rtsp_addr = rtsp["address"].as_str().unwrap();
+    let http_addr = mjpeg["address"].as_str().unwrap();
+
+    // ffprobe sees the H.264 stream of the first camera.
+    let out = Command::new("timeout")
+        .args(["60", "ffprobe", "-v", "error", "-rtsp_transport", "tcp"])
+        .args([
+            "-show_entries",
+            "stream=codec_name,width,height",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(format!("rtsp://{rtsp_addr}/{}/high", s.bus))
+        .output()
+        .unwrap();
+    let probe = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && probe.contains("h264,320,240"),
+        "ffprobe: {probe} {}\nlog:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        log(&s)
+    );
+    // curl receives MJPEG of the second camera.
+    assert!(curl_gets_mjpeg(&format!(
+        "http://{http_addr}/{bus2}/low.mjpg"
+    )));
+    // The MJPEG publisher serves both buses (its index page shows both).
+    let index = Command::new("curl")
+        .args(["-s", "-m", "5", &format!("http://{http_addr}/")])
+        .output()
+        .unwrap();
+    let index = String::from_utf8_lossy(&index.stdout);
+    assert!(index.contains(&s.bus) && index.contains(&bus2), "{index}");
+
+    if let Some((code, report)) = framebus_status(&s) {
+        assert_eq!(code, 0, "{report:#}");
+        assert_eq!(report["health"], "healthy");
+        let streams = report["streams"][0]["streams"].to_string();
+        assert!(streams.contains(&bus2), "{streams}");
+        assert_eq!(
+            report["supervisors"][0]["publishers"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
+    }
+
+    let pids: Vec<u64> = [&rtsp, &mjpeg]
+        .iter()
+        .map(|p| p["pid"].as_u64().unwrap())
+        .collect();
+    stop(p, &s);
+    for pid in pids {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "publisher {pid} stopped"
+        );
+    }
+    assert!(framebus::stat(&s.bus, Some(&s.dir)).is_err());
+    assert!(framebus::stat(&bus2, Some(&s.dir)).is_err());
+}
