@@ -24,7 +24,7 @@ PY := $(VENV)/bin/python
 CARGO_FLAGS := --release --locked
 export CARGO_TERM_COLOR := never
 
-.PHONY: help deps venv build run test test-rust test-loom test-py wheel bench fuzz fmt lint clean
+.PHONY: help deps venv build run install test test-rust test-loom test-py wheel bench fuzz fmt lint clean
 
 help:
 	@echo "make run     build and start producer + publishers (test pattern 1080p60)"
@@ -60,7 +60,33 @@ build: deps
 	cargo build $(CARGO_FLAGS) --workspace --bins
 
 run: build wheel
-	@scripts/run.sh
+	@scripts/run.sh --config examples/framebus.toml
+
+# Install the service (docs/service.md): binaries to $(PREFIX)/bin, the
+# systemd unit, and the default config to /etc/framebus/ (an existing
+# config is kept). DESTDIR stages the whole tree (packaging).
+PREFIX ?= /usr/local
+DESTDIR ?=
+SYSTEMD_DIR ?= /etc/systemd/system
+CONFIG_DIR ?= /etc/framebus
+BINS := framebus-producer framebus-mjpeg framebus-rtsp framebus
+# Build first as yourself (`make build`), then `sudo make install`.
+install:
+	@for b in $(BINS); do [ -x $${CARGO_TARGET_DIR:-target}/release/$$b ] || \
+	  { echo "$${CARGO_TARGET_DIR:-target}/release/$$b is not built: run 'make build' first"; exit 1; }; done
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(SYSTEMD_DIR) $(DESTDIR)$(CONFIG_DIR)
+	install -m 0755 $(addprefix $${CARGO_TARGET_DIR:-target}/release/,$(BINS)) $(DESTDIR)$(PREFIX)/bin/
+	sed 's|/usr/local/bin/|$(PREFIX)/bin/|g; s|/etc/framebus/|$(CONFIG_DIR)/|g' packaging/framebus.service \
+	  > $(DESTDIR)$(SYSTEMD_DIR)/framebus.service
+	chmod 0644 $(DESTDIR)$(SYSTEMD_DIR)/framebus.service
+	@if [ -e $(DESTDIR)$(CONFIG_DIR)/framebus.toml ]; then \
+	  echo "keeping the existing $(DESTDIR)$(CONFIG_DIR)/framebus.toml"; \
+	else \
+	  install -m 0644 examples/framebus.toml $(DESTDIR)$(CONFIG_DIR)/framebus.toml; \
+	fi
+	@echo "installed; next (see docs/service.md):"
+	@echo "  sudo useradd --system --no-create-home --shell /usr/sbin/nologin --groups video framebus"
+	@echo "  sudo systemctl daemon-reload && sudo systemctl enable --now framebus"
 
 test: deps venv
 	@$(MAKE) --no-print-directory test-rust
