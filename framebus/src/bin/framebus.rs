@@ -47,8 +47,12 @@ enum Cmd {
     /// an overall verdict (exit 0 healthy, 10 degraded, 11 nothing running).
     Status {
         /// JSON instead of tables.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "prometheus")]
         json: bool,
+        /// Prometheus text exposition (bus counters, publisher restarts)
+        /// for node_exporter's textfile collector.
+        #[arg(long)]
+        prometheus: bool,
     },
     /// Remove a bus whose producer is gone.
     Rm {
@@ -88,7 +92,14 @@ fn main() -> ExitCode {
             Err(e) => Err(e),
         },
         Cmd::Rm { name, force } => framebus::remove(&name, dir, force),
-        Cmd::Status { json } => return status::run(dir, json),
+        Cmd::Status { json, prometheus } => {
+            let output = match (json, prometheus) {
+                (true, _) => status::Output::Json,
+                (_, true) => status::Output::Prometheus,
+                _ => status::Output::Text,
+            };
+            return status::run(dir, output);
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

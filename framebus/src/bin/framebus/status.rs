@@ -40,8 +40,19 @@ struct Report {
     streams: Vec<Value>,
 }
 
+/// How `framebus status` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Tables for a person.
+    Text,
+    /// One JSON document.
+    Json,
+    /// Prometheus text exposition (for node_exporter's textfile collector).
+    Prometheus,
+}
+
 /// Run `framebus status`.
-pub fn run(dir: Option<&Path>, json: bool) -> ExitCode {
+pub fn run(dir: Option<&Path>, output: Output) -> ExitCode {
     let dir = dir.map_or_else(framebus::default_shm_dir, Path::to_path_buf);
     let buses = match framebus::list_in(Some(&dir)) {
         Ok(b) => b,
@@ -97,13 +108,13 @@ pub fn run(dir: Option<&Path>, json: bool) -> ExitCode {
         supervisors,
         streams,
     };
-    if json {
-        println!(
+    match output {
+        Output::Json => println!(
             "{}",
             serde_json::to_string_pretty(&report).expect("serialisable")
-        );
-    } else {
-        print_report(&report);
+        ),
+        Output::Text => print_report(&report),
+        Output::Prometheus => print!("{}", prometheus(&report)),
     }
     ExitCode::from(match health {
         "healthy" => 0,
@@ -313,4 +324,176 @@ fn print_report(r: &Report) {
             );
         }
     }
+}
+
+/// Escape a Prometheus label value.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The report as Prometheus text exposition (names in docs/metrics.md).
+fn prometheus(r: &Report) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    let family = |o: &mut String, name: &str, kind: &str, help: &str, rows: Vec<(String, f64)>| {
+        let _ = writeln!(o, "# HELP {name} {help}");
+        let _ = writeln!(o, "# TYPE {name} {kind}");
+        for (labels, v) in rows {
+            if labels.is_empty() {
+                let _ = writeln!(o, "{name} {v}");
+            } else {
+                let _ = writeln!(o, "{name}{{{labels}}} {v}");
+            }
+        }
+    };
+    let bus = |b: &BusInfo| format!("bus=\"{}\"", label(&b.name));
+    let per_bus = |f: &dyn Fn(&BusInfo) -> f64| -> Vec<(String, f64)> {
+        r.buses
+            .iter()
+            .filter(|b| b.problem.is_none())
+            .map(|b| (bus(b), f(b)))
+            .collect()
+    };
+    family(
+        &mut o,
+        "framebus_health",
+        "gauge",
+        "Overall verdict of framebus status: 0 healthy, 1 degraded, 2 nothing running.",
+        vec![(
+            String::new(),
+            match r.health {
+                "healthy" => 0.0,
+                "degraded" => 1.0,
+                _ => 2.0,
+            },
+        )],
+    );
+    family(
+        &mut o,
+        "framebus_bus_up",
+        "gauge",
+        "1 while the bus is live and its source running.",
+        r.buses
+            .iter()
+            .map(|b| {
+                (
+                    bus(b),
+                    f64::from(u8::from(b.state == "live" && b.source_state == "running")),
+                )
+            })
+            .collect(),
+    );
+    family(
+        &mut o,
+        "framebus_bus_fps",
+        "gauge",
+        "Frames published per second over the last second (capture rate).",
+        per_bus(&|b| b.measured_fps),
+    );
+    family(
+        &mut o,
+        "framebus_bus_nominal_fps",
+        "gauge",
+        "The bus's nominal frame rate.",
+        per_bus(&|b| b.fps),
+    );
+    family(
+        &mut o,
+        "framebus_bus_captured_total",
+        "counter",
+        "Frames the source delivered.",
+        per_bus(&|b| b.captured as f64),
+    );
+    family(
+        &mut o,
+        "framebus_bus_published_total",
+        "counter",
+        "Frames published on the bus.",
+        per_bus(&|b| b.published as f64),
+    );
+    family(
+        &mut o,
+        "framebus_bus_source_dropped_total",
+        "counter",
+        "Frames the source lost (driver sequence gaps, missed deadlines).",
+        per_bus(&|b| b.source_dropped as f64),
+    );
+    family(
+        &mut o,
+        "framebus_bus_dropped_all_held_total",
+        "counter",
+        "Frames dropped because readers held every slot.",
+        per_bus(&|b| b.dropped_all_held as f64),
+    );
+    family(
+        &mut o,
+        "framebus_bus_source_restarts_total",
+        "counter",
+        "Source reopens (reconnections).",
+        per_bus(&|b| b.restarts as f64),
+    );
+    family(
+        &mut o,
+        "framebus_bus_watchdog_fires_total",
+        "counter",
+        "Source watchdog fires (no frame for the watchdog time).",
+        per_bus(&|b| b.watchdog_fires as f64),
+    );
+    family(
+        &mut o,
+        "framebus_bus_readers",
+        "gauge",
+        "Readers attached to the bus.",
+        per_bus(&|b| b.readers.len() as f64),
+    );
+    let pubs: Vec<(String, &Value)> = r
+        .supervisors
+        .iter()
+        .flat_map(|s| {
+            let pid = s["producer_pid"].as_u64().unwrap_or(0);
+            s["publishers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(move |p| {
+                    (
+                        format!(
+                            "kind=\"{}\",supervisor=\"{pid}\"",
+                            label(p["kind"].as_str().unwrap_or("?"))
+                        ),
+                        p,
+                    )
+                })
+        })
+        .collect();
+    family(
+        &mut o,
+        "framebus_publisher_up",
+        "gauge",
+        "1 while the supervised publisher process runs and answers.",
+        pubs.iter()
+            .map(|(l, p)| (l.clone(), f64::from(u8::from(p["state"] == "running"))))
+            .collect(),
+    );
+    family(
+        &mut o,
+        "framebus_publisher_restarts_total",
+        "counter",
+        "Restarts of the publisher process by the supervisor.",
+        pubs.iter()
+            .map(|(l, p)| (l.clone(), p["restarts"].as_f64().unwrap_or(0.0)))
+            .collect(),
+    );
+    family(
+        &mut o,
+        "framebus_publisher_failed",
+        "gauge",
+        "1 when the supervisor gave up on the publisher (max_restarts).",
+        pubs.iter()
+            .map(|(l, p)| (l.clone(), f64::from(u8::from(p["state"] == "failed"))))
+            .collect(),
+    );
+    o
 }
