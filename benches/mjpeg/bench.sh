@@ -5,7 +5,8 @@
 # pipeline fed the very same frames (from the bus, through buscat).
 #
 # Run with: benches/mjpeg/bench.sh            (from the repository root)
-# Env: SECS (measure window, default 10), PORT (default 18080).
+# Env: SECS (measure window, default 10), PORT (default 18080), PRODUCER
+# (a framebus-producer binary; built here when unset).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -17,9 +18,11 @@ BUS=benchmjpeg$$
 BUS1080=benchmjpeg1080$$
 HERE=$ROOT/benches/mjpeg
 
-cargo build --release -q -p framebus-publishers --bin framebus-mjpeg -p framebus-producer
+cargo build --release -q -p framebus-publishers --bin framebus-mjpeg
+[ -n "${PRODUCER:-}" ] || cargo build --release -q -p framebus-producer
 (cd "$HERE/buscat" && CARGO_TARGET_DIR=$TARGET/buscat cargo build --release -q)
 BIN=$TARGET/release
+PRODUCER=${PRODUCER:-$BIN/framebus-producer}
 BUSCAT=$TARGET/buscat/release/framebus-buscat
 
 PIDS=()
@@ -29,10 +32,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$BIN/framebus-producer" --bus "$BUS" --size 1280x720 --fps 30 2>/dev/null & PIDS+=($!)
-"$BIN/framebus-producer" --bus "$BUS1080" --size 1920x1080 --fps 30 2>/dev/null & PIDS+=($!)
+"$PRODUCER" --bus "$BUS" --size 1280x720 --fps 30 2>/dev/null & PIDS+=($!)
+"$PRODUCER" --bus "$BUS1080" --size 1920x1080 --fps 30 2>/dev/null & PIDS+=($!)
 sleep 1
-"$BIN/framebus-mjpeg" --listen 127.0.0.1:$PORT --bus "$BUS" --bus "$BUS1080" --no-discover --grace 3 \
+"$BIN/framebus-mjpeg" --listen 127.0.0.1:$PORT --bus "$BUS" --bus "$BUS1080" --no-discover --grace 3 --max-viewers 64 \
   >/dev/null 2>&1 & SERVER=$!; PIDS+=($SERVER)
 sleep 1
 URL=http://127.0.0.1:$PORT

@@ -12,6 +12,7 @@ Prints one JSON line: {"frames", "p50_ms", "p90_ms", "p99_ms", "fps"}.
 import json
 import subprocess
 import sys
+import threading
 import time
 
 BAND_DIVISOR, TIME_CELLS = 24, 64
@@ -35,6 +36,10 @@ def main():
     cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-threads", "1", "-fflags", "nobuffer",
            *fmt, "-i", url, "-threads", "1", "-f", "rawvideo", "-pix_fmt", "gray", "-"]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, bufsize=0)
+    # Watchdog: a stream that never delivers must not hang the benchmark.
+    watchdog = threading.Timer(secs + 15, p.kill)
+    watchdog.daemon = True
+    watchdog.start()
     size = w * h
     lat = []
     t0 = time.time()
@@ -58,6 +63,7 @@ def main():
             lat.append(d)
     p.kill()
     p.wait()
+
     lat.sort()
     pick = lambda q: round(lat[min(len(lat) - 1, int(q * len(lat)))], 2) if lat else None
     span = time.time() - (first or time.time())
