@@ -324,20 +324,28 @@ impl Child {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
+        let parent = std::process::id();
         // SAFETY: the closure runs in the forked child before exec and only
-        // makes two async-signal-safe system calls (setpgid, prctl) on the
-        // child itself; it touches no memory of the parent and allocates
+        // makes async-signal-safe system calls (setpgid, prctl, getppid) on
+        // the child itself; it reads one copied integer and allocates
         // nothing.
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 // Own process group: a terminal's Ctrl-C goes to the
                 // supervisor only, which stops the children in order.
                 if libc::setpgid(0, 0) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
-                // SIGTERM when the supervisor dies (even by SIGKILL).
+                // SIGTERM when the supervisor dies (even by SIGKILL). The
+                // signal follows the thread that forked: children are only
+                // spawned from the main thread, which lives as long as the
+                // process.
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM, 0, 0, 0) != 0 {
                     return Err(std::io::Error::last_os_error());
+                }
+                // The supervisor died before the prctl: do not run orphaned.
+                if u32::try_from(libc::getppid()).ok() != Some(parent) {
+                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
                 }
                 Ok(())
             });
