@@ -71,7 +71,7 @@ pub fn run(dir: Option<&Path>, output: Output) -> ExitCode {
     }
     let supervisors = read_supervisors(&dir, &mut problems);
     let mut streams = Vec::new();
-    for sup in &supervisors {
+    for sup in supervisors.iter().filter(|s| s["alive"] == true) {
         for p in sup["publishers"].as_array().into_iter().flatten() {
             if p["kind"] != "mjpeg" || p["state"] != "running" {
                 continue;
@@ -108,14 +108,13 @@ pub fn run(dir: Option<&Path>, output: Output) -> ExitCode {
         supervisors,
         streams,
     };
-    match output {
-        Output::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&report).expect("serialisable")
-        ),
-        Output::Text => print_report(&report),
-        Output::Prometheus => print!("{}", prometheus(&report)),
-    }
+    let text = match output {
+        Output::Json => serde_json::to_string_pretty(&report).expect("serialisable") + "\n",
+        Output::Text => render_report(&report),
+        Output::Prometheus => prometheus(&report),
+    };
+    // A closed pipe (`| head`) is not an error worth a panic.
+    let _ = std::io::stdout().write_all(text.as_bytes());
     ExitCode::from(match health {
         "healthy" => 0,
         "degraded" => 10,
@@ -226,13 +225,23 @@ fn http_get_json(addr: &str, path: &str) -> Result<Value, String> {
     serde_json::from_str(body).map_err(|e| format!("bad JSON from {path}: {e}"))
 }
 
-fn print_report(r: &Report) {
-    println!("health: {}", r.health);
-    for p in &r.problems {
-        println!("  - {p}");
+fn render_report(r: &Report) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    macro_rules! p {
+        () => {
+            let _ = writeln!(o);
+        };
+        ($($t:tt)*) => {
+            let _ = writeln!(o, $($t)*);
+        };
     }
-    println!();
-    println!(
+    p!("health: {}", r.health);
+    for p in &r.problems {
+        p!("  - {p}");
+    }
+    p!();
+    p!(
         "{:<20} {:<7} {:<12} {:<6} {:>11} {:>7} {:>7} {:>8} {:>7} {:>8} {:>8}",
         "BUS",
         "STATE",
@@ -248,10 +257,10 @@ fn print_report(r: &Report) {
     );
     for b in &r.buses {
         if let Some(p) = &b.problem {
-            println!("{:<20} {:<7} {p}", b.name, b.state);
+            p!("{:<20} {:<7} {p}", b.name, b.state);
             continue;
         }
-        println!(
+        p!(
             "{:<20} {:<7} {:<12} {:<6} {:>11} {:>7.2} {:>7.2} {:>8} {:>7} {:>8} {:>8}",
             b.name,
             b.state,
@@ -267,16 +276,20 @@ fn print_report(r: &Report) {
         );
     }
     for s in &r.supervisors {
-        println!();
-        println!(
+        p!();
+        p!(
             "supervisor pid {} ({}), config {}",
             s["producer_pid"],
             if s["alive"] == true { "alive" } else { "gone" },
             s["config"].as_str().unwrap_or("?")
         );
-        println!(
+        p!(
             "{:<6} {:<9} {:>8} {:>9} {:<24} LAST REASON",
-            "KIND", "STATE", "PID", "RESTARTS", "URL"
+            "KIND",
+            "STATE",
+            "PID",
+            "RESTARTS",
+            "URL"
         );
         for p in s["publishers"].as_array().into_iter().flatten() {
             let pid = p["pid"]
@@ -286,7 +299,7 @@ fn print_report(r: &Report) {
             if let Some(t) = p["restart_in_s"].as_f64() {
                 reason = format!("{reason}; restart in {t:.1} s");
             }
-            println!(
+            p!(
                 "{:<6} {:<9} {:>8} {:>9} {:<24} {reason}",
                 p["kind"].as_str().unwrap_or("?"),
                 p["state"].as_str().unwrap_or("?"),
@@ -297,18 +310,24 @@ fn print_report(r: &Report) {
         }
     }
     for st in &r.streams {
-        println!();
-        println!("streams of {}", st["url"].as_str().unwrap_or("?"));
+        p!();
+        p!("streams of {}", st["url"].as_str().unwrap_or("?"));
         if let Some(e) = st["error"].as_str() {
-            println!("  unavailable: {e}");
+            p!("  unavailable: {e}");
             continue;
         }
-        println!(
+        p!(
             "{:<28} {:<8} {:>11} {:>8} {:>8} {:>8} {:>10}",
-            "STREAM", "STATE", "SIZE", "VIEWERS", "IN FPS", "OUT FPS", "ENCODE MS"
+            "STREAM",
+            "STATE",
+            "SIZE",
+            "VIEWERS",
+            "IN FPS",
+            "OUT FPS",
+            "ENCODE MS"
         );
         for s in st["streams"].as_array().into_iter().flatten() {
-            println!(
+            p!(
                 "{:<28} {:<8} {:>11} {:>8} {:>8.1} {:>8.1} {:>10.2}",
                 format!(
                     "{}/{}",
@@ -324,6 +343,7 @@ fn print_report(r: &Report) {
             );
         }
     }
+    o
 }
 
 /// Escape a Prometheus label value.
