@@ -13,6 +13,7 @@ use framebus::{Frame, PixelFormat};
 use turbojpeg::{Compressor, Subsamp, YuvPlanesImage};
 
 use super::config::Profile;
+use super::media::make_part;
 use crate::common::demand::Worker;
 use crate::common::follow::{follow, BusHealth, FollowOptions};
 use crate::common::rate::RateLimiter;
@@ -22,8 +23,10 @@ use crate::common::stats::StreamStats;
 /// One encoded frame, shared by every viewer of the stream.
 #[derive(Debug, Clone)]
 pub struct Jpeg {
-    /// The JPEG file.
+    /// The JPEG file (a slice of `part`).
     pub data: Bytes,
+    /// The whole multipart part: head, JPEG, CRLF.
+    pub part: Bytes,
     /// Output sequence number of this stream (1, 2, ...; gaps seen by a
     /// viewer are frames it skipped).
     pub seq: u64,
@@ -185,9 +188,11 @@ pub fn spawn(
                 match enc.encode(frame) {
                     Ok((data, width, height, passthrough)) => {
                         seq += 1;
+                        let (part, range) = make_part(&data, seq, frame.realtime_ns());
                         stats.frame_out(data.len(), t0.elapsed());
                         worker.publish(Jpeg {
-                            data,
+                            data: part.slice(range),
+                            part,
                             seq,
                             width,
                             height,

@@ -5,10 +5,11 @@
 //! can take more bytes. On each poll it takes the newest JPEG from the
 //! stream's watch channel, so a slow viewer skips frames (counted as
 //! `frames_dropped_slow`) instead of queueing them, and a stalled one simply
-//! stops being polled without holding up the encoder or anyone else. JPEG
-//! bytes are shared (`Bytes`), never copied per viewer.
+//! stops being polled without holding up the encoder or anyone else. Each
+//! multipart part is built once per frame ([`make_part`]) and shared
+//! (`Bytes`), never copied per viewer.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,7 +65,6 @@ pub async fn media(
         ticket,
         stats: stream.stats.clone(),
         last_seq: None,
-        pending: VecDeque::new(),
     };
     let body = Body::from_stream(futures_util::stream::unfold(viewer, next_part));
     Ok((
@@ -88,15 +88,29 @@ struct Viewer {
     ticket: Ticket<Jpeg>,
     stats: Arc<StreamStats>,
     last_seq: Option<u64>,
-    pending: VecDeque<Bytes>,
 }
 
-/// Next chunk for a viewer: the rest of the current part, or the head of
-/// the part for the newest frame (waiting for one newer than the last sent).
+/// One multipart part (head, JPEG, CRLF) built once per frame by the
+/// encoder and shared by every viewer, so a viewer costs one write per
+/// frame and no copy. Returns the part and the JPEG's range inside it.
+pub fn make_part(jpeg: &[u8], seq: u64, realtime_ns: u64) -> (Bytes, std::ops::Range<usize>) {
+    let head = format!(
+        "--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\nX-Frame: {}\r\nX-Timestamp: {}.{:06}\r\n\r\n",
+        jpeg.len(),
+        seq,
+        realtime_ns / 1_000_000_000,
+        (realtime_ns % 1_000_000_000) / 1000,
+    );
+    let mut part = Vec::with_capacity(head.len() + jpeg.len() + 2);
+    part.extend_from_slice(head.as_bytes());
+    part.extend_from_slice(jpeg);
+    part.extend_from_slice(b"\r\n");
+    (Bytes::from(part), head.len()..head.len() + jpeg.len())
+}
+
+/// Next chunk for a viewer: the part of the newest frame, waiting for one
+/// newer than the last sent.
 async fn next_part(mut v: Viewer) -> Option<(Result<Bytes, Infallible>, Viewer)> {
-    if let Some(b) = v.pending.pop_front() {
-        return Some((Ok(b), v));
-    }
     let jpeg = loop {
         let newest = v.ticket.rx.borrow_and_update().clone();
         if let Some(j) = newest {
@@ -113,16 +127,7 @@ async fn next_part(mut v: Viewer) -> Option<(Result<Bytes, Infallible>, Viewer)>
         }
     }
     v.last_seq = Some(jpeg.seq);
-    let head = format!(
-        "--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\nX-Frame: {}\r\nX-Timestamp: {}.{:06}\r\n\r\n",
-        jpeg.data.len(),
-        jpeg.seq,
-        jpeg.realtime_ns / 1_000_000_000,
-        (jpeg.realtime_ns % 1_000_000_000) / 1000,
-    );
-    v.pending.push_back(jpeg.data.clone());
-    v.pending.push_back(Bytes::from_static(b"\r\n"));
-    Some((Ok(Bytes::from(head)), v))
+    Some((Ok(jpeg.part.clone()), v))
 }
 
 async fn snapshot(
