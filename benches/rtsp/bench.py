@@ -56,12 +56,15 @@ def latency(client_cmd, frames, skip=30):
     try:
         deadline = time.time() + 60
         n = 0
+        t_first = None
         while len(lat) < frames and time.time() < deadline:
             f = read_exact(p.stdout, W * H)
             if f is None:
                 break
             now = time.time_ns() // 1000
             n += 1
+            if n == skip:
+                t_first = time.time()
             if n <= skip:
                 continue
             tc = decode_tc(f, W, H)
@@ -75,7 +78,8 @@ def latency(client_cmd, frames, skip=30):
         return None
     lat.sort()
     q = lambda x: lat[min(len(lat) - 1, int(x * len(lat)))]
-    return {"n": len(lat), "p50": q(0.5), "p90": q(0.9), "p99": q(0.99), "mean": statistics.mean(lat)}
+    fps = (len(lat) / (time.time() - t_first)) if t_first else 0.0
+    return {"n": len(lat), "fps": round(fps, 1), "p50": q(0.5), "p90": q(0.9), "p99": q(0.99), "mean": statistics.mean(lat)}
 
 
 def gst_client(url):
@@ -161,11 +165,11 @@ def main():
             results[name] = r
             print(name, r, flush=True)
         print()
-        print(f"| server | GStreamer client p50/p90/p99 ms | ffmpeg client p50/p90/p99 ms | CPU 1 client | CPU {a.many} clients | ratio |")
+        print(f"| server | GStreamer client p50/p90/p99 ms (fps received) | ffmpeg client p50/p90/p99 ms (fps received) | CPU 1 client | CPU {a.many} clients | ratio |")
         print("|---|---|---|---|---|---|")
         for name, r in results.items():
             def fmt(l):
-                return "n/a" if not l else f"{l['p50']:.0f} / {l['p90']:.0f} / {l['p99']:.0f}"
+                return "n/a" if not l else f"{l['p50']:.0f} / {l['p90']:.0f} / {l['p99']:.0f} ({l['fps']:.0f} fps)"
             c1, cn = r["cpu_1"][0], r[f"cpu_{a.many}"][0]
             print(f"| {name} | {fmt(r['lat_gst'])} | {fmt(r['lat_ffmpeg'])} | {c1:.0f} % | {cn:.0f} % "
                   f"({r[f'cpu_{a.many}'][1]} alive) | {cn / c1 if c1 else float('nan'):.2f} |")

@@ -92,9 +92,9 @@ def main():
     factory.set_shared(True)
     factory.set_latency(0)
     factory.set_launch(
-        f"( appsrc name=src is-live=true do-timestamp=true format=time "
+        f"( appsrc name=src is-live=true do-timestamp=true format=time max-bytes=0 "
         f"caps=video/x-raw,format=NV12,width={w},height={h},framerate={a.fps}/1 "
-        f"! queue max-size-buffers=1 leaky=downstream "
+        f"! queue max-size-buffers=2 "
         f"! x264enc speed-preset=ultrafast tune=zerolatency bframes=0 "
         f"bitrate={a.bitrate} vbv-buf-capacity=1000 key-int-max={a.gop} "
         f"! rtph264pay name=pay0 pt=96 config-interval=-1 )"
