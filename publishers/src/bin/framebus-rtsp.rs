@@ -63,6 +63,9 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    // libav* info lines (x264's settings dump) are noise at our log level;
+    // warnings and errors still reach stderr.
+    ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Warning);
     let Some((push_bus, push_profile)) = args.push_from.split_once('/') else {
         eprintln!("framebus-rtsp: --push-from must be BUS/PROFILE");
         return std::process::ExitCode::FAILURE;
