@@ -8,6 +8,7 @@
 //! * [`config`]: profiles and server settings.
 //! * [`stream`]: one encoder thread per (bus, profile), on demand, shared by
 //!   all its clients through a non-blocking broadcast.
+//! * [`clock`]: frame selection and presentation times on the output grid.
 //! * [`encoder`]: bus frame -> swscale -> x264 (or a hardware encoder).
 //! * [`connection`]: the RTSP method state machine of one connection.
 //! * [`push`]: `--push` to an external RTSP server (ANNOUNCE/RECORD).
@@ -18,6 +19,7 @@
 //! See `docs/rtsp.md`.
 
 pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod connection;
 pub mod encoder;

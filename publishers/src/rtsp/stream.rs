@@ -22,11 +22,11 @@ use framebus::{ReadError, Reader, ReaderOptions};
 use parking_lot::Mutex;
 use tokio::sync::{broadcast, watch};
 
+use super::clock::FrameClock;
 use super::config::{Config, Profile};
 use super::encoder::{EncodeSettings, H264Encoder};
 use super::h264::{split_annex_b, Packetizer};
 use super::rtp::CLOCK_RATE;
-use crate::common::rate::RateLimiter;
 
 /// Access units the fan-out channel holds (about half a second at 30 fps).
 const FANOUT_DEPTH: usize = 16;
@@ -45,7 +45,8 @@ pub struct AccessUnit {
     pub key: bool,
     /// RTP timestamp.
     pub rtp_ts: u32,
-    /// Capture time (CLOCK_MONOTONIC ns) of the frame.
+    /// Presentation time (CLOCK_MONOTONIC ns): the capture time placed on
+    /// the output frame grid (see `clock`).
     pub mono_ns: u64,
 }
 
@@ -296,8 +297,7 @@ impl Stream {
         };
         let mut enc: Option<H264Encoder> = None;
         let mut packetizer = Packetizer::new(self.config.mtu, 96, self.ssrc, random_u64() as u16);
-        let mut rate: Option<(u32, RateLimiter)> = None;
-        let mut last_pts: i64 = i64::MIN;
+        let mut clock: Option<FrameClock> = None;
         let mut last_idr = Instant::now() - IDR_MIN_INTERVAL;
         while !self.should_stop() {
             let frame = match reader.next(Some(Duration::from_millis(200))) {
@@ -318,16 +318,14 @@ impl Stream {
                 .profile
                 .fps
                 .unwrap_or_else(|| spec.fps.as_f64().round().max(1.0) as u32);
-            // Frame-rate reduction by capture time (shared with MJPEG).
-            if rate.as_ref().is_none_or(|(f, _)| *f != fps) {
-                rate = Some((fps, RateLimiter::new(f64::from(fps))));
-            }
-            let mono = frame.mono_ns();
-            if let Some((_, r)) = rate.as_mut() {
-                if !r.accept(mono) {
-                    continue;
-                }
-            }
+            // Frame selection and presentation time on the output grid
+            // (see `clock`): at most one frame per 1/fps, never two
+            // presentation times closer than that.
+            let clock = clock.get_or_insert_with(|| FrameClock::new(fps));
+            clock.set_fps(fps);
+            let Some(mono) = clock.place(frame.mono_ns()) else {
+                continue;
+            };
             if enc.as_ref().is_none_or(|e| *e.src_spec() != spec) {
                 let (width, height) = self.profile.size.unwrap_or((spec.width, spec.height));
                 let settings = EncodeSettings {
@@ -358,12 +356,9 @@ impl Stream {
                 }
             }
             let Some(e) = enc.as_mut() else { continue };
-            // 90 kHz from the capture time, strictly increasing for x264.
-            let mut pts = (u128::from(mono) * u128::from(CLOCK_RATE) / 1_000_000_000) as i64;
-            if pts <= last_pts {
-                pts = last_pts + 1;
-            }
-            last_pts = pts;
+            // 90 kHz from the grid time: strictly increasing by at least
+            // one frame interval.
+            let pts = (u128::from(mono) * u128::from(CLOCK_RATE) / 1_000_000_000) as i64;
             let force = self.idr_requested.load(Ordering::Relaxed)
                 && last_idr.elapsed() >= IDR_MIN_INTERVAL;
             if force {

@@ -42,13 +42,37 @@ impl TestBus {
     }
 
     fn start_with(tag: &str, width: u32, height: u32, noisy: bool) -> TestBus {
+        TestBus::start_paced(tag, width, height, 30, None, noisy)
+    }
+
+    /// A camera at `fps` that loses every `drop_every`-th capture (the
+    /// frame is never published, so the bus shows a gap in capture times,
+    /// as a V4L2 camera that drops frames does).
+    pub fn start_dropping(
+        tag: &str,
+        width: u32,
+        height: u32,
+        fps: u32,
+        drop_every: u64,
+    ) -> TestBus {
+        TestBus::start_paced(tag, width, height, fps, Some(drop_every), false)
+    }
+
+    fn start_paced(
+        tag: &str,
+        width: u32,
+        height: u32,
+        fps: u32,
+        drop_every: Option<u64>,
+        noisy: bool,
+    ) -> TestBus {
         let name = unique_name(tag);
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel();
         let thread = {
             let (name, stop) = (name.clone(), Arc::clone(&stop));
             std::thread::spawn(move || {
-                let spec = FrameSpec::new(PixelFormat::Nv12, width, height, Fps::new(30)).unwrap();
+                let spec = FrameSpec::new(PixelFormat::Nv12, width, height, Fps::new(fps)).unwrap();
                 let mut w = Writer::create(&name, spec, WriterOptions::default()).unwrap();
                 w.set_source_state(framebus::layout::source_state::RUNNING);
                 tx.send(()).unwrap();
@@ -81,9 +105,11 @@ impl TestBus {
                             }
                         }
                     }
-                    loan.publish(FrameMeta::now());
+                    if drop_every.is_none_or(|d| !(n + 1).is_multiple_of(d)) {
+                        loan.publish(FrameMeta::now());
+                    }
                     n += 1;
-                    let due = start + Duration::from_nanos(n * 1_000_000_000 / 30);
+                    let due = start + Duration::from_nanos(n * 1_000_000_000 / u64::from(fps));
                     if let Some(d) = due.checked_duration_since(Instant::now()) {
                         std::thread::sleep(d);
                     }
