@@ -11,7 +11,7 @@ use clap::Parser;
 use framebus_publishers::rtsp::config::{default_profiles, Credentials};
 use framebus_publishers::rtsp::encoder::EncoderKind;
 use framebus_publishers::rtsp::push::{self, PushTarget};
-use framebus_publishers::rtsp::{Config, Profile, Server};
+use framebus_publishers::rtsp::{http, Config, Profile, Server};
 
 /// Serve framebus buses as H.264 over RTSP.
 #[derive(Debug, Parser)]
@@ -53,6 +53,11 @@ struct Args {
     /// Shared-memory directory (default: $FRAMEBUS_SHM_DIR or /dev/shm).
     #[arg(long)]
     shm_dir: Option<PathBuf>,
+    /// Also serve `/metrics`, `/api/v1/streams` and `/healthz` over HTTP
+    /// on this address (off by default; the second stdout line names the
+    /// bound address).
+    #[arg(long, value_name = "ADDR")]
+    http_listen: Option<SocketAddr>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -94,6 +99,8 @@ fn main() -> std::process::ExitCode {
         auth: args.auth,
         shm_dir: args.shm_dir,
     };
+    let http_auth = config.auth.clone();
+    let http_shm = config.shm_dir.clone();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -119,6 +126,28 @@ fn main() -> std::process::ExitCode {
                 eprintln!("framebus-rtsp: {e}");
                 return std::process::ExitCode::FAILURE;
             }
+        }
+        if let Some(addr) = args.http_listen {
+            let listener = match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("framebus-rtsp: cannot listen on {addr} (--http-listen): {e}");
+                    return std::process::ExitCode::FAILURE;
+                }
+            };
+            match listener.local_addr() {
+                Ok(a) => println!("http on http://{a}/"),
+                Err(e) => {
+                    eprintln!("framebus-rtsp: {e}");
+                    return std::process::ExitCode::FAILURE;
+                }
+            }
+            let router = http::router(std::sync::Arc::clone(server.streams()), http_shm, http_auth);
+            tokio::spawn(async move {
+                if let Err(e) = http::serve(listener, router).await {
+                    tracing::error!(error = %e, "HTTP listener failed");
+                }
+            });
         }
         for target in pushes {
             tokio::spawn(push::run(std::sync::Arc::clone(server.streams()), target));

@@ -24,6 +24,7 @@ use tokio::task::JoinHandle;
 
 use super::auth::Auth;
 use super::config::Config;
+use super::metrics::add;
 use super::sdp;
 use super::session::{interleave, udp_sender, RtpState, UdpPair, SR_INTERVAL};
 use super::stream::{random_u64, AccessUnit, ClientSlot, StreamError, Streams};
@@ -123,8 +124,12 @@ struct Conn {
 }
 
 /// Why the connection ends.
+#[derive(Clone, Copy, Debug)]
 enum Close {
+    /// The socket failed or closed.
     Io,
+    /// The client took nothing for [`WRITE_TIMEOUT`].
+    Stalled,
 }
 
 impl Conn {
@@ -159,7 +164,13 @@ impl Conn {
                                 Some(au) => {
                                     buf.clear();
                                     interleave(state, &au, channel, &mut buf);
-                                    write_timeout(&mut self.wr, &buf).await
+                                    let r = write_timeout(&mut self.wr, &buf).await;
+                                    match r {
+                                        Ok(()) => stream.metrics().sent(au.packets.len(), buf.len()),
+                                        Err(Close::Stalled) => add(&stream.metrics().stalled_disconnects, 1),
+                                        Err(Close::Io) => {}
+                                    }
+                                    r
                                 }
                                 None => Err(Close::Io),
                             }
@@ -545,6 +556,7 @@ impl Conn {
 async fn write_timeout(wr: &mut OwnedWriteHalf, buf: &[u8]) -> Result<(), Close> {
     match tokio::time::timeout(WRITE_TIMEOUT, wr.write_all(buf)).await {
         Ok(Ok(())) => Ok(()),
-        _ => Err(Close::Io),
+        Ok(Err(_)) => Err(Close::Io),
+        Err(_) => Err(Close::Stalled),
     }
 }

@@ -24,6 +24,8 @@ pub mod config;
 pub mod connection;
 pub mod encoder;
 pub mod h264;
+pub mod http;
+pub mod metrics;
 pub mod push;
 pub mod rtp;
 pub mod sdp;

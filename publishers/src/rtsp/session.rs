@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::broadcast::{self, error::RecvError};
 
+use super::metrics::add;
 use super::rtp::{ntp_from_unix_ns, sender_report};
 use super::stream::{AccessUnit, Stream};
 
@@ -35,6 +36,9 @@ pub struct RtpState {
     pub last: Option<(u32, u64)>,
     /// Access units skipped because the client fell behind.
     pub dropped: u64,
+    /// Fell behind and waits for an IDR (skipped access units count as
+    /// dropped; the wait for the first IDR after PLAY does not).
+    pub lagging: bool,
 }
 
 impl RtpState {
@@ -47,6 +51,7 @@ impl RtpState {
             octets: 0,
             last: None,
             dropped: 0,
+            lagging: false,
         }
     }
 
@@ -61,9 +66,14 @@ impl RtpState {
             match rx.recv().await {
                 Ok(au) => {
                     if self.need_key && !au.key {
+                        if self.lagging {
+                            self.dropped += 1;
+                            add(&stream.metrics().dropped_slow, 1);
+                        }
                         continue;
                     }
                     self.need_key = false;
+                    self.lagging = false;
                     return Some(au);
                 }
                 Err(RecvError::Lagged(n)) => {
@@ -73,7 +83,9 @@ impl RtpState {
                         "client fell behind; dropping access units until the next IDR"
                     );
                     self.dropped += n;
+                    add(&stream.metrics().dropped_slow, n);
                     self.need_key = true;
+                    self.lagging = true;
                     stream.request_idr();
                 }
                 Err(RecvError::Closed) => return None,
@@ -185,7 +197,9 @@ pub async fn udp_sender(
                     state.stamp(p, &mut buf);
                     // UDP is lossy by nature: an ICMP-refused port loses
                     // this packet only (the session times out later).
-                    let _ = pair.rtp.send_to(&buf, rtp_dest).await;
+                    if pair.rtp.send_to(&buf, rtp_dest).await.is_ok() {
+                        stream.metrics().sent(1, buf.len());
+                    }
                 }
                 state.last = Some((au.rtp_ts, au.mono_ns));
             }

@@ -26,6 +26,7 @@ use super::clock::FrameClock;
 use super::config::{Config, Profile};
 use super::encoder::{EncodeSettings, H264Encoder};
 use super::h264::{split_annex_b, Packetizer};
+use super::metrics::{add, StreamMetrics};
 use super::rtp::CLOCK_RATE;
 
 /// Access units the fan-out channel holds (about half a second at 30 fps).
@@ -91,6 +92,8 @@ struct State {
     clients: usize,
     /// When the stream last lost its last client (or was described).
     idle_since: Option<Instant>,
+    /// When the running encoder thread started.
+    started: Option<Instant>,
 }
 
 /// A shared encoded stream.
@@ -108,8 +111,8 @@ pub struct Stream {
     /// SSRC of the stream's RTP packets.
     pub ssrc: u32,
     ts_offset: u32,
-    /// Access units encoded since start.
-    pub frames: AtomicU64,
+    /// Counters for `/metrics` and `/api/v1/streams`.
+    metrics: StreamMetrics,
     /// Encoder thread starts.
     pub starts: AtomicU64,
     active_clients: AtomicUsize,
@@ -164,7 +167,7 @@ impl Stream {
             idr_requested: AtomicBool::new(false),
             ssrc: r as u32,
             ts_offset: (r >> 32) as u32,
-            frames: AtomicU64::new(0),
+            metrics: StreamMetrics::default(),
             starts: AtomicU64::new(0),
             active_clients: AtomicUsize::new(0),
         })
@@ -180,6 +183,61 @@ impl Stream {
         self.state.lock().running
     }
 
+    /// How long the encoder thread has been running (`None` when idle).
+    pub fn uptime(&self) -> Option<Duration> {
+        let st = self.state.lock();
+        st.running
+            .then(|| st.started.map(|t| t.elapsed()))
+            .flatten()
+    }
+
+    /// The bus name.
+    pub fn bus(&self) -> &str {
+        &self.bus
+    }
+
+    /// The profile.
+    pub fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
+    /// The profile name.
+    pub fn profile_name(&self) -> &str {
+        &self.profile.name
+    }
+
+    /// The client limit.
+    pub fn max_clients(&self) -> usize {
+        self.config.max_clients
+    }
+
+    /// The profile's bit rate, bits per second.
+    pub fn target_bitrate(&self) -> u64 {
+        self.profile.bitrate
+    }
+
+    /// The stream's counters.
+    pub fn metrics(&self) -> &StreamMetrics {
+        &self.metrics
+    }
+
+    /// The parameters of the running encoder, if it has opened.
+    pub fn current_params(&self) -> Option<StreamParams> {
+        self.params
+            .borrow()
+            .as_ref()
+            .and_then(|p| p.as_ref().ok().cloned())
+    }
+
+    /// Why the stream last failed (missing bus, encoder error), while that
+    /// is the latest news from the encoder thread.
+    pub fn failure(&self) -> Option<String> {
+        match self.params.borrow().as_ref() {
+            Some(Err(e)) => Some(e.to_string()),
+            _ => None,
+        }
+    }
+
     /// Starts the encoder thread if it is not running, and marks the
     /// stream as just used (the grace time counts from now).
     fn touch(self: &Arc<Stream>) {
@@ -187,6 +245,7 @@ impl Stream {
         st.idle_since = Some(Instant::now());
         if !st.running {
             st.running = true;
+            st.started = Some(Instant::now());
             self.params.send_replace(None);
             self.starts.fetch_add(1, Ordering::Relaxed);
             let me = Arc::clone(self);
@@ -210,6 +269,7 @@ impl Stream {
             st.clients += 1;
             self.active_clients.store(st.clients, Ordering::Relaxed);
         }
+        add(&self.metrics.clients_total, 1);
         self.touch();
         Ok(ClientSlot {
             stream: Arc::clone(self),
@@ -313,6 +373,7 @@ impl Stream {
                     continue;
                 }
             };
+            self.metrics.frame_in();
             let spec = *frame.spec();
             let fps = self
                 .profile
@@ -363,23 +424,27 @@ impl Stream {
                 && last_idr.elapsed() >= IDR_MIN_INTERVAL;
             if force {
                 self.idr_requested.store(false, Ordering::Relaxed);
+                add(&self.metrics.idrs_forced, 1);
             }
+            let t0 = Instant::now();
             let aus = match e.encode(&frame, pts, force) {
                 Ok(a) => a,
                 Err(err) => {
+                    add(&self.metrics.encode_errors, 1);
                     self.fail(StreamError::Encoder(self.path.clone(), err.to_string()));
                     enc = None;
                     continue;
                 }
             };
+            let took = t0.elapsed();
             drop(frame);
             for au in aus {
+                self.metrics.frame_encoded(au.data.len(), au.key, took);
                 if au.key {
                     last_idr = Instant::now();
                 }
                 let rtp_ts = self.rtp_ts(mono);
                 let packets = packetizer.packetize(&split_annex_b(&au.data), rtp_ts);
-                self.frames.fetch_add(1, Ordering::Relaxed);
                 // An error only means nobody listens right now.
                 let _ = self.tx.send(Arc::new(AccessUnit {
                     packets,

@@ -200,14 +200,22 @@ pub struct RtspServer {
     pub child: ChildGuard,
     /// `127.0.0.1:PORT`
     pub addr: String,
+    /// `127.0.0.1:PORT` of `--http-listen`, when given.
+    pub http: Option<String>,
 }
 
 impl RtspServer {
     pub fn start(extra: &[&str]) -> RtspServer {
+        RtspServer::start_env(extra, &[])
+    }
+
+    /// Starts the server with extra environment variables.
+    pub fn start_env(extra: &[&str], env: &[(&str, &str)]) -> RtspServer {
         let mut child = Command::new(env!("CARGO_BIN_EXE_framebus-rtsp"))
             .args(["--listen", "127.0.0.1:0"])
             .args(extra)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -215,11 +223,18 @@ impl RtspServer {
             .expect("spawn framebus-rtsp");
         let stdout = child.stdout.take().unwrap();
         let guard = ChildGuard(child);
+        let with_http = extra.contains(&"--http-listen");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
+            let mut rd = BufReader::new(stdout);
+            for _ in 0..if with_http { 2 } else { 1 } {
+                let mut line = String::new();
+                let _ = rd.read_line(&mut line);
+                let _ = tx.send(line);
+            }
+            // Keep the pipe open (and drained) while the server runs.
+            let mut sink = Vec::new();
+            let _ = rd.read_to_end(&mut sink);
         });
         let line = rx
             .recv_timeout(Duration::from_secs(20))
@@ -230,7 +245,21 @@ impl RtspServer {
             .and_then(|s| s.strip_suffix('/'))
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_string();
-        RtspServer { child: guard, addr }
+        let http = with_http.then(|| {
+            let line = rx
+                .recv_timeout(Duration::from_secs(20))
+                .expect("server prints its HTTP address");
+            line.trim()
+                .strip_prefix("http on http://")
+                .and_then(|s| s.strip_suffix('/'))
+                .unwrap_or_else(|| panic!("unexpected second line {line:?}"))
+                .to_string()
+        });
+        RtspServer {
+            child: guard,
+            addr,
+            http,
+        }
     }
 
     pub fn url(&self, bus: &str, profile: &str) -> String {

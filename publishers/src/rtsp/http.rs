@@ -1,0 +1,242 @@
+//! The optional HTTP listener of `framebus-rtsp` (`--http-listen`):
+//! `/metrics` (Prometheus, OpenMetrics text), `/api/v1/streams` (JSON
+//! status) and `/healthz`.
+//!
+//! With `--auth` set, `/metrics` and `/api/v1/streams` need the same
+//! credentials over HTTP Basic; `/healthz` stays open for supervisors.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::Engine;
+use prometheus_client::registry::Registry;
+use serde::Serialize;
+use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
+
+use super::config::Credentials;
+use super::metrics::RtspCollector;
+use super::stream::{Stream, Streams};
+
+/// What the handlers share.
+#[derive(Debug)]
+struct App {
+    streams: Arc<Streams>,
+    registry: Registry,
+    auth: Option<Credentials>,
+}
+
+/// Status of one stream, as served by `/api/v1/streams`.
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamStatus {
+    /// Bus name.
+    pub bus: String,
+    /// Profile name.
+    pub profile: String,
+    /// `idle` or `running`.
+    pub state: &'static str,
+    /// Why the stream cannot run (missing bus, encoder failure), if so.
+    pub problem: Option<String>,
+    /// Encoded width (null until the encoder has opened once).
+    pub width: Option<u32>,
+    /// Encoded height.
+    pub height: Option<u32>,
+    /// Clients holding a slot.
+    pub clients: usize,
+    /// Client limit.
+    pub max_clients: usize,
+    /// Bus frames per second reaching the encoder (last 2 s).
+    pub input_fps: f64,
+    /// Access units encoded per second (last 2 s).
+    pub output_fps: f64,
+    /// Configured bit rate, bits per second.
+    pub bitrate: u64,
+    /// Encoded bits per second (last 2 s).
+    pub output_bitrate: f64,
+    /// Seconds since the encoder started (null when idle).
+    pub uptime_s: Option<f64>,
+    /// Access units encoded since the process started.
+    pub frames_encoded: u64,
+    /// Access units slow clients skipped.
+    pub dropped_slow: u64,
+    /// Bytes of RTP written to clients.
+    pub sent_bytes: u64,
+    /// Path of the stream in `rtsp://host:port/{path}`.
+    pub path: String,
+}
+
+fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+impl StreamStatus {
+    /// The status of `s` now.
+    pub fn of(s: &Stream) -> StreamStatus {
+        use std::sync::atomic::Ordering::Relaxed;
+        let m = s.metrics();
+        let params = s.current_params();
+        let uptime = s.uptime();
+        StreamStatus {
+            bus: s.bus().to_string(),
+            profile: s.profile_name().to_string(),
+            state: if uptime.is_some() { "running" } else { "idle" },
+            problem: s.failure(),
+            width: params.as_ref().map(|p| p.width),
+            height: params.as_ref().map(|p| p.height),
+            clients: s.clients(),
+            max_clients: s.max_clients(),
+            input_fps: round2(m.input_fps()),
+            output_fps: round2(m.output_fps()),
+            bitrate: s.target_bitrate(),
+            output_bitrate: m.output_bitrate().round(),
+            uptime_s: uptime.map(|u| round2(u.as_secs_f64())),
+            frames_encoded: m.frames_encoded.load(Relaxed),
+            dropped_slow: m.dropped_slow.load(Relaxed),
+            sent_bytes: m.sent_bytes.load(Relaxed),
+            path: s.path.clone(),
+        }
+    }
+}
+
+async fn list_streams(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
+    let mut all = app.streams.all();
+    all.sort_by(|a, b| a.path.cmp(&b.path));
+    let list: Vec<StreamStatus> = all.iter().map(|s| StreamStatus::of(s)).collect();
+    Json(serde_json::json!({ "streams": list }))
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let app2 = Arc::clone(&app);
+    // The bus listing reads /dev/shm: keep it off the async workers.
+    let text = tokio::task::spawn_blocking(move || {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &app2.registry).map(|()| out)
+    })
+    .await;
+    match text {
+        Ok(Ok(text)) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+            )],
+            text,
+        )
+            .into_response(),
+        _ => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "metrics encoding failed\n",
+        )
+            .into_response(),
+    }
+}
+
+/// A stream with clients that encoded nothing for this long is unhealthy.
+pub const STALL_LIMIT: Duration = Duration::from_secs(5);
+
+/// 200 `ok`, or 503 with the reasons when a stream that has clients
+/// cannot serve them: its encoder failed, or it encoded nothing for
+/// [`STALL_LIMIT`] (producer gone or stuck). Requests for buses that do
+/// not exist do not make the server unhealthy (they get 404).
+async fn healthz(State(app): State<Arc<App>>) -> Response {
+    let mut problems = Vec::new();
+    for s in app.streams.all() {
+        if s.clients() == 0 {
+            continue;
+        }
+        if let Some(p) = s.failure() {
+            problems.push(format!("{}: {p}", s.path));
+            continue;
+        }
+        let since = s
+            .metrics()
+            .last_encoded()
+            .map(|t| t.elapsed())
+            .or_else(|| s.uptime());
+        if let Some(d) = since.filter(|d| *d > STALL_LIMIT) {
+            problems.push(format!(
+                "{}: {} clients, no frame encoded for {:.0} s (producer gone?)",
+                s.path,
+                s.clients(),
+                d.as_secs_f64()
+            ));
+        }
+    }
+    problems.sort();
+    if problems.is_empty() {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("unhealthy\n{}\n", problems.join("\n")),
+        )
+            .into_response()
+    }
+}
+
+fn basic_ok(value: Option<&HeaderValue>, creds: &Credentials) -> bool {
+    let Some(v) = value.and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let Some(b64) = v
+        .strip_prefix("Basic ")
+        .or_else(|| v.strip_prefix("basic "))
+    else {
+        return false;
+    };
+    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(b64.trim()) else {
+        return false;
+    };
+    let want = format!("{}:{}", creds.user, creds.password);
+    decoded.ct_eq(want.as_bytes()).into()
+}
+
+async fn require_auth(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    match &app.auth {
+        Some(c) if !basic_ok(req.headers().get(header::AUTHORIZATION), c) => (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Basic realm=\"framebus-rtsp\"")],
+            "credentials required\n",
+        )
+            .into_response(),
+        _ => next.run(req).await,
+    }
+}
+
+/// The router for `streams`; `shm_dir` is where the bus series come from.
+pub fn router(
+    streams: Arc<Streams>,
+    shm_dir: Option<std::path::PathBuf>,
+    auth: Option<Credentials>,
+) -> Router {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(RtspCollector::new(Arc::clone(&streams), shm_dir)));
+    let app = Arc::new(App {
+        streams,
+        registry,
+        auth,
+    });
+    let protected = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/api/v1/streams", get(list_streams))
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&app),
+            require_auth,
+        ));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .merge(protected)
+        .with_state(app)
+}
+
+/// Serves `router` on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, router: Router) -> std::io::Result<()> {
+    axum::serve(listener, router).await
+}

@@ -1,0 +1,454 @@
+//! Per-stream counters of `framebus-rtsp` and their Prometheus export.
+//!
+//! Each [`Stream`](super::stream::Stream) owns a [`StreamMetrics`] (plain
+//! atomics, a byte-rate window and a `prometheus-client` histogram of
+//! encode times) that the encoder thread and the client tasks update. A
+//! scrape runs [`Collector::encode`], which walks the stream registry and
+//! the buses (`framebus::list_in`) and writes every series at that moment,
+//! so streams and buses that come and go need no registration.
+//!
+//! Every metric is described in `docs/rtsp.md` ("Metrics").
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::MetricType;
+
+use super::stream::{Stream, Streams};
+use crate::common::stats::RateMeter;
+
+/// Window of the measured output bit rate.
+const BITRATE_WINDOW: Duration = Duration::from_secs(2);
+/// Upper bounds of the encode-time histogram buckets, seconds.
+const ENCODE_BUCKETS: [f64; 10] = [
+    0.002, 0.004, 0.008, 0.012, 0.016, 0.025, 0.033, 0.05, 0.1, 0.25,
+];
+
+/// Counters of one (bus, profile) stream since the process started.
+#[derive(Debug)]
+pub struct StreamMetrics {
+    /// Bus frames the encoder read (before frame selection).
+    pub frames_in: AtomicU64,
+    /// Access units encoded.
+    pub frames_encoded: AtomicU64,
+    /// Bytes of encoded access units (Annex B, once per frame).
+    pub encoded_bytes: AtomicU64,
+    /// IDR access units encoded.
+    pub idrs: AtomicU64,
+    /// IDRs forced for joining or lagging clients.
+    pub idrs_forced: AtomicU64,
+    /// Frames that failed to convert or encode.
+    pub encode_errors: AtomicU64,
+    /// Bytes written to clients (RTP headers and payload, plus the
+    /// 4-byte interleave framing on TCP; RTCP not included).
+    pub sent_bytes: AtomicU64,
+    /// RTP packets written to clients.
+    pub sent_packets: AtomicU64,
+    /// Access units slow clients skipped (lagged, then waited for an IDR).
+    pub dropped_slow: AtomicU64,
+    /// Clients disconnected because their socket took nothing for the
+    /// write timeout.
+    pub stalled_disconnects: AtomicU64,
+    /// Clients served (SETUPs that took a slot).
+    pub clients_total: AtomicU64,
+    encode_seconds: Histogram,
+    in_rate: RateMeter,
+    out_rate: RateMeter,
+    bytes_window: Mutex<VecDeque<(Instant, u64)>>,
+    last_encoded: Mutex<Option<Instant>>,
+}
+
+impl Default for StreamMetrics {
+    fn default() -> StreamMetrics {
+        StreamMetrics {
+            frames_in: AtomicU64::new(0),
+            frames_encoded: AtomicU64::new(0),
+            encoded_bytes: AtomicU64::new(0),
+            idrs: AtomicU64::new(0),
+            idrs_forced: AtomicU64::new(0),
+            encode_errors: AtomicU64::new(0),
+            sent_bytes: AtomicU64::new(0),
+            sent_packets: AtomicU64::new(0),
+            dropped_slow: AtomicU64::new(0),
+            stalled_disconnects: AtomicU64::new(0),
+            clients_total: AtomicU64::new(0),
+            encode_seconds: Histogram::new(ENCODE_BUCKETS),
+            in_rate: RateMeter::default(),
+            out_rate: RateMeter::default(),
+            bytes_window: Mutex::new(VecDeque::new()),
+            last_encoded: Mutex::new(None),
+        }
+    }
+}
+
+/// Adds `n` to a counter.
+pub fn add(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
+fn get(c: &AtomicU64) -> u64 {
+    c.load(Ordering::Relaxed)
+}
+
+impl StreamMetrics {
+    /// One bus frame read.
+    pub fn frame_in(&self) {
+        add(&self.frames_in, 1);
+        self.in_rate.record();
+    }
+
+    /// One access unit of `bytes` encoded in `took` (convert + encode).
+    pub fn frame_encoded(&self, bytes: usize, key: bool, took: Duration) {
+        add(&self.frames_encoded, 1);
+        add(&self.encoded_bytes, bytes as u64);
+        if key {
+            add(&self.idrs, 1);
+        }
+        self.encode_seconds.observe(took.as_secs_f64());
+        self.out_rate.record();
+        let now = Instant::now();
+        *self.last_encoded.lock() = Some(now);
+        let mut w = self.bytes_window.lock();
+        w.push_back((now, bytes as u64));
+        while w
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > BITRATE_WINDOW)
+        {
+            w.pop_front();
+        }
+    }
+
+    /// `packets` RTP packets, `bytes` in all, written to one client.
+    pub fn sent(&self, packets: usize, bytes: usize) {
+        add(&self.sent_packets, packets as u64);
+        add(&self.sent_bytes, bytes as u64);
+    }
+
+    /// When the last access unit was encoded.
+    pub fn last_encoded(&self) -> Option<Instant> {
+        *self.last_encoded.lock()
+    }
+
+    /// Bus frames per second reaching the encoder (last 2 s).
+    pub fn input_fps(&self) -> f64 {
+        self.in_rate.per_second()
+    }
+
+    /// Access units per second encoded (last 2 s).
+    pub fn output_fps(&self) -> f64 {
+        self.out_rate.per_second()
+    }
+
+    /// Encoded bits per second (last 2 s).
+    pub fn output_bitrate(&self) -> f64 {
+        let now = Instant::now();
+        let w = self.bytes_window.lock();
+        let bytes: u64 = w
+            .iter()
+            .filter(|(t, _)| now.duration_since(*t) <= BITRATE_WINDOW)
+            .map(|(_, b)| b)
+            .sum();
+        bytes as f64 * 8.0 / BITRATE_WINDOW.as_secs_f64()
+    }
+}
+
+/// Writes the stream and bus series on every scrape.
+#[derive(Debug)]
+pub struct RtspCollector {
+    streams: Arc<Streams>,
+    shm_dir: Option<PathBuf>,
+}
+
+impl RtspCollector {
+    /// A collector over `streams` and the buses in `shm_dir`.
+    pub fn new(streams: Arc<Streams>, shm_dir: Option<PathBuf>) -> RtspCollector {
+        RtspCollector { streams, shm_dir }
+    }
+}
+
+type Labels = [(&'static str, String); 2];
+/// Name, help and field of a per-stream counter.
+type CounterDef = (&'static str, &'static str, fn(&StreamMetrics) -> &AtomicU64);
+
+fn stream_labels(s: &Stream) -> Labels {
+    [
+        ("bus", s.bus().to_string()),
+        ("profile", s.profile_name().to_string()),
+    ]
+}
+
+/// Writes one metric family: a descriptor and one sample per item.
+fn family<T, L: prometheus_client::encoding::EncodeLabelSet, M: EncodeMetric>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    items: &[T],
+    labels: impl Fn(&T) -> L,
+    value: impl Fn(&T) -> M,
+) -> Result<(), std::fmt::Error> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    let mut m = enc.encode_descriptor(name, help, None, kind)?;
+    for it in items {
+        let l = labels(it);
+        value(it).encode(m.encode_family(&l)?)?;
+    }
+    Ok(())
+}
+
+impl Collector for RtspCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut streams = self.streams.all();
+        streams.sort_by(|a, b| a.path.cmp(&b.path));
+        let c = |f: fn(&StreamMetrics) -> &AtomicU64| {
+            move |s: &Arc<Stream>| ConstCounter::new(get(f(s.metrics())))
+        };
+        let g = |v: f64| ConstGauge::new(v);
+        let sl = |s: &Arc<Stream>| stream_labels(s);
+        type S = Arc<Stream>;
+        let counters: [CounterDef; 11] = [
+            (
+                "frames_in",
+                "Bus frames read by the encoder (before frame selection)",
+                |m| &m.frames_in,
+            ),
+            ("frames_encoded", "Access units encoded", |m| {
+                &m.frames_encoded
+            }),
+            (
+                "encoded_bytes",
+                "Bytes of encoded H.264 (once per access unit, not per client)",
+                |m| &m.encoded_bytes,
+            ),
+            ("idrs", "IDR access units encoded", |m| &m.idrs),
+            (
+                "idrs_forced",
+                "IDRs forced for joining or lagging clients",
+                |m| &m.idrs_forced,
+            ),
+            (
+                "encode_errors",
+                "Frames that failed to convert or encode",
+                |m| &m.encode_errors,
+            ),
+            (
+                "sent_bytes",
+                "Bytes of RTP written to clients (TCP framing included)",
+                |m| &m.sent_bytes,
+            ),
+            ("sent_packets", "RTP packets written to clients", |m| {
+                &m.sent_packets
+            }),
+            (
+                "dropped_slow",
+                "Access units skipped by slow clients",
+                |m| &m.dropped_slow,
+            ),
+            (
+                "stalled_disconnects",
+                "Clients disconnected because their socket took nothing for 10 s",
+                |m| &m.stalled_disconnects,
+            ),
+            ("clients", "Clients that took a slot (SETUP)", |m| {
+                &m.clients_total
+            }),
+        ];
+        for (name, help, f) in counters {
+            family(
+                &mut enc,
+                &format!("framebus_rtsp_{name}"),
+                help,
+                MetricType::Counter,
+                &streams,
+                sl,
+                c(f),
+            )?;
+        }
+        family(
+            &mut enc,
+            "framebus_rtsp_encoder_starts",
+            "Encoder thread starts (on demand)",
+            MetricType::Counter,
+            &streams,
+            sl,
+            |s: &S| ConstCounter::new(s.starts.load(Ordering::Relaxed)),
+        )?;
+        family(
+            &mut enc,
+            "framebus_rtsp_viewers",
+            "Clients holding a slot now",
+            MetricType::Gauge,
+            &streams,
+            sl,
+            |s: &S| g(s.clients() as f64),
+        )?;
+        family(
+            &mut enc,
+            "framebus_rtsp_max_viewers",
+            "Client limit per stream",
+            MetricType::Gauge,
+            &streams,
+            sl,
+            |s: &S| g(s.max_clients() as f64),
+        )?;
+        family(
+            &mut enc,
+            "framebus_rtsp_running",
+            "1 while the encoder thread runs",
+            MetricType::Gauge,
+            &streams,
+            sl,
+            |s: &S| g(if s.is_running() { 1.0 } else { 0.0 }),
+        )?;
+        family(
+            &mut enc,
+            "framebus_rtsp_input_fps",
+            "Bus frames per second reaching the encoder (last 2 s)",
+            MetricType::Gauge,
+            &streams,
+            sl,
+            |s: &S| g(s.metrics().input_fps()),
+        )?;
+        family(
+            &mut enc,
+            "framebus_rtsp_output_fps",
+            "Access units encoded per second (last 2 s)",
+            MetricType::Gauge,
+            &streams,
+            sl,
+            |s: &S| g(s.metrics().output_fps()),
+        )?;
+        family(
+            &mut enc,
+            "framebus_rtsp_output_bitrate",
+            "Encoded bits per second (last 2 s)",
+            MetricType::Gauge,
+            &streams,
+            sl,
+            |s: &S| g(s.metrics().output_bitrate()),
+        )?;
+        family(
+            &mut enc,
+            "framebus_rtsp_target_bitrate",
+            "Configured bit rate of the profile, bits per second",
+            MetricType::Gauge,
+            &streams,
+            sl,
+            |s: &S| g(s.target_bitrate() as f64),
+        )?;
+        family(
+            &mut enc,
+            "framebus_rtsp_encode_seconds",
+            "Convert + encode time per frame, seconds",
+            MetricType::Histogram,
+            &streams,
+            sl,
+            |s: &S| s.metrics().encode_seconds.clone(),
+        )?;
+
+        let buses = framebus::list_in(self.shm_dir.as_deref()).unwrap_or_default();
+        let bl = |b: &framebus::BusInfo| [("bus", b.name.clone())];
+        type B = framebus::BusInfo;
+        family(
+            &mut enc,
+            "framebus_bus_up",
+            "1 while the bus is live and its source is running",
+            MetricType::Gauge,
+            &buses,
+            bl,
+            |b: &B| {
+                g(
+                    if b.state == "live" && b.producer_alive && b.source_state == "running" {
+                        1.0
+                    } else {
+                        0.0
+                    },
+                )
+            },
+        )?;
+        family(
+            &mut enc,
+            "framebus_bus_fps",
+            "Frames published per second over the last second",
+            MetricType::Gauge,
+            &buses,
+            bl,
+            |b: &B| g(b.measured_fps),
+        )?;
+        family(
+            &mut enc,
+            "framebus_bus_nominal_fps",
+            "The bus's configured rate",
+            MetricType::Gauge,
+            &buses,
+            bl,
+            |b: &B| g(b.fps),
+        )?;
+        family(
+            &mut enc,
+            "framebus_bus_captured",
+            "Frames the source delivered",
+            MetricType::Counter,
+            &buses,
+            bl,
+            |b: &B| ConstCounter::new(b.captured),
+        )?;
+        family(
+            &mut enc,
+            "framebus_bus_published",
+            "Frames published on the bus",
+            MetricType::Counter,
+            &buses,
+            bl,
+            |b: &B| ConstCounter::new(b.published),
+        )?;
+        family(
+            &mut enc,
+            "framebus_bus_source_dropped",
+            "Frames the source lost",
+            MetricType::Counter,
+            &buses,
+            bl,
+            |b: &B| ConstCounter::new(b.source_dropped),
+        )?;
+        family(
+            &mut enc,
+            "framebus_bus_dropped_all_held",
+            "Frames dropped because readers held every slot",
+            MetricType::Counter,
+            &buses,
+            bl,
+            |b: &B| ConstCounter::new(b.dropped_all_held),
+        )?;
+        family(
+            &mut enc,
+            "framebus_bus_source_restarts",
+            "Source reopens",
+            MetricType::Counter,
+            &buses,
+            bl,
+            |b: &B| ConstCounter::new(b.restarts),
+        )?;
+        family(
+            &mut enc,
+            "framebus_bus_readers",
+            "Readers attached",
+            MetricType::Gauge,
+            &buses,
+            bl,
+            |b: &B| g(b.readers.len() as f64),
+        )?;
+        Ok(())
+    }
+}
