@@ -79,3 +79,60 @@ fn digest_and_basic_authentication() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// ffprobe without credentials gets nothing; with them, the stream.
+fn assert_protected(server: &RtspServer, bus: &TestBus, creds: &str) {
+    let url = server.url(&bus.name, "native");
+    assert_eq!(ffprobe(&url, "tcp").0, "", "no credentials, no stream");
+    let with_creds = url.replacen("rtsp://", &format!("rtsp://{creds}@"), 1);
+    let (codec, _, _, out) = ffprobe(&with_creds, "tcp");
+    assert_eq!(codec, "h264", "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn credentials_from_a_file_or_the_environment() {
+    let bus = TestBus::start("authsrc", 320, 180);
+    let dir = std::env::temp_dir().join(unique_name("authfile"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("rtsp.auth");
+    std::fs::write(&file, "# framebus-rtsp viewer\nfromfile:f1le-pass\n").unwrap();
+    let path = file.to_str().unwrap();
+
+    let server = RtspServer::start(&["--profile", "native", "--auth-file", path]);
+    assert_protected(&server, &bus, "fromfile:f1le-pass");
+    drop(server);
+
+    let server = RtspServer::start_env(
+        &["--profile", "native"],
+        &[("FRAMEBUS_RTSP_AUTH", "fromenv:env-pass")],
+    );
+    assert_protected(&server, &bus, "fromenv:env-pass");
+    drop(server);
+
+    // A file without a credentials line, a missing file, or both --auth
+    // and --auth-file: the server refuses to start, saying why.
+    std::fs::write(&file, "# nothing here\n").unwrap();
+    let bin = env!("CARGO_BIN_EXE_framebus-rtsp");
+    for (args, why) in [
+        (vec!["--auth-file", path], "user:password"),
+        (
+            vec!["--auth-file", "/nonexistent/framebus-rtsp.auth"],
+            "cannot read the credentials file",
+        ),
+        (
+            vec!["--auth", "a:b", "--auth-file", path],
+            "cannot be used with",
+        ),
+    ] {
+        let out = run(
+            Command::new(bin)
+                .args(["--listen", "127.0.0.1:0"])
+                .args(&args),
+            Duration::from_secs(20),
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(why), "{args:?}: {err}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use framebus_publishers::rtsp::config::{default_profiles, Credentials};
+use framebus_publishers::rtsp::config::{
+    default_profiles, load_credentials, CredentialSource, Credentials, AUTH_ENV,
+};
 use framebus_publishers::rtsp::encoder::EncoderKind;
 use framebus_publishers::rtsp::push::{self, PushTarget};
 use framebus_publishers::rtsp::{http, Config, Profile, Server};
@@ -40,9 +42,14 @@ struct Args {
     /// RTP packet size limit in bytes.
     #[arg(long, default_value_t = 1400)]
     mtu: usize,
-    /// Require `user:password` (RTSP Basic or Digest).
-    #[arg(long)]
+    /// Require `user:password` (RTSP Basic or Digest). Visible to other
+    /// users in `ps`: prefer `--auth-file` or `FRAMEBUS_RTSP_AUTH`.
+    #[arg(long, conflicts_with = "auth_file")]
     auth: Option<Credentials>,
+    /// Read `user:password` from the first line of this file that is not
+    /// empty or a `#` comment (keep it mode 0600).
+    #[arg(long, value_name = "PATH")]
+    auth_file: Option<PathBuf>,
     /// Publish a stream to an external RTSP server (ANNOUNCE/RECORD, e.g.
     /// MediaMTX), reconnecting with backoff; repeatable.
     #[arg(long = "push", value_name = "URL")]
@@ -84,6 +91,26 @@ fn main() -> std::process::ExitCode {
             profile: push_profile.to_string(),
         })
         .collect();
+    let auth = match load_credentials(
+        args.auth,
+        args.auth_file.as_deref(),
+        std::env::var(AUTH_ENV).ok(),
+    ) {
+        Ok(Some((c, source))) => {
+            if source == CredentialSource::Argument {
+                tracing::warn!(
+                    "--auth puts the password where `ps` shows it; prefer --auth-file or {AUTH_ENV}"
+                );
+            }
+            tracing::info!(?source, user = %c.user, "authentication required");
+            Some(c)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            eprintln!("framebus-rtsp: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     let config = Config {
         listen: args.listen,
         profiles: if args.profiles.is_empty() {
@@ -96,7 +123,7 @@ fn main() -> std::process::ExitCode {
         max_clients: args.max_clients,
         session_timeout: Duration::from_secs(args.session_timeout.max(1)),
         mtu: args.mtu,
-        auth: args.auth,
+        auth,
         shm_dir: args.shm_dir,
     };
     let http_auth = config.auth.clone();

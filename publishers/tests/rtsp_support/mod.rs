@@ -215,6 +215,7 @@ impl RtspServer {
             .args(["--listen", "127.0.0.1:0"])
             .args(extra)
             .env("RUST_LOG", "info")
+            .env_remove("FRAMEBUS_RTSP_AUTH")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
