@@ -39,8 +39,18 @@ struct Feeder {
 
 impl Feeder {
     fn start(bus: &str, w: u32, h: u32, fps: u32) -> Feeder {
+        Feeder::start_in(bus, w, h, fps, None)
+    }
+
+    /// Like [`Feeder::start`], with the bus in `shm_dir`.
+    fn start_in(bus: &str, w: u32, h: u32, fps: u32, shm_dir: Option<&Path>) -> Feeder {
         let spec = FrameSpec::new(PixelFormat::Nv12, w, h, Fps::new(fps)).unwrap();
-        let mut writer = Writer::create(bus, spec, WriterOptions::default()).unwrap();
+        let opts = WriterOptions {
+            shm_dir: shm_dir.map(Path::to_path_buf),
+            ..WriterOptions::default()
+        };
+        let mut writer = Writer::create(bus, spec, opts).unwrap();
+        writer.set_source_state(framebus::layout::source_state::RUNNING);
         let stop = Arc::new(AtomicBool::new(false));
         let s2 = stop.clone();
         let published = Arc::new(AtomicU64::new(0));
@@ -56,6 +66,7 @@ impl Feeder {
                     std::thread::sleep(d);
                 }
                 let meta = FrameMeta::now();
+                let mut published = false;
                 if let Ok(mut loan) = writer.loan() {
                     {
                         let mut planes = loan.planes_mut();
@@ -73,6 +84,10 @@ impl Feeder {
                     let _ = timecode::paint(&spec, &mut loan, tc);
                     loan.publish(meta);
                     p2.fetch_add(1, Ordering::SeqCst);
+                    published = true;
+                }
+                if published {
+                    writer.count(framebus::Counter::Captured, 1);
                 }
                 n += 1;
             }
@@ -120,8 +135,21 @@ struct Server {
 
 impl Server {
     fn start(args: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_framebus-mjpeg"))
-            .args(["--listen", "127.0.0.1:0", "--no-discover"])
+        Server::launch(args, &[], false)
+    }
+
+    /// Start with extra environment variables; `discover` leaves out
+    /// `--no-discover`.
+    fn launch(args: &[&str], env: &[(&str, &str)], discover: bool) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_framebus-mjpeg"));
+        cmd.args(["--listen", "127.0.0.1:0"]);
+        if !discover {
+            cmd.arg("--no-discover");
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
             .args(args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
@@ -154,6 +182,22 @@ impl Server {
 
     fn addr(&self) -> String {
         self.base.trim_start_matches("http://").to_string()
+    }
+
+    fn pid(&self) -> u32 {
+        self._proc.0.id()
+    }
+
+    /// Wait up to `secs` for the server to exit by itself.
+    fn wait_exit(&mut self, secs: u64) -> Option<std::process::ExitStatus> {
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(secs) {
+            if let Some(st) = self._proc.0.try_wait().unwrap() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 }
 
@@ -735,4 +779,306 @@ fn mjpeg_bus_passes_through() {
         p.iter().all(|x| x.jpeg == jpeg),
         "bytes differ from the bus's JPEG"
     );
+}
+
+/// Read from `t` until EOF (or `secs`); true when the server closed it.
+fn reads_to_eof(t: &mut TcpStream, secs: u64) -> bool {
+    t.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut buf = vec![0u8; 1 << 16];
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(secs) {
+        match t.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+#[test]
+fn sigterm_with_viewers_exits_zero() {
+    let bus = unique("term");
+    let _f = Feeder::start(&bus, 640, 480, 30);
+    let mut s = Server::start(&["--bus", &bus]);
+    // Two reading viewers on raw sockets and a stalled one.
+    let mut readers: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut t = TcpStream::connect(s.addr()).unwrap();
+            write!(t, "GET /{bus}/low.mjpg HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            t
+        })
+        .collect();
+    let _stalled = stalled_viewer(&s, &format!("/{bus}/medium.mjpg"));
+    let t0 = Instant::now();
+    while !(stream_entry(&s, &bus, "low")["viewers"] == 2
+        && stream_entry(&s, &bus, "medium")["viewers"] == 1)
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "viewers never joined"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &s.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // Generous watchdog (not a timing assertion): without graceful
+    // shutdown of the streams the process never exits by itself.
+    let st = s
+        .wait_exit(20)
+        .expect("framebus-mjpeg still running 20 s after SIGTERM");
+    assert!(st.success(), "exit status {st:?}");
+    for t in &mut readers {
+        assert!(reads_to_eof(t, 10), "viewer's stream not closed");
+    }
+}
+
+/// The value of the first sample line starting with `series ` in `text`.
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+#[test]
+fn metrics_cover_capture_and_bytes_sent() {
+    let bus = unique("metrics");
+    let _f = Feeder::start(&bus, 640, 480, 30);
+    let s = Server::start(&["--bus", &bus]);
+    let url = s.url(&format!("/{bus}/low.mjpg"));
+    let u2 = url.clone();
+    let a = std::thread::spawn(move || curl_stream(&u2, 3));
+    let b = curl_stream(&url, 3);
+    let a = a.join().unwrap();
+    assert!(!parts(&a).is_empty() && !parts(&b).is_empty());
+
+    let (st, _, body) = curl(&s.url("/metrics"), &[]);
+    assert_eq!(st, 200);
+    let text = String::from_utf8(body).unwrap();
+    let b_ = format!("{{bus=\"{bus}\"}}");
+    let bp = format!("{{bus=\"{bus}\",profile=\"low\"}}");
+    // Capture series of the bus, from its header.
+    assert!(
+        metric(&text, &format!("framebus_bus_published_total{b_}")).unwrap() > 30.0,
+        "{text}"
+    );
+    assert!(
+        metric(&text, &format!("framebus_bus_captured_total{b_}")).unwrap() > 30.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, &format!("framebus_bus_up{b_}")),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, &format!("framebus_bus_nominal_fps{b_}")),
+        Some(30.0),
+        "{text}"
+    );
+    assert!(
+        metric(&text, &format!("framebus_bus_fps{b_}")).unwrap() > 0.0,
+        "{text}"
+    );
+    for m in [
+        "framebus_bus_dropped_all_held_total",
+        "framebus_bus_source_dropped_total",
+        "framebus_bus_source_restarts_total",
+        "framebus_bus_watchdog_fires_total",
+        "framebus_bus_readers",
+    ] {
+        assert!(
+            metric(&text, &format!("{m}{b_}")).is_some(),
+            "{m} missing: {text}"
+        );
+    }
+    // Bytes sent count every viewer: at least what the two curls received
+    // (body bytes; the server also sent headers and chunk framing), and
+    // more than the bytes encoded once.
+    let sent = metric(&text, &format!("framebus_mjpeg_bytes_sent_total{bp}")).unwrap();
+    let encoded = metric(&text, &format!("framebus_mjpeg_bytes_out_total{bp}")).unwrap();
+    let received = (a.len() + b.len()) as f64;
+    assert!(sent >= received, "sent {sent} < received {received}");
+    assert!(sent > encoded * 1.5, "sent {sent}, encoded {encoded}");
+}
+
+#[test]
+fn auth_file_and_environment() {
+    let bus = unique("authenv");
+    let _f = Feeder::start(&bus, 640, 480, 30);
+    let dir = temp_dir("authfile");
+    let file = dir.join("mjpeg.auth");
+    std::fs::write(&file, "me:filesecret\n").unwrap();
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let path = file.to_str().unwrap();
+    let api = "/api/v1/streams";
+
+    let s = Server::start(&["--bus", &bus, "--auth-file", path]);
+    assert_eq!(curl(&s.url(api), &[]).0, 401);
+    assert_eq!(curl(&s.url(api), &["-u", "me:wrong"]).0, 401);
+    assert_eq!(curl(&s.url(api), &["-u", "me:filesecret"]).0, 200);
+    drop(s);
+
+    let env = [
+        ("FRAMEBUS_MJPEG_AUTH", "me:envsecret"),
+        ("FRAMEBUS_MJPEG_TOKEN", "envtoken"),
+    ];
+    let s = Server::launch(&["--bus", &bus], &env, false);
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", s.pid())).unwrap();
+    assert!(!String::from_utf8_lossy(&cmdline).contains("secret"));
+    assert_eq!(curl(&s.url(api), &[]).0, 401);
+    assert_eq!(curl(&s.url(api), &["-u", "me:envsecret"]).0, 200);
+    assert_eq!(
+        curl(&s.url(api), &["-H", "Authorization: Bearer envtoken"]).0,
+        200
+    );
+    assert_eq!(
+        curl(&s.url(api), &["-H", "Authorization: Bearer nope"]).0,
+        401
+    );
+    assert_eq!(curl(&s.url("/healthz"), &[]).0, 200);
+    drop(s);
+
+    // --auth still works and wins over the environment.
+    let s = Server::launch(&["--bus", &bus, "--auth", "me:flag"], &env, false);
+    assert_eq!(curl(&s.url(api), &["-u", "me:flag"]).0, 200);
+    assert_eq!(curl(&s.url(api), &["-u", "me:envsecret"]).0, 401);
+    drop(s);
+
+    // A file without ':' is refused at start.
+    std::fs::write(&file, "nocolon\n").unwrap();
+    let out = run(
+        Command::new(env!("CARGO_BIN_EXE_framebus-mjpeg")).args([
+            "--listen",
+            "127.0.0.1:0",
+            "--no-discover",
+            "--auth-file",
+            path,
+        ]),
+        30,
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("USER:PASS"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn discovered_bus_that_disappears_is_forgotten() {
+    let bus = unique("gone");
+    let shm = temp_dir("shm");
+    let shm_s = shm.to_str().unwrap();
+    let f = Feeder::start_in(&bus, 320, 240, 30, Some(&shm));
+    let s = Server::launch(&["--shm-dir", shm_s, "--grace", "1"], &[], true);
+    // Discovered, served, and it has streams now.
+    let (st, _, _) = curl(&s.url(&format!("/{bus}/snapshot.jpg")), &[]);
+    assert_eq!(st, 200);
+    assert_eq!(stream_entry(&s, &bus, "native")["bus"], bus.as_str());
+    drop(f); // the producer exits: the segment is removed
+    let listed = |s: &Server| {
+        streams_json(s)["streams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["bus"] == bus.as_str())
+    };
+    let t0 = Instant::now();
+    while listed(&s) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "bus still listed long after it went away"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(curl(&s.url(&format!("/{bus}/snapshot.jpg")), &[]).0, 404);
+    let (_, _, index) = curl(&s.url("/"), &[]);
+    assert!(!String::from_utf8_lossy(&index).contains(&bus));
+    // It comes back when a producer does.
+    let _f2 = Feeder::start_in(&bus, 320, 240, 30, Some(&shm));
+    let t0 = Instant::now();
+    while !listed(&s) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "bus never listed again"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(_f2);
+    let _ = std::fs::remove_dir_all(shm);
+}
+
+#[test]
+fn mjpeg_bus_is_rescaled() {
+    let bus = unique("rescale");
+    // A 4:2:2 JPEG, as MJPEG cameras send: horizontal luma ramp.
+    let (w, h) = (320u32, 240u32);
+    let mut yuv = vec![128u8; (w * h * 2) as usize];
+    for (i, b) in yuv[..(w * h) as usize].iter_mut().enumerate() {
+        *b = (16 + (i as u32 % w) * 200 / w) as u8;
+    }
+    let image = turbojpeg::YuvImage {
+        pixels: yuv.as_slice(),
+        width: w as usize,
+        align: 1,
+        height: h as usize,
+        subsamp: turbojpeg::Subsamp::Sub2x1,
+    };
+    let jpeg = turbojpeg::compress_yuv(image, 90).unwrap().to_vec();
+    let spec = FrameSpec::new(PixelFormat::Mjpeg, w, h, Fps::new(30)).unwrap();
+    let opts = WriterOptions {
+        slot_capacity: Some(1 << 20),
+        ..WriterOptions::default()
+    };
+    let mut writer = Writer::create(&bus, spec, opts).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (s2, j2) = (stop.clone(), jpeg.clone());
+    let feeder = std::thread::spawn(move || {
+        while !s2.load(Ordering::SeqCst) {
+            let _ = writer.publish_from(&j2, FrameMeta::now());
+            std::thread::sleep(Duration::from_millis(33));
+        }
+    });
+    struct StopOnDrop(Arc<AtomicBool>, Option<JoinHandle<()>>);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+            if let Some(t) = self.1.take() {
+                let _ = t.join();
+            }
+        }
+    }
+    let _feeder = StopOnDrop(stop, Some(feeder));
+    let s = Server::start(&["--bus", &bus, "--profile", "small=160x120@15"]);
+    for (profile, size) in [("low", (640, 480)), ("small", (160, 120))] {
+        let p = parts(&curl_stream(&s.url(&format!("/{bus}/{profile}.mjpg")), 2));
+        assert!(!p.is_empty(), "{profile}: no parts");
+        for part in &p {
+            assert_eq!(jpeg_size(&part.jpeg), Some(size), "{profile}");
+        }
+        // The picture survived: left dark, right bright, like the source.
+        let img = turbojpeg::decompress(&p[0].jpeg, turbojpeg::PixelFormat::GRAY).unwrap();
+        let row = &img.pixels[(img.height / 2) * img.pitch..][..img.width];
+        let (left, right) = (row[img.width / 10] as i32, row[img.width * 9 / 10] as i32);
+        assert!(
+            left < 60 && right > 170,
+            "{profile}: left {left}, right {right}"
+        );
+    }
+    // ffprobe reads the rescaled stream.
+    let out = run(
+        Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
+            .args(["stream=codec_name,width,height", "-of", "csv=p=0"])
+            .arg(s.url(&format!("/{bus}/low.mjpg"))),
+        60,
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "mjpeg,640,480");
+    let e = stream_entry(&s, &bus, "low");
+    assert_eq!(e["width"], 640, "{e}");
 }

@@ -24,7 +24,11 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match rt.block_on(serve(args)) {
+    let result = rt.block_on(serve(args));
+    // Do not wait for blocking tasks (bus header reads) still running;
+    // encoder threads end with the process.
+    rt.shutdown_timeout(std::time::Duration::from_millis(100));
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("framebus-mjpeg: {e}");

@@ -110,6 +110,51 @@ impl Picture {
     }
 }
 
+/// One input plane of a [`SrcPicture`].
+#[derive(Debug, Clone, Copy)]
+pub struct SrcPlane<'a> {
+    /// The bytes (at least `stride * rows`).
+    pub data: &'a [u8],
+    /// Bytes per row.
+    pub stride: usize,
+    /// Rows.
+    pub rows: usize,
+}
+
+/// An input picture given as planes in an ffmpeg pixel format.
+#[derive(Debug, Clone)]
+pub struct SrcPicture<'a> {
+    /// Bus format it came from (for error messages).
+    pub origin: PixelFormat,
+    /// Layout of `planes`.
+    pub format: Pixel,
+    /// Width.
+    pub width: u32,
+    /// Height.
+    pub height: u32,
+    /// Frame sequence number (for error messages).
+    pub seq: u64,
+    /// Planes in the order swscale expects for `format`.
+    pub planes: Vec<SrcPlane<'a>>,
+}
+
+/// `(bytes per row, rows)` that swscale reads from each plane of a
+/// `width` x `height` picture in `format`; `None` for formats not used here.
+fn min_geometry(format: Pixel, width: u32, height: u32) -> Option<Vec<(usize, usize)>> {
+    let (w, h) = (width as usize, height as usize);
+    let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+    Some(match format {
+        Pixel::YUYV422 | Pixel::UYVY422 => vec![(2 * 2 * cw, h)],
+        Pixel::RGB24 | Pixel::BGR24 => vec![(3 * w, h)],
+        Pixel::GRAY8 => vec![(w, h)],
+        Pixel::NV12 => vec![(w, h), (2 * cw, ch)],
+        Pixel::YUV420P => vec![(w, h), (cw, ch), (cw, ch)],
+        Pixel::YUV422P => vec![(w, h), (cw, h), (cw, h)],
+        Pixel::YUV444P => vec![(w, h), (w, h), (w, h)],
+        _ => return None,
+    })
+}
+
 /// The swscale pixel format of a bus format (`None`: compressed).
 pub fn av_pixel(f: PixelFormat) -> Option<Pixel> {
     Some(match f {
@@ -131,7 +176,7 @@ pub struct Scaler {
     width: u32,
     height: u32,
     format: OutFormat,
-    ctx: Option<((PixelFormat, u32, u32), Context)>,
+    ctx: Option<((Pixel, u32, u32), Context)>,
     out: Picture,
 }
 
@@ -165,27 +210,50 @@ impl Scaler {
     /// Convert `frame` (read in place) into the scaler's picture.
     pub fn scale(&mut self, frame: &Frame) -> Result<&Picture, ScaleError> {
         let spec: &FrameSpec = frame.spec();
-        let from = spec.format;
-        let av = av_pixel(from).ok_or(ScaleError::Unsupported(from))?;
-        let key = (from, spec.width, spec.height);
+        let av = av_pixel(spec.format).ok_or(ScaleError::Unsupported(spec.format))?;
+        let planes = spec
+            .planes()
+            .iter()
+            .enumerate()
+            .take(4)
+            .map(|(i, p)| SrcPlane {
+                data: frame.plane(i).unwrap_or(&[]),
+                stride: p.stride as usize,
+                rows: p.rows as usize,
+            })
+            .collect();
+        self.scale_planes(&SrcPicture {
+            origin: spec.format,
+            format: av,
+            width: spec.width,
+            height: spec.height,
+            seq: frame.seq(),
+            planes,
+        })
+    }
+
+    /// Convert a picture given as planes (e.g. a decoded JPEG) into the
+    /// scaler's picture.
+    pub fn scale_planes(&mut self, src: &SrcPicture<'_>) -> Result<&Picture, ScaleError> {
+        let key = (src.format, src.width, src.height);
         if self.ctx.as_ref().map(|c| c.0) != Some(key) {
             let to = match self.format {
                 OutFormat::I420 => Pixel::YUV420P,
                 OutFormat::Nv12 => Pixel::NV12,
             };
             let ctx = Context::get(
-                av,
-                spec.width,
-                spec.height,
+                src.format,
+                src.width,
+                src.height,
                 to,
                 self.width,
                 self.height,
                 Flags::BILINEAR,
             )
             .map_err(|source| ScaleError::Context {
-                from,
-                sw: spec.width,
-                sh: spec.height,
+                from: src.origin,
+                sw: src.width,
+                sh: src.height,
                 to: self.format,
                 dw: self.width,
                 dh: self.height,
@@ -194,20 +262,34 @@ impl Scaler {
             self.ctx = Some((key, ctx));
         }
 
+        let geometry = min_geometry(src.format, src.width, src.height)
+            .ok_or(ScaleError::Unsupported(src.origin))?;
+        if src.planes.len() < geometry.len() {
+            return Err(ScaleError::ShortPlane {
+                seq: src.seq,
+                plane: src.planes.len(),
+                len: 0,
+                need: geometry[src.planes.len()].0 * geometry[src.planes.len()].1,
+            });
+        }
         let mut src_ptr = [std::ptr::null::<u8>(); 4];
         let mut src_stride = [0 as libc::c_int; 4];
-        for (i, p) in spec.planes().iter().enumerate().take(4) {
-            let plane = frame.plane(i).unwrap_or(&[]);
-            let need = p.stride as usize * p.rows as usize;
-            if plane.len() < need {
+        for (i, (p, &(min_stride, min_rows))) in src.planes.iter().zip(&geometry).enumerate() {
+            // Never less than what swscale reads for this format and size.
+            let need = if p.stride < min_stride || p.rows < min_rows {
+                usize::MAX
+            } else {
+                p.stride * p.rows
+            };
+            if p.data.len() < need {
                 return Err(ScaleError::ShortPlane {
-                    seq: frame.seq(),
+                    seq: src.seq,
                     plane: i,
-                    len: plane.len(),
+                    len: p.data.len(),
                     need,
                 });
             }
-            src_ptr[i] = plane.as_ptr();
+            src_ptr[i] = p.data.as_ptr();
             src_stride[i] = p.stride as libc::c_int;
         }
         let (off, stride, _) = self.out.layout();
@@ -223,10 +305,11 @@ impl Scaler {
         }
         let ctx = &mut self.ctx.as_mut().expect("context set above").1;
         // SAFETY: (1) the context was made for exactly this input format and
-        // size (`key`) and this output; (2) every source plane pointer spans
-        // `stride * rows` bytes, checked above against the frame's spec,
-        // which is the geometry swscale reads for that format and height, and
-        // the `Frame` keeps the slot alive and unwritten for this call;
+        // size (`key`) and this output; (2) every plane swscale reads for
+        // that format and size (`min_geometry`) is present, with at least
+        // the rows and row bytes swscale reads, within the slice (checked
+        // above), and the borrowed planes (a `Frame` keeps its slot alive
+        // and unwritten) outlive this call;
         // (3) the destination planes are inside `self.out.data`, sized by
         // `layout()` for this width, height and format.
         unsafe {
@@ -235,7 +318,7 @@ impl Scaler {
                 src_ptr.as_ptr(),
                 src_stride.as_ptr(),
                 0,
-                spec.height as libc::c_int,
+                src.height as libc::c_int,
                 dst_ptr.as_ptr(),
                 dst_stride.as_ptr(),
             );

@@ -60,6 +60,7 @@ pub struct StreamStats {
     dropped_slow: AtomicU64,
     encode_errors: AtomicU64,
     bytes_out: AtomicU64,
+    bytes_sent: AtomicU64,
     in_rate: RateMeter,
     out_rate: RateMeter,
     encode_us: Mutex<VecDeque<u32>>,
@@ -78,6 +79,9 @@ pub struct StatsSnapshot {
     pub encode_errors: u64,
     /// Bytes the encoder produced.
     pub bytes_out: u64,
+    /// Bytes written to viewers' sockets (response headers and every part,
+    /// once per viewer), as accepted by the kernel.
+    pub bytes_sent: u64,
     /// Bus frames per second seen (last 2 s).
     pub input_fps: f64,
     /// Encoded frames per second (last 2 s).
@@ -110,6 +114,11 @@ impl StreamStats {
         self.dropped_slow.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// `n` bytes were written to a viewer's socket.
+    pub fn sent(&self, n: u64) {
+        self.bytes_sent.fetch_add(n, Ordering::Relaxed);
+    }
+
     /// One frame failed to encode.
     pub fn encode_error(&self) {
         self.encode_errors.fetch_add(1, Ordering::Relaxed);
@@ -128,6 +137,7 @@ impl StreamStats {
             dropped_slow: self.dropped_slow.load(Ordering::Relaxed),
             encode_errors: self.encode_errors.load(Ordering::Relaxed),
             bytes_out: self.bytes_out.load(Ordering::Relaxed),
+            bytes_sent: self.bytes_sent.load(Ordering::Relaxed),
             input_fps: self.in_rate.per_second(),
             output_fps: self.out_rate.per_second(),
             encode_ms_p50: p50,

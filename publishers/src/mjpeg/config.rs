@@ -7,6 +7,12 @@ use std::time::Duration;
 
 use clap::Parser;
 
+/// Environment variable holding Basic credentials `USER:PASS` (used when
+/// neither `--auth` nor `--auth-file` is given).
+pub const AUTH_ENV: &str = "FRAMEBUS_MJPEG_AUTH";
+/// Environment variable holding the bearer token (used without `--token`).
+pub const TOKEN_ENV: &str = "FRAMEBUS_MJPEG_TOKEN";
+
 /// Default JPEG quality.
 pub const DEFAULT_QUALITY: u8 = 80;
 
@@ -148,9 +154,16 @@ pub struct Args {
     #[arg(long, default_value_t = 32)]
     pub max_viewers: usize,
     /// Require HTTP Basic credentials `USER:PASS` (everything but /healthz).
-    #[arg(long, value_name = "USER:PASS")]
+    /// Visible to every local user in the process list: prefer
+    /// `--auth-file` or $FRAMEBUS_MJPEG_AUTH.
+    #[arg(long, value_name = "USER:PASS", conflicts_with = "auth_file")]
     pub auth: Option<String>,
-    /// Accept `Authorization: Bearer TOKEN` (alone or besides --auth).
+    /// Read the Basic credentials `USER:PASS` from the first line of FILE.
+    /// Without --auth and --auth-file, $FRAMEBUS_MJPEG_AUTH is used.
+    #[arg(long, value_name = "FILE")]
+    pub auth_file: Option<PathBuf>,
+    /// Accept `Authorization: Bearer TOKEN` (alone or besides Basic).
+    /// Without it, $FRAMEBUS_MJPEG_TOKEN is used.
     #[arg(long, value_name = "TOKEN")]
     pub token: Option<String>,
     /// Allowed CORS origin (repeatable; `*` for any).

@@ -3,21 +3,23 @@
 //! to I420 and JPEG-encodes them with libjpeg-turbo's planar-YUV path (no
 //! RGB round trip). An I420 bus at the profile's size is encoded straight
 //! from shared memory; an MJPEG bus at the profile's size is passed through
-//! without re-encoding.
+//! without re-encoding, and at other sizes it is decoded to planar YUV
+//! (libjpeg-turbo, in the JPEG's own subsampling), scaled and re-encoded.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use ffmpeg_next::format::Pixel;
 use framebus::{Frame, PixelFormat};
-use turbojpeg::{Compressor, Subsamp, YuvPlanesImage};
+use turbojpeg::{Compressor, Decompressor, Subsamp, YuvImage, YuvPlanesImage};
 
 use super::config::Profile;
 use super::media::make_part;
 use crate::common::demand::Worker;
 use crate::common::follow::{follow, BusHealth, FollowOptions};
 use crate::common::rate::RateLimiter;
-use crate::common::scale::{OutFormat, ScaleError, Scaler};
+use crate::common::scale::{OutFormat, ScaleError, Scaler, SrcPicture, SrcPlane};
 use crate::common::stats::StreamStats;
 
 /// One encoded frame, shared by every viewer of the stream.
@@ -49,17 +51,21 @@ pub enum EncodeError {
     /// libjpeg-turbo failed.
     #[error("JPEG encoding failed: {0}")]
     Jpeg(#[from] turbojpeg::Error),
-    /// An MJPEG bus can only be passed through at its own size.
-    #[error("MJPEG bus is {bw}x{bh}; profile wants {w}x{h} (MJPEG buses are served at their own size only)")]
-    MjpegResize {
-        /// Bus width.
-        bw: u32,
-        /// Bus height.
-        bh: u32,
-        /// Profile width.
-        w: u32,
-        /// Profile height.
-        h: u32,
+    /// A JPEG from an MJPEG bus could not be decoded (for rescaling).
+    #[error("frame {seq}: cannot decode the bus's JPEG: {source}")]
+    Decode {
+        /// Bus frame sequence number.
+        seq: u64,
+        /// libjpeg-turbo's error.
+        source: turbojpeg::Error,
+    },
+    /// A JPEG from an MJPEG bus uses a subsampling that is not rescaled.
+    #[error("frame {seq}: JPEG subsampling {subsamp:?} is not supported for rescaling (4:2:0, 4:2:2, 4:4:4 and gray are)")]
+    Subsampling {
+        /// Bus frame sequence number.
+        seq: u64,
+        /// The JPEG's subsampling.
+        subsamp: Subsamp,
     },
 }
 
@@ -68,6 +74,10 @@ pub struct FrameEncoder {
     profile: Profile,
     jpeg: Compressor,
     scaler: Option<Scaler>,
+    /// For MJPEG buses at another size than the profile's.
+    decoder: Option<Decompressor>,
+    /// Decoded planes (reused).
+    yuv: Vec<u8>,
 }
 
 impl std::fmt::Debug for FrameEncoder {
@@ -88,6 +98,8 @@ impl FrameEncoder {
             profile,
             jpeg,
             scaler: None,
+            decoder: None,
+            yuv: Vec::new(),
         })
     }
 
@@ -97,15 +109,11 @@ impl FrameEncoder {
         let (w, h) = self.profile.size_for(spec.width, spec.height);
         let same_size = (w, h) == (spec.width, spec.height);
         if spec.format == PixelFormat::Mjpeg {
-            if !same_size {
-                return Err(EncodeError::MjpegResize {
-                    bw: spec.width,
-                    bh: spec.height,
-                    w,
-                    h,
-                });
+            if same_size {
+                return Ok((Bytes::copy_from_slice(frame), w, h, true));
             }
-            return Ok((Bytes::copy_from_slice(frame), w, h, true));
+            let data = self.rescale_jpeg(frame, w, h)?;
+            return Ok((Bytes::from(data), w, h, false));
         }
         let data = if spec.format == PixelFormat::I420 && same_size {
             let p = spec.planes();
@@ -142,6 +150,100 @@ impl FrameEncoder {
             self.jpeg.compress_yuv_planes_to_vec(&image)?
         };
         Ok((Bytes::from(data), w, h, false))
+    }
+
+    /// Decode the JPEG of an MJPEG bus frame to planar YUV, scale it to
+    /// `w` x `h` and encode it.
+    fn rescale_jpeg(&mut self, frame: &Frame, w: u32, h: u32) -> Result<Vec<u8>, EncodeError> {
+        let seq = frame.seq();
+        let decode = |source| EncodeError::Decode { seq, source };
+        let dec = match &mut self.decoder {
+            Some(d) => d,
+            None => self.decoder.insert(Decompressor::new().map_err(decode)?),
+        };
+        let hdr = dec.read_header(frame).map_err(decode)?;
+        let (jw, jh) = (hdr.width, hdr.height);
+        // libjpeg-turbo's planar layout with align 1: planes padded to whole
+        // MCUs (tj3YUVPlaneWidth/Height), back to back.
+        let pad2 = |n: usize| n.div_ceil(2) * 2;
+        let (format, planes): (Pixel, Vec<(usize, usize)>) = match hdr.subsamp {
+            Subsamp::Sub2x2 => (
+                Pixel::YUV420P,
+                vec![
+                    (pad2(jw), pad2(jh)),
+                    (pad2(jw) / 2, pad2(jh) / 2),
+                    (pad2(jw) / 2, pad2(jh) / 2),
+                ],
+            ),
+            Subsamp::Sub2x1 => (
+                Pixel::YUV422P,
+                vec![(pad2(jw), jh), (pad2(jw) / 2, jh), (pad2(jw) / 2, jh)],
+            ),
+            Subsamp::None => (Pixel::YUV444P, vec![(jw, jh); 3]),
+            Subsamp::Gray => (Pixel::GRAY8, vec![(jw, jh)]),
+            subsamp => return Err(EncodeError::Subsampling { seq, subsamp }),
+        };
+        let total: usize = planes.iter().map(|(pw, ph)| pw * ph).sum();
+        let want = turbojpeg::yuv_pixels_len(jw, 1, jh, hdr.subsamp).map_err(decode)?;
+        if total != want {
+            // Our plane arithmetic disagrees with libjpeg-turbo's: refuse
+            // rather than hand swscale a wrong geometry.
+            return Err(EncodeError::Subsampling {
+                seq,
+                subsamp: hdr.subsamp,
+            });
+        }
+        self.yuv.resize(total, 0);
+        dec.decompress_to_yuv(
+            frame,
+            YuvImage {
+                pixels: self.yuv.as_mut_slice(),
+                width: jw,
+                align: 1,
+                height: jh,
+                subsamp: hdr.subsamp,
+            },
+        )
+        .map_err(decode)?;
+        let mut rest = self.yuv.as_slice();
+        let mut src_planes = Vec::with_capacity(planes.len());
+        for (pw, ph) in planes {
+            let (p, r) = rest.split_at(pw * ph);
+            src_planes.push(SrcPlane {
+                data: p,
+                stride: pw,
+                rows: ph,
+            });
+            rest = r;
+        }
+        if self.scaler.as_ref().map(|s| s.size()) != Some((w, h)) {
+            self.scaler = Some(Scaler::new(w, h, OutFormat::I420));
+        }
+        let pic = self
+            .scaler
+            .as_mut()
+            .expect("set above")
+            .scale_planes(&SrcPicture {
+                origin: PixelFormat::Mjpeg,
+                format,
+                width: jw as u32,
+                height: jh as u32,
+                seq,
+                planes: src_planes,
+            })?;
+        let planes = pic.planes();
+        let image = YuvPlanesImage {
+            y_plane: planes[0].0,
+            u_plane: planes[1].0,
+            v_plane: planes[2].0,
+            width: w as usize,
+            height: h as usize,
+            y_stride: planes[0].1,
+            u_stride: planes[1].1,
+            v_stride: planes[2].1,
+            subsamp: Subsamp::Sub2x2,
+        };
+        Ok(self.jpeg.compress_yuv_planes_to_vec(&image)?)
     }
 }
 

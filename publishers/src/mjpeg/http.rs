@@ -1,8 +1,11 @@
 //! The HTTP server: routes, shared state, CORS, auth, graceful shutdown.
 
+use std::future::IntoFuture as _;
 use std::io::Write as _;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::http::{HeaderValue, Method};
 use axum::routing::{get, post};
@@ -10,7 +13,8 @@ use axum::Router;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use super::auth::{self, Auth};
-use super::config::Args;
+use super::config::{Args, AUTH_ENV, TOKEN_ENV};
+use super::conn::{ConnInfo, StreamListener};
 use super::error::ApiError;
 use super::streams::{Streams, StreamsConfig};
 use super::{api, index, media, metrics};
@@ -43,9 +47,20 @@ pub enum ServeError {
         /// Why.
         source: framebus::NameError,
     },
-    /// `--auth` is not `user:pass`.
-    #[error("--auth must be USER:PASS")]
-    AuthFormat,
+    /// The Basic credentials are not `user:pass`.
+    #[error("{origin} must hold USER:PASS")]
+    AuthFormat {
+        /// Where they came from: `--auth`, `--auth-file PATH` or the variable.
+        origin: String,
+    },
+    /// `--auth-file` cannot be read.
+    #[error("--auth-file {path}: {source}")]
+    AuthFile {
+        /// The file.
+        path: PathBuf,
+        /// OS error.
+        source: std::io::Error,
+    },
     /// A `--cors-origin` is not a valid header value.
     #[error("--cors-origin {0:?} is not a valid origin")]
     CorsOrigin(String),
@@ -99,8 +114,58 @@ fn cors_layer(origins: &[String]) -> Result<Option<CorsLayer>, ServeError> {
     ))
 }
 
+/// After SIGTERM/SIGINT, connections still open this long are dropped and
+/// the server returns anyway (viewers' streams end at once; this bounds a
+/// client stuck in the middle of sending a request).
+const SHUTDOWN_DEADLINE: Duration = Duration::from_millis(500);
+
+/// How often discovered buses that went away are looked for.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+fn read_auth_file(path: &Path) -> Result<String, ServeError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ServeError::AuthFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if let Ok(meta) = std::fs::metadata(path) {
+        use std::os::unix::fs::PermissionsExt as _;
+        if meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(path = %path.display(), "--auth-file is readable by group or others (chmod 600 it)");
+        }
+    }
+    Ok(text.lines().next().unwrap_or("").trim().to_string())
+}
+
+fn non_empty_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// The accepted credentials: Basic from `--auth`, else `--auth-file`, else
+/// `$FRAMEBUS_MJPEG_AUTH`; bearer token from `--token`, else
+/// `$FRAMEBUS_MJPEG_TOKEN`.
+pub fn credentials(args: &Args) -> Result<Auth, ServeError> {
+    let basic = match (&args.auth, &args.auth_file) {
+        (Some(a), _) => Some((a.clone(), "--auth".to_string())),
+        (None, Some(p)) => Some((read_auth_file(p)?, format!("--auth-file {}", p.display()))),
+        (None, None) => non_empty_env(AUTH_ENV).map(|a| (a, AUTH_ENV.to_string())),
+    };
+    if let Some((b, origin)) = &basic {
+        if !b.contains(':') {
+            return Err(ServeError::AuthFormat {
+                origin: origin.clone(),
+            });
+        }
+    }
+    Ok(Auth {
+        basic: basic.map(|(b, _)| b),
+        token: args.token.clone().or_else(|| non_empty_env(TOKEN_ENV)),
+    })
+}
+
 /// Run the server until SIGINT/SIGTERM. Prints `listening on http://ADDR/`
-/// as the first line on stdout once bound.
+/// as the first line on stdout once bound. On the signal, viewers' streams
+/// end, open connections close, and it returns (within
+/// [`SHUTDOWN_DEADLINE`] whatever the clients do).
 pub async fn serve(args: Args) -> Result<(), ServeError> {
     for b in &args.buses {
         framebus::validate_name(b).map_err(|source| ServeError::BusName {
@@ -108,9 +173,7 @@ pub async fn serve(args: Args) -> Result<(), ServeError> {
             source,
         })?;
     }
-    if args.auth.as_ref().is_some_and(|a| !a.contains(':')) {
-        return Err(ServeError::AuthFormat);
-    }
+    let auth = credentials(&args)?;
     let cors = cors_layer(&args.cors_origins)?;
     let streams = Arc::new(Streams::new(StreamsConfig {
         profiles: args.profiles(),
@@ -120,13 +183,7 @@ pub async fn serve(args: Args) -> Result<(), ServeError> {
         grace: args.grace(),
         max_viewers: args.max_viewers,
     }));
-    let state = Arc::new(AppState {
-        streams,
-        auth: Auth {
-            basic: args.auth.clone(),
-            token: args.token.clone(),
-        },
-    });
+    let state = Arc::new(AppState { streams, auth });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -140,10 +197,38 @@ pub async fn serve(args: Args) -> Result<(), ServeError> {
         let _ = out.flush();
     }
     tracing::info!(%addr, "framebus-mjpeg listening");
-    axum::serve(listener, router(state, cors))
-        .with_graceful_shutdown(shutdown())
-        .await
-        .map_err(ServeError::Serve)
+
+    let sweeper = state.streams.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(SWEEP_EVERY);
+        loop {
+            tick.tick().await;
+            let s = sweeper.clone();
+            let _ = tokio::task::spawn_blocking(move || s.sweep()).await;
+        }
+    });
+
+    let streams = state.streams.clone();
+    let mut down = state.streams.shutdown_signal();
+    let signal = async move {
+        shutdown().await;
+        streams.shut_down();
+    };
+    let app = router(state, cors).into_make_service_with_connect_info::<ConnInfo>();
+    let server = axum::serve(StreamListener::new(listener), app)
+        .with_graceful_shutdown(signal)
+        .into_future();
+    let deadline = async move {
+        let _ = down.wait_for(|d| *d).await;
+        tokio::time::sleep(SHUTDOWN_DEADLINE).await;
+    };
+    tokio::select! {
+        r = server => r.map_err(ServeError::Serve),
+        _ = deadline => {
+            tracing::warn!("connections still open {SHUTDOWN_DEADLINE:?} after the signal: closing them");
+            Ok(())
+        }
+    }
 }
 
 async fn shutdown() {

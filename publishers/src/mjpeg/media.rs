@@ -7,7 +7,9 @@
 //! `frames_dropped_slow`) instead of queueing them, and a stalled one simply
 //! stops being polled without holding up the encoder or anyone else. Each
 //! multipart part is built once per frame ([`make_part`]) and shared
-//! (`Bytes`), never copied per viewer.
+//! (`Bytes`), never copied per viewer. On shutdown (SIGTERM/SIGINT) every
+//! viewer's stream ends after its current part, so the server's graceful
+//! shutdown completes at once.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -15,11 +17,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use bytes::Bytes;
 
+use super::conn::ConnInfo;
 use super::encoder::Jpeg;
 use super::error::ApiError;
 use super::http::AppState;
@@ -36,6 +40,7 @@ pub async fn media(
     State(app): State<Arc<AppState>>,
     Path((bus, file)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
+    conn: Option<Extension<ConnectInfo<ConnInfo>>>,
 ) -> Result<Response, ApiError> {
     if file == "snapshot.jpg" {
         return snapshot(app, bus, query).await;
@@ -61,10 +66,14 @@ pub async fn media(
             max,
         })?;
     tracing::debug!(bus = %bus, profile, "viewer joined");
+    if let Some(Extension(ConnectInfo(c))) = conn {
+        c.bytes.attribute(stream.stats.clone());
+    }
     let viewer = Viewer {
         ticket,
         stats: stream.stats.clone(),
         last_seq: None,
+        shutdown: app.streams.shutdown_signal(),
     };
     let body = Body::from_stream(futures_util::stream::unfold(viewer, next_part));
     Ok((
@@ -88,6 +97,8 @@ struct Viewer {
     ticket: Ticket<Jpeg>,
     stats: Arc<StreamStats>,
     last_seq: Option<u64>,
+    /// Becomes true when the server shuts down.
+    shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 /// One multipart part (head, JPEG, CRLF) built once per frame by the
@@ -111,6 +122,9 @@ pub fn make_part(jpeg: &[u8], seq: u64, realtime_ns: u64) -> (Bytes, std::ops::R
 /// Next chunk for a viewer: the part of the newest frame, waiting for one
 /// newer than the last sent.
 async fn next_part(mut v: Viewer) -> Option<(Result<Bytes, Infallible>, Viewer)> {
+    if *v.shutdown.borrow() {
+        return None;
+    }
     let jpeg = loop {
         let newest = v.ticket.rx.borrow_and_update().clone();
         if let Some(j) = newest {
@@ -118,8 +132,13 @@ async fn next_part(mut v: Viewer) -> Option<(Result<Bytes, Infallible>, Viewer)>
                 break j;
             }
         }
-        // Err: the run ended (stopped); end this viewer's stream.
-        v.ticket.rx.changed().await.ok()?;
+        // Err: the run ended (stopped); end this viewer's stream. Also
+        // end it when the server shuts down (`wait_for` returns at once if
+        // that already happened; Err: the sender is gone, same meaning).
+        tokio::select! {
+            r = v.ticket.rx.changed() => r.ok()?,
+            _ = v.shutdown.wait_for(|down| *down) => return None,
+        }
     };
     if let Some(l) = v.last_seq {
         if jpeg.seq > l + 1 {

@@ -9,12 +9,14 @@
 //! ([`media`]). HTTP by axum ([`http`]); see `docs/mjpeg.md`.
 //!
 //! Files: [`config`] (CLI, profiles), [`streams`] (buses and streams),
-//! [`encoder`], [`media`] (`.mjpg`, snapshot), [`api`] (JSON, start/stop,
+//! [`encoder`], [`media`] (`.mjpg`, snapshot), [`conn`] (socket options,
+//! bytes sent), [`api`] (JSON, start/stop,
 //! healthz), [`index`] (`/`), [`metrics`] (Prometheus), [`auth`], [`error`].
 
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod conn;
 pub mod encoder;
 pub mod error;
 pub mod http;

@@ -1,14 +1,23 @@
 //! The set of streams: which buses exist (configured with `--bus`, or
 //! discovered with `framebus::list`), and one lazily created [`Stream`]
 //! (encoder lifecycle + stats) per (bus, profile).
+//!
+//! A discovered bus whose segment is gone (or whose producer is dead) for
+//! longer than the grace time is forgotten by [`Streams::sweep`]: its
+//! streams stop and it leaves the index and the API. Buses named with
+//! `--bus` are never forgotten (they wait for their producer).
+//!
+//! [`Streams::shut_down`] tells every viewer's stream to end (graceful
+//! shutdown of the server).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use framebus::BusInfo;
 use parking_lot::Mutex;
+use tokio::sync::watch;
 
 use super::config::Profile;
 use super::encoder::{self, Jpeg};
@@ -63,6 +72,10 @@ pub struct BusView {
 pub struct Streams {
     cfg: StreamsConfig,
     map: Mutex<BTreeMap<(String, String), Arc<Stream>>>,
+    /// Discovered buses seen missing, and since when.
+    missing: Mutex<HashMap<String, Instant>>,
+    /// True once the server shuts down.
+    shutdown: watch::Sender<bool>,
 }
 
 impl Streams {
@@ -71,6 +84,56 @@ impl Streams {
         Streams {
             cfg,
             map: Mutex::new(BTreeMap::new()),
+            missing: Mutex::new(HashMap::new()),
+            shutdown: watch::channel(false).0,
+        }
+    }
+
+    /// Tell every viewer's stream to end (after its current part).
+    pub fn shut_down(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// Becomes `true` when [`Streams::shut_down`] is called.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Forget discovered buses that have been gone (no segment, or no live
+    /// producer) for longer than the grace time: stop their streams (which
+    /// ends their viewers' responses) and drop them from the index and the
+    /// API. Call it periodically (the server does, every second); it reads
+    /// bus headers, so not from an async task directly.
+    pub fn sweep(&self) {
+        let discovered: BTreeSet<String> = self
+            .map
+            .lock()
+            .keys()
+            .map(|(b, _)| b.clone())
+            .filter(|b| !self.cfg.buses.contains(b))
+            .collect();
+        let now = Instant::now();
+        let mut missing = self.missing.lock();
+        missing.retain(|b, _| discovered.contains(b));
+        for bus in discovered {
+            if self.stat(&bus).is_some_and(|i| i.producer_alive) {
+                missing.remove(&bus);
+                continue;
+            }
+            let since = *missing.entry(bus.clone()).or_insert(now);
+            if now.duration_since(since) <= self.cfg.grace {
+                continue;
+            }
+            missing.remove(&bus);
+            let gone: Vec<Arc<Stream>> = {
+                let mut map = self.map.lock();
+                let keys: Vec<_> = map.keys().filter(|(b, _)| *b == bus).cloned().collect();
+                keys.iter().filter_map(|k| map.remove(k)).collect()
+            };
+            for s in gone {
+                s.demand.stop();
+            }
+            tracing::info!(bus = %bus, grace = ?self.cfg.grace, "bus gone for longer than the grace time: forgotten");
         }
     }
 
