@@ -275,7 +275,12 @@ impl Conn {
     }
 
     fn stream_error(&self, req: &Request<Vec<u8>>, e: &StreamError) -> Response<Vec<u8>> {
-        tracing::info!(peer = ?self.peer, error = %e, "request refused");
+        // 404s at debug level: a path scanner would flood the log.
+        if matches!(e, StreamError::UnknownProfile(_) | StreamError::NoBus(..)) {
+            tracing::debug!(peer = ?self.peer, error = %e, "request refused");
+        } else {
+            tracing::info!(peer = ?self.peer, error = %e, "request refused");
+        }
         let status = match e {
             StreamError::UnknownProfile(_) | StreamError::NoBus(..) => StatusCode::NotFound,
             StreamError::Full(..) => StatusCode::ServiceUnavailable,

@@ -40,6 +40,9 @@ use tokio::net::TcpListener;
 
 pub use config::{Config, Profile};
 
+/// How often idle streams of vanished buses are dropped from the registry.
+pub const PRUNE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A bound RTSP server.
 #[derive(Debug)]
 pub struct Server {
@@ -73,8 +76,18 @@ impl Server {
         &self.streams
     }
 
-    /// Accepts connections forever.
+    /// Accepts connections forever; every [`PRUNE_INTERVAL`] forgets the
+    /// idle streams of buses that are gone.
     pub async fn run(self) {
+        let streams = Arc::clone(&self.streams);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(PRUNE_INTERVAL);
+            loop {
+                tick.tick().await;
+                let s = Arc::clone(&streams);
+                let _ = tokio::task::spawn_blocking(move || s.prune()).await;
+            }
+        });
         loop {
             match self.listener.accept().await {
                 Ok((sock, peer)) => {

@@ -475,6 +475,12 @@ impl Streams {
     }
 
     /// The stream for `bus/profile`, created (not started) if new.
+    ///
+    /// A new entry is only created for a bus whose segment exists, so
+    /// requests for made-up paths (scanners) leave nothing behind; each
+    /// creation also prunes the entries of buses that are gone (see
+    /// [`Streams::prune`]). The registry therefore holds at most one entry
+    /// per (existing bus, profile) plus the streams still in use.
     pub fn get(&self, bus: &str, profile: &str) -> Result<Arc<Stream>, StreamError> {
         framebus::validate_name(bus)
             .map_err(|e| StreamError::NoBus(bus.to_string(), e.to_string()))?;
@@ -484,11 +490,51 @@ impl Streams {
             .iter()
             .find(|p| p.name == profile)
             .ok_or_else(|| StreamError::UnknownProfile(profile.to_string()))?;
+        let key = (bus.to_string(), profile.to_string());
+        if let Some(s) = self.map.lock().get(&key) {
+            return Ok(Arc::clone(s));
+        }
+        // Outside the lock: stat reads the segment's header.
+        framebus::stat(bus, self.config.shm_dir.as_deref())
+            .map_err(|e| StreamError::NoBus(bus.to_string(), e.to_string()))?;
+        self.prune();
         let mut map = self.map.lock();
-        Ok(Arc::clone(
-            map.entry((bus.to_string(), profile.to_string()))
-                .or_insert_with(|| Stream::new(bus, p.clone(), Arc::clone(&self.config))),
-        ))
+        Ok(Arc::clone(map.entry(key).or_insert_with(|| {
+            Stream::new(bus, p.clone(), Arc::clone(&self.config))
+        })))
+    }
+
+    /// Drops the entries of streams that are idle (encoder stopped, no
+    /// client) and whose bus no longer exists. Their counters go with
+    /// them.
+    pub fn prune(&self) {
+        let idle: Vec<((String, String), Arc<Stream>)> = self
+            .map
+            .lock()
+            .iter()
+            .filter(|(_, s)| s.clients() == 0 && !s.is_running())
+            .map(|(k, s)| (k.clone(), Arc::clone(s)))
+            .collect();
+        let shm_dir = self.config.shm_dir.as_deref();
+        let gone: Vec<(String, String)> = idle
+            .into_iter()
+            .filter(|((bus, _), _)| framebus::stat(bus, shm_dir).is_err())
+            .map(|(k, _)| k)
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        let mut map = self.map.lock();
+        for k in gone {
+            // Re-check under the lock: a client may have arrived.
+            let still_idle = map
+                .get(&k)
+                .is_some_and(|s| s.clients() == 0 && !s.is_running());
+            if still_idle {
+                map.remove(&k);
+                tracing::debug!(bus = %k.0, profile = %k.1, "forgot the stream of a vanished bus");
+            }
+        }
     }
 
     /// Every stream created so far.
