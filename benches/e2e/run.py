@@ -224,8 +224,7 @@ def measure(roots: list[int], secs: float) -> dict:
 
 
 def ff_client(url: str, extra_in=(), transport=True) -> list[str]:
-    cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-threads", "1",
-           "-fflags", "nobuffer", "-flags", "low_delay"]
+    cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-fflags", "nobuffer", "-flags", "low_delay"]
     if transport:
         cmd += ["-rtsp_transport", "tcp"]
     return cmd + [*extra_in, "-i", url, "-threads", "1", "-f", "rawvideo", "-pix_fmt", "gray", "-"]
@@ -313,27 +312,65 @@ def producer(c: Ctx, bus: str) -> subprocess.Popen:
     return p
 
 
-def scenario(c: Ctx, name: str, roots: list[int], outputs: dict[str, list[str]], raw: Client | None,
-             order_delay=0.0) -> dict:
-    """Start the latency clients, measure the variant's trees, summarize."""
+def cpu_phase(c: Ctx, name: str, roots: list[int], m720: str | None, m480: str | None,
+              rtsp: str | None) -> dict:
+    """CPU and memory with one light client per output (draining HTTP
+    viewers, `ffmpeg -c copy` for RTSP: nothing decodes), and the fps each
+    client received."""
     a = c.a
-    clients = {}
-    for out, cmd in outputs.items():
-        w, h = {"rtsp": (1920, 1080), "rtsp-gst": (1920, 1080), "mjpeg720": (1280, 720),
-                "mjpeg480": (640, 480)}[out]
-        clients[out] = lat_client(c.tmp, f"{name}-{out}", w, h, cmd)
-        if order_delay:
-            time.sleep(order_delay)
+    spec = [x for u in (m720, m480) if u for x in (u, "1")]
+    v = Client(c.tmp, f"{name}-drain", ["mjpeg-viewers", *spec]) if spec else None
+    cl = rtsp_copy_clients(c.tmp, rtsp, 1) if rtsp else []
     time.sleep(a.warmup)
+    if v:
+        v.p.send_signal(signal.SIGUSR1)
+    f0 = [progress_frames(pr) for _, pr in cl]
     m = measure(roots, a.secs)
-    res = {"measure": m, "latency": {}}
-    for out, cl in clients.items():
-        res["latency"][out] = summarize(cl.result(), m["t0"], m["t1"])
+    f1 = [progress_frames(pr) for _, pr in cl]
+    fps = {}
+    if v:
+        for x in v.result().get("viewers", []):
+            fps["mjpeg720" if x["url"] == m720 else "mjpeg480"] = x["fps"]
+    for (p, _), x, y in zip(cl, f0, f1):
+        fps["rtsp"] = round((y - x) / m["secs"], 1)
+        stop(p)
+    m["fps"] = fps
+    log(f"  {name}: CPU {m['cpu']} % ({m['by']}), PSS {m['pss_mb']} MB, fps {fps}")
+    return m
+
+
+def latency_phase(c: Ctx, name: str, roots: list[int], groups: list[dict[str, list[str]]], raw: Client | None,
+                  order_delay=0.0) -> dict:
+    """Decoding clients, one group at a time (two 1080p decoders at once
+    starve a 2-core machine and then measure the client, not the server);
+    latency from the time code. The raw consumer runs throughout."""
+    a = c.a
+    res: dict = {"latency": {}, "measure_lat": []}
+    t_first = None
+    for outputs in groups:
+        clients = {}
+        for out, cmd in outputs.items():
+            w, h = {"rtsp": (1920, 1080), "rtsp-gst": (1920, 1080), "mjpeg720": (1280, 720),
+                    "mjpeg480": (640, 480)}[out]
+            clients[out] = lat_client(c.tmp, f"{name}-{out}", w, h, cmd)
+            if order_delay:
+                time.sleep(order_delay)
+        time.sleep(a.warmup)
+        m = measure(roots, a.lat_secs)
+        t_first = t_first or m["t0"]
+        res["measure_lat"].append(m)
+        for out, cl in clients.items():
+            res["latency"][out] = summarize(cl.result(), m["t0"], m["t1"])
+    if not groups:
+        time.sleep(a.warmup)
+        m = measure(roots, a.secs)
+        t_first = m["t0"]
+        res["measure_lat"].append(m)
     if raw is not None:
         r = raw.result()
-        res["latency"]["raw"] = summarize(r, m["t0"], m["t1"])
+        res["latency"]["raw"] = summarize(r, t_first, time.time())
         res["raw_frames"] = r.get("frames", 0)
-    log(f"  {name}: CPU {m['cpu']} % ({m['by']}), PSS {m['pss_mb']} MB; " + ", ".join(
+    log(f"  {name} (decoding clients): " + ", ".join(
         f"{k} p50 {v.get('p50')} ms ({v.get('fps')} fps)" for k, v in res["latency"].items()))
     return res
 
@@ -394,9 +431,11 @@ def v_framebus(c: Ctx) -> dict:
     idle = measure(roots, min(a.secs, 10))
     log(f"  framebus idle (no viewers): {idle['cpu']} % {idle['by']}")
     m720, m480 = f"{base}/{bus}/medium.mjpg", f"{base}/{bus}/low.mjpg"
-    res = scenario(c, "framebus", roots, {"rtsp": ff_client(rurl), "rtsp-gst": gst_rtsp_client(rurl),
-                                          "mjpeg720": ff_mjpeg_client(m720), "mjpeg480": ff_mjpeg_client(m480)}, raw)
-    res["idle"] = idle
+    cpu = cpu_phase(c, "framebus", roots, m720, m480, rurl)
+    res = latency_phase(c, "framebus", roots, [{"rtsp": ff_client(rurl)}, {"rtsp-gst": gst_rtsp_client(rurl)},
+                                               {"mjpeg720": ff_mjpeg_client(m720), "mjpeg480": ff_mjpeg_client(m480)}],
+                        raw)
+    res["measure"], res["idle"] = cpu, idle
     res["scaling"] = scaling(c, "framebus", roots, m720, m480, rurl)
     for p in (mj, rt, prod):
         stop(p)
@@ -427,22 +466,26 @@ def v_gstreamer(c: Ctx) -> dict:
     time.sleep(3)
     idle = measure(roots, min(a.secs, 10))
     log(f"  gstreamer idle (no viewers): {idle['cpu']} % {idle['by']}")
+    h720, h480 = f"http://127.0.0.1:{p720}/", f"http://127.0.0.1:{p480}/"
+    cpu = cpu_phase(c, "gstreamer", roots, h720, h480, rurl)
     m720, m480 = f"tcp://127.0.0.1:{p720}", f"tcp://127.0.0.1:{p480}"
-    res = scenario(c, "gstreamer", roots, {"rtsp": ff_client(rurl), "rtsp-gst": gst_rtsp_client(rurl),
-                                           "mjpeg720": ff_mjpeg_client(m720), "mjpeg480": ff_mjpeg_client(m480)}, raw)
-    res["idle"] = idle
-    res["scaling"] = scaling(c, "gstreamer", roots, f"http://127.0.0.1:{p720}/", f"http://127.0.0.1:{p480}/", rurl)
+    res = latency_phase(c, "gstreamer", roots, [{"rtsp": ff_client(rurl)}, {"rtsp-gst": gst_rtsp_client(rurl)},
+                                                {"mjpeg720": ff_mjpeg_client(m720), "mjpeg480": ff_mjpeg_client(m480)}],
+                        raw)
+    res["measure"], res["idle"] = cpu, idle
+    res["scaling"] = scaling(c, "gstreamer", roots, h720, h480, rurl)
     for p in (gst, feed, prod):
         stop(p)
     return res
 
 
-def v_ffmpeg(c: Ctx) -> dict:
+def ffmpeg_start(c: Ctx, tag: str):
+    """producer -> buscat -> one ffmpeg with every output -> raw consumer."""
     bus = c.bus("ff")
     prod = producer(c, bus)
     feed = buscat_feed(c, bus)
     rtp, p720, p480 = free_port(), free_port(), free_port()
-    sdp = os.path.join(c.tmp, "ffmpeg.sdp")
+    sdp = os.path.join(c.tmp, f"ffmpeg-{tag}.sdp")
     filt = ("[0:v]split=4[r][h][m][l];[h]fps=30[ho];"
             "[m]fps=30,scale=1280:720:flags=bilinear,format=yuvj420p[mo];"
             "[l]fps=15,scale=640:480:flags=bilinear,format=yuvj420p[lo]")
@@ -458,17 +501,29 @@ def v_ffmpeg(c: Ctx) -> dict:
            "-map", "[r]", "-threads", "1", "-f", "rawvideo", "pipe:1"]
     ff = start(cmd, stdin=feed.stdout, stdout=subprocess.PIPE)
     feed.stdout.close()
-    raw = Client(c.tmp, "ffmpeg-raw", ["pipe-raw", "--w", str(W), "--h", str(H)], stdin=ff.stdout)
+    raw = Client(c.tmp, f"ffmpeg-raw-{tag}", ["pipe-raw", "--w", str(W), "--h", str(H)], stdin=ff.stdout)
     ff.stdout.close()
-    roots = [prod.pid, feed.pid, ff.pid, raw.p.pid]
-    # ffmpeg opens its outputs one after another and an HTTP -listen output
-    # blocks until its one client comes: 720p first, then 480p; the SDP file
-    # exists once the RTP output is open.
-    outputs = {"mjpeg720": ff_mjpeg_client(f"http://127.0.0.1:{p720}/"),
-               "mjpeg480": ff_mjpeg_client(f"http://127.0.0.1:{p480}/")}
-    lat_rtp = ff_client(sdp, extra_in=["-protocol_whitelist", "file,udp,rtp"], transport=False)
-    res = scenario(c, "ffmpeg", roots, {**outputs, "rtsp": lat_rtp}, raw, order_delay=1.0)
-    for p in (ff, feed, prod):
+    return [prod, feed, ff], raw, f"http://127.0.0.1:{p720}/", f"http://127.0.0.1:{p480}/", sdp
+
+
+def v_ffmpeg(c: Ctx) -> dict:
+    # An HTTP -listen output serves one client and ffmpeg stops when it
+    # leaves: one ffmpeg for the CPU phase, a fresh one for the latency phase.
+    # Its outputs open one after another (720p, then 480p: the clients come
+    # in that order); the RTP output needs no client.
+    procs, raw, h720, h480, _sdp = ffmpeg_start(c, "cpu")
+    roots = [p.pid for p in procs] + [raw.p.pid]
+    cpu = cpu_phase(c, "ffmpeg", roots, h720, h480, None)
+    raw.result()
+    for p in reversed(procs):
+        stop(p)
+    procs, raw, h720, h480, sdp = ffmpeg_start(c, "lat")
+    roots = [p.pid for p in procs] + [raw.p.pid]
+    outputs = {"mjpeg720": ff_mjpeg_client(h720), "mjpeg480": ff_mjpeg_client(h480),
+               "rtsp": ff_client(sdp, extra_in=["-protocol_whitelist", "file,udp,rtp"], transport=False)}
+    res = latency_phase(c, "ffmpeg", roots, [outputs], raw, order_delay=1.0)
+    res["measure"] = cpu
+    for p in reversed(procs):
         stop(p)
     return res
 
@@ -477,14 +532,17 @@ def v_framebus_raw(c: Ctx) -> dict:
     bus = c.bus("fbraw")
     prod = producer(c, bus)
     raw = Client(c.tmp, "framebus-raw-only", ["fb-raw", "--bus", bus])
-    res = scenario(c, "framebus-raw", [prod.pid, raw.p.pid], {}, raw)
+    res = latency_phase(c, "framebus-raw", [prod.pid, raw.p.pid], [], raw)
+    res["measure"] = res["measure_lat"][0]
     stop(prod)
     return res
 
 
 def v_mp(c: Ctx) -> dict:
     raw = Client(c.tmp, "mp-shm", ["mp-service", "--w", str(W), "--h", str(H), "--fps", str(FPS)])
-    return scenario(c, "mp-shm", [raw.p.pid], {}, raw)
+    res = latency_phase(c, "mp-shm", [raw.p.pid], [], raw)
+    res["measure"] = res["measure_lat"][0]
+    return res
 
 
 def handoff_floor(a) -> str:
@@ -513,6 +571,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="~10 s per measurement (smoke run)")
     ap.add_argument("--secs", type=float, help="scenario measurement window (default 60, quick 10)")
+    ap.add_argument("--lat-secs", type=float, help="latency window per client group (default 30, quick 8)")
     ap.add_argument("--scale-secs", type=float, help="window per scaling point (default 20, quick 6)")
     ap.add_argument("--bin-dir", default=os.path.join(ROOT, "target/release"))
     ap.add_argument("--producer")
@@ -523,6 +582,7 @@ def main() -> int:
     ap.add_argument("--no-report", action="store_true")
     a = ap.parse_args()
     a.secs = a.secs or (10.0 if a.quick else 60.0)
+    a.lat_secs = a.lat_secs or (8.0 if a.quick else 30.0)
     a.scale_secs = a.scale_secs or (6.0 if a.quick else 20.0)
     a.warmup = 4.0
     a.scale_warmup = 3.0
@@ -535,13 +595,15 @@ def main() -> int:
         if not os.access(getattr(a, b), os.X_OK):
             print(f"missing binary: {getattr(a, b)}", file=sys.stderr)
             return 2
+    if not a.no_report:
+        ensure_requirements()
     atexit.register(stop_all)
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
     c = Ctx(a)
     LOG = open(os.path.join(c.tmp, "stderr.log"), "wb")
     log(f"# framebus end-to-end benchmark ({'quick' if a.quick else 'full'}), logs in {c.tmp}")
-    results = {"meta": {"mode": "quick" if a.quick else "full", "secs": a.secs, "scale_secs": a.scale_secs,
+    results = {"meta": {"mode": "quick" if a.quick else "full", "secs": a.secs, "lat_secs": a.lat_secs, "scale_secs": a.scale_secs,
                         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpus": os.cpu_count(),
                         "cpu_model": cpu_model(), "kernel": platform.release(), "load_before": os.getloadavg(),
                         "ffmpeg": tool_version(["ffmpeg", "-version"]),
@@ -581,6 +643,15 @@ def main() -> int:
     if not a.no_report:
         subprocess.run([VENV_PY, os.path.join(HERE, "report.py"), path], check=True, timeout=120)
     return 0
+
+
+def ensure_requirements() -> None:
+    """matplotlib (the plots) into this venv, from requirements.txt."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        subprocess.run([VENV_PY, "-m", "pip", "install", "-q", "-r", os.path.join(HERE, "requirements.txt")],
+                       check=True, timeout=600)
 
 
 def cpu_model() -> str:
