@@ -124,6 +124,21 @@ bench: build wheel
 	cargo run --release --locked -p framebus-benches --bin handoff
 	$(PY) benches/python/handoff.py
 
+# End-to-end comparison (docs/benchmarks.md "End-to-end scenario"): framebus
+# against one GStreamer pipeline, one ffmpeg and Python shared_memory, same
+# content and settings; writes docs/benchmarks.md and docs/img/e2e-*.png.
+# E2E_ARGS=--quick for a ~5 min smoke run (the full run takes ~15 min).
+E2E_ARGS ?=
+E2E_APT := python3-gi gir1.2-gst-rtsp-server-1.0
+bench-e2e: build wheel
+	@missing=""; for p in $(E2E_APT); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; fi
+	CARGO_TARGET_DIR=$(CURDIR)/target/buscat cargo build $(CARGO_FLAGS) --manifest-path benches/mjpeg/buscat/Cargo.toml
+	timeout 3600 $(PY) benches/e2e/run.py --bin-dir $${CARGO_TARGET_DIR:-target}/release \
+	  --buscat $(CURDIR)/target/buscat/release/framebus-buscat $(E2E_ARGS)
+
 # Coverage-guided fuzzing (cargo-fuzz; FUZZ_SECONDS per target).
 FUZZ_SECONDS ?= 60
 fuzz:
