@@ -29,7 +29,7 @@
 //!         stats.frame_in();
 //!         if !rate.accept(frame.mono_ns()) { return; }
 //!         w.publish(frame.to_vec()); // encode here instead
-//!         stats.frame_out();
+//!         stats.frame_out(0, std::time::Duration::ZERO);
 //!     });
 //! }
 //! ```
