@@ -24,7 +24,7 @@ PY := $(VENV)/bin/python
 CARGO_FLAGS := --release --locked
 export CARGO_TERM_COLOR := never
 
-.PHONY: help deps venv build run install test test-rust test-loom test-py wheel bench fuzz fmt lint clean
+.PHONY: help deps venv build run install test test-rust test-loom test-py wheel bench fuzz test-fuzz-short test-faults soak fmt lint clean
 
 help:
 	@echo "make run     build and start producer + publishers (test pattern 1080p60)"
@@ -139,12 +139,47 @@ bench-e2e: build wheel
 	timeout 3600 $(PY) benches/e2e/run.py --bin-dir $${CARGO_TARGET_DIR:-target}/release \
 	  --buscat $(CURDIR)/target/buscat/release/framebus-buscat $(E2E_ARGS)
 
-# Coverage-guided fuzzing (cargo-fuzz; FUZZ_SECONDS per target).
+# Coverage-guided fuzzing (cargo-fuzz), every target FUZZ_SECONDS each;
+# new inputs go into the committed corpus (docs/reliability.md).
+# cargo-fuzz passes -Z flags; RUSTC_BOOTSTRAP lets the stable toolchain take them.
 FUZZ_SECONDS ?= 60
+FUZZ_SHORT_SECONDS ?= 4
+FUZZ_TARGETS := framebus/fuzz:header framebus/fuzz:timecode \
+	publishers/fuzz:rtsp_request publishers/fuzz:roundtrip_h264 \
+	publishers/fuzz:depacketize publishers/fuzz:http_request \
+	producer/fuzz:config
 fuzz:
 	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-	@# cargo-fuzz passes -Z flags; RUSTC_BOOTSTRAP lets the stable toolchain take them.
-	cd framebus/fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run header corpus/header -- -max_total_time=$(FUZZ_SECONDS)
+	@for t in $(FUZZ_TARGETS); do dir=$${t%%:*}; name=$${t##*:}; \
+	  echo "==> fuzz $$dir $$name for $(FUZZ_SECONDS) s"; \
+	  (cd $$dir && RUSTC_BOOTSTRAP=1 cargo fuzz run $$name corpus/$$name -- \
+	    -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1) || exit 1; \
+	done
+
+# Short form for `make test`: replay each committed corpus and fuzz a few
+# seconds more; new inputs go to a scratch directory, not the corpus.
+test-fuzz-short:
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	@scratch=$$(mktemp -d); trap 'rm -rf $$scratch' EXIT; \
+	for t in $(FUZZ_TARGETS); do dir=$${t%%:*}; name=$${t##*:}; \
+	  echo "==> fuzz $$dir $$name for $(FUZZ_SHORT_SECONDS) s"; mkdir -p $$scratch/$$name; \
+	  (cd $$dir && RUSTC_BOOTSTRAP=1 cargo fuzz run $$name $$scratch/$$name corpus/$$name -- \
+	    -max_total_time=$(FUZZ_SHORT_SECONDS) -print_final_stats=1) || exit 1; \
+	done
+
+# Fault injection and hostile clients (also part of test-rust).
+test-faults:
+	cargo build $(CARGO_FLAGS) --workspace --bins
+	cargo test $(CARGO_FLAGS) -p framebus --test faults
+	cargo test $(CARGO_FLAGS) -p framebus-publishers --test faults --test hostile_clients
+
+# Long forms: 1,000 reader kill cycles, 20 producer kills, then the soak
+# (SOAK_SECONDS, default 1 hour; scripts/soak.sh).
+SOAK_SECONDS ?= 3600
+soak: build wheel
+	FRAMEBUS_FAULT_CYCLES=1000 cargo test $(CARGO_FLAGS) -p framebus --test faults -- --nocapture
+	FRAMEBUS_FAULT_PRODUCER_KILLS=20 cargo test $(CARGO_FLAGS) -p framebus-publishers --test faults -- --nocapture
+	SOAK_SECONDS=$(SOAK_SECONDS) scripts/soak.sh
 
 fmt:
 	cargo fmt --all
