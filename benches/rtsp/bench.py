@@ -24,6 +24,7 @@ import time
 
 W, H, FPS = 1920, 1080, 30
 HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
 
 
 def decode_tc(frame, w, h):
@@ -125,6 +126,16 @@ def start(cmd, env=None):
     return p, line
 
 
+def fmt_lat(lat):
+    if not lat:
+        return "n/a"
+    return f"{lat['p50']:.0f} / {lat['p90']:.0f} / {lat['p99']:.0f} ({lat['fps']:.0f} fps)"
+
+
+def ratio(a, b):
+    return f"{a / b:.2f}" if a and b else "n/a"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--target-dir", default="target/release")
@@ -133,6 +144,9 @@ def main():
     ap.add_argument("--frames", type=int, default=300)
     ap.add_argument("--cpu-secs", type=float, default=15)
     ap.add_argument("--many", type=int, default=20)
+    ap.add_argument("--rounds", type=int, default=1, help="repeat every measurement, alternating servers")
+    ap.add_argument("--py-path", default=os.path.join(ROOT, ".venv", "lib", "python3.11", "site-packages"),
+                    help="where the framebus Python package and numpy are (for gst_server.py --bus)")
     ap.add_argument("--only", choices=["framebus-rtsp", "gst-rtsp-server"], help="measure one server")
     a = ap.parse_args()
     bus = f"bench-rtsp-{os.getpid()}"
@@ -149,30 +163,59 @@ def main():
                             "--profile", f"bench={W}x{H}@{FPS},bitrate=4M,gop=60", "--encoder", "libx264"])
         procs.append(ours)
         ours_url = line.removeprefix("listening on ").rstrip("/") + f"/{bus}/bench"
+        # Both servers encode the same frames: the producer's bus.
+        env = dict(os.environ)
+        env["PYTHONPATH"] = a.py_path + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         gst, line = start(["/usr/bin/python3", os.path.join(HERE, "gst_server.py"), "--port", "0",
-                           "--size", f"{W}x{H}", "--fps", str(FPS), "--bitrate", "4000", "--gop", "60"])
+                           "--bus", bus, "--bitrate", "4000", "--gop", "60"], env=env)
         procs.append(gst)
+        if not line.startswith("listening on "):
+            sys.exit(f"gst_server.py did not start (PYTHONPATH={a.py_path}): {line!r}")
         gst_url = line.removeprefix("listening on ")
-        results = {}
-        for name, pid, url in [("framebus-rtsp", ours.pid, ours_url), ("gst-rtsp-server", gst.pid, gst_url)]:
-            if a.only and a.only != name:
-                continue
-            r = {}
-            r["lat_gst"] = latency(gst_client(url), a.frames)
-            r["lat_ffmpeg"] = latency(ffmpeg_client(url), a.frames)
-            r["cpu_1"] = cpu_with_clients(pid, url, 1, a.cpu_secs)
-            r[f"cpu_{a.many}"] = cpu_with_clients(pid, url, a.many, a.cpu_secs)
-            results[name] = r
-            print(name, r, flush=True)
+        servers = [("framebus-rtsp", ours.pid, ours_url), ("gst-rtsp-server", gst.pid, gst_url)]
+        servers = [s for s in servers if not a.only or a.only == s[0]]
+        # Interleaved: each measurement runs for one server, then the
+        # other, so a change in machine load hits both alike.
+        res = {name: {"lat_gst": [], "lat_ffmpeg": [], "cpu_1": [], "cpu_n": []} for name, _, _ in servers}
+        for _ in range(a.rounds):
+            for key, fn in [("lat_gst", lambda pid, url: latency(gst_client(url), a.frames)),
+                            ("lat_ffmpeg", lambda pid, url: latency(ffmpeg_client(url), a.frames)),
+                            ("cpu_1", lambda pid, url: cpu_with_clients(pid, url, 1, a.cpu_secs)),
+                            ("cpu_n", lambda pid, url: cpu_with_clients(pid, url, a.many, a.cpu_secs))]:
+                for name, pid, url in servers:
+                    r = fn(pid, url)
+                    res[name][key].append(r)
+                    print(name, key, r, flush=True)
+
+        def med_lat(rs):
+            rs = sorted((r for r in rs if r), key=lambda r: r["p50"])
+            return rs[(len(rs) - 1) // 2] if rs else None
+
+        def med_cpu(rs):
+            return statistics.median([c for c, _ in rs]) if rs else 0.0
+
+        summary = {}
+        for name, r in res.items():
+            summary[name] = {
+                "lat_gst": med_lat(r["lat_gst"]), "lat_ffmpeg": med_lat(r["lat_ffmpeg"]),
+                "cpu_1": med_cpu(r["cpu_1"]), "cpu_n": med_cpu(r["cpu_n"]),
+                "alive": min((n for _, n in r["cpu_n"]), default=0),
+            }
         print()
-        print(f"| server | GStreamer client p50/p90/p99 ms (fps received) | ffmpeg client p50/p90/p99 ms (fps received) | CPU 1 client | CPU {a.many} clients | ratio |")
+        print(f"| server | GStreamer client p50/p90/p99 ms (fps) | ffmpeg client p50/p90/p99 ms (fps) "
+              f"| CPU 1 client | CPU {a.many} clients | {a.many}/1 |")
         print("|---|---|---|---|---|---|")
-        for name, r in results.items():
-            def fmt(l):
-                return "n/a" if not l else f"{l['p50']:.0f} / {l['p90']:.0f} / {l['p99']:.0f} ({l['fps']:.0f} fps)"
-            c1, cn = r["cpu_1"][0], r[f"cpu_{a.many}"][0]
-            print(f"| {name} | {fmt(r['lat_gst'])} | {fmt(r['lat_ffmpeg'])} | {c1:.0f} % | {cn:.0f} % "
-                  f"({r[f'cpu_{a.many}'][1]} alive) | {cn / c1 if c1 else float('nan'):.2f} |")
+        for name, r in summary.items():
+            print(f"| {name} | {fmt_lat(r['lat_gst'])} | {fmt_lat(r['lat_ffmpeg'])} | {r['cpu_1']:.0f} % "
+                  f"| {r['cpu_n']:.0f} % ({r['alive']} alive) | {ratio(r['cpu_n'], r['cpu_1'])} |")
+        if len(summary) == 2:
+            o, g = summary["framebus-rtsp"], summary["gst-rtsp-server"]
+            p50 = lambda l: l["p50"] if l else None  # noqa: E731
+            print(f"| ratio framebus/gst | {ratio(p50(o['lat_gst']), p50(g['lat_gst']))} "
+                  f"| {ratio(p50(o['lat_ffmpeg']), p50(g['lat_ffmpeg']))} "
+                  f"| {ratio(o['cpu_1'], g['cpu_1'])} | {ratio(o['cpu_n'], g['cpu_n'])} | |")
+        print(f"\n(latency: the round with the median p50 over {a.rounds} round(s); CPU: median over rounds, "
+              f"% of one core; load average at the end: {os.getloadavg()[0]:.1f})")
     finally:
         for p in procs:
             p.kill()

@@ -2,13 +2,23 @@
 """Reference server for the RTSP benchmark: gst-rtsp-server (python3-gi),
 shared media, appsrc fed with NV12 frames carrying the framebus time code
 (docs/timecode.md), x264 with the same settings as framebus-rtsp
-(ultrafast, zerolatency, no B-frames, CBR, same bitrate and GOP).
+(ultrafast, zerolatency, no B-frames, same bitrate and GOP).
 
-Run with: /usr/bin/python3 benches/rtsp/gst_server.py (the Debian python, which has python3-gi) --port 8555 --size 1920x1080 --fps 30
+Run with: /usr/bin/python3 benches/rtsp/gst_server.py (the Debian python, which has python3-gi) --port 8555 --bus cam0
 
-Prints `listening on rtsp://127.0.0.1:PORT/bench` once serving. The frame
-generator runs in this process (its CPU is counted with the server's; it
-copies one frame and rewrites the band rows, ~3 MB/frame of memcpy).
+With `--bus NAME` the frames come from a framebus bus (the framebus Python
+package and numpy must be importable: bench.py puts the project's .venv
+site-packages on PYTHONPATH), i.e. exactly the frames framebus-rtsp
+encodes, one copy per frame into a GstBuffer. Without it a built-in
+generator paints the time code (its CPU then counts as the server's).
+
+Prints `listening on rtsp://127.0.0.1:PORT/bench` once serving.
+
+Low-latency pipeline: appsrc is live, timestamps buffers on arrival
+(do-timestamp), never blocks the feeder and keeps at most one pending
+frame, dropping the older one (leaky-type=downstream): a late encoder
+gets the newest frame, never a queue. No other queue: x264enc runs in
+appsrc's streaming thread, as framebus-rtsp's encoder runs in its own.
 """
 import argparse
 import threading
@@ -74,6 +84,37 @@ class Feeder:
                 time.sleep(d)
 
 
+class BusFeeder:
+    """Feeds appsrcs from a framebus bus (same frames as framebus-rtsp)."""
+
+    def __init__(self, bus):
+        import framebus  # noqa: PLC0415 (optional dependency)
+
+        self.reader = framebus.Reader(bus, wait=10.0)
+        spec = self.reader.spec
+        self.w, self.h, self.fps = spec.width, spec.height, round(spec.fps)
+        if spec.format.lower() != "nv12":
+            raise SystemExit(f"bus {bus}: format {spec.format}, expected nv12")
+        self.lock = threading.Lock()
+        self.appsrcs = []
+
+    def run(self):
+        while True:
+            try:
+                frame = self.reader.next(timeout=1.0)
+            except Exception:  # noqa: BLE001 (timeout, producer gone: keep reading)
+                continue
+            with self.lock:
+                srcs = list(self.appsrcs)
+            if not srcs:
+                frame.release()
+                continue
+            data = frame.array.tobytes()
+            frame.release()
+            for src in srcs:
+                src.emit("push-buffer", Gst.Buffer.new_wrapped(data))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, default=8555)
@@ -81,10 +122,15 @@ def main():
     ap.add_argument("--fps", type=int, default=30)
     ap.add_argument("--bitrate", type=int, default=4000, help="kbit/s")
     ap.add_argument("--gop", type=int, default=60)
+    ap.add_argument("--bus", help="read frames from this framebus bus (size and rate from the bus)")
     a = ap.parse_args()
-    w, h = (int(v) for v in a.size.split("x"))
     Gst.init(None)
-    feeder = Feeder(w, h, a.fps)
+    if a.bus:
+        feeder = BusFeeder(a.bus)
+    else:
+        w, h = (int(v) for v in a.size.split("x"))
+        feeder = Feeder(w, h, a.fps)
+    w, h, fps = feeder.w, feeder.h, feeder.fps
     server = GstRtspServer.RTSPServer()
     server.set_address("127.0.0.1")
     server.set_service(str(a.port))
@@ -92,9 +138,9 @@ def main():
     factory.set_shared(True)
     factory.set_latency(0)
     factory.set_launch(
-        f"( appsrc name=src is-live=true do-timestamp=true format=time max-bytes=0 "
-        f"caps=video/x-raw,format=NV12,width={w},height={h},framerate={a.fps}/1 "
-        f"! queue max-size-buffers=2 "
+        f"( appsrc name=src is-live=true do-timestamp=true format=time block=false max-bytes=0 "
+        f"max-buffers=1 leaky-type=downstream "
+        f"caps=video/x-raw,format=NV12,width={w},height={h},framerate={fps}/1 "
         f"! x264enc speed-preset=ultrafast tune=zerolatency bframes=0 "
         f"bitrate={a.bitrate} vbv-buf-capacity=1000 key-int-max={a.gop} "
         f"! rtph264pay name=pay0 pt=96 config-interval=-1 )"

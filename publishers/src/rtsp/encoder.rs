@@ -160,14 +160,19 @@ impl H264Encoder {
         for kind in settings.encoder.candidates() {
             let name = kind.ffmpeg_name();
             tried.push(name);
-            match open_codec(name, settings) {
+            // x264 takes NV12 and I420 as they are (it keeps chroma
+            // interleaved internally, so NV12 is even its cheapest input):
+            // a bus in either format at the profile's size is encoded
+            // without swscale.
+            let same_size = src.width == settings.width && src.height == settings.height;
+            let direct = same_size
+                && name == "libx264"
+                && matches!(src.format, PixelFormat::I420 | PixelFormat::Nv12);
+            let enc_px = if direct { in_px } else { Pixel::YUV420P };
+            match open_codec(name, settings, enc_px) {
                 Ok(enc) => {
                     let (sps, pps) = parameter_sets(&enc).ok_or(EncodeError::NoParameterSets)?;
-                    let same = src.width == settings.width
-                        && src.height == settings.height
-                        && matches!(src.format, PixelFormat::I420 | PixelFormat::Nv12)
-                        && name == "libx264";
-                    let scaler = if same && src.format == PixelFormat::I420 {
+                    let scaler = if direct {
                         None
                     } else {
                         let ctx = scaling::Context::get(
@@ -295,14 +300,14 @@ impl H264Encoder {
     }
 }
 
-fn open_codec(name: &str, s: EncodeSettings) -> Result<encoder::Video, ff::Error> {
+fn open_codec(name: &str, s: EncodeSettings, px: Pixel) -> Result<encoder::Video, ff::Error> {
     let codec = encoder::find_by_name(name).ok_or(ff::Error::EncoderNotFound)?;
     let mut enc = codec::context::Context::new_with_codec(codec)
         .encoder()
         .video()?;
     enc.set_width(s.width);
     enc.set_height(s.height);
-    enc.set_format(Pixel::YUV420P);
+    enc.set_format(px);
     enc.set_time_base(ff::Rational::new(1, 90_000));
     enc.set_frame_rate(Some(ff::Rational::new(s.fps as i32, 1)));
     enc.set_bit_rate(s.bitrate as usize);
