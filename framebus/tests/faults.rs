@@ -261,7 +261,10 @@ fn stat_readers(bus: &str) -> Vec<u64> {
         .args(["stat", "--json", bus])
         .output()
         .expect("run framebus stat");
-    assert!(out.status.success(), "framebus stat --json {bus} failed: {out:?}");
+    assert!(
+        out.status.success(),
+        "framebus stat --json {bus} failed: {out:?}"
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stat JSON");
     v["readers"]
         .as_array()
@@ -377,11 +380,17 @@ fn zombie_reader_holds_are_released() {
     loop {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
         // Field 3 (after the parenthesised name) is the state.
-        let state = stat.rsplit(')').next().and_then(|s| s.split_whitespace().next());
+        let state = stat
+            .rsplit(')')
+            .next()
+            .and_then(|s| s.split_whitespace().next());
         if state == Some("Z") {
             break;
         }
-        assert!(Instant::now() < end, "child {pid} never became a zombie: {stat}");
+        assert!(
+            Instant::now() < end,
+            "child {pid} never became a zombie: {stat}"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     // The slots come back while the zombie exists.
@@ -399,7 +408,11 @@ fn zombie_reader_holds_are_released() {
         }
     };
     let still_zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| s.rsplit(')').next().is_some_and(|t| t.trim_start().starts_with('Z')))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|t| t.trim_start().starts_with('Z'))
+        })
         .unwrap_or(false);
     assert!(still_zombie, "the child was reaped before the check");
     assert!(

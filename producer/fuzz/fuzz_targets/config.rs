@@ -27,7 +27,10 @@ fuzz_target!(|data: &[u8]| {
             assert!(!msg.is_empty());
             if let config::ConfigError::At { line, column, .. } = &e {
                 let lines = text.split('\n').count().max(1);
-                assert!(*line >= 1 && *line <= lines, "line {line} of {lines}: {msg}");
+                assert!(
+                    *line >= 1 && *line <= lines,
+                    "line {line} of {lines}: {msg}"
+                );
                 assert!(*column >= 1, "column {column}: {msg}");
             }
         }
