@@ -40,11 +40,15 @@ sleep 1
 sleep 1
 URL=http://127.0.0.1:$PORT
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-# CPU % of one core used by pid $1 over $SECS seconds.
+cpu_ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
+# CPU % of one core used by pid $1 over $SECS seconds: "total (user + system)".
+# System time includes the loopback receive path (softirq) and the wake-up
+# of the reading client, which the kernel runs in the writer's context.
 cpu_pct() {
   local a b; a=$(cpu_ticks "$1"); sleep "$SECS"; b=$(cpu_ticks "$1")
-  awk -v a="$a" -v b="$b" -v s="$SECS" -v hz="$(getconf CLK_TCK)" 'BEGIN{printf "%.1f", (b-a)*100/hz/s}'
+  awk -v a="$a" -v b="$b" -v s="$SECS" -v hz="$(getconf CLK_TCK)" 'BEGIN{
+    split(a, x, " "); split(b, y, " "); u=(y[1]-x[1])*100/hz/s; k=(y[2]-x[2])*100/hz/s
+    printf "%.1f (%.1f + %.1f)", u+k, u, k}'
 }
 # Start a draining viewer on a raw socket; $1 host:port, $2 request path or "" for raw TCP.
 viewer() {
@@ -67,7 +71,7 @@ done
 
 echo
 echo "## medium (1280x720@30, q80) viewers: framebus-mjpeg vs GStreamer"
-echo "| server | viewers | CPU % of a core | latency p50 / p90 / p99 ms |"
+echo "| server | viewers | CPU % of a core (user + sys) | latency p50 / p90 / p99 ms |"
 VPIDS=()
 for n in 1 10 50; do
   for _ in $(seq 2 "$n"); do viewer 127.0.0.1:$PORT "/$BUS/medium.mjpg"; done
