@@ -4,7 +4,7 @@
 //!
 //! Run with: `cargo bench -p framebus-benches --bench core`
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use framebus::{
     Fps, FrameMeta, FrameSpec, PixelFormat, Reader, ReaderOptions, Writer, WriterOptions,
 };
@@ -31,7 +31,6 @@ fn bus(tag: &str, bytes: usize) -> (Writer, Reader) {
 fn per_frame(c: &mut Criterion) {
     let mut g = c.benchmark_group("per-frame");
     for (bytes, label) in SIZES {
-        g.throughput(Throughput::Bytes(bytes as u64));
         // Baseline: one copy of the frame (what any copying hand-off adds).
         let src = vec![1u8; bytes];
         let mut dst = vec![0u8; bytes];
