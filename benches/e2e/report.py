@@ -179,7 +179,7 @@ def section(res: dict) -> str:
     # Latency.
     w("### Latency per output (capture time → decoded frame in the client), ms p50 / p95 / p99 (fps received)")
     w("")
-    w("| output | framebus | gstreamer | ffmpeg | framebus p50 ÷ best peer p50 |")
+    w("| output | framebus | gstreamer | ffmpeg | framebus p50 ÷ best peer p50 (peers that delivered ≥ half the frames) |")
     w("|---|---|---|---|---|")
     for out, title in OUTPUTS:
         cells = []
@@ -187,7 +187,9 @@ def section(res: dict) -> str:
         for name in ["framebus", "gstreamer", "ffmpeg"]:
             d = v.get(name, {}).get("latency", {}).get(out) if isinstance(v.get(name), dict) else None
             cells.append(lat_cell(d))
-            if name != "framebus" and d and d.get("n") and d.get("fps", 0) > 0:
+            # a peer that delivered under half the frames has no comparable p50
+            fbfps = (v.get("framebus", {}).get("latency", {}).get(out) or {}).get("fps", 0)
+            if name != "framebus" and d and d.get("n") and d.get("fps", 0) >= 0.5 * fbfps:
                 peer_p50.append(d["p50"])
         fb = v.get("framebus", {}).get("latency", {}).get(out, {}) if isinstance(v.get("framebus"), dict) else {}
         w(f"| {title} | {' | '.join(cells)} | {ratio(fb.get('p50'), min(peer_p50) if peer_p50 else None)} |")

@@ -141,7 +141,7 @@ def first_line(p: subprocess.Popen, timeout=30.0) -> str:
     while not out and time.time() - t0 < timeout and p.poll() is None:
         time.sleep(0.05)
     if not out:
-        raise RuntimeError(f"{p.args[0]} printed nothing (exit {p.poll()})")
+        raise RuntimeError(f"{p.args!r} printed nothing (exit {p.poll()})")
     return out[0]
 
 
@@ -346,7 +346,7 @@ def latency_phase(c: Ctx, name: str, roots: list[int], groups: list[dict[str, li
     latency from the time code. The raw consumer runs throughout."""
     a = c.a
     res: dict = {"latency": {}, "measure_lat": []}
-    t_first = None
+    t_first = 0.0
     for outputs in groups:
         clients = {}
         for out, cmd in outputs.items():
@@ -379,7 +379,7 @@ def scaling(c: Ctx, name: str, roots: list[int], mjpeg720: str, mjpeg480: str, r
     """CPU and per-viewer fps with n viewers of one output while every other
     output has one viewer (so every encoder runs in every variant)."""
     a = c.a
-    out = {"mjpeg720": [], "rtsp": []}
+    out: dict[str, list[dict]] = {"mjpeg720": [], "rtsp": []}
     for n in a.mjpeg_viewers:
         v = Client(c.tmp, f"{name}-mv{n}", ["mjpeg-viewers", mjpeg720, str(n), mjpeg480, "1"])
         bg = rtsp_copy_clients(c.tmp, rtsp, 1)
@@ -456,6 +456,7 @@ def v_gstreamer(c: Ctx) -> dict:
     gst = start([SYS_PY, os.path.join(HERE, "gst_tee.py"), "--mjpeg-ports", f"{p720},{p480}", "--shm", shm,
                  "--bitrate", str(BITRATE_K), "--gop", str(GOP), "--quality", str(JPEG_Q)],
                 stdin=feed.stdout, stdout=subprocess.PIPE)
+    assert feed.stdout is not None
     feed.stdout.close()
     rurl = first_line(gst).removeprefix("ready ")
     raw_out = os.path.join(c.tmp, "gstreamer-raw.json")
@@ -500,8 +501,10 @@ def ffmpeg_start(c: Ctx, tag: str):
            "-f", "mpjpeg", "-listen", "1", f"http://127.0.0.1:{p480}/",
            "-map", "[r]", "-threads", "1", "-f", "rawvideo", "pipe:1"]
     ff = start(cmd, stdin=feed.stdout, stdout=subprocess.PIPE)
+    assert feed.stdout is not None
     feed.stdout.close()
     raw = Client(c.tmp, f"ffmpeg-raw-{tag}", ["pipe-raw", "--w", str(W), "--h", str(H)], stdin=ff.stdout)
+    assert ff.stdout is not None
     ff.stdout.close()
     return [prod, feed, ff], raw, f"http://127.0.0.1:{p720}/", f"http://127.0.0.1:{p480}/", sdp
 
@@ -603,7 +606,7 @@ def main() -> int:
     c = Ctx(a)
     LOG = open(os.path.join(c.tmp, "stderr.log"), "wb")
     log(f"# framebus end-to-end benchmark ({'quick' if a.quick else 'full'}), logs in {c.tmp}")
-    results = {"meta": {"mode": "quick" if a.quick else "full", "secs": a.secs, "lat_secs": a.lat_secs, "scale_secs": a.scale_secs,
+    results: dict = {"meta": {"mode": "quick" if a.quick else "full", "secs": a.secs, "lat_secs": a.lat_secs, "scale_secs": a.scale_secs,
                         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpus": os.cpu_count(),
                         "cpu_model": cpu_model(), "kernel": platform.release(), "load_before": os.getloadavg(),
                         "ffmpeg": tool_version(["ffmpeg", "-version"]),

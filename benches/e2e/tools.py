@@ -289,15 +289,16 @@ def cmd_mjpeg_viewers(a: argparse.Namespace) -> None:
                 t_mark = now
             for key, _ in sel.select(timeout=0.5):
                 v = key.data
+                sock: socket.socket = key.fileobj  # type: ignore[assignment]
                 try:
-                    data = key.fileobj.recv(1 << 18)
+                    data = sock.recv(1 << 18)
                 except BlockingIOError:
                     continue
                 except OSError:
                     data = b""
                 if not data:
-                    sel.unregister(key.fileobj)
-                    key.fileobj.close()
+                    sel.unregister(sock)
+                    sock.close()
                     continue
                 v["bytes"] += len(data)
                 chunk = (v["tail"] + data).lower()
