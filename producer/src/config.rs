@@ -698,12 +698,19 @@ pub fn mjpeg_args(c: &Publisher, buses: &[String]) -> Vec<String> {
     a.push(c.grace.0.as_secs_f64().to_string());
     a.push("--max-viewers".into());
     a.push(c.max_viewers.to_string());
-    if let Some(auth) = &c.auth {
-        a.push("--auth".into());
-        a.push(auth.0.clone());
-    }
+    // Credentials go through the environment (`mjpeg_env`), not the
+    // command line that every user can read in `ps`.
     a.extend(c.args.iter().cloned());
     a
+}
+
+/// Environment of `framebus-mjpeg` for this config: the credentials, which
+/// only the same user (or root) can read in `/proc/PID/environ`.
+pub fn mjpeg_env(c: &Publisher) -> Vec<(&'static str, String)> {
+    c.auth
+        .iter()
+        .map(|auth| ("FRAMEBUS_MJPEG_AUTH", auth.0.clone()))
+        .collect()
 }
 
 /// The command line of `framebus-rtsp` for this config.
@@ -793,5 +800,24 @@ mod tests {
         );
         let m = mjpeg_args(c.publishers.mjpeg.as_ref().unwrap(), &["c0".into()]);
         assert!(m.contains(&"low=640x480@15:q80".to_string()), "{m:?}");
+    }
+
+    #[test]
+    fn mjpeg_credentials_go_through_the_environment() {
+        let c = parse(
+            Path::new("t"),
+            &format!("{CAM}[publishers.mjpeg]\nlisten = \"127.0.0.1:0\"\nauth = \"ann:s3cret\"\n"),
+        )
+        .unwrap();
+        let m = c.publishers.mjpeg.as_ref().unwrap();
+        let args = mjpeg_args(m, &["c0".into()]);
+        assert!(
+            !args.iter().any(|a| a.contains("s3cret")),
+            "password on the command line: {args:?}"
+        );
+        assert_eq!(
+            mjpeg_env(m),
+            vec![("FRAMEBUS_MJPEG_AUTH", "ann:s3cret".to_string())]
+        );
     }
 }

@@ -98,6 +98,8 @@ struct Child {
     kind: &'static str,
     program: PathBuf,
     args: Vec<String>,
+    /// Extra environment (credentials: never on the command line).
+    env: Vec<(&'static str, String)>,
     probe: Option<Probe>,
     auth: bool,
     proc: Option<Running>,
@@ -281,9 +283,13 @@ fn plan_children(config: &Config, policy: Policy) -> Result<Vec<Child>, Fatal> {
         if !p.enabled {
             continue;
         }
-        let (args, probe) = match kind {
-            "mjpeg" => (config::mjpeg_args(p, &buses), Probe::Http),
-            _ => (config::rtsp_args(p), Probe::Rtsp),
+        let (args, env, probe) = match kind {
+            "mjpeg" => (
+                config::mjpeg_args(p, &buses),
+                config::mjpeg_env(p),
+                Probe::Http,
+            ),
+            _ => (config::rtsp_args(p), Vec::new(), Probe::Rtsp),
         };
         let program = match &p.command {
             Some(c) => c.clone(),
@@ -302,6 +308,7 @@ fn plan_children(config: &Config, policy: Policy) -> Result<Vec<Child>, Fatal> {
             kind,
             program,
             args,
+            env,
             probe: p.health_check.then_some(probe),
             auth: p.auth.is_some(),
             proc: None,
@@ -321,6 +328,9 @@ impl Child {
     fn start(&mut self, policy: Policy) {
         let mut cmd = Command::new(&self.program);
         cmd.args(&self.args)
+            .env_remove("FRAMEBUS_MJPEG_AUTH")
+            .env_remove("FRAMEBUS_MJPEG_TOKEN")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
