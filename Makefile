@@ -24,7 +24,7 @@ PY := $(VENV)/bin/python
 CARGO_FLAGS := --release --locked
 export CARGO_TERM_COLOR := never
 
-.PHONY: help deps venv build run install test test-rust test-loom test-py wheel bench fuzz test-fuzz-short test-faults soak fmt lint clean
+.PHONY: help deps venv build run install test test-rust test-loom test-py wheel bench bench-e2e fuzz test-fuzz-short test-faults soak fmt lint clean
 
 help:
 	@echo "make run     build and start producer + publishers (test pattern 1080p60)"
@@ -123,6 +123,7 @@ bench: build wheel
 	cargo bench -p framebus-benches --locked --bench core
 	cargo run --release --locked -p framebus-benches --bin handoff
 	$(PY) benches/python/handoff.py
+	@$(MAKE) --no-print-directory bench-e2e
 
 # End-to-end comparison (docs/benchmarks.md "End-to-end scenario"): framebus
 # against one GStreamer pipeline, one ffmpeg and Python shared_memory, same
