@@ -549,7 +549,6 @@ fn mjpeg_oversized_request_is_refused() {
 /// header timeout (bounded wait; the test only fails if it is never
 /// dropped).
 #[test]
-#[ignore = "known gap (docs/security.md): axum::serve gives hyper no timer, so no header read timeout; a slowloris client is kept forever"]
 fn mjpeg_unfinished_request_head_is_dropped() {
     let bus = TestBus::start("slow-http", 160, 120);
     let server = Mjpeg::start(&["--bus", &bus.name]);

@@ -1082,3 +1082,76 @@ fn mjpeg_bus_is_rescaled() {
     let e = stream_entry(&s, &bus, "low");
     assert_eq!(e["width"], 640, "{e}");
 }
+
+/// A client that sends part of a request head and then nothing is dropped
+/// after `--header-timeout`, an oversized head gets 431, and a viewer
+/// streaming meanwhile (longer than the timeout) is not disturbed.
+#[test]
+fn slowloris_dropped_oversized_refused_viewer_unaffected() {
+    let bus = unique("slow");
+    let _f = Feeder::start(&bus, 320, 240, 30);
+    let s = Server::start(&[
+        "--bus",
+        &bus,
+        "--header-timeout",
+        "1",
+        "--profile",
+        "v=160x120@30",
+    ]);
+    let url = s.url(&format!("/{bus}/v.mjpg"));
+    let viewer = std::thread::spawn(move || curl_stream(&url, 6));
+
+    let mut slow = TcpStream::connect(s.addr()).unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
+    // Bounded wait (not a timing assertion): without a header timeout the
+    // connection is kept forever.
+    assert!(
+        reads_to_eof(&mut slow, 30),
+        "an unfinished request head was not dropped"
+    );
+
+    let big = format!("X-Big: {}", "a".repeat(20 * 1024));
+    let (st, h, _) = curl(&s.url("/healthz"), &["-H", &big]);
+    // 431, or (when the close resets the connection before curl read the
+    // answer) no response at all.
+    assert!(st == 431 || st == 0, "status {st}: {h}");
+    let ok = format!("X-Big: {}", "a".repeat(8 * 1024));
+    let (st, h, _) = curl(&s.url("/healthz"), &["-H", &ok]);
+    assert_eq!(st, 200, "{h}");
+
+    let p = parts(&viewer.join().unwrap());
+    assert!(p.len() >= 30, "viewer got {} frames in 6 s", p.len());
+}
+
+/// Beyond `--max-connections` new connections are closed at once; once
+/// connections close, new ones are served again.
+#[test]
+fn connection_cap() {
+    let s = Server::start(&["--max-connections", "2", "--header-timeout", "60"]);
+    let idle: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(s.addr()).unwrap())
+        .collect();
+    let mut refused = false;
+    for _ in 0..50 {
+        let (st, _, _) = curl(&s.url("/healthz"), &["--max-time", "5"]);
+        if st == 0 {
+            refused = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        refused,
+        "a third connection was served with --max-connections 2"
+    );
+    drop(idle);
+    let mut served = false;
+    for _ in 0..50 {
+        if curl(&s.url("/healthz"), &["--max-time", "5"]).0 == 200 {
+            served = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(served, "no connection served after the idle ones closed");
+}

@@ -172,6 +172,15 @@ pub struct Args {
     /// Shared-memory directory (default: $FRAMEBUS_SHM_DIR or /dev/shm).
     #[arg(long)]
     pub shm_dir: Option<PathBuf>,
+    /// Seconds a client has to send a complete request head (request line
+    /// and headers), for the first request and between requests on a
+    /// kept-alive connection; slower clients are disconnected.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub header_timeout: f64,
+    /// Open connections at most (viewers, API calls and idle ones
+    /// together); beyond it new connections are accepted and closed at once.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub max_connections: usize,
 }
 
 impl Args {
@@ -190,6 +199,16 @@ impl Args {
     /// Grace time.
     pub fn grace(&self) -> Duration {
         Duration::from_secs_f64(self.grace.clamp(0.0, 86_400.0))
+    }
+
+    /// Header read timeout (at least 10 ms, at most a day; NaN: default).
+    pub fn header_timeout(&self) -> Duration {
+        let s = if self.header_timeout.is_nan() {
+            10.0
+        } else {
+            self.header_timeout
+        };
+        Duration::from_secs_f64(s.clamp(0.01, 86_400.0))
     }
 }
 

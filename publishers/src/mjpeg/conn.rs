@@ -1,8 +1,14 @@
-//! Accepted connections: socket options for streaming, and counting the
-//! bytes actually written to each viewer.
+//! Accepted connections: the accept loop, limits against idle and hostile
+//! clients, socket options for streaming, and counting the bytes actually
+//! written to each viewer.
 //!
-//! [`StreamListener`] wraps the `TcpListener` given to `axum::serve`. Every
-//! accepted socket gets `TCP_NODELAY` (a part's last segment leaves at once
+//! [`serve_connections`] runs hyper's HTTP/1 server on each accepted socket
+//! (instead of `axum::serve`, which gives hyper no timer and therefore no
+//! header read timeout). Limits: a client must send a complete request head
+//! within [`ConnLimits::header_timeout`] (slowloris clients are
+//! disconnected), a head over [`MAX_REQUEST_HEAD`] bytes gets **431**, and
+//! beyond [`ConnLimits::max_connections`] open connections new ones are
+//! accepted and closed at once. Every accepted socket gets `TCP_NODELAY` (a part's last segment leaves at once
 //! instead of waiting for the previous one's ACK) and a send buffer of
 //! [`SEND_BUFFER`] bytes, so one `writev` usually hands a whole part to the
 //! kernel (fewer syscalls and wake-ups per viewer per frame). The socket is
@@ -18,10 +24,16 @@ use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
-use axum::extract::connect_info::Connected;
-use axum::serve::{IncomingStream, Listener};
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
 
 use crate::common::stats::StreamStats;
 
@@ -58,15 +70,6 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     /// Byte counter of this connection.
     pub bytes: Arc<ConnBytes>,
-}
-
-impl Connected<IncomingStream<'_, StreamListener>> for ConnInfo {
-    fn connect_info(stream: IncomingStream<'_, StreamListener>) -> ConnInfo {
-        ConnInfo {
-            peer: *stream.remote_addr(),
-            bytes: stream.io().bytes.clone(),
-        }
-    }
 }
 
 /// A TCP socket that counts what it writes.
@@ -127,41 +130,121 @@ impl AsyncWrite for CountedIo {
     }
 }
 
-/// The server's listener: socket options and byte counting on every
-/// accepted connection.
-#[derive(Debug)]
-pub struct StreamListener {
-    inner: TcpListener,
+/// Largest request head (request line and headers) accepted: a larger one
+/// is answered **431** and the connection closed.
+pub const MAX_REQUEST_HEAD: usize = 16 * 1024;
+
+/// Per-connection limits.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnLimits {
+    /// Time allowed to send a complete request head.
+    pub header_timeout: Duration,
+    /// Open connections at most; more are accepted and closed at once.
+    pub max_connections: usize,
 }
 
-impl StreamListener {
-    /// Wrap a bound listener.
-    pub fn new(inner: TcpListener) -> StreamListener {
-        StreamListener { inner }
+/// How long to pause accepting after an accept error that is not about the
+/// one connection (e.g. out of file descriptors), so the loop does not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+fn configure(tcp: &TcpStream) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+    }
+    if let Err(e) = socket2::SockRef::from(tcp).set_send_buffer_size(SEND_BUFFER) {
+        tracing::debug!(error = %e, "cannot set SO_SNDBUF");
     }
 }
 
-impl Listener for StreamListener {
-    type Io = CountedIo;
-    type Addr = SocketAddr;
+fn is_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}
 
-    async fn accept(&mut self) -> (CountedIo, SocketAddr) {
-        // axum's impl for TcpListener logs and retries accept errors.
-        let (tcp, peer) = Listener::accept(&mut self.inner).await;
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-        if let Err(e) = socket2::SockRef::from(&tcp).set_send_buffer_size(SEND_BUFFER) {
-            tracing::debug!(error = %e, "cannot set SO_SNDBUF");
-        }
-        let io = CountedIo {
-            inner: tcp,
-            bytes: Arc::new(ConnBytes::default()),
+/// Serve `router` on every connection accepted from `listener` until
+/// `down` turns true. Then accepting stops, each connection is told to
+/// close after its current response (streams end by themselves on the same
+/// signal), and this returns once all are closed or after `deadline`,
+/// whichever comes first (connections still open are dropped with the
+/// runtime). Returns whether every connection closed in time.
+pub async fn serve_connections(
+    listener: TcpListener,
+    router: Router,
+    limits: ConnLimits,
+    mut down: watch::Receiver<bool>,
+    deadline: Duration,
+) -> bool {
+    let max = limits
+        .max_connections
+        .clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
+    let slots = Arc::new(Semaphore::new(max));
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_header_size(MAX_REQUEST_HEAD);
+    let mut full_logged = false;
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = down.wait_for(|d| *d) => break,
         };
-        (io, peer)
+        let (tcp, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) if is_connection_error(&e) => continue,
+            Err(e) => {
+                tracing::error!(error = %e, "accept failed");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            if !full_logged {
+                tracing::warn!(max, "--max-connections reached: closing new connections");
+                full_logged = true;
+            }
+            drop(tcp);
+            continue;
+        };
+        full_logged = false;
+        configure(&tcp);
+        let bytes = Arc::new(ConnBytes::default());
+        let info = ConnInfo {
+            peer,
+            bytes: bytes.clone(),
+        };
+        let io = TokioIo::new(CountedIo { inner: tcp, bytes });
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(info.clone()));
+            tower_service::Service::call(&mut router.clone(), req)
+        });
+        let conn = builder.serve_connection(io, service);
+        let mut down = down.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(%peer, error = %e, "connection ended");
+                    }
+                    return;
+                }
+                _ = down.wait_for(|d| *d) => {}
+            }
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        });
     }
-
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.inner.local_addr()
-    }
+    drop(listener);
+    let all = u32::try_from(max).unwrap_or(u32::MAX);
+    let closed = tokio::time::timeout(deadline, slots.acquire_many(all))
+        .await
+        .is_ok();
+    closed
 }

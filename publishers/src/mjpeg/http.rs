@@ -1,6 +1,5 @@
 //! The HTTP server: routes, shared state, CORS, auth, graceful shutdown.
 
-use std::future::IntoFuture as _;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,7 +13,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use super::auth::{self, Auth};
 use super::config::{Args, AUTH_ENV, TOKEN_ENV};
-use super::conn::{ConnInfo, StreamListener};
+use super::conn::{serve_connections, ConnLimits};
 use super::error::ApiError;
 use super::streams::{Streams, StreamsConfig};
 use super::{api, index, media, metrics};
@@ -209,26 +208,29 @@ pub async fn serve(args: Args) -> Result<(), ServeError> {
     });
 
     let streams = state.streams.clone();
-    let mut down = state.streams.shutdown_signal();
-    let signal = async move {
+    tokio::spawn(async move {
         shutdown().await;
         streams.shut_down();
+    });
+    let down = state.streams.shutdown_signal();
+    let limits = ConnLimits {
+        header_timeout: args.header_timeout(),
+        max_connections: args.max_connections,
     };
-    let app = router(state, cors).into_make_service_with_connect_info::<ConnInfo>();
-    let server = axum::serve(StreamListener::new(listener), app)
-        .with_graceful_shutdown(signal)
-        .into_future();
-    let deadline = async move {
-        let _ = down.wait_for(|d| *d).await;
-        tokio::time::sleep(SHUTDOWN_DEADLINE).await;
-    };
-    tokio::select! {
-        r = server => r.map_err(ServeError::Serve),
-        _ = deadline => {
-            tracing::warn!("connections still open {SHUTDOWN_DEADLINE:?} after the signal: closing them");
-            Ok(())
-        }
+    if !serve_connections(
+        listener,
+        router(state, cors),
+        limits,
+        down,
+        SHUTDOWN_DEADLINE,
+    )
+    .await
+    {
+        tracing::warn!(
+            "connections still open {SHUTDOWN_DEADLINE:?} after the signal: closing them"
+        );
     }
+    Ok(())
 }
 
 async fn shutdown() {
