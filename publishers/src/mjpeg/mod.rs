@@ -9,7 +9,7 @@
 //! ([`media`]). HTTP by axum ([`http`]); see `docs/mjpeg.md`.
 //!
 //! Files: [`config`] (CLI, profiles), [`streams`] (buses and streams),
-//! [`encoder`], [`media`] (`.mjpg`, snapshot), [`conn`] (socket options,
+//! [`encoder`], [`media`] (`.mjpg`, snapshot), [`conn`] (accept loop and limits, socket options,
 //! bytes sent), [`api`] (JSON, start/stop,
 //! healthz), [`index`] (`/`), [`metrics`] (Prometheus), [`auth`], [`error`].
 
