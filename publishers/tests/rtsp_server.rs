@@ -338,3 +338,57 @@ fn clients_sending_keepalives_outlive_a_short_session_timeout() {
         );
     }
 }
+
+/// Whether the server closed `sock` (EOF or reset) within `limit`, while
+/// the client keeps trickling one byte of an unfinished request head
+/// every 200 ms (slowloris) when `trickle` is set.
+fn closed_by_server(mut sock: std::net::TcpStream, trickle: bool, limit: Duration) -> bool {
+    use std::io::{Read, Write};
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    if trickle {
+        sock.write_all(b"OPTIONS * RTSP/1.0\r\nCSeq: 1\r\nX-Slow: ")
+            .unwrap();
+    }
+    let end = std::time::Instant::now() + limit;
+    let mut buf = [0u8; 1024];
+    while std::time::Instant::now() < end {
+        if trickle && sock.write_all(b"a").is_err() {
+            return true;
+        }
+        match sock.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+#[test]
+fn idle_and_slowloris_connections_are_closed_after_the_request_timeout() {
+    let server = RtspServer::start(&["--request-timeout", "2"]);
+    let trickler = std::net::TcpStream::connect(&server.addr).unwrap();
+    let idle = std::net::TcpStream::connect(&server.addr).unwrap();
+    let t = std::thread::spawn(move || closed_by_server(trickler, true, Duration::from_secs(30)));
+    assert!(
+        closed_by_server(idle, false, Duration::from_secs(30)),
+        "an idle connection without a session was kept"
+    );
+    assert!(
+        t.join().unwrap(),
+        "a client trickling an endless request head was kept"
+    );
+    // A connection that keeps completing requests stays.
+    let mut c = RawClient::connect(&server.addr);
+    for _ in 0..4 {
+        assert_eq!(c.request("OPTIONS", "*", &[]).status, 200);
+        std::thread::sleep(Duration::from_millis(1000));
+    }
+    assert_eq!(c.request("OPTIONS", "*", &[]).status, 200);
+}

@@ -39,6 +39,10 @@ struct Args {
     /// Session timeout in seconds (announced in `Session:`).
     #[arg(long, default_value_t = 60)]
     session_timeout: u64,
+    /// Seconds a connection without a session may take to complete a
+    /// request (idle and slowloris connections are closed after it).
+    #[arg(long, default_value_t = 30.0)]
+    request_timeout: f64,
     /// RTP packet size limit in bytes.
     #[arg(long, default_value_t = 1400)]
     mtu: usize,
@@ -122,6 +126,7 @@ fn main() -> std::process::ExitCode {
         grace: Duration::from_secs_f64(args.grace.max(0.0)),
         max_clients: args.max_clients,
         session_timeout: Duration::from_secs(args.session_timeout.max(1)),
+        request_timeout: Duration::from_secs_f64(args.request_timeout.max(0.5)),
         mtu: args.mtu,
         auth,
         shm_dir: args.shm_dir,

@@ -230,6 +230,11 @@ pub struct Config {
     pub max_clients: usize,
     /// Session timeout announced in `Session:` and enforced.
     pub session_timeout: Duration,
+    /// A connection without a session must complete a message within
+    /// this time (since it opened or since its last message): idle
+    /// connections and clients trickling an endless request head
+    /// (slowloris) are closed. With a session, `session_timeout` applies.
+    pub request_timeout: Duration,
     /// RTP packet size limit (header included).
     pub mtu: usize,
     /// Optional credentials.
@@ -247,6 +252,7 @@ impl Default for Config {
             grace: Duration::from_secs(10),
             max_clients: 32,
             session_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(30),
             mtu: 1400,
             auth: None,
             shm_dir: None,

@@ -104,6 +104,7 @@ pub async fn serve(socket: TcpStream, config: Arc<Config>, streams: Arc<Streams>
         session: None,
         epoch: Instant::now(),
         activity: Arc::new(AtomicU64::new(0)),
+        last_message: Instant::now(),
     };
     conn.run(rx).await;
     reader.abort();
@@ -121,6 +122,8 @@ struct Conn {
     epoch: Instant,
     /// Milliseconds since `epoch` of the last sign of life.
     activity: Arc<AtomicU64>,
+    /// When the last complete message (request or malformed) arrived.
+    last_message: Instant,
 }
 
 /// Why the connection ends.
@@ -211,6 +214,11 @@ impl Conn {
             tracing::info!(peer = ?self.peer, "session expired");
             return Err(Close::Io);
         }
+        if self.session.is_none() && self.last_message.elapsed() > self.config.request_timeout {
+            // Idle, or trickling a request head that never ends (slowloris).
+            tracing::debug!(peer = ?self.peer, "no complete request within the request timeout");
+            return Err(Close::Io);
+        }
         Ok(())
     }
 
@@ -222,6 +230,7 @@ impl Conn {
                 Ok(())
             }
             Some(Incoming::Malformed) => {
+                self.last_message = Instant::now();
                 tracing::debug!(peer = ?self.peer, "malformed request");
                 let resp =
                     Response::builder(Version::V1_0, StatusCode::BadRequest).build(Vec::new());
@@ -229,6 +238,7 @@ impl Conn {
             }
             Some(Incoming::Request(req)) => {
                 self.touch();
+                self.last_message = Instant::now();
                 let resp = self.handle(&req).await;
                 self.send(&resp).await
             }
