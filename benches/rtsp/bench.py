@@ -17,6 +17,7 @@ Everything on 127.0.0.1; 1920x1080 NV12 at 30 fps, 4 Mbit/s, GOP 60.
 """
 import argparse
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -52,7 +53,13 @@ def read_exact(f, n):
 
 def latency(client_cmd, frames, skip=30):
     # `timeout` bounds a client that stalls (read_exact would block forever).
-    p = subprocess.Popen(["timeout", "60"] + client_cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    # Own process group: killing only `timeout` would leave the client
+    # running, connected and stalled on a full pipe; a stalled TCP client
+    # of the shared media then slows down every later measurement.
+    # BENCH_CLIENT_LOG=FILE appends the clients' stderr there (debugging).
+    log = open(os.environ["BENCH_CLIENT_LOG"], "ab") if os.environ.get("BENCH_CLIENT_LOG") else subprocess.DEVNULL
+    p = subprocess.Popen(["timeout", "60"] + client_cmd, stdout=subprocess.PIPE, stderr=log,
+                         start_new_session=True)
     lat = []
     try:
         deadline = time.time() + 60
@@ -73,8 +80,12 @@ def latency(client_cmd, frames, skip=30):
             if 0 <= d < 10_000:
                 lat.append(d)
     finally:
-        p.kill()
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         p.wait()
+        p.stdout.close()
     if not lat:
         return None
     lat.sort()
