@@ -24,13 +24,16 @@ PY := $(VENV)/bin/python
 CARGO_FLAGS := --release --locked
 export CARGO_TERM_COLOR := never
 
-.PHONY: help deps venv build run install test test-rust test-loom test-py wheel bench bench-e2e fuzz test-fuzz-short test-faults soak fmt lint clean
+.PHONY: help deps venv build run install test test-rust test-loom test-py wheel bench bench-e2e fuzz test-fuzz-short test-faults test-soak-short soak fmt lint clean
 
 help:
 	@echo "make run     build and start producer + publishers (test pattern 1080p60)"
 	@echo "make test    every test: Rust, loom, Python, end-to-end with real clients"
 	@echo "make bench   benchmarks (numbers go to docs/benchmarks.md)"
 	@echo "make lint    rustfmt --check and clippy -D warnings"
+	@echo "make fuzz    every fuzz target for FUZZ_SECONDS (default 60)"
+	@echo "make soak    1,000 reader kills, 20 producer kills, SOAK_SECONDS of service (default 3600)"
+	@echo "make install binaries, systemd unit, /etc/framebus/framebus.toml (DESTDIR, PREFIX)"
 
 $(STAMPS):
 	@mkdir -p $@
@@ -88,10 +91,21 @@ install:
 	@echo "  sudo useradd --system --no-create-home --shell /usr/sbin/nologin --groups video framebus"
 	@echo "  sudo systemctl daemon-reload && sudo systemctl enable --now framebus"
 
+# Everything, in one go. The wheel comes first so the fault tests also
+# drive a Python reader; the short fuzz run replays the committed corpora of
+# the light targets (the publishers' targets need a sanitizer build of
+# FFmpeg bindings: `make fuzz`); the short soak samples every 10 s for 90 s.
 test: deps venv
+	@$(MAKE) --no-print-directory wheel
 	@$(MAKE) --no-print-directory test-rust
 	@$(MAKE) --no-print-directory test-loom
 	@$(MAKE) --no-print-directory test-py
+	@$(MAKE) --no-print-directory test-fuzz-short \
+	  FUZZ_SHORT_TARGETS="framebus/fuzz:header framebus/fuzz:timecode producer/fuzz:config"
+	@$(MAKE) --no-print-directory test-soak-short
+
+test-soak-short: build wheel
+	SOAK_SECONDS=90 SAMPLE_SECONDS=10 WARMUP_SECONDS=30 scripts/soak.sh
 
 test-rust:
 	cargo build $(CARGO_FLAGS) --workspace --bins

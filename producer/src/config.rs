@@ -737,12 +737,17 @@ pub fn rtsp_args(c: &Publisher) -> Vec<String> {
     a.push(c.grace.0.as_secs_f64().to_string());
     a.push("--max-clients".into());
     a.push(c.max_viewers.to_string());
-    if let Some(auth) = &c.auth {
-        a.push("--auth".into());
-        a.push(auth.0.clone());
-    }
+    // Credentials go through the environment (`rtsp_env`).
     a.extend(c.args.iter().cloned());
     a
+}
+
+/// Environment of `framebus-rtsp` for this config (the credentials).
+pub fn rtsp_env(c: &Publisher) -> Vec<(&'static str, String)> {
+    c.auth
+        .iter()
+        .map(|auth| ("FRAMEBUS_RTSP_AUTH", auth.0.clone()))
+        .collect()
 }
 
 #[cfg(test)]
@@ -803,7 +808,7 @@ mod tests {
     }
 
     #[test]
-    fn mjpeg_credentials_go_through_the_environment() {
+    fn credentials_go_through_the_environment() {
         let c = parse(
             Path::new("t"),
             &format!("{CAM}[publishers.mjpeg]\nlisten = \"127.0.0.1:0\"\nauth = \"ann:s3cret\"\n"),

@@ -289,7 +289,7 @@ fn plan_children(config: &Config, policy: Policy) -> Result<Vec<Child>, Fatal> {
                 config::mjpeg_env(p),
                 Probe::Http,
             ),
-            _ => (config::rtsp_args(p), Vec::new(), Probe::Rtsp),
+            _ => (config::rtsp_args(p), config::rtsp_env(p), Probe::Rtsp),
         };
         let program = match &p.command {
             Some(c) => c.clone(),
@@ -330,6 +330,7 @@ impl Child {
         cmd.args(&self.args)
             .env_remove("FRAMEBUS_MJPEG_AUTH")
             .env_remove("FRAMEBUS_MJPEG_TOKEN")
+            .env_remove("FRAMEBUS_RTSP_AUTH")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
