@@ -230,9 +230,15 @@ def main():
         print(f"\n(latency: the round with the median p50 over {a.rounds} round(s); CPU: median over rounds, "
               f"% of one core; load average at the end: {os.getloadavg()[0]:.1f})")
     finally:
+        # SIGTERM first: the producer unlinks its bus on a clean stop.
         for p in procs:
-            p.kill()
-            p.wait()
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
 
 
 if __name__ == "__main__":
