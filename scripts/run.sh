@@ -21,9 +21,11 @@ producer=$!
 # SIGTERM to the producer stops its publishers first, then capture.
 trap 'kill -TERM "$producer" 2>/dev/null; wait "$producer"; exit 0' INT TERM
 
-# Wait (at most 60 s) until every bus is live and every publisher answers.
+# Wait (at most 15 s) until every bus is live and every publisher answers.
+# (A stale bus left by some other, dead producer keeps `framebus status`
+# degraded; the service starts anyway and the status says why.)
 code=11
-for _ in $(seq 1 120); do
+for _ in $(seq 1 30); do
   if ! kill -0 "$producer" 2>/dev/null; then
     wait "$producer"; code=$?
     echo "run.sh: framebus-producer exited with code $code (see the line above)" >&2
