@@ -169,7 +169,21 @@ impl H264Encoder {
                 && name == "libx264"
                 && matches!(src.format, PixelFormat::I420 | PixelFormat::Nv12);
             let enc_px = if direct { in_px } else { Pixel::YUV420P };
-            match open_codec(name, settings, enc_px) {
+            // Probing hardware encoders in `auto` mode: a missing device is
+            // expected, so libav's own error lines for it stay quiet (the
+            // outcome is logged below at debug level).
+            let probing = settings.encoder == EncoderKind::Auto && name != "libx264";
+            let level = probing
+                .then(ffmpeg_next::util::log::get_level)
+                .and_then(Result::ok);
+            if level.is_some() {
+                ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Quiet);
+            }
+            let opened = open_codec(name, settings, enc_px);
+            if let Some(level) = level {
+                ffmpeg_next::util::log::set_level(level);
+            }
+            match opened {
                 Ok(enc) => {
                     let (sps, pps) = parameter_sets(&enc).ok_or(EncodeError::NoParameterSets)?;
                     let scaler = if direct {
