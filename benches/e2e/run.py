@@ -113,6 +113,25 @@ def stop_all() -> None:
         except subprocess.TimeoutExpired:
             pass
     PROCS.clear()
+    remove_orphan_gst_shm()
+
+
+def remove_orphan_gst_shm() -> None:
+    """GStreamer's shmsink leaves /dev/shm/shmpipe.<pid>.<n> behind when its
+    pipeline is killed; remove those whose creating process is gone."""
+    for name in os.listdir("/dev/shm"):
+        parts = name.split(".")
+        if len(parts) != 3 or parts[0] != "shmpipe":
+            continue
+        try:
+            os.kill(int(parts[1].strip()), 0)
+        except ProcessLookupError:
+            try:
+                os.unlink(os.path.join("/dev/shm", name))
+            except OSError:
+                pass
+        except (ValueError, PermissionError):
+            pass
 
 
 def _on_signal(signum, _frame):
