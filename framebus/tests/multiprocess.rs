@@ -426,4 +426,10 @@ fn producer_killed_and_restarted_readers_follow() {
             "re-attached to the new producer"
         );
     }
+    // The last producer dies like the others; remove what it leaves behind
+    // so no stale bus outlives the test.
+    sigkill(&prod);
+    let _ = prod.0.wait();
+    drop(r);
+    remove(&bus, None, false).unwrap();
 }
