@@ -16,7 +16,7 @@ mod rtsp_support;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
@@ -38,49 +38,53 @@ const KEEP: f64 = 0.9;
 const RSS_SLACK_KB: u64 = 64 * 1024;
 
 /// Kills and reaps a child process when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// Start a server binary with error-level logs and return it (killed on
+/// drop) with the `HOST:PORT` of its first stdout line,
+/// `listening on SCHEME://HOST:PORT/`.
+fn spawn_quiet(bin: &str, base: &[&str], args: &[&str], scheme: &str) -> (ChildGuard, String) {
+    let mut child = Command::new(bin)
+        .args(base)
+        .args(args)
+        .env("RUST_LOG", "error")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {bin}: {e}"));
+    let stdout = child.stdout.take().unwrap();
+    let child = ChildGuard(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|_| panic!("{bin} prints its address"));
+    let addr = line
+        .trim()
+        .strip_prefix(&format!("listening on {scheme}://"))
+        .and_then(|s| s.strip_suffix('/'))
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    (child, addr)
 }
 
 /// A running `framebus-mjpeg`, `addr` is `127.0.0.1:PORT`.
 struct Mjpeg {
-    proc: Proc,
+    proc: ChildGuard,
     addr: String,
 }
 
 impl Mjpeg {
     fn start(args: &[&str]) -> Mjpeg {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_framebus-mjpeg"))
-            .args(["--listen", "127.0.0.1:0", "--no-discover"])
-            .args(args)
-            .env("RUST_LOG", "error")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn framebus-mjpeg");
-        let stdout = child.stdout.take().unwrap();
-        let proc = Proc(child);
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("framebus-mjpeg prints its address");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on http://")
-            .and_then(|s| s.strip_suffix('/'))
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
+        let (proc, addr) = spawn_quiet(
+            env!("CARGO_BIN_EXE_framebus-mjpeg"),
+            &["--listen", "127.0.0.1:0", "--no-discover"],
+            args,
+            "http",
+        );
         Mjpeg { proc, addr }
     }
 
@@ -102,32 +106,12 @@ struct Rtsp {
 
 impl Rtsp {
     fn start(extra: &[&str]) -> Rtsp {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_framebus-rtsp"))
-            .args(["--listen", "127.0.0.1:0"])
-            .args(extra)
-            .env("RUST_LOG", "error")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn framebus-rtsp");
-        let stdout = child.stdout.take().unwrap();
-        let child = ChildGuard(child);
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("framebus-rtsp prints its address");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on rtsp://")
-            .and_then(|s| s.strip_suffix('/'))
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
+        let (child, addr) = spawn_quiet(
+            env!("CARGO_BIN_EXE_framebus-rtsp"),
+            &["--listen", "127.0.0.1:0"],
+            extra,
+            "rtsp",
+        );
         Rtsp { child, addr }
     }
 
@@ -154,7 +138,7 @@ fn fd_count(pid: u32) -> usize {
 
 /// A real client counting the frames it receives, in the background.
 struct Viewer {
-    _proc: Proc,
+    _proc: ChildGuard,
     frames: Arc<AtomicU64>,
     _thread: JoinHandle<()>,
 }
@@ -191,7 +175,7 @@ impl Viewer {
             }
         });
         Viewer {
-            _proc: Proc(child),
+            _proc: ChildGuard(child),
             frames,
             _thread: thread,
         }
@@ -232,7 +216,7 @@ impl Viewer {
             }
         });
         Viewer {
-            _proc: Proc(child),
+            _proc: ChildGuard(child),
             frames,
             _thread: thread,
         }
