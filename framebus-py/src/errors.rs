@@ -82,6 +82,12 @@ create_exception!(
 );
 create_exception!(
     framebus._framebus,
+    ForkedError,
+    FramebusError,
+    "This Reader or Writer was inherited across fork(); it is inert in the child process. Create a new one there."
+);
+create_exception!(
+    framebus._framebus,
     Released,
     FramebusError,
     "The frame was released, or the reader/writer/loan closed, and cannot be used any more."
@@ -102,6 +108,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("TooManyHeld", py.get_type::<TooManyHeld>())?;
     m.add("AllSlotsHeld", py.get_type::<AllSlotsHeld>())?;
     m.add("InvalidOptions", py.get_type::<InvalidOptions>())?;
+    m.add("ForkedError", py.get_type::<ForkedError>())?;
     m.add("Released", py.get_type::<Released>())?;
     Ok(())
 }
@@ -128,7 +135,9 @@ pub(crate) fn read(e: ReadError) -> PyErr {
         ReadError::Timeout { .. } => Timeout::new_err(msg),
         ReadError::TooManyHeld { .. } => TooManyHeld::new_err(msg),
         ReadError::Corrupt { .. } => CorruptBus::new_err(msg),
+        ReadError::Forked { .. } => ForkedError::new_err(msg),
         ReadError::Attach(a) => attach(a),
+        _ => FramebusError::new_err(msg),
     }
 }
 
@@ -151,7 +160,8 @@ pub(crate) fn publish(e: PublishError) -> PyErr {
     match e {
         PublishError::AllSlotsHeld { .. } => AllSlotsHeld::new_err(msg),
         PublishError::TooLarge { .. } | PublishError::WrongSize { .. } => FormatError::new_err(msg),
-        PublishError::Closed { .. } => FramebusError::new_err(msg),
+        PublishError::Forked { .. } => ForkedError::new_err(msg),
+        _ => FramebusError::new_err(msg),
     }
 }
 

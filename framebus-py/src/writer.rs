@@ -178,6 +178,9 @@ impl PyWriter {
             slot_capacity,
             shm_dir,
             source: source.unwrap_or_else(|| "python".to_string()),
+            // numpy views derived from a loan can outlive it: seal each
+            // slot at publish so they can no longer change what readers see.
+            seal_published: true,
             ..WriterOptions::default()
         };
         let writer = Writer::create(name, spec, opts).map_err(errors::create)?;
@@ -434,13 +437,14 @@ impl PyLoan {
                 self.bus
             )));
         };
-        let seq = if publish {
+        let outcome = if publish {
             let m = meta(stamps.0.or(st.stamps.0), stamps.1.or(st.stamps.1));
-            Some(loan.publish(m))
+            loan.try_publish(m).map(Some)
         } else {
             drop(loan);
-            None
+            Ok(None)
         };
+        let seq = outcome.as_ref().ok().copied().flatten();
         st.seq = seq;
         if let Some(a) = &st.array {
             let kw = PyDict::new(py);
@@ -452,7 +456,8 @@ impl PyLoan {
         let mut g = lock(&self.shared);
         g.loaned = false;
         g.maybe_free();
-        Ok(seq)
+        drop(g);
+        outcome.map_err(errors::publish)
     }
 }
 

@@ -11,6 +11,7 @@ use crate::name::NameError;
 
 /// `Writer::create` failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CreateError {
     /// The bus name is not valid.
     #[error(transparent)]
@@ -75,6 +76,7 @@ pub enum CreateError {
 
 /// `Reader::attach` failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AttachError {
     /// The bus name is not valid.
     #[error(transparent)]
@@ -135,6 +137,7 @@ pub enum AttachError {
 
 /// Taking a frame (`next`, `latest`, `try_next`) failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ReadError {
     /// The producer stopped or died. Later calls wait for a new producer on
     /// the same name and re-attach by themselves.
@@ -173,6 +176,13 @@ pub enum ReadError {
         /// What is wrong.
         why: &'static str,
     },
+    /// This reader was inherited across `fork()`; it is inert in the child
+    /// (see `fork.rs`): attach a new one there.
+    #[error("bus {name:?}: this Reader was inherited across fork(); it cannot be used in the child process (attach a new Reader there)")]
+    Forked {
+        /// Bus name.
+        name: String,
+    },
     /// Re-attaching to a restarted producer failed for a reason other than
     /// its absence.
     #[error(transparent)]
@@ -181,6 +191,7 @@ pub enum ReadError {
 
 /// `Writer::loan` or `publish` failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PublishError {
     /// Readers hold every slot the writer could use; this frame is dropped
     /// (and counted). The writer never waits for readers.
@@ -206,6 +217,23 @@ pub enum PublishError {
     Closed {
         /// Bus name.
         name: String,
+    },
+    /// This writer was inherited across `fork()`; it is inert in the child
+    /// (the bus stays the parent's).
+    #[error("bus {name:?}: this Writer was inherited across fork(); it cannot be used in the child process (the bus belongs to the parent)")]
+    Forked {
+        /// Bus name.
+        name: String,
+    },
+    /// Sealing or unsealing a slot's pages failed (`mmap`).
+    #[error("bus {name:?}: remapping slot {slot} failed: {source}")]
+    Map {
+        /// Bus name.
+        name: String,
+        /// Slot index.
+        slot: u32,
+        /// The OS error.
+        source: std::io::Error,
     },
     /// A raw-format payload of the wrong size.
     #[error("bus {name:?}: a {format} frame is {expected} bytes, got {len}")]

@@ -205,6 +205,7 @@ impl fmt::Display for Fps {
 
 /// Why a frame spec is not acceptable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SpecError {
     /// Width or height is zero or above [`MAX_DIMENSION`].
     #[error("size {width}x{height} is out of range (1..={max} each)", max = MAX_DIMENSION)]

@@ -1,19 +1,22 @@
-//! The bytes of a bus segment: a versioned format (drawn in
-//! `docs/shm-layout.md`).
+//! The bytes of a bus segment: a versioned format, defined once here (and
+//! drawn in `docs/shm-layout.md`, which a test checks against this file).
 //!
 //! ```text
-//! 0                 1024            1024+64*S        control_size (page aligned)
+//! 0                 1024            1024+64*S        data_offset (page aligned)
 //! +-----------------+---------------+----------------+----------------------------+
 //! | Header          | SlotDesc x S  | ReaderEntry x R| slot 0 | slot 1 | ... S-1  |
 //! +-----------------+---------------+----------------+----------------------------+
 //!   control region: mapped read-write by readers       data region: read-only for readers
 //! ```
 //!
-//! Every field written after the segment is published is an atomic. Fields
-//! written once, before the segment is linked into place, are plain integers;
-//! readers copy them once ([`HeaderFields::read`]) and validate that copy
-//! against the mapping size before trusting any offset
-//! ([`HeaderFields::validate`]).
+//! The [`Header`] is a [`FixedHeader`] of plain integers, written once
+//! before the segment is linked under its name, followed by a
+//! [`LiveHeader`] of atomics. Readers never form a reference to the fixed
+//! part inside the mapping (another process could write it): they copy it
+//! once ([`FixedHeader::read`]) and validate the copy against the file size
+//! before trusting any offset ([`FixedHeader::validate`]). Everything
+//! written after publication is an atomic, reached through `&LiveHeader`,
+//! `&SlotDesc` and `&ReaderEntry`.
 
 use std::mem::{offset_of, size_of};
 use std::sync::atomic::{AtomicU32, AtomicU64};
@@ -22,15 +25,21 @@ use crate::format::{Fps, FrameSpec, PixelFormat};
 
 /// `b"FRAMEBUS"` read as a little-endian `u64`.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"FRAMEBUS");
-/// The layout version this crate reads and writes.
-pub const LAYOUT_VERSION: u32 = 1;
+/// The layout version this crate reads and writes. Version 2 replaced the
+/// shared waiter count with a per-reader waiting flag and added the reader
+/// high-water mark and the wake-up counter.
+pub const LAYOUT_VERSION: u32 = 2;
 /// Size of the header region.
 pub const HEADER_SIZE: usize = 1024;
+/// Size of the [`FixedHeader`] at the start of the header.
+pub const FIXED_SIZE: usize = 256;
+/// Fewest slots a bus can have (see [`ring_rule`]).
+pub const MIN_SLOTS: u32 = 3;
 /// Most slots a bus can have (one bit each in a reader's held mask).
 pub const MAX_SLOTS: u32 = 64;
 /// Most reader entries a bus can have.
 pub const MAX_READERS: u32 = 1024;
-/// Page size the data region is aligned to.
+/// Page size the data region and every slot are aligned to.
 pub const PAGE: usize = 4096;
 /// Bytes of the `source` description in the header.
 pub const SOURCE_LEN: usize = 96;
@@ -40,22 +49,64 @@ pub const SOURCE_LEN: usize = 96;
 /// # Safety
 ///
 /// Implementors are `#[repr(C)]`, hold no pointers or references (addresses
-/// differ between processes), have no padding whose contents matter, and are
-/// valid for every bit pattern (the memory is written by other processes and
-/// must be treated as untrusted).
+/// differ between processes), have no padding bytes (every byte belongs to
+/// a field, so a value can be viewed as bytes), and are valid for every bit
+/// pattern (the memory is written by other processes and must be treated as
+/// untrusted).
 pub unsafe trait ShmSafe: Sized {}
 
-/// Segment states, in [`Header::state`].
+/// The bytes of a shared-memory value (to write a header with `pwrite`).
+pub(crate) fn as_bytes<T: ShmSafe>(v: &T) -> &[u8] {
+    // SAFETY: `ShmSafe` types have no padding, so every one of the
+    // `size_of::<T>()` bytes behind `v` is initialised; the slice borrows `v`.
+    unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }
+}
+
+/// A value copied out of bytes (a `pread` buffer); `None` if too short.
+pub(crate) fn read_copy<T: ShmSafe>(bytes: &[u8]) -> Option<T> {
+    if bytes.len() < size_of::<T>() {
+        return None;
+    }
+    // SAFETY: the source has at least `size_of::<T>()` bytes (checked), the
+    // read is unaligned-safe, and `ShmSafe` types are valid for any bits.
+    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
+/// The ring rule, stated once and used by both the writer's options check
+/// and the readers' header validation: at least [`MIN_SLOTS`] and at most
+/// [`MAX_SLOTS`] slots, and one reader holds at most `slots - 2` of them.
+///
+/// Why `slots - 2`: the writer never overwrites the newest frame (one slot),
+/// so with one reader holding `slots - 2` the writer still has one slot to
+/// write into. `slots >= readers * max_held + 2` means it never drops.
+/// Returns the offending field, its value and why, for either caller's
+/// error type.
+pub const fn ring_rule(slots: u32, max_held: u32) -> Result<(), (&'static str, u64, &'static str)> {
+    if slots < MIN_SLOTS || slots > MAX_SLOTS {
+        return Err(("slot_count", slots as u64, "must be 3..=64"));
+    }
+    if max_held == 0 || max_held > slots - 2 {
+        return Err((
+            "max_held",
+            max_held as u64,
+            "must be 1..=slot_count-2, so one reader can never starve the writer",
+        ));
+    }
+    Ok(())
+}
+
+/// Segment states, in [`LiveHeader::state`].
 pub mod state {
     /// Being set up (only ever seen on a temporary file).
     pub const INIT: u32 = 0;
     /// A producer is publishing.
     pub const LIVE: u32 = 1;
-    /// The producer closed the bus cleanly.
+    /// The producer closed the bus cleanly (or a new producer is replacing
+    /// a dead one's segment).
     pub const CLOSED: u32 = 2;
 }
 
-/// What the producer's source is doing, in [`Header::source_state`].
+/// What the producer's source is doing, in [`LiveHeader::source_state`].
 pub mod source_state {
     /// Not reported.
     pub const UNKNOWN: u32 = 0;
@@ -80,15 +131,15 @@ pub mod source_state {
     }
 }
 
-/// The segment header.
+/// The write-once part of the header (bytes 0..256): plain integers.
 #[repr(C)]
-pub struct Header {
-    // ---- written once, before the segment is linked into place ----
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FixedHeader {
     /// [`MAGIC`].
     pub magic: u64,
     /// [`LAYOUT_VERSION`].
     pub version: u32,
-    /// `size_of::<Header>()`, so a reader can tell a header it cannot parse.
+    /// [`HEADER_SIZE`], so a reader can tell a header it cannot parse.
     pub header_size: u32,
     /// Bytes of the whole segment.
     pub total_size: u64,
@@ -135,21 +186,27 @@ pub struct Header {
     pub instance_id: u64,
     /// What the producer captures from, UTF-8, NUL padded.
     pub source: [u8; SOURCE_LEN],
+}
 
-    // ---- live words ----
+/// The live part of the header (bytes 256..1024): atomics only, each group
+/// on its own cache line.
+#[repr(C)]
+pub struct LiveHeader {
     /// [`state`].
     pub state: AtomicU32,
     /// [`source_state`].
     pub source_state: AtomicU32,
     _pad0: [u8; 56],
-    /// The newest frame: `sequence << 8 | slot`; 0 before the first.
+    /// The newest frame, `sequence << 8 | slot` (packed and unpacked by
+    /// `protocol::pack_latest`/`unpack_latest`); 0 before the first.
     pub latest: AtomicU64,
     _pad1: [u8; 56],
     /// Futex word: the low 32 bits of the newest sequence, bumped on publish
     /// and on close.
     pub wake_seq: AtomicU32,
-    /// Readers blocked (or about to block) on `wake_seq`.
-    pub waiters: AtomicU32,
+    /// One more than the highest reader entry ever claimed: the writer scans
+    /// entries `0..reader_hwm` only. Never decreases.
+    pub reader_hwm: AtomicU32,
     _pad2: [u8; 56],
     /// Frames published.
     pub published: AtomicU64,
@@ -167,13 +224,51 @@ pub struct Header {
     pub restarts: AtomicU64,
     /// Producer: watchdog fires.
     pub watchdog_fires: AtomicU64,
-    _reserved: [u8; HEADER_SIZE - 512],
+    /// Wake-up system calls the writer made (it makes one only when a
+    /// reader's waiting flag is set).
+    pub wake_calls: AtomicU64,
+    _reserved: [u8; HEADER_SIZE - FIXED_SIZE - 264],
+}
+
+impl LiveHeader {
+    /// A live header in state `state`, every other word zero.
+    pub(crate) fn new(state: u32) -> LiveHeader {
+        LiveHeader {
+            state: AtomicU32::new(state),
+            source_state: AtomicU32::new(0),
+            _pad0: [0; 56],
+            latest: AtomicU64::new(0),
+            _pad1: [0; 56],
+            wake_seq: AtomicU32::new(0),
+            reader_hwm: AtomicU32::new(0),
+            _pad2: [0; 56],
+            published: AtomicU64::new(0),
+            dropped_all_held: AtomicU64::new(0),
+            last_publish_ns: AtomicU64::new(0),
+            measured_fps_milli: AtomicU64::new(0),
+            captured: AtomicU64::new(0),
+            source_dropped: AtomicU64::new(0),
+            restarts: AtomicU64::new(0),
+            watchdog_fires: AtomicU64::new(0),
+            wake_calls: AtomicU64::new(0),
+            _reserved: [0; HEADER_SIZE - FIXED_SIZE - 264],
+        }
+    }
+}
+
+/// The segment header: the fixed part, then the live words.
+#[repr(C)]
+pub struct Header {
+    /// Written once, before the segment is linked under its name.
+    pub fixed: FixedHeader,
+    /// Written while the bus lives.
+    pub live: LiveHeader,
 }
 
 /// One slot's descriptor.
 #[repr(C)]
 pub struct SlotDesc {
-    /// The state word (see [`crate::protocol`]).
+    /// The state word `seq << 1 | W` (see [`crate::protocol`]).
     pub state: AtomicU64,
     /// Payload bytes.
     pub len: AtomicU64,
@@ -193,7 +288,10 @@ pub struct ReaderEntry {
     pub held: AtomicU64,
     /// Owner's pid in its own namespace (informational).
     pub pid: AtomicU32,
-    _pad0: u32,
+    /// 1 while the owner sleeps (or is about to) on the futex word; cleared
+    /// by the owner after waking and by whoever reclaims a dead owner's
+    /// entry, so a reader killed while blocked costs nothing for long.
+    pub waiting: AtomicU32,
     /// Frames taken.
     pub frames: AtomicU64,
     /// Frames skipped (published but never taken).
@@ -205,42 +303,88 @@ pub struct ReaderEntry {
     _pad1: [u8; 16],
 }
 
-// SAFETY: (all three) `#[repr(C)]`, integers, atomics over integers and
-// byte arrays only; every bit pattern is a valid value.
+// SAFETY: (all five) `#[repr(C)]`, integers, atomics over integers and byte
+// arrays only, laid out without padding (the assertions below pin every
+// offset and size); every bit pattern is a valid value.
+unsafe impl ShmSafe for FixedHeader {}
+// SAFETY: as above.
+unsafe impl ShmSafe for LiveHeader {}
+// SAFETY: as above.
 unsafe impl ShmSafe for Header {}
 // SAFETY: as above.
 unsafe impl ShmSafe for SlotDesc {}
 // SAFETY: as above.
 unsafe impl ShmSafe for ReaderEntry {}
 
+/// Every field's offset, pinned at compile time: the layout cannot drift
+/// without this list (and `docs/shm-layout.md`, checked by
+/// `tests/layout_doc.rs`) changing with it.
 const _: () = {
+    assert!(size_of::<FixedHeader>() == FIXED_SIZE);
+    assert!(size_of::<LiveHeader>() == HEADER_SIZE - FIXED_SIZE);
     assert!(size_of::<Header>() == HEADER_SIZE);
     assert!(size_of::<SlotDesc>() == 64);
     assert!(size_of::<ReaderEntry>() == 64);
-    assert!(offset_of!(Header, magic) == 0);
-    assert!(offset_of!(Header, version) == 8);
-    assert!(offset_of!(Header, header_size) == 12);
-    assert!(offset_of!(Header, total_size) == 16);
-    assert!(offset_of!(Header, producer_pid) == 24);
-    assert!(offset_of!(Header, fourcc) == 28);
-    assert!(offset_of!(Header, width) == 32);
-    assert!(offset_of!(Header, plane_offset) == 56);
-    assert!(offset_of!(Header, plane_stride) == 72);
-    assert!(offset_of!(Header, frame_size) == 88);
-    assert!(offset_of!(Header, data_offset) == 128);
-    assert!(offset_of!(Header, reader_capacity) == 136);
-    assert!(offset_of!(Header, instance_id) == 152);
-    assert!(offset_of!(Header, source) == 160);
-    assert!(offset_of!(Header, state) == 256);
-    assert!(offset_of!(Header, latest) == 320);
-    assert!(offset_of!(Header, wake_seq) == 384);
-    assert!(offset_of!(Header, waiters) == 388);
-    assert!(offset_of!(Header, published) == 448);
-    assert!(offset_of!(Header, watchdog_fires) == 504);
+    assert!(offset_of!(Header, fixed) == 0);
+    assert!(offset_of!(Header, live) == FIXED_SIZE);
+
+    assert!(offset_of!(FixedHeader, magic) == 0);
+    assert!(offset_of!(FixedHeader, version) == 8);
+    assert!(offset_of!(FixedHeader, header_size) == 12);
+    assert!(offset_of!(FixedHeader, total_size) == 16);
+    assert!(offset_of!(FixedHeader, producer_pid) == 24);
+    assert!(offset_of!(FixedHeader, fourcc) == 28);
+    assert!(offset_of!(FixedHeader, width) == 32);
+    assert!(offset_of!(FixedHeader, height) == 36);
+    assert!(offset_of!(FixedHeader, fps_num) == 40);
+    assert!(offset_of!(FixedHeader, fps_den) == 44);
+    assert!(offset_of!(FixedHeader, plane_count) == 48);
+    assert!(offset_of!(FixedHeader, slot_count) == 52);
+    assert!(offset_of!(FixedHeader, plane_offset) == 56);
+    assert!(offset_of!(FixedHeader, plane_stride) == 72);
+    assert!(offset_of!(FixedHeader, frame_size) == 88);
+    assert!(offset_of!(FixedHeader, slot_capacity) == 96);
+    assert!(offset_of!(FixedHeader, slot_stride) == 104);
+    assert!(offset_of!(FixedHeader, slots_offset) == 112);
+    assert!(offset_of!(FixedHeader, readers_offset) == 120);
+    assert!(offset_of!(FixedHeader, data_offset) == 128);
+    assert!(offset_of!(FixedHeader, reader_capacity) == 136);
+    assert!(offset_of!(FixedHeader, max_held) == 140);
+    assert!(offset_of!(FixedHeader, created_realtime_ns) == 144);
+    assert!(offset_of!(FixedHeader, instance_id) == 152);
+    assert!(offset_of!(FixedHeader, source) == 160);
+    assert!(offset_of!(FixedHeader, source) + SOURCE_LEN == FIXED_SIZE);
+
+    assert!(offset_of!(Header, live.state) == 256);
+    assert!(offset_of!(Header, live.source_state) == 260);
+    assert!(offset_of!(Header, live.latest) == 320);
+    assert!(offset_of!(Header, live.wake_seq) == 384);
+    assert!(offset_of!(Header, live.reader_hwm) == 388);
+    assert!(offset_of!(Header, live.published) == 448);
+    assert!(offset_of!(Header, live.dropped_all_held) == 456);
+    assert!(offset_of!(Header, live.last_publish_ns) == 464);
+    assert!(offset_of!(Header, live.measured_fps_milli) == 472);
+    assert!(offset_of!(Header, live.captured) == 480);
+    assert!(offset_of!(Header, live.source_dropped) == 488);
+    assert!(offset_of!(Header, live.restarts) == 496);
+    assert!(offset_of!(Header, live.watchdog_fires) == 504);
+    assert!(offset_of!(Header, live.wake_calls) == 512);
+
+    assert!(offset_of!(SlotDesc, state) == 0);
+    assert!(offset_of!(SlotDesc, len) == 8);
+    assert!(offset_of!(SlotDesc, mono_ns) == 16);
+    assert!(offset_of!(SlotDesc, realtime_ns) == 24);
     assert!(offset_of!(SlotDesc, flags) == 32);
+
+    assert!(offset_of!(ReaderEntry, held) == 0);
+    assert!(offset_of!(ReaderEntry, pid) == 8);
+    assert!(offset_of!(ReaderEntry, waiting) == 12);
+    assert!(offset_of!(ReaderEntry, frames) == 16);
+    assert!(offset_of!(ReaderEntry, skipped) == 24);
     assert!(offset_of!(ReaderEntry, last_seq) == 32);
-    // The futex word must be 4-byte aligned; everything else 8.
-    assert!(offset_of!(Header, wake_seq) % 4 == 0);
+    assert!(offset_of!(ReaderEntry, attached_ns) == 40);
+    // The futex word must be 4-byte aligned.
+    assert!(offset_of!(Header, live.wake_seq) % 4 == 0);
 };
 
 /// Where each part of a segment goes, computed from the creation parameters.
@@ -297,6 +441,7 @@ impl Geometry {
 
 /// Why a segment's header cannot be trusted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum HeaderError {
     /// The file is shorter than a header.
     #[error("segment is {size} bytes, shorter than the {need}-byte header")]
@@ -345,36 +490,6 @@ pub enum HeaderError {
     NotReady,
 }
 
-/// The write-once header fields, copied out of the mapping.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct HeaderFields {
-    pub magic: u64,
-    pub version: u32,
-    pub header_size: u32,
-    pub total_size: u64,
-    pub producer_pid: u32,
-    pub fourcc: u32,
-    pub width: u32,
-    pub height: u32,
-    pub fps_num: u32,
-    pub fps_den: u32,
-    pub plane_count: u32,
-    pub slot_count: u32,
-    pub plane_offset: [u32; 4],
-    pub plane_stride: [u32; 4],
-    pub frame_size: u64,
-    pub slot_capacity: u64,
-    pub slot_stride: u64,
-    pub slots_offset: u64,
-    pub readers_offset: u64,
-    pub data_offset: u64,
-    pub reader_capacity: u32,
-    pub max_held: u32,
-    pub created_realtime_ns: u64,
-    pub instance_id: u64,
-    pub source: [u8; SOURCE_LEN],
-}
-
 /// A header copied and checked: everything a reader trusts.
 #[derive(Clone, Debug)]
 pub struct Validated {
@@ -392,64 +507,71 @@ pub struct Validated {
     pub source: String,
 }
 
-impl HeaderFields {
-    /// Parse the first [`HEADER_SIZE`] bytes of a segment (from `pread` or a
-    /// copy of the mapping). Never panics; `bytes` shorter than a header gives
-    /// `Truncated`.
-    pub(crate) fn parse(bytes: &[u8]) -> Result<HeaderFields, HeaderError> {
+impl FixedHeader {
+    /// The fixed header of a new segment.
+    pub(crate) fn new(
+        spec: &FrameSpec,
+        g: Geometry,
+        max_held: u32,
+        instance_id: u64,
+        source: &str,
+    ) -> FixedHeader {
+        let mut plane_offset = [0u32; 4];
+        let mut plane_stride = [0u32; 4];
+        for (i, p) in spec.planes().iter().enumerate() {
+            plane_offset[i] = p.offset;
+            plane_stride[i] = p.stride;
+        }
+        let mut src = [0u8; SOURCE_LEN];
+        let mut n = source.len().min(SOURCE_LEN - 1);
+        while !source.is_char_boundary(n) {
+            n -= 1;
+        }
+        src[..n].copy_from_slice(&source.as_bytes()[..n]);
+        FixedHeader {
+            magic: MAGIC,
+            version: LAYOUT_VERSION,
+            header_size: HEADER_SIZE as u32,
+            total_size: g.total_size,
+            producer_pid: std::process::id(),
+            fourcc: spec.format.fourcc(),
+            width: spec.width,
+            height: spec.height,
+            fps_num: spec.fps.num,
+            fps_den: spec.fps.den,
+            plane_count: spec.planes().len() as u32,
+            slot_count: g.slot_count,
+            plane_offset,
+            plane_stride,
+            frame_size: spec.frame_size() as u64,
+            slot_capacity: g.slot_capacity,
+            slot_stride: g.slot_stride,
+            slots_offset: g.slots_offset,
+            readers_offset: g.readers_offset,
+            data_offset: g.data_offset,
+            reader_capacity: g.reader_capacity,
+            max_held,
+            created_realtime_ns: crate::sys::realtime_ns(),
+            instance_id,
+            source: src,
+        }
+    }
+
+    /// Copy the fixed header out of the first bytes of a segment (from
+    /// `pread` or a copy of the mapping). Never panics; fewer than
+    /// [`HEADER_SIZE`] bytes give `Truncated`.
+    pub fn read(bytes: &[u8]) -> Result<FixedHeader, HeaderError> {
         if bytes.len() < HEADER_SIZE {
             return Err(HeaderError::Truncated {
                 size: bytes.len() as u64,
                 need: HEADER_SIZE as u64,
             });
         }
-        let u32_at =
-            |off: usize| u32::from_le_bytes(bytes[off..off + 4].try_into().expect("4 bytes"));
-        let u64_at =
-            |off: usize| u64::from_le_bytes(bytes[off..off + 8].try_into().expect("8 bytes"));
-        let arr4 = |off: usize| {
-            [
-                u32_at(off),
-                u32_at(off + 4),
-                u32_at(off + 8),
-                u32_at(off + 12),
-            ]
-        };
-        let mut source = [0u8; SOURCE_LEN];
-        source.copy_from_slice(
-            &bytes[offset_of!(Header, source)..offset_of!(Header, source) + SOURCE_LEN],
-        );
-        Ok(HeaderFields {
-            magic: u64_at(offset_of!(Header, magic)),
-            version: u32_at(offset_of!(Header, version)),
-            header_size: u32_at(offset_of!(Header, header_size)),
-            total_size: u64_at(offset_of!(Header, total_size)),
-            producer_pid: u32_at(offset_of!(Header, producer_pid)),
-            fourcc: u32_at(offset_of!(Header, fourcc)),
-            width: u32_at(offset_of!(Header, width)),
-            height: u32_at(offset_of!(Header, height)),
-            fps_num: u32_at(offset_of!(Header, fps_num)),
-            fps_den: u32_at(offset_of!(Header, fps_den)),
-            plane_count: u32_at(offset_of!(Header, plane_count)),
-            slot_count: u32_at(offset_of!(Header, slot_count)),
-            plane_offset: arr4(offset_of!(Header, plane_offset)),
-            plane_stride: arr4(offset_of!(Header, plane_stride)),
-            frame_size: u64_at(offset_of!(Header, frame_size)),
-            slot_capacity: u64_at(offset_of!(Header, slot_capacity)),
-            slot_stride: u64_at(offset_of!(Header, slot_stride)),
-            slots_offset: u64_at(offset_of!(Header, slots_offset)),
-            readers_offset: u64_at(offset_of!(Header, readers_offset)),
-            data_offset: u64_at(offset_of!(Header, data_offset)),
-            reader_capacity: u32_at(offset_of!(Header, reader_capacity)),
-            max_held: u32_at(offset_of!(Header, max_held)),
-            created_realtime_ns: u64_at(offset_of!(Header, created_realtime_ns)),
-            instance_id: u64_at(offset_of!(Header, instance_id)),
-            source,
-        })
+        Ok(read_copy::<FixedHeader>(bytes).expect("length checked above"))
     }
 
     /// Check every field against the others and against `file_size`.
-    pub(crate) fn validate(&self, file_size: u64) -> Result<Validated, HeaderError> {
+    pub fn validate(&self, file_size: u64) -> Result<Validated, HeaderError> {
         fn field(field: &'static str, value: u64, why: &'static str) -> HeaderError {
             HeaderError::Field { field, value, why }
         }
@@ -469,7 +591,7 @@ impl HeaderFields {
             return Err(field(
                 "header_size",
                 self.header_size.into(),
-                "must be 1024 in layout version 1",
+                "must be 1024",
             ));
         }
         if self.total_size != file_size {
@@ -478,25 +600,14 @@ impl HeaderFields {
                 actual: file_size,
             });
         }
-        if self.slot_count < 2 || self.slot_count > MAX_SLOTS {
-            return Err(field(
-                "slot_count",
-                self.slot_count.into(),
-                "must be 2..=64",
-            ));
+        if let Err((name, value, why)) = ring_rule(self.slot_count, self.max_held) {
+            return Err(field(name, value, why));
         }
         if self.reader_capacity == 0 || self.reader_capacity > MAX_READERS {
             return Err(field(
                 "reader_capacity",
                 self.reader_capacity.into(),
                 "must be 1..=1024",
-            ));
-        }
-        if self.max_held == 0 || self.max_held > self.slot_count.saturating_sub(2).max(1) {
-            return Err(field(
-                "max_held",
-                self.max_held.into(),
-                "must be 1..=slot_count-2",
             ));
         }
         let geometry = Geometry::new(self.slot_count, self.reader_capacity, self.slot_capacity)
@@ -622,7 +733,7 @@ pub(crate) fn validate_header(bytes: &[u8], file_size: u64) -> Result<Validated,
             need: HEADER_SIZE as u64,
         });
     }
-    HeaderFields::parse(bytes)?.validate(file_size)
+    FixedHeader::read(bytes)?.validate(file_size)
 }
 
 /// Fuzzing entry point: validation of arbitrary header bytes against an

@@ -45,20 +45,14 @@
 #![warn(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
-/// Project a pointer to the header onto one of its atomic fields.
-macro_rules! unsafe_field {
-    ($h:ident, $field:ident) => {
-        // SAFETY: projection only; nothing is read through a non-atomic place.
-        unsafe { ::std::ptr::addr_of!((*$h).$field) }
-    };
-}
-
 #[cfg_attr(loom, allow(dead_code))]
 mod protocol;
 mod sync;
 
 #[cfg(not(loom))]
 mod error;
+#[cfg(not(loom))]
+mod fork;
 #[cfg(not(loom))]
 pub mod format;
 #[cfg(not(loom))]

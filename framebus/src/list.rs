@@ -5,10 +5,11 @@
 
 use std::fs::File;
 use std::io;
-use std::mem::offset_of;
+use std::mem::size_of;
 use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
 
 use serde::Serialize;
 
@@ -29,6 +30,8 @@ pub struct ReaderInfo {
     pub skipped: u64,
     /// Slots held right now.
     pub held: u32,
+    /// Whether it is blocked waiting for a frame.
+    pub waiting: bool,
     /// Last sequence taken.
     pub last_seq: u64,
 }
@@ -79,6 +82,8 @@ pub struct BusInfo {
     pub restarts: u64,
     /// Watchdog fires.
     pub watchdog_fires: u64,
+    /// Wake-up system calls the writer made (only while readers wait).
+    pub wake_calls: u64,
     /// Milliseconds since the last publish (None before the first).
     pub last_frame_age_ms: Option<u64>,
     /// Live readers.
@@ -87,6 +92,7 @@ pub struct BusInfo {
 
 /// `stat`/`rm` failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StatError {
     /// Bad name.
     #[error(transparent)]
@@ -127,14 +133,6 @@ pub enum StatError {
         /// Cause.
         source: io::Error,
     },
-}
-
-fn u64_at(b: &[u8], off: usize) -> u64 {
-    u64::from_le_bytes(b[off..off + 8].try_into().expect("8 bytes"))
-}
-
-fn u32_at(b: &[u8], off: usize) -> u32 {
-    u32::from_le_bytes(b[off..off + 4].try_into().expect("4 bytes"))
 }
 
 /// Read one segment file.
@@ -178,6 +176,7 @@ fn inspect(name: &str, path: &Path) -> Result<BusInfo, StatError> {
         source_dropped: 0,
         restarts: 0,
         watchdog_fires: 0,
+        wake_calls: 0,
         last_frame_age_ms: None,
         readers: Vec::new(),
     };
@@ -199,7 +198,10 @@ fn inspect(name: &str, path: &Path) -> Result<BusInfo, StatError> {
         }
     };
     let g = v.geometry;
-    info.state = match (u32_at(&head, offset_of!(Header, state)), producer_alive) {
+    // A copy of the whole header: its live words are read from the copy.
+    let h = layout::read_copy::<Header>(&head).expect("a whole header was read");
+    let live = &h.live;
+    info.state = match (live.state.load(Relaxed), producer_alive) {
         (state::LIVE, true) => "live",
         (state::CLOSED, _) => "closed",
         _ => "stale",
@@ -210,7 +212,7 @@ fn inspect(name: &str, path: &Path) -> Result<BusInfo, StatError> {
     info.height = v.spec.height;
     info.fps = v.spec.fps.as_f64();
     info.measured_fps = if producer_alive {
-        u64_at(&head, offset_of!(Header, measured_fps_milli)) as f64 / 1000.0
+        live.measured_fps_milli.load(Relaxed) as f64 / 1000.0
     } else {
         0.0
     };
@@ -218,14 +220,15 @@ fn inspect(name: &str, path: &Path) -> Result<BusInfo, StatError> {
     info.slot_capacity = g.slot_capacity;
     info.producer_pid = v.producer_pid;
     info.source = v.source.clone();
-    info.source_state = source_state::name(u32_at(&head, offset_of!(Header, source_state))).into();
-    info.published = u64_at(&head, offset_of!(Header, published));
-    info.dropped_all_held = u64_at(&head, offset_of!(Header, dropped_all_held));
-    info.captured = u64_at(&head, offset_of!(Header, captured));
-    info.source_dropped = u64_at(&head, offset_of!(Header, source_dropped));
-    info.restarts = u64_at(&head, offset_of!(Header, restarts));
-    info.watchdog_fires = u64_at(&head, offset_of!(Header, watchdog_fires));
-    let last = u64_at(&head, offset_of!(Header, last_publish_ns));
+    info.source_state = source_state::name(live.source_state.load(Relaxed)).into();
+    info.published = live.published.load(Relaxed);
+    info.dropped_all_held = live.dropped_all_held.load(Relaxed);
+    info.captured = live.captured.load(Relaxed);
+    info.source_dropped = live.source_dropped.load(Relaxed);
+    info.restarts = live.restarts.load(Relaxed);
+    info.watchdog_fires = live.watchdog_fires.load(Relaxed);
+    info.wake_calls = live.wake_calls.load(Relaxed);
+    let last = live.last_publish_ns.load(Relaxed);
     if last != 0 {
         info.last_frame_age_ms = Some(sys::realtime_ns().saturating_sub(last) / 1_000_000);
     }
@@ -234,9 +237,10 @@ fn inspect(name: &str, path: &Path) -> Result<BusInfo, StatError> {
     file.read_exact_at(&mut table, g.readers_offset)
         .map_err(io_err)?;
     for i in 0..g.reader_capacity {
-        let e = &table[i as usize * size_of::<ReaderEntry>()..][..size_of::<ReaderEntry>()];
-        let held = u64_at(e, offset_of!(ReaderEntry, held));
-        let pid = u32_at(e, offset_of!(ReaderEntry, pid));
+        let e = &table[i as usize * size_of::<ReaderEntry>()..];
+        let e = layout::read_copy::<ReaderEntry>(e).expect("the table holds whole entries");
+        let held = e.held.load(Relaxed);
+        let pid = e.pid.load(Relaxed);
         if held == 0 && pid == 0 {
             continue;
         }
@@ -248,16 +252,15 @@ fn inspect(name: &str, path: &Path) -> Result<BusInfo, StatError> {
         info.readers.push(ReaderInfo {
             entry: i,
             pid,
-            frames: u64_at(e, offset_of!(ReaderEntry, frames)),
-            skipped: u64_at(e, offset_of!(ReaderEntry, skipped)),
+            frames: e.frames.load(Relaxed),
+            skipped: e.skipped.load(Relaxed),
             held: held.count_ones(),
-            last_seq: u64_at(e, offset_of!(ReaderEntry, last_seq)),
+            waiting: e.waiting.load(Relaxed) != 0,
+            last_seq: e.last_seq.load(Relaxed),
         });
     }
     Ok(info)
 }
-
-use std::mem::size_of;
 
 /// Every bus segment in `dir` (default: the shm directory), sorted by name.
 /// Unreadable segments are listed with `state: "corrupt"` and the reason.

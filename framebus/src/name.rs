@@ -17,6 +17,7 @@ pub const SHM_DIR_ENV: &str = "FRAMEBUS_SHM_DIR";
 
 /// Why a bus name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum NameError {
     /// The empty string.
     #[error("a bus name cannot be empty (names match [a-z0-9][a-z0-9._-]{{0,62}})")]

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use crate::error::{AttachError, ReadError};
+use crate::fork::Generation;
 use crate::format::FrameSpec;
 use crate::layout::{self, state, HeaderError, HEADER_SIZE};
 use crate::name::{default_shm_dir, segment_path, validate_name};
@@ -86,30 +87,27 @@ impl Attachment {
             }));
         }
         let info = layout::validate_header(&head, size).map_err(corrupt)?;
-        let live_state = u32::from_le_bytes(
-            head[std::mem::offset_of!(layout::Header, state)..][..4]
-                .try_into()
-                .unwrap(),
-        );
-        let producer_alive =
-            sys::is_locked(file.as_fd(), sys::PRODUCER_LOCK_BYTE).map_err(|e| io_err("lock", e))?;
-        if live_state != state::LIVE || !producer_alive {
-            return Err(AttachError::ProducerGone {
-                name: name.to_string(),
-            });
-        }
         let capacity = info.geometry.reader_capacity;
         // SAFETY: `info` was validated against this file's size; segments
         // never change size.
         let seg =
             unsafe { Segment::map(file, info, false, false) }.map_err(|e| io_err("mmap", e))?;
+        let producer_alive = sys::is_locked(seg.file.as_fd(), sys::PRODUCER_LOCK_BYTE)
+            .map_err(|e| io_err("lock", e))?;
+        if seg.live().state.load(Ordering::Acquire) != state::LIVE || !producer_alive {
+            return Err(AttachError::ProducerGone {
+                name: name.to_string(),
+            });
+        }
         for i in 0..capacity {
             if sys::try_lock(seg.file.as_fd(), sys::reader_lock_byte(i))
                 .map_err(|e| io_err("lock", e))?
             {
                 let e = seg.reader(i);
                 // We own the entry now; whatever a dead owner left is void.
-                protocol::reclaim(&e.held);
+                protocol::reclaim(&e.held, &e.waiting);
+                // Before our first hold: the writer scans this entry from now.
+                protocol::register(&seg.live().reader_hwm, i);
                 e.frames.store(0, Ordering::Relaxed);
                 e.skipped.store(0, Ordering::Relaxed);
                 e.last_seq.store(0, Ordering::Relaxed);
@@ -160,6 +158,10 @@ impl Attachment {
     }
 
     fn release(&self, slot: u32) {
+        if self.seg.gen.forked() {
+            // Inherited across fork: the holds are the parent's.
+            return;
+        }
         let mut counts = self.counts.lock();
         let c = &mut counts[slot as usize];
         *c -= 1;
@@ -169,14 +171,18 @@ impl Attachment {
     }
 
     fn closed(&self) -> bool {
-        self.seg.state().load(Ordering::Acquire) != state::LIVE
+        self.seg.live().state.load(Ordering::Acquire) != state::LIVE
     }
 }
 
 impl Drop for Attachment {
     fn drop(&mut self) {
+        if self.seg.gen.forked() {
+            // Inherited across fork: the entry is the parent's.
+            return;
+        }
         let e = self.seg.reader(self.entry);
-        protocol::reclaim(&e.held);
+        protocol::reclaim(&e.held, &e.waiting);
         e.pid.store(0, Ordering::Relaxed);
         // The entry's lock goes with the file descriptor.
     }
@@ -191,6 +197,7 @@ pub struct Reader {
     instance: u64,
     last_seq: u64,
     gone_reported: bool,
+    gen: Generation,
 }
 
 impl std::fmt::Debug for Reader {
@@ -221,6 +228,7 @@ impl Reader {
                         conn: Some(Arc::new(att)),
                         last_seq: 0,
                         gone_reported: false,
+                        gen: Generation::now(),
                     })
                 }
                 Err(e @ (AttachError::NotFound { .. } | AttachError::ProducerGone { .. })) => {
@@ -254,7 +262,22 @@ impl Reader {
 
     /// Whether the reader is attached to a live producer's segment.
     pub fn is_connected(&self) -> bool {
-        self.conn.as_ref().is_some_and(|a| !a.closed())
+        !self.gen.forked() && self.conn.as_ref().is_some_and(|a| !a.closed())
+    }
+
+    /// Whether this reader was inherited across `fork()` (it is inert in
+    /// the child: see [`ReadError::Forked`]).
+    pub fn is_forked(&self) -> bool {
+        self.gen.forked()
+    }
+
+    fn check_fork(&self) -> Result<(), ReadError> {
+        if self.gen.forked() {
+            return Err(ReadError::Forked {
+                name: self.name.clone(),
+            });
+        }
+        Ok(())
     }
 
     /// Producer pid (in its namespace) of the current segment.
@@ -284,6 +307,7 @@ impl Reader {
     /// [`ReadError::ProducerGone`] once; later calls wait for a producer to
     /// create the bus again and continue with its frames.
     pub fn next(&mut self, timeout: Option<Duration>) -> Result<Frame, ReadError> {
+        self.check_fork()?;
         let deadline = timeout.map(|t| Instant::now() + t);
         let timed_out = |name: &str| ReadError::Timeout {
             name: name.to_string(),
@@ -320,23 +344,24 @@ impl Reader {
     /// Sleep until the producer publishes (or closes), at most `chunk`.
     fn wait(&self, att: &Attachment, chunk: Duration) -> sys::Wait {
         let seg = &att.seg;
-        // Wake-up handshake, partner of `Writer::publish_slot`: count
-        // ourselves as a waiter, then load the futex word, then look for a
-        // frame once more. SeqCst on both sides: the writer either sees our
-        // count and wakes us, or we see its new word (and frame).
-        seg.waiters().fetch_add(1, Ordering::SeqCst);
-        let word = seg.wake_seq().load(Ordering::SeqCst);
-        let newest = seg.latest().load(Ordering::Acquire) >> 8;
+        let live = seg.live();
+        let waiting = &seg.reader(att.entry).waiting;
+        // Wake-up handshake (protocol.rs, "Wake-ups"), partner of
+        // `protocol::needs_wake` in the writer: flag ourselves, load the
+        // futex word, then look for a frame once more before sleeping.
+        let word = protocol::prepare_wait(waiting, &live.wake_seq);
+        let (newest, _) = protocol::unpack_latest(live.latest.load(Ordering::Acquire));
         let r = if newest > self.last_seq || att.closed() {
             sys::Wait::Woken
         } else {
-            sys::futex_wait(seg.wake_seq(), word, Some(chunk))
+            sys::futex_wait(&live.wake_seq, word, Some(chunk))
         };
-        seg.waiters().fetch_sub(1, Ordering::SeqCst);
+        protocol::done_waiting(waiting);
         r
     }
 
     fn poll(&mut self, allow_same: bool) -> Result<Option<Frame>, ReadError> {
+        self.check_fork()?;
         let Some(att) = self.connection()? else {
             return Ok(None);
         };
@@ -398,8 +423,7 @@ impl Reader {
         // retries is plenty, the bound only guards against hostile memory.
         for _ in 0..1000 {
             // SYNC POINT with the Release store of `latest` in the writer.
-            let latest = seg.latest().load(Ordering::Acquire);
-            let (seq, slot) = (latest >> 8, (latest & 0xff) as u32);
+            let (seq, slot) = protocol::unpack_latest(seg.live().latest.load(Ordering::Acquire));
             if seq == 0 || seq < self.last_seq || (seq == self.last_seq && !allow_same) {
                 return Ok(None);
             }

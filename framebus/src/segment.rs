@@ -5,13 +5,16 @@
 //! so a reader cannot scribble on frames, and read-write by the writer.
 
 use std::fs::File;
-use std::os::fd::AsFd;
-use std::ptr::addr_of;
+use std::io;
+use std::mem::{offset_of, size_of};
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicU32, AtomicU64};
 
 use memmap2::{Mmap, MmapMut, MmapOptions};
 
-use crate::layout::{Header, ReaderEntry, SlotDesc, Validated};
+use crate::fork::{self, Generation, Registration};
+use crate::layout::{Header, LiveHeader, ReaderEntry, ShmSafe, SlotDesc, Validated};
+use crate::protocol::ReaderTable;
 use crate::sys;
 
 pub(crate) enum Data {
@@ -20,6 +23,10 @@ pub(crate) enum Data {
 }
 
 pub(crate) struct Segment {
+    /// Dropped first: unregistered from the fork handler before unmapping.
+    _registration: Registration,
+    /// The fork generation the segment was mapped in (see `fork.rs`).
+    pub gen: Generation,
     pub file: File,
     ctrl: MmapMut,
     data: Data,
@@ -71,7 +78,17 @@ impl Segment {
             // SAFETY: as above; readers only read slots they hold.
             Data::ReadOnly(unsafe { data_opts.map(&file)? })
         };
+        let data_range = match &data {
+            Data::ReadOnly(m) => (m.as_ptr() as usize, m.len()),
+            Data::ReadWrite(m) => (m.as_ptr() as usize, m.len()),
+        };
+        let registration = fork::register(
+            [(ctrl.as_ptr() as usize, ctrl.len()), data_range],
+            file.as_raw_fd(),
+        );
         Ok(Segment {
+            _registration: registration,
+            gen: Generation::now(),
             file,
             ctrl,
             data,
@@ -80,48 +97,30 @@ impl Segment {
         })
     }
 
-    fn header_ptr(&self) -> *const Header {
-        self.ctrl.as_ptr().cast::<Header>()
+    /// A `ShmSafe` value at byte `off` of the control region.
+    ///
+    /// # Safety
+    ///
+    /// `off` is aligned for `T` and `off + size_of::<T>()` lies inside the
+    /// control mapping, and every field of `T` that another process may
+    /// write after publication is an atomic (so a shared reference is
+    /// sound while others write).
+    #[inline]
+    unsafe fn ctrl_at<T: ShmSafe>(&self, off: usize) -> &T {
+        debug_assert!(off + size_of::<T>() <= self.ctrl.len());
+        debug_assert_eq!(off % std::mem::align_of::<T>(), 0);
+        // SAFETY: in bounds and aligned (the caller's contract); the mapping
+        // lives as long as `self`; `ShmSafe` values are valid for any bits.
+        unsafe { &*self.ctrl.as_ptr().add(off).cast::<T>() }
     }
 
-    /// A live word of the header.
+    /// The header's live words. (The fixed part is never referenced in
+    /// the mapping: it was copied and validated into `info`.)
     #[inline]
-    pub(crate) fn word32(&self, f: impl FnOnce(*const Header) -> *const AtomicU32) -> &AtomicU32 {
-        // SAFETY: the pointer is a projection to an atomic field inside the
-        // control mapping (page aligned, at least HEADER_SIZE long), which
-        // lives as long as `self`; atomics may be shared across processes.
-        unsafe { &*f(self.header_ptr()) }
-    }
-
-    /// A live 64-bit word of the header.
-    #[inline]
-    pub(crate) fn word64(&self, f: impl FnOnce(*const Header) -> *const AtomicU64) -> &AtomicU64 {
-        // SAFETY: as in `word32`.
-        unsafe { &*f(self.header_ptr()) }
-    }
-
-    #[inline]
-    pub(crate) fn latest(&self) -> &AtomicU64 {
-        // SAFETY: projection only, no read through a non-atomic place.
-        self.word64(|h| unsafe { addr_of!((*h).latest) })
-    }
-
-    #[inline]
-    pub(crate) fn state(&self) -> &AtomicU32 {
-        // SAFETY: projection only.
-        self.word32(|h| unsafe { addr_of!((*h).state) })
-    }
-
-    #[inline]
-    pub(crate) fn wake_seq(&self) -> &AtomicU32 {
-        // SAFETY: projection only.
-        self.word32(|h| unsafe { addr_of!((*h).wake_seq) })
-    }
-
-    #[inline]
-    pub(crate) fn waiters(&self) -> &AtomicU32 {
-        // SAFETY: projection only.
-        self.word32(|h| unsafe { addr_of!((*h).waiters) })
+    pub(crate) fn live(&self) -> &LiveHeader {
+        // SAFETY: the control mapping is page aligned and longer than the
+        // header; `LiveHeader` is all atomics and byte padding.
+        unsafe { self.ctrl_at(offset_of!(Header, live)) }
     }
 
     /// Slot `i`'s descriptor. Panics if `i` is out of range (callers check
@@ -131,8 +130,8 @@ impl Segment {
         assert!(i < self.info.geometry.slot_count);
         let off = self.info.geometry.slots_offset as usize + i as usize * size_of::<SlotDesc>();
         // SAFETY: validated geometry: the slot table lies inside the control
-        // mapping; the offset is 64-byte aligned; `SlotDesc` is `ShmSafe`.
-        unsafe { &*self.ctrl.as_ptr().add(off).cast::<SlotDesc>() }
+        // mapping at a 64-byte aligned offset; `SlotDesc` is all atomics.
+        unsafe { self.ctrl_at(off) }
     }
 
     /// Reader entry `i`.
@@ -142,12 +141,7 @@ impl Segment {
         let off =
             self.info.geometry.readers_offset as usize + i as usize * size_of::<ReaderEntry>();
         // SAFETY: as in `slot`.
-        unsafe { &*self.ctrl.as_ptr().add(off).cast::<ReaderEntry>() }
-    }
-
-    /// All reader entries' held masks.
-    pub(crate) fn held_masks(&self) -> impl Iterator<Item = &AtomicU64> {
-        (0..self.info.geometry.reader_capacity).map(|i| &self.reader(i).held)
+        unsafe { self.ctrl_at(off) }
     }
 
     /// The first `len` bytes of slot `i`.
@@ -202,10 +196,70 @@ impl Segment {
         }
     }
 
+    /// Replace slot `i`'s pages in the writer's data mapping: `shared`
+    /// maps them to the segment again (populated, ready to be written);
+    /// otherwise they become a private copy-on-write mapping of the same
+    /// file pages, so a stale pointer into a published slot can still
+    /// read it but can no longer write what readers see.
+    ///
+    /// # Safety
+    ///
+    /// The caller is the writer and no reference into slot `i` is in use
+    /// (the contents stay the same; only where a later write goes changes).
+    pub(crate) unsafe fn remap_slot(&self, i: u32, shared: bool) -> io::Result<()> {
+        let g = self.info.geometry;
+        let Data::ReadWrite(m) = &self.data else {
+            unreachable!("remap_slot on a read-only mapping");
+        };
+        assert!(i < g.slot_count);
+        let addr = m.as_ptr() as usize + i as usize * g.slot_stride as usize;
+        let flags = if shared {
+            libc::MAP_SHARED | libc::MAP_FIXED | libc::MAP_POPULATE
+        } else {
+            libc::MAP_PRIVATE | libc::MAP_FIXED
+        };
+        // SAFETY: the range is one page-aligned slot inside our own data
+        // mapping (validated geometry, page-sized stride); MAP_FIXED
+        // replaces those pages in place with a mapping of the same file
+        // range, so the memmap2 object still owns (and later unmaps) exactly
+        // the same addresses.
+        let r = unsafe {
+            libc::mmap(
+                addr as *mut libc::c_void,
+                g.slot_stride as usize,
+                libc::PROT_READ | libc::PROT_WRITE,
+                flags,
+                self.file.as_raw_fd(),
+                (g.data_offset + u64::from(i) * g.slot_stride) as libc::off_t,
+            )
+        };
+        if r == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// Whether the producer's lock is held.
     pub(crate) fn producer_alive(&self) -> bool {
         sys::is_locked(self.file.as_fd(), sys::PRODUCER_LOCK_BYTE).unwrap_or(false)
     }
 }
 
-use std::mem::size_of;
+impl ReaderTable for Segment {
+    #[inline]
+    fn hwm(&self) -> &AtomicU32 {
+        &self.live().reader_hwm
+    }
+    #[inline]
+    fn held(&self, i: u32) -> &AtomicU64 {
+        &self.reader(i).held
+    }
+    #[inline]
+    fn waiting(&self, i: u32) -> &AtomicU32 {
+        &self.reader(i).waiting
+    }
+    #[inline]
+    fn capacity(&self) -> u32 {
+        self.info.geometry.reader_capacity
+    }
+}

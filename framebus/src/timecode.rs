@@ -57,6 +57,7 @@ pub struct TimeCode {
 
 /// Why [`paint`] refused a frame.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PaintError {
     /// Too small to hold a band of cells.
     #[error("a {width}x{height} frame is too small for the time code (needs at least {MIN_WIDTH}x{MIN_HEIGHT})")]

@@ -7,11 +7,15 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use crate::error::{CreateError, PublishError};
 use crate::format::FrameSpec;
-use crate::layout::{self, state, Geometry, Header, HeaderError, HEADER_SIZE, MAGIC, SOURCE_LEN};
+use crate::layout::{
+    self, state, FixedHeader, Geometry, Header, HeaderError, LiveHeader, HEADER_SIZE, MAGIC,
+};
 use crate::name::{default_shm_dir, segment_path, validate_name, TEMP_PREFIX};
+use crate::protocol::ReaderTable;
 use crate::segment::Segment;
 use crate::{protocol, sys};
 
@@ -56,8 +60,8 @@ impl FrameMeta {
 /// How to create a bus.
 #[derive(Clone, Debug)]
 pub struct WriterOptions {
-    /// Slots in the ring (2..=64). A reader holding frames never blocks the
-    /// writer as long as it holds fewer than `slots - 1`.
+    /// Slots in the ring (3..=64, [`layout::ring_rule`]). The writer never
+    /// drops a frame while `slots >= readers * max_held + 2`.
     pub slots: u32,
     /// Reader entries (how many readers may attach at once).
     pub max_readers: u32,
@@ -75,6 +79,14 @@ pub struct WriterOptions {
     pub shm_dir: Option<PathBuf>,
     /// What the frames come from, for `framebus ls` (truncated to 95 bytes).
     pub source: String,
+    /// Seal each slot when it is published: its pages in this process are
+    /// switched to a private copy-on-write mapping before readers can see
+    /// the frame (and back to the shared segment when the slot is loaned
+    /// again), so a stale pointer or view into a published slot can no
+    /// longer change what readers see. Costs two `mmap` calls per frame;
+    /// for bindings whose views can outlive a loan (Python). Publish with
+    /// [`Loan::try_publish`].
+    pub seal_published: bool,
 }
 
 impl Default for WriterOptions {
@@ -88,6 +100,7 @@ impl Default for WriterOptions {
             group: None,
             shm_dir: None,
             source: String::new(),
+            seal_published: false,
         }
     }
 }
@@ -106,6 +119,9 @@ pub struct Writer {
     window_start_ns: u64,
     window_frames: u64,
     closed: bool,
+    seal: bool,
+    /// Slots whose pages are privately mapped here (sealed at publish).
+    sealed: u64,
 }
 
 impl std::fmt::Debug for Writer {
@@ -139,19 +155,21 @@ impl Writer {
             name: name.to_string(),
             why,
         };
-        if !(2..=layout::MAX_SLOTS).contains(&opts.slots) {
-            return Err(bad(format!("slots must be 2..=64, got {}", opts.slots)));
+        if let Err((field, value, why)) = layout::ring_rule(opts.slots, opts.max_held) {
+            let field = if field == "slot_count" {
+                "slots"
+            } else {
+                field
+            };
+            return Err(bad(format!(
+                "{field} = {value}: {why} (slots {}, max_held {})",
+                opts.slots, opts.max_held
+            )));
         }
         if !(1..=layout::MAX_READERS).contains(&opts.max_readers) {
             return Err(bad(format!(
                 "max_readers must be 1..=1024, got {}",
                 opts.max_readers
-            )));
-        }
-        if opts.max_held == 0 || opts.max_held + 2 > opts.slots {
-            return Err(bad(format!(
-                "max_held must be 1..=slots-2 so one reader can never starve the writer (slots {}, max_held {})",
-                opts.slots, opts.max_held
             )));
         }
         let frame_size = spec.frame_size();
@@ -223,6 +241,8 @@ impl Writer {
             window_start_ns: now,
             window_frames: 0,
             closed: false,
+            seal: opts.seal_published,
+            sealed: 0,
         })
     }
 
@@ -268,30 +288,46 @@ impl Writer {
                 io_err(name, "allocate", tmp, e)
             }
         })?;
-        let header = header_bytes(spec, opts, g, instance_id);
-        file.write_all_at(&header, 0)
+        let header = Header {
+            fixed: FixedHeader::new(spec, g, opts.max_held, instance_id, &opts.source),
+            live: LiveHeader::new(state::LIVE),
+        };
+        let header = layout::as_bytes(&header);
+        file.write_all_at(header, 0)
             .map_err(|e| io_err(name, "write header", tmp, e))?;
         // Check our own header with the readers' validator: what we publish
         // is exactly what they accept.
         let info =
-            layout::validate_header(&header, g.total_size).map_err(|e| CreateError::Options {
+            layout::validate_header(header, g.total_size).map_err(|e| CreateError::Options {
                 name: name.to_string(),
                 why: format!("internal layout error: {e}"),
             })?;
 
-        for _ in 0..8 {
+        // Each round links our segment under the name or learns why not.
+        // A dead producer's segment we replace stays open (and locked by us)
+        // until our own link has landed or lost, so no second creator can
+        // take it for stale in between (see `replace_if_stale`).
+        let deadline = Instant::now() + LINK_PATIENCE;
+        let mut _replaced: Option<File> = None;
+        loop {
             match std::fs::hard_link(tmp, path) {
                 Ok(()) => return Ok(info),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => replace_if_stale(name, path)?,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    if let Some(stale) = replace_if_stale(name, path)? {
+                        _replaced = Some(stale);
+                    }
+                }
                 Err(e) => return Err(io_err(name, "link", path, e)),
             }
+            if Instant::now() > deadline {
+                return Err(io_err(
+                    name,
+                    "link",
+                    path,
+                    io::Error::other("the name kept being re-created by someone else"),
+                ));
+            }
         }
-        Err(io_err(
-            name,
-            "link",
-            path,
-            io::Error::other("the name kept being re-created by someone else"),
-        ))
     }
 
     /// Bus name.
@@ -319,15 +355,31 @@ impl Writer {
         self.seq
     }
 
-    /// Loan a free slot to fill in place. Never waits for readers: if they
-    /// hold every usable slot the frame is dropped, counted, and
-    /// [`PublishError::AllSlotsHeld`] returned.
-    pub fn loan(&mut self) -> Result<Loan<'_>, PublishError> {
+    /// Whether this writer was inherited across `fork()` (it is inert in
+    /// the child: see [`PublishError::Forked`]).
+    pub fn is_forked(&self) -> bool {
+        self.seg.gen.forked()
+    }
+
+    fn usable(&self) -> Result<(), PublishError> {
+        if self.seg.gen.forked() {
+            return Err(PublishError::Forked {
+                name: self.name.clone(),
+            });
+        }
         if self.closed {
             return Err(PublishError::Closed {
                 name: self.name.clone(),
             });
         }
+        Ok(())
+    }
+
+    /// Loan a free slot to fill in place. Never waits for readers: if they
+    /// hold every usable slot the frame is dropped, counted, and
+    /// [`PublishError::AllSlotsHeld`] returned.
+    pub fn loan(&mut self) -> Result<Loan<'_>, PublishError> {
+        self.usable()?;
         let n = self.seg.info.geometry.slot_count;
         for attempt in 0..2 {
             for k in 0..n {
@@ -337,9 +389,20 @@ impl Writer {
                 if Some(i) == self.latest_slot {
                     continue;
                 }
-                if protocol::claim(&self.seg.slot(i).state, self.seg.held_masks(), 1 << i).is_some()
-                {
+                if protocol::claim(&self.seg.slot(i).state, &self.seg, 1 << i).is_some() {
                     self.next_slot = (i + 1) % n;
+                    if self.sealed & 1 << i != 0 {
+                        // SAFETY: we claimed slot `i` and no loan of it exists.
+                        if let Err(source) = unsafe { self.seg.remap_slot(i, true) } {
+                            protocol::abandon(&self.seg.slot(i).state);
+                            return Err(PublishError::Map {
+                                name: self.name.clone(),
+                                slot: i,
+                                source,
+                            });
+                        }
+                        self.sealed &= !(1 << i);
+                    }
                     let len = if self.spec().format.is_compressed() {
                         0
                     } else {
@@ -358,7 +421,8 @@ impl Writer {
             }
         }
         self.seg
-            .word64(|h| unsafe_field!(h, dropped_all_held))
+            .live()
+            .dropped_all_held
             .fetch_add(1, Ordering::Relaxed);
         Err(PublishError::AllSlotsHeld {
             name: self.name.clone(),
@@ -400,40 +464,37 @@ impl Writer {
         d.realtime_ns.store(meta.realtime_ns, Ordering::Relaxed);
         d.flags.store(meta.flags.0, Ordering::Relaxed);
         protocol::publish(&d.state, seq);
+        let live = self.seg.live();
         // SYNC POINT with the Acquire load of `latest` in `Reader::take`.
-        self.seg
-            .latest()
-            .store(seq << 8 | u64::from(slot), Ordering::Release);
+        live.latest
+            .store(protocol::pack_latest(seq, slot), Ordering::Release);
         self.latest_slot = Some(slot);
-        // Wake-up handshake (see `Reader::wait`): store the futex word, then
-        // load the waiter count; the reader increments the count, then loads
-        // the word. SeqCst on all four: at least one side sees the other, so
-        // either we wake it or it sees the new frame without sleeping.
-        self.seg.wake_seq().store(seq as u32, Ordering::SeqCst);
-        if self.seg.waiters().load(Ordering::SeqCst) != 0 {
-            sys::futex_wake_all(self.seg.wake_seq());
+        // Wake-up handshake (protocol.rs, "Wake-ups"): a system call only
+        // when some reader's waiting flag is set.
+        if protocol::needs_wake(&live.wake_seq, &self.seg, seq) {
+            sys::futex_wake_all(&live.wake_seq);
+            live.wake_calls.fetch_add(1, Ordering::Relaxed);
         }
         self.after_publish(meta);
         seq
     }
 
     fn after_publish(&mut self, meta: FrameMeta) {
-        let published = self.seg.word64(|h| unsafe_field!(h, published));
-        published.fetch_add(1, Ordering::Relaxed);
-        self.seg
-            .word64(|h| unsafe_field!(h, last_publish_ns))
+        let live = self.seg.live();
+        live.published.fetch_add(1, Ordering::Relaxed);
+        live.last_publish_ns
             .store(meta.realtime_ns, Ordering::Relaxed);
         self.window_frames += 1;
-        let now = if meta.mono_ns != 0 {
-            meta.mono_ns
-        } else {
-            sys::monotonic_ns()
-        };
+        // The writer's own clock, never the caller's timestamps: a capture
+        // time in the future (or from another clock) must not freeze the
+        // rate window or the dead-reader sweep.
+        let now = sys::monotonic_ns();
         let elapsed = now.saturating_sub(self.window_start_ns);
         if elapsed >= 1_000_000_000 {
             let milli = self.window_frames * 1_000_000_000_000 / elapsed;
             self.seg
-                .word64(|h| unsafe_field!(h, measured_fps_milli))
+                .live()
+                .measured_fps_milli
                 .store(milli, Ordering::Relaxed);
             self.window_start_ns = now;
             self.window_frames = 0;
@@ -444,17 +505,23 @@ impl Writer {
 
     /// Clear the entries of readers whose process is gone. Returns how many.
     pub fn reclaim_dead_readers(&self) -> usize {
+        if self.seg.gen.forked() {
+            return 0;
+        }
         let mut freed = 0;
-        for i in 0..self.seg.info.geometry.reader_capacity {
+        for i in 0..self.seg.scan_len() {
             let e = self.seg.reader(i);
-            if e.held.load(Ordering::Relaxed) == 0 && e.pid.load(Ordering::Relaxed) == 0 {
+            if e.held.load(Ordering::Relaxed) == 0
+                && e.pid.load(Ordering::Relaxed) == 0
+                && e.waiting.load(Ordering::Relaxed) == 0
+            {
                 continue;
             }
             let byte = sys::reader_lock_byte(i);
             // Taking the entry's lock proves no live reader owns it, and keeps
             // a new reader from claiming it while we clear it.
             if let Ok(true) = sys::try_lock(self.seg.file.as_fd(), byte) {
-                protocol::reclaim(&e.held);
+                protocol::reclaim(&e.held, &e.waiting);
                 e.pid.store(0, Ordering::Relaxed);
                 let _ = sys::unlock(self.seg.file.as_fd(), byte);
                 freed += 1;
@@ -465,18 +532,23 @@ impl Writer {
 
     /// Report what the source is doing (see [`layout::source_state`]).
     pub fn set_source_state(&self, s: u32) {
-        self.seg
-            .word32(|h| unsafe_field!(h, source_state))
-            .store(s, Ordering::Relaxed);
+        if self.seg.gen.forked() {
+            return;
+        }
+        self.seg.live().source_state.store(s, Ordering::Relaxed);
     }
 
     /// Add to the producer counters shown by `framebus stat`.
     pub fn count(&self, counter: Counter, n: u64) {
+        if self.seg.gen.forked() {
+            return;
+        }
+        let live = self.seg.live();
         let word = match counter {
-            Counter::Captured => self.seg.word64(|h| unsafe_field!(h, captured)),
-            Counter::SourceDropped => self.seg.word64(|h| unsafe_field!(h, source_dropped)),
-            Counter::Restarts => self.seg.word64(|h| unsafe_field!(h, restarts)),
-            Counter::WatchdogFires => self.seg.word64(|h| unsafe_field!(h, watchdog_fires)),
+            Counter::Captured => &live.captured,
+            Counter::SourceDropped => &live.source_dropped,
+            Counter::Restarts => &live.restarts,
+            Counter::WatchdogFires => &live.watchdog_fires,
         };
         word.fetch_add(n, Ordering::Relaxed);
     }
@@ -494,11 +566,16 @@ impl Writer {
             return;
         }
         self.closed = true;
+        if self.seg.gen.forked() {
+            // An inherited copy in a forked child: the bus is the parent's.
+            return;
+        }
         // Readers learn at once: the state says closed and every sleeper is
         // woken (they check the state after waking).
-        self.seg.state().store(state::CLOSED, Ordering::Release);
-        self.seg.wake_seq().fetch_add(1, Ordering::SeqCst);
-        sys::futex_wake_all(self.seg.wake_seq());
+        let live = self.seg.live();
+        live.state.store(state::CLOSED, Ordering::Release);
+        live.wake_seq.fetch_add(1, Ordering::SeqCst);
+        sys::futex_wake_all(&live.wake_seq);
         // Unlink only if the name still points at our segment.
         if let Ok(meta) = std::fs::metadata(&self.path) {
             if (meta.dev(), meta.ino()) == self.seg.ino {
@@ -579,9 +656,37 @@ impl Loan<'_> {
     }
 
     /// Publish the frame. Returns its sequence number.
-    pub fn publish(mut self, meta: FrameMeta) -> u64 {
+    ///
+    /// # Panics
+    ///
+    /// With [`WriterOptions::seal_published`], if sealing the slot fails
+    /// (the kernel refused an `mmap`); such writers use
+    /// [`try_publish`](Loan::try_publish).
+    pub fn publish(self, meta: FrameMeta) -> u64 {
+        self.try_publish(meta)
+            .unwrap_or_else(|e| panic!("publish failed: {e}"))
+    }
+
+    /// Publish the frame, sealing its slot first when the writer seals
+    /// ([`WriterOptions::seal_published`]). On error the frame is dropped
+    /// unpublished and the slot given back.
+    pub fn try_publish(mut self, meta: FrameMeta) -> Result<u64, PublishError> {
+        if self.writer.seal {
+            // Sealed before readers can see the frame: from here on a write
+            // through a stale pointer lands in private pages.
+            // SAFETY: this loan has claimed the slot, and consuming it ends
+            // every borrow of the slot's bytes made through it.
+            if let Err(source) = unsafe { self.writer.seg.remap_slot(self.slot, false) } {
+                return Err(PublishError::Map {
+                    name: self.writer.name.clone(),
+                    slot: self.slot,
+                    source,
+                });
+            }
+            self.writer.sealed |= 1 << self.slot;
+        }
         self.published = true;
-        self.writer.publish_slot(self.slot, self.len, meta)
+        Ok(self.writer.publish_slot(self.slot, self.len, meta))
     }
 }
 
@@ -609,94 +714,27 @@ impl Drop for Loan<'_> {
     }
 }
 
-/// The header of a new segment, as bytes.
-fn header_bytes(spec: &FrameSpec, opts: &WriterOptions, g: Geometry, instance_id: u64) -> Vec<u8> {
-    let mut b = vec![0u8; HEADER_SIZE];
-    let mut put = |off: usize, bytes: &[u8]| b[off..off + bytes.len()].copy_from_slice(bytes);
-    put(offset_of!(Header, magic), &MAGIC.to_le_bytes());
-    put(
-        offset_of!(Header, version),
-        &layout::LAYOUT_VERSION.to_le_bytes(),
-    );
-    put(
-        offset_of!(Header, header_size),
-        &(HEADER_SIZE as u32).to_le_bytes(),
-    );
-    put(offset_of!(Header, total_size), &g.total_size.to_le_bytes());
-    put(
-        offset_of!(Header, producer_pid),
-        &std::process::id().to_le_bytes(),
-    );
-    put(
-        offset_of!(Header, fourcc),
-        &spec.format.fourcc().to_le_bytes(),
-    );
-    put(offset_of!(Header, width), &spec.width.to_le_bytes());
-    put(offset_of!(Header, height), &spec.height.to_le_bytes());
-    put(offset_of!(Header, fps_num), &spec.fps.num.to_le_bytes());
-    put(offset_of!(Header, fps_den), &spec.fps.den.to_le_bytes());
-    put(
-        offset_of!(Header, plane_count),
-        &(spec.planes().len() as u32).to_le_bytes(),
-    );
-    put(offset_of!(Header, slot_count), &g.slot_count.to_le_bytes());
-    for (i, p) in spec.planes().iter().enumerate() {
-        put(
-            offset_of!(Header, plane_offset) + 4 * i,
-            &p.offset.to_le_bytes(),
-        );
-        put(
-            offset_of!(Header, plane_stride) + 4 * i,
-            &p.stride.to_le_bytes(),
-        );
-    }
-    put(
-        offset_of!(Header, frame_size),
-        &(spec.frame_size() as u64).to_le_bytes(),
-    );
-    put(
-        offset_of!(Header, slot_capacity),
-        &g.slot_capacity.to_le_bytes(),
-    );
-    put(
-        offset_of!(Header, slot_stride),
-        &g.slot_stride.to_le_bytes(),
-    );
-    put(
-        offset_of!(Header, slots_offset),
-        &g.slots_offset.to_le_bytes(),
-    );
-    put(
-        offset_of!(Header, readers_offset),
-        &g.readers_offset.to_le_bytes(),
-    );
-    put(
-        offset_of!(Header, data_offset),
-        &g.data_offset.to_le_bytes(),
-    );
-    put(
-        offset_of!(Header, reader_capacity),
-        &g.reader_capacity.to_le_bytes(),
-    );
-    put(offset_of!(Header, max_held), &opts.max_held.to_le_bytes());
-    put(
-        offset_of!(Header, created_realtime_ns),
-        &sys::realtime_ns().to_le_bytes(),
-    );
-    put(offset_of!(Header, instance_id), &instance_id.to_le_bytes());
-    let src = opts.source.as_bytes();
-    let mut n = src.len().min(SOURCE_LEN - 1);
-    while !opts.source.is_char_boundary(n) {
-        n -= 1;
-    }
-    put(offset_of!(Header, source), &src[..n]);
-    put(offset_of!(Header, state), &state::LIVE.to_le_bytes());
-    b
-}
+/// How long `create` keeps trying to link its segment under a name that
+/// others keep taking and freeing.
+const LINK_PATIENCE: Duration = Duration::from_secs(5);
+/// How long a locked segment in state LIVE is watched before it counts as
+/// a live producer's (a producer replacing a dead segment holds its lock
+/// for a moment before it marks it closed).
+const REPLACER_GRACE: Duration = Duration::from_millis(50);
 
 /// The name is taken: fail if its producer lives or the file is not ours;
 /// unlink it if it is a dead producer's segment.
-fn replace_if_stale(name: &str, path: &Path) -> Result<(), CreateError> {
+///
+/// `Ok(Some(file))`: the dead segment was unlinked; `file` is it, still
+/// open and locked by us. The caller keeps it until its own link attempt is
+/// over, so that no other creator can take the lock of the segment it just
+/// replaced and unlink the caller's new one by path. `Ok(None)`: the name
+/// changed under us (vanished, replaced, or being closed); try again.
+///
+/// Every unlink of a segment happens under its producer lock and after
+/// checking that the name still refers to the locked inode, so a name is
+/// only ever unlinked by the one process that proved its producer dead.
+fn replace_if_stale(name: &str, path: &Path) -> Result<Option<File>, CreateError> {
     let file = match OpenOptions::new()
         .read(true)
         .write(true)
@@ -705,43 +743,68 @@ fn replace_if_stale(name: &str, path: &Path) -> Result<(), CreateError> {
     {
         Ok(f) => f,
         // Vanished in between: just try to link again.
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_err(name, "open existing", path, e)),
     };
+    let meta = file.metadata().map_err(|e| io_err(name, "stat", path, e))?;
     let mut head = vec![0u8; HEADER_SIZE];
-    let size = file
-        .metadata()
-        .map_err(|e| io_err(name, "stat", path, e))?
-        .len();
     let got = file
         .read_at(&mut head, 0)
         .map_err(|e| io_err(name, "read", path, e))?;
-    let fields = layout::HeaderFields::parse(&head[..got.min(size as usize)]);
     let foreign = |why| CreateError::Foreign {
         name: name.to_string(),
         path: path.to_path_buf(),
         why,
     };
-    let fields = fields.map_err(foreign)?;
-    if fields.magic != MAGIC {
+    let fixed = FixedHeader::read(&head[..got.min(meta.len() as usize)]).map_err(foreign)?;
+    if fixed.magic != MAGIC {
         return Err(foreign(HeaderError::BadMagic {
-            found: fields.magic,
+            found: fixed.magic,
             expected: MAGIC,
         }));
     }
-    let live = !sys::try_lock(file.as_fd(), sys::PRODUCER_LOCK_BYTE)
-        .map_err(|e| io_err(name, "lock", path, e))?;
-    if live {
-        return Err(CreateError::Exists {
-            name: name.to_string(),
-            pid: fields.producer_pid,
-        });
+    let same_inode =
+        || std::fs::metadata(path).is_ok_and(|m| (m.dev(), m.ino()) == (meta.dev(), meta.ino()));
+    let state_now = || {
+        let mut b = [0u8; 4];
+        file.read_exact_at(&mut b, offset_of!(Header, live.state) as u64)
+            .map(|()| u32::from_le_bytes(b))
+            .unwrap_or(state::LIVE)
+    };
+    let watch_until = Instant::now() + REPLACER_GRACE;
+    loop {
+        if sys::try_lock(file.as_fd(), sys::PRODUCER_LOCK_BYTE)
+            .map_err(|e| io_err(name, "lock", path, e))?
+        {
+            break;
+        }
+        // Locked: a live producer, or one closing its bus or replacing this
+        // dead segment right now (both mark it CLOSED and unlink it). Only a
+        // name that stays on a locked, LIVE segment is a live producer's.
+        if !same_inode() || state_now() != state::LIVE {
+            std::thread::sleep(Duration::from_millis(1));
+            return Ok(None);
+        }
+        if Instant::now() > watch_until {
+            return Err(CreateError::Exists {
+                name: name.to_string(),
+                pid: fixed.producer_pid,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(2));
     }
-    // A dead producer's segment (of any layout version): replace it. We hold
-    // its producer lock, so a second producer racing us sees it as live.
+    // We hold the dead producer's lock. Is the name still this segment?
+    if !same_inode() {
+        return Ok(None);
+    }
+    // Readers still attached to it learn it is over, and a creator that
+    // opened it before we unlink sees it closing rather than live.
+    let closed = state::CLOSED.to_le_bytes();
+    file.write_all_at(&closed, offset_of!(Header, live.state) as u64)
+        .map_err(|e| io_err(name, "mark stale segment closed", path, e))?;
     match std::fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Ok(()) => Ok(Some(file)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io_err(name, "unlink stale", path, e)),
     }
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::unique_name;
-use framebus::layout::{Header, HeaderError, HEADER_SIZE, LAYOUT_VERSION};
+use framebus::layout::{FixedHeader, Header, HeaderError, HEADER_SIZE, LAYOUT_VERSION};
 use framebus::*;
 
 /// A private shm directory for one test, removed afterwards.
@@ -107,10 +107,10 @@ fn each_header_fault_gives_its_error() {
     };
 
     assert!(matches!(
-        mutate(&|b| put_u64(b, offset_of!(Header, magic), 0xdead_beef)),
+        mutate(&|b| put_u64(b, offset_of!(FixedHeader, magic), 0xdead_beef)),
         HeaderError::BadMagic { .. }
     ));
-    let e = mutate(&|b| put_u32(b, offset_of!(Header, version), 99));
+    let e = mutate(&|b| put_u32(b, offset_of!(FixedHeader, version), 99));
     assert_eq!(
         e,
         HeaderError::Version {
@@ -123,20 +123,20 @@ fn each_header_fault_gives_its_error() {
         format!("layout version mismatch: segment=99, required={LAYOUT_VERSION}")
     );
     assert!(matches!(
-        mutate(&|b| put_u32(b, offset_of!(Header, header_size), 4096)),
+        mutate(&|b| put_u32(b, offset_of!(FixedHeader, header_size), 4096)),
         HeaderError::Field {
             field: "header_size",
             ..
         }
     ));
     assert!(matches!(
-        mutate(&|b| put_u64(b, offset_of!(Header, total_size), 1 << 40)),
+        mutate(&|b| put_u64(b, offset_of!(FixedHeader, total_size), 1 << 40)),
         HeaderError::SizeMismatch { .. }
     ));
     for bad_slots in [0, 1, 65, u32::MAX] {
         assert!(
             matches!(
-                mutate(&|b| put_u32(b, offset_of!(Header, slot_count), bad_slots)),
+                mutate(&|b| put_u32(b, offset_of!(FixedHeader, slot_count), bad_slots)),
                 HeaderError::Field {
                     field: "slot_count",
                     ..
@@ -146,11 +146,11 @@ fn each_header_fault_gives_its_error() {
         );
     }
     assert!(matches!(
-        mutate(&|b| put_u32(b, offset_of!(Header, reader_capacity), 0)),
+        mutate(&|b| put_u32(b, offset_of!(FixedHeader, reader_capacity), 0)),
         HeaderError::Field { .. }
     ));
     assert!(matches!(
-        mutate(&|b| put_u32(b, offset_of!(Header, max_held), 1000)),
+        mutate(&|b| put_u32(b, offset_of!(FixedHeader, max_held), 1000)),
         HeaderError::Field {
             field: "max_held",
             ..
@@ -158,9 +158,9 @@ fn each_header_fault_gives_its_error() {
     ));
     // Offsets pointing beyond the mapping, or anywhere but where they belong.
     for field in [
-        offset_of!(Header, slots_offset),
-        offset_of!(Header, readers_offset),
-        offset_of!(Header, data_offset),
+        offset_of!(FixedHeader, slots_offset),
+        offset_of!(FixedHeader, readers_offset),
+        offset_of!(FixedHeader, data_offset),
     ] {
         for v in [u64::MAX, 1 << 40, 8] {
             assert!(
@@ -170,46 +170,46 @@ fn each_header_fault_gives_its_error() {
         }
     }
     assert!(matches!(
-        mutate(&|b| put_u64(b, offset_of!(Header, slot_capacity), u64::MAX)),
+        mutate(&|b| put_u64(b, offset_of!(FixedHeader, slot_capacity), u64::MAX)),
         HeaderError::Field { .. }
     ));
     assert!(matches!(
-        mutate(&|b| put_u64(b, offset_of!(Header, slot_capacity), 1 << 30)),
+        mutate(&|b| put_u64(b, offset_of!(FixedHeader, slot_capacity), 1 << 30)),
         HeaderError::Field { .. }
     ));
     assert!(matches!(
-        mutate(&|b| put_u64(b, offset_of!(Header, slot_stride), 1)),
+        mutate(&|b| put_u64(b, offset_of!(FixedHeader, slot_stride), 1)),
         HeaderError::Field { .. }
     ));
     assert!(matches!(
-        mutate(&|b| put_u32(b, offset_of!(Header, fourcc), 0x3436_3248)),
+        mutate(&|b| put_u32(b, offset_of!(FixedHeader, fourcc), 0x3436_3248)),
         HeaderError::Field {
             field: "fourcc",
             ..
         }
     ));
     assert!(matches!(
-        mutate(&|b| put_u32(b, offset_of!(Header, width), 0)),
+        mutate(&|b| put_u32(b, offset_of!(FixedHeader, width), 0)),
         HeaderError::Field { .. }
     ));
     assert!(matches!(
-        mutate(&|b| put_u32(b, offset_of!(Header, width), 1 << 20)),
+        mutate(&|b| put_u32(b, offset_of!(FixedHeader, width), 1 << 20)),
         HeaderError::Field { .. }
     ));
     assert!(matches!(
-        mutate(&|b| put_u32(b, offset_of!(Header, plane_count), 9)),
+        mutate(&|b| put_u32(b, offset_of!(FixedHeader, plane_count), 9)),
         HeaderError::Field { .. }
     ));
     assert!(matches!(
-        mutate(&|b| put_u32(b, offset_of!(Header, plane_offset) + 4, 1 << 30)),
+        mutate(&|b| put_u32(b, offset_of!(FixedHeader, plane_offset) + 4, 1 << 30)),
         HeaderError::Field { .. }
     ));
     assert!(matches!(
-        mutate(&|b| put_u32(b, offset_of!(Header, plane_stride), 1)),
+        mutate(&|b| put_u32(b, offset_of!(FixedHeader, plane_stride), 1)),
         HeaderError::Field { .. }
     ));
     assert!(matches!(
-        mutate(&|b| put_u64(b, offset_of!(Header, frame_size), 1)),
+        mutate(&|b| put_u64(b, offset_of!(FixedHeader, frame_size), 1)),
         HeaderError::Field {
             field: "frame_size",
             ..
@@ -300,7 +300,11 @@ fn corrupt_live_words_give_errors_not_crashes() {
     w.publish_from(&vec![1; spec().frame_size()], FrameMeta::now())
         .unwrap();
     // The newest frame says slot 63 of 8.
-    poke(w.path(), offset_of!(Header, latest) as u64, 2 << 8 | 63);
+    poke(
+        w.path(),
+        offset_of!(Header, live.latest) as u64,
+        2 << 8 | 63,
+    );
     let err = r.try_next().unwrap_err();
     assert!(matches!(err, ReadError::Corrupt { slot: 63, .. }), "{err}");
     // A slot whose length is beyond its capacity.
@@ -308,7 +312,11 @@ fn corrupt_live_words_give_errors_not_crashes() {
         .unwrap();
     let newest_slot = {
         let f = std::fs::read(w.path()).unwrap();
-        u64::from_le_bytes(f[offset_of!(Header, latest)..][..8].try_into().unwrap()) & 0xff
+        u64::from_le_bytes(
+            f[offset_of!(Header, live.latest)..][..8]
+                .try_into()
+                .unwrap(),
+        ) & 0xff
     };
     poke(
         w.path(),

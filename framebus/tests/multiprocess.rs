@@ -137,8 +137,25 @@ fn child_entry() {
         "stress-reader" => stress_reader(&bus),
         "holder" => holder(&bus),
         "producer" => producer(&bus),
+        "blocked" => blocked(&bus),
         other => panic!("unknown role {other}"),
     }
+}
+
+/// Take the newest frame, say so, then block for the next one forever.
+fn blocked(bus: &str) {
+    let mut r = Reader::attach(
+        bus,
+        ReaderOptions {
+            wait: Some(Duration::from_secs(10)),
+            ..Default::default()
+        },
+    )
+    .expect("attach");
+    let _ = r.latest().expect("latest");
+    println!("blocking");
+    let _ = r.next(None);
+    println!("woke");
 }
 
 /// Read for a while, holding random frames for random times, checking every
@@ -432,4 +449,68 @@ fn producer_killed_and_restarted_readers_follow() {
     let _ = prod.0.wait();
     drop(r);
     remove(&bus, None, false).unwrap();
+}
+
+/// Issue 12, defect 4: readers SIGKILLed while blocked in `next()` must not
+/// leave the writer making a wake-up system call on every publish forever.
+/// Counted (the header's `wake_calls`), never timed.
+#[test]
+fn readers_killed_while_blocked_leave_no_wakeups_behind() {
+    let bus = unique_name("blocked");
+    let mut w = Writer::create(&bus, spec(), WriterOptions::default()).unwrap();
+    publish_uniform(&mut w).unwrap();
+    let mut kids: Vec<ChildGuard> = (0..3).map(|_| spawn_child("blocked", &bus, &[])).collect();
+    for k in &mut kids {
+        wait_line(k, "blocking");
+    }
+    // Wait (watchdog-bounded) until all three sleep on the futex.
+    let start = Instant::now();
+    while stat(&bus, None)
+        .unwrap()
+        .readers
+        .iter()
+        .filter(|r| r.waiting)
+        .count()
+        < 3
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "watchdog: readers never blocked"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for k in &kids {
+        sigkill(k);
+    }
+    for k in &mut kids {
+        wait_exit(k, Duration::from_secs(20));
+    }
+    // The writer's sweep (once a second while publishing, or on demand).
+    assert_eq!(w.reclaim_dead_readers(), 3);
+    let before = stat(&bus, None).unwrap().wake_calls;
+    for _ in 0..200 {
+        publish_uniform(&mut w).unwrap();
+    }
+    let after = stat(&bus, None).unwrap().wake_calls;
+    assert_eq!(
+        after - before,
+        0,
+        "the writer made {} futex wake calls with nobody waiting",
+        after - before
+    );
+
+    // And a live waiter is still woken (the flag works both ways).
+    let mut k = spawn_child("blocked", &bus, &[]);
+    wait_line(&mut k, "blocking");
+    let start = Instant::now();
+    while !stat(&bus, None).unwrap().readers.iter().any(|r| r.waiting) {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "watchdog: reader never blocked"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    publish_uniform(&mut w).unwrap();
+    wait_line(&mut k, "woke");
+    assert!(stat(&bus, None).unwrap().wake_calls > after);
 }
