@@ -91,11 +91,13 @@ install:
 	@echo "  sudo useradd --system --no-create-home --shell /usr/sbin/nologin --groups video framebus"
 	@echo "  sudo systemctl daemon-reload && sudo systemctl enable --now framebus"
 
-# Everything, in one go. The wheel comes first so the fault tests also
+# Everything, in one go. Lint first (rustfmt --check, clippy -D warnings,
+# which includes clippy::undocumented_unsafe_blocks). The wheel comes first so the fault tests also
 # drive a Python reader; the short fuzz run replays the committed corpora of
 # the light targets (the publishers' targets need a sanitizer build of
 # FFmpeg bindings: `make fuzz`); the short soak samples every 10 s for 90 s.
 test: deps venv
+	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory wheel
 	@$(MAKE) --no-print-directory test-rust
 	@$(MAKE) --no-print-directory test-loom

@@ -133,7 +133,7 @@ fn each_header_fault_gives_its_error() {
         mutate(&|b| put_u64(b, offset_of!(FixedHeader, total_size), 1 << 40)),
         HeaderError::SizeMismatch { .. }
     ));
-    for bad_slots in [0, 1, 65, u32::MAX] {
+    for bad_slots in [0, 1, 2, 65, u32::MAX] {
         assert!(
             matches!(
                 mutate(&|b| put_u32(b, offset_of!(FixedHeader, slot_count), bad_slots)),
