@@ -50,6 +50,8 @@ mod protocol;
 mod sync;
 
 #[cfg(not(loom))]
+pub mod contract;
+#[cfg(not(loom))]
 mod error;
 #[cfg(not(loom))]
 mod fork;

@@ -16,12 +16,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use framebus::contract::status::{self, CameraState, PublisherState, Status};
+use framebus::contract::streams::{self, StreamState, StreamStatus};
 use framebus::BusInfo;
 use serde::Serialize;
-use serde_json::Value;
 
-/// File name prefix of the supervisors' status files.
-const STATUS_PREFIX: &str = "framebus-status.";
 /// Timeout of the one HTTP request per MJPEG publisher.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -35,9 +34,31 @@ struct Report {
     /// `framebus ls --json` of every bus.
     buses: Vec<BusInfo>,
     /// Each supervisor's status file, plus `file` and `alive`.
-    supervisors: Vec<Value>,
+    supervisors: Vec<Supervisor>,
     /// Streams of each MJPEG publisher: `{publisher, url, streams | error}`.
-    streams: Vec<Value>,
+    streams: Vec<PublisherStreams>,
+}
+
+/// One supervisor: its status file ([`framebus::contract::status`]).
+#[derive(Serialize)]
+struct Supervisor {
+    #[serde(flatten)]
+    status: Status,
+    /// The file it was read from.
+    file: PathBuf,
+    /// Whether the supervisor process exists.
+    alive: bool,
+}
+
+/// The streams one MJPEG publisher serves, or why they could not be read.
+#[derive(Serialize)]
+struct PublisherStreams {
+    publisher: &'static str,
+    url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    streams: Option<Vec<StreamStatus>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
 }
 
 /// How `framebus status` prints.
@@ -71,24 +92,32 @@ pub fn run(dir: Option<&Path>, output: Output) -> ExitCode {
     }
     let supervisors = read_supervisors(&dir, &mut problems);
     let mut streams = Vec::new();
-    for sup in supervisors.iter().filter(|s| s["alive"] == true) {
-        for p in sup["publishers"].as_array().into_iter().flatten() {
-            if p["kind"] != "mjpeg" || p["state"] != "running" {
+    for sup in supervisors.iter().filter(|s| s.alive) {
+        for p in &sup.status.publishers {
+            if p.kind != "mjpeg" || p.state != PublisherState::Running {
                 continue;
             }
-            let Some(addr) = p["address"].as_str() else {
+            let Some(addr) = p.address.as_deref() else {
                 continue;
             };
-            let url = format!("http://{addr}/api/v1/streams");
-            let entry = match http_get_json(addr, "/api/v1/streams") {
-                Ok(v) => {
-                    serde_json::json!({"publisher": "mjpeg", "url": url, "streams": v["streams"]})
-                }
+            let url = format!("http://{addr}{}", streams::PATH);
+            let entry = match http_get_json::<streams::Streams>(addr, streams::PATH) {
+                Ok(doc) => PublisherStreams {
+                    publisher: "mjpeg",
+                    url,
+                    streams: Some(doc.streams),
+                    error: None,
+                },
                 Err(e) => {
-                    if !(e.starts_with("HTTP 401") && p["auth"] == true) {
+                    if !(e.starts_with("HTTP 401") && p.auth) {
                         problems.push(format!("mjpeg publisher at {addr}: {e}"));
                     }
-                    serde_json::json!({"publisher": "mjpeg", "url": url, "error": e})
+                    PublisherStreams {
+                        publisher: "mjpeg",
+                        url,
+                        streams: None,
+                        error: Some(e),
+                    }
                 }
             };
             streams.push(entry);
@@ -122,9 +151,9 @@ pub fn run(dir: Option<&Path>, output: Output) -> ExitCode {
     })
 }
 
-/// Every supervisor status file in `dir`, with `file` and `alive` added;
+/// Every supervisor status file in `dir`, with `file` and `alive`;
 /// problems noted.
-fn read_supervisors(dir: &Path, problems: &mut Vec<String>) -> Vec<Value> {
+fn read_supervisors(dir: &Path, problems: &mut Vec<String>) -> Vec<Supervisor> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
@@ -133,23 +162,20 @@ fn read_supervisors(dir: &Path, problems: &mut Vec<String>) -> Vec<Value> {
         .filter(|p| {
             p.file_name()
                 .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(STATUS_PREFIX) && n.ends_with(".json"))
+                .is_some_and(status::is_status_file)
         })
         .collect();
     files.sort();
     let mut out = Vec::new();
     for f in files {
-        let mut v: Value = match std::fs::read(&f)
-            .map_err(|e| e.to_string())
-            .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-        {
-            Ok(v) => v,
+        let st = match status::read(&f) {
+            Ok(s) => s,
             Err(e) => {
-                problems.push(format!("cannot read {}: {e}", f.display()));
+                problems.push(e.to_string());
                 continue;
             }
         };
-        let pid = v["producer_pid"].as_u64().unwrap_or(0);
+        let pid = st.producer_pid;
         // /proc/<pid> exists while the process (or its zombie) does.
         let alive = pid != 0 && Path::new(&format!("/proc/{pid}")).exists();
         if !alive {
@@ -158,39 +184,40 @@ fn read_supervisors(dir: &Path, problems: &mut Vec<String>) -> Vec<Value> {
                 f.display()
             ));
         } else {
-            for c in v["cameras"].as_array().into_iter().flatten() {
-                if c["state"] != "running" {
+            for c in &st.cameras {
+                if c.state != CameraState::Running {
                     problems.push(format!(
                         "camera {}: {}",
-                        c["bus"].as_str().unwrap_or("?"),
-                        c["error"].as_str().unwrap_or("failed")
+                        c.bus,
+                        c.error.as_deref().unwrap_or("failed")
                     ));
                 }
             }
-            for p in v["publishers"].as_array().into_iter().flatten() {
-                if p["state"] != "running" {
-                    let reason = p["last_reason"]
-                        .as_str()
+            for p in &st.publishers {
+                if p.state != PublisherState::Running {
+                    let reason = p
+                        .last_reason
+                        .as_deref()
                         .map_or_else(String::new, |r| format!(" ({r})"));
                     problems.push(format!(
                         "publisher {} is {}{reason}",
-                        p["kind"].as_str().unwrap_or("?"),
-                        p["state"].as_str().unwrap_or("?")
+                        p.kind,
+                        p.state.as_str()
                     ));
                 }
             }
         }
-        if let Value::Object(m) = &mut v {
-            m.insert("file".into(), Value::from(f.display().to_string()));
-            m.insert("alive".into(), Value::from(alive));
-        }
-        out.push(v);
+        out.push(Supervisor {
+            status: st,
+            file: f,
+            alive,
+        });
     }
     out
 }
 
 /// `GET path` from `addr` over HTTP/1.0; the body as JSON on a 200.
-fn http_get_json(addr: &str, path: &str) -> Result<Value, String> {
+fn http_get_json<T: serde::de::DeserializeOwned>(addr: &str, path: &str) -> Result<T, String> {
     let sa = addr
         .to_socket_addrs()
         .ok()
@@ -279,9 +306,9 @@ fn render_report(r: &Report) -> String {
         p!();
         p!(
             "supervisor pid {} ({}), config {}",
-            s["producer_pid"],
-            if s["alive"] == true { "alive" } else { "gone" },
-            s["config"].as_str().unwrap_or("?")
+            s.status.producer_pid,
+            if s.alive { "alive" } else { "gone" },
+            s.status.config.display()
         );
         p!(
             "{:<6} {:<9} {:>8} {:>9} {:<24} LAST REASON",
@@ -291,28 +318,26 @@ fn render_report(r: &Report) -> String {
             "RESTARTS",
             "URL"
         );
-        for p in s["publishers"].as_array().into_iter().flatten() {
-            let pid = p["pid"]
-                .as_u64()
-                .map_or_else(|| "-".to_string(), |p| p.to_string());
-            let mut reason = p["last_reason"].as_str().unwrap_or("-").to_string();
-            if let Some(t) = p["restart_in_s"].as_f64() {
+        for p in &s.status.publishers {
+            let pid = p.pid.map_or_else(|| "-".to_string(), |p| p.to_string());
+            let mut reason = p.last_reason.clone().unwrap_or_else(|| "-".into());
+            if let Some(t) = p.restart_in_s {
                 reason = format!("{reason}; restart in {t:.1} s");
             }
             p!(
                 "{:<6} {:<9} {:>8} {:>9} {:<24} {reason}",
-                p["kind"].as_str().unwrap_or("?"),
-                p["state"].as_str().unwrap_or("?"),
+                p.kind,
+                p.state.as_str(),
                 pid,
-                format!("{}/{}", p["restarts"], p["max_restarts"]),
-                p["url"].as_str().unwrap_or("-"),
+                format!("{}/{}", p.restarts, p.max_restarts),
+                p.url.as_deref().unwrap_or("-"),
             );
         }
     }
     for st in &r.streams {
         p!();
-        p!("streams of {}", st["url"].as_str().unwrap_or("?"));
-        if let Some(e) = st["error"].as_str() {
+        p!("streams of {}", st.url);
+        if let Some(e) = &st.error {
             p!("  unavailable: {e}");
             continue;
         }
@@ -326,20 +351,19 @@ fn render_report(r: &Report) -> String {
             "OUT FPS",
             "ENCODE MS"
         );
-        for s in st["streams"].as_array().into_iter().flatten() {
+        for s in st.streams.iter().flatten() {
             p!(
                 "{:<28} {:<8} {:>11} {:>8} {:>8.1} {:>8.1} {:>10.2}",
-                format!(
-                    "{}/{}",
-                    s["bus"].as_str().unwrap_or("?"),
-                    s["profile"].as_str().unwrap_or("?")
-                ),
-                s["state"].as_str().unwrap_or("?"),
-                format!("{}x{}", s["width"], s["height"]),
-                s["viewers"].as_u64().unwrap_or(0),
-                s["input_fps"].as_f64().unwrap_or(0.0),
-                s["output_fps"].as_f64().unwrap_or(0.0),
-                s["encode_ms_p50"].as_f64().unwrap_or(0.0),
+                format!("{}/{}", s.bus, s.profile),
+                match s.state {
+                    StreamState::Idle => "idle",
+                    StreamState::Running => "running",
+                },
+                format!("{}x{}", s.width, s.height),
+                s.viewers,
+                s.input_fps,
+                s.output_fps,
+                s.encode_ms_p50,
             );
         }
     }
@@ -468,24 +492,17 @@ fn prometheus(r: &Report) -> String {
         "Readers attached to the bus.",
         per_bus(&|b| b.readers.len() as f64),
     );
-    let pubs: Vec<(String, &Value)> = r
+    let pubs: Vec<(String, &status::PublisherStatus)> = r
         .supervisors
         .iter()
         .flat_map(|s| {
-            let pid = s["producer_pid"].as_u64().unwrap_or(0);
-            s["publishers"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(move |p| {
-                    (
-                        format!(
-                            "kind=\"{}\",supervisor=\"{pid}\"",
-                            label(p["kind"].as_str().unwrap_or("?"))
-                        ),
-                        p,
-                    )
-                })
+            let pid = s.status.producer_pid;
+            s.status.publishers.iter().map(move |p| {
+                (
+                    format!("kind=\"{}\",supervisor=\"{pid}\"", label(&p.kind)),
+                    p,
+                )
+            })
         })
         .collect();
     family(
@@ -494,7 +511,12 @@ fn prometheus(r: &Report) -> String {
         "gauge",
         "1 while the supervised publisher process runs and answers.",
         pubs.iter()
-            .map(|(l, p)| (l.clone(), f64::from(u8::from(p["state"] == "running"))))
+            .map(|(l, p)| {
+                (
+                    l.clone(),
+                    f64::from(u8::from(p.state == PublisherState::Running)),
+                )
+            })
             .collect(),
     );
     family(
@@ -503,7 +525,7 @@ fn prometheus(r: &Report) -> String {
         "counter",
         "Restarts of the publisher process by the supervisor.",
         pubs.iter()
-            .map(|(l, p)| (l.clone(), p["restarts"].as_f64().unwrap_or(0.0)))
+            .map(|(l, p)| (l.clone(), f64::from(p.restarts)))
             .collect(),
     );
     family(
@@ -512,7 +534,12 @@ fn prometheus(r: &Report) -> String {
         "gauge",
         "1 when the supervisor gave up on the publisher (max_restarts).",
         pubs.iter()
-            .map(|(l, p)| (l.clone(), f64::from(u8::from(p["state"] == "failed"))))
+            .map(|(l, p)| {
+                (
+                    l.clone(),
+                    f64::from(u8::from(p.state == PublisherState::Failed)),
+                )
+            })
             .collect(),
     );
     o

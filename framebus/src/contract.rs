@@ -1,0 +1,369 @@
+//! Every contract between framebus processes other than the bus itself,
+//! defined once and used by both sides (the bus is `layout.rs` and
+//! `protocol.rs`). `docs/architecture.md` lists them.
+//!
+//! | contract | between | here |
+//! |---|---|---|
+//! | environment variables | supervisor → publishers, everyone | [`env`] |
+//! | exit codes | every binary → supervisor, scripts, systemd | [`exit`] |
+//! | the `listening on URL` line | publishers → supervisor, tests | [`listening`] |
+//! | health probes | supervisor → publishers | [`health`] |
+//! | the supervisor's status file | `framebus-producer --config` → `framebus status` | [`status`] |
+//! | `/api/v1/streams` of `framebus-mjpeg` | publisher → `framebus status` | [`streams`] |
+
+/// Environment variables.
+pub mod env {
+    /// Moves the shm directory (tests, containers).
+    pub const SHM_DIR: &str = crate::name::SHM_DIR_ENV;
+    /// `user:password` for `framebus-mjpeg` (never on the command line).
+    pub const MJPEG_AUTH: &str = "FRAMEBUS_MJPEG_AUTH";
+    /// Bearer token for `framebus-mjpeg`.
+    pub const MJPEG_TOKEN: &str = "FRAMEBUS_MJPEG_TOKEN";
+    /// `user:password` for `framebus-rtsp`.
+    pub const RTSP_AUTH: &str = "FRAMEBUS_RTSP_AUTH";
+    /// Every credential variable: the supervisor passes each only to the
+    /// child it is meant for.
+    pub const CREDENTIALS: [&str; 3] = [MJPEG_AUTH, MJPEG_TOKEN, RTSP_AUTH];
+}
+
+/// Exit codes of every framebus binary.
+pub mod exit {
+    /// Clean stop (SIGINT/SIGTERM included).
+    pub const OK: u8 = 0;
+    /// A runtime error (one line on stderr says which).
+    pub const FAILURE: u8 = 1;
+    /// A dependency is missing (FFmpeg lacks a protocol or codec).
+    pub const MISSING_DEPENDENCY: u8 = 3;
+    /// Bad arguments or configuration (including a bad credential file).
+    pub const USAGE: u8 = 4;
+    /// The bus or device is owned by another producer.
+    pub const IN_USE: u8 = 5;
+    /// No device found.
+    pub const NO_DEVICE: u8 = 6;
+}
+
+/// The first stdout line of every server binary: `listening on URL`, with
+/// the bound address (so port 0 works). A second line may follow for a
+/// second listener (`framebus-rtsp --http-listen`).
+pub mod listening {
+    /// The line's prefix.
+    pub const PREFIX: &str = "listening on ";
+
+    /// The line for `url` (without the newline).
+    pub fn line(url: &str) -> String {
+        format!("{PREFIX}{url}")
+    }
+
+    /// The URL of a `listening on` line, if `line` is one.
+    pub fn parse(line: &str) -> Option<&str> {
+        line.trim()
+            .strip_prefix(PREFIX)
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+    }
+
+    /// `host:port` of a listening URL (`http://127.0.0.1:8080/` →
+    /// `127.0.0.1:8080`).
+    pub fn address(url: &str) -> Option<&str> {
+        let rest = url.split_once("://").map_or(url, |(_, r)| r);
+        let addr = rest.split('/').next()?;
+        (!addr.is_empty()).then_some(addr)
+    }
+}
+
+/// How the supervisor asks a publisher whether it is alive.
+pub mod health {
+    /// HTTP publishers answer `GET` on this path (200 healthy, 503 when a
+    /// bus has no producer: the server itself still answers).
+    pub const HTTP_PATH: &str = "/healthz";
+    /// RTSP publishers answer this method on `*`.
+    pub const RTSP_METHOD: &str = "OPTIONS";
+}
+
+/// The supervisor's status file: `framebus-status.<pid>.json` in the shm
+/// directory, mode 0644, rewritten at least once a second and on every
+/// state change by temporary file + rename (a reader sees the old or the
+/// new document, never a partial one), removed on a clean stop. Written by
+/// `framebus-producer --config`, read by `framebus status`; the format is
+/// in `docs/service.md`.
+pub mod status {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::path::{Path, PathBuf};
+
+    use serde::{Deserialize, Serialize};
+
+    /// File name prefix in the shm directory.
+    pub const PREFIX: &str = "framebus-status.";
+    /// The format version written.
+    pub const VERSION: u32 = 1;
+
+    /// What the supervisor is doing.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum SupervisorState {
+        /// Supervising.
+        Running,
+        /// Stopping its children.
+        Stopping,
+    }
+
+    /// A capture thread's state.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum CameraState {
+        /// Capturing (see the bus for the source state).
+        Running,
+        /// Gave up (see `error`).
+        Failed,
+    }
+
+    /// A supervised publisher's state.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum PublisherState {
+        /// Started, no `listening on` line yet.
+        Starting,
+        /// Listening (and answering its health probe).
+        Running,
+        /// Waiting to restart.
+        Backoff,
+        /// Given up after `max_restarts`.
+        Failed,
+        /// Stopped with the supervisor.
+        Stopped,
+    }
+
+    impl PublisherState {
+        /// The word used in the file and in `framebus status`.
+        pub fn as_str(self) -> &'static str {
+            match self {
+                PublisherState::Starting => "starting",
+                PublisherState::Running => "running",
+                PublisherState::Backoff => "backoff",
+                PublisherState::Failed => "failed",
+                PublisherState::Stopped => "stopped",
+            }
+        }
+    }
+
+    /// The whole document.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct Status {
+        /// Format version ([`VERSION`]).
+        pub version: u32,
+        /// The supervising `framebus-producer`.
+        pub producer_pid: u32,
+        /// The config file it runs.
+        pub config: PathBuf,
+        /// Unix time of this write, milliseconds.
+        pub updated_unix_ms: u64,
+        /// What the supervisor is doing.
+        pub state: SupervisorState,
+        /// One per `[[camera]]`.
+        pub cameras: Vec<CameraStatus>,
+        /// One per configured publisher.
+        pub publishers: Vec<PublisherStatus>,
+    }
+
+    /// One capture thread.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct CameraStatus {
+        /// Bus name.
+        pub bus: String,
+        /// Source.
+        pub source: String,
+        /// Its state.
+        pub state: CameraState,
+        /// Why it failed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub error: Option<String>,
+    }
+
+    /// One supervised publisher process.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct PublisherStatus {
+        /// `mjpeg` or `rtsp`.
+        pub kind: String,
+        /// Program run.
+        pub command: PathBuf,
+        /// Process id while a process exists.
+        pub pid: Option<u32>,
+        /// Its state.
+        pub state: PublisherState,
+        /// Restarts so far.
+        pub restarts: u32,
+        /// The configured limit.
+        pub max_restarts: u32,
+        /// Why it was last restarted (or given up on).
+        pub last_reason: Option<String>,
+        /// Seconds until the next restart, in `backoff`.
+        pub restart_in_s: Option<f64>,
+        /// Seconds the current process has run.
+        pub uptime_s: Option<f64>,
+        /// The bound address from its `listening on` line (`127.0.0.1:8080`).
+        pub address: Option<String>,
+        /// Its URL (`http://127.0.0.1:8080/`, `rtsp://127.0.0.1:8554/`).
+        pub url: Option<String>,
+        /// Seconds since its last successful health probe.
+        pub health_age_s: Option<f64>,
+        /// Whether the endpoints need credentials.
+        pub auth: bool,
+    }
+
+    /// Why a status file could not be read.
+    #[derive(Debug, thiserror::Error)]
+    #[non_exhaustive]
+    pub enum StatusError {
+        /// I/O.
+        #[error("cannot read {path}: {source}")]
+        Io {
+            /// The file.
+            path: PathBuf,
+            /// The OS error.
+            source: std::io::Error,
+        },
+        /// Not a status document of a version we read.
+        #[error("{path} is not a framebus status file: {why}")]
+        Format {
+            /// The file.
+            path: PathBuf,
+            /// What is wrong.
+            why: String,
+        },
+    }
+
+    /// The status file of the supervisor with `pid` in `dir`.
+    pub fn path(dir: &Path, pid: u32) -> PathBuf {
+        dir.join(format!("{PREFIX}{pid}.json"))
+    }
+
+    /// Whether `name` is a status file's name.
+    pub fn is_status_file(name: &str) -> bool {
+        name.starts_with(PREFIX) && name.ends_with(".json")
+    }
+
+    /// Write `status` to `path` atomically (temporary file + rename).
+    pub fn write(path: &Path, status: &Status) -> std::io::Result<()> {
+        let tmp = path.with_extension("json.tmp");
+        let body = serde_json::to_vec_pretty(status).map_err(std::io::Error::other)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .open(&tmp)?;
+        f.write_all(&body)?;
+        f.write_all(b"\n")?;
+        drop(f);
+        std::fs::rename(&tmp, path)
+    }
+
+    /// Read and check a status file.
+    pub fn read(path: &Path) -> Result<Status, StatusError> {
+        let bytes = std::fs::read(path).map_err(|source| StatusError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let status: Status = serde_json::from_slice(&bytes).map_err(|e| StatusError::Format {
+            path: path.to_path_buf(),
+            why: e.to_string(),
+        })?;
+        if status.version != VERSION {
+            return Err(StatusError::Format {
+                path: path.to_path_buf(),
+                why: format!("version {} (this framebus reads {VERSION})", status.version),
+            });
+        }
+        Ok(status)
+    }
+}
+
+/// `GET /api/v1/streams` of `framebus-mjpeg`: `{"streams": [StreamStatus]}`.
+pub mod streams {
+    use serde::{Deserialize, Serialize};
+
+    /// The path.
+    pub const PATH: &str = "/api/v1/streams";
+
+    /// Whether a stream's encoder runs.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum StreamState {
+        /// No encoder (no viewer).
+        Idle,
+        /// Encoding.
+        Running,
+    }
+
+    /// The document.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct Streams {
+        /// Every (bus, profile).
+        pub streams: Vec<StreamStatus>,
+    }
+
+    /// One (bus, profile) stream.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct StreamStatus {
+        /// Bus name.
+        pub bus: String,
+        /// Profile name.
+        pub profile: String,
+        /// Whether its encoder runs.
+        pub state: StreamState,
+        /// Bus condition seen by the encoder: idle, live, waiting for bus,
+        /// producer gone.
+        pub bus_state: String,
+        /// Output width (0 when unknown: native profile of a missing bus).
+        pub width: u32,
+        /// Output height.
+        pub height: u32,
+        /// Target fps (bus fps for native).
+        pub fps: f64,
+        /// JPEG quality.
+        pub quality: u8,
+        /// Connected viewers.
+        pub viewers: usize,
+        /// Viewer limit.
+        pub max_viewers: usize,
+        /// Bus frames per second reaching the encoder.
+        pub input_fps: f64,
+        /// Frames per second encoded.
+        pub output_fps: f64,
+        /// Median encode time (scale + JPEG), ms.
+        pub encode_ms_p50: f64,
+        /// Frames viewers skipped because they were slow.
+        pub frames_dropped_slow: u64,
+        /// Frames encoded since the process started.
+        pub frames_out: u64,
+        /// Seconds since the encoder started (running only).
+        pub uptime_s: Option<f64>,
+        /// Started explicitly (kept running without viewers until stopped).
+        pub pinned: bool,
+        /// Stream URL path.
+        pub url: String,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listening_line_round_trips() {
+        let l = listening::line("http://127.0.0.1:8080/");
+        assert_eq!(listening::parse(&l), Some("http://127.0.0.1:8080/"));
+        assert_eq!(
+            listening::parse("  listening on rtsp://[::1]:8554/\n"),
+            Some("rtsp://[::1]:8554/")
+        );
+        assert_eq!(listening::parse("listening on "), None);
+        assert_eq!(listening::parse("hello"), None);
+        assert_eq!(listening::address("rtsp://[::1]:8554/"), Some("[::1]:8554"));
+        assert_eq!(
+            listening::address("http://127.0.0.1:8080/"),
+            Some("127.0.0.1:8080")
+        );
+    }
+}
