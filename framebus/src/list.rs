@@ -302,26 +302,58 @@ pub fn stat(name: &str, dir: Option<&Path>) -> Result<BusInfo, StatError> {
 
 /// Remove a bus whose producer is gone. With `force`, also a file under the
 /// bus's name that is not a readable framebus segment.
+///
+/// Like a producer replacing a stale segment, this unlinks only while
+/// holding the segment's producer lock and after checking that the name
+/// still refers to the locked file, so it never removes a segment a new
+/// producer has just linked under the name.
 pub fn remove(name: &str, dir: Option<&Path>, force: bool) -> Result<(), StatError> {
+    use std::os::unix::fs::MetadataExt;
     let info = stat(name, dir)?;
-    if info.producer_alive {
+    if let Some(problem) = &info.problem {
+        if !force {
+            return Err(StatError::Foreign {
+                name: name.to_string(),
+                path: info.path,
+                why: problem.clone(),
+            });
+        }
+    }
+    let io_err = |path: &Path, source| StatError::Io {
+        name: name.to_string(),
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&info.path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(StatError::NotFound {
+                name: name.to_string(),
+                path: info.path,
+            })
+        }
+        Err(e) => return Err(io_err(&info.path, e)),
+    };
+    if !sys::try_lock(file.as_fd(), sys::PRODUCER_LOCK_BYTE).map_err(|e| io_err(&info.path, e))? {
         return Err(StatError::Live {
             name: name.to_string(),
             pid: info.producer_pid,
         });
     }
-    if let Some(problem) = info.problem {
-        if !force {
-            return Err(StatError::Foreign {
-                name: name.to_string(),
-                path: info.path,
-                why: problem,
-            });
-        }
+    let meta = file.metadata().map_err(|e| io_err(&info.path, e))?;
+    let same =
+        std::fs::metadata(&info.path).is_ok_and(|m| (m.dev(), m.ino()) == (meta.dev(), meta.ino()));
+    if !same {
+        // A new producer took the name in between: not ours to remove.
+        return Err(StatError::Live {
+            name: name.to_string(),
+            pid: 0,
+        });
     }
-    std::fs::remove_file(&info.path).map_err(|source| StatError::Io {
-        name: name.to_string(),
-        path: info.path,
-        source,
-    })
+    // The lock is released when `file` closes, after the unlink.
+    std::fs::remove_file(&info.path).map_err(|e| io_err(&info.path, e))
 }

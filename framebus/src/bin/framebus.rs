@@ -183,6 +183,7 @@ fn print_stat(b: &BusInfo) {
     );
     println!("restarts       {}", b.restarts);
     println!("watchdog fires {}", b.watchdog_fires);
+    println!("wake calls     {}", b.wake_calls);
     match b.last_frame_age_ms {
         Some(ms) => println!("last frame     {ms} ms ago"),
         None => println!("last frame     never"),
@@ -190,8 +191,14 @@ fn print_stat(b: &BusInfo) {
     println!("readers        {}", b.readers.len());
     for r in &b.readers {
         println!(
-            "  entry {:>3}  pid {:>7}  frames {:>9}  skipped {:>7}  holding {}  last seq {}",
-            r.entry, r.pid, r.frames, r.skipped, r.held, r.last_seq
+            "  entry {:>3}  pid {:>7}  frames {:>9}  skipped {:>7}  holding {}  last seq {}{}",
+            r.entry,
+            r.pid,
+            r.frames,
+            r.skipped,
+            r.held,
+            r.last_seq,
+            if r.waiting { "  (waiting)" } else { "" }
         );
     }
 }
