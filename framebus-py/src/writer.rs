@@ -11,6 +11,36 @@
 //! 2. the writer is freed only when no loan exists and no numpy buffer of
 //!    a loan is alive (`Shared::maybe_free`); every loan and buffer holds
 //!    an `Arc<Mutex<Shared>>`, so the box outlives them.
+//!
+//! Views that outlive a loan. A loan's own array is made read-only when
+//! the loan ends, but numpy views derived from it while it was open
+//! (`buf[0:10]`, `buf.view()`, `memoryview(buf)`) keep their write flag and
+//! their pointer into the slot; Python cannot revoke them. So the writer is
+//! created with `seal_published` and publishes through `Loan::try_publish`:
+//! before readers can see a frame, the slot's pages in this process are
+//! remapped private copy-on-write (`MAP_PRIVATE | MAP_FIXED` over the same
+//! file range, same addresses). What that guarantees, and what it does not:
+//!
+//! - a write through a stale view after the publish lands in pages private
+//!   to this process: no reader ever sees it, neither in a frame it holds
+//!   nor in a later `latest()`/`next()`;
+//! - the stale view keeps reading the published frame (or its own writes)
+//!   until the writer loans that slot again, which maps it shared again;
+//!   from then on the view aliases the new loan's slot, and a write through
+//!   it while that loan is open lands in the new frame. Sealing protects
+//!   published frames, not later loans; the docs call such writes a bug;
+//! - every address stays mapped throughout (the remaps replace pages in
+//!   place and the mapping lives while any buffer does, point 2), so no
+//!   read or write through a stale view faults.
+//!
+//! The cost is two `mmap` calls per frame (seal at publish, unseal at the
+//! slot's next loan, which also prefaults the slot with `MAP_POPULATE`),
+//! for `publish(array)` too, which goes through a loan.
+//!
+//! After `fork()` every handle the child inherits is inert (the core's
+//! `fork.rs`: its mappings become private zero pages, its descriptor
+//! `/dev/null`). A `Loan` open at the fork is checked here by process id,
+//! because the core's `try_publish` has no fork check of its own.
 
 use std::ptr::NonNull;
 use std::str::FromStr;
@@ -20,7 +50,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyTuple};
 
-use framebus::{Fps, FrameMeta, FrameSpec, Loan, PixelFormat, Writer, WriterOptions};
+use framebus::{Fps, FrameMeta, FrameSpec, Loan, PixelFormat, PublishError, Writer, WriterOptions};
 use numpy::{PyReadonlyArrayDyn, PyUntypedArrayMethods};
 
 use crate::errors::{self, FormatError, FramebusError, Released};
@@ -285,6 +315,7 @@ impl PyWriter {
         };
         let pyloan = PyLoan {
             bus: self.name.clone(),
+            pid: std::process::id(),
             shared: self.shared.clone(),
             state: Mutex::new(LoanState {
                 loan: Some(loan),
@@ -294,9 +325,13 @@ impl PyWriter {
             }),
         };
         let layout = layout?;
-        // SAFETY: the slot is claimed by the loan; the buffer keeps the
-        // writer (and its mapping) alive; the array is made read-only when
-        // the loan ends, so it writes the slot only while it is loaned.
+        // SAFETY: the slot is claimed by the loan, and the buffer keeps the
+        // writer (and so every address of its mapping) alive as long as
+        // this array or any view of it lives. The array is made read-only
+        // when the loan ends; views derived from it stay writable, and
+        // their writes after the publish land in the sealed (private)
+        // pages, which readers never see (module docs: "Views that
+        // outlive a loan", including the reloaned-slot case).
         let array = unsafe { view::array(buffer.into_any(), slot, &layout, true) }?;
         lock(&pyloan.state).array = Some(array.unbind());
         Ok(pyloan)
@@ -417,6 +452,8 @@ struct LoanState {
 #[pyclass(module = "framebus._framebus", name = "Loan", frozen)]
 pub struct PyLoan {
     bus: String,
+    /// The process the loan was made in (a forked child's differs).
+    pid: u32,
     shared: Arc<Mutex<Shared>>,
     state: Mutex<LoanState>,
 }
@@ -437,7 +474,17 @@ impl PyLoan {
                 self.bus
             )));
         };
-        let outcome = if publish {
+        let outcome = if publish && std::process::id() != self.pid {
+            // A loan open at fork(), published in the child. The core's
+            // `try_publish` has no fork check of its own: it would try to
+            // seal the slot through the severed descriptor and fail with
+            // an mmap error. Dropping the loan only touches the child's
+            // private pages (framebus/src/fork.rs).
+            drop(loan);
+            Err(PublishError::Forked {
+                name: self.bus.clone(),
+            })
+        } else if publish {
             let m = meta(stamps.0.or(st.stamps.0), stamps.1.or(st.stamps.1));
             loan.try_publish(m).map(Some)
         } else {
