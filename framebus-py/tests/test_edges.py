@@ -185,7 +185,7 @@ def bus_info(name: str) -> Optional[Dict[str, Any]]:
     return next((b for b in framebus.list_buses() if b["name"] == name), None)
 
 
-def assert_parent_bus_live(bus: str, w: framebus.Writer, r: "framebus._framebus.Reader", value: int) -> None:
+def assert_parent_bus_live(bus: str, w: framebus.Writer, r: framebus.Reader, value: int) -> None:
     """The parent's bus is listed live and its reader gets a new frame."""
     info = bus_info(bus)
     assert info is not None, "the child's drop removed the parent's bus"
