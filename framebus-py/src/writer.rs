@@ -15,32 +15,30 @@
 //! Views that outlive a loan. A loan's own array is made read-only when
 //! the loan ends, but numpy views derived from it while it was open
 //! (`buf[0:10]`, `buf.view()`, `memoryview(buf)`) keep their write flag and
-//! their pointer into the slot; Python cannot revoke them. So the writer is
-//! created with `seal_published` and publishes through `Loan::try_publish`:
-//! before readers can see a frame, the slot's pages in this process are
-//! remapped private copy-on-write (`MAP_PRIVATE | MAP_FIXED` over the same
-//! file range, same addresses). What that guarantees, and what it does not:
+//! their pointer; Python cannot revoke them. So a loan's array does not
+//! point into the writer's mapping of the segment: it points into a
+//! mapping of that one slot made for this loan alone (`Loan::map_view`,
+//! a `SlotView` owned by the array's base object, `LoanBuffer`), and the
+//! loan publishes with `Loan::publish_sealed`, which first remaps that
+//! mapping private copy-on-write in place. What that guarantees:
 //!
 //! - a write through a stale view after the publish lands in pages private
-//!   to this process: no reader ever sees it, neither in a frame it holds
-//!   nor in a later `latest()`/`next()`;
-//! - the stale view keeps reading the published frame (or its own writes)
-//!   until the writer loans that slot again, which maps it shared again;
-//!   from then on the view aliases the new loan's slot, and a write through
-//!   it while that loan is open lands in the new frame. Sealing protects
-//!   published frames, not later loans; the docs call such writes a bug;
-//! - every address stays mapped throughout (the remaps replace pages in
-//!   place and the mapping lives while any buffer does, point 2), so no
-//!   read or write through a stale view faults.
+//!   to this process: no reader ever sees it, neither in the frame
+//!   published nor in any later frame, because the next loan of the same
+//!   slot gets a mapping of its own (a stale view never aliases it);
+//! - the stale view keeps reading the frame as published (or its own
+//!   writes) for as long as it lives; the mapping is unmapped when the
+//!   last view of it is gone, so no read or write through a view faults.
 //!
-//! The cost is two `mmap` calls per frame (seal at publish, unseal at the
-//! slot's next loan, which also prefaults the slot with `MAP_POPULATE`),
-//! for `publish(array)` too, which goes through a loan.
+//! The cost per frame: one populated `mmap` of the slot at loan, one at
+//! publish, one `munmap` when the views go (docs/python.md has figures).
+//! `publish(array)` copies into the writer's own mapping instead: no view
+//! can escape it, so it is not sealed.
 //!
 //! After `fork()` every handle the child inherits is inert (the core's
-//! `fork.rs`: its mappings become private zero pages, its descriptor
-//! `/dev/null`). A `Loan` open at the fork is checked here by process id,
-//! because the core's `try_publish` has no fork check of its own.
+//! `fork.rs`: its mappings, slot views included, become private zero
+//! pages, its descriptors `/dev/null`); a loan open at the fork raises
+//! `ForkedError` when the child publishes it.
 
 use std::ptr::NonNull;
 use std::str::FromStr;
@@ -50,7 +48,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyTuple};
 
-use framebus::{Fps, FrameMeta, FrameSpec, Loan, PixelFormat, PublishError, Writer, WriterOptions};
+use framebus::{Fps, FrameMeta, FrameSpec, Loan, PixelFormat, SlotView, Writer, WriterOptions};
 use numpy::{PyReadonlyArrayDyn, PyUntypedArrayMethods};
 
 use crate::errors::{self, FormatError, FramebusError, Released};
@@ -208,9 +206,6 @@ impl PyWriter {
             slot_capacity,
             shm_dir,
             source: source.unwrap_or_else(|| "python".to_string()),
-            // numpy views derived from a loan can outlive it: seal each
-            // slot at publish so they can no longer change what readers see.
-            seal_published: true,
             ..WriterOptions::default()
         };
         let writer = Writer::create(name, spec, opts).map_err(errors::create)?;
@@ -270,16 +265,6 @@ impl PyWriter {
         timestamp_ns: Option<u64>,
         realtime_ns: Option<u64>,
     ) -> PyResult<PyLoan> {
-        // The buffer (base object of the array) counts itself in
-        // `Shared::buffers` first, so every failure below unwinds cleanly:
-        // dropping it uncounts it, dropping the loan abandons the slot.
-        lock(&self.shared).buffers += 1;
-        let buffer = Bound::new(
-            py,
-            LoanBuffer {
-                shared: self.shared.clone(),
-            },
-        )?;
         let mut g = lock(&self.shared);
         let p = match (&g.writer, g.closing, g.loaned) {
             (_, _, true) => {
@@ -300,10 +285,33 @@ impl PyWriter {
         // uses the writer; setting `loaned` below keeps it that way until
         // this loan ends, and the writer outlives the loan (module docs).
         let w: &'static mut Writer = unsafe { &mut *p.as_ptr() };
-        let mut loan = w.loan().map_err(errors::publish)?;
+        let loan = w.loan().map_err(errors::publish)?;
+        // Dropping the loan on error abandons the slot.
+        let view = Arc::new(loan.map_view().map_err(errors::publish)?);
         g.loaned = true;
+        // The buffer (base object of the array) counts itself in
+        // `Shared::buffers`; dropping it uncounts it.
+        g.buffers += 1;
         drop(g);
-        let slot: *mut [u8] = loan.capacity_mut();
+        let pyloan = PyLoan {
+            bus: self.name.clone(),
+            shared: self.shared.clone(),
+            state: Mutex::new(LoanState {
+                loan: Some(loan),
+                view: Some(view.clone()),
+                array: None,
+                stamps: (timestamp_ns, realtime_ns),
+                seq: None,
+            }),
+        };
+        let slot: *mut [u8] = std::ptr::slice_from_raw_parts_mut(view.as_mut_ptr(), self.capacity);
+        let buffer = Bound::new(
+            py,
+            LoanBuffer {
+                shared: self.shared.clone(),
+                _view: view,
+            },
+        )?;
         let layout = if self.spec.format.is_compressed() {
             Ok(view::Layout {
                 offset: 0,
@@ -313,25 +321,14 @@ impl PyWriter {
         } else {
             view::frame_layout(&self.name, &self.spec, self.spec.frame_size())
         };
-        let pyloan = PyLoan {
-            bus: self.name.clone(),
-            pid: std::process::id(),
-            shared: self.shared.clone(),
-            state: Mutex::new(LoanState {
-                loan: Some(loan),
-                array: None,
-                stamps: (timestamp_ns, realtime_ns),
-                seq: None,
-            }),
-        };
         let layout = layout?;
-        // SAFETY: the slot is claimed by the loan, and the buffer keeps the
-        // writer (and so every address of its mapping) alive as long as
-        // this array or any view of it lives. The array is made read-only
-        // when the loan ends; views derived from it stay writable, and
-        // their writes after the publish land in the sealed (private)
-        // pages, which readers never see (module docs: "Views that
-        // outlive a loan", including the reloaned-slot case).
+        // SAFETY: the slot view maps the claimed slot (`capacity` bytes and
+        // more) for this loan alone, and the buffer owns it as long as this
+        // array or any view of it lives. The array is made read-only when
+        // the loan ends; views derived from it stay writable, and their
+        // writes after the publish land in the sealed (private) pages,
+        // which readers never see (module docs: "Views that outlive a
+        // loan").
         let array = unsafe { view::array(buffer.into_any(), slot, &layout, true) }?;
         lock(&pyloan.state).array = Some(array.unbind());
         Ok(pyloan)
@@ -421,10 +418,12 @@ impl Drop for PyWriter {
     }
 }
 
-/// Base object of a loan's numpy buffer: keeps the writer mapped.
+/// Base object of a loan's numpy buffer: owns the loan's slot view (its
+/// memory) and keeps the writer alive.
 #[pyclass(module = "framebus._framebus", name = "_LoanBuffer", frozen)]
 pub struct LoanBuffer {
     shared: Arc<Mutex<Shared>>,
+    _view: Arc<SlotView>,
 }
 
 impl Drop for LoanBuffer {
@@ -437,6 +436,8 @@ impl Drop for LoanBuffer {
 
 struct LoanState {
     loan: Option<Loan<'static>>,
+    /// The loan's own mapping of its slot (the array's memory).
+    view: Option<Arc<SlotView>>,
     array: Option<Py<PyAny>>,
     /// Capture times given to `Writer.loan()`; `None`: the time of publishing.
     stamps: (Option<u64>, Option<u64>),
@@ -452,8 +453,6 @@ struct LoanState {
 #[pyclass(module = "framebus._framebus", name = "Loan", frozen)]
 pub struct PyLoan {
     bus: String,
-    /// The process the loan was made in (a forked child's differs).
-    pid: u32,
     shared: Arc<Mutex<Shared>>,
     state: Mutex<LoanState>,
 }
@@ -474,19 +473,12 @@ impl PyLoan {
                 self.bus
             )));
         };
-        let outcome = if publish && std::process::id() != self.pid {
-            // A loan open at fork(), published in the child. The core's
-            // `try_publish` has no fork check of its own: it would try to
-            // seal the slot through the severed descriptor and fail with
-            // an mmap error. Dropping the loan only touches the child's
-            // private pages (framebus/src/fork.rs).
-            drop(loan);
-            Err(PublishError::Forked {
-                name: self.bus.clone(),
-            })
-        } else if publish {
+        let view = st.view.take();
+        let outcome = if publish {
             let m = meta(stamps.0.or(st.stamps.0), stamps.1.or(st.stamps.1));
-            loan.try_publish(m).map(Some)
+            let view = view.expect("an open loan has its view");
+            // Forked children get `Forked` from the core here.
+            loan.publish_sealed(m, &view).map(Some)
         } else {
             drop(loan);
             Ok(None)

@@ -100,6 +100,33 @@ def test_stale_views_of_every_slot_scribbled_after_every_publish(bus: str, fmt: 
             f.release()
 
 
+@pytest.mark.parametrize("fmt", ["nv12", "mjpeg"])
+def test_stale_views_written_while_their_slot_is_loaned_again(bus: str, fmt: str) -> None:
+    """A stale view is written while the writer has its slot out on a later
+    loan (and after that loan's publish). With one mapping per slot the
+    stale view aliased the new loan, so its writes landed in the later frame
+    and readers saw them once it was published (3 slots: frames 4 and 7).
+    Each loan now maps its slot afresh: readers only see the loan's own
+    writes."""
+    with framebus.Writer(bus, width=W, height=H, format=fmt, slots=3, max_held=1) as w, framebus.Reader(bus) as r:
+        stale = []
+        for rnd in range(1, 13):
+            loan = w.loan()
+            with loan as a:
+                a[...] = rnd
+                if fmt == "mjpeg":
+                    loan.set_len(1000)
+                for v in stale:  # while this loan is open
+                    scribble(v, 0xEE)
+                stale.append(a[:10])
+            for v in stale:  # and after its publish
+                scribble(v, 0xEE)
+            f = r.latest()
+            assert f is not None and f.seq == loan.seq
+            assert (f.array == rnd).all(), f"round {rnd}: a stale view's write reached a later frame"
+            f.release()
+
+
 def test_loans_still_hand_frames_over_in_place(bus: str) -> None:
     """Sealing keeps loans zero-copy for readers: every round trip around
     the ring (reloaned slots are mapped shared again) arrives intact, the

@@ -121,7 +121,7 @@ extern "C" fn after_fork_child() {
                 );
             }
         }
-        if devnull >= 0 {
+        if devnull >= 0 && r.fd >= 0 {
             // SAFETY: both descriptors are open; `r.fd` is replaced by a
             // descriptor of /dev/null, dropping the child's reference to the
             // segment's open file description (and so to its locks) while the

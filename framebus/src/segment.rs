@@ -196,47 +196,41 @@ impl Segment {
         }
     }
 
-    /// Replace slot `i`'s pages in the writer's data mapping: `shared`
-    /// maps them to the segment again (populated, ready to be written);
-    /// otherwise they become a private copy-on-write mapping of the same
-    /// file pages, so a stale pointer into a published slot can still
-    /// read it but can no longer write what readers see.
-    ///
-    /// # Safety
-    ///
-    /// The caller is the writer and no reference into slot `i` is in use
-    /// (the contents stay the same; only where a later write goes changes).
-    pub(crate) unsafe fn remap_slot(&self, i: u32, shared: bool) -> io::Result<()> {
+    /// A fresh, populated, shared mapping of slot `i` alone (see
+    /// [`crate::SlotView`]), registered with the fork handler.
+    pub(crate) fn map_slot_view(&self, i: u32) -> io::Result<crate::SlotView> {
         let g = self.info.geometry;
-        let Data::ReadWrite(m) = &self.data else {
-            unreachable!("remap_slot on a read-only mapping");
-        };
         assert!(i < g.slot_count);
-        let addr = m.as_ptr() as usize + i as usize * g.slot_stride as usize;
-        let flags = if shared {
-            libc::MAP_SHARED | libc::MAP_FIXED | libc::MAP_POPULATE
-        } else {
-            libc::MAP_PRIVATE | libc::MAP_FIXED
-        };
-        // SAFETY: the range is one page-aligned slot inside our own data
-        // mapping (validated geometry, page-sized stride); MAP_FIXED
-        // replaces those pages in place with a mapping of the same file
-        // range, so the memmap2 object still owns (and later unmaps) exactly
-        // the same addresses.
-        let r = unsafe {
+        let fd = self.file.as_fd().try_clone_to_owned()?;
+        let offset = g.data_offset + u64::from(i) * g.slot_stride;
+        let len = g.slot_stride as usize;
+        // SAFETY: a new mapping (no MAP_FIXED) of one page-aligned slot of
+        // our own segment file, which is `total_size` bytes long (validated
+        // geometry), so the whole range is backed.
+        let p = unsafe {
             libc::mmap(
-                addr as *mut libc::c_void,
-                g.slot_stride as usize,
+                std::ptr::null_mut(),
+                len,
                 libc::PROT_READ | libc::PROT_WRITE,
-                flags,
-                self.file.as_raw_fd(),
-                (g.data_offset + u64::from(i) * g.slot_stride) as libc::off_t,
+                libc::MAP_SHARED | libc::MAP_POPULATE,
+                fd.as_raw_fd(),
+                offset as libc::off_t,
             )
         };
-        if r == libc::MAP_FAILED {
+        if p == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        Ok(())
+        let ptr = std::ptr::NonNull::new(p.cast::<u8>()).expect("mmap never returns null");
+        let registration = fork::register([(p as usize, len), (0, 0)], fd.as_raw_fd());
+        Ok(crate::SlotView {
+            ptr,
+            len,
+            slot: i,
+            instance: self.info.instance_id,
+            fd,
+            offset,
+            registration: Some(registration),
+        })
     }
 
     /// Whether the producer's lock is held.

@@ -79,14 +79,6 @@ pub struct WriterOptions {
     pub shm_dir: Option<PathBuf>,
     /// What the frames come from, for `framebus ls` (truncated to 95 bytes).
     pub source: String,
-    /// Seal each slot when it is published: its pages in this process are
-    /// switched to a private copy-on-write mapping before readers can see
-    /// the frame (and back to the shared segment when the slot is loaned
-    /// again), so a stale pointer or view into a published slot can no
-    /// longer change what readers see. Costs two `mmap` calls per frame;
-    /// for bindings whose views can outlive a loan (Python). Publish with
-    /// [`Loan::try_publish`].
-    pub seal_published: bool,
 }
 
 impl Default for WriterOptions {
@@ -100,7 +92,6 @@ impl Default for WriterOptions {
             group: None,
             shm_dir: None,
             source: String::new(),
-            seal_published: false,
         }
     }
 }
@@ -119,9 +110,6 @@ pub struct Writer {
     window_start_ns: u64,
     window_frames: u64,
     closed: bool,
-    seal: bool,
-    /// Slots whose pages are privately mapped here (sealed at publish).
-    sealed: u64,
 }
 
 impl std::fmt::Debug for Writer {
@@ -241,8 +229,6 @@ impl Writer {
             window_start_ns: now,
             window_frames: 0,
             closed: false,
-            seal: opts.seal_published,
-            sealed: 0,
         })
     }
 
@@ -391,18 +377,6 @@ impl Writer {
                 }
                 if protocol::claim(&self.seg.slot(i).state, &self.seg, 1 << i).is_some() {
                     self.next_slot = (i + 1) % n;
-                    if self.sealed & 1 << i != 0 {
-                        // SAFETY: we claimed slot `i` and no loan of it exists.
-                        if let Err(source) = unsafe { self.seg.remap_slot(i, true) } {
-                            protocol::abandon(&self.seg.slot(i).state);
-                            return Err(PublishError::Map {
-                                name: self.name.clone(),
-                                slot: i,
-                                source,
-                            });
-                        }
-                        self.sealed &= !(1 << i);
-                    }
                     let len = if self.spec().format.is_compressed() {
                         0
                     } else {
@@ -617,6 +591,15 @@ impl Loan<'_> {
     /// Set the payload length (compressed formats; raw frames are always one
     /// frame long).
     pub fn set_len(&mut self, len: usize) -> Result<(), PublishError> {
+        let spec = *self.writer.spec();
+        if !spec.format.is_compressed() && len != spec.frame_size() {
+            return Err(PublishError::WrongSize {
+                name: self.writer.name.clone(),
+                format: spec.format,
+                expected: spec.frame_size(),
+                len,
+            });
+        }
         let cap = self.writer.slot_capacity();
         if len > cap {
             return Err(PublishError::TooLarge {
@@ -656,37 +639,166 @@ impl Loan<'_> {
     }
 
     /// Publish the frame. Returns its sequence number.
-    ///
-    /// # Panics
-    ///
-    /// With [`WriterOptions::seal_published`], if sealing the slot fails
-    /// (the kernel refused an `mmap`); such writers use
-    /// [`try_publish`](Loan::try_publish).
-    pub fn publish(self, meta: FrameMeta) -> u64 {
-        self.try_publish(meta)
-            .unwrap_or_else(|e| panic!("publish failed: {e}"))
+    pub fn publish(mut self, meta: FrameMeta) -> u64 {
+        self.published = true;
+        self.writer.publish_slot(self.slot, self.len, meta)
     }
 
-    /// Publish the frame, sealing its slot first when the writer seals
-    /// ([`WriterOptions::seal_published`]). On error the frame is dropped
-    /// unpublished and the slot given back.
-    pub fn try_publish(mut self, meta: FrameMeta) -> Result<u64, PublishError> {
-        if self.writer.seal {
-            // Sealed before readers can see the frame: from here on a write
-            // through a stale pointer lands in private pages.
-            // SAFETY: this loan has claimed the slot, and consuming it ends
-            // every borrow of the slot's bytes made through it.
-            if let Err(source) = unsafe { self.writer.seg.remap_slot(self.slot, false) } {
-                return Err(PublishError::Map {
-                    name: self.writer.name.clone(),
-                    slot: self.slot,
-                    source,
-                });
-            }
-            self.writer.sealed |= 1 << self.slot;
+    /// [`publish`](Loan::publish), for bindings whose loans can cross a
+    /// `fork()`: in a forked child it drops the frame and says so
+    /// ([`PublishError::Forked`]).
+    pub fn try_publish(self, meta: FrameMeta) -> Result<u64, PublishError> {
+        if self.writer.seg.gen.forked() {
+            return Err(PublishError::Forked {
+                name: self.writer.name.clone(),
+            });
         }
+        Ok(self.publish(meta))
+    }
+
+    /// A separate mapping of this loan's slot, for bindings whose views of
+    /// the slot can outlive the loan (numpy arrays derived from a loan's
+    /// array). Fill the slot through it, then publish with
+    /// [`publish_sealed`](Loan::publish_sealed).
+    pub fn map_view(&self) -> Result<SlotView, PublishError> {
+        if self.writer.seg.gen.forked() {
+            return Err(PublishError::Forked {
+                name: self.writer.name.clone(),
+            });
+        }
+        self.writer
+            .seg
+            .map_slot_view(self.slot)
+            .map_err(|source| PublishError::Map {
+                name: self.writer.name.clone(),
+                slot: self.slot,
+                source,
+            })
+    }
+
+    /// Seal `view` (see [`SlotView`]), then publish the frame. After this,
+    /// a write through any pointer into `view` lands in pages private to
+    /// this process: readers never see it. On error the frame is dropped
+    /// unpublished and the slot given back.
+    pub fn publish_sealed(mut self, meta: FrameMeta, view: &SlotView) -> Result<u64, PublishError> {
+        let name = || self.writer.name.clone();
+        if self.writer.seg.gen.forked() {
+            return Err(PublishError::Forked { name: name() });
+        }
+        if view.slot != self.slot || view.instance != self.writer.seg.info.instance_id {
+            return Err(PublishError::Map {
+                name: name(),
+                slot: self.slot,
+                source: io::Error::other("the view maps another slot or bus"),
+            });
+        }
+        view.seal().map_err(|source| PublishError::Map {
+            name: name(),
+            slot: self.slot,
+            source,
+        })?;
         self.published = true;
         Ok(self.writer.publish_slot(self.slot, self.len, meta))
+    }
+}
+
+/// A separate mapping of one slot (from [`Loan::map_view`]), owned by
+/// whoever holds views into it. A binding may reuse an unsealed view for a
+/// later loan of the same slot (when it knows no view of it escaped); a
+/// sealed one never maps the segment again.
+///
+/// Sealing ([`Loan::publish_sealed`]) replaces its pages in place with a
+/// private copy-on-write mapping of the same bytes just before the frame
+/// is published: a view kept past the publish still reads the frame as
+/// published, but its writes land in private pages, so nothing done through
+/// it can change what readers see, now or when the slot is loaned again
+/// (a sealed view is never used for another loan). Dropping it unmaps it. Costs: one `mmap` (populated) per loan, one at publish, one
+/// `munmap`.
+pub struct SlotView {
+    pub(crate) ptr: std::ptr::NonNull<u8>,
+    pub(crate) len: usize,
+    pub(crate) slot: u32,
+    pub(crate) instance: u64,
+    pub(crate) fd: std::os::fd::OwnedFd,
+    pub(crate) offset: u64,
+    /// Taken (unregistered) before the mapping is unmapped.
+    pub(crate) registration: Option<crate::fork::Registration>,
+}
+
+// SAFETY: the mapping is owned by the view and valid until it is dropped;
+// the view hands out raw pointers only, whose use is the holder's contract.
+unsafe impl Send for SlotView {}
+// SAFETY: as above; `seal` only replaces the pages in place.
+unsafe impl Sync for SlotView {}
+
+impl SlotView {
+    /// The first byte of the slot.
+    pub fn as_mut_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// Bytes mapped (the slot's capacity rounded up to whole pages).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Never true: a slot has at least one page.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The slot this view maps.
+    pub fn slot(&self) -> u32 {
+        self.slot
+    }
+
+    /// Replace the view's pages in place with a private copy-on-write
+    /// mapping of the same bytes: from now on nothing written through it
+    /// reaches the segment. [`Loan::publish_sealed`] does this before
+    /// publishing; a binding seals a view by hand when it abandons a loan
+    /// whose views may outlive it.
+    pub fn seal(&self) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: (1) the range is this view's own mapping, alive until the
+        // view drops; (2) MAP_FIXED replaces exactly those pages with a
+        // private mapping of the same file range, so every pointer into the
+        // view stays valid and reads the same bytes.
+        let r = unsafe {
+            libc::mmap(
+                self.ptr.as_ptr().cast(),
+                self.len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_FIXED,
+                self.fd.as_raw_fd(),
+                self.offset as libc::off_t,
+            )
+        };
+        if r == libc::MAP_FAILED {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl Drop for SlotView {
+    fn drop(&mut self) {
+        // Unregister first: a fork between the unmap and the unregistering
+        // would have the child map zero pages over whatever took the
+        // addresses in between.
+        drop(self.registration.take());
+        // SAFETY: our own mapping, unmapped once; the holder guarantees no
+        // pointer into it is used afterwards (it owns every view of it).
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+impl std::fmt::Debug for SlotView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlotView")
+            .field("slot", &self.slot)
+            .field("len", &self.len)
+            .finish()
     }
 }
 

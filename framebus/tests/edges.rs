@@ -215,30 +215,47 @@ fn handles_inherited_across_fork_are_inert_in_the_child() {
     assert_eq!(f[0], 9);
 }
 
-/// Defect 1, core part: with `seal_published`, a write through a pointer
-/// kept from a loan after it was published cannot change what readers see.
+/// Defect 1, core part: a write through a pointer kept from a loan's
+/// `SlotView` after `publish_sealed` cannot change what readers see: not
+/// the published frame, and not a later frame in the same slot (each loan
+/// gets a mapping of its own, so a stale pointer never aliases a new loan).
 #[test]
-fn sealed_slots_ignore_writes_after_publish() {
+fn sealed_slot_views_ignore_writes_after_publish() {
     let name = unique_name("seal");
     let opts = WriterOptions {
-        seal_published: true,
+        slots: 3,
+        max_held: 1,
         ..WriterOptions::default()
     };
     let mut w = Writer::create(&name, spec(), opts).unwrap();
     let mut r = Reader::attach(&name, ReaderOptions::default()).unwrap();
-    for round in 0..20u8 {
-        let mut loan = w.loan().unwrap();
-        loan.fill(round);
-        let stale: *mut u8 = loan.as_mut_ptr();
-        loan.try_publish(FrameMeta::now()).unwrap();
-        // What an escaped numpy view does: write after the publish.
-        // SAFETY: the slot's pages stay mapped (privately, after sealing)
-        // for the writer's life; this is the misuse under test.
-        unsafe { std::ptr::write_bytes(stale, 0xEE, 16) };
+    let len = spec().frame_size();
+    // Every stale view stays alive (and is scribbled on) for the whole run.
+    let mut stale: Vec<SlotView> = Vec::new();
+    for round in 1..=30u8 {
+        let loan = w.loan().unwrap();
+        let view = loan.map_view().unwrap();
+        // SAFETY: the view maps the loaned slot, `len` bytes long.
+        unsafe { std::ptr::write_bytes(view.as_mut_ptr(), round, len) };
+        // What escaped numpy views do: write before and after the publish.
+        for v in &stale {
+            // SAFETY: each view stays mapped (privately) until dropped.
+            unsafe { std::ptr::write_bytes(v.as_mut_ptr(), 0xEE, 64) };
+        }
+        loan.publish_sealed(FrameMeta::now(), &view).unwrap();
+        // SAFETY: as above: the sealed view is still mapped.
+        unsafe { std::ptr::write_bytes(view.as_mut_ptr(), 0xEE, 64) };
+        stale.push(view);
         let f = r.latest().unwrap().unwrap();
         assert!(
             f.iter().all(|&b| b == round),
-            "round {round}: reader saw a write made after publish"
+            "round {round}: reader saw a write made through a stale view"
         );
     }
+    // A raw format's length is the frame size, nothing else.
+    let mut loan = w.loan().unwrap();
+    assert!(matches!(
+        loan.set_len(10),
+        Err(PublishError::WrongSize { .. })
+    ));
 }
