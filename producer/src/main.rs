@@ -9,6 +9,7 @@ mod devlock;
 mod error;
 mod ffmpeg_src;
 mod pacing;
+mod process_group;
 mod run;
 mod signals;
 mod source;
