@@ -6,11 +6,13 @@
 //! One file per concern:
 //!
 //! * [`cli`]: the flags; [`config`]: `framebus.toml` (`--config`).
-//! * [`run`]: one bus: create it and keep a source feeding it.
+//! * [`capture`]: one camera into one bus: create the bus, and the source
+//!   loop that keeps a source feeding it (reopening it with [`backoff`]).
 //! * sources: [`source`] (the trait), [`testsrc`], [`v4l2_src`] over
 //!   [`v4l2`], [`ffmpeg_src`]; [`convert`] (swscale), [`pacing`].
-//! * [`supervise`]: `--config`: the cameras, and the publisher processes
-//!   as supervised children ([`process_group`]), with the [`status`] file.
+//! * [`service`]: `--config`: one [`capture`] per camera, and the process
+//!   supervisor that runs the publishers as children and restarts them
+//!   (with [`backoff`]; [`process_group`]), with the [`status`] file.
 //! * [`devlock`] (one producer per device), [`signals`], [`error`] (exit
 //!   codes).
 //!
@@ -19,6 +21,7 @@
 //! configuration, flags, status file and process handling are built (what
 //! the `config` fuzz target needs, without a sanitizer build of FFmpeg).
 
+pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod devlock;
@@ -31,13 +34,13 @@ pub mod status;
 pub mod testsrc;
 
 #[cfg(feature = "capture")]
+pub mod capture;
+#[cfg(feature = "capture")]
 pub mod convert;
 #[cfg(feature = "capture")]
 pub mod ffmpeg_src;
 #[cfg(feature = "capture")]
-pub mod run;
-#[cfg(feature = "capture")]
-pub mod supervise;
+pub mod service;
 #[cfg(feature = "capture")]
 pub mod v4l2;
 #[cfg(feature = "capture")]

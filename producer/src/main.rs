@@ -9,7 +9,7 @@ use clap::Parser;
 
 use framebus_producer::cli::{Cli, LogFormat};
 use framebus_producer::error::Fatal;
-use framebus_producer::{config, run, signals, supervise, v4l2};
+use framebus_producer::{capture, config, service, signals, v4l2};
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -59,11 +59,11 @@ fn main() {
         std::process::exit(1);
     }
     let result = if let Some((path, config)) = config {
-        supervise::run(&path, config, log_format)
+        service::run(&path, config, log_format)
     } else if cli.list_devices {
         list_devices()
     } else {
-        run::run(cli)
+        capture::run(cli)
     };
     // A stop requested while the source was still being opened is a clean
     // stop, not a missing device.

@@ -1,6 +1,8 @@
-//! `framebus-producer --config FILE`: capture every configured camera (one
-//! thread each, running the ordinary run loop of `run.rs`) and run each
-//! configured publisher as a child process, supervised:
+//! `framebus-producer --config FILE`, the service: capture every configured
+//! camera (one thread each, running the ordinary capture of `capture.rs`,
+//! whose source loop restarts a lost *source*), and the process supervisor
+//! (`ProcessSupervisor`), which runs each configured publisher as a child
+//! *process* and restarts it:
 //!
 //! * **crashed** (the child exited) or **hung** (no answer to its health
 //!   probe — HTTP `GET /healthz` for mjpeg, RTSP `OPTIONS` for rtsp — or no
@@ -38,11 +40,12 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::backoff::Backoff;
+use crate::capture;
 use crate::cli::LogFormat;
 use crate::config::{self, Config};
 use crate::error::Fatal;
 use crate::process_group::{self, ProcessGroup, Stopped};
-use crate::run::{self, Backoff};
 use crate::signals;
 use crate::status::{self, CameraStatus, PublisherStatus, Status};
 
@@ -162,7 +165,7 @@ pub fn run(config_path: &Path, config: Config, log_format: LogFormat) -> Result<
         let h = std::thread::Builder::new()
             .name(format!("capture-{bus}"))
             .spawn(move || {
-                let r = run::run(cli);
+                let r = capture::run(cli);
                 let _ = tx.send((i, r));
             })
             .map_err(|e| Fatal::Other(format!("cannot start the capture thread: {e}")))?;
@@ -170,7 +173,7 @@ pub fn run(config_path: &Path, config: Config, log_format: LogFormat) -> Result<
     }
     drop(tx);
 
-    let mut sup = Supervisor {
+    let mut sup = ProcessSupervisor {
         policy,
         status_path,
         config_path,
@@ -191,7 +194,9 @@ pub fn run(config_path: &Path, config: Config, log_format: LogFormat) -> Result<
     result
 }
 
-struct Supervisor {
+/// The process supervisor: the publisher children, and the status file
+/// that reports them and the cameras.
+struct ProcessSupervisor {
     policy: Policy,
     status_path: PathBuf,
     config_path: PathBuf,
@@ -199,7 +204,7 @@ struct Supervisor {
     last_status: Option<Instant>,
 }
 
-impl Supervisor {
+impl ProcessSupervisor {
     fn main_loop(
         &mut self,
         children: &mut [Child],
