@@ -1,27 +1,15 @@
 //! `framebus-producer`: owns one camera (or the test pattern, or an FFmpeg
-//! input) and writes its frames into a shared-memory bus. See
-//! `docs/producer.md`.
-
-mod cli;
-mod config;
-mod convert;
-mod devlock;
-mod error;
-mod ffmpeg_src;
-mod pacing;
-mod run;
-mod signals;
-mod source;
-mod status;
-mod supervise;
-mod testsrc;
-mod v4l2;
-mod v4l2_src;
+//! input) and writes its frames into a shared-memory bus; with `--config`,
+//! runs the whole service. See `docs/producer.md`, `docs/service.md`.
+//!
+//! The thin command-line front of the `framebus_producer` library
+//! (`src/lib.rs`): flags, logging, signal handlers, exit codes.
 
 use clap::Parser;
 
-use crate::cli::{Cli, LogFormat};
-use crate::error::Fatal;
+use framebus_producer::cli::{Cli, LogFormat};
+use framebus_producer::error::Fatal;
+use framebus_producer::{capture, config, service, signals, v4l2};
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -71,11 +59,11 @@ fn main() {
         std::process::exit(1);
     }
     let result = if let Some((path, config)) = config {
-        supervise::run(&path, config, log_format)
+        service::run(&path, config, log_format)
     } else if cli.list_devices {
         list_devices()
     } else {
-        run::run(cli)
+        capture::run(cli)
     };
     // A stop requested while the source was still being opened is a clean
     // stop, not a missing device.

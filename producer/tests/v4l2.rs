@@ -1,18 +1,15 @@
-//! The V4L2 source (`src/v4l2.rs`, through the real `v4l` crate) against the
+//! The V4L2 source (`framebus_producer::v4l2`, through the real `v4l` crate) against the
 //! fake cameras of `fakecam/fakecam.c`, loaded with `LD_PRELOAD` into a child
 //! copy of this test binary (see `fakecam/harness.rs`).
 
 #[path = "../fakecam/harness.rs"]
 mod harness;
-#[allow(dead_code)]
-#[path = "../src/v4l2.rs"]
-mod v4l2;
 
 use std::time::Duration;
 
 use framebus::{Fps, PixelFormat};
+use framebus_producer::v4l2::{self, Difference, SizeInfo, V4l2Camera, V4l2Error, Want};
 use harness::{MJPEG_CAM, YUYV_CAM};
-use v4l2::{Difference, SizeInfo, V4l2Camera, V4l2Error, Want};
 
 const WAIT: Duration = Duration::from_secs(2);
 

@@ -1,4 +1,4 @@
-//! Fuzz `framebus.toml` parsing and checking (`producer/src/config.rs`):
+//! Fuzz `framebus.toml` parsing and checking (`framebus_producer::config`):
 //! whatever the text, `config::parse` returns a `Config` or a
 //! `FILE:LINE:COL` error, never panics; and an error's line and column
 //! point inside the text.
@@ -6,13 +6,8 @@
 //! Run with: `make fuzz` (or `cargo fuzz run config corpus/config` in
 //! `producer/fuzz`).
 #![no_main]
-#![allow(dead_code)]
 
-#[path = "../../src/cli.rs"]
-mod cli;
-#[path = "../../src/config.rs"]
-mod config;
-
+use framebus_producer::config;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,8 +1,11 @@
-//! `framebus-mjpeg`: serve framebus buses as MJPEG over HTTP.
+//! `framebus-mjpeg`: serve framebus buses as MJPEG over HTTP. SIGTERM and
+//! SIGINT stop it the same way: viewers' streams end, connections close,
+//! exit status 0.
 //!
 //! Run with: `cargo run -p framebus-publishers --bin framebus-mjpeg -- --bus cam0`
 
 use clap::Parser;
+use framebus_publishers::common::shutdown::StopSignals;
 use framebus_publishers::mjpeg::{serve, Args};
 use tracing_subscriber::EnvFilter;
 
@@ -24,7 +27,21 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let result = rt.block_on(serve(args));
+    // Before the server listens: a signal from now on is a clean stop.
+    let signals = {
+        let _runtime = rt.enter();
+        StopSignals::install()
+    };
+    let mut signals = match signals {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("framebus-mjpeg: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(serve(args, async move {
+        signals.recv().await;
+    }));
     // Do not wait for blocking tasks (bus header reads) still running;
     // encoder threads end with the process.
     rt.shutdown_timeout(std::time::Duration::from_millis(100));

@@ -1,5 +1,6 @@
 //! `framebus-rtsp`: serves buses as H.264 over RTSP at
-//! `rtsp://HOST:8554/{bus}/{profile}`.
+//! `rtsp://HOST:8554/{bus}/{profile}`. SIGTERM and SIGINT stop it the same
+//! way: sessions end with an RTCP BYE, connections close, exit status 0.
 //!
 //! Run with: `framebus-rtsp --listen 127.0.0.1:8554`
 
@@ -8,12 +9,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use framebus_publishers::common::shutdown::{stopped, StopSignals};
 use framebus_publishers::rtsp::config::{
     default_profiles, load_credentials, CredentialSource, Credentials, AUTH_ENV,
 };
 use framebus_publishers::rtsp::encoder::EncoderKind;
 use framebus_publishers::rtsp::push::{self, PushTarget};
-use framebus_publishers::rtsp::{http, Config, Profile, Server};
+use framebus_publishers::rtsp::{http, Config, Profile, Server, SHUTDOWN_DEADLINE};
 
 /// Serve framebus buses as H.264 over RTSP.
 #[derive(Debug, Parser)]
@@ -144,7 +146,16 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    rt.block_on(async {
+    let code = rt.block_on(async {
+        // Before anything listens: a signal from now on is a clean stop.
+        let mut signals = match StopSignals::install() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("framebus-rtsp: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let server = match Server::bind(config).await {
             Ok(s) => s,
             Err(e) => {
@@ -159,6 +170,7 @@ fn main() -> std::process::ExitCode {
                 return std::process::ExitCode::FAILURE;
             }
         }
+        let mut http_task = None;
         if let Some(addr) = args.http_listen {
             let listener = match tokio::net::TcpListener::bind(addr).await {
                 Ok(l) => l,
@@ -175,19 +187,31 @@ fn main() -> std::process::ExitCode {
                 }
             }
             let router = http::router(std::sync::Arc::clone(server.streams()), http_shm, http_auth);
-            tokio::spawn(async move {
-                if let Err(e) = http::serve(listener, router).await {
+            let mut stop = stop_rx.clone();
+            let shutdown = async move { stopped(&mut stop).await };
+            http_task = Some(tokio::spawn(async move {
+                if let Err(e) = http::serve(listener, router, shutdown).await {
                     tracing::error!(error = %e, "HTTP listener failed");
                 }
-            });
+            }));
         }
         for target in pushes {
             tokio::spawn(push::run(std::sync::Arc::clone(server.streams()), target));
         }
-        tokio::select! {
-            _ = server.run() => {}
-            _ = tokio::signal::ctrl_c() => {}
+        server
+            .run_until(async move {
+                signals.recv().await;
+                stop_tx.send_replace(true);
+            })
+            .await;
+        if let Some(t) = http_task {
+            let _ = tokio::time::timeout(SHUTDOWN_DEADLINE, t).await;
         }
+        drop(stop_rx);
         std::process::ExitCode::SUCCESS
-    })
+    });
+    // Do not wait for blocking tasks still running (a `--push` session, a
+    // bus header read); encoder threads end with the process.
+    rt.shutdown_timeout(Duration::from_millis(100));
+    code
 }

@@ -16,6 +16,9 @@
 //!   channel: a slow consumer sees only the newest value, never a queue.
 //! * [`stats`]: per-stream counters and rates (input/output fps, encode
 //!   time p50, frames dropped for slow viewers).
+//! * [`shutdown`]: SIGTERM and SIGINT, handled the same way by both
+//!   binaries (registered before the server listens; the server then ends
+//!   its clients' streams and the process exits 0).
 //!
 //! Typical worker (runs on its own `std::thread`):
 //!
@@ -38,4 +41,5 @@ pub mod demand;
 pub mod follow;
 pub mod rate;
 pub mod scale;
+pub mod shutdown;
 pub mod stats;

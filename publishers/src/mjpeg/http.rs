@@ -113,7 +113,7 @@ fn cors_layer(origins: &[String]) -> Result<Option<CorsLayer>, ServeError> {
     ))
 }
 
-/// After SIGTERM/SIGINT, connections still open this long are dropped and
+/// After the shutdown signal, connections still open this long are dropped and
 /// the server returns anyway (viewers' streams end at once; this bounds a
 /// client stuck in the middle of sending a request).
 const SHUTDOWN_DEADLINE: Duration = Duration::from_millis(500);
@@ -161,11 +161,16 @@ pub fn credentials(args: &Args) -> Result<Auth, ServeError> {
     })
 }
 
-/// Run the server until SIGINT/SIGTERM. Prints `listening on http://ADDR/`
-/// as the first line on stdout once bound. On the signal, viewers' streams
-/// end, open connections close, and it returns (within
+/// Run the server until `shutdown` completes (the binary passes
+/// SIGTERM/SIGINT, [`crate::common::shutdown::StopSignals`]). Prints
+/// `listening on http://ADDR/` as the first line on stdout once bound. On
+/// shutdown, viewers' streams end (each chunked response is terminated
+/// properly), open connections close, and it returns (within
 /// [`SHUTDOWN_DEADLINE`] whatever the clients do).
-pub async fn serve(args: Args) -> Result<(), ServeError> {
+pub async fn serve(
+    args: Args,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
     for b in &args.buses {
         framebus::validate_name(b).map_err(|source| ServeError::BusName {
             name: b.clone(),
@@ -209,7 +214,7 @@ pub async fn serve(args: Args) -> Result<(), ServeError> {
 
     let streams = state.streams.clone();
     tokio::spawn(async move {
-        shutdown().await;
+        shutdown.await;
         streams.shut_down();
     });
     let down = state.streams.shutdown_signal();
@@ -231,20 +236,4 @@ pub async fn serve(args: Args) -> Result<(), ServeError> {
         );
     }
     Ok(())
-}
-
-async fn shutdown() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
-    }
-    tracing::info!("shutting down");
 }

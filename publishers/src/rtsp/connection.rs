@@ -8,6 +8,11 @@
 //! and interleaves responses with TCP media. A connection carries at most
 //! one session (one track); the session ends with TEARDOWN, with the
 //! connection, or when no request or RTCP arrives for the session timeout.
+//!
+//! When the server shuts down (SIGTERM/SIGINT), a playing session gets an
+//! RTCP sender report and BYE (on its interleaved RTCP channel, or from the
+//! UDP sender task to the client's RTCP port), then the server closes its
+//! side of the connection (FIN): clients see the stream end, not a reset.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,22 +24,26 @@ use rtsp_types::{Method, Request, Response, StatusCode, Version};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::auth::Auth;
 use super::config::Config;
 use super::metrics::add;
 use super::sdp;
-use super::session::{interleave, udp_sender, RtpState, UdpPair, SR_INTERVAL};
+use super::session::{interleave, udp_sender, RtpState, UdpDest, UdpPair, SR_INTERVAL};
 use super::stream::{random_u64, AccessUnit, ClientSlot, StreamError, Streams};
 use super::wire::{Framer, Incoming};
+use crate::common::shutdown::stopped;
 
 /// A TCP client that does not take an access unit within this long is
 /// disconnected.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Socket send buffer for control connections (TCP media goes there too).
 const SEND_BUFFER: usize = 256 * 1024;
+/// At shutdown, how long the BYE and the close may take per connection (a
+/// client that takes nothing does not hold up the server's exit).
+const GOODBYE_TIMEOUT: Duration = Duration::from_millis(200);
 
 const PUBLIC: &str =
     "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER";
@@ -68,8 +77,16 @@ impl Drop for Session {
     }
 }
 
-/// Serves one connection until it closes or its session expires.
-pub async fn serve(socket: TcpStream, config: Arc<Config>, streams: Arc<Streams>, auth: Arc<Auth>) {
+/// Serves one connection until it closes, its session expires, or `stop`
+/// turns true (the server shuts down: the session is ended with an RTCP
+/// BYE and the connection closed).
+pub async fn serve(
+    socket: TcpStream,
+    config: Arc<Config>,
+    streams: Arc<Streams>,
+    auth: Arc<Auth>,
+    stop: watch::Receiver<bool>,
+) {
     let peer = socket.peer_addr().ok();
     let local = socket.local_addr().ok();
     let _ = socket.set_nodelay(true);
@@ -105,8 +122,11 @@ pub async fn serve(socket: TcpStream, config: Arc<Config>, streams: Arc<Streams>
         epoch: Instant::now(),
         activity: Arc::new(AtomicU64::new(0)),
         last_message: Instant::now(),
+        stop,
     };
-    conn.run(rx).await;
+    if let Close::Shutdown = conn.run(rx).await {
+        conn.goodbye().await;
+    }
     reader.abort();
     tracing::debug!(?peer, "connection closed");
 }
@@ -124,6 +144,8 @@ struct Conn {
     activity: Arc<AtomicU64>,
     /// When the last complete message (request or malformed) arrived.
     last_message: Instant,
+    /// Turns true when the server shuts down.
+    stop: watch::Receiver<bool>,
 }
 
 /// Why the connection ends.
@@ -133,6 +155,8 @@ enum Close {
     Io,
     /// The client took nothing for [`WRITE_TIMEOUT`].
     Stalled,
+    /// The server shuts down.
+    Shutdown,
 }
 
 impl Conn {
@@ -146,8 +170,10 @@ impl Conn {
         self.epoch.elapsed().saturating_sub(last) > self.config.session_timeout
     }
 
-    async fn run(&mut self, mut rx: mpsc::Receiver<Incoming>) {
+    /// Serve requests and media until the connection ends; returns why.
+    async fn run(&mut self, mut rx: mpsc::Receiver<Incoming>) -> Close {
         self.touch();
+        let mut stop = self.stop.clone();
         let mut sr = tokio::time::interval(SR_INTERVAL);
         let mut buf = Vec::with_capacity(64 * 1024);
         loop {
@@ -161,6 +187,7 @@ impl Conn {
             let result = match tcp_play {
                 Some(((rx_au, state), channel, stream)) => {
                     tokio::select! {
+                        _ = stopped(&mut stop) => Err(Close::Shutdown),
                         m = rx.recv() => self.on_incoming(m).await,
                         au = state.next_au(rx_au, &stream) => {
                             match au {
@@ -171,7 +198,7 @@ impl Conn {
                                     match r {
                                         Ok(()) => stream.metrics().sent(au.packets.len(), buf.len()),
                                         Err(Close::Stalled) => add(&stream.metrics().stalled_disconnects, 1),
-                                        Err(Close::Io) => {}
+                                        Err(Close::Io | Close::Shutdown) => {}
                                     }
                                     r
                                 }
@@ -198,15 +225,41 @@ impl Conn {
                 }
                 None => {
                     tokio::select! {
+                        _ = stopped(&mut stop) => Err(Close::Shutdown),
                         m = rx.recv() => self.on_incoming(m).await,
                         _ = sr.tick() => self.check_expiry(),
                     }
                 }
             };
-            if result.is_err() {
-                return;
+            if let Err(why) = result {
+                return why;
             }
         }
+    }
+
+    /// The server shuts down: end a playing session with a sender report
+    /// and a BYE, then close our side of the connection. Each step is
+    /// bounded by [`GOODBYE_TIMEOUT`].
+    async fn goodbye(&mut self) {
+        let Conn { session, wr, .. } = self;
+        if let Some(s) = session {
+            if let (Transport_::Tcp { rtp_channel }, Some((_, state))) = (&s.transport, &s.tcp_play)
+            {
+                let report = state.goodbye(s.slot.stream());
+                let mut buf = Vec::with_capacity(4 + report.len());
+                buf.push(b'$');
+                buf.push(rtp_channel + 1);
+                buf.extend_from_slice(&(report.len() as u16).to_be_bytes());
+                buf.extend_from_slice(&report);
+                let _ = tokio::time::timeout(GOODBYE_TIMEOUT, wr.write_all(&buf)).await;
+            }
+            // The UDP sender sees the same stop, sends its BYE and returns.
+            if let Some(t) = s.udp_task.take() {
+                let _ = tokio::time::timeout(GOODBYE_TIMEOUT, t).await;
+            }
+        }
+        let _ = tokio::time::timeout(GOODBYE_TIMEOUT, wr.shutdown()).await;
+        tracing::debug!(peer = ?self.peer, "connection closed by the server's shutdown");
     }
 
     fn check_expiry(&mut self) -> Result<(), Close> {
@@ -526,6 +579,7 @@ impl Conn {
             .unwrap_or_default();
         let activity = Arc::clone(&self.activity);
         let epoch = self.epoch;
+        let stop = self.stop.clone();
         let Some(s) = self.session.as_mut() else {
             return self.error(req, StatusCode::SessionNotFound);
         };
@@ -546,11 +600,14 @@ impl Conn {
                         Arc::clone(&stream),
                         rx,
                         state,
-                        Arc::clone(pair),
-                        *rtp_dest,
-                        *rtcp_dest,
+                        UdpDest {
+                            pair: Arc::clone(pair),
+                            rtp: *rtp_dest,
+                            rtcp: *rtcp_dest,
+                        },
                         activity,
                         epoch,
+                        stop,
                     )));
                 }
             }

@@ -236,7 +236,15 @@ pub fn router(
         .with_state(app)
 }
 
-/// Serves `router` on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, router: Router) -> std::io::Result<()> {
-    axum::serve(listener, router).await
+/// Serves `router` on `listener` until `shutdown` completes, then lets the
+/// requests in progress finish (axum's graceful shutdown; idle keep-alive
+/// connections are closed at once).
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
 }

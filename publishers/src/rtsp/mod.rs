@@ -33,15 +33,24 @@ pub mod session;
 pub mod stream;
 pub mod wire;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 pub use config::{Config, Profile};
 
 /// How often idle streams of vanished buses are dropped from the registry.
-pub const PRUNE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+pub const PRUNE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// At shutdown, connections still open this long after the signal (their
+/// BYE and close are each bounded by a shorter timeout) are dropped and
+/// [`Server::run_until`] returns anyway.
+pub const SHUTDOWN_DEADLINE: Duration = Duration::from_millis(500);
 
 /// A bound RTSP server.
 #[derive(Debug)]
@@ -76,35 +85,74 @@ impl Server {
         &self.streams
     }
 
-    /// Accepts connections forever; every [`PRUNE_INTERVAL`] forgets the
-    /// idle streams of buses that are gone.
-    pub async fn run(self) {
-        let streams = Arc::clone(&self.streams);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(PRUNE_INTERVAL);
-            loop {
-                tick.tick().await;
-                let s = Arc::clone(&streams);
-                let _ = tokio::task::spawn_blocking(move || s.prune()).await;
-            }
-        });
+    /// Accepts connections until `shutdown` completes; every
+    /// [`PRUNE_INTERVAL`] forgets the idle streams of buses that are gone.
+    ///
+    /// Then it stops accepting (the port is released), ends every playing
+    /// session with an RTCP BYE, closes every connection, and returns once
+    /// all are closed or after [`SHUTDOWN_DEADLINE`], whichever comes
+    /// first (connections still open then are dropped).
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) {
+        let Server {
+            listener,
+            config,
+            streams,
+            auth,
+        } = self;
+        let pruner = {
+            let streams = Arc::clone(&streams);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(PRUNE_INTERVAL);
+                loop {
+                    tick.tick().await;
+                    let s = Arc::clone(&streams);
+                    let _ = tokio::task::spawn_blocking(move || s.prune()).await;
+                }
+            })
+        };
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut conns = JoinSet::new();
+        let mut shutdown = std::pin::pin!(shutdown);
         loop {
-            match self.listener.accept().await {
-                Ok((sock, peer)) => {
-                    tracing::debug!(%peer, "connection");
-                    tokio::spawn(connection::serve(
-                        sock,
-                        Arc::clone(&self.config),
-                        Arc::clone(&self.streams),
-                        Arc::clone(&self.auth),
-                    ));
-                }
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                }
+            tokio::select! {
+                () = &mut shutdown => break,
+                // Forget finished connections as they end.
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                accepted = listener.accept() => match accepted {
+                    Ok((sock, peer)) => {
+                        tracing::debug!(%peer, "connection");
+                        conns.spawn(connection::serve(
+                            sock,
+                            Arc::clone(&config),
+                            Arc::clone(&streams),
+                            Arc::clone(&auth),
+                            stop_rx.clone(),
+                        ));
+                    }
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
             }
+        }
+        drop(listener);
+        pruner.abort();
+        let open = conns.len();
+        stop_tx.send_replace(true);
+        let all_closed = tokio::time::timeout(SHUTDOWN_DEADLINE, async {
+            while conns.join_next().await.is_some() {}
+        })
+        .await
+        .is_ok();
+        if all_closed {
+            tracing::info!(connections = open, "all connections closed");
+        } else {
+            tracing::warn!(
+                still_open = conns.len(),
+                "connections still open {SHUTDOWN_DEADLINE:?} after the signal: dropping them"
+            );
         }
     }
 }

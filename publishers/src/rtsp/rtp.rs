@@ -109,6 +109,15 @@ pub fn sender_report(
     p
 }
 
+/// Append an RTCP BYE (PT 203) for `ssrc` to a compound packet (which
+/// must already start with a sender report, RFC 3550 §6.1): tells the
+/// receiver the stream ends (ffmpeg and GStreamer end their input on it).
+pub fn append_bye(compound: &mut Vec<u8>, ssrc: u32) {
+    // V=2, source count 1; length 1 = two 32-bit words minus one.
+    compound.extend_from_slice(&[0x81, 203, 0, 1]);
+    compound.extend_from_slice(&ssrc.to_be_bytes());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,5 +145,14 @@ mod tests {
             assert_eq!(p.len(), 28 + 4 * (usize::from(p[31]) + 1));
         }
         assert_eq!(ntp_from_unix_ns(500_000_000) & 0xffff_ffff, 1 << 31);
+    }
+
+    #[test]
+    fn bye_follows_the_sender_report() {
+        let mut p = sender_report(0x0102_0304, 0, 0, 0, 0, "framebus-rtsp");
+        let sr_len = p.len();
+        append_bye(&mut p, 0x0102_0304);
+        assert_eq!(p.len(), sr_len + 8);
+        assert_eq!(&p[sr_len..], &[0x81, 203, 0, 1, 1, 2, 3, 4]);
     }
 }

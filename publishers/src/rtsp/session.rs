@@ -13,10 +13,12 @@ use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
 use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::watch;
 
 use super::metrics::add;
-use super::rtp::{ntp_from_unix_ns, sender_report};
+use super::rtp::{append_bye, ntp_from_unix_ns, sender_report};
 use super::stream::{AccessUnit, Stream};
+use crate::common::shutdown::stopped;
 
 /// Interval between RTCP sender reports.
 pub const SR_INTERVAL: Duration = Duration::from_secs(1);
@@ -105,6 +107,14 @@ impl RtpState {
             .wrapping_add(packet.len().saturating_sub(12) as u32);
     }
 
+    /// The last RTCP of a session that ends (the server stops): a sender
+    /// report followed by a BYE.
+    pub fn goodbye(&self, stream: &Stream) -> Vec<u8> {
+        let mut p = self.sender_report(stream);
+        append_bye(&mut p, stream.ssrc);
+        p
+    }
+
     /// A sender report for the current state.
     pub fn sender_report(&self, stream: &Stream) -> Vec<u8> {
         // Map "now" onto the RTP clock using the stream's clock mapping,
@@ -171,25 +181,47 @@ impl UdpPair {
     }
 }
 
-/// Sends a stream to one UDP client until the task is aborted; records
-/// the time of every RTCP packet received from the client in `activity`
-/// (milliseconds since `epoch`), which keeps its session alive.
-#[allow(clippy::too_many_arguments)]
+/// Where a UDP session's packets go.
+#[derive(Debug, Clone)]
+pub struct UdpDest {
+    /// The server's socket pair.
+    pub pair: Arc<UdpPair>,
+    /// The client's RTP port.
+    pub rtp: SocketAddr,
+    /// The client's RTCP port.
+    pub rtcp: SocketAddr,
+}
+
+/// Sends a stream to one UDP client until the task is aborted or `stop`
+/// turns true (the server shuts down: then a sender report and a BYE go
+/// to the client's RTCP port and the task returns); records the time of
+/// every RTCP packet received from the client in `activity` (milliseconds
+/// since `epoch`), which keeps its session alive.
 pub async fn udp_sender(
     stream: Arc<Stream>,
     mut rx: broadcast::Receiver<Arc<AccessUnit>>,
     mut state: RtpState,
-    pair: Arc<UdpPair>,
-    rtp_dest: SocketAddr,
-    rtcp_dest: SocketAddr,
+    dest: UdpDest,
     activity: Arc<AtomicU64>,
     epoch: Instant,
+    mut stop: watch::Receiver<bool>,
 ) {
+    let UdpDest {
+        pair,
+        rtp: rtp_dest,
+        rtcp: rtcp_dest,
+    } = dest;
     let mut sr = tokio::time::interval(SR_INTERVAL);
     let mut buf = Vec::with_capacity(1500);
     let mut rtcp_in = [0u8; 1500];
     loop {
         tokio::select! {
+            _ = stopped(&mut stop) => {
+                // Best effort, like all UDP: a lost BYE leaves the client
+                // to notice the closed control connection instead.
+                let _ = pair.rtcp.try_send_to(&state.goodbye(&stream), rtcp_dest);
+                return;
+            }
             au = state.next_au(&mut rx, &stream) => {
                 let Some(au) = au else { return };
                 for p in &au.packets {

@@ -1,6 +1,8 @@
-//! `framebus-producer --config FILE`: capture every configured camera (one
-//! thread each, running the ordinary run loop of `run.rs`) and run each
-//! configured publisher as a child process, supervised:
+//! `framebus-producer --config FILE`, the service: capture every configured
+//! camera (one thread each, running the ordinary capture of `capture.rs`,
+//! whose source loop restarts a lost *source*), and the process supervisor
+//! (`ProcessSupervisor`), which runs each configured publisher as a child
+//! *process* and restarts it:
 //!
 //! * **crashed** (the child exited) or **hung** (no answer to its health
 //!   probe — HTTP `GET /healthz` for mjpeg, RTSP `OPTIONS` for rtsp — or no
@@ -10,15 +12,22 @@
 //!   again. After `max_restarts` restarts in a row without a stable run the
 //!   supervisor gives up on it (state `failed`). Every restart is logged
 //!   with its reason and delay.
-//! * **stop** (SIGTERM/SIGINT): children first (SIGTERM, SIGKILL after
-//!   `stop_grace`), then capture; the buses are closed last.
+//! * **stop** (SIGTERM/SIGINT): children first (SIGTERM to each child's
+//!   process group, SIGKILL to what is left after `stop_grace`, everything
+//!   reaped), then capture; the buses are closed last.
 //! * **status**: written to a JSON file in the shm directory for
 //!   `framebus status` (see `status.rs`).
 //!
 //! Children run in their own process group (a terminal's Ctrl-C reaches
-//! only the supervisor, which stops them in order) and get SIGTERM from the
-//! kernel if the supervisor dies (`PR_SET_PDEATHSIG`), so a killed
-//! supervisor leaves no publisher holding its port.
+//! only the supervisor, which stops them in order), and every signal the
+//! supervisor sends goes to the whole group, so a `command =` wrapper
+//! script and what it started stop together (`process_group.rs`). A
+//! crashed child's leftovers get SIGTERM, then SIGKILL after `stop_grace`;
+//! a hung child's group gets SIGKILL; both before the restart. The direct
+//! child also gets SIGTERM from the kernel if the supervisor dies
+//! (`PR_SET_PDEATHSIG`), so a killed supervisor leaves no publisher holding
+//! its port — unless a wrapper script stands between them: wrappers should
+//! `exec` the publisher.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -31,10 +40,12 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::backoff::Backoff;
+use crate::capture;
 use crate::cli::LogFormat;
 use crate::config::{self, Config};
 use crate::error::Fatal;
-use crate::run::{self, Backoff};
+use crate::process_group::{self, ProcessGroup, Stopped};
 use crate::signals;
 use crate::status::{self, CameraStatus, PublisherStatus, Status};
 
@@ -78,9 +89,9 @@ struct Shared {
     stop: AtomicBool,
 }
 
-/// One process of a child.
+/// One process of a child (and whatever it started: its process group).
 struct Running {
-    child: std::process::Child,
+    group: ProcessGroup,
     started: Instant,
     shared: Arc<Shared>,
 }
@@ -118,6 +129,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Run the service described by `config` until SIGTERM/SIGINT.
 pub fn run(config_path: &Path, config: Config, log_format: LogFormat) -> Result<(), Fatal> {
     signals::defer_stop();
+    // Orphans of a child's process group (a wrapper script's children)
+    // come to us, so stopping a group can reap all of it.
+    process_group::become_subreaper()
+        .map_err(|e| Fatal::Other(format!("cannot become a child subreaper: {e}")))?;
     let s = &config.supervision;
     let policy = Policy {
         backoff_initial: s.backoff_initial.0,
@@ -150,7 +165,7 @@ pub fn run(config_path: &Path, config: Config, log_format: LogFormat) -> Result<
         let h = std::thread::Builder::new()
             .name(format!("capture-{bus}"))
             .spawn(move || {
-                let r = run::run(cli);
+                let r = capture::run(cli);
                 let _ = tx.send((i, r));
             })
             .map_err(|e| Fatal::Other(format!("cannot start the capture thread: {e}")))?;
@@ -158,7 +173,7 @@ pub fn run(config_path: &Path, config: Config, log_format: LogFormat) -> Result<
     }
     drop(tx);
 
-    let mut sup = Supervisor {
+    let mut sup = ProcessSupervisor {
         policy,
         status_path,
         config_path,
@@ -179,7 +194,9 @@ pub fn run(config_path: &Path, config: Config, log_format: LogFormat) -> Result<
     result
 }
 
-struct Supervisor {
+/// The process supervisor: the publisher children, and the status file
+/// that reports them and the cameras.
+struct ProcessSupervisor {
     policy: Policy,
     status_path: PathBuf,
     config_path: PathBuf,
@@ -187,7 +204,7 @@ struct Supervisor {
     last_status: Option<Instant>,
 }
 
-impl Supervisor {
+impl ProcessSupervisor {
     fn main_loop(
         &mut self,
         children: &mut [Child],
@@ -361,10 +378,14 @@ impl Child {
                 Ok(())
             });
         }
-        match cmd.spawn() {
-            Ok(mut child) => {
+        let spawned = cmd.spawn().and_then(|mut child| {
+            let out = child.stdout.take();
+            ProcessGroup::of_leader(child).map(|g| (g, out))
+        });
+        match spawned {
+            Ok((group, stdout)) => {
                 let shared = Arc::new(Shared::default());
-                if let Some(out) = child.stdout.take() {
+                if let Some(out) = stdout {
                     let shared = Arc::clone(&shared);
                     let kind = self.kind;
                     let _ = std::thread::Builder::new()
@@ -378,9 +399,9 @@ impl Child {
                         .name(format!("{}-health", self.kind))
                         .spawn(move || health_loop(probe, interval, &shared));
                 }
-                tracing::info!(publisher = self.kind, pid = child.id(), program = %self.program.display(), "publisher started");
+                tracing::info!(publisher = self.kind, pid = group.id(), program = %self.program.display(), "publisher started");
                 self.proc = Some(Running {
-                    child,
+                    group,
                     started: Instant::now(),
                     shared,
                 });
@@ -418,19 +439,53 @@ impl Child {
             return false;
         };
         let ran = run.started.elapsed();
-        let reason = match run.child.try_wait() {
-            Ok(Some(status)) => Some(describe_exit(status)),
-            Ok(None) => self.probe.and_then(|_| hung_reason(run, policy.hung_after)),
-            Err(e) => Some(format!("cannot wait for it: {e}")),
+        let (reason, exited) = match run.group.leader_exit() {
+            Ok(Some(status)) => (Some(describe_exit(status)), true),
+            Ok(None) => (
+                self.probe.and_then(|_| hung_reason(run, policy.hung_after)),
+                false,
+            ),
+            Err(e) => (Some(format!("cannot wait for it: {e}")), false),
         };
         let Some(reason) = reason else {
             return false;
         };
         if let Some(mut run) = self.proc.take() {
             run.shared.stop.store(true, Ordering::SeqCst);
-            // Already exited: reaps it; hung: kills it first.
-            let _ = run.child.kill();
-            let _ = run.child.wait();
+            let pgid = run.group.id();
+            // Nothing may be left of the old process (a wrapper's children
+            // holding the port) when the new one starts. Exited: its
+            // leftovers, if any, get SIGTERM and `stop_grace`; hung (or
+            // not waitable): SIGKILL to the whole group at once.
+            let (first, grace) = if exited {
+                (libc::SIGTERM, policy.stop_grace)
+            } else {
+                (libc::SIGKILL, Duration::ZERO)
+            };
+            // The usual crash leaves nothing else in the group.
+            if !(exited && run.group.reap()) {
+                if exited {
+                    tracing::warn!(
+                        publisher = self.kind,
+                        pgid,
+                        "the exited publisher left processes in its group: SIGTERM"
+                    );
+                }
+                match run.group.stop(first, grace) {
+                    Stopped::Clean => {}
+                    Stopped::Killed if !exited => {}
+                    Stopped::Killed => tracing::warn!(
+                        publisher = self.kind,
+                        pgid,
+                        "processes left by the exited publisher ignored SIGTERM: SIGKILL"
+                    ),
+                    Stopped::Stuck => tracing::error!(
+                        publisher = self.kind,
+                        pgid,
+                        "process group still not empty after SIGKILL"
+                    ),
+                }
+            }
         }
         self.down(reason, ran, policy);
         true
@@ -490,7 +545,7 @@ impl Child {
         PublisherStatus {
             kind: self.kind,
             command: self.program.clone(),
-            pid: self.proc.as_ref().map(|r| r.child.id()),
+            pid: self.proc.as_ref().map(|r| r.group.id()),
             state,
             restarts: self.restarts,
             max_restarts: policy.max_restarts,
@@ -632,45 +687,35 @@ fn probe_once(probe: Probe, addr: &str, timeout: Duration) -> bool {
     buf.starts_with(want)
 }
 
-/// SIGTERM every child, SIGKILL those still alive after `grace`, reap all.
+/// SIGTERM every child's process group, SIGKILL what is left of them
+/// after `grace`, reap all.
 fn stop_children(children: &mut [Child], grace: Duration) {
+    let mut stopping: Vec<(&'static str, Running)> = Vec::new();
     for c in children.iter_mut() {
         c.state = State::Stopped;
         c.restart_at = None;
-        if let Some(run) = &c.proc {
+        if let Some(run) = c.proc.take() {
             run.shared.stop.store(true, Ordering::SeqCst);
-            if let Ok(pid) = libc::pid_t::try_from(run.child.id()) {
-                // SAFETY: kill(2) with a pid we spawned and have not reaped
-                // yet (so it cannot have been reused); no memory involved.
-                unsafe { libc::kill(pid, libc::SIGTERM) };
-            }
+            stopping.push((c.kind, run));
         }
     }
-    let deadline = Instant::now() + grace;
-    loop {
-        let mut alive = 0;
-        for c in children.iter_mut() {
-            if let Some(run) = &mut c.proc {
-                match run.child.try_wait() {
-                    Ok(Some(_)) | Err(_) => c.proc = None,
-                    Ok(None) => alive += 1,
-                }
-            }
-        }
-        if alive == 0 || Instant::now() >= deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    for c in children.iter_mut() {
-        if let Some(mut run) = c.proc.take() {
-            tracing::warn!(
-                publisher = c.kind,
-                pid = run.child.id(),
-                "still running after SIGTERM: SIGKILL"
-            );
-            let _ = run.child.kill();
-            let _ = run.child.wait();
+    let mut groups: Vec<&mut ProcessGroup> =
+        stopping.iter_mut().map(|(_, r)| &mut r.group).collect();
+    let outcomes = process_group::stop_all(&mut groups, libc::SIGTERM, grace);
+    for ((kind, run), outcome) in stopping.iter().zip(outcomes) {
+        let pgid = run.group.id();
+        match outcome {
+            Stopped::Clean => {}
+            Stopped::Killed => tracing::warn!(
+                publisher = kind,
+                pgid,
+                "still running {grace:?} after SIGTERM: SIGKILL"
+            ),
+            Stopped::Stuck => tracing::error!(
+                publisher = kind,
+                pgid,
+                "process group still not empty after SIGKILL"
+            ),
         }
     }
 }

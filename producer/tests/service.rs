@@ -389,3 +389,181 @@ fn whole_service_two_cameras_rtsp_and_mjpeg() {
     assert!(framebus::stat(&s.bus, Some(&s.dir)).is_err());
     assert!(framebus::stat(&bus2, Some(&s.dir)).is_err());
 }
+
+/// The processes in process group `pgid`, zombies included, as
+/// `pid (comm) state` lines (from `/proc/*/stat`).
+fn group_members(pgid: u32) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid pgrp ...`; comm may hold spaces and ')'.
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if f.get(2).and_then(|g| g.parse::<u32>().ok()) == Some(pgid) {
+            out.push(format!("{head}) {}", f[0]));
+        }
+    }
+    out
+}
+
+/// SIGKILLs what is left of a process group when dropped, so a failing
+/// test leaves no publisher running (holding a port).
+struct GroupGuard(u32);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if group_members(self.0).is_empty() {
+            return;
+        }
+        if let Ok(pgid) = libc::pid_t::try_from(self.0) {
+            // SAFETY: kill(2) of a process group the test saw populated just
+            // now: a group id is not reused while the group has members.
+            unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        }
+    }
+}
+
+/// A `command =` wrapper script that starts the real publisher in the
+/// background and waits for it: stopping the service must stop the whole
+/// process group (the wrapper alone dies on SIGTERM and would leave the
+/// publisher running, holding its port).
+#[test]
+fn wrapper_script_publisher_is_stopped_with_its_group() {
+    let Some(mjpeg) = sibling("framebus-mjpeg") else {
+        eprintln!("SKIP: framebus-mjpeg not built next to framebus-producer (cargo build --workspace --bins)");
+        return;
+    };
+    let s = Scene::new("sup-wrap");
+    let wrapper = script(
+        &s,
+        "wrapper.sh",
+        &format!("\"{}\" \"$@\" &\nwait", mjpeg.display()),
+    );
+    let text = format!(
+        "{}[publishers.mjpeg]\nlisten = \"127.0.0.1:0\"\ngrace = 1\ncommand = \"{}\"\n\
+         [supervision]\nhealth_interval = 0.5\n",
+        camera(&s.bus),
+        wrapper.display()
+    );
+    let p = start(&s, &text);
+    let pb = wait_publisher(&s, "mjpeg", Duration::from_secs(60), |p| {
+        p["state"] == "running"
+    });
+    // The supervisor's child (the wrapper) leads the group.
+    let pgid = u32::try_from(pb["pid"].as_u64().unwrap()).unwrap();
+    let _guard = GroupGuard(pgid);
+    let addr = pb["address"].as_str().unwrap().to_string();
+    let members = group_members(pgid);
+    assert!(
+        members.len() >= 2 && members.iter().any(|m| m.contains("(framebus-mjpeg)")),
+        "wrapper and publisher in group {pgid}: {members:?}"
+    );
+
+    stop(p, &s);
+    let left = group_members(pgid);
+    assert!(
+        left.is_empty(),
+        "processes of the publisher's group {pgid} left after the service stopped: {left:?}"
+    );
+    assert!(
+        std::net::TcpListener::bind(&addr).is_ok(),
+        "port {addr} still held after the service stopped"
+    );
+}
+
+/// Every pid listed in `pids` (one a line, two runs) is gone: killed and
+/// reaped by the supervisor, which still runs.
+fn assert_background_gone(pids: &Path) {
+    let listed: Vec<String> = std::fs::read_to_string(pids)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(listed.len(), 2, "two starts: {listed:?}");
+    for pid in &listed {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "the wrapper's background process {pid} survived: {}",
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default()
+        );
+    }
+}
+
+/// Config for a `command` script that is restarted once (0.2 s backoff)
+/// and then given up on.
+fn one_restart(scene: &Scene, command: &Path) -> String {
+    format!(
+        "{}[publishers.mjpeg]\nlisten = \"127.0.0.1:0\"\ncommand = \"{}\"\n\
+         [supervision]\nbackoff_initial = 0.2\nbackoff_max = 0.2\nmax_restarts = 1\n\
+         health_interval = 0.2\nhung_after = 1\nstop_grace = 0.5\n",
+        camera(&scene.bus),
+        command.display()
+    )
+}
+
+/// A hung publisher started by a wrapper script: everything in its process
+/// group is killed (and reaped) before it is restarted, not only the
+/// wrapper.
+#[test]
+fn hung_wrapper_group_is_killed_before_restart() {
+    let s = Scene::new("sup-hung-wrap");
+    let pids = s.dir.join("sleep.pids");
+    // Claims to listen where nothing answers; its real work (a sleep)
+    // runs in the background. (A failing run leaves its sleeps behind;
+    // they end by themselves.)
+    let fake = script(
+        &s,
+        "hung-wrapper.sh",
+        &format!(
+            "sleep 120 &\necho $! >> {}\necho 'listening on http://127.0.0.1:9/'\nwait",
+            pids.display()
+        ),
+    );
+    let p = start(&s, &one_restart(&s, &fake));
+    let pb = wait_publisher(&s, "mjpeg", Duration::from_secs(60), |p| {
+        p["state"] == "failed"
+    });
+    assert_eq!(pb["restarts"], 1, "{pb:#}");
+    assert!(
+        pb["last_reason"].as_str().unwrap().contains("hung: "),
+        "{pb:#}"
+    );
+    assert_background_gone(&pids);
+    stop(p, &s);
+}
+
+/// A wrapper that exits while what it started keeps running: the
+/// leftovers are stopped (SIGTERM) and reaped before the restart.
+#[test]
+fn crashed_wrapper_leftovers_are_stopped_before_restart() {
+    let s = Scene::new("sup-crash-wrap");
+    let pids = s.dir.join("sleep.pids");
+    let fake = script(
+        &s,
+        "crashing-wrapper.sh",
+        &format!("sleep 120 &\necho $! >> {}\nexit 3", pids.display()),
+    );
+    let p = start(&s, &one_restart(&s, &fake));
+    let pb = wait_publisher(&s, "mjpeg", Duration::from_secs(60), |p| {
+        p["state"] == "failed"
+    });
+    assert_eq!(pb["restarts"], 1, "{pb:#}");
+    assert!(
+        pb["last_reason"]
+            .as_str()
+            .unwrap()
+            .contains("exited with status 3"),
+        "{pb:#}"
+    );
+    assert_background_gone(&pids);
+    assert!(
+        log(&s).contains("the exited publisher left processes in its group"),
+        "{}",
+        log(&s)
+    );
+    stop(p, &s);
+}

@@ -1,5 +1,9 @@
-//! The run loop: create the bus, keep a source feeding it, reconnect with
-//! exponential backoff, reopen on the watchdog, stop on a signal.
+//! Capture of one camera into one bus ([`run`]): create the bus, then the
+//! source loop (`source_loop`) keeps a source feeding it, reopening it
+//! with exponential backoff when it is lost and on the watchdog, until a
+//! stop signal. (Not to be confused with the process supervisor of
+//! `--config`, [`crate::service`], which restarts publisher *processes*;
+//! it runs one [`run`] per camera on a thread.)
 //!
 //! The bus outlives every source: while the source is away readers simply
 //! see no new frames (and `framebus stat` shows the source state), never an
@@ -13,6 +17,7 @@ use std::time::{Duration, Instant};
 use framebus::layout::source_state;
 use framebus::{Counter, Fps, FrameSpec, PixelFormat, Writer, WriterOptions};
 
+use crate::backoff::Backoff;
 use crate::cli::{Cli, SourceKind};
 use crate::devlock::{self, LockError};
 use crate::error::Fatal;
@@ -184,7 +189,7 @@ pub fn run(cli: Cli) -> Result<(), Fatal> {
         fps = %spec.fps,
         "bus created"
     );
-    supervise(
+    source_loop(
         &mut writer,
         first,
         &mut opener,
@@ -197,40 +202,10 @@ pub fn run(cli: Cli) -> Result<(), Fatal> {
     Ok(())
 }
 
-/// Exponential backoff: `initial`, doubling up to `max`; reset after a
-/// source delivered frames.
-#[derive(Debug)]
-pub struct Backoff {
-    initial: Duration,
-    max: Duration,
-    next: Duration,
-}
-
-impl Backoff {
-    /// A fresh backoff.
-    pub fn new(initial: Duration, max: Duration) -> Backoff {
-        Backoff {
-            initial,
-            max,
-            next: initial,
-        }
-    }
-
-    /// The delay to wait now; doubles the following one.
-    pub fn step(&mut self) -> Duration {
-        let d = self.next;
-        self.next = (self.next * 2).min(self.max);
-        d
-    }
-
-    /// Back to the initial delay.
-    pub fn reset(&mut self) {
-        self.next = self.initial;
-    }
-}
-
-/// Keep a source feeding `writer` until a stop is requested.
-fn supervise(
+/// The source loop: keep a source feeding `writer` until a stop is
+/// requested. A source that fails or stops delivering (`watchdog`) is
+/// dropped and reopened after the next `backoff` delay; the bus stays.
+fn source_loop(
     writer: &mut Writer,
     mut current: Option<Box<dyn Source>>,
     opener: &mut Opener,
@@ -312,18 +287,4 @@ enum Lost {
 /// Where device lock files go: the bus directory.
 pub fn lock_dir() -> PathBuf {
     framebus::default_shm_dir()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_to_max_and_resets() {
-        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
-        let steps: Vec<u64> = (0..7).map(|_| b.step().as_secs()).collect();
-        assert_eq!(steps, [1, 2, 4, 8, 16, 30, 30]);
-        b.reset();
-        assert_eq!(b.step(), Duration::from_secs(1));
-    }
 }

@@ -1,0 +1,297 @@
+//! The tables of `framebus.toml` as types (each rejects unknown keys) and
+//! their defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use framebus::PixelFormat;
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::values::{
+    Bitrate, Credentials, EvenSize, Format, FpsCfg, ProfileName, Quality, Secs, Size, Source,
+};
+use crate::cli::{self, LogFormat};
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `text` or `json` logs on stderr (the children's logs are passed
+    /// through as they are).
+    #[serde(default)]
+    pub log_format: Option<LogFormatCfg>,
+    /// `[[camera]]`: one capture thread (and bus) each.
+    #[serde(default, rename = "camera")]
+    pub cameras: Vec<Camera>,
+    /// `[publishers.mjpeg]`, `[publishers.rtsp]`.
+    #[serde(default)]
+    pub publishers: Publishers,
+    /// `[supervision]`.
+    #[serde(default)]
+    pub supervision: Supervision,
+}
+
+/// `log_format`.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormatCfg {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl From<LogFormatCfg> for LogFormat {
+    fn from(f: LogFormatCfg) -> LogFormat {
+        match f {
+            LogFormatCfg::Text => LogFormat::Text,
+            LogFormatCfg::Json => LogFormat::Json,
+        }
+    }
+}
+
+/// `[[camera]]`: the same settings as the producer's flags.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Camera {
+    /// Bus name.
+    pub bus: Spanned<String>,
+    /// `testsrc`, `v4l2:/dev/videoN`, `v4l2:auto`, `ffmpeg:<url-or-file>`.
+    #[serde(default = "default_source")]
+    pub source: Source,
+    /// `"WxH"`.
+    #[serde(default)]
+    pub size: Option<Size>,
+    /// `60` or `"30000/1001"`.
+    #[serde(default)]
+    pub fps: Option<FpsCfg>,
+    /// Bus pixel format (raw formats only).
+    #[serde(default = "default_format")]
+    pub format: Format,
+    /// Ring slots.
+    #[serde(default = "default_slots")]
+    pub slots: u32,
+    /// Group allowed to read the bus (segment mode 0660).
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Also publish an MJPEG camera's JPEGs on `<bus>.mjpeg`.
+    #[serde(default)]
+    pub mjpeg_bus: bool,
+    /// Reopen the source after this long without a frame, seconds.
+    #[serde(default = "default_watchdog")]
+    pub watchdog: Secs,
+    /// First reconnection delay of the source, seconds.
+    #[serde(default = "default_reconnect_initial")]
+    pub reconnect_initial: Secs,
+    /// Longest reconnection delay of the source, seconds.
+    #[serde(default = "default_reconnect_max")]
+    pub reconnect_max: Secs,
+}
+
+/// `[publishers]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Publishers {
+    /// `framebus-mjpeg`.
+    #[serde(default)]
+    pub mjpeg: Option<Publisher>,
+    /// `framebus-rtsp`.
+    #[serde(default)]
+    pub rtsp: Option<Publisher>,
+}
+
+/// `[publishers.mjpeg]` or `[publishers.rtsp]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Publisher {
+    /// Run it at all.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Address to listen on; port 0 takes a free port (the real address is
+    /// read from the child's `listening on` line into the status file).
+    pub listen: Spanned<SocketAddr>,
+    /// Seconds an encoder keeps running after its last viewer.
+    #[serde(default = "default_grace")]
+    pub grace: Secs,
+    /// Viewers per stream.
+    #[serde(default = "default_max_viewers")]
+    pub max_viewers: u32,
+    /// `"user:password"` required of clients.
+    #[serde(default)]
+    pub auth: Option<Credentials>,
+    /// Run this program instead of the publisher binary next to
+    /// `framebus-producer` (tests, custom publishers). It gets the same
+    /// arguments.
+    #[serde(default)]
+    pub command: Option<PathBuf>,
+    /// Extra arguments appended to the generated ones.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Probe the child's health endpoint (HTTP `/healthz` for mjpeg, RTSP
+    /// `OPTIONS` for rtsp) and restart it when it stops answering.
+    #[serde(default = "yes")]
+    pub health_check: bool,
+    /// `[[publishers.KIND.profile]]`. MJPEG: added to (or replacing by
+    /// name) the built-in `medium`, `low` and `native`. RTSP: when given,
+    /// they replace the built-in `high` and `native`.
+    #[serde(default, rename = "profile")]
+    pub profiles: Vec<ProfileCfg>,
+}
+
+/// One output profile.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileCfg {
+    /// Name in the URL (`/{bus}/{name}.mjpg`, `rtsp://host/{bus}/{name}`).
+    pub name: ProfileName,
+    /// Output size (default: the bus size).
+    #[serde(default)]
+    pub size: Option<EvenSize>,
+    /// Output rate (default: the bus rate).
+    #[serde(default)]
+    pub fps: Option<u32>,
+    /// JPEG quality 1..=100 (MJPEG only; default 80).
+    #[serde(default)]
+    pub quality: Option<Spanned<Quality>>,
+    /// Bit rate: `"4M"`, `"800k"` or bits per second (RTSP only).
+    #[serde(default)]
+    pub bitrate: Option<Spanned<Bitrate>>,
+    /// Frames between key frames (RTSP only).
+    #[serde(default)]
+    pub gop: Option<Spanned<u32>>,
+}
+
+/// `[supervision]`: how publisher processes are restarted.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Supervision {
+    /// First restart delay, seconds.
+    #[serde(default = "default_backoff_initial")]
+    pub backoff_initial: Secs,
+    /// The delay doubles up to this, seconds.
+    #[serde(default = "default_backoff_max")]
+    pub backoff_max: Secs,
+    /// A child running this long is stable: its next restart starts from
+    /// `backoff_initial` again.
+    #[serde(default = "default_stable_after")]
+    pub stable_after: Secs,
+    /// Restarts before giving up on a child (state `failed`).
+    #[serde(default = "default_max_restarts")]
+    pub max_restarts: u32,
+    /// Seconds between health probes.
+    #[serde(default = "default_health_interval")]
+    pub health_interval: Secs,
+    /// A child that has not answered a health probe (or not printed its
+    /// `listening on` line) for this long is hung: killed and restarted.
+    #[serde(default = "default_hung_after")]
+    pub hung_after: Secs,
+    /// On stop, SIGKILL children still alive this long after SIGTERM.
+    #[serde(default = "default_stop_grace")]
+    pub stop_grace: Secs,
+}
+
+impl Default for Supervision {
+    fn default() -> Supervision {
+        Supervision {
+            backoff_initial: default_backoff_initial(),
+            backoff_max: default_backoff_max(),
+            stable_after: default_stable_after(),
+            max_restarts: default_max_restarts(),
+            health_interval: default_health_interval(),
+            hung_after: default_hung_after(),
+            stop_grace: default_stop_grace(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_source() -> Source {
+    Source("testsrc".into())
+}
+fn default_format() -> Format {
+    Format(PixelFormat::Nv12)
+}
+fn default_slots() -> u32 {
+    8
+}
+fn default_watchdog() -> Secs {
+    Secs(Duration::from_secs(2))
+}
+fn default_reconnect_initial() -> Secs {
+    Secs(Duration::from_secs(1))
+}
+fn default_reconnect_max() -> Secs {
+    Secs(Duration::from_secs(30))
+}
+fn default_grace() -> Secs {
+    Secs(Duration::from_secs(10))
+}
+fn default_max_viewers() -> u32 {
+    32
+}
+fn default_backoff_initial() -> Secs {
+    Secs(Duration::from_secs(10))
+}
+fn default_backoff_max() -> Secs {
+    Secs(Duration::from_secs(300))
+}
+fn default_stable_after() -> Secs {
+    Secs(Duration::from_secs(300))
+}
+fn default_max_restarts() -> u32 {
+    50
+}
+fn default_health_interval() -> Secs {
+    Secs(Duration::from_secs(2))
+}
+fn default_hung_after() -> Secs {
+    Secs(Duration::from_secs(15))
+}
+fn default_stop_grace() -> Secs {
+    Secs(Duration::from_millis(1000))
+}
+
+impl Config {
+    /// `(kind, settings)` of each configured publisher.
+    pub fn publishers(&self) -> Vec<(&'static str, &Publisher)> {
+        let mut v = Vec::new();
+        if let Some(m) = &self.publishers.mjpeg {
+            v.push(("mjpeg", m));
+        }
+        if let Some(r) = &self.publishers.rtsp {
+            v.push(("rtsp", r));
+        }
+        v
+    }
+
+    /// The log format, when the file sets one.
+    pub fn log_format(&self) -> Option<LogFormat> {
+        self.log_format.map(LogFormat::from)
+    }
+}
+
+impl Camera {
+    /// The producer flags this camera stands for.
+    pub fn to_cli(&self, log_format: LogFormat) -> cli::Cli {
+        cli::Cli {
+            bus: self.bus.get_ref().clone(),
+            source: self.source.0.clone(),
+            size: self.size.map(|s| (s.0, s.1)),
+            fps: self.fps.map(|f| f.0),
+            format: self.format.0,
+            slots: self.slots,
+            group: self.group.clone(),
+            mjpeg_bus: self.mjpeg_bus,
+            list_devices: false,
+            log_format,
+            backoff_initial: self.reconnect_initial.0,
+            backoff_max: self.reconnect_max.0,
+            watchdog: self.watchdog.0,
+            config: None,
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! The checked value types of `framebus.toml`: each parses (and checks)
+//! itself while the file is read, so a bad value is reported at its own
+//! line and column.
+
+use std::fmt;
+use std::time::Duration;
+
+use framebus::{Fps, PixelFormat};
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+
+use crate::cli::{self, SourceKind};
+
+/// Deserialize a string through `parse`, reporting its message at the
+/// value's position.
+fn from_str_with<'de, D, T>(
+    d: D,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    let s = String::deserialize(d)?;
+    parse(&s).map_err(de::Error::custom)
+}
+
+/// A frame source (`testsrc`, `v4l2:…`, `ffmpeg:…`).
+#[derive(Clone, Debug)]
+pub struct Source(pub String);
+
+impl<'de> Deserialize<'de> for Source {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Source, D::Error> {
+        from_str_with(d, |s| {
+            match SourceKind::parse(s) {
+            Some(_) => Ok(Source(s.to_string())),
+            None => Err(format!(
+                "unknown source {s:?} (expected testsrc, v4l2:/dev/videoN, v4l2:auto or ffmpeg:<url-or-file>)"
+            )),
+        }
+        })
+    }
+}
+
+/// `"WxH"`, both non-zero.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Size(pub u32, pub u32);
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Size, D::Error> {
+        from_str_with(d, |s| cli::parse_size(s).map(|(w, h)| Size(w, h)))
+    }
+}
+
+/// `"WxH"` for an output profile: even, 16..=8192.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EvenSize(pub u32, pub u32);
+
+impl<'de> Deserialize<'de> for EvenSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<EvenSize, D::Error> {
+        from_str_with(d, |s| {
+            let (w, h) = cli::parse_size(s)?;
+            if !(16..=8192).contains(&w) || !(16..=8192).contains(&h) || (w | h) & 1 != 0 {
+                return Err(format!(
+                    "profile size {s:?}: width and height must be even and in 16..=8192"
+                ));
+            }
+            Ok(EvenSize(w, h))
+        })
+    }
+}
+
+/// A raw bus pixel format.
+#[derive(Clone, Copy, Debug)]
+pub struct Format(pub PixelFormat);
+
+impl<'de> Deserialize<'de> for Format {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Format, D::Error> {
+        from_str_with(d, |s| cli::parse_format(s).map(Format))
+    }
+}
+
+/// A profile name: letters, digits, `-`, `_`.
+#[derive(Clone, Debug)]
+pub struct ProfileName(pub String);
+
+impl<'de> Deserialize<'de> for ProfileName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<ProfileName, D::Error> {
+        from_str_with(d, |s| {
+            let ok = !s.is_empty()
+                && s != "snapshot"
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if ok {
+                Ok(ProfileName(s.to_string()))
+            } else {
+                Err(format!(
+                    "profile name {s:?}: letters, digits, '-' or '_' only (and not \"snapshot\")"
+                ))
+            }
+        })
+    }
+}
+
+/// JPEG quality 1..=100.
+#[derive(Clone, Copy, Debug)]
+pub struct Quality(pub u8);
+
+impl<'de> Deserialize<'de> for Quality {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Quality, D::Error> {
+        let q = i64::deserialize(d)?;
+        match u8::try_from(q) {
+            Ok(q) if (1..=100).contains(&q) => Ok(Quality(q)),
+            _ => Err(de::Error::custom(format!("quality {q} is not in 1..=100"))),
+        }
+    }
+}
+
+/// `user:password`.
+#[derive(Clone)]
+pub struct Credentials(pub String);
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Credentials(..)")
+    }
+}
+
+impl<'de> Deserialize<'de> for Credentials {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Credentials, D::Error> {
+        from_str_with(d, |s| match s.split_once(':') {
+            Some((u, _)) if !u.is_empty() => Ok(Credentials(s.to_string())),
+            _ => Err("auth must be \"user:password\"".to_string()),
+        })
+    }
+}
+
+/// A bit rate in bits per second, from `"4M"`, `"800k"` or a number.
+#[derive(Clone, Copy, Debug)]
+pub struct Bitrate(pub u64);
+
+impl<'de> Deserialize<'de> for Bitrate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Bitrate, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Bitrate;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a bit rate like \"4M\", \"800k\" or 4000000")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Bitrate, E> {
+                u64::try_from(v)
+                    .ok()
+                    .filter(|&b| b > 0)
+                    .map(Bitrate)
+                    .ok_or_else(|| E::custom(format!("bit rate {v} must be positive")))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Bitrate, E> {
+                let (num, mult) = match s.as_bytes().last() {
+                    Some(b'k' | b'K') => (&s[..s.len() - 1], 1_000),
+                    Some(b'm' | b'M') => (&s[..s.len() - 1], 1_000_000),
+                    _ => (s, 1),
+                };
+                num.parse::<u64>()
+                    .ok()
+                    .map(|n| n * mult)
+                    .filter(|&b| b > 0)
+                    .map(Bitrate)
+                    .ok_or_else(|| E::custom(format!("bad bit rate {s:?} (e.g. \"4M\", \"800k\")")))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Bitrate {
+    /// As the RTSP publisher's profile syntax writes it.
+    pub fn arg(self) -> String {
+        if self.0.is_multiple_of(1_000_000) {
+            format!("{}M", self.0 / 1_000_000)
+        } else if self.0.is_multiple_of(1_000) {
+            format!("{}k", self.0 / 1_000)
+        } else {
+            self.0.to_string()
+        }
+    }
+}
+
+/// A frame rate: `60` or `"30000/1001"`.
+#[derive(Clone, Copy, Debug)]
+pub struct FpsCfg(pub Fps);
+
+impl<'de> Deserialize<'de> for FpsCfg {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<FpsCfg, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = FpsCfg;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a frame rate like 30 or \"30000/1001\"")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<FpsCfg, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<FpsCfg, E> {
+                cli::parse_fps(s).map(FpsCfg).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A positive number of seconds (integer or float).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Secs(pub Duration);
+
+impl<'de> Deserialize<'de> for Secs {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Secs, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Secs;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number of seconds")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Secs, E> {
+                self.visit_f64(v as f64)
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Secs, E> {
+                if v.is_finite() && (0.0..1e6).contains(&v) {
+                    Ok(Secs(Duration::from_secs_f64(v)))
+                } else {
+                    Err(E::custom(format!(
+                        "{v} is not a number of seconds in 0..1000000"
+                    )))
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
