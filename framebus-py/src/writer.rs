@@ -70,6 +70,10 @@ struct Shared {
     buffers: usize,
     /// `close()` was called (or the Python writer is gone).
     closing: bool,
+    /// Per slot, the unsealed view of the slot's last loan, when no view
+    /// of it escaped that loan: the next loan of the slot reuses it (no
+    /// `mmap` at all in the usual loop). Sealed views are never put here.
+    views: Vec<Option<Arc<SlotView>>>,
 }
 
 impl Shared {
@@ -84,6 +88,10 @@ impl Shared {
                 // mutex every other user goes through.
                 unsafe { (*p.0.as_ptr()).shutdown() };
             }
+        }
+        if self.closing && !self.loaned {
+            // Cached slot views go with the writer's bus.
+            self.views.iter_mut().for_each(|v| *v = None);
         }
         if self.closing && !self.loaned && self.buffers == 0 {
             if let Some(p) = self.writer.take() {
@@ -221,6 +229,7 @@ impl PyWriter {
                 loaned: false,
                 buffers: 0,
                 closing: false,
+                views: vec![None; framebus::layout::MAX_SLOTS as usize],
             })),
         })
     }
@@ -286,8 +295,12 @@ impl PyWriter {
         // this loan ends, and the writer outlives the loan (module docs).
         let w: &'static mut Writer = unsafe { &mut *p.as_ptr() };
         let loan = w.loan().map_err(errors::publish)?;
-        // Dropping the loan on error abandons the slot.
-        let view = Arc::new(loan.map_view().map_err(errors::publish)?);
+        let slot = loan.slot() as usize;
+        let view = match g.views[slot].take() {
+            Some(v) => v,
+            // Dropping the loan on error abandons the slot.
+            None => Arc::new(loan.map_view().map_err(errors::publish)?),
+        };
         g.loaned = true;
         // The buffer (base object of the array) counts itself in
         // `Shared::buffers`; dropping it uncounts it.
@@ -418,6 +431,30 @@ impl Drop for PyWriter {
     }
 }
 
+/// Whether a writable handle on the loan's memory may exist besides the
+/// loan's own (now read-only) array and one variable holding it.
+///
+/// numpy sets the base of every view derived from the array (slices,
+/// `view()`, `reshape`, `np.asarray`, views of views) to the array's own
+/// base, the `LoanBuffer`, so its reference count counts them; a
+/// `memoryview` (and anything built on it) holds a reference to the array
+/// itself. Conservative: a second variable holding the array also counts
+/// as escaped (it is read-only, but telling it apart is not possible), and
+/// then the slot is sealed, which is only slower. Not seen: raw addresses
+/// taken out of Python's reach (`ctypes`, `__array_interface__`).
+fn views_escaped(array: &Bound<'_, PyAny>) -> PyResult<bool> {
+    // The loan's state holds one reference; allow one more (`with ... as
+    // buf:` or `buf = loan.array`).
+    // SAFETY: `array` is a live object (we hold the GIL and a reference);
+    // Py_REFCNT only reads its reference count.
+    let array_refs = unsafe { pyo3::ffi::Py_REFCNT(array.as_ptr()) };
+    // The array's `base` attribute (one) and our `base` handle here (one).
+    let base = array.getattr("base")?;
+    // SAFETY: as above.
+    let buffer_refs = unsafe { pyo3::ffi::Py_REFCNT(base.as_ptr()) };
+    Ok(array_refs > 2 || buffer_refs > 2)
+}
+
 /// Base object of a loan's numpy buffer: owns the loan's slot view (its
 /// memory) and keeps the writer alive.
 #[pyclass(module = "framebus._framebus", name = "_LoanBuffer", frozen)]
@@ -473,26 +510,62 @@ impl PyLoan {
                 self.bus
             )));
         };
-        let view = st.view.take();
-        let outcome = if publish {
-            let m = meta(stamps.0.or(st.stamps.0), stamps.1.or(st.stamps.1));
-            let view = view.expect("an open loan has its view");
-            // Forked children get `Forked` from the core here.
-            loan.publish_sealed(m, &view).map(Some)
-        } else {
-            drop(loan);
-            Ok(None)
+        let view = st.view.take().expect("an open loan has its view");
+        // Lock the loan's own array first: from here on no writable view
+        // can be derived from it. Then look for writable views taken while
+        // it was open (the GIL is held: no Python code runs in between).
+        let escaped = match &st.array {
+            Some(a) => {
+                let a = a.bind(py);
+                let kw = PyDict::new(py);
+                kw.set_item("write", false)?;
+                a.call_method("setflags", (), Some(&kw))?;
+                views_escaped(a)?
+            }
+            None => false,
         };
+        let outcome = match (publish, escaped) {
+            // Seal, then publish: the escaped views write private pages.
+            (true, true) => loan
+                .publish_sealed(
+                    meta(stamps.0.or(st.stamps.0), stamps.1.or(st.stamps.1)),
+                    &view,
+                )
+                .map(Some),
+            // Nothing escaped: publish as is and keep the view for the
+            // slot's next loan. (Forked children get `Forked` here.)
+            (true, false) => loan
+                .try_publish(meta(stamps.0.or(st.stamps.0), stamps.1.or(st.stamps.1)))
+                .map(Some),
+            (false, _) => {
+                drop(loan);
+                Ok(None)
+            }
+        };
+        // An abandoned loan's escaped views are sealed too, so they can
+        // never write into a later frame of the slot.
+        let outcome = match outcome {
+            Ok(None) if escaped => {
+                view.seal()
+                    .map(|()| None)
+                    .map_err(|source| framebus::PublishError::Map {
+                        name: self.bus.clone(),
+                        slot: view.slot(),
+                        source,
+                    })
+            }
+            other => other,
+        };
+        let reusable = !escaped;
         let seq = outcome.as_ref().ok().copied().flatten();
         st.seq = seq;
-        if let Some(a) = &st.array {
-            let kw = PyDict::new(py);
-            kw.set_item("write", false)?;
-            a.bind(py).call_method("setflags", (), Some(&kw))?;
-        }
         st.array = None;
         drop(st);
         let mut g = lock(&self.shared);
+        if reusable && outcome.is_ok() && g.writer.is_some() {
+            let slot = view.slot() as usize;
+            g.views[slot] = Some(view);
+        }
         g.loaned = false;
         g.maybe_free();
         drop(g);
