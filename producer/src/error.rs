@@ -1,6 +1,8 @@
 //! Fatal errors and the exit codes they map to (documented in
 //! `docs/producer.md` and the README).
 
+use framebus::contract::exit;
+
 /// Why the producer stops with a non-zero status.
 #[derive(Debug, thiserror::Error)]
 pub enum Fatal {
@@ -34,11 +36,11 @@ impl Fatal {
     /// The process exit status.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Fatal::Other(_) => 1,
-            Fatal::MissingDependency(_) => 3,
-            Fatal::Config(_) => 4,
-            Fatal::Owned { .. } | Fatal::Busy(_) => 5,
-            Fatal::NoDevice(_) => 6,
+            Fatal::Other(_) => exit::FAILURE.into(),
+            Fatal::MissingDependency(_) => exit::MISSING_DEPENDENCY.into(),
+            Fatal::Config(_) => exit::USAGE.into(),
+            Fatal::Owned { .. } | Fatal::Busy(_) => exit::IN_USE.into(),
+            Fatal::NoDevice(_) => exit::NO_DEVICE.into(),
         }
     }
 }

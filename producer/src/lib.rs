@@ -12,7 +12,7 @@
 //!   [`v4l2`], [`ffmpeg_src`]; [`convert`] (swscale), [`pacing`].
 //! * [`service`]: `--config`: one [`capture`] per camera, and the process
 //!   supervisor that runs the publishers as children and restarts them
-//!   (with [`backoff`]; [`process_group`]), with the [`status`] file.
+//!   (with [`backoff`]; [`process_group`]), with the status file (`framebus::contract::status`).
 //! * [`devlock`] (one producer per device), [`signals`], [`error`] (exit
 //!   codes).
 //!
@@ -30,7 +30,6 @@ pub mod pacing;
 pub mod process_group;
 pub mod signals;
 pub mod source;
-pub mod status;
 pub mod testsrc;
 
 #[cfg(feature = "capture")]

@@ -47,7 +47,10 @@ use crate::config::{self, Config};
 use crate::error::Fatal;
 use crate::process_group::{self, ProcessGroup, Stopped};
 use crate::signals;
-use crate::status::{self, CameraStatus, PublisherStatus, Status};
+use framebus::contract::status::{
+    self, CameraState, CameraStatus, PublisherState, PublisherStatus, Status, SupervisorState,
+};
+use framebus::contract::{env, listening};
 
 /// Supervisor loop period (bounds the reaction and stop latency).
 const TICK: Duration = Duration::from_millis(50);
@@ -158,7 +161,7 @@ pub fn run(config_path: &Path, config: Config, log_format: LogFormat) -> Result<
         cameras.push(CameraStatus {
             bus: bus.clone(),
             source: cli.source.clone(),
-            state: "running",
+            state: CameraState::Running,
             error: None,
         });
         let tx = tx.clone();
@@ -183,7 +186,7 @@ pub fn run(config_path: &Path, config: Config, log_format: LogFormat) -> Result<
     let result = sup.main_loop(&mut children, &rx);
 
     // Children first, then capture.
-    sup.write_status(&children, "stopping");
+    sup.write_status(&children, SupervisorState::Stopping);
     stop_children(&mut children, policy.stop_grace);
     signals::request_stop();
     for h in threads {
@@ -229,7 +232,7 @@ impl ProcessSupervisor {
         for c in children.iter_mut() {
             c.start(self.policy);
         }
-        self.write_status(children, "running");
+        self.write_status(children, SupervisorState::Running);
 
         while !signals::term_received() {
             if let Some(e) = self.capture_ended(rx) {
@@ -241,7 +244,7 @@ impl ProcessSupervisor {
             }
             let due = self.last_status.is_none_or(|t| t.elapsed() >= STATUS_EVERY);
             if changed || due {
-                self.write_status(children, "running");
+                self.write_status(children, SupervisorState::Running);
             }
             std::thread::sleep(TICK);
         }
@@ -255,7 +258,7 @@ impl ProcessSupervisor {
     fn capture_ended(&mut self, rx: &mpsc::Receiver<(usize, Result<(), Fatal>)>) -> Option<Fatal> {
         let (i, r) = rx.try_recv().ok()?;
         let cam = &mut self.cameras[i];
-        cam.state = "failed";
+        cam.state = CameraState::Failed;
         let e = match r {
             Err(e) => e,
             Ok(()) => Fatal::Other(format!("capture of bus {:?} stopped", cam.bus)),
@@ -265,9 +268,9 @@ impl ProcessSupervisor {
         Some(e)
     }
 
-    fn write_status(&mut self, children: &[Child], state: &'static str) {
+    fn write_status(&mut self, children: &[Child], state: SupervisorState) {
         let st = Status {
-            version: 1,
+            version: status::VERSION,
             producer_pid: std::process::id(),
             config: self.config_path.clone(),
             updated_unix_ms: SystemTime::now()
@@ -345,9 +348,9 @@ impl Child {
     fn start(&mut self, policy: Policy) {
         let mut cmd = Command::new(&self.program);
         cmd.args(&self.args)
-            .env_remove("FRAMEBUS_MJPEG_AUTH")
-            .env_remove("FRAMEBUS_MJPEG_TOKEN")
-            .env_remove("FRAMEBUS_RTSP_AUTH")
+            .env_remove(env::MJPEG_AUTH)
+            .env_remove(env::MJPEG_TOKEN)
+            .env_remove(env::RTSP_AUTH)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -536,14 +539,14 @@ impl Child {
             .as_ref()
             .and_then(|r| lock(&r.shared.listening).clone());
         let state = match (self.state, &listening) {
-            (State::Running, None) if self.probe.is_some() => "starting",
-            (State::Running, _) => "running",
-            (State::Backoff, _) => "backoff",
-            (State::Failed, _) => "failed",
-            (State::Stopped, _) => "stopped",
+            (State::Running, None) if self.probe.is_some() => PublisherState::Starting,
+            (State::Running, _) => PublisherState::Running,
+            (State::Backoff, _) => PublisherState::Backoff,
+            (State::Failed, _) => PublisherState::Failed,
+            (State::Stopped, _) => PublisherState::Stopped,
         };
         PublisherStatus {
-            kind: self.kind,
+            kind: self.kind.to_string(),
             command: self.program.clone(),
             pid: self.proc.as_ref().map(|r| r.group.id()),
             state,
@@ -605,15 +608,9 @@ fn read_stdout(kind: &'static str, out: impl Read, shared: &Shared) {
         let Ok(line) = line else { break };
         let mut l = lock(&shared.listening);
         if l.is_none() {
-            if let Some(url) = line.trim().strip_prefix("listening on ") {
-                let url = url.trim().to_string();
-                let addr = url
-                    .split_once("://")
-                    .map_or(url.as_str(), |(_, rest)| rest)
-                    .split('/')
-                    .next()
-                    .unwrap_or_default()
-                    .to_string();
+            if let Some(url) = listening::parse(&line) {
+                let addr = listening::address(url).unwrap_or_default().to_string();
+                let url = url.to_string();
                 tracing::info!(publisher = kind, url = %url, "publisher listening");
                 *l = Some((addr, url, Instant::now()));
                 continue;

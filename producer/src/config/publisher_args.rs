@@ -35,7 +35,7 @@ pub fn mjpeg_args(c: &Publisher, buses: &[String]) -> Vec<String> {
 pub fn mjpeg_env(c: &Publisher) -> Vec<(&'static str, String)> {
     c.auth
         .iter()
-        .map(|auth| ("FRAMEBUS_MJPEG_AUTH", auth.0.clone()))
+        .map(|auth| (framebus::contract::env::MJPEG_AUTH, auth.0.clone()))
         .collect()
 }
 
@@ -72,7 +72,7 @@ pub fn rtsp_args(c: &Publisher) -> Vec<String> {
 pub fn rtsp_env(c: &Publisher) -> Vec<(&'static str, String)> {
     c.auth
         .iter()
-        .map(|auth| ("FRAMEBUS_RTSP_AUTH", auth.0.clone()))
+        .map(|auth| (framebus::contract::env::RTSP_AUTH, auth.0.clone()))
         .collect()
 }
 
