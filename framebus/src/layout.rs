@@ -227,8 +227,36 @@ pub struct LiveHeader {
     /// Wake-up system calls the writer made (it makes one only when a
     /// reader's waiting flag is set).
     pub wake_calls: AtomicU64,
-    _reserved: [u8; HEADER_SIZE - FIXED_SIZE - 264],
+    _pad3: [u8; 56],
+    /// Encoded buses, upstream: readers add one to ask the encoder for a
+    /// keyframe; the encoder compares it with the last value it honoured.
+    pub keyframe_requests: AtomicU64,
+    /// Encoded buses: keyframes the encoder forced (after requests).
+    pub keyframes_forced: AtomicU64,
+    /// Encoded buses: access units larger than a slot (dropped, counted).
+    pub oversize: AtomicU64,
+    /// Encoded buses: the unit of `SlotDesc::pts`, numerator (seconds).
+    pub time_base_num: AtomicU32,
+    /// Denominator (90000 for video: pts in 1/90000 s).
+    pub time_base_den: AtomicU32,
+    _pad4: [u8; 32],
+    /// Seqlock over the codec configuration below: odd while the writer
+    /// rewrites it; a reader copies it and retries if the word changed.
+    pub config_seq: AtomicU64,
+    /// Bytes of `config` in use.
+    pub config_len: AtomicU32,
+    /// H.264: `profile_idc << 16 | constraint_flags << 8 | level_idc`.
+    pub profile_level: AtomicU32,
+    /// Codec configuration (H.264: SPS and PPS in Annex B), read and
+    /// written 8 bytes at a time as atomics under `config_seq`.
+    pub config: [AtomicU64; CONFIG_WORDS],
+    _reserved: [u8; HEADER_SIZE - FIXED_SIZE - 400 - CONFIG_WORDS * 8],
 }
+
+/// 8-byte words of codec configuration in the header.
+pub const CONFIG_WORDS: usize = 32;
+/// Most bytes of codec configuration a bus carries.
+pub const CONFIG_MAX: usize = CONFIG_WORDS * 8;
 
 impl LiveHeader {
     /// A live header in state `state`, every other word zero.
@@ -251,7 +279,18 @@ impl LiveHeader {
             restarts: AtomicU64::new(0),
             watchdog_fires: AtomicU64::new(0),
             wake_calls: AtomicU64::new(0),
-            _reserved: [0; HEADER_SIZE - FIXED_SIZE - 264],
+            _pad3: [0; 56],
+            keyframe_requests: AtomicU64::new(0),
+            keyframes_forced: AtomicU64::new(0),
+            oversize: AtomicU64::new(0),
+            time_base_num: AtomicU32::new(0),
+            time_base_den: AtomicU32::new(0),
+            _pad4: [0; 32],
+            config_seq: AtomicU64::new(0),
+            config_len: AtomicU32::new(0),
+            profile_level: AtomicU32::new(0),
+            config: std::array::from_fn(|_| AtomicU64::new(0)),
+            _reserved: [0; HEADER_SIZE - FIXED_SIZE - 400 - CONFIG_WORDS * 8],
         }
     }
 }
@@ -278,7 +317,13 @@ pub struct SlotDesc {
     pub realtime_ns: AtomicU64,
     /// [`crate::FrameFlags`] bits.
     pub flags: AtomicU32,
-    _pad: [u8; 28],
+    _pad: [u8; 4],
+    /// Encoded frames: presentation time in the bus's time base.
+    pub pts: AtomicU64,
+    /// Encoded frames: the sequence number of the raw frame it was made
+    /// from (0 if none).
+    pub source_seq: AtomicU64,
+    _pad2: [u8; 8],
 }
 
 /// One reader's entry, owned by whoever holds its OFD lock.
@@ -300,7 +345,9 @@ pub struct ReaderEntry {
     pub last_seq: AtomicU64,
     /// CLOCK_REALTIME when attached, ns.
     pub attached_ns: AtomicU64,
-    _pad1: [u8; 16],
+    /// Keyframes this reader asked for (encoded buses).
+    pub keyframe_requests: AtomicU64,
+    _pad1: [u8; 8],
 }
 
 // SAFETY: (all five) `#[repr(C)]`, integers, atomics over integers and byte
@@ -369,12 +416,23 @@ const _: () = {
     assert!(offset_of!(Header, live.restarts) == 496);
     assert!(offset_of!(Header, live.watchdog_fires) == 504);
     assert!(offset_of!(Header, live.wake_calls) == 512);
+    assert!(offset_of!(Header, live.keyframe_requests) == 576);
+    assert!(offset_of!(Header, live.keyframes_forced) == 584);
+    assert!(offset_of!(Header, live.oversize) == 592);
+    assert!(offset_of!(Header, live.time_base_num) == 600);
+    assert!(offset_of!(Header, live.time_base_den) == 604);
+    assert!(offset_of!(Header, live.config_seq) == 640);
+    assert!(offset_of!(Header, live.config_len) == 648);
+    assert!(offset_of!(Header, live.profile_level) == 652);
+    assert!(offset_of!(Header, live.config) == 656);
 
     assert!(offset_of!(SlotDesc, state) == 0);
     assert!(offset_of!(SlotDesc, len) == 8);
     assert!(offset_of!(SlotDesc, mono_ns) == 16);
     assert!(offset_of!(SlotDesc, realtime_ns) == 24);
     assert!(offset_of!(SlotDesc, flags) == 32);
+    assert!(offset_of!(SlotDesc, pts) == 40);
+    assert!(offset_of!(SlotDesc, source_seq) == 48);
 
     assert!(offset_of!(ReaderEntry, held) == 0);
     assert!(offset_of!(ReaderEntry, pid) == 8);
@@ -383,6 +441,7 @@ const _: () = {
     assert!(offset_of!(ReaderEntry, skipped) == 24);
     assert!(offset_of!(ReaderEntry, last_seq) == 32);
     assert!(offset_of!(ReaderEntry, attached_ns) == 40);
+    assert!(offset_of!(ReaderEntry, keyframe_requests) == 48);
     // The futex word must be 4-byte aligned.
     assert!(offset_of!(Header, live.wake_seq) % 4 == 0);
 };

@@ -82,5 +82,5 @@ pub use crate::{
     name::{default_shm_dir, segment_path, validate_name, NameError, SEGMENT_PREFIX, SHM_DIR_ENV},
     reader::{Frame, Reader, ReaderOptions, LIVENESS_INTERVAL},
     sys::{group_id, monotonic_ns, realtime_ns},
-    writer::{Counter, FrameFlags, FrameMeta, Loan, SlotView, Writer, WriterOptions},
+    writer::{CodecConfig, Counter, FrameFlags, FrameMeta, Loan, SlotView, Writer, WriterOptions},
 };

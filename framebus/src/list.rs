@@ -32,6 +32,8 @@ pub struct ReaderInfo {
     pub held: u32,
     /// Whether it is blocked waiting for a frame.
     pub waiting: bool,
+    /// Keyframes it asked for (encoded buses).
+    pub keyframe_requests: u64,
     /// Last sequence taken.
     pub last_seq: u64,
 }
@@ -84,6 +86,12 @@ pub struct BusInfo {
     pub watchdog_fires: u64,
     /// Wake-up system calls the writer made (only while readers wait).
     pub wake_calls: u64,
+    /// Encoded buses: keyframes readers asked for.
+    pub keyframe_requests: u64,
+    /// Encoded buses: keyframes the encoder forced.
+    pub keyframes_forced: u64,
+    /// Encoded buses: access units too large for a slot.
+    pub oversize: u64,
     /// Milliseconds since the last publish (None before the first).
     pub last_frame_age_ms: Option<u64>,
     /// Live readers.
@@ -177,6 +185,9 @@ fn inspect(name: &str, path: &Path) -> Result<BusInfo, StatError> {
         restarts: 0,
         watchdog_fires: 0,
         wake_calls: 0,
+        keyframe_requests: 0,
+        keyframes_forced: 0,
+        oversize: 0,
         last_frame_age_ms: None,
         readers: Vec::new(),
     };
@@ -228,6 +239,9 @@ fn inspect(name: &str, path: &Path) -> Result<BusInfo, StatError> {
     info.restarts = live.restarts.load(Relaxed);
     info.watchdog_fires = live.watchdog_fires.load(Relaxed);
     info.wake_calls = live.wake_calls.load(Relaxed);
+    info.keyframe_requests = live.keyframe_requests.load(Relaxed);
+    info.keyframes_forced = live.keyframes_forced.load(Relaxed);
+    info.oversize = live.oversize.load(Relaxed);
     let last = live.last_publish_ns.load(Relaxed);
     if last != 0 {
         info.last_frame_age_ms = Some(sys::realtime_ns().saturating_sub(last) / 1_000_000);
@@ -256,6 +270,7 @@ fn inspect(name: &str, path: &Path) -> Result<BusInfo, StatError> {
             skipped: e.skipped.load(Relaxed),
             held: held.count_ones(),
             waiting: e.waiting.load(Relaxed) != 0,
+            keyframe_requests: e.keyframe_requests.load(Relaxed),
             last_seq: e.last_seq.load(Relaxed),
         });
     }

@@ -198,6 +198,8 @@ pub struct Reader {
     last_seq: u64,
     gone_reported: bool,
     gen: Generation,
+    /// A keyframe was asked for since the last gap (encoded buses).
+    keyframe_asked: bool,
 }
 
 impl std::fmt::Debug for Reader {
@@ -229,6 +231,7 @@ impl Reader {
                         last_seq: 0,
                         gone_reported: false,
                         gen: Generation::now(),
+                        keyframe_asked: false,
                     })
                 }
                 Err(e @ (AttachError::NotFound { .. } | AttachError::ProducerGone { .. })) => {
@@ -307,6 +310,88 @@ impl Reader {
     /// [`ReadError::ProducerGone`] once; later calls wait for a producer to
     /// create the bus again and continue with its frames.
     pub fn next(&mut self, timeout: Option<Duration>) -> Result<Frame, ReadError> {
+        self.next_inner(timeout, false)
+    }
+
+    /// Encoded buses (H.264 and the like): wait for the next frame *in
+    /// order*, so that a decoder can continue. While the ring still has the
+    /// frame after the last one taken, that is the one returned. A reader
+    /// that starts, or that fell so far behind that the ring no longer has
+    /// its next frame, gets the newest keyframe in the ring instead (at
+    /// once: the ring holds at least a GOP when sized for it) and
+    /// [`Frame::skipped`] says how many frames it lost; with no keyframe to
+    /// restart from it asks the encoder for one ([`Reader::request_keyframe`])
+    /// and waits for it. Producer restarts behave as in [`Reader::next`].
+    pub fn next_encoded(&mut self, timeout: Option<Duration>) -> Result<Frame, ReadError> {
+        self.next_inner(timeout, true)
+    }
+
+    /// Ask the encoder of this (encoded) bus for a keyframe. Requests are
+    /// counted per reader in `framebus stat`; the encoder honours them
+    /// within a frame interval, rate-limited.
+    pub fn request_keyframe(&mut self) -> Result<(), ReadError> {
+        self.check_fork()?;
+        if let Some(att) = self.connection()? {
+            self.ask_keyframe(&att);
+        }
+        Ok(())
+    }
+
+    /// The codec configuration of an encoded bus (`None` before the
+    /// writer set one, or with no producer).
+    pub fn codec(&mut self) -> Result<Option<crate::CodecConfig>, ReadError> {
+        self.check_fork()?;
+        let Some(att) = self.connection()? else {
+            return Ok(None);
+        };
+        let live = att.seg.live();
+        let read = || {
+            let len = (live.config_len.load(Ordering::Relaxed) as usize).min(layout::CONFIG_MAX);
+            let mut config = Vec::with_capacity(len);
+            for w in &live.config {
+                if config.len() >= len {
+                    break;
+                }
+                config.extend_from_slice(&w.load(Ordering::Relaxed).to_le_bytes());
+            }
+            config.truncate(len);
+            (config, live.profile_level.load(Ordering::Relaxed))
+        };
+        // Retry (yielding) for up to a second: writers update it rarely, so
+        // only a writer stuck mid-update (hostile memory) makes this fail.
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let got = loop {
+            if let Some(v) = protocol::seqlock_read(&live.config_seq, 64, read) {
+                break Some(v);
+            }
+            if Instant::now() > deadline {
+                break None;
+            }
+            std::thread::yield_now();
+        };
+        let Some((config, profile_level)) = got else {
+            return Err(ReadError::Corrupt {
+                name: self.name.clone(),
+                slot: 0,
+                seq: 0,
+                why: "the codec configuration kept changing (a writer that never finishes)",
+            });
+        };
+        let time_base = (
+            live.time_base_num.load(Ordering::Relaxed),
+            live.time_base_den.load(Ordering::Relaxed),
+        );
+        if time_base.1 == 0 && config.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(crate::CodecConfig {
+            time_base,
+            profile_level,
+            config,
+        }))
+    }
+
+    fn next_inner(&mut self, timeout: Option<Duration>, encoded: bool) -> Result<Frame, ReadError> {
         self.check_fork()?;
         let deadline = timeout.map(|t| Instant::now() + t);
         let timed_out = |name: &str| ReadError::Timeout {
@@ -324,7 +409,21 @@ impl Reader {
                 );
                 continue;
             };
-            if let Some(frame) = self.take(&att, false)? {
+            // Sleep below until a frame newer than this one is published:
+            // an encoded reader waiting for a keyframe has seen the newest
+            // frame already and must not spin on it.
+            let (seen, _) = protocol::unpack_latest(att.seg.live().latest.load(Ordering::Acquire));
+            let taken = if encoded {
+                self.take_encoded(&att)?
+            } else {
+                self.take(&att, false)?
+            };
+            let seen = if encoded {
+                seen.max(self.last_seq)
+            } else {
+                self.last_seq
+            };
+            if let Some(frame) = taken {
                 return Ok(frame);
             }
             if att.closed() {
@@ -335,14 +434,14 @@ impl Reader {
                 return Err(timed_out(&self.name));
             }
             let chunk = remaining.map_or(LIVENESS_INTERVAL, |r| r.min(LIVENESS_INTERVAL));
-            if self.wait(&att, chunk) == sys::Wait::TimedOut && !att.seg.producer_alive() {
+            if self.wait(&att, chunk, seen) == sys::Wait::TimedOut && !att.seg.producer_alive() {
                 self.lost()?;
             }
         }
     }
 
     /// Sleep until the producer publishes (or closes), at most `chunk`.
-    fn wait(&self, att: &Attachment, chunk: Duration) -> sys::Wait {
+    fn wait(&self, att: &Attachment, chunk: Duration, seen: u64) -> sys::Wait {
         let seg = &att.seg;
         let live = seg.live();
         let waiting = &seg.reader(att.entry).waiting;
@@ -351,7 +450,7 @@ impl Reader {
         // futex word, then look for a frame once more before sleeping.
         let word = protocol::prepare_wait(waiting, &live.wake_seq);
         let (newest, _) = protocol::unpack_latest(live.latest.load(Ordering::Acquire));
-        let r = if newest > self.last_seq || att.closed() {
+        let r = if newest > seen || att.closed() {
             sys::Wait::Woken
         } else {
             sys::futex_wait(&live.wake_seq, word, Some(chunk))
@@ -438,40 +537,130 @@ impl Reader {
             if !att.hold(slot, seq)? {
                 continue;
             }
-            let d = seg.slot(slot);
-            // Relaxed: ordered by the Acquire load of the state in `hold`.
-            let len = d.len.load(Ordering::Relaxed);
-            let frame = Frame {
-                att: att.clone(),
-                slot,
+            return self.held_frame(att, slot, seq).map(Some);
+        }
+        Ok(None)
+    }
+
+    /// The frame in `slot`, which this reader now holds for `seq`: read its
+    /// descriptor, check it, count it. On error the hold is released.
+    fn held_frame(
+        &mut self,
+        att: &Arc<Attachment>,
+        slot: u32,
+        seq: u64,
+    ) -> Result<Frame, ReadError> {
+        let seg = &att.seg;
+        let g = seg.info.geometry;
+        let d = seg.slot(slot);
+        // Relaxed: ordered by the Acquire load of the state in `hold`.
+        let len = d.len.load(Ordering::Relaxed);
+        let frame = Frame {
+            att: att.clone(),
+            slot,
+            seq,
+            len: len as usize,
+            mono_ns: d.mono_ns.load(Ordering::Relaxed),
+            realtime_ns: d.realtime_ns.load(Ordering::Relaxed),
+            flags: FrameFlags(d.flags.load(Ordering::Relaxed)),
+            pts: d.pts.load(Ordering::Relaxed),
+            source_seq: d.source_seq.load(Ordering::Relaxed),
+            skipped: if self.last_seq == 0 || seq <= self.last_seq {
+                0
+            } else {
+                seq - self.last_seq - 1
+            },
+        };
+        let expected = seg.info.spec.frame_size() as u64;
+        if len > g.slot_capacity || (expected != 0 && len != expected) {
+            return Err(ReadError::Corrupt {
+                name: self.name.clone(),
+                slot: slot.into(),
                 seq,
-                len: len as usize,
-                mono_ns: d.mono_ns.load(Ordering::Relaxed),
-                realtime_ns: d.realtime_ns.load(Ordering::Relaxed),
-                flags: FrameFlags(d.flags.load(Ordering::Relaxed)),
-                skipped: if self.last_seq == 0 || seq <= self.last_seq {
-                    0
-                } else {
-                    seq - self.last_seq - 1
-                },
+                why: "payload length does not fit the slot or the format",
+            });
+        }
+        let e = seg.reader(att.entry);
+        e.frames.fetch_add(1, Ordering::Relaxed);
+        e.skipped.fetch_add(frame.skipped, Ordering::Relaxed);
+        e.last_seq.store(seq, Ordering::Relaxed);
+        self.last_seq = seq;
+        Ok(frame)
+    }
+
+    /// Encoded buses: the frame after the last one taken if the ring still
+    /// has it; otherwise (first call, or this reader fell behind) the
+    /// newest keyframe newer than the last one taken, with
+    /// [`Frame::skipped`] saying how many were lost. `None`: nothing to
+    /// take yet (no newer frame, or no keyframe to restart from: then a
+    /// keyframe has been asked for, once per gap).
+    fn take_encoded(&mut self, att: &Arc<Attachment>) -> Result<Option<Frame>, ReadError> {
+        let seg = &att.seg;
+        // A handful of retries: one happens only when the writer reused a
+        // slot between our scan and our hold.
+        for _ in 0..16 {
+            let (newest, _) = protocol::unpack_latest(seg.live().latest.load(Ordering::Acquire));
+            if newest == 0 || newest <= self.last_seq {
+                return Ok(None);
+            }
+            let next = self.last_seq + 1;
+            let mut successor = None;
+            let mut keyframe: Option<(u64, u32)> = None;
+            for slot in 0..seg.info.geometry.slot_count {
+                let d = seg.slot(slot);
+                // Acquire: the flags below are those published with this
+                // sequence (checked again under the hold).
+                let st = d.state.load(Ordering::Acquire);
+                if st & protocol::WRITING != 0 || st == 0 {
+                    continue;
+                }
+                let seq = st >> 1;
+                if self.last_seq != 0 && seq == next {
+                    successor = Some((seq, slot));
+                }
+                let key = FrameFlags(d.flags.load(Ordering::Relaxed)).contains(FrameFlags::KEY);
+                if key
+                    && seq > self.last_seq
+                    && seq <= newest
+                    && keyframe.is_none_or(|(k, _)| seq > k)
+                {
+                    keyframe = Some((seq, slot));
+                }
+            }
+            let Some((seq, slot)) = successor.or(keyframe) else {
+                if !self.keyframe_asked {
+                    self.keyframe_asked = true;
+                    self.ask_keyframe(att);
+                }
+                return Ok(None);
             };
-            let expected = seg.info.spec.frame_size() as u64;
-            if len > g.slot_capacity || (expected != 0 && len != expected) {
+            if !att.hold(slot, seq)? {
+                continue;
+            }
+            let frame = self.held_frame(att, slot, seq)?;
+            if successor.is_none() && !frame.flags.contains(FrameFlags::KEY) {
+                // The slot was rewritten between the scan and the hold with
+                // the same sequence: impossible unless the memory is
+                // hostile.
                 return Err(ReadError::Corrupt {
                     name: self.name.clone(),
                     slot: slot.into(),
                     seq,
-                    why: "payload length does not fit the slot or the format",
+                    why: "keyframe flag changed under a hold",
                 });
             }
-            let e = seg.reader(att.entry);
-            e.frames.fetch_add(1, Ordering::Relaxed);
-            e.skipped.fetch_add(frame.skipped, Ordering::Relaxed);
-            e.last_seq.store(seq, Ordering::Relaxed);
-            self.last_seq = seq;
+            self.keyframe_asked = false;
             return Ok(Some(frame));
         }
         Ok(None)
+    }
+
+    fn ask_keyframe(&self, att: &Attachment) {
+        let seg = &att.seg;
+        seg.reader(att.entry)
+            .keyframe_requests
+            .fetch_add(1, Ordering::Relaxed);
+        seg.live().keyframe_requests.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -485,10 +674,28 @@ pub struct Frame {
     mono_ns: u64,
     realtime_ns: u64,
     flags: FrameFlags,
+    pts: u64,
+    source_seq: u64,
     skipped: u64,
 }
 
 impl Frame {
+    /// Encoded frames: presentation time in the bus's time base
+    /// ([`Reader::codec`]).
+    pub fn pts(&self) -> u64 {
+        self.pts
+    }
+
+    /// Encoded frames: sequence number of the raw frame it was made from.
+    pub fn source_seq(&self) -> u64 {
+        self.source_seq
+    }
+
+    /// Whether the frame is a keyframe (every raw and MJPEG frame is).
+    pub fn is_keyframe(&self) -> bool {
+        self.flags.contains(FrameFlags::KEY)
+    }
+
     /// Sequence number (1 for a producer's first frame).
     pub fn seq(&self) -> u64 {
         self.seq

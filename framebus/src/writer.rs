@@ -44,6 +44,12 @@ pub struct FrameMeta {
     pub realtime_ns: u64,
     /// Flags.
     pub flags: FrameFlags,
+    /// Encoded frames: presentation time in the bus's time base
+    /// ([`Writer::set_codec`]); 0 for raw frames.
+    pub pts: u64,
+    /// Encoded frames: sequence number of the raw frame this one was made
+    /// from (its capture times go in `mono_ns`/`realtime_ns`); 0 if none.
+    pub source_seq: u64,
 }
 
 impl FrameMeta {
@@ -53,8 +59,23 @@ impl FrameMeta {
             mono_ns: sys::monotonic_ns(),
             realtime_ns: sys::realtime_ns(),
             flags: FrameFlags::KEY,
+            pts: 0,
+            source_seq: 0,
         }
     }
+}
+
+/// What a decoder needs besides the frames of an encoded bus, kept in the
+/// bus header ([`Writer::set_codec`], [`crate::Reader::codec`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CodecConfig {
+    /// The unit of [`FrameMeta::pts`]: `num / den` seconds (video: 1/90000).
+    pub time_base: (u32, u32),
+    /// H.264: `profile_idc << 16 | constraint_flags << 8 | level_idc`.
+    pub profile_level: u32,
+    /// Out-of-band configuration (H.264: SPS and PPS, Annex B), at most
+    /// [`layout::CONFIG_MAX`] bytes.
+    pub config: Vec<u8>,
 }
 
 /// How to create a bus.
@@ -416,6 +437,7 @@ impl Writer {
             });
         }
         if bytes.len() > self.slot_capacity() {
+            self.seg.live().oversize.fetch_add(1, Ordering::Relaxed);
             return Err(PublishError::TooLarge {
                 name: self.name.clone(),
                 len: bytes.len(),
@@ -437,6 +459,8 @@ impl Writer {
         d.mono_ns.store(meta.mono_ns, Ordering::Relaxed);
         d.realtime_ns.store(meta.realtime_ns, Ordering::Relaxed);
         d.flags.store(meta.flags.0, Ordering::Relaxed);
+        d.pts.store(meta.pts, Ordering::Relaxed);
+        d.source_seq.store(meta.source_seq, Ordering::Relaxed);
         protocol::publish(&d.state, seq);
         let live = self.seg.live();
         // SYNC POINT with the Acquire load of `latest` in `Reader::take`.
@@ -504,6 +528,44 @@ impl Writer {
         freed
     }
 
+    /// Set the codec configuration readers of an encoded bus decode with
+    /// (seqlock-protected in the header: a reader never sees half of it).
+    /// Call before the first frame and again whenever it changes (before
+    /// the keyframe that uses it).
+    pub fn set_codec(&self, codec: &CodecConfig) -> Result<(), PublishError> {
+        self.usable()?;
+        if codec.config.len() > layout::CONFIG_MAX {
+            return Err(PublishError::TooLarge {
+                name: self.name.clone(),
+                len: codec.config.len(),
+                capacity: layout::CONFIG_MAX,
+            });
+        }
+        let live = self.seg.live();
+        live.time_base_num
+            .store(codec.time_base.0, Ordering::Relaxed);
+        live.time_base_den
+            .store(codec.time_base.1, Ordering::Relaxed);
+        protocol::seqlock_write(&live.config_seq, || {
+            live.config_len
+                .store(codec.config.len() as u32, Ordering::Relaxed);
+            live.profile_level
+                .store(codec.profile_level, Ordering::Relaxed);
+            for (word, chunk) in live.config.iter().zip(codec.config.chunks(8)) {
+                let mut b = [0u8; 8];
+                b[..chunk.len()].copy_from_slice(chunk);
+                word.store(u64::from_le_bytes(b), Ordering::Relaxed);
+            }
+        });
+        Ok(())
+    }
+
+    /// How many keyframes readers have asked for so far (a counter: an
+    /// encoder forces one when it grew since the value it last honoured).
+    pub fn keyframe_requests(&self) -> u64 {
+        self.seg.live().keyframe_requests.load(Ordering::Relaxed)
+    }
+
     /// Report what the source is doing (see [`layout::source_state`]).
     pub fn set_source_state(&self, s: u32) {
         if self.seg.gen.forked() {
@@ -523,6 +585,8 @@ impl Writer {
             Counter::SourceDropped => &live.source_dropped,
             Counter::Restarts => &live.restarts,
             Counter::WatchdogFires => &live.watchdog_fires,
+            Counter::KeyframesForced => &live.keyframes_forced,
+            Counter::Oversize => &live.oversize,
         };
         word.fetch_add(n, Ordering::Relaxed);
     }
@@ -561,6 +625,7 @@ impl Writer {
 
 /// Producer counters kept in the header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Counter {
     /// Frames the source delivered.
     Captured,
@@ -570,6 +635,11 @@ pub enum Counter {
     Restarts,
     /// Watchdog fires.
     WatchdogFires,
+    /// Encoders: keyframes forced after readers asked.
+    KeyframesForced,
+    /// Encoders: access units too large for a slot (also counted by
+    /// `Loan::set_len` and `publish_from` when they refuse one).
+    Oversize,
 }
 
 impl Drop for Writer {
@@ -602,6 +672,11 @@ impl Loan<'_> {
         }
         let cap = self.writer.slot_capacity();
         if len > cap {
+            self.writer
+                .seg
+                .live()
+                .oversize
+                .fetch_add(1, Ordering::Relaxed);
             return Err(PublishError::TooLarge {
                 name: self.writer.name.clone(),
                 len,
@@ -922,7 +997,10 @@ fn replace_if_stale(name: &str, path: &Path) -> Result<Option<File>, CreateError
 }
 
 /// Remove temporary files of `name` left by producers that died during
-/// create (nobody holds their lock).
+/// create (nobody holds their lock). A temporary file younger than
+/// [`TEMP_GRACE`] is left alone: its creator may not have locked it yet
+/// (it locks it right after `open`), and removing it would make that
+/// creator's `link` fail.
 fn sweep_stale_temps(dir: &Path, name: &str) {
     let prefix = format!("{TEMP_PREFIX}{name}.");
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -936,6 +1014,15 @@ fn sweep_stale_temps(dir: &Path, name: &str) {
         if !fname.starts_with(&prefix) {
             continue;
         }
+        let young = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_none_or(|age| age < TEMP_GRACE);
+        if young {
+            continue;
+        }
         if let Ok(f) = File::open(entry.path()) {
             if let Ok(false) = sys::is_locked(f.as_fd(), sys::PRODUCER_LOCK_BYTE) {
                 let _ = std::fs::remove_file(entry.path());
@@ -943,3 +1030,7 @@ fn sweep_stale_temps(dir: &Path, name: &str) {
         }
     }
 }
+
+/// How old an unlocked temporary segment must be before another producer
+/// removes it.
+const TEMP_GRACE: Duration = Duration::from_secs(10);

@@ -26,6 +26,7 @@ fn publish_then_read_in_place() {
         mono_ns: 11,
         realtime_ns: 22,
         flags: FrameFlags::KEY,
+        ..FrameMeta::default()
     };
     assert_eq!(loan.publish(meta), 1);
 

@@ -133,6 +133,7 @@ fn housekeeping_runs_on_the_writers_own_clock() {
         mono_ns: future,
         realtime_ns: realtime_ns(),
         flags: FrameFlags::KEY,
+        ..FrameMeta::default()
     };
     // About 100 frames a second for a little over two windows.
     let mut measured = 0.0;

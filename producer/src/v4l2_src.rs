@@ -224,6 +224,7 @@ impl Source for V4l2Source {
             mono_ns: frame.mono_ns,
             realtime_ns: now_real.saturating_sub(now_mono.saturating_sub(frame.mono_ns)),
             flags: FrameFlags::KEY,
+            ..FrameMeta::default()
         };
         // Copy the borrowed pointer range out of `frame` so `self` can be
         // borrowed mutably for the conversion.
