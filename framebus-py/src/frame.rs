@@ -34,6 +34,8 @@ pub struct PyFrame {
     realtime_ns: u64,
     skipped: u64,
     key: bool,
+    pts: u64,
+    source_seq: u64,
     len: usize,
     spec: framebus::FrameSpec,
 }
@@ -51,6 +53,8 @@ impl PyFrame {
             realtime_ns: frame.realtime_ns(),
             skipped: frame.skipped(),
             key: frame.flags().contains(framebus::FrameFlags::KEY),
+            pts: frame.pts(),
+            source_seq: frame.source_seq(),
             len: frame.len(),
             spec: *frame.spec(),
             hold: Mutex::new(Some(Arc::new(frame))),
@@ -161,6 +165,26 @@ impl PyFrame {
     #[getter]
     fn key(&self) -> bool {
         self.key
+    }
+
+    /// Same as `key` (the name encoded-bus code expects).
+    #[getter]
+    fn keyframe(&self) -> bool {
+        self.key
+    }
+
+    /// Encoded frames: presentation time in the bus's time base
+    /// (`Reader.codec().time_base`); 0 for raw frames.
+    #[getter]
+    fn pts(&self) -> u64 {
+        self.pts
+    }
+
+    /// Encoded frames: sequence number of the raw frame this one was made
+    /// from (its capture times are `timestamp_ns`/`realtime_ns`); 0 if none.
+    #[getter]
+    fn source_seq(&self) -> u64 {
+        self.source_seq
     }
 
     /// Pixel format name ("nv12", "bgr24", ...).

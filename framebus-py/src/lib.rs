@@ -21,6 +21,7 @@ mod writer;
 fn _framebus(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     m.add_class::<reader::PyReader>()?;
+    m.add_class::<reader::PyCodec>()?;
     m.add_class::<frame::PyFrame>()?;
     m.add_class::<frame::FrameHold>()?;
     m.add_class::<writer::PyWriter>()?;

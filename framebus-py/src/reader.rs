@@ -68,7 +68,7 @@ impl PyReader {
 
     /// Wait for the next frame in chunks of at most [`SIGNAL_CHECK`]
     /// without the GIL, checking for signals between chunks.
-    fn next_frame(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<PyFrame> {
+    fn next_frame(&self, py: Python<'_>, timeout: Option<f64>, encoded: bool) -> PyResult<PyFrame> {
         let deadline = match timeout {
             Some(t) => Some(Instant::now() + seconds("timeout", t)?),
             None => None,
@@ -81,7 +81,13 @@ impl PyReader {
             let got = {
                 let mut guard = self.lock()?;
                 let reader = guard.as_mut().expect("checked by lock()");
-                py.detach(|| reader.next(Some(chunk)))
+                py.detach(|| {
+                    if encoded {
+                        reader.next_encoded(Some(chunk))
+                    } else {
+                        reader.next(Some(chunk))
+                    }
+                })
             };
             match got {
                 Ok(frame) => return Ok(PyFrame::new(&self.name, frame)),
@@ -206,7 +212,38 @@ impl PyReader {
     /// when the producer goes away; the next call waits for a new producer.
     #[pyo3(signature = (timeout = None))]
     fn next(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<PyFrame> {
-        self.next_frame(py, timeout.or(self.timeout))
+        self.next_frame(py, timeout.or(self.timeout), false)
+    }
+
+    /// Encoded buses: wait for the next frame *in order* (what a decoder
+    /// needs). The frame after the last one taken while the ring still has
+    /// it; else (the first call, or after falling behind) the newest
+    /// keyframe in the ring, with `skipped` saying how many frames were
+    /// lost; with no keyframe to restart from, a keyframe is requested from
+    /// the encoder and awaited. Raises like `next()`.
+    #[pyo3(signature = (timeout = None))]
+    fn next_encoded(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<PyFrame> {
+        self.next_frame(py, timeout.or(self.timeout), true)
+    }
+
+    /// Ask the encoder of this (encoded) bus for a keyframe (counted per
+    /// reader in `framebus stat`; honoured within a frame interval).
+    fn request_keyframe(&self) -> PyResult<()> {
+        let mut guard = self.lock()?;
+        let reader = guard.as_mut().expect("checked by lock()");
+        reader.request_keyframe().map_err(errors::read)
+    }
+
+    /// The codec configuration of an encoded bus (`None` before the writer
+    /// set one, or with no producer).
+    fn codec(&self) -> PyResult<Option<PyCodec>> {
+        let mut guard = self.lock()?;
+        let reader = guard.as_mut().expect("checked by lock()");
+        Ok(reader.codec().map_err(errors::read)?.map(|c| PyCodec {
+            time_base: c.time_base,
+            profile_level: c.profile_level,
+            config: c.config,
+        }))
     }
 
     /// The newest frame without waiting, even if taken before; `None` when
@@ -255,7 +292,7 @@ impl PyReader {
     }
 
     fn __next__(&self, py: Python<'_>) -> PyResult<PyFrame> {
-        self.next_frame(py, self.timeout)
+        self.next_frame(py, self.timeout, false)
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -270,5 +307,44 @@ impl PyReader {
 
     fn __repr__(&self) -> String {
         format!("Reader({:?})", self.name)
+    }
+}
+
+/// The codec configuration of an encoded bus (`Reader.codec()`).
+#[pyclass(module = "framebus._framebus", name = "Codec", frozen)]
+pub struct PyCodec {
+    time_base: (u32, u32),
+    profile_level: u32,
+    config: Vec<u8>,
+}
+
+#[pymethods]
+impl PyCodec {
+    /// The unit of `Frame.pts`: `(num, den)` seconds (video: `(1, 90000)`).
+    #[getter]
+    fn time_base(&self) -> (u32, u32) {
+        self.time_base
+    }
+
+    /// H.264: `profile_idc << 16 | constraint_flags << 8 | level_idc`.
+    #[getter]
+    fn profile_level(&self) -> u32 {
+        self.profile_level
+    }
+
+    /// Out-of-band configuration (H.264: SPS and PPS, Annex B).
+    #[getter]
+    fn config<'py>(&self, py: Python<'py>) -> Bound<'py, pyo3::types::PyBytes> {
+        pyo3::types::PyBytes::new(py, &self.config)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Codec(time_base={}/{}, profile_level={:#08x}, config={} bytes)",
+            self.time_base.0,
+            self.time_base.1,
+            self.profile_level,
+            self.config.len()
+        )
     }
 }

@@ -93,8 +93,10 @@ impl PySpec {
 /// state, problem, format, width, height, fps, measured_fps, slots,
 /// slot_capacity, producer_pid, producer_alive, source, source_state,
 /// published, dropped_all_held, captured, source_dropped, restarts,
-/// watchdog_fires, last_frame_age_ms and readers (a list of dicts with
-/// entry, pid, frames, skipped, held, last_seq).
+/// watchdog_fires, wake_calls, keyframe_requests, keyframes_forced,
+/// oversize, last_frame_age_ms and readers (a list of dicts with entry, pid,
+/// frames, skipped, held, waiting, keyframe_requests, last_seq). The fields
+/// are the core's `BusInfo` (one definition, through serde).
 #[pyfunction]
 #[pyo3(signature = (shm_dir = None))]
 pub fn list_buses(
@@ -104,44 +106,14 @@ pub fn list_buses(
     let buses = py
         .detach(|| framebus::list_in(shm_dir.as_deref()))
         .map_err(|e| crate::errors::FramebusError::new_err(format!("listing buses: {e}")))?;
+    // One definition of the fields: the core's `BusInfo`, through its
+    // serde form (what `framebus ls --json` prints), read by Python's json.
+    let json = py.import("json")?;
     let mut out = Vec::with_capacity(buses.len());
     for b in buses {
-        let d = PyDict::new(py);
-        d.set_item("name", &b.name)?;
-        d.set_item("path", b.path.to_string_lossy())?;
-        d.set_item("state", &b.state)?;
-        d.set_item("problem", &b.problem)?;
-        d.set_item("format", &b.format)?;
-        d.set_item("width", b.width)?;
-        d.set_item("height", b.height)?;
-        d.set_item("fps", b.fps)?;
-        d.set_item("measured_fps", b.measured_fps)?;
-        d.set_item("slots", b.slots)?;
-        d.set_item("slot_capacity", b.slot_capacity)?;
-        d.set_item("producer_pid", b.producer_pid)?;
-        d.set_item("producer_alive", b.producer_alive)?;
-        d.set_item("source", &b.source)?;
-        d.set_item("source_state", &b.source_state)?;
-        d.set_item("published", b.published)?;
-        d.set_item("dropped_all_held", b.dropped_all_held)?;
-        d.set_item("captured", b.captured)?;
-        d.set_item("source_dropped", b.source_dropped)?;
-        d.set_item("restarts", b.restarts)?;
-        d.set_item("watchdog_fires", b.watchdog_fires)?;
-        d.set_item("last_frame_age_ms", b.last_frame_age_ms)?;
-        let mut readers = Vec::with_capacity(b.readers.len());
-        for r in &b.readers {
-            let rd = PyDict::new(py);
-            rd.set_item("entry", r.entry)?;
-            rd.set_item("pid", r.pid)?;
-            rd.set_item("frames", r.frames)?;
-            rd.set_item("skipped", r.skipped)?;
-            rd.set_item("held", r.held)?;
-            rd.set_item("last_seq", r.last_seq)?;
-            readers.push(rd);
-        }
-        d.set_item("readers", readers)?;
-        out.push(d);
+        let text = serde_json::to_string(&b)
+            .map_err(|e| crate::errors::FramebusError::new_err(format!("listing buses: {e}")))?;
+        out.push(json.call_method1("loads", (text,))?.cast_into::<PyDict>()?);
     }
     Ok(out)
 }

@@ -48,7 +48,9 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyTuple};
 
-use framebus::{Fps, FrameMeta, FrameSpec, Loan, PixelFormat, SlotView, Writer, WriterOptions};
+use framebus::{
+    Fps, FrameFlags, FrameMeta, FrameSpec, Loan, PixelFormat, SlotView, Writer, WriterOptions,
+};
 use numpy::{PyReadonlyArrayDyn, PyUntypedArrayMethods};
 
 use crate::errors::{self, FormatError, FramebusError, Released};
@@ -349,15 +351,28 @@ impl PyWriter {
 
     /// Copy one frame into a slot and publish it; returns its sequence
     /// number. `data`: a C-contiguous `uint8` numpy array (any shape) or
-    /// `bytes` of exactly one frame (MJPEG: one JPEG).
-    #[pyo3(signature = (data, *, timestamp_ns = None, realtime_ns = None))]
+    /// `bytes` of exactly one frame (MJPEG: one JPEG; an encoded bus: one
+    /// access unit, with `keyframe`, `pts` in the bus's time base and the
+    /// `source_seq` of the raw frame it came from).
+    #[pyo3(signature = (data, *, timestamp_ns = None, realtime_ns = None, keyframe = true, pts = 0, source_seq = 0))]
+    #[allow(clippy::too_many_arguments)]
     fn publish(
         &self,
         data: &Bound<'_, PyAny>,
         timestamp_ns: Option<u64>,
         realtime_ns: Option<u64>,
+        keyframe: bool,
+        pts: u64,
+        source_seq: u64,
     ) -> PyResult<u64> {
-        let m = meta(timestamp_ns, realtime_ns);
+        let mut m = meta(timestamp_ns, realtime_ns);
+        m.flags = if keyframe {
+            FrameFlags::KEY
+        } else {
+            FrameFlags(0)
+        };
+        m.pts = pts;
+        m.source_seq = source_seq;
         if let Ok(b) = data.cast::<PyBytes>() {
             return self
                 .with(|w| w.publish_from(b.as_bytes(), m))?

@@ -411,3 +411,30 @@ def test_measured_fps_ignores_the_callers_timestamps(bus: str, clock: str) -> No
         assert info is not None
         assert info["published"] == i
         assert info["measured_fps"] > 1, f"{clock}: measured_fps {info['measured_fps']} after {i} frames"
+
+
+# --- encoded buses (issue 13, core part) ---------------------------------------
+
+
+def test_encoded_reader_joins_at_a_keyframe_reads_in_order_and_asks_for_keyframes(bus: str) -> None:
+    """A Python forwarder publishes access units (here: opaque bytes on an
+    MJPEG-typed bus) with keyframe flags, pts and source sequence; an
+    encoded reader joins at the newest keyframe, reads in order, zero-copy,
+    and asks for a keyframe when the ring has none to restart from."""
+    with framebus.Writer(bus, width=W, height=H, format="mjpeg", slots=16, max_held=1) as w:
+        for i in range(12):
+            w.publish(bytes([i + 1]) * 100, keyframe=i % 5 == 0, pts=(i + 1) * 3000, source_seq=i + 1000)
+        with framebus.Reader(bus) as r:
+            assert r.codec() is None
+            f = r.next_encoded(timeout=5)
+            assert (f.seq, f.keyframe, f.skipped, f.pts, f.source_seq) == (11, True, 0, 33000, 1010)
+            assert bytes(memoryview(f.array)) == bytes([11]) * 100
+            assert f._in_mapping(f.array.ctypes.data)
+            f.release()
+            g = r.next_encoded(timeout=5)
+            assert (g.seq, g.keyframe) == (12, False)
+            g.release()
+            r.request_keyframe()
+            info = [b for b in framebus.list_buses() if b["name"] == bus][0]
+            assert info["keyframe_requests"] == 1
+            assert info["readers"][0]["keyframe_requests"] == 1

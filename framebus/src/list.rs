@@ -48,7 +48,6 @@ pub struct BusInfo {
     /// `live`, `closed`, `stale` (producer died) or `corrupt`.
     pub state: String,
     /// Why the segment cannot be read, when `state` is `corrupt`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
     /// Pixel format name.
     pub format: String,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from os import PathLike
 from types import TracebackType
-from typing import Any, Literal, Optional, Union, final
+from typing import Any, Literal, Optional, Tuple, Union, final
 
 from typing_extensions import Self, disjoint_base
 
@@ -13,6 +13,7 @@ import numpy.typing as npt
 
 __version__: str
 __all__ = [
+    "Codec",
     "FramebusError",
     "InvalidName",
     "BusNotFound",
@@ -165,6 +166,17 @@ class Frame:
     def key(self) -> bool:
         """Whether this is a key frame. Never raises."""
     @property
+    def keyframe(self) -> bool:
+        """Same as `key`. Never raises."""
+    @property
+    def pts(self) -> int:
+        """Encoded frames: presentation time in the bus's time base
+        (`Reader.codec().time_base`); 0 for raw frames. Never raises."""
+    @property
+    def source_seq(self) -> int:
+        """Encoded frames: sequence number of the raw frame it was made
+        from (0 if none). Never raises."""
+    @property
     def format(self) -> _PixelFormat:
         """Pixel format name. Never raises."""
     @property
@@ -194,6 +206,22 @@ class Frame:
 @final
 class _FrameHold:
     """Base object of a frame's arrays (keeps the slot held)."""
+
+@final
+class Codec:
+    """The codec configuration of an encoded bus (`Reader.codec()`)."""
+
+    @property
+    def time_base(self) -> Tuple[int, int]:
+        """The unit of `Frame.pts`, `(num, den)` seconds. Never raises."""
+    @property
+    def profile_level(self) -> int:
+        """H.264: `profile_idc << 16 | constraint_flags << 8 | level_idc`.
+        Never raises."""
+    @property
+    def config(self) -> bytes:
+        """Out-of-band configuration (H.264: SPS and PPS, Annex B). Never
+        raises."""
 
 @disjoint_base
 class Reader:
@@ -247,6 +275,25 @@ class Reader:
         `ForkedError`; `Released`; `FramebusError` (in use by another
         thread); `ValueError` for a negative timeout; `KeyboardInterrupt`
         on Ctrl-C."""
+    def next_encoded(self, timeout: Optional[float] = None) -> Frame:
+        """Encoded buses: wait for the next frame in order (what a decoder
+        needs): the frame after the last one taken while the ring still
+        has it, else the newest keyframe in the ring with `skipped` saying
+        how many frames were lost; with no keyframe to restart from, one is
+        requested from the encoder and awaited.
+
+        Raises what `next()` raises."""
+    def request_keyframe(self) -> None:
+        """Ask the encoder of this encoded bus for a keyframe.
+
+        Raises `ForkedError`; `Released`; `CorruptBus` or `TooManyReaders`
+        re-attaching; `FramebusError` (in use by another thread)."""
+    def codec(self) -> Optional[Codec]:
+        """The codec configuration of an encoded bus, or None.
+
+        Raises `CorruptBus` (a configuration that never stops changing);
+        `ForkedError`; `Released`; `FramebusError` (in use by another
+        thread)."""
     def latest(self) -> Optional[Frame]:
         """The newest frame without waiting (None before the first).
 
@@ -367,9 +414,13 @@ class Writer:
         *,
         timestamp_ns: Optional[int] = None,
         realtime_ns: Optional[int] = None,
+        keyframe: bool = True,
+        pts: int = 0,
+        source_seq: int = 0,
     ) -> int:
         """Copy one frame into a slot and publish it; returns its sequence
-        number.
+        number. On an encoded bus `data` is one access unit: `keyframe`,
+        `pts` (in the bus's time base) and `source_seq` describe it.
 
         Raises `FormatError` (not a uint8 array or bytes, not C-contiguous,
         wrong size, larger than a slot); `AllSlotsHeld`; `ForkedError`;
