@@ -401,6 +401,33 @@ impl PyWriter {
             .map_err(errors::publish)
     }
 
+    /// Keyframes readers of this (encoded) bus have asked for so far: an
+    /// encoder forces one when this grew since the value it last honoured.
+    #[getter]
+    fn keyframe_requests(&self) -> PyResult<u64> {
+        self.with(|w| w.keyframe_requests())
+    }
+
+    /// Set the codec configuration of an encoded bus, which readers get
+    /// from `Reader.codec()`: `time_base` `(num, den)` seconds (the unit of
+    /// `pts`), H.264 `profile_level`, and `config` (SPS and PPS, Annex B;
+    /// at most 256 bytes).
+    #[pyo3(signature = (*, time_base, profile_level = 0, config = None))]
+    fn set_codec(
+        &self,
+        time_base: (u32, u32),
+        profile_level: u32,
+        config: Option<Vec<u8>>,
+    ) -> PyResult<()> {
+        let codec = framebus::CodecConfig {
+            time_base,
+            profile_level,
+            config: config.unwrap_or_default(),
+        };
+        self.with(|w| w.set_codec(&codec))?
+            .map_err(errors::publish)
+    }
+
     /// Close the bus: readers see `ProducerGone` and the segment is
     /// removed. Deferred while a loan is open (until it ends).
     fn close(&self) {

@@ -60,3 +60,51 @@ def test_motion_and_opencv_view(bus: str, children: Children) -> None:
     v = run_example(children, "opencv_view.py", bus, "--frames", "10")
     assert "frames of nv12 -> BGR" in v.readline("opencv_view summary", timeout=60)
     assert v.wait(timeout=60) == 0, v.stderr()
+
+
+def test_h264_through_an_encoded_bus_decodes_with_pyav(bus: str, children: Children, tmp_path) -> None:
+    """Raw bus -> PyAV's libx264 (examples/h264_publish.py) -> encoded bus
+    -> readers: one decodes with PyAV (FFmpeg's H.264 decoder) from its first
+    keyframe on without a decode error, a late joiner starts at a keyframe
+    at once, a keyframe request is answered, and h264_forward.py writes an
+    Annex B stream ffprobe-able by PyAV."""
+    av = pytest.importorskip("av")
+    encoded = f"{bus}.h264"
+    children.python(PRODUCER, bus, "nv12").readline("producer up")
+    run_example(children, "h264_publish.py", bus, encoded, "--gop", "250").readline("h264_publish start")
+    dec = av.CodecContext.create("h264", "r")
+    with framebus.Reader(encoded, wait=20) as r:
+        codec = r.codec()
+        assert codec is not None and codec.time_base == (1, 90000)
+        decoded = 0
+        first = r.next_encoded(timeout=20)
+        assert first.keyframe, "a joiner starts at a keyframe"
+        packets = [bytes(codec.config) + bytes(first.array)]
+        first.release()
+        for _ in range(30):
+            f = r.next_encoded(timeout=20)
+            assert f.skipped == 0
+            packets.append(bytes(f.array))
+            f.release()
+        for p in packets:
+            for img in dec.decode(av.Packet(p)):
+                assert (img.width, img.height) == (320, 240)
+                decoded += 1
+        assert decoded >= 25, decoded
+        # A request is answered by a keyframe within a few frames (the GOP
+        # is 250 frames: this one is the answer).
+        r.request_keyframe()
+        for _ in range(6):
+            f = r.next_encoded(timeout=20)
+            key = f.keyframe
+            f.release()
+            if key:
+                break
+        else:
+            pytest.fail("no keyframe within 6 frames of a request")
+    out = tmp_path / "out.h264"
+    fw = run_example(children, "h264_forward.py", encoded, str(out), "--frames", "20")
+    assert fw.wait(timeout=60) == 0, fw.stderr()
+    with av.open(str(out)) as c:
+        frames = sum(1 for _ in c.decode(video=0))
+    assert frames >= 15, frames

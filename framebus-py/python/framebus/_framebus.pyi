@@ -425,6 +425,22 @@ class Writer:
         Raises `FormatError` (not a uint8 array or bytes, not C-contiguous,
         wrong size, larger than a slot); `AllSlotsHeld`; `ForkedError`;
         `Released` once closed; `FramebusError` while a loan is open."""
+    @property
+    def keyframe_requests(self) -> int:
+        """Keyframes readers of this encoded bus asked for so far. Raises
+        `ForkedError`; `Released` once closed; `FramebusError` while a loan
+        is open."""
+    def set_codec(
+        self,
+        *,
+        time_base: Tuple[int, int],
+        profile_level: int = 0,
+        config: Optional[bytes] = None,
+    ) -> None:
+        """Set an encoded bus's codec configuration (`Reader.codec()`).
+
+        Raises `FormatError` if `config` is over 256 bytes; `ForkedError`;
+        `Released` once closed; `FramebusError` while a loan is open."""
     def close(self) -> None:
         """Close the bus (deferred while a loan is open). Never raises."""
     @property
