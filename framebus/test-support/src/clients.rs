@@ -28,6 +28,11 @@ impl Counting {
         self.frames.load(Ordering::SeqCst)
     }
 
+    /// The counter itself (shared with the reading thread).
+    pub fn counter(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.frames)
+    }
+
     /// Watchdog: wait at most `limit` until `n` more frames than `from`
     /// arrived; panics saying `what` otherwise.
     pub fn grows(&self, from: u64, n: u64, limit: Duration, what: &str) {

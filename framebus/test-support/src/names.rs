@@ -44,6 +44,14 @@ impl TempDir {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Keep the directory (no removal on drop): the caller removes it, or
+    /// leaves it for a person to look at.
+    pub fn into_path(self) -> PathBuf {
+        let p = self.path.clone();
+        std::mem::forget(self);
+        p
+    }
 }
 
 impl AsRef<Path> for TempDir {
