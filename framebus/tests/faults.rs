@@ -10,7 +10,7 @@
 //! number of kill cycles (default 1,000).
 
 use std::collections::BTreeSet;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use framebus::*;
 use framebus_test_support::rng::Rng;
-use framebus_test_support::{unique_name, ChildGuard};
+use framebus_test_support::{this_test_binary, unique_name, ChildGuard};
 
 const ROLE: &str = "FRAMEBUS_FAULT_ROLE";
 const BUS: &str = "FRAMEBUS_FAULT_BUS";
@@ -34,20 +34,10 @@ const CHILD_LIMIT: Duration = Duration::from_secs(60);
 
 fn spawn_child(role: &str, bus: &str, hold: u32) -> ChildGuard {
     ChildGuard::spawn(
-        Command::new(std::env::current_exe().unwrap())
-            .args([
-                "child_entry",
-                "--exact",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
+        this_test_binary("child_entry")
             .env(ROLE, role)
             .env(BUS, bus)
-            .env(HOLD, hold.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit()),
+            .env(HOLD, hold.to_string()),
     )
 }
 

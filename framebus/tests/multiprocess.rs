@@ -7,12 +7,11 @@
 //! the test through the watchdog, never through a timing assertion).
 
 use std::collections::VecDeque;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use framebus::*;
 use framebus_test_support::rng::Rng;
-use framebus_test_support::{unique_name, ChildGuard};
+use framebus_test_support::{this_test_binary, unique_name, ChildGuard};
 
 const ROLE: &str = "FRAMEBUS_TEST_ROLE";
 const BUS: &str = "FRAMEBUS_TEST_BUS";
@@ -23,18 +22,8 @@ const FRAME: usize = 64 * 1024;
 const CHILD_LIMIT: Duration = Duration::from_secs(60);
 
 fn spawn_child(role: &str, bus: &str, extra: &[(&str, String)]) -> ChildGuard {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([
-        "child_entry",
-        "--exact",
-        "--ignored",
-        "--nocapture",
-        "--test-threads=1",
-    ])
-    .env(ROLE, role)
-    .env(BUS, bus)
-    .stdout(Stdio::piped())
-    .stderr(Stdio::inherit());
+    let mut cmd = this_test_binary("child_entry");
+    cmd.env(ROLE, role).env(BUS, bus);
     for (k, v) in extra {
         cmd.env(k, v);
     }

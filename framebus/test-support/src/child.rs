@@ -269,6 +269,24 @@ impl Drop for ChildGuard {
     }
 }
 
+/// This test binary, re-run on the one `#[ignore]`d test `name` (a child
+/// process entry point: the role comes in environment variables), with
+/// `--nocapture` so its prints reach the piped stdout, stderr inherited.
+pub fn this_test_binary(name: &str) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().expect("current_exe"));
+    cmd.args([
+        name,
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit());
+    cmd
+}
+
 /// Run `cmd` with stdin `/dev/null` and stdout/stderr captured; after
 /// `limit` its group is killed and whatever it printed is returned (the
 /// status then says SIGKILL).

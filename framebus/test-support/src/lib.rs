@@ -30,7 +30,7 @@ pub mod port;
 pub mod rng;
 pub mod wait;
 
-pub use child::{run, run_to_end, ChildGuard};
+pub use child::{run, run_to_end, this_test_binary, ChildGuard};
 pub use feed::{FeedOptions, Feeder};
 pub use listening::Listening;
 pub use names::{unique_name, TempDir};

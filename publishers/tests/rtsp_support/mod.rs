@@ -84,34 +84,11 @@ pub fn ffprobe(url: &str, transport: &str) -> (String, u32, u32, Output) {
     (codec, w, h, out)
 }
 
-/// Decodes `frames` frames with ffmpeg; returns the number decoded (from
-/// `-progress`-free stderr parsing of the final `frame=` count) and output.
+/// Decodes `frames` frames with ffmpeg (killed after 60 s); returns the
+/// number decoded (framemd5 lines) and its output.
 pub fn ffmpeg_decode(url: &str, transport: &str, frames: u32) -> (u32, Output) {
-    let out = run(
-        Command::new("ffmpeg").args([
-            "-nostdin",
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-stats",
-            "-rtsp_transport",
-            transport,
-            "-i",
-            url,
-            "-frames:v",
-            &frames.to_string(),
-            "-f",
-            "framemd5",
-            "-",
-        ]),
-        Duration::from_secs(60),
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let decoded = stdout
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .count() as u32;
-    (decoded, out)
+    let out = ffmpeg_background(url, transport, frames).output(Duration::from_secs(60));
+    (framemd5_count(&out), out)
 }
 
 /// A minimal RTSP client over a raw socket, for status-code checks (the
