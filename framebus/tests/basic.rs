@@ -1,13 +1,11 @@
 //! Single-process behaviour of the bus: round trips, metadata, holds,
 //! errors, permissions, discovery.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use common::unique_name;
 use framebus::*;
+use framebus_test_support::unique_name;
 
 fn gray(w: u32, h: u32) -> FrameSpec {
     FrameSpec::new(PixelFormat::Gray8, w, h, Fps::new(60)).unwrap()

@@ -2,14 +2,12 @@
 //! that failed before its fix: the create/replace race, fork(), the
 //! writer's housekeeping clock, the one ring rule, and sealed slots.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use common::unique_name;
 use framebus::*;
+use framebus_test_support::unique_name;
 
 fn spec() -> FrameSpec {
     FrameSpec::new(PixelFormat::Gray8, 64, 64, Fps::new(60)).unwrap()

@@ -9,18 +9,16 @@
 //! with the role in `FRAMEBUS_FAULT_ROLE`. `FRAMEBUS_FAULT_CYCLES` sets the
 //! number of kill cycles (default 1,000).
 
-mod common;
-
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::unique_name;
 use framebus::*;
+use framebus_test_support::rng::Rng;
+use framebus_test_support::{this_test_binary, unique_name, ChildGuard};
 
 const ROLE: &str = "FRAMEBUS_FAULT_ROLE";
 const BUS: &str = "FRAMEBUS_FAULT_BUS";
@@ -30,79 +28,29 @@ const MAX_HELD: u32 = 3;
 /// Child exit code for a torn frame.
 const TORN: i32 = 42;
 
-/// A child process and its stdout, killed and reaped when dropped.
-struct ChildGuard(Child, BufReader<ChildStdout>);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+/// Watchdog on every child's line and exit (every child exits by itself
+/// within 30 s).
+const CHILD_LIMIT: Duration = Duration::from_secs(60);
 
 fn spawn_child(role: &str, bus: &str, hold: u32) -> ChildGuard {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "child_entry",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(ROLE, role)
-        .env(BUS, bus)
-        .env(HOLD, hold.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn child");
-    let out = BufReader::new(child.stdout.take().expect("piped stdout"));
-    ChildGuard(child, out)
+    ChildGuard::spawn(
+        this_test_binary("child_entry")
+            .env(ROLE, role)
+            .env(BUS, bus)
+            .env(HOLD, hold.to_string()),
+    )
 }
 
-/// Waits for a line containing `want` (the child's stdout has a deadline:
-/// every child exits by itself within 30 s).
+/// Waits for a line containing `want`.
 fn wait_line(child: &mut ChildGuard, want: &str) {
-    let mut line = String::new();
-    loop {
-        line.clear();
-        let n = child.1.read_line(&mut line).expect("read child stdout");
-        assert!(n > 0, "child exited before saying {want:?}");
-        if line.contains(want) {
-            return;
-        }
-    }
+    child.wait_line(want, CHILD_LIMIT);
 }
 
-fn sigkill(pid: u32) {
-    // SAFETY: kill(2) on the pid of our own child, not yet reaped.
-    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-}
-
-/// Exit code of a reaped child, or `None` when it died of a signal.
-fn reap(child: &mut ChildGuard) -> Option<i32> {
-    let end = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(s) = child.0.try_wait().unwrap() {
-            return s.code();
-        }
-        assert!(Instant::now() < end, "watchdog: child did not exit");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
-struct Rng(u64);
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
-    }
+/// SIGKILL the child and reap it: its exit code, `None` when it died of
+/// a signal.
+fn kill_and_reap(child: &mut ChildGuard) -> Option<i32> {
+    child.signal(libc::SIGKILL);
+    child.wait_exit(CHILD_LIMIT).code()
 }
 
 fn spec() -> FrameSpec {
@@ -318,16 +266,22 @@ fn readers_killed_at_random_points_leak_nothing() {
             0 => {
                 let mut c = spawn_child("reader", &bus, hold);
                 std::thread::sleep(Duration::from_micros(rng.below(30_000)));
-                sigkill(c.0.id());
-                assert_ne!(reap(&mut c), Some(TORN), "cycle {cycle}: torn frame");
+                assert_ne!(
+                    kill_and_reap(&mut c),
+                    Some(TORN),
+                    "cycle {cycle}: torn frame"
+                );
             }
             // Holding `hold` frames and reading on.
             1 => {
                 let mut c = spawn_child("reader", &bus, hold);
                 wait_line(&mut c, "held");
                 std::thread::sleep(Duration::from_micros(rng.below(5_000)));
-                sigkill(c.0.id());
-                assert_ne!(reap(&mut c), Some(TORN), "cycle {cycle}: torn frame");
+                assert_ne!(
+                    kill_and_reap(&mut c),
+                    Some(TORN),
+                    "cycle {cycle}: torn frame"
+                );
             }
             // Blocked in next() while the writer is paused.
             _ => {
@@ -336,8 +290,7 @@ fn readers_killed_at_random_points_leak_nothing() {
                 feeder.pause.store(true, Ordering::SeqCst);
                 wait_line(&mut c, "waiting");
                 std::thread::sleep(Duration::from_millis(2 + rng.below(5)));
-                sigkill(c.0.id());
-                let code = reap(&mut c);
+                let code = kill_and_reap(&mut c);
                 feeder.pause.store(false, Ordering::SeqCst);
                 assert_ne!(code, Some(TORN), "cycle {cycle}: torn frame");
             }
@@ -375,7 +328,7 @@ fn zombie_reader_holds_are_released() {
     // it, so it stays a zombie.
     let mut c = spawn_child("exiter", &bus, 2);
     wait_line(&mut c, "held");
-    let pid = c.0.id();
+    let pid = c.pid();
     let end = Instant::now() + Duration::from_secs(20);
     loop {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();

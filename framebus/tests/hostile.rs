@@ -2,16 +2,14 @@
 //! words, a full shm file system. Each gives its own clear error; nothing
 //! panics, nothing reads outside the mapping.
 
-mod common;
-
 use std::mem::offset_of;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::unique_name;
 use framebus::layout::{FixedHeader, Header, HeaderError, HEADER_SIZE, LAYOUT_VERSION};
 use framebus::*;
+use framebus_test_support::unique_name;
 
 /// A private shm directory for one test, removed afterwards.
 struct TempDir(PathBuf);

@@ -6,98 +6,38 @@
 //! has a deadline and the parent kills whatever is left (a deadlock fails
 //! the test through the watchdog, never through a timing assertion).
 
-mod common;
-
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::unique_name;
 use framebus::*;
+use framebus_test_support::rng::Rng;
+use framebus_test_support::{this_test_binary, unique_name, ChildGuard};
 
 const ROLE: &str = "FRAMEBUS_TEST_ROLE";
 const BUS: &str = "FRAMEBUS_TEST_BUS";
 const FRAME: usize = 64 * 1024;
 
-/// A child process and its stdout, killed and reaped when dropped.
-struct ChildGuard(Child, BufReader<std::process::ChildStdout>);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+/// Watchdog on every child's line and exit (each child has its own
+/// deadline well below this).
+const CHILD_LIMIT: Duration = Duration::from_secs(60);
 
 fn spawn_child(role: &str, bus: &str, extra: &[(&str, String)]) -> ChildGuard {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([
-        "child_entry",
-        "--exact",
-        "--ignored",
-        "--nocapture",
-        "--test-threads=1",
-    ])
-    .env(ROLE, role)
-    .env(BUS, bus)
-    .stdout(Stdio::piped())
-    .stderr(Stdio::inherit());
+    let mut cmd = this_test_binary("child_entry");
+    cmd.env(ROLE, role).env(BUS, bus);
     for (k, v) in extra {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().expect("spawn child");
-    let out = BufReader::new(child.stdout.take().expect("piped stdout"));
-    ChildGuard(child, out)
+    ChildGuard::spawn(&mut cmd)
 }
 
 /// Wait for `want` on the child's stdout; return the line from there on.
-/// (libtest prints `test child_entry ... ` before the child's first line.)
 fn wait_line(child: &mut ChildGuard, want: &str) -> String {
-    let mut line = String::new();
-    loop {
-        line.clear();
-        let n = child.1.read_line(&mut line).expect("read child stdout");
-        assert!(n > 0, "child exited before saying {want:?}");
-        if let Some(at) = line.find(want) {
-            return line[at..].trim().to_string();
-        }
-    }
+    child.wait_line(want, CHILD_LIMIT)
 }
 
-/// Wait for the child to exit, at most `limit` (watchdog), and return its
-/// exit code.
+/// Wait for the child to exit (watchdog) and return its exit code.
 fn wait_exit(child: &mut ChildGuard, limit: Duration) -> i32 {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            return status.code().unwrap_or(-1);
-        }
-        assert!(
-            start.elapsed() < limit,
-            "watchdog: child still running after {limit:?} (deadlock?)"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn sigkill(child: &ChildGuard) {
-    // SAFETY: plain kill(2) on our own child's pid.
-    unsafe { libc::kill(child.0.id() as i32, libc::SIGKILL) };
-}
-
-/// Tiny deterministic PRNG (xorshift64*), seeded per process.
-struct Rng(u64);
-impl Rng {
-    fn new() -> Rng {
-        Rng(u64::from(std::process::id()).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
-    }
+    child.wait_exit(limit).code().unwrap_or(-1)
 }
 
 fn spec() -> FrameSpec {
@@ -170,7 +110,7 @@ fn stress_reader(bus: &str) {
     )
     .unwrap();
     let max_held: usize = std::env::var("MAX_HELD").unwrap().parse().unwrap();
-    let mut rng = Rng::new();
+    let mut rng = Rng::per_process();
     let mut held: VecDeque<(Frame, Instant)> = VecDeque::new();
     let (mut checked, mut skipped) = (0u64, 0u64);
     println!("ready");
@@ -349,8 +289,7 @@ fn reader_killed_while_holding_frames_releases_its_slots() {
         );
         drop(loan);
     }
-    sigkill(&holder);
-    let _ = holder.0.wait();
+    holder.kill();
     // Publish for a little over a second: the writer's once-a-second sweep
     // frees the dead reader's entry by itself.
     let mut used = std::collections::HashSet::new();
@@ -388,8 +327,7 @@ fn dead_reader_entry_is_reclaimed_on_demand() {
         0,
         "a live reader is never reclaimed"
     );
-    sigkill(&holder);
-    let _ = holder.0.wait();
+    holder.kill();
     assert_eq!(
         w.reclaim_dead_readers(),
         1,
@@ -411,15 +349,14 @@ fn producer_killed_and_restarted_readers_follow() {
         },
     )
     .unwrap();
-    let mut rng = Rng::new();
+    let mut rng = Rng::per_process();
     for cycle in 0..4 {
         let first = r.next(Some(Duration::from_secs(10))).unwrap();
         assert_uniform(&first, "from a fresh producer");
         let instance_pid = r.producer_pid();
         // Kill at a random point: often mid-publish (it publishes ~2000/s).
         std::thread::sleep(Duration::from_micros(rng.below(20_000)));
-        sigkill(&prod);
-        let _ = prod.0.wait();
+        prod.kill();
         // Frames already taken stay valid; then the reader sees the loss.
         assert_uniform(&first, "after its producer died");
         drop(first);
@@ -445,8 +382,7 @@ fn producer_killed_and_restarted_readers_follow() {
     }
     // The last producer dies like the others; remove what it leaves behind
     // so no stale bus outlives the test.
-    sigkill(&prod);
-    let _ = prod.0.wait();
+    prod.kill();
     drop(r);
     remove(&bus, None, false).unwrap();
 }
@@ -480,7 +416,7 @@ fn readers_killed_while_blocked_leave_no_wakeups_behind() {
         std::thread::sleep(Duration::from_millis(5));
     }
     for k in &kids {
-        sigkill(k);
+        k.signal(libc::SIGKILL);
     }
     for k in &mut kids {
         wait_exit(k, Duration::from_secs(20));

@@ -2,8 +2,6 @@
 //! status files (the files a `framebus-producer --config` writes; the
 //! producer's own tests run the real supervisor).
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -16,7 +14,10 @@ struct Dir(PathBuf);
 
 impl Dir {
     fn new(tag: &str) -> Dir {
-        let d = std::env::temp_dir().join(format!("framebus-status-{}", common::unique_name(tag)));
+        let d = std::env::temp_dir().join(format!(
+            "framebus-status-{}",
+            framebus_test_support::unique_name(tag)
+        ));
         std::fs::create_dir_all(&d).unwrap();
         Dir(d)
     }
@@ -92,7 +93,7 @@ fn nothing_running_exits_11() {
 #[test]
 fn live_bus_is_healthy_and_listed() {
     let d = Dir::new("live");
-    let name = common::unique_name("st");
+    let name = framebus_test_support::unique_name("st");
     let _w = writer(&d.0, &name);
     let (code, out) = status(&d.0, &[]);
     assert_eq!(code, 0, "{out}");
@@ -112,7 +113,7 @@ fn live_bus_is_healthy_and_listed() {
 #[test]
 fn failed_publisher_is_degraded_with_the_reason() {
     let d = Dir::new("failed");
-    let name = common::unique_name("st");
+    let name = framebus_test_support::unique_name("st");
     let _w = writer(&d.0, &name);
     // This test process stands in for a live supervisor.
     supervisor_file(

@@ -11,7 +11,7 @@ mod harness;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Proc, Scene};
+use common::{wait_stderr, ChildGuard, Scene};
 use framebus::PixelFormat;
 use harness::{FakeCams, MJPEG_CAM, YUYV_CAM};
 
@@ -20,7 +20,7 @@ fn cams() -> FakeCams {
     FakeCams::new()
 }
 
-fn spawn(s: &Scene, cams: &FakeCams, bus: &str, args: &[&str]) -> Proc {
+fn spawn(s: &Scene, cams: &FakeCams, bus: &str, args: &[&str]) -> ChildGuard {
     let mut c = Command::new(common::BIN);
     c.env("FRAMEBUS_SHM_DIR", &s.dir)
         .envs(cams.env())
@@ -28,7 +28,7 @@ fn spawn(s: &Scene, cams: &FakeCams, bus: &str, args: &[&str]) -> Proc {
         .args(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
-    Proc(Some(c.spawn().unwrap()))
+    ChildGuard::spawn(&mut c)
 }
 
 #[test]
@@ -104,7 +104,7 @@ fn second_producer_on_the_same_device_exits_5_naming_the_pid() {
         &other_bus,
         &["--source", &src, "--size", "640x480"],
     );
-    let (st, err) = second.wait(Duration::from_secs(30));
+    let (st, err) = wait_stderr(second, Duration::from_secs(30));
     assert_eq!(st.code(), Some(5), "{err}");
     assert!(err.contains(&format!("pid {}", first.pid())), "{err}");
 }

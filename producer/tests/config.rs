@@ -6,22 +6,22 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Proc, Scene, BIN};
+use common::{wait_stderr, ChildGuard, Scene, BIN};
 
 /// Write `text` as the scene's config and run the producer on it.
 fn run_config(scene: &Scene, text: &str) -> (i32, String) {
     let path = scene.dir.join("framebus.toml");
     std::fs::write(&path, text).unwrap();
-    let child = Command::new(BIN)
-        .env("FRAMEBUS_SHM_DIR", &scene.dir)
-        .arg("--config")
-        .arg(&path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (st, err) = Proc(Some(child)).wait(Duration::from_secs(30));
+    let child = ChildGuard::spawn(
+        Command::new(BIN)
+            .env("FRAMEBUS_SHM_DIR", &scene.dir)
+            .arg("--config")
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    );
+    let (st, err) = wait_stderr(child, Duration::from_secs(30));
     (st.code().unwrap_or(-1), err)
 }
 

@@ -354,7 +354,7 @@ fn sigterm_while_a_camera_is_silent_still_stops_cleanly() {
             std::thread::sleep(Duration::from_millis(500));
         }
         p.signal(libc::SIGTERM);
-        let (st, err) = p.wait(Duration::from_secs(20));
+        let (st, err) = common::wait_stderr(p, Duration::from_secs(20));
         assert_eq!(st.code(), Some(0), "{args:?}: {err}");
         assert!(!s.segment().exists());
     }

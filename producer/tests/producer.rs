@@ -102,7 +102,7 @@ fn sigterm_and_sigint_stop_cleanly_and_close_the_bus() {
         let mut r = s.reader();
         r.next(Some(Duration::from_secs(10))).expect("a frame");
         p.signal(sig);
-        let (st, err) = p.wait(Duration::from_secs(10));
+        let (st, err) = common::wait_stderr(p, Duration::from_secs(10));
         assert_eq!(st.code(), Some(0), "signal {sig}: {err}");
         assert!(!s.segment().exists(), "segment unlinked");
         // The reader learns at once.
@@ -143,7 +143,7 @@ fn json_logs_are_json() {
     let p = s.spawn(&["--size", "128x96", "--log-format", "json"]);
     let _r = s.reader();
     p.signal(libc::SIGTERM);
-    let (st, err) = p.wait(Duration::from_secs(10));
+    let (st, err) = common::wait_stderr(p, Duration::from_secs(10));
     assert_eq!(st.code(), Some(0));
     let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
     assert!(!lines.is_empty());

@@ -12,33 +12,27 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Proc, Scene, BIN};
+use common::{ChildGuard, Scene, BIN};
+use framebus_test_support::bins;
 use serde_json::Value;
-
-/// A binary built next to `framebus-producer`, if it is there.
-fn sibling(name: &str) -> Option<PathBuf> {
-    let p = Path::new(BIN).parent()?.join(name);
-    p.is_file().then_some(p)
-}
 
 /// Start the producer on `text` (written to the scene's dir); stderr goes
 /// to `producer.log` there (a pipe nobody reads could fill up).
-fn start(scene: &Scene, text: &str) -> Proc {
+fn start(scene: &Scene, text: &str) -> ChildGuard {
     // Not `framebus.*`: that prefix is the bus segments'.
     let path = scene.dir.join("service.toml");
     std::fs::write(&path, text).unwrap();
     let log = std::fs::File::create(scene.dir.join("producer.log")).unwrap();
-    let child = Command::new(BIN)
-        .env("FRAMEBUS_SHM_DIR", &scene.dir)
-        .env("RUST_LOG", "info")
-        .arg("--config")
-        .arg(&path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    Proc(Some(child))
+    ChildGuard::spawn(
+        Command::new(BIN)
+            .env("FRAMEBUS_SHM_DIR", &scene.dir)
+            .env("RUST_LOG", "info")
+            .arg("--config")
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log),
+    )
 }
 
 fn log(scene: &Scene) -> String {
@@ -91,20 +85,11 @@ fn wait_publisher(
 }
 
 /// SIGTERM the producer; it must exit 0 (bounded wait).
-fn stop(mut p: Proc, scene: &Scene) {
+fn stop(mut p: ChildGuard, scene: &Scene) {
     p.signal(libc::SIGTERM);
-    let mut child = p.0.take().unwrap();
-    let end = Instant::now() + Duration::from_secs(30);
-    let st = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if Instant::now() > end {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("producer did not stop; log:\n{}", log(scene));
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let Some(st) = p.exits_within(Duration::from_secs(30)) else {
+        p.kill();
+        panic!("producer did not stop; log:\n{}", log(scene));
     };
     assert_eq!(st.code(), Some(0), "log:\n{}", log(scene));
     assert!(status(scene).is_none(), "status file removed on stop");
@@ -124,7 +109,7 @@ fn camera(bus: &str) -> String {
 /// `framebus status --json` in the scene, when the `framebus` binary was
 /// built next to the producer: (exit code, report).
 fn framebus_status(scene: &Scene) -> Option<(i32, Value)> {
-    let Some(bin) = sibling("framebus") else {
+    let Some(bin) = bins::built("framebus") else {
         eprintln!("note: no `framebus` binary next to framebus-producer; status CLI not checked");
         return None;
     };
@@ -261,7 +246,7 @@ fn curl_gets_mjpeg(url: &str) -> bool {
 
 #[test]
 fn killed_mjpeg_publisher_comes_back() {
-    let Some(_) = sibling("framebus-mjpeg") else {
+    let Some(_) = bins::built("framebus-mjpeg") else {
         eprintln!("SKIP: framebus-mjpeg not built next to framebus-producer (cargo build --workspace --bins)");
         return;
     };
@@ -304,7 +289,7 @@ fn killed_mjpeg_publisher_comes_back() {
 
 #[test]
 fn whole_service_two_cameras_rtsp_and_mjpeg() {
-    if sibling("framebus-mjpeg").is_none() || sibling("framebus-rtsp").is_none() {
+    if bins::built("framebus-mjpeg").is_none() || bins::built("framebus-rtsp").is_none() {
         eprintln!("SKIP: framebus-mjpeg/framebus-rtsp not built next to framebus-producer (cargo build --workspace --bins)");
         return;
     }
@@ -433,7 +418,7 @@ impl Drop for GroupGuard {
 /// publisher running, holding its port).
 #[test]
 fn wrapper_script_publisher_is_stopped_with_its_group() {
-    let Some(mjpeg) = sibling("framebus-mjpeg") else {
+    let Some(mjpeg) = bins::built("framebus-mjpeg") else {
         eprintln!("SKIP: framebus-mjpeg not built next to framebus-producer (cargo build --workspace --bins)");
         return;
     };

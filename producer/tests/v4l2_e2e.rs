@@ -9,22 +9,21 @@ mod harness;
 
 use std::time::{Duration, Instant};
 
-use common::{Proc, Scene};
+use common::{ChildGuard, Scene};
 use framebus::{PixelFormat, ReadError, Reader};
 use harness::{FakeCams, MJPEG_CAM, YUYV_CAM};
 
 /// Spawns the producer on a fake camera with fast backoff and watchdog,
 /// logging to a file in the scenario directory (never a pipe nobody reads).
-fn spawn(scene: &Scene, cams: &FakeCams, args: &[&str]) -> Proc {
+fn spawn(scene: &Scene, cams: &FakeCams, args: &[&str]) -> ChildGuard {
     let log = std::fs::File::create(cams.dir.join("producer.log")).expect("producer log");
-    let child = scene
-        .producer(args)
-        .envs(cams.env())
-        .stdout(log.try_clone().expect("clone log"))
-        .stderr(log)
-        .spawn()
-        .expect("spawn producer");
-    Proc(Some(child))
+    ChildGuard::spawn(
+        scene
+            .producer(args)
+            .envs(cams.env())
+            .stdout(log.try_clone().expect("clone log"))
+            .stderr(log),
+    )
 }
 
 fn producer_log(cams: &FakeCams) -> String {
@@ -130,15 +129,7 @@ fn list_devices_shows_the_fake_cameras() {
     let cams = FakeCams::new();
     let scene = Scene::new("v4l2-list");
     let mut p = spawn(&scene, &cams, &["--list-devices"]);
-    let child = p.0.as_mut().expect("spawned");
-    let end = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for producer") {
-            break status;
-        }
-        assert!(Instant::now() < end, "--list-devices did not exit");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = p.wait_exit(Duration::from_secs(60));
     let out = producer_log(&cams);
     assert!(status.success(), "{status}: {out}");
     for needle in [

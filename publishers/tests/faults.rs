@@ -14,32 +14,22 @@
 #[path = "rtsp_support/mod.rs"]
 mod rtsp_support;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use framebus::{ReadError, Reader, ReaderOptions};
+use framebus_test_support::{bins, clients, listening};
 use rtsp_support::{eventually, ffmpeg_decode, run, unique_name, ChildGuard};
 
 /// `framebus-producer` next to this crate's binaries, if built.
 fn producer_bin() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_BIN_EXE_framebus-mjpeg"))
-        .parent()?
-        .join("framebus-producer");
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!(
-            "SKIP: {} is not built (run `cargo build --release --workspace --bins` or `make test`)",
-            p.display()
-        );
-        None
-    }
+    bins::or_skip("framebus-producer")
 }
 
 /// A private directory for buses (FRAMEBUS_SHM_DIR), removed on drop;
@@ -198,37 +188,6 @@ fn producer_shm_faults_give_clear_errors() {
     );
 }
 
-/// Kills and reaps a child when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn first_line(child: &mut Child, prefix: &str) -> String {
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut r = BufReader::new(stdout);
-        let mut line = String::new();
-        let _ = r.read_line(&mut line);
-        let _ = tx.send(line);
-        // Keep draining so the child never blocks on a full pipe.
-        let _ = std::io::copy(&mut r, &mut std::io::sink());
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("server prints its address");
-    line.trim()
-        .strip_prefix(prefix)
-        .and_then(|s| s.strip_suffix('/'))
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string()
-}
-
 /// A frame counter fed by a background thread.
 struct Count(Arc<AtomicU64>);
 
@@ -248,33 +207,10 @@ impl Count {
 }
 
 /// curl on an MJPEG URL counting boundaries.
-fn curl_viewer(url: &str) -> (Proc, Count) {
-    let mut child = Command::new("curl")
-        .args(["-s", "-N", "--max-time", "300", url])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn curl");
-    let mut out = child.stdout.take().unwrap();
-    let n = Arc::new(AtomicU64::new(0));
-    let n2 = Arc::clone(&n);
-    std::thread::spawn(move || {
-        let needle = b"--framebusframe";
-        let mut carry = Vec::new();
-        let mut buf = vec![0u8; 64 * 1024];
-        while let Ok(k) = out.read(&mut buf) {
-            if k == 0 {
-                return;
-            }
-            carry.extend_from_slice(&buf[..k]);
-            let hits = carry.windows(needle.len()).filter(|w| w == needle).count();
-            n2.fetch_add(hits as u64, Ordering::SeqCst);
-            let keep = carry.len().min(needle.len() - 1);
-            carry.drain(..carry.len() - keep);
-        }
-    });
-    (Proc(child), Count(n))
+fn curl_viewer(url: &str) -> (ChildGuard, Count) {
+    let c = clients::curl_mjpeg(url);
+    let n = c.counter();
+    (c.child, Count(n))
 }
 
 /// A Rust reader in a thread: frames, producer-gone events, other errors.
@@ -359,7 +295,7 @@ while time.monotonic() < end:
 "#;
 
 /// The Python reader (the installed wheel in `.venv`), if available.
-fn python_reader(bus: &str, dir: &Path) -> Option<(Proc, Count, Arc<AtomicU64>)> {
+fn python_reader(bus: &str, dir: &Path) -> Option<(ChildGuard, Count, Arc<AtomicU64>)> {
     let py = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
     let ok = py.exists()
         && Command::new(&py)
@@ -371,15 +307,15 @@ fn python_reader(bus: &str, dir: &Path) -> Option<(Proc, Count, Arc<AtomicU64>)>
         eprintln!("SKIP part: no .venv/bin/python with the framebus wheel (make wheel)");
         return None;
     }
-    let mut child = Command::new(&py)
-        .args(["-c", PY_READER, bus])
-        .arg(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn python");
-    let out = child.stdout.take().unwrap();
+    let mut child = ChildGuard::spawn(
+        Command::new(&py)
+            .args(["-c", PY_READER, bus])
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit()),
+    );
+    let out = child.take_stdout();
     let (n, g) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let (n2, g2) = (Arc::clone(&n), Arc::clone(&g));
     std::thread::spawn(move || {
@@ -392,7 +328,7 @@ fn python_reader(bus: &str, dir: &Path) -> Option<(Proc, Count, Arc<AtomicU64>)>
             };
         }
     });
-    Some((Proc(child), Count(n), g))
+    Some((child, Count(n), g))
 }
 
 fn kills() -> u32 {
@@ -402,18 +338,16 @@ fn kills() -> u32 {
         .unwrap_or(3)
 }
 
-fn start_producer(bin: &Path, bus: &str, dir: &Path) -> Proc {
-    let p = Proc(
+fn start_producer(bin: &Path, bus: &str, dir: &Path) -> ChildGuard {
+    let p = ChildGuard::spawn(
         producer(bin, bus, dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn producer"),
+            .stderr(Stdio::inherit()),
     );
     assert!(
         eventually(Duration::from_secs(30), || framebus::stat(bus, Some(dir))
-            .is_ok_and(|s| s.producer_pid == p.0.id() && s.published > 0)),
+            .is_ok_and(|s| s.producer_pid == p.pid() && s.published > 0)),
         "producer did not publish on {bus}"
     );
     p
@@ -426,34 +360,30 @@ fn producer_killed_and_restarted_everyone_recovers() {
     let bus = unique_name("kill");
     let mut prod = start_producer(&bin, &bus, &dir.path);
 
-    let mut mjpeg = Command::new(env!("CARGO_BIN_EXE_framebus-mjpeg"))
-        .args(["--listen", "127.0.0.1:0", "--no-discover", "--bus", &bus])
-        .args(["--profile", "small=320x240@15:q70"])
-        .env("FRAMEBUS_SHM_DIR", &dir.path)
-        .env("RUST_LOG", "error")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn framebus-mjpeg");
-    let http = first_line(&mut mjpeg, "listening on http://");
-    let _mjpeg = Proc(mjpeg);
-    let mut rtsp = Command::new(env!("CARGO_BIN_EXE_framebus-rtsp"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--profile",
-            "small=native@15,bitrate=300k",
-        ])
-        .env("FRAMEBUS_SHM_DIR", &dir.path)
-        .env("RUST_LOG", "error")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn framebus-rtsp");
-    let rtsp_addr = first_line(&mut rtsp, "listening on rtsp://");
-    let _rtsp = Proc(rtsp);
+    let (_mjpeg, l) = listening::spawn(
+        Command::new(env!("CARGO_BIN_EXE_framebus-mjpeg"))
+            .args(["--listen", "127.0.0.1:0", "--no-discover", "--bus", &bus])
+            .args(["--profile", "small=320x240@15:q70"])
+            .env("FRAMEBUS_SHM_DIR", &dir.path)
+            .env("RUST_LOG", "error")
+            .stderr(Stdio::inherit()),
+        1,
+    );
+    let http = l[0].addr.clone();
+    let (_rtsp, l) = listening::spawn(
+        Command::new(env!("CARGO_BIN_EXE_framebus-rtsp"))
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--profile",
+                "small=native@15,bitrate=300k",
+            ])
+            .env("FRAMEBUS_SHM_DIR", &dir.path)
+            .env("RUST_LOG", "error")
+            .stderr(Stdio::inherit()),
+        1,
+    );
+    let rtsp_addr = l[0].addr.clone();
 
     let rust = RustReader::start(&bus, &dir.path);
     let python = python_reader(&bus, &dir.path);
@@ -472,9 +402,7 @@ fn producer_killed_and_restarted_everyone_recovers() {
         rng ^= rng << 17;
         // Anywhere in the frame period (33 ms): mid-publish included.
         std::thread::sleep(Duration::from_micros(200_000 + rng % 900_000));
-        // SAFETY: kill(2) on our own child, not yet reaped.
-        unsafe { libc::kill(prod.0.id() as i32, libc::SIGKILL) };
-        let _ = prod.0.wait();
+        prod.kill();
         let (r0, c0) = (rust.frames.get(), curl.get());
         let p0 = python.as_ref().map(|(_, n, _)| n.get());
         prod = start_producer(&bin, &bus, &dir.path);
@@ -566,7 +494,7 @@ backoff_max = 1
         ),
     )
     .unwrap();
-    let sup = ChildGuard(
+    let sup = ChildGuard::spawn(
         Command::new(&bin)
             .arg("--config")
             .arg(&config)
@@ -574,11 +502,9 @@ backoff_max = 1
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn framebus-producer --config"),
+            .stderr(Stdio::inherit()),
     );
-    let sup_pid = sup.0.id();
+    let sup_pid = sup.pid();
     let mut m = None;
     let mut r = None;
     assert!(

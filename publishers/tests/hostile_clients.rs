@@ -14,14 +14,16 @@
 mod rtsp_support;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use framebus_test_support::clients::{self, Counting};
+use framebus_test_support::listening;
 use rtsp_support::{ChildGuard, RawClient, TestBus};
 
 /// Malformed RTSP requests sent by `rtsp_hostile_clients`.
@@ -37,38 +39,23 @@ const KEEP: f64 = 0.9;
 /// Generous bound on a server's RSS growth across an attack.
 const RSS_SLACK_KB: u64 = 64 * 1024;
 
-/// Kills and reaps a child process when dropped.
 /// Start a server binary with error-level logs and return it (killed on
 /// drop) with the `HOST:PORT` of its first stdout line,
 /// `listening on SCHEME://HOST:PORT/`.
 fn spawn_quiet(bin: &str, base: &[&str], args: &[&str], scheme: &str) -> (ChildGuard, String) {
-    let mut child = Command::new(bin)
-        .args(base)
-        .args(args)
-        .env("RUST_LOG", "error")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {bin}: {e}"));
-    let stdout = child.stdout.take().unwrap();
-    let child = ChildGuard(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(30))
-        .unwrap_or_else(|_| panic!("{bin} prints its address"));
-    let addr = line
-        .trim()
-        .strip_prefix(&format!("listening on {scheme}://"))
-        .and_then(|s| s.strip_suffix('/'))
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
-    (child, addr)
+    let (child, l) = listening::spawn(
+        Command::new(bin)
+            .args(base)
+            .args(args)
+            .env("RUST_LOG", "error")
+            .stderr(Stdio::inherit()),
+        1,
+    );
+    assert!(
+        l[0].url.starts_with(&format!("{scheme}://")),
+        "unexpected first line {l:?}"
+    );
+    (child, l[0].addr.clone())
 }
 
 /// A running `framebus-mjpeg`, `addr` is `127.0.0.1:PORT`.
@@ -89,11 +76,11 @@ impl Mjpeg {
     }
 
     fn pid(&self) -> u32 {
-        self.proc.0.id()
+        self.proc.pid()
     }
 
     fn alive(&mut self) -> bool {
-        self.proc.0.try_wait().unwrap().is_none()
+        self.proc.alive()
     }
 }
 
@@ -137,93 +124,22 @@ fn fd_count(pid: u32) -> usize {
 }
 
 /// A real client counting the frames it receives, in the background.
-struct Viewer {
-    _proc: ChildGuard,
-    frames: Arc<AtomicU64>,
-    _thread: JoinHandle<()>,
-}
+/// A real client counting the frames it gets.
+struct Viewer(Counting);
 
 impl Viewer {
     /// curl on an MJPEG stream, counting multipart boundaries.
     fn curl(url: &str) -> Viewer {
-        let mut child = Command::new("curl")
-            .args(["-s", "-N", "--max-time", "300", url])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn curl");
-        let mut out = child.stdout.take().unwrap();
-        let frames = Arc::new(AtomicU64::new(0));
-        let f2 = Arc::clone(&frames);
-        let thread = std::thread::spawn(move || {
-            let needle = b"--framebusframe";
-            let mut carry: Vec<u8> = Vec::new();
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                let n = match out.read(&mut buf) {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => n,
-                };
-                carry.extend_from_slice(&buf[..n]);
-                let hits = carry.windows(needle.len()).filter(|w| w == needle).count();
-                f2.fetch_add(hits as u64, Ordering::SeqCst);
-                // Keep a tail shorter than the needle: a boundary split
-                // across reads is counted once, when it completes.
-                let keep = carry.len().min(needle.len() - 1);
-                carry.drain(..carry.len() - keep);
-            }
-        });
-        Viewer {
-            _proc: ChildGuard(child),
-            frames,
-            _thread: thread,
-        }
+        Viewer(clients::curl_mjpeg(url))
     }
 
     /// ffmpeg on an RTSP stream (TCP), counting decoded frames.
     fn ffmpeg(url: &str) -> Viewer {
-        let mut child = Command::new("ffmpeg")
-            .args([
-                "-nostdin",
-                "-hide_banner",
-                "-loglevel",
-                "error",
-                "-rtsp_transport",
-                "tcp",
-                "-i",
-                url,
-                "-t",
-                "300",
-                "-f",
-                "framemd5",
-                "-",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn ffmpeg");
-        let out = child.stdout.take().unwrap();
-        let frames = Arc::new(AtomicU64::new(0));
-        let f2 = Arc::clone(&frames);
-        let thread = std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { return };
-                if !line.starts_with('#') && !line.trim().is_empty() {
-                    f2.fetch_add(1, Ordering::SeqCst);
-                }
-            }
-        });
-        Viewer {
-            _proc: ChildGuard(child),
-            frames,
-            _thread: thread,
-        }
+        Viewer(clients::ffmpeg_rtsp(url, "tcp"))
     }
 
     fn count(&self) -> u64 {
-        self.frames.load(Ordering::SeqCst)
+        self.0.count()
     }
 
     /// Frames per second over `WINDOW`.
@@ -677,7 +593,7 @@ fn rtsp_flood(addr: &str, url: &str, n: usize, seed: u64) -> (BTreeMap<u16, usiz
 fn rtsp_hostile_clients() {
     let bus = TestBus::start("hostile-rtsp", 320, 240);
     let mut server = Rtsp::start(&["--profile", "small=native@15,bitrate=300k"]);
-    let pid = server.child.0.id();
+    let pid = server.child.pid();
     let addr = server.addr.clone();
     let url = server.url(&bus.name, "small");
     let viewer = Viewer::ffmpeg(&url);
@@ -731,10 +647,7 @@ fn rtsp_hostile_clients() {
     }
     let peak_fds = fd_count(pid);
     attack.finish();
-    assert!(
-        server.child.0.try_wait().unwrap().is_none(),
-        "framebus-rtsp died under attack"
-    );
+    assert!(server.child.alive(), "framebus-rtsp died under attack");
 
     let mut total = BTreeMap::new();
     let mut drops = 0;
@@ -770,7 +683,7 @@ fn rtsp_hostile_clients() {
 #[test]
 fn rtsp_oversized_request_is_refused() {
     let server = Rtsp::start(&[]);
-    let pid = server.child.0.id();
+    let pid = server.child.pid();
     let rss0 = rss_kb(pid);
     for size in [70 << 10, 1 << 20, 8 << 20] {
         let mut s = TcpStream::connect(&server.addr).unwrap();

@@ -2,134 +2,28 @@
 //! headless Chromium. Each test feeds its own bus (unique name) from a
 //! `framebus::Writer` thread and runs its own server on an OS-chosen port.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use framebus::timecode::{self, TimeCode};
 use framebus::{Fps, FrameMeta, FrameSpec, PixelFormat, Writer, WriterOptions};
+use framebus_test_support::{
+    listening, run_to_end, unique_name as unique, ChildGuard, Feeder, TempDir,
+};
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-fn unique(tag: &str) -> String {
-    format!(
-        "mjt{}-{tag}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    )
-}
-
+/// A fresh directory (`TempDir` kept: each test removes it itself).
 fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(unique(tag));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// Publishes a moving NV12 pattern with the time code at `fps` until dropped.
-struct Feeder {
-    stop: Arc<AtomicBool>,
-    published: Arc<AtomicU64>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Feeder {
-    fn start(bus: &str, w: u32, h: u32, fps: u32) -> Feeder {
-        Feeder::start_in(bus, w, h, fps, None)
-    }
-
-    /// Like [`Feeder::start`], with the bus in `shm_dir`.
-    fn start_in(bus: &str, w: u32, h: u32, fps: u32, shm_dir: Option<&Path>) -> Feeder {
-        let spec = FrameSpec::new(PixelFormat::Nv12, w, h, Fps::new(fps)).unwrap();
-        let opts = WriterOptions {
-            shm_dir: shm_dir.map(Path::to_path_buf),
-            ..WriterOptions::default()
-        };
-        let mut writer = Writer::create(bus, spec, opts).unwrap();
-        writer.set_source_state(framebus::layout::source_state::RUNNING);
-        let stop = Arc::new(AtomicBool::new(false));
-        let s2 = stop.clone();
-        let published = Arc::new(AtomicU64::new(0));
-        let p2 = published.clone();
-        let thread = std::thread::spawn(move || {
-            let interval = Duration::from_secs_f64(1.0 / fps as f64);
-            let t0 = Instant::now();
-            let mut n: u32 = 0;
-            let spec = *writer.spec();
-            while !s2.load(Ordering::SeqCst) {
-                let due = t0 + interval * n;
-                if let Some(d) = due.checked_duration_since(Instant::now()) {
-                    std::thread::sleep(d);
-                }
-                let meta = FrameMeta::now();
-                let mut published = false;
-                if let Ok(mut loan) = writer.loan() {
-                    {
-                        let mut planes = loan.planes_mut();
-                        let p = spec.planes();
-                        // Luma: diagonal-ish stripes moving 8 px per frame.
-                        for (y, row) in planes[0].chunks_mut(p[0].stride as usize).enumerate() {
-                            row.fill(((y as u32 + n * 8) % 200 + 30) as u8);
-                        }
-                        planes[1].fill(128);
-                    }
-                    let tc = TimeCode {
-                        realtime_us: meta.realtime_ns / 1000,
-                        counter: n,
-                    };
-                    let _ = timecode::paint(&spec, &mut loan, tc);
-                    loan.publish(meta);
-                    p2.fetch_add(1, Ordering::SeqCst);
-                    published = true;
-                }
-                if published {
-                    writer.count(framebus::Counter::Captured, 1);
-                }
-                n += 1;
-            }
-        });
-        Feeder {
-            stop,
-            published,
-            thread: Some(thread),
-        }
-    }
-
-    /// Run `f` and return the bus's actual frame rate meanwhile.
-    fn measure<T>(&self, f: impl FnOnce() -> T) -> (T, f64) {
-        let (n0, t0) = (self.published.load(Ordering::SeqCst), Instant::now());
-        let r = f();
-        let n = self.published.load(Ordering::SeqCst) - n0;
-        (r, n as f64 / t0.elapsed().as_secs_f64())
-    }
-}
-
-impl Drop for Feeder {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Kills and reaps a child process when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    TempDir::new(tag).into_path()
 }
 
 /// A running `framebus-mjpeg`.
 struct Server {
-    _proc: Proc,
+    proc: ChildGuard,
     base: String,
 }
 
@@ -149,31 +43,14 @@ impl Server {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd
-            .args(args)
+        cmd.args(args)
             .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn framebus-mjpeg");
-        let stdout = child.stdout.take().unwrap();
-        let proc = Proc(child);
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("server printed its address");
-        let base = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .trim_end_matches('/')
-            .to_string();
-        Server { _proc: proc, base }
+            .stderr(Stdio::inherit());
+        let (proc, l) = listening::spawn(&mut cmd, 1);
+        Server {
+            proc,
+            base: l[0].base().to_string(),
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -185,45 +62,12 @@ impl Server {
     }
 
     fn pid(&self) -> u32 {
-        self._proc.0.id()
+        self.proc.pid()
     }
 
     /// Wait up to `secs` for the server to exit by itself.
     fn wait_exit(&mut self, secs: u64) -> Option<std::process::ExitStatus> {
-        let t0 = Instant::now();
-        while t0.elapsed() < Duration::from_secs(secs) {
-            if let Some(st) = self._proc.0.try_wait().unwrap() {
-                return Some(st);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-}
-
-/// Run `cmd` to completion, killing it after `secs`.
-fn run(cmd: &mut Command, secs: u64) -> Output {
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(out) => out.unwrap(),
-        Err(_) => {
-            // SAFETY-free: kill by the pid we spawned; the waiter thread reaps it.
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-            let out = rx.recv_timeout(Duration::from_secs(10)).unwrap().unwrap();
-            panic!(
-                "{cmd:?} timed out after {secs} s; stderr: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        self.proc.exits_within(Duration::from_secs(secs))
     }
 }
 
@@ -231,7 +75,7 @@ fn run(cmd: &mut Command, secs: u64) -> Output {
 fn curl(url: &str, extra: &[&str]) -> (u16, String, Vec<u8>) {
     let dir = temp_dir("curl");
     let (hf, bf) = (dir.join("h"), dir.join("b"));
-    let out = run(
+    let out = run_to_end(
         Command::new("curl")
             .args(["-s", "--max-time", "20", "-D"])
             .arg(&hf)
@@ -240,7 +84,7 @@ fn curl(url: &str, extra: &[&str]) -> (u16, String, Vec<u8>) {
             .args(["-w", "%{http_code}"])
             .args(extra)
             .arg(url),
-        30,
+        Duration::from_secs(30),
     );
     let status = String::from_utf8_lossy(&out.stdout)
         .trim()
@@ -254,11 +98,11 @@ fn curl(url: &str, extra: &[&str]) -> (u16, String, Vec<u8>) {
 
 /// Read a multipart stream with curl for `secs` seconds.
 fn curl_stream(url: &str, secs: u32) -> Vec<u8> {
-    let out = run(
+    let out = run_to_end(
         Command::new("curl")
             .args(["-s", "-N", "--max-time", &secs.to_string()])
             .arg(url),
-        secs as u64 + 20,
+        Duration::from_secs(secs as u64 + 20),
     );
     out.stdout
 }
@@ -399,24 +243,24 @@ fn curl_and_ffmpeg_read_medium_and_low() {
     assert_fps(capture_fps(&p), 15.0, bus_fps, "low");
 
     // ffmpeg decodes the stream; showinfo reports the frame size.
-    let out = run(
+    let out = run_to_end(
         Command::new("ffmpeg")
             .args(["-hide_banner", "-nostdin", "-i"])
             .arg(s.url(&format!("/{bus}/medium.mjpg")))
             .args(["-frames:v", "20", "-vf", "showinfo", "-f", "null", "-"]),
-        60,
+        Duration::from_secs(60),
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "ffmpeg failed: {err}");
     assert!(err.matches("s:1280x720").count() >= 20, "{err}");
 
     // ffprobe sees an MJPEG stream of the profile size.
-    let out = run(
+    let out = run_to_end(
         Command::new("ffprobe")
             .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
             .args(["stream=codec_name,width,height", "-of", "csv=p=0"])
             .arg(s.url(&format!("/{bus}/low.mjpg"))),
-        60,
+        Duration::from_secs(60),
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "mjpeg,640,480");
 }
@@ -434,7 +278,7 @@ fn snapshot_and_errors() {
     let dir = temp_dir("snapfile");
     let file = dir.join("s.jpg");
     std::fs::write(&file, &body).unwrap();
-    let out = run(
+    let out = run_to_end(
         Command::new("ffprobe")
             .args([
                 "-v",
@@ -444,7 +288,7 @@ fn snapshot_and_errors() {
             ])
             .args(["-of", "csv=p=0"])
             .arg(&file),
-        30,
+        Duration::from_secs(30),
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "mjpeg,640,360");
     let _ = std::fs::remove_dir_all(dir);
@@ -496,7 +340,7 @@ fn gstreamer_decodes_stream() {
     let bus = unique("gst");
     let _f = Feeder::start(&bus, 640, 480, 30);
     let s = Server::start(&["--bus", &bus]);
-    let out = run(
+    let out = run_to_end(
         Command::new("gst-launch-1.0")
             .arg("-q")
             .arg("souphttpsrc")
@@ -510,7 +354,7 @@ fn gstreamer_decodes_stream() {
                 "video/x-raw,width=640,height=480",
             ])
             .args(["!", "fakesink", "num-buffers=20"]),
-        90,
+        Duration::from_secs(90),
     );
     assert!(
         out.status.success(),
@@ -542,7 +386,7 @@ fn viewer_limit_and_stalled_viewer() {
         waited += 1;
     }
     let url = s.url(&path);
-    let n0 = (f.published.load(Ordering::SeqCst), Instant::now());
+    let n0 = (f.published(), Instant::now());
     let good = std::thread::spawn(move || curl_stream(&url, 5));
     std::thread::sleep(Duration::from_millis(1500));
 
@@ -557,7 +401,7 @@ fn viewer_limit_and_stalled_viewer() {
     // The reading viewer got the full rate despite the stalled one, and
     // skipped (almost) nothing.
     let p = parts(&good.join().unwrap());
-    let bus_fps = (f.published.load(Ordering::SeqCst) - n0.0) as f64 / n0.1.elapsed().as_secs_f64();
+    let bus_fps = (f.published() - n0.0) as f64 / n0.1.elapsed().as_secs_f64();
     assert!(
         p.len() >= 60,
         "reading viewer got {} frames in 5 s",
@@ -690,7 +534,7 @@ fn auth_basic_and_bearer() {
 /// Take a screenshot of `url` with headless Chromium.
 fn screenshot(url: &str, out: &Path) -> Vec<u8> {
     let profile = temp_dir("chromium");
-    let res = run(
+    let res = run_to_end(
         Command::new("chromium")
             .args([
                 "--headless",
@@ -706,7 +550,7 @@ fn screenshot(url: &str, out: &Path) -> Vec<u8> {
             .arg(format!("--user-data-dir={}", profile.display()))
             .arg(format!("--screenshot={}", out.display()))
             .arg(url),
-        90,
+        Duration::from_secs(90),
     );
     let _ = std::fs::remove_dir_all(&profile);
     std::fs::read(out).unwrap_or_else(|e| {
@@ -954,7 +798,7 @@ fn auth_file_and_environment() {
 
     // A file without ':' is refused at start.
     std::fs::write(&file, "nocolon\n").unwrap();
-    let out = run(
+    let out = run_to_end(
         Command::new(env!("CARGO_BIN_EXE_framebus-mjpeg")).args([
             "--listen",
             "127.0.0.1:0",
@@ -962,7 +806,7 @@ fn auth_file_and_environment() {
             "--auth-file",
             path,
         ]),
-        30,
+        Duration::from_secs(30),
     );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("USER:PASS"));
@@ -1071,12 +915,12 @@ fn mjpeg_bus_is_rescaled() {
         );
     }
     // ffprobe reads the rescaled stream.
-    let out = run(
+    let out = run_to_end(
         Command::new("ffprobe")
             .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
             .args(["stream=codec_name,width,height", "-of", "csv=p=0"])
             .arg(s.url(&format!("/{bus}/low.mjpg"))),
-        60,
+        Duration::from_secs(60),
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "mjpeg,640,480");
     let e = stream_entry(&s, &bus, "low");

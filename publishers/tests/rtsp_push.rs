@@ -6,18 +6,11 @@ mod rtsp_support;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use framebus_test_support::port::free_port;
 use rtsp_support::*;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn receiver(port: u16, frames: u32) -> ChildGuard {
-    ChildGuard(
+    ChildGuard::spawn(
         Command::new("ffmpeg")
             .args([
                 "-nostdin",
@@ -38,9 +31,7 @@ fn receiver(port: u16, frames: u32) -> ChildGuard {
             ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn ffmpeg receiver"),
+            .stderr(Stdio::piped()),
     )
 }
 
@@ -52,7 +43,7 @@ fn push_reaches_a_listening_receiver_and_reconnects() {
     let from = format!("{}/native", bus.name);
     let url = format!("rtsp://127.0.0.1:{port}/live");
     let _server = RtspServer::start(&["--profile", "native", "--push", &url, "--push-from", &from]);
-    let out = first.wait_timeout(Duration::from_secs(60));
+    let out = first.output(Duration::from_secs(60));
     assert_eq!(
         framemd5_count(&out),
         30,
@@ -62,7 +53,7 @@ fn push_reaches_a_listening_receiver_and_reconnects() {
     // The receiver went away; a new one on the same port gets the stream
     // again after the pusher's backoff.
     let second = receiver(port, 30);
-    let out = second.wait_timeout(Duration::from_secs(90));
+    let out = second.output(Duration::from_secs(90));
     assert_eq!(
         framemd5_count(&out),
         30,

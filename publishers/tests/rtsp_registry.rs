@@ -51,7 +51,7 @@ fn scanning_missing_buses_leaves_nothing_behind() {
         "127.0.0.1:0",
     ]);
     let http = server.http.clone().expect("http address");
-    let pid = server.child.0.id();
+    let pid = server.child.pid();
     let before = threads(pid);
     let prefix = unique_name("scan");
     let mut c = RawClient::connect(&server.addr);

@@ -76,7 +76,7 @@ fn malformed_request_gets_400_and_everything_lives_on() {
     );
     assert_eq!(r.status, 400, "{r:?}");
     // Another client is undisturbed.
-    let out = player.wait_timeout(Duration::from_secs(60));
+    let out = player.output(Duration::from_secs(60));
     assert_eq!(
         framemd5_count(&out),
         90,
@@ -128,7 +128,7 @@ fn ten_clients_share_one_encoder() {
     let mut outs = Vec::new();
     for p in players {
         max_readers = max_readers.max(bus_readers(&bus.name));
-        outs.push(p.wait_timeout(Duration::from_secs(90)));
+        outs.push(p.output(Duration::from_secs(90)));
     }
     for (i, out) in outs.iter().enumerate() {
         assert_eq!(
@@ -157,7 +157,7 @@ fn killed_and_stalled_clients_do_not_disturb_others() {
     let survivor = ffmpeg_background(&url, "udp", 150);
     std::thread::sleep(Duration::from_secs(2));
     drop(victim); // SIGKILL mid-stream
-    let out = survivor.wait_timeout(Duration::from_secs(60));
+    let out = survivor.output(Duration::from_secs(60));
     assert_eq!(
         framemd5_count(&out),
         150,
@@ -310,7 +310,7 @@ fn slow_tcp_client_drops_whole_access_units_and_restarts_at_idr() {
         idrs >= 2,
         "the slow client fell behind and restarted at a new IDR ({idrs} IDRs in {packets} packets)"
     );
-    let out = watcher.wait_timeout(Duration::from_secs(60));
+    let out = watcher.output(Duration::from_secs(60));
     assert_eq!(
         framemd5_count(&out),
         120,
@@ -329,7 +329,7 @@ fn clients_sending_keepalives_outlive_a_short_session_timeout() {
     let tcp = ffmpeg_background(&url, "tcp", 180);
     let udp = ffmpeg_background(&url, "udp", 180);
     for (name, p) in [("tcp", tcp), ("udp", udp)] {
-        let out = p.wait_timeout(Duration::from_secs(60));
+        let out = p.output(Duration::from_secs(60));
         assert_eq!(
             framemd5_count(&out),
             180,

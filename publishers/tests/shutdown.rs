@@ -8,36 +8,22 @@
 
 mod rtsp_support;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::net::TcpStream;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use framebus_test_support::{clients, listening};
 use rtsp_support::{ChildGuard, RawClient, RtspServer, TestBus};
 
 /// How long a publisher may take to exit after SIGTERM/SIGINT.
 const STOP_WATCHDOG: Duration = Duration::from_secs(1);
 
 /// Send `sig` to `child`, then wait at most `limit` for it to exit; `None`
-/// when it is still running then (it is killed and reaped).
-fn signal_and_wait(child: &mut Child, sig: i32, limit: Duration) -> Option<ExitStatus> {
-    let pid = libc::pid_t::try_from(child.id()).unwrap();
-    // SAFETY: kill(2) on our own child, which has not been reaped (the
-    // `Child` still owns it), so the pid cannot have been reused.
-    assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
-    let end = Instant::now() + limit;
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            return Some(st);
-        }
-        if Instant::now() > end {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+/// when it is still running then (the guard kills it).
+fn signal_and_wait(child: &mut ChildGuard, sig: i32, limit: Duration) -> Option<ExitStatus> {
+    child.signal(sig);
+    child.exits_within(limit)
 }
 
 fn name(sig: i32) -> &'static str {
@@ -123,59 +109,23 @@ fn drain_to_close(c: &mut RawClient) -> (bool, bool) {
     }
 }
 
-/// ffmpeg playing `url` over `transport` in the background, and a channel
-/// that gets one message per decoded frame (framemd5 line).
-fn ffmpeg_playing(url: &str, transport: &str) -> (ChildGuard, mpsc::Receiver<()>) {
-    let mut child = Command::new("ffmpeg")
-        .args(["-nostdin", "-hide_banner", "-loglevel", "error"])
-        .args(["-rtsp_transport", transport, "-i", url])
-        .args(["-f", "framemd5", "-"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn ffmpeg");
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    // Drains the pipe to its end even when no one listens any more (a
-    // closed pipe would make ffmpeg fail with EPIPE).
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { return };
-            if !line.starts_with('#') {
-                let _ = tx.send(());
-            }
-        }
-    });
-    (ChildGuard(child), rx)
-}
-
-/// Wait at most `limit` for a client process to end by itself.
-fn exits_by_itself(g: &mut ChildGuard, limit: Duration) -> Option<ExitStatus> {
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if let Some(st) = g.0.try_wait().unwrap() {
-            return Some(st);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
-}
-
 fn rtsp_stops_on(sig: i32, with_ffmpeg: bool) {
     let bus = TestBus::start(&tag("stop", sig), 320, 240);
     let mut server = RtspServer::start(&["--grace", "1", "--encoder", "libx264"]);
     let url = server.url(&bus.name, "native");
     let mut tcp = playing_tcp_client(&server.addr, &url);
     let ffmpeg = with_ffmpeg.then(|| {
-        let (g, frames) = ffmpeg_playing(&url, "udp");
-        frames
-            .recv_timeout(Duration::from_secs(30))
-            .expect("ffmpeg (UDP) decodes a frame");
+        let g = clients::ffmpeg_rtsp(&url, "udp");
+        g.grows(
+            0,
+            1,
+            Duration::from_secs(30),
+            "ffmpeg (UDP) decodes a frame",
+        );
         g
     });
 
-    let st = signal_and_wait(&mut server.child.0, sig, STOP_WATCHDOG);
+    let st = signal_and_wait(&mut server.child, sig, STOP_WATCHDOG);
     let st = st.unwrap_or_else(|| {
         panic!(
             "framebus-rtsp still running {STOP_WATCHDOG:?} after {}",
@@ -192,7 +142,9 @@ fn rtsp_stops_on(sig: i32, with_ffmpeg: bool) {
     );
     if let Some(mut g) = ffmpeg {
         // The BYE ends ffmpeg's input: it stops by itself, status 0.
-        let st = exits_by_itself(&mut g, Duration::from_secs(10))
+        let st = g
+            .child
+            .exits_within(Duration::from_secs(10))
             .expect("ffmpeg (UDP) still running 10 s after the server stopped");
         assert!(st.success(), "ffmpeg: {st:?}");
     }
@@ -210,34 +162,14 @@ fn rtsp_sigint_with_clients_exits_zero() {
 
 /// `framebus-mjpeg` on a free port: the process and its base URL.
 fn mjpeg_server(bus: &str) -> (ChildGuard, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_framebus-mjpeg"))
-        .args(["--listen", "127.0.0.1:0", "--no-discover", "--bus", bus])
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn framebus-mjpeg");
-    let out = child.stdout.take().unwrap();
-    let guard = ChildGuard(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut rd = BufReader::new(out);
-        let mut line = String::new();
-        let _ = rd.read_line(&mut line);
-        let _ = tx.send(line);
-        let _ = std::io::copy(&mut rd, &mut std::io::sink());
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("framebus-mjpeg prints its address");
-    let base = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .trim_end_matches('/')
-        .to_string();
-    (guard, base)
+    let (child, l) = listening::spawn(
+        Command::new(env!("CARGO_BIN_EXE_framebus-mjpeg"))
+            .args(["--listen", "127.0.0.1:0", "--no-discover", "--bus", bus])
+            .env("RUST_LOG", "warn")
+            .stderr(Stdio::inherit()),
+        1,
+    );
+    (child, l[0].base().to_string())
 }
 
 fn mjpeg_stops_on(sig: i32) {
@@ -252,16 +184,14 @@ fn mjpeg_stops_on(sig: i32) {
     ));
     std::fs::create_dir_all(&dir).unwrap();
     let body = dir.join("body");
-    let mut curl = ChildGuard(
+    let mut curl = ChildGuard::spawn(
         Command::new("curl")
             .args(["-s", "-N", "-o"])
             .arg(&body)
             .arg(format!("{base}/{}/low.mjpg", bus.name))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn curl"),
+            .stderr(Stdio::null()),
     );
     let t0 = Instant::now();
     while std::fs::metadata(&body).map_or(0, |m| m.len()) < 4096 {
@@ -272,7 +202,7 @@ fn mjpeg_stops_on(sig: i32) {
         std::thread::sleep(Duration::from_millis(50));
     }
 
-    let st = signal_and_wait(&mut server.0, sig, STOP_WATCHDOG);
+    let st = signal_and_wait(&mut server, sig, STOP_WATCHDOG);
     let st = st.unwrap_or_else(|| {
         panic!(
             "framebus-mjpeg still running {STOP_WATCHDOG:?} after {}",
@@ -282,7 +212,8 @@ fn mjpeg_stops_on(sig: i32) {
     assert_eq!(st.code(), Some(0), "exit after {}: {st:?}", name(sig));
     // A properly terminated chunked response: curl exits 0 (18 or 56 when
     // the connection is cut in the middle).
-    let st = exits_by_itself(&mut curl, Duration::from_secs(10))
+    let st = curl
+        .exits_within(Duration::from_secs(10))
         .expect("curl still streaming 10 s after the server stopped");
     assert_eq!(st.code(), Some(0), "curl: {st:?}");
     let _ = std::fs::remove_dir_all(&dir);

@@ -1,35 +1,37 @@
-//! Helpers shared by the producer's integration tests: unique bus names and
-//! shm directories, a child-process guard that kills and reaps on drop, and
-//! bounded waits.
+//! The producer's own test helpers: a [`Scene`] (a private shm directory
+//! and a unique bus, the producer command on them) and the ffmpeg CLI. The
+//! generic ones (names, the child guard, bounded waits) are in
+//! `framebus-test-support`.
 
 #![allow(dead_code)]
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use framebus::{BusInfo, Reader, ReaderOptions};
+pub use framebus_test_support::ChildGuard;
+use framebus_test_support::{unique_name, TempDir};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_framebus-producer");
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-/// A private shm directory and a unique bus name for one test.
+/// A private shm directory (removed on drop) and a unique bus name for one
+/// test.
 pub struct Scene {
     pub dir: PathBuf,
     pub bus: String,
+    _tmp: TempDir,
 }
 
 impl Scene {
     pub fn new(tag: &str) -> Scene {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let id = format!("{tag}-{}-{n}", std::process::id());
-        let dir = std::env::temp_dir().join(format!("framebus-prodtest-{id}"));
-        std::fs::create_dir_all(&dir).unwrap();
+        let bus = unique_name(tag);
+        let tmp = TempDir::new(&format!("prodtest-{tag}"));
         Scene {
-            dir,
-            bus: format!("t-{id}"),
+            dir: tmp.path().to_path_buf(),
+            bus,
+            _tmp: tmp,
         }
     }
 
@@ -47,8 +49,8 @@ impl Scene {
         c
     }
 
-    pub fn spawn(&self, args: &[&str]) -> Proc {
-        Proc(Some(self.producer(args).spawn().expect("spawn producer")))
+    pub fn spawn(&self, args: &[&str]) -> ChildGuard {
+        ChildGuard::spawn(&mut self.producer(args))
     }
 
     /// Attach a reader, waiting up to 30 s for the bus to appear.
@@ -90,60 +92,18 @@ impl Scene {
     }
 }
 
-impl Drop for Scene {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A child process killed and reaped on drop (even on panic).
-pub struct Proc(pub Option<Child>);
-
-impl Proc {
-    pub fn pid(&self) -> u32 {
-        self.0.as_ref().unwrap().id()
-    }
-
-    pub fn signal(&self, sig: i32) {
-        // SAFETY: kill(2) on our own child's pid (not yet reaped).
-        unsafe { libc::kill(self.pid() as i32, sig) };
-    }
-
-    /// Wait for exit (at most `limit`, then kill and panic); returns the
-    /// status and stderr.
-    pub fn wait(mut self, limit: Duration) -> (ExitStatus, String) {
-        let mut child = self.0.take().unwrap();
-        let end = Instant::now() + limit;
-        loop {
-            if let Some(st) = child.try_wait().unwrap() {
-                let mut err = String::new();
-                use std::io::Read;
-                child.stderr.take().unwrap().read_to_string(&mut err).ok();
-                return (st, err);
-            }
-            if Instant::now() > end {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("producer did not exit within {limit:?}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+/// Watchdog: wait for `p` to exit (at most `limit`, then kill and panic);
+/// its status and piped stderr.
+pub fn wait_stderr(mut p: ChildGuard, limit: Duration) -> (ExitStatus, String) {
+    let st = p.wait_exit(limit);
+    let mut err = String::new();
+    p.take_stderr().read_to_string(&mut err).ok();
+    (st, err)
 }
 
 /// Run the producer to completion (bounded) and return (code, stderr).
 pub fn run_to_exit(scene: &Scene, args: &[&str]) -> (i32, String) {
-    let p = Proc(Some(scene.producer(args).spawn().unwrap()));
-    let (st, err) = p.wait(Duration::from_secs(60));
+    let (st, err) = wait_stderr(scene.spawn(args), Duration::from_secs(60));
     (st.code().unwrap_or(-1), err)
 }
 

@@ -1,199 +1,18 @@
-//! Helpers for the RTSP integration tests: a test bus fed by a writer
-//! thread, the server binary, and child processes that are always killed
-//! and reaped (guards with `Drop`), with timeouts on everything.
+//! RTSP helpers for the publishers' integration tests: the `framebus-rtsp`
+//! server on port 0, ffprobe/ffmpeg runs, and a raw RTSP client for
+//! status-code checks. The generic helpers (test buses, child guards,
+//! names, bounded waits) come from `framebus-test-support` and are
+//! re-exported here for the `use rtsp_support::*` of the RTSP tests.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::io::Read;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
-use framebus::{Fps, FrameMeta, FrameSpec, PixelFormat, Writer, WriterOptions};
-
-/// A bus name unique to this process and call.
-pub fn unique_name(tag: &str) -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "rtsp-{tag}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// A bus with a moving NV12 pattern at 30 fps, written by a thread.
-pub struct TestBus {
-    pub name: String,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl TestBus {
-    pub fn start(tag: &str, width: u32, height: u32) -> TestBus {
-        TestBus::start_with(tag, width, height, false)
-    }
-
-    /// Like `start`, with per-frame noise over the picture (hard to
-    /// compress: a high bit rate really produces many bytes).
-    pub fn start_noisy(tag: &str, width: u32, height: u32) -> TestBus {
-        TestBus::start_with(tag, width, height, true)
-    }
-
-    fn start_with(tag: &str, width: u32, height: u32, noisy: bool) -> TestBus {
-        TestBus::start_paced(tag, width, height, 30, None, noisy)
-    }
-
-    /// A camera at `fps` that loses every `drop_every`-th capture (the
-    /// frame is never published, so the bus shows a gap in capture times,
-    /// as a V4L2 camera that drops frames does).
-    pub fn start_dropping(
-        tag: &str,
-        width: u32,
-        height: u32,
-        fps: u32,
-        drop_every: u64,
-    ) -> TestBus {
-        TestBus::start_paced(tag, width, height, fps, Some(drop_every), false)
-    }
-
-    fn start_paced(
-        tag: &str,
-        width: u32,
-        height: u32,
-        fps: u32,
-        drop_every: Option<u64>,
-        noisy: bool,
-    ) -> TestBus {
-        let name = unique_name(tag);
-        let stop = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = mpsc::channel();
-        let thread = {
-            let (name, stop) = (name.clone(), Arc::clone(&stop));
-            std::thread::spawn(move || {
-                let spec = FrameSpec::new(PixelFormat::Nv12, width, height, Fps::new(fps)).unwrap();
-                let mut w = Writer::create(&name, spec, WriterOptions::default()).unwrap();
-                w.set_source_state(framebus::layout::source_state::RUNNING);
-                tx.send(()).unwrap();
-                let (wu, hu) = (width as usize, height as usize);
-                let start = Instant::now();
-                let mut n: u64 = 0;
-                let mut rng: u64 = 0x9e37_79b9_7f4a_7c15;
-                while !stop.load(Ordering::Relaxed) {
-                    let mut loan = w.loan().unwrap();
-                    {
-                        let mut planes = loan.planes_mut();
-                        let x0 = (n as usize * 8) % wu;
-                        for (row, line) in planes[0].chunks_mut(wu).take(hu).enumerate() {
-                            for (x, px) in line.iter_mut().enumerate() {
-                                let bar = ((x + wu - x0) % wu) < wu / 8;
-                                *px = if bar {
-                                    235
-                                } else {
-                                    (16 + (row * 200 / hu)) as u8
-                                };
-                            }
-                        }
-                        planes[1].fill(128 + (n % 32) as u8);
-                        if noisy {
-                            for px in planes[0].iter_mut() {
-                                rng ^= rng << 13;
-                                rng ^= rng >> 7;
-                                rng ^= rng << 17;
-                                *px = (rng >> 56) as u8;
-                            }
-                        }
-                    }
-                    if drop_every.is_none_or(|d| !(n + 1).is_multiple_of(d)) {
-                        loan.publish(FrameMeta::now());
-                    }
-                    n += 1;
-                    let due = start + Duration::from_nanos(n * 1_000_000_000 / u64::from(fps));
-                    if let Some(d) = due.checked_duration_since(Instant::now()) {
-                        std::thread::sleep(d);
-                    }
-                }
-            })
-        };
-        rx.recv_timeout(Duration::from_secs(10))
-            .expect("bus created");
-        TestBus {
-            name,
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for TestBus {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// A child process killed and reaped on drop.
-pub struct ChildGuard(pub Child);
-
-impl ChildGuard {
-    /// Waits up to `timeout` for exit; kills it after that. Returns the
-    /// exit status and captured stdout/stderr (if piped).
-    pub fn wait_timeout(mut self, timeout: Duration) -> Output {
-        let deadline = Instant::now() + timeout;
-        let mut out_pipe = self.0.stdout.take();
-        let mut err_pipe = self.0.stderr.take();
-        let out_t = std::thread::spawn(move || {
-            let mut v = Vec::new();
-            if let Some(p) = out_pipe.as_mut() {
-                let _ = p.read_to_end(&mut v);
-            }
-            v
-        });
-        let err_t = std::thread::spawn(move || {
-            let mut v = Vec::new();
-            if let Some(p) = err_pipe.as_mut() {
-                let _ = p.read_to_end(&mut v);
-            }
-            v
-        });
-        let status = loop {
-            if let Some(s) = self.0.try_wait().unwrap() {
-                break s;
-            }
-            if Instant::now() > deadline {
-                let _ = self.0.kill();
-                break self.0.wait().unwrap();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        Output {
-            status,
-            stdout: out_t.join().unwrap(),
-            stderr: err_t.join().unwrap(),
-        }
-    }
-}
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Runs a command with captured output, killed after `timeout`.
-pub fn run(cmd: &mut Command, timeout: Duration) -> Output {
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    ChildGuard(child).wait_timeout(timeout)
-}
+pub use framebus_test_support::feed::TestBus;
+use framebus_test_support::listening;
+pub use framebus_test_support::{eventually, run, unique_name, ChildGuard};
 
 /// The server binary, listening on a free port.
 pub struct RtspServer {
@@ -211,54 +30,25 @@ impl RtspServer {
 
     /// Starts the server with extra environment variables.
     pub fn start_env(extra: &[&str], env: &[(&str, &str)]) -> RtspServer {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_framebus-rtsp"))
-            .args(["--listen", "127.0.0.1:0"])
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .env_remove("FRAMEBUS_RTSP_AUTH")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn framebus-rtsp");
-        let stdout = child.stdout.take().unwrap();
-        let guard = ChildGuard(child);
         let with_http = extra.contains(&"--http-listen");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut rd = BufReader::new(stdout);
-            for _ in 0..if with_http { 2 } else { 1 } {
-                let mut line = String::new();
-                let _ = rd.read_line(&mut line);
-                let _ = tx.send(line);
-            }
-            // Keep the pipe open (and drained) while the server runs.
-            let mut sink = Vec::new();
-            let _ = rd.read_to_end(&mut sink);
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("server prints its address");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on rtsp://")
-            .and_then(|s| s.strip_suffix('/'))
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
-        let http = with_http.then(|| {
-            let line = rx
-                .recv_timeout(Duration::from_secs(20))
-                .expect("server prints its HTTP address");
-            line.trim()
-                .strip_prefix("http on http://")
-                .and_then(|s| s.strip_suffix('/'))
-                .unwrap_or_else(|| panic!("unexpected second line {line:?}"))
-                .to_string()
-        });
+        let (child, mut lines) = listening::spawn(
+            Command::new(env!("CARGO_BIN_EXE_framebus-rtsp"))
+                .args(["--listen", "127.0.0.1:0"])
+                .args(extra)
+                .env("RUST_LOG", "info")
+                .env_remove("FRAMEBUS_RTSP_AUTH")
+                .envs(env.iter().copied())
+                .stderr(Stdio::inherit()),
+            if with_http { 2 } else { 1 },
+        );
+        assert!(
+            lines[0].url.starts_with("rtsp://"),
+            "first line is not RTSP: {lines:?}"
+        );
+        let http = with_http.then(|| lines.pop().unwrap().addr);
         RtspServer {
-            child: guard,
-            addr,
+            child,
+            addr: lines.remove(0).addr,
             http,
         }
     }
@@ -294,34 +84,11 @@ pub fn ffprobe(url: &str, transport: &str) -> (String, u32, u32, Output) {
     (codec, w, h, out)
 }
 
-/// Decodes `frames` frames with ffmpeg; returns the number decoded (from
-/// `-progress`-free stderr parsing of the final `frame=` count) and output.
+/// Decodes `frames` frames with ffmpeg (killed after 60 s); returns the
+/// number decoded (framemd5 lines) and its output.
 pub fn ffmpeg_decode(url: &str, transport: &str, frames: u32) -> (u32, Output) {
-    let out = run(
-        Command::new("ffmpeg").args([
-            "-nostdin",
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-stats",
-            "-rtsp_transport",
-            transport,
-            "-i",
-            url,
-            "-frames:v",
-            &frames.to_string(),
-            "-f",
-            "framemd5",
-            "-",
-        ]),
-        Duration::from_secs(60),
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let decoded = stdout
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .count() as u32;
-    (decoded, out)
+    let out = ffmpeg_background(url, transport, frames).output(Duration::from_secs(60));
+    (framemd5_count(&out), out)
 }
 
 /// A minimal RTSP client over a raw socket, for status-code checks (the
@@ -440,23 +207,9 @@ pub fn bus_readers(bus: &str) -> usize {
     framebus::stat(bus, None).map_or(0, |s| s.readers.len())
 }
 
-/// Polls `cond` every 100 ms for up to `limit`; returns its last value.
-pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + limit;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() > end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// An ffmpeg decoding in the background (killed and reaped on drop).
 pub fn ffmpeg_background(url: &str, transport: &str, frames: u32) -> ChildGuard {
-    ChildGuard(
+    ChildGuard::spawn(
         Command::new("ffmpeg")
             .args([
                 "-nostdin",
@@ -475,9 +228,7 @@ pub fn ffmpeg_background(url: &str, transport: &str, frames: u32) -> ChildGuard 
             ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn ffmpeg"),
+            .stderr(Stdio::piped()),
     )
 }
 

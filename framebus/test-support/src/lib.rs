@@ -1,0 +1,37 @@
+//! Helpers shared by the integration tests of `framebus`, `framebus-producer`
+//! and `framebus-publishers` (a `[dev-dependencies]` of each; never
+//! published). One module per concern:
+//!
+//! | module | what |
+//! |---|---|
+//! | [`names`] | bus names and temporary directories unique per process and call |
+//! | [`child`] | [`ChildGuard`]: a child in its own process group, killed (whole group) and reaped on drop; bounded waits, signals, output capture |
+//! | [`listening`] | the `listening on URL` line(s) of a server binary |
+//! | [`feed`] | [`Feeder`]: a thread publishing a moving NV12 test pattern with the time code |
+//! | [`clients`] | background clients counting what they receive (curl on MJPEG, ffmpeg on RTSP) |
+//! | [`bins`] | paths of the workspace's binaries from tests of another package |
+//! | [`port`] | a free TCP port, for the few tests that must name one in advance |
+//! | [`wait`] | polling a condition with a bound |
+//! | [`rng`] | a tiny deterministic PRNG |
+//!
+//! Every wait here is a watchdog: a bound after which the test fails with a
+//! message saying what did not happen, never an assertion on how long
+//! something took.
+
+#![forbid(unsafe_op_in_unsafe_fn)]
+
+pub mod bins;
+pub mod child;
+pub mod clients;
+pub mod feed;
+pub mod listening;
+pub mod names;
+pub mod port;
+pub mod rng;
+pub mod wait;
+
+pub use child::{run, run_to_end, this_test_binary, ChildGuard};
+pub use feed::{FeedOptions, Feeder};
+pub use listening::Listening;
+pub use names::{unique_name, TempDir};
+pub use wait::eventually;
