@@ -5,14 +5,12 @@
 //! length frames with hand-set keyframe flags; the protocol does not look
 //! inside them.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::unique_name;
 use framebus::*;
+use framebus_test_support::unique_name;
 
 const T: Option<Duration> = Some(Duration::from_secs(5));
 
