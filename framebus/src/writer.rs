@@ -560,6 +560,18 @@ impl Writer {
         Ok(())
     }
 
+    /// Readers attached now (dead ones are reclaimed first, so an encoder
+    /// polling this while it publishes nothing still sees them leave).
+    pub fn readers(&self) -> u32 {
+        if self.seg.gen.forked() {
+            return 0;
+        }
+        self.reclaim_dead_readers();
+        (0..self.seg.scan_len())
+            .filter(|&i| self.seg.reader(i).pid.load(Ordering::Relaxed) != 0)
+            .count() as u32
+    }
+
     /// How many keyframes readers have asked for so far (a counter: an
     /// encoder forces one when it grew since the value it last honoured).
     pub fn keyframe_requests(&self) -> u64 {

@@ -211,3 +211,16 @@ fn an_access_unit_larger_than_a_slot_is_a_counted_error() {
     // Nothing half-published: the bus still has no frame.
     assert_eq!(info.published, 0);
 }
+
+#[test]
+fn the_writer_counts_its_readers_and_sees_them_leave() {
+    let (name, w) = encoded_bus("count", 4);
+    assert_eq!(w.readers(), 0);
+    let r1 = Reader::attach(&name, ReaderOptions::default()).unwrap();
+    let r2 = Reader::attach(&name, ReaderOptions::default()).unwrap();
+    assert_eq!(w.readers(), 2);
+    drop(r1);
+    assert_eq!(w.readers(), 1);
+    drop(r2);
+    assert_eq!(w.readers(), 0);
+}
