@@ -26,9 +26,10 @@
 //!   to this process: no reader ever sees it, neither in the frame
 //!   published nor in any later frame, because the next loan of the same
 //!   slot gets a mapping of its own (a stale view never aliases it);
-//! - the stale view keeps reading the frame as published (or its own
-//!   writes) for as long as it lives; the mapping is unmapped when the
-//!   last view of it is gone, so no read or write through a view faults.
+//! - the mapping is unmapped when the last view of it is gone, so no read
+//!   or write through a view faults; what a stale view reads is not frozen
+//!   (a page it has not written reads through to the slot, which later
+//!   loans rewrite).
 //!
 //! The cost per frame: one populated `mmap` of the slot at loan, one at
 //! publish, one `munmap` when the views go (docs/python.md has figures).
@@ -424,8 +425,7 @@ impl PyWriter {
             profile_level,
             config: config.unwrap_or_default(),
         };
-        self.with(|w| w.set_codec(&codec))?
-            .map_err(errors::publish)
+        self.with(|w| w.set_codec(&codec))?.map_err(errors::publish)
     }
 
     /// Close the bus: readers see `ProducerGone` and the segment is
@@ -579,24 +579,17 @@ impl PyLoan {
             (true, false) => loan
                 .try_publish(meta(stamps.0.or(st.stamps.0), stamps.1.or(st.stamps.1)))
                 .map(Some),
-            (false, _) => {
+            // An abandoned loan's escaped views are sealed too, so they can
+            // never write into a later frame of the slot.
+            (false, true) => {
+                let sealed = loan.seal_view(&view).map(|()| None);
+                drop(loan);
+                sealed
+            }
+            (false, false) => {
                 drop(loan);
                 Ok(None)
             }
-        };
-        // An abandoned loan's escaped views are sealed too, so they can
-        // never write into a later frame of the slot.
-        let outcome = match outcome {
-            Ok(None) if escaped => {
-                view.seal()
-                    .map(|()| None)
-                    .map_err(|source| framebus::PublishError::Map {
-                        name: self.bus.clone(),
-                        slot: view.slot(),
-                        source,
-                    })
-            }
-            other => other,
         };
         let reusable = !escaped;
         let seq = outcome.as_ref().ok().copied().flatten();

@@ -57,6 +57,9 @@ static REGISTRY: Registry = Registry {
     regions: UnsafeCell::new(Vec::new()),
 };
 static GENERATION: AtomicU64 = AtomicU64::new(0);
+/// `/dev/null`, opened once when the handlers are installed (opening it in
+/// the child could fail: no descriptors left, no /dev in a sandbox).
+static DEVNULL: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 static INSTALL: Once = Once::new();
 
@@ -99,8 +102,7 @@ extern "C" fn after_fork_child() {
     // SAFETY: `before_fork` took the lock in the thread that forked, which
     // is the only thread of the child: nobody else touches the registry.
     let regions = unsafe { &*REGISTRY.regions.get() };
-    // SAFETY: open(2) with a static NUL-terminated path.
-    let devnull = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    let devnull = DEVNULL.load(Ordering::Relaxed);
     for r in regions {
         for &(addr, len) in &r.ranges {
             if len == 0 {
@@ -110,7 +112,7 @@ extern "C" fn after_fork_child() {
             // owns (it is unregistered before it is unmapped); (2) MAP_FIXED
             // replaces exactly those pages with private zero pages of the
             // same size, so every pointer into them stays valid.
-            unsafe {
+            let p = unsafe {
                 libc::mmap(
                     addr as *mut libc::c_void,
                     len,
@@ -118,7 +120,13 @@ extern "C" fn after_fork_child() {
                     libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
                     -1,
                     0,
-                );
+                )
+            };
+            if p == libc::MAP_FAILED {
+                // Never leave the child a shared mapping of the bus: without
+                // pages, a use faults instead of reaching the parent's bus.
+                // SAFETY: as above; munmap of our own range.
+                unsafe { libc::munmap(addr as *mut libc::c_void, len) };
             }
         }
         if devnull >= 0 && r.fd >= 0 {
@@ -128,10 +136,6 @@ extern "C" fn after_fork_child() {
             // number stays valid for the handle's eventual close.
             unsafe { libc::dup3(devnull, r.fd, libc::O_CLOEXEC) };
         }
-    }
-    if devnull >= 0 {
-        // SAFETY: our own descriptor from above.
-        unsafe { libc::close(devnull) };
     }
     GENERATION.fetch_add(1, Ordering::Relaxed);
     REGISTRY.unlock();
@@ -158,10 +162,12 @@ impl Generation {
 /// A mapped segment's registration; unregisters on drop (before unmapping).
 pub(crate) struct Registration(u64);
 
-/// Register a segment's mappings and descriptor so a forked child severs
-/// them.
-pub(crate) fn register(ranges: [(usize, usize); 2], fd: RawFd) -> Registration {
+fn install() {
     INSTALL.call_once(|| {
+        // SAFETY: open(2) with a static NUL-terminated path; the descriptor
+        // is kept for the life of the process.
+        let fd = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+        DEVNULL.store(fd, Ordering::Relaxed);
         // SAFETY: the three handlers are `extern "C" fn()` that live for the
         // whole program; pthread_atfork only stores them.
         let r = unsafe {
@@ -173,9 +179,63 @@ pub(crate) fn register(ranges: [(usize, usize); 2], fd: RawFd) -> Registration {
         };
         assert_eq!(r, 0, "pthread_atfork failed");
     });
+}
+
+/// Open a segment file and register its descriptor in one step that no
+/// `fork()` can split (the registry lock is what the prepare handler
+/// waits for): a child never holds a copy of the descriptor, and so of its
+/// OFD locks, that its handler would not replace.
+pub(crate) fn open_registered(
+    open: impl FnOnce() -> std::io::Result<std::fs::File>,
+) -> std::io::Result<(std::fs::File, Registration)> {
+    use std::os::fd::AsRawFd;
+    install();
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-    REGISTRY.with(|v| v.push(Region { id, ranges, fd }));
-    Registration(id)
+    REGISTRY.lock();
+    let file = open();
+    if let Ok(f) = &file {
+        let fd = f.as_raw_fd();
+        // SAFETY: the lock is held, so this is the only access.
+        unsafe { &mut *REGISTRY.regions.get() }.push(Region {
+            id,
+            ranges: [(0, 0); 2],
+            fd,
+        });
+    }
+    REGISTRY.unlock();
+    file.map(|f| (f, Registration(id)))
+}
+
+/// Map something and register the mapping in one step that no `fork()`
+/// can split; `map` returns the value and the ranges it mapped.
+pub(crate) fn map_registered<T>(
+    map: impl FnOnce() -> std::io::Result<(T, (usize, usize))>,
+) -> std::io::Result<(T, Registration)> {
+    install();
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    REGISTRY.lock();
+    let mapped = map();
+    if let Ok((_, range)) = &mapped {
+        // SAFETY: the lock is held, so this is the only access.
+        unsafe { &mut *REGISTRY.regions.get() }.push(Region {
+            id,
+            ranges: [*range, (0, 0)],
+            fd: -1,
+        });
+    }
+    REGISTRY.unlock();
+    mapped.map(|(v, _)| (v, Registration(id)))
+}
+
+impl Registration {
+    /// Add the mappings made since the descriptor was registered.
+    pub(crate) fn set_ranges(&self, ranges: [(usize, usize); 2]) {
+        REGISTRY.with(|v| {
+            if let Some(r) = v.iter_mut().find(|r| r.id == self.0) {
+                r.ranges = ranges;
+            }
+        });
+    }
 }
 
 impl Drop for Registration {

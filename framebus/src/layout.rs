@@ -39,8 +39,11 @@ pub const MIN_SLOTS: u32 = 3;
 pub const MAX_SLOTS: u32 = 64;
 /// Most reader entries a bus can have.
 pub const MAX_READERS: u32 = 1024;
-/// Page size the data region and every slot are aligned to.
-pub const PAGE: usize = 4096;
+/// Alignment of the data region and of every slot: 64 KiB, the largest
+/// page size Linux runs with (4 KiB x86, 16 KiB Raspberry Pi 5 and Apple
+/// arm64, 64 KiB some arm64 servers), so that a slot can always be mapped
+/// (and remapped) on its own, whatever the kernel's page size.
+pub const PAGE: usize = 65536;
 /// Bytes of the `source` description in the header.
 pub const SOURCE_LEN: usize = 96;
 

@@ -352,7 +352,12 @@ pub fn remove(name: &str, dir: Option<&Path>, force: bool) -> Result<(), StatErr
         }
         Err(e) => return Err(io_err(&info.path, e)),
     };
-    if !sys::try_lock(file.as_fd(), sys::PRODUCER_LOCK_BYTE).map_err(|e| io_err(&info.path, e))? {
+    // The replacer byte first, as a producer replacing a stale segment does:
+    // a creator that finds the segment locked then knows it is not live.
+    if !sys::try_lock(file.as_fd(), sys::REPLACER_LOCK_BYTE).map_err(|e| io_err(&info.path, e))?
+        || !sys::try_lock(file.as_fd(), sys::PRODUCER_LOCK_BYTE)
+            .map_err(|e| io_err(&info.path, e))?
+    {
         return Err(StatError::Live {
             name: name.to_string(),
             pid: info.producer_pid,

@@ -57,12 +57,16 @@ impl Attachment {
             path: path.to_path_buf(),
             source,
         };
-        let file = match OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(path)
-        {
+        // Registered with the fork handler as it is opened: a forked child
+        // never holds a copy of our reader-entry lock.
+        let opened = crate::fork::open_registered(|| {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc::O_CLOEXEC)
+                .open(path)
+        });
+        let (file, registration) = match opened {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(AttachError::NotFound {
@@ -90,8 +94,8 @@ impl Attachment {
         let capacity = info.geometry.reader_capacity;
         // SAFETY: `info` was validated against this file's size; segments
         // never change size.
-        let seg =
-            unsafe { Segment::map(file, info, false, false) }.map_err(|e| io_err("mmap", e))?;
+        let seg = unsafe { Segment::map(file, registration, info, false, false) }
+            .map_err(|e| io_err("mmap", e))?;
         let producer_alive = sys::is_locked(seg.file.as_fd(), sys::PRODUCER_LOCK_BYTE)
             .map_err(|e| io_err("lock", e))?;
         if seg.live().state.load(Ordering::Acquire) != state::LIVE || !producer_alive {
@@ -355,7 +359,14 @@ impl Reader {
                 config.extend_from_slice(&w.load(Ordering::Relaxed).to_le_bytes());
             }
             config.truncate(len);
-            (config, live.profile_level.load(Ordering::Relaxed))
+            (
+                config,
+                live.profile_level.load(Ordering::Relaxed),
+                (
+                    live.time_base_num.load(Ordering::Relaxed),
+                    live.time_base_den.load(Ordering::Relaxed),
+                ),
+            )
         };
         // Retry (yielding) for up to a second: writers update it rarely, so
         // only a writer stuck mid-update (hostile memory) makes this fail.
@@ -369,7 +380,7 @@ impl Reader {
             }
             std::thread::yield_now();
         };
-        let Some((config, profile_level)) = got else {
+        let Some((config, profile_level, time_base)) = got else {
             return Err(ReadError::Corrupt {
                 name: self.name.clone(),
                 slot: 0,
@@ -377,10 +388,6 @@ impl Reader {
                 why: "the codec configuration kept changing (a writer that never finishes)",
             });
         };
-        let time_base = (
-            live.time_base_num.load(Ordering::Relaxed),
-            live.time_base_den.load(Ordering::Relaxed),
-        );
         if time_base.1 == 0 && config.is_empty() {
             return Ok(None);
         }
@@ -482,6 +489,7 @@ impl Reader {
             Ok(att) => {
                 if att.seg.info.instance_id != self.instance {
                     self.last_seq = 0;
+                    self.keyframe_asked = false;
                     self.instance = att.seg.info.instance_id;
                 }
                 self.spec = att.seg.info.spec;
@@ -606,12 +614,19 @@ impl Reader {
             let next = self.last_seq + 1;
             let mut successor = None;
             let mut keyframe: Option<(u64, u32)> = None;
+            let mut saw_writing = false;
             for slot in 0..seg.info.geometry.slot_count {
                 let d = seg.slot(slot);
                 // Acquire: the flags below are those published with this
                 // sequence (checked again under the hold).
                 let st = d.state.load(Ordering::Acquire);
-                if st & protocol::WRITING != 0 || st == 0 {
+                if st & protocol::WRITING != 0 {
+                    // Being written, or a claim that found the slot held and
+                    // is about to restore it (it may hold our successor).
+                    saw_writing = true;
+                    continue;
+                }
+                if st == 0 {
                     continue;
                 }
                 let seq = st >> 1;
@@ -626,6 +641,13 @@ impl Reader {
                 {
                     keyframe = Some((seq, slot));
                 }
+            }
+            if successor.is_none() && saw_writing && self.last_seq != 0 {
+                // A failed claim sets `W` for a moment on exactly the oldest
+                // slot, which for a lagging reader is its successor: look
+                // again before jumping to a keyframe.
+                std::hint::spin_loop();
+                continue;
             }
             let Some((seq, slot)) = successor.or(keyframe) else {
                 if !self.keyframe_asked {

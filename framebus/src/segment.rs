@@ -44,6 +44,7 @@ impl Segment {
     /// its current size (so every offset below lies inside the file).
     pub(crate) unsafe fn map(
         file: File,
+        registration: Registration,
         info: Validated,
         writable_data: bool,
         populate: bool,
@@ -82,10 +83,9 @@ impl Segment {
             Data::ReadOnly(m) => (m.as_ptr() as usize, m.len()),
             Data::ReadWrite(m) => (m.as_ptr() as usize, m.len()),
         };
-        let registration = fork::register(
-            [(ctrl.as_ptr() as usize, ctrl.len()), data_range],
-            file.as_raw_fd(),
-        );
+        // The descriptor was registered when it was opened
+        // (`fork::open_registered`); now the mappings too.
+        registration.set_ranges([(ctrl.as_ptr() as usize, ctrl.len()), data_range]);
         Ok(Segment {
             _registration: registration,
             gen: Generation::now(),
@@ -201,36 +201,61 @@ impl Segment {
     pub(crate) fn map_slot_view(&self, i: u32) -> io::Result<crate::SlotView> {
         let g = self.info.geometry;
         assert!(i < g.slot_count);
-        let fd = self.file.as_fd().try_clone_to_owned()?;
         let offset = g.data_offset + u64::from(i) * g.slot_stride;
         let len = g.slot_stride as usize;
-        // SAFETY: a new mapping (no MAP_FIXED) of one page-aligned slot of
-        // our own segment file, which is `total_size` bytes long (validated
-        // geometry), so the whole range is backed.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
-                fd.as_raw_fd(),
-                offset as libc::off_t,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let ptr = std::ptr::NonNull::new(p.cast::<u8>()).expect("mmap never returns null");
-        let registration = fork::register([(p as usize, len), (0, 0)], fd.as_raw_fd());
+        let (ptr, registration) = fork::map_registered(|| {
+            // SAFETY: a new mapping (no MAP_FIXED) of one page-aligned slot
+            // of our own segment file, which is `total_size` bytes long
+            // (validated geometry), so the whole range is backed.
+            let p = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_SHARED | libc::MAP_POPULATE,
+                    self.file.as_raw_fd(),
+                    offset as libc::off_t,
+                )
+            };
+            if p == libc::MAP_FAILED {
+                return Err(io::Error::last_os_error());
+            }
+            let ptr = std::ptr::NonNull::new(p.cast::<u8>()).expect("mmap never returns null");
+            Ok((ptr, (p as usize, len)))
+        })?;
         Ok(crate::SlotView {
             ptr,
             len,
             slot: i,
             instance: self.info.instance_id,
-            fd,
-            offset,
             registration: Some(registration),
         })
+    }
+
+    /// Seal slot view `view` of slot `i`: its pages are replaced in place
+    /// by a private copy-on-write mapping of the same file range.
+    pub(crate) fn seal_view(&self, view: &crate::SlotView) -> io::Result<()> {
+        let g = self.info.geometry;
+        let offset = g.data_offset + u64::from(view.slot) * g.slot_stride;
+        // SAFETY: (1) the range is the view's own mapping, alive until the
+        // view drops; (2) MAP_FIXED replaces exactly those pages with a
+        // private mapping of the same file range, so every pointer into the
+        // view stays valid.
+        let r = unsafe {
+            libc::mmap(
+                view.ptr.as_ptr().cast(),
+                view.len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_FIXED,
+                self.file.as_raw_fd(),
+                offset as libc::off_t,
+            )
+        };
+        if r == libc::MAP_FAILED {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
     }
 
     /// Whether the producer's lock is held.

@@ -11,6 +11,12 @@ use std::time::Duration;
 /// Byte offset of the producer's lock in the segment file.
 pub(crate) const PRODUCER_LOCK_BYTE: u64 = 0;
 
+/// Byte offset of the lock a process takes while it replaces or removes a
+/// dead producer's segment (past every reader's byte; a live producer never
+/// takes it). A segment whose producer lock is held while this one is free
+/// belongs to a live producer.
+pub(crate) const REPLACER_LOCK_BYTE: u64 = 1 << 40;
+
 /// Byte offset of reader entry `i`'s lock.
 pub(crate) const fn reader_lock_byte(i: u32) -> u64 {
     1 + i as u64

@@ -211,14 +211,18 @@ impl Writer {
             "{TEMP_PREFIX}{name}.{}.{instance_id:016x}",
             std::process::id()
         ));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&tmp)
-            .map_err(|e| io_err(name, "create", &tmp, e))?;
+        // Registered with the fork handler as it is opened: a child forked
+        // at any later moment holds no copy of our liveness lock.
+        let (file, registration) = crate::fork::open_registered(|| {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .mode(mode)
+                .custom_flags(libc::O_CLOEXEC)
+                .open(&tmp)
+        })
+        .map_err(|e| io_err(name, "create", &tmp, e))?;
         // From here on, any failure removes the temporary file.
         let result = Self::init_and_link(
             name,
@@ -237,7 +241,7 @@ impl Writer {
         sweep_stale_temps(&dir, name);
         // SAFETY: `info` was validated against this file's size just now and
         // the file never changes size.
-        let seg = unsafe { Segment::map(file, info, true, true) }
+        let seg = unsafe { Segment::map(file, registration, info, true, true) }
             .map_err(|e| io_err(name, "mmap", &path, e))?;
         let now = sys::monotonic_ns();
         Ok(Writer {
@@ -473,15 +477,17 @@ impl Writer {
             sys::futex_wake_all(&live.wake_seq);
             live.wake_calls.fetch_add(1, Ordering::Relaxed);
         }
-        self.after_publish(meta);
+        self.after_publish();
         seq
     }
 
-    fn after_publish(&mut self, meta: FrameMeta) {
+    fn after_publish(&mut self) {
         let live = self.seg.live();
         live.published.fetch_add(1, Ordering::Relaxed);
+        // The writer's own clock (as the rate window below): `framebus stat`
+        // turns it into the age of the last frame.
         live.last_publish_ns
-            .store(meta.realtime_ns, Ordering::Relaxed);
+            .store(sys::realtime_ns(), Ordering::Relaxed);
         self.window_frames += 1;
         // The writer's own clock, never the caller's timestamps: a capture
         // time in the future (or from another clock) must not freeze the
@@ -532,7 +538,7 @@ impl Writer {
     /// (seqlock-protected in the header: a reader never sees half of it).
     /// Call before the first frame and again whenever it changes (before
     /// the keyframe that uses it).
-    pub fn set_codec(&self, codec: &CodecConfig) -> Result<(), PublishError> {
+    pub fn set_codec(&mut self, codec: &CodecConfig) -> Result<(), PublishError> {
         self.usable()?;
         if codec.config.len() > layout::CONFIG_MAX {
             return Err(PublishError::TooLarge {
@@ -763,6 +769,30 @@ impl Loan<'_> {
             })
     }
 
+    /// Seal `view` (see [`SlotView`]) without publishing: for a binding that
+    /// abandons a loan whose views may outlive it.
+    pub fn seal_view(&self, view: &SlotView) -> Result<(), PublishError> {
+        let name = || self.writer.name.clone();
+        if self.writer.seg.gen.forked() {
+            return Err(PublishError::Forked { name: name() });
+        }
+        if view.slot != self.slot || view.instance != self.writer.seg.info.instance_id {
+            return Err(PublishError::Map {
+                name: name(),
+                slot: self.slot,
+                source: io::Error::other("the view maps another slot or bus"),
+            });
+        }
+        self.writer
+            .seg
+            .seal_view(view)
+            .map_err(|source| PublishError::Map {
+                name: name(),
+                slot: self.slot,
+                source,
+            })
+    }
+
     /// Seal `view` (see [`SlotView`]), then publish the frame. After this,
     /// a write through any pointer into `view` lands in pages private to
     /// this process: readers never see it. On error the frame is dropped
@@ -779,11 +809,7 @@ impl Loan<'_> {
                 source: io::Error::other("the view maps another slot or bus"),
             });
         }
-        view.seal().map_err(|source| PublishError::Map {
-            name: name(),
-            slot: self.slot,
-            source,
-        })?;
+        self.seal_view(view)?;
         self.published = true;
         Ok(self.writer.publish_slot(self.slot, self.len, meta))
     }
@@ -794,20 +820,20 @@ impl Loan<'_> {
 /// later loan of the same slot (when it knows no view of it escaped); a
 /// sealed one never maps the segment again.
 ///
-/// Sealing ([`Loan::publish_sealed`]) replaces its pages in place with a
-/// private copy-on-write mapping of the same bytes just before the frame
-/// is published: a view kept past the publish still reads the frame as
-/// published, but its writes land in private pages, so nothing done through
-/// it can change what readers see, now or when the slot is loaned again
-/// (a sealed view is never used for another loan). Dropping it unmaps it. Costs: one `mmap` (populated) per loan, one at publish, one
+/// Sealing ([`Loan::publish_sealed`], [`Loan::seal_view`]) replaces its
+/// pages in place with a private copy-on-write mapping of the same file
+/// range just before the frame is published: writes through a view kept
+/// past the publish land in private pages, so nothing done through it can
+/// change what readers see, now or when the slot is loaned again (a sealed
+/// view is never used for another loan). What such a view *reads* is not
+/// frozen: a page it has not written still reads through to the slot,
+/// which later loans rewrite. Dropping it unmaps it. Costs: one `mmap` (populated) per loan, one at publish, one
 /// `munmap`.
 pub struct SlotView {
     pub(crate) ptr: std::ptr::NonNull<u8>,
     pub(crate) len: usize,
     pub(crate) slot: u32,
     pub(crate) instance: u64,
-    pub(crate) fd: std::os::fd::OwnedFd,
-    pub(crate) offset: u64,
     /// Taken (unregistered) before the mapping is unmapped.
     pub(crate) registration: Option<crate::fork::Registration>,
 }
@@ -837,34 +863,6 @@ impl SlotView {
     /// The slot this view maps.
     pub fn slot(&self) -> u32 {
         self.slot
-    }
-
-    /// Replace the view's pages in place with a private copy-on-write
-    /// mapping of the same bytes: from now on nothing written through it
-    /// reaches the segment. [`Loan::publish_sealed`] does this before
-    /// publishing; a binding seals a view by hand when it abandons a loan
-    /// whose views may outlive it.
-    pub fn seal(&self) -> io::Result<()> {
-        use std::os::fd::AsRawFd;
-        // SAFETY: (1) the range is this view's own mapping, alive until the
-        // view drops; (2) MAP_FIXED replaces exactly those pages with a
-        // private mapping of the same file range, so every pointer into the
-        // view stays valid and reads the same bytes.
-        let r = unsafe {
-            libc::mmap(
-                self.ptr.as_ptr().cast(),
-                self.len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_FIXED,
-                self.fd.as_raw_fd(),
-                self.offset as libc::off_t,
-            )
-        };
-        if r == libc::MAP_FAILED {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(())
-        }
     }
 }
 
@@ -916,10 +914,6 @@ impl Drop for Loan<'_> {
 /// How long `create` keeps trying to link its segment under a name that
 /// others keep taking and freeing.
 const LINK_PATIENCE: Duration = Duration::from_secs(5);
-/// How long a locked segment in state LIVE is watched before it counts as
-/// a live producer's (a producer replacing a dead segment holds its lock
-/// for a moment before it marks it closed).
-const REPLACER_GRACE: Duration = Duration::from_millis(50);
 
 /// The name is taken: fail if its producer lives or the file is not ours;
 /// unlink it if it is a dead producer's segment.
@@ -930,9 +924,11 @@ const REPLACER_GRACE: Duration = Duration::from_millis(50);
 /// replaced and unlink the caller's new one by path. `Ok(None)`: the name
 /// changed under us (vanished, replaced, or being closed); try again.
 ///
-/// Every unlink of a segment happens under its producer lock and after
-/// checking that the name still refers to the locked inode, so a name is
-/// only ever unlinked by the one process that proved its producer dead.
+/// Every unlink of a segment happens under its producer lock (and, for a
+/// dead producer's, the replacer lock) after checking that the name still
+/// refers to the locked inode, so a name is only ever unlinked by the one
+/// process that proved its producer dead, and a loser always names the
+/// live winner's pid.
 fn replace_if_stale(name: &str, path: &Path) -> Result<Option<File>, CreateError> {
     let file = match OpenOptions::new()
         .read(true)
@@ -970,34 +966,39 @@ fn replace_if_stale(name: &str, path: &Path) -> Result<Option<File>, CreateError
             .map(|()| u32::from_le_bytes(b))
             .unwrap_or(state::LIVE)
     };
-    let watch_until = Instant::now() + REPLACER_GRACE;
-    loop {
-        if sys::try_lock(file.as_fd(), sys::PRODUCER_LOCK_BYTE)
-            .map_err(|e| io_err(name, "lock", path, e))?
-        {
-            break;
-        }
-        // Locked: a live producer, or one closing its bus or replacing this
-        // dead segment right now (both mark it CLOSED and unlink it). Only a
-        // name that stays on a locked, LIVE segment is a live producer's.
+    // Replacers (and `framebus rm`) take the replacer byte first; live
+    // producers never do. Holding it, we know that whoever holds the
+    // producer lock is the live producer (or one closing its bus).
+    if !sys::try_lock(file.as_fd(), sys::REPLACER_LOCK_BYTE)
+        .map_err(|e| io_err(name, "lock", path, e))?
+    {
+        // Another process is replacing or removing this segment right now.
+        std::thread::sleep(Duration::from_millis(1));
+        return Ok(None);
+    }
+    if !sys::try_lock(file.as_fd(), sys::PRODUCER_LOCK_BYTE)
+        .map_err(|e| io_err(name, "lock", path, e))?
+    {
+        // A live producer, or one closing its bus (it marks it CLOSED and
+        // unlinks it): only a name that still names a LIVE segment is a
+        // live producer's.
         if !same_inode() || state_now() != state::LIVE {
             std::thread::sleep(Duration::from_millis(1));
             return Ok(None);
         }
-        if Instant::now() > watch_until {
-            return Err(CreateError::Exists {
-                name: name.to_string(),
-                pid: fixed.producer_pid,
-            });
-        }
-        std::thread::sleep(Duration::from_millis(2));
+        return Err(CreateError::Exists {
+            name: name.to_string(),
+            pid: fixed.producer_pid,
+        });
     }
     // We hold the dead producer's lock. Is the name still this segment?
     if !same_inode() {
         return Ok(None);
     }
     // Readers still attached to it learn it is over, and a creator that
-    // opened it before we unlink sees it closing rather than live.
+    // opened it before we unlink sees it closing rather than live. (A plain
+    // `pwrite`: readers load the word with Acquire, but the segment's
+    // producer is dead and nothing else is published with it.)
     let closed = state::CLOSED.to_le_bytes();
     file.write_all_at(&closed, offset_of!(Header, live.state) as u64)
         .map_err(|e| io_err(name, "mark stale segment closed", path, e))?;

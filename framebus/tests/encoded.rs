@@ -138,7 +138,7 @@ fn a_blocked_encoded_reader_sleeps_until_a_keyframe_comes() {
 
 #[test]
 fn the_codec_configuration_is_never_read_torn() {
-    let (name, w) = encoded_bus("codec", 4);
+    let (name, mut w) = encoded_bus("codec", 4);
     let mut r = Reader::attach(&name, ReaderOptions::default()).unwrap();
     assert_eq!(r.codec().unwrap(), None);
     let first = CodecConfig {
