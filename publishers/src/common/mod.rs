@@ -16,6 +16,8 @@
 //!   channel: a slow consumer sees only the newest value, never a queue.
 //! * [`stats`]: per-stream counters and rates (input/output fps, encode
 //!   time p50, frames dropped for slow viewers).
+//! * [`cli`]: argument errors exit 4, runtime errors 1, and the
+//!   `listening on URL` line, by `framebus::contract`.
 //! * [`shutdown`]: SIGTERM and SIGINT, handled the same way by both
 //!   binaries (registered before the server listens; the server then ends
 //!   its clients' streams and the process exits 0).
@@ -37,6 +39,7 @@
 //! }
 //! ```
 
+pub mod cli;
 pub mod demand;
 pub mod follow;
 pub mod rate;

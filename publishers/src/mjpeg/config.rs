@@ -7,12 +7,6 @@ use std::time::Duration;
 
 use clap::Parser;
 
-/// Environment variable holding Basic credentials `USER:PASS` (used when
-/// neither `--auth` nor `--auth-file` is given).
-pub const AUTH_ENV: &str = "FRAMEBUS_MJPEG_AUTH";
-/// Environment variable holding the bearer token (used without `--token`).
-pub const TOKEN_ENV: &str = "FRAMEBUS_MJPEG_TOKEN";
-
 /// Default JPEG quality.
 pub const DEFAULT_QUALITY: u8 = 80;
 

@@ -1,6 +1,5 @@
 //! The HTTP server: routes, shared state, CORS, auth, graceful shutdown.
 
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,7 +11,9 @@ use axum::Router;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use super::auth::{self, Auth};
-use super::config::{Args, AUTH_ENV, TOKEN_ENV};
+use framebus::contract::{env, exit};
+
+use super::config::Args;
 use super::conn::{serve_connections, ConnLimits};
 use super::error::ApiError;
 use super::streams::{Streams, StreamsConfig};
@@ -66,6 +67,20 @@ pub enum ServeError {
     /// Serving failed.
     #[error("server failed: {0}")]
     Serve(std::io::Error),
+}
+
+impl ServeError {
+    /// The process exit code: [`exit::USAGE`] for a bad argument or
+    /// credential file, [`exit::FAILURE`] for the rest.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ServeError::BusName { .. }
+            | ServeError::AuthFormat { .. }
+            | ServeError::AuthFile { .. }
+            | ServeError::CorsOrigin(_) => exit::USAGE,
+            ServeError::Bind { .. } | ServeError::Serve(_) => exit::FAILURE,
+        }
+    }
 }
 
 /// Build the router for `state`.
@@ -146,7 +161,7 @@ pub fn credentials(args: &Args) -> Result<Auth, ServeError> {
     let basic = match (&args.auth, &args.auth_file) {
         (Some(a), _) => Some((a.clone(), "--auth".to_string())),
         (None, Some(p)) => Some((read_auth_file(p)?, format!("--auth-file {}", p.display()))),
-        (None, None) => non_empty_env(AUTH_ENV).map(|a| (a, AUTH_ENV.to_string())),
+        (None, None) => non_empty_env(env::MJPEG_AUTH).map(|a| (a, env::MJPEG_AUTH.to_string())),
     };
     if let Some((b, origin)) = &basic {
         if !b.contains(':') {
@@ -157,7 +172,10 @@ pub fn credentials(args: &Args) -> Result<Auth, ServeError> {
     }
     Ok(Auth {
         basic: basic.map(|(b, _)| b),
-        token: args.token.clone().or_else(|| non_empty_env(TOKEN_ENV)),
+        token: args
+            .token
+            .clone()
+            .or_else(|| non_empty_env(env::MJPEG_TOKEN)),
     })
 }
 
@@ -195,11 +213,7 @@ pub async fn serve(
             source,
         })?;
     let addr = listener.local_addr().map_err(ServeError::Serve)?;
-    {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "listening on http://{addr}/");
-        let _ = out.flush();
-    }
+    crate::common::cli::print_listening(&format!("http://{addr}/"));
     tracing::info!(%addr, "framebus-mjpeg listening");
 
     let sweeper = state.streams.clone();

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::response::Html;
 
-use super::api::{all_status, StreamStatus};
+use framebus::contract::streams::{StreamState, StreamStatus};
+
+use super::api::all_status;
 use super::http::AppState;
 
 fn esc(s: &str) -> String {
@@ -39,7 +41,10 @@ fn card(s: &StreamStatus) -> String {
         out = s.output_fps,
         viewers = s.viewers,
         max = s.max_viewers,
-        state = esc(s.state),
+        state = match s.state {
+            StreamState::Idle => "idle",
+            StreamState::Running => "running",
+        },
     )
 }
 

@@ -131,10 +131,6 @@ impl FromStr for Credentials {
     }
 }
 
-/// Environment variable holding `user:password` (so the password is not
-/// on the command line, where `ps` shows it to every user).
-pub const AUTH_ENV: &str = "FRAMEBUS_RTSP_AUTH";
-
 /// Where the credentials came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CredentialSource {
@@ -206,7 +202,7 @@ pub fn load_credentials(
     match env_value {
         Some(v) if !v.is_empty() => {
             let c = v.parse().map_err(|why| CredentialError::Syntax {
-                origin: AUTH_ENV.to_string(),
+                origin: framebus::contract::env::RTSP_AUTH.to_string(),
                 why,
             })?;
             Ok(Some((c, CredentialSource::Environment)))
