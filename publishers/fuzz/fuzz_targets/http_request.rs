@@ -53,7 +53,7 @@ fn world() -> &'static World {
                 token: None,
             }),
             locked: make(Auth {
-                basic: Some("user:secret".to_string()),
+                basic: Some("user:secret".parse().expect("credentials")),
                 token: Some("tok".to_string()),
             }),
             rt,

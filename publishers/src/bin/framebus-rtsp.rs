@@ -13,13 +13,12 @@ use std::time::Duration;
 
 use clap::Parser;
 use framebus::contract::env;
+use framebus_publishers::common::auth::{load_credentials, Credentials};
 use framebus_publishers::common::cli::{
     failure, parse_args, print_line, print_listening, usage_error,
 };
 use framebus_publishers::common::shutdown::{stopped, StopSignals};
-use framebus_publishers::rtsp::config::{
-    default_profiles, load_credentials, CredentialSource, Credentials,
-};
+use framebus_publishers::rtsp::config::default_profiles;
 use framebus_publishers::rtsp::encoder::EncoderKind;
 use framebus_publishers::rtsp::push::{self, PushTarget};
 use framebus_publishers::rtsp::{http, Config, Profile, Server, SHUTDOWN_DEADLINE};
@@ -105,22 +104,8 @@ fn main() -> ExitCode {
             profile: push_profile.to_string(),
         })
         .collect();
-    let auth = match load_credentials(
-        args.auth,
-        args.auth_file.as_deref(),
-        std::env::var(env::RTSP_AUTH).ok(),
-    ) {
-        Ok(Some((c, source))) => {
-            if source == CredentialSource::Argument {
-                tracing::warn!(
-                    "--auth puts the password where `ps` shows it; prefer --auth-file or {}",
-                    env::RTSP_AUTH
-                );
-            }
-            tracing::info!(?source, user = %c.user, "authentication required");
-            Some(c)
-        }
-        Ok(None) => None,
+    let auth = match load_credentials(args.auth, args.auth_file.as_deref(), env::RTSP_AUTH) {
+        Ok(found) => found.map(|(c, _)| c),
         Err(e) => return usage_error(PROGRAM, e),
     };
     let config = Config {

@@ -16,6 +16,9 @@
 //!   channel: a slow consumer sees only the newest value, never a queue.
 //! * [`stats`]: per-stream counters and rates (input/output fps, encode
 //!   time p50, frames dropped for slow viewers).
+//! * [`auth`]: `user:password` credentials from `--auth`, `--auth-file` or
+//!   the environment, and constant-time comparison (the HTTP and RTSP
+//!   schemes stay with their protocols).
 //! * [`cli`]: argument errors exit 4, runtime errors 1, and the
 //!   `listening on URL` line, by `framebus::contract`.
 //! * [`shutdown`]: SIGTERM and SIGINT, handled the same way by both
@@ -39,6 +42,7 @@
 //! }
 //! ```
 
+pub mod auth;
 pub mod cli;
 pub mod demand;
 pub mod follow;

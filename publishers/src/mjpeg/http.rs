@@ -1,7 +1,6 @@
 //! The HTTP server: routes, shared state, CORS, auth, graceful shutdown.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +10,7 @@ use axum::Router;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use super::auth::{self, Auth};
+use crate::common::auth::{load_credentials, CredentialError};
 use framebus::contract::{env, exit};
 
 use super::config::Args;
@@ -47,20 +47,10 @@ pub enum ServeError {
         /// Why.
         source: framebus::NameError,
     },
-    /// The Basic credentials are not `user:pass`.
-    #[error("{origin} must hold USER:PASS")]
-    AuthFormat {
-        /// Where they came from: `--auth`, `--auth-file PATH` or the variable.
-        origin: String,
-    },
-    /// `--auth-file` cannot be read.
-    #[error("--auth-file {path}: {source}")]
-    AuthFile {
-        /// The file.
-        path: PathBuf,
-        /// OS error.
-        source: std::io::Error,
-    },
+    /// The Basic credentials cannot be loaded (`--auth-file`, the
+    /// variable).
+    #[error(transparent)]
+    Credentials(#[from] CredentialError),
     /// A `--cors-origin` is not a valid header value.
     #[error("--cors-origin {0:?} is not a valid origin")]
     CorsOrigin(String),
@@ -74,10 +64,9 @@ impl ServeError {
     /// credential file, [`exit::FAILURE`] for the rest.
     pub fn exit_code(&self) -> u8 {
         match self {
-            ServeError::BusName { .. }
-            | ServeError::AuthFormat { .. }
-            | ServeError::AuthFile { .. }
-            | ServeError::CorsOrigin(_) => exit::USAGE,
+            ServeError::BusName { .. } | ServeError::Credentials(_) | ServeError::CorsOrigin(_) => {
+                exit::USAGE
+            }
             ServeError::Bind { .. } | ServeError::Serve(_) => exit::FAILURE,
         }
     }
@@ -136,42 +125,21 @@ const SHUTDOWN_DEADLINE: Duration = Duration::from_millis(500);
 /// How often discovered buses that went away are looked for.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
-fn read_auth_file(path: &Path) -> Result<String, ServeError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ServeError::AuthFile {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    if let Ok(meta) = std::fs::metadata(path) {
-        use std::os::unix::fs::PermissionsExt as _;
-        if meta.permissions().mode() & 0o077 != 0 {
-            tracing::warn!(path = %path.display(), "--auth-file is readable by group or others (chmod 600 it)");
-        }
-    }
-    Ok(text.lines().next().unwrap_or("").trim().to_string())
-}
-
 fn non_empty_env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
 /// The accepted credentials: Basic from `--auth`, else `--auth-file`, else
-/// `$FRAMEBUS_MJPEG_AUTH`; bearer token from `--token`, else
-/// `$FRAMEBUS_MJPEG_TOKEN`.
+/// `$FRAMEBUS_MJPEG_AUTH` ([`load_credentials`]); bearer token from
+/// `--token`, else `$FRAMEBUS_MJPEG_TOKEN`.
 pub fn credentials(args: &Args) -> Result<Auth, ServeError> {
-    let basic = match (&args.auth, &args.auth_file) {
-        (Some(a), _) => Some((a.clone(), "--auth".to_string())),
-        (None, Some(p)) => Some((read_auth_file(p)?, format!("--auth-file {}", p.display()))),
-        (None, None) => non_empty_env(env::MJPEG_AUTH).map(|a| (a, env::MJPEG_AUTH.to_string())),
-    };
-    if let Some((b, origin)) = &basic {
-        if !b.contains(':') {
-            return Err(ServeError::AuthFormat {
-                origin: origin.clone(),
-            });
-        }
-    }
+    let basic = load_credentials(
+        args.auth.clone(),
+        args.auth_file.as_deref(),
+        env::MJPEG_AUTH,
+    )?;
     Ok(Auth {
-        basic: basic.map(|(b, _)| b),
+        basic: basic.map(|(c, _)| c),
         token: args
             .token
             .clone()

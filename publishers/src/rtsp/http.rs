@@ -14,15 +14,13 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use base64::Engine;
 use prometheus_client::registry::Registry;
 use serde::Serialize;
-use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 
-use super::config::Credentials;
 use super::metrics::RtspCollector;
 use super::stream::{Stream, Streams};
+use crate::common::auth::Credentials;
 
 /// What the handlers share.
 #[derive(Debug)]
@@ -191,11 +189,7 @@ fn basic_ok(value: Option<&HeaderValue>, creds: &Credentials) -> bool {
     else {
         return false;
     };
-    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(b64.trim()) else {
-        return false;
-    };
-    let want = format!("{}:{}", creds.user, creds.password);
-    decoded.ct_eq(want.as_bytes()).into()
+    creds.matches_basic(b64)
 }
 
 async fn require_auth(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
