@@ -21,6 +21,8 @@
 //!   schemes stay with their protocols).
 //! * [`cli`]: argument errors exit 4, runtime errors 1, and the
 //!   `listening on URL` line, by `framebus::contract`.
+//! * [`http`]: `/healthz` and `/metrics` (a `prometheus_client` registry)
+//!   for both HTTP servers, and the `framebus_bus_*` collector.
 //! * [`shutdown`]: SIGTERM and SIGINT, handled the same way by both
 //!   binaries (registered before the server listens; the server then ends
 //!   its clients' streams and the process exits 0).
@@ -46,6 +48,7 @@ pub mod auth;
 pub mod cli;
 pub mod demand;
 pub mod follow;
+pub mod http;
 pub mod rate;
 pub mod scale;
 pub mod shutdown;

@@ -1,15 +1,14 @@
-//! JSON API: `/api/v1/streams`, start/stop, and `/healthz`.
+//! JSON API: `/api/v1/streams`, start/stop, and the `/healthz` verdict
+//! ([`health_problems`], served by [`crate::common::http`]).
 
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use framebus::contract::streams::{StreamState, StreamStatus, Streams as StreamsDoc};
 
 use super::error::ApiError;
-use super::http::AppState;
 use super::streams::{Stream, Streams};
 use crate::common::follow::BusState;
 
@@ -75,8 +74,7 @@ pub fn all_status(streams: &Streams) -> Vec<StreamStatus> {
 }
 
 /// `GET /api/v1/streams`.
-pub async fn list(State(app): State<Arc<AppState>>) -> Json<StreamsDoc> {
-    let streams = app.streams.clone();
+pub async fn list(State(streams): State<Arc<Streams>>) -> Json<StreamsDoc> {
     let list = tokio::task::spawn_blocking(move || all_status(&streams))
         .await
         .unwrap_or_default();
@@ -85,10 +83,10 @@ pub async fn list(State(app): State<Arc<AppState>>) -> Json<StreamsDoc> {
 
 /// `POST /api/v1/streams/{bus}/{profile}/{action}` with action `start` or `stop`.
 pub async fn control(
-    State(app): State<Arc<AppState>>,
+    State(streams): State<Arc<Streams>>,
     Path((bus, profile, action)): Path<(String, String, String)>,
 ) -> Result<Response, ApiError> {
-    let s = app.streams.get(&bus, &profile)?;
+    let s = streams.get(&bus, &profile)?;
     match action.as_str() {
         "start" => {
             let o = s.demand.start();
@@ -112,44 +110,31 @@ pub async fn control(
     }
 }
 
-/// `GET /healthz`: 200 `ok`, or 503 with the reasons (a configured bus
-/// without a live producer; a running stream whose producer is gone).
-pub async fn healthz(State(app): State<Arc<AppState>>) -> Response {
-    let streams = app.streams.clone();
-    let problems = tokio::task::spawn_blocking(move || {
-        let mut p = Vec::new();
-        for b in &streams.config().buses {
-            match framebus::stat(b, streams.config().shm_dir.as_deref()) {
-                Ok(i) if i.producer_alive => {}
-                Ok(_) => p.push(format!("bus {b}: producer gone")),
-                Err(_) => p.push(format!("bus {b}: no such bus (waiting for a producer)")),
-            }
+/// Why `/healthz` answers 503 (empty: 200 `ok`): a configured bus without
+/// a live producer; a running stream whose producer is gone. Reads bus
+/// headers: call it from a blocking context.
+pub fn health_problems(streams: &Streams) -> Vec<String> {
+    let mut p = Vec::new();
+    for b in &streams.config().buses {
+        match framebus::stat(b, streams.config().shm_dir.as_deref()) {
+            Ok(i) if i.producer_alive => {}
+            Ok(_) => p.push(format!("bus {b}: producer gone")),
+            Err(_) => p.push(format!("bus {b}: no such bus (waiting for a producer)")),
         }
-        for s in streams.existing() {
-            if !s.demand.status().running {
-                continue;
-            }
-            match s.health.state() {
-                BusState::Live | BusState::Idle => {}
-                st => {
-                    let line = format!("bus {}: {}", s.bus, st.describe());
-                    if !p.contains(&line) {
-                        p.push(line);
-                    }
+    }
+    for s in streams.existing() {
+        if !s.demand.status().running {
+            continue;
+        }
+        match s.health.state() {
+            BusState::Live | BusState::Idle => {}
+            st => {
+                let line = format!("bus {}: {}", s.bus, st.describe());
+                if !p.contains(&line) {
+                    p.push(line);
                 }
             }
         }
-        p
-    })
-    .await
-    .unwrap_or_else(|e| vec![format!("health check failed: {e}")]);
-    if problems.is_empty() {
-        (StatusCode::OK, "ok\n").into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("unhealthy\n{}\n", problems.join("\n")),
-        )
-            .into_response()
     }
+    p
 }

@@ -12,8 +12,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
-use super::http::AppState;
 use crate::common::auth::{self as common_auth, Credentials};
+use framebus::contract::health;
 
 /// Accepted credentials.
 #[derive(Debug, Clone, Default)]
@@ -49,15 +49,15 @@ impl Auth {
 }
 
 /// axum middleware enforcing [`Auth`].
-pub async fn require(State(app): State<Arc<AppState>>, req: Request<Body>, next: Next) -> Response {
-    if !app.auth.enabled() || req.uri().path() == "/healthz" {
+pub async fn require(State(auth): State<Arc<Auth>>, req: Request<Body>, next: Next) -> Response {
+    if !auth.enabled() || req.uri().path() == health::HTTP_PATH {
         return next.run(req).await;
     }
     let header = req
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    if app.auth.check(header) {
+    if auth.check(header) {
         next.run(req).await
     } else {
         ApiError::Unauthorized.into_response()

@@ -1,4 +1,5 @@
-//! The HTTP server: routes, shared state, CORS, auth, graceful shutdown.
+//! The HTTP server: routes, CORS, auth, graceful shutdown (the state is
+//! [`super::state`]; `/healthz` and `/metrics` are [`crate::common::http`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,17 +17,11 @@ use framebus::contract::{env, exit};
 use super::config::Args;
 use super::conn::{serve_connections, ConnLimits};
 use super::error::ApiError;
+use super::state::AppState;
 use super::streams::{Streams, StreamsConfig};
-use super::{api, index, media, metrics};
-
-/// State shared by all handlers.
-#[derive(Debug)]
-pub struct AppState {
-    /// The streams.
-    pub streams: Arc<Streams>,
-    /// Accepted credentials.
-    pub auth: Auth,
-}
+use super::{api, index, media};
+use crate::common::http as common_http;
+use framebus::contract::streams::PATH as STREAMS_PATH;
 
 /// Starting the server failed.
 #[derive(Debug, thiserror::Error)]
@@ -73,14 +68,13 @@ impl ServeError {
 }
 
 /// Build the router for `state`.
-pub fn router(state: Arc<AppState>, cors: Option<CorsLayer>) -> Router {
+pub fn router(state: AppState, cors: Option<CorsLayer>) -> Router {
     let mut r = Router::new()
         .route("/", get(index::index))
-        .route("/healthz", get(api::healthz))
-        .route("/metrics", get(metrics::metrics))
-        .route("/api/v1/streams", get(api::list))
+        .merge(common_http::routes())
+        .route(STREAMS_PATH, get(api::list))
         .route(
-            "/api/v1/streams/{bus}/{profile}/{action}",
+            &format!("{STREAMS_PATH}/{{bus}}/{{profile}}/{{action}}"),
             post(api::control),
         )
         .route("/{bus}/{file}", get(media::media))
@@ -173,7 +167,7 @@ pub async fn serve(
         grace: args.grace(),
         max_viewers: args.max_viewers,
     }));
-    let state = Arc::new(AppState { streams, auth });
+    let state = AppState::new(streams, auth);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|source| ServeError::Bind {

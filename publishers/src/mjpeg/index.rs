@@ -11,7 +11,7 @@ use axum::response::Html;
 use framebus::contract::streams::{StreamState, StreamStatus};
 
 use super::api::all_status;
-use super::http::AppState;
+use super::streams::Streams;
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -123,8 +123,7 @@ setInterval(tick, 2000);
 }
 
 /// `GET /`.
-pub async fn index(State(app): State<Arc<AppState>>) -> Html<String> {
-    let streams = app.streams.clone();
+pub async fn index(State(streams): State<Arc<Streams>>) -> Html<String> {
     let list = tokio::task::spawn_blocking(move || all_status(&streams))
         .await
         .unwrap_or_default();

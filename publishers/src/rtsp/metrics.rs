@@ -4,26 +4,27 @@
 //! atomics, a byte-rate window and a `prometheus-client` histogram of
 //! encode times) that the encoder thread and the client tasks update. A
 //! scrape runs [`Collector::encode`], which walks the stream registry and
-//! the buses (`framebus::list_in`) and writes every series at that moment,
-//! so streams and buses that come and go need no registration.
+//! writes every series at that moment, so streams that come and go need no
+//! registration (the bus series come from the shared
+//! [`crate::common::http::BusCollector`]).
 //!
 //! Every metric is described in `docs/rtsp.md` ("Metrics").
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::MetricType;
 
 use super::stream::{Stream, Streams};
+use crate::common::http::family;
 use crate::common::stats::RateMeter;
 
 /// Window of the measured output bit rate.
@@ -161,17 +162,17 @@ impl StreamMetrics {
     }
 }
 
-/// Writes the stream and bus series on every scrape.
+/// Writes the stream series on every scrape (the bus series are
+/// [`crate::common::http::BusCollector`]'s).
 #[derive(Debug)]
 pub struct RtspCollector {
     streams: Arc<Streams>,
-    shm_dir: Option<PathBuf>,
 }
 
 impl RtspCollector {
-    /// A collector over `streams` and the buses in `shm_dir`.
-    pub fn new(streams: Arc<Streams>, shm_dir: Option<PathBuf>) -> RtspCollector {
-        RtspCollector { streams, shm_dir }
+    /// A collector over `streams`.
+    pub fn new(streams: Arc<Streams>) -> RtspCollector {
+        RtspCollector { streams }
     }
 }
 
@@ -184,27 +185,6 @@ fn stream_labels(s: &Stream) -> Labels {
         ("bus", s.bus().to_string()),
         ("profile", s.profile_name().to_string()),
     ]
-}
-
-/// Writes one metric family: a descriptor and one sample per item.
-fn family<T, L: prometheus_client::encoding::EncodeLabelSet, M: EncodeMetric>(
-    enc: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    kind: MetricType,
-    items: &[T],
-    labels: impl Fn(&T) -> L,
-    value: impl Fn(&T) -> M,
-) -> Result<(), std::fmt::Error> {
-    if items.is_empty() {
-        return Ok(());
-    }
-    let mut m = enc.encode_descriptor(name, help, None, kind)?;
-    for it in items {
-        let l = labels(it);
-        value(it).encode(m.encode_family(&l)?)?;
-    }
-    Ok(())
 }
 
 impl Collector for RtspCollector {
@@ -357,98 +337,6 @@ impl Collector for RtspCollector {
             |s: &S| s.metrics().encode_seconds.clone(),
         )?;
 
-        let buses = framebus::list_in(self.shm_dir.as_deref()).unwrap_or_default();
-        let bl = |b: &framebus::BusInfo| [("bus", b.name.clone())];
-        type B = framebus::BusInfo;
-        family(
-            &mut enc,
-            "framebus_bus_up",
-            "1 while the bus is live and its source is running",
-            MetricType::Gauge,
-            &buses,
-            bl,
-            |b: &B| {
-                g(
-                    if b.state == "live" && b.producer_alive && b.source_state == "running" {
-                        1.0
-                    } else {
-                        0.0
-                    },
-                )
-            },
-        )?;
-        family(
-            &mut enc,
-            "framebus_bus_fps",
-            "Frames published per second over the last second",
-            MetricType::Gauge,
-            &buses,
-            bl,
-            |b: &B| g(b.measured_fps),
-        )?;
-        family(
-            &mut enc,
-            "framebus_bus_nominal_fps",
-            "The bus's configured rate",
-            MetricType::Gauge,
-            &buses,
-            bl,
-            |b: &B| g(b.fps),
-        )?;
-        family(
-            &mut enc,
-            "framebus_bus_captured",
-            "Frames the source delivered",
-            MetricType::Counter,
-            &buses,
-            bl,
-            |b: &B| ConstCounter::new(b.captured),
-        )?;
-        family(
-            &mut enc,
-            "framebus_bus_published",
-            "Frames published on the bus",
-            MetricType::Counter,
-            &buses,
-            bl,
-            |b: &B| ConstCounter::new(b.published),
-        )?;
-        family(
-            &mut enc,
-            "framebus_bus_source_dropped",
-            "Frames the source lost",
-            MetricType::Counter,
-            &buses,
-            bl,
-            |b: &B| ConstCounter::new(b.source_dropped),
-        )?;
-        family(
-            &mut enc,
-            "framebus_bus_dropped_all_held",
-            "Frames dropped because readers held every slot",
-            MetricType::Counter,
-            &buses,
-            bl,
-            |b: &B| ConstCounter::new(b.dropped_all_held),
-        )?;
-        family(
-            &mut enc,
-            "framebus_bus_source_restarts",
-            "Source reopens",
-            MetricType::Counter,
-            &buses,
-            bl,
-            |b: &B| ConstCounter::new(b.restarts),
-        )?;
-        family(
-            &mut enc,
-            "framebus_bus_readers",
-            "Readers attached",
-            MetricType::Gauge,
-            &buses,
-            bl,
-            |b: &B| g(b.readers.len() as f64),
-        )?;
         Ok(())
     }
 }
