@@ -262,7 +262,7 @@ impl Collector for RtspCollector {
             MetricType::Counter,
             &streams,
             sl,
-            |s: &S| ConstCounter::new(s.starts.load(Ordering::Relaxed)),
+            |s: &S| ConstCounter::new(s.starts()),
         )?;
         family(
             &mut enc,
