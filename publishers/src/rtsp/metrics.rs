@@ -179,6 +179,8 @@ impl RtspCollector {
 type Labels = [(&'static str, String); 2];
 /// Name, help and field of a per-stream counter.
 type CounterDef = (&'static str, &'static str, fn(&StreamMetrics) -> &AtomicU64);
+/// Name, help and value of a per-stream gauge.
+type GaugeDef = (&'static str, &'static str, fn(&Stream) -> f64);
 
 fn stream_labels(s: &Stream) -> Labels {
     [
@@ -194,7 +196,6 @@ impl Collector for RtspCollector {
         let c = |f: fn(&StreamMetrics) -> &AtomicU64| {
             move |s: &Arc<Stream>| ConstCounter::new(get(f(s.metrics())))
         };
-        let g = |v: f64| ConstGauge::new(v);
         let sl = |s: &Arc<Stream>| stream_labels(s);
         type S = Arc<Stream>;
         let counters: [CounterDef; 11] = [
@@ -264,69 +265,48 @@ impl Collector for RtspCollector {
             sl,
             |s: &S| ConstCounter::new(s.starts()),
         )?;
-        family(
-            &mut enc,
-            "framebus_rtsp_viewers",
-            "Clients holding a slot now",
-            MetricType::Gauge,
-            &streams,
-            sl,
-            |s: &S| g(s.clients() as f64),
-        )?;
-        family(
-            &mut enc,
-            "framebus_rtsp_max_viewers",
-            "Client limit per stream",
-            MetricType::Gauge,
-            &streams,
-            sl,
-            |s: &S| g(s.max_clients() as f64),
-        )?;
-        family(
-            &mut enc,
-            "framebus_rtsp_running",
-            "1 while the encoder thread runs",
-            MetricType::Gauge,
-            &streams,
-            sl,
-            |s: &S| g(if s.is_running() { 1.0 } else { 0.0 }),
-        )?;
-        family(
-            &mut enc,
-            "framebus_rtsp_input_fps",
-            "Bus frames per second reaching the encoder (last 2 s)",
-            MetricType::Gauge,
-            &streams,
-            sl,
-            |s: &S| g(s.metrics().input_fps()),
-        )?;
-        family(
-            &mut enc,
-            "framebus_rtsp_output_fps",
-            "Access units encoded per second (last 2 s)",
-            MetricType::Gauge,
-            &streams,
-            sl,
-            |s: &S| g(s.metrics().output_fps()),
-        )?;
-        family(
-            &mut enc,
-            "framebus_rtsp_output_bitrate",
-            "Encoded bits per second (last 2 s)",
-            MetricType::Gauge,
-            &streams,
-            sl,
-            |s: &S| g(s.metrics().output_bitrate()),
-        )?;
-        family(
-            &mut enc,
-            "framebus_rtsp_target_bitrate",
-            "Configured bit rate of the profile, bits per second",
-            MetricType::Gauge,
-            &streams,
-            sl,
-            |s: &S| g(s.target_bitrate() as f64),
-        )?;
+        let gauges: [GaugeDef; 7] = [
+            ("viewers", "Clients holding a slot now", |s| {
+                s.clients() as f64
+            }),
+            ("max_viewers", "Client limit per stream", |s| {
+                s.max_clients() as f64
+            }),
+            ("running", "1 while the encoder thread runs", |s| {
+                f64::from(u8::from(s.is_running()))
+            }),
+            (
+                "input_fps",
+                "Bus frames per second reaching the encoder (last 2 s)",
+                |s| s.metrics().input_fps(),
+            ),
+            (
+                "output_fps",
+                "Access units encoded per second (last 2 s)",
+                |s| s.metrics().output_fps(),
+            ),
+            (
+                "output_bitrate",
+                "Encoded bits per second (last 2 s)",
+                |s| s.metrics().output_bitrate(),
+            ),
+            (
+                "target_bitrate",
+                "Configured bit rate of the profile, bits per second",
+                |s| s.target_bitrate() as f64,
+            ),
+        ];
+        for (name, help, v) in gauges {
+            family(
+                &mut enc,
+                &format!("framebus_rtsp_{name}"),
+                help,
+                MetricType::Gauge,
+                &streams,
+                sl,
+                |s: &S| ConstGauge::new(v(s)),
+            )?;
+        }
         family(
             &mut enc,
             "framebus_rtsp_encode_seconds",
