@@ -131,7 +131,7 @@ fn credentials_from_a_file_or_the_environment() {
             Duration::from_secs(20),
         );
         let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(out.status.code(), Some(4), "{args:?}: {err}");
         assert!(err.contains(why), "{args:?}: {err}");
     }
     std::fs::remove_dir_all(&dir).unwrap();

@@ -14,7 +14,8 @@ use std::time::Duration;
 use axum::Router;
 use framebus_publishers::mjpeg::auth::Auth;
 use framebus_publishers::mjpeg::config::Profile;
-use framebus_publishers::mjpeg::http::{router, AppState};
+use framebus_publishers::mjpeg::http::router;
+use framebus_publishers::mjpeg::state::AppState;
 use framebus_publishers::mjpeg::streams::{Streams, StreamsConfig};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
@@ -45,7 +46,7 @@ fn world() -> &'static World {
                 grace: Duration::from_secs(1),
                 max_viewers: 4,
             }));
-            router(Arc::new(AppState { streams, auth }), None)
+            router(AppState::new(streams, auth), None)
         };
         World {
             open: make(Auth {
@@ -53,7 +54,7 @@ fn world() -> &'static World {
                 token: None,
             }),
             locked: make(Auth {
-                basic: Some("user:secret".to_string()),
+                basic: Some("user:secret".parse().expect("credentials")),
                 token: Some("tok".to_string()),
             }),
             rt,

@@ -1,31 +1,33 @@
 //! `framebus-mjpeg`: serve framebus buses as MJPEG over HTTP. SIGTERM and
 //! SIGINT stop it the same way: viewers' streams end, connections close,
-//! exit status 0.
+//! exit status 0. Bad arguments exit 4, runtime errors 1
+//! (`framebus::contract::exit`).
 //!
 //! Run with: `cargo run -p framebus-publishers --bin framebus-mjpeg -- --bus cam0`
 
-use clap::Parser;
+use std::process::ExitCode;
+
+use framebus_publishers::common::cli::{failure, parse_args};
 use framebus_publishers::common::shutdown::StopSignals;
 use framebus_publishers::mjpeg::{serve, Args};
 use tracing_subscriber::EnvFilter;
 
-fn main() -> std::process::ExitCode {
+const PROGRAM: &str = "framebus-mjpeg";
+
+fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .init();
-    let args = Args::parse();
+    let args: Args = parse_args();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("framebus-mjpeg: cannot start the async runtime: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
+        Err(e) => return failure(PROGRAM, format!("cannot start the async runtime: {e}")),
     };
     // Before the server listens: a signal from now on is a clean stop.
     let signals = {
@@ -34,10 +36,7 @@ fn main() -> std::process::ExitCode {
     };
     let mut signals = match signals {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("framebus-mjpeg: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
+        Err(e) => return failure(PROGRAM, e),
     };
     let result = rt.block_on(serve(args, async move {
         signals.recv().await;
@@ -46,10 +45,10 @@ fn main() -> std::process::ExitCode {
     // encoder threads end with the process.
     rt.shutdown_timeout(std::time::Duration::from_millis(100));
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("framebus-mjpeg: {e}");
-            std::process::ExitCode::FAILURE
+            eprintln!("{PROGRAM}: {e}");
+            ExitCode::from(e.exit_code())
         }
     }
 }

@@ -1,18 +1,24 @@
 //! `framebus-rtsp`: serves buses as H.264 over RTSP at
 //! `rtsp://HOST:8554/{bus}/{profile}`. SIGTERM and SIGINT stop it the same
 //! way: sessions end with an RTCP BYE, connections close, exit status 0.
+//! Bad arguments (a bad credential file included) exit 4, runtime errors 1
+//! (`framebus::contract::exit`).
 //!
 //! Run with: `framebus-rtsp --listen 127.0.0.1:8554`
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use framebus_publishers::common::shutdown::{stopped, StopSignals};
-use framebus_publishers::rtsp::config::{
-    default_profiles, load_credentials, CredentialSource, Credentials, AUTH_ENV,
+use framebus::contract::env;
+use framebus_publishers::common::auth::{load_credentials, Credentials};
+use framebus_publishers::common::cli::{
+    failure, parse_args, print_line, print_listening, usage_error,
 };
+use framebus_publishers::common::shutdown::{stopped, StopSignals};
+use framebus_publishers::rtsp::config::default_profiles;
 use framebus_publishers::rtsp::encoder::EncoderKind;
 use framebus_publishers::rtsp::push::{self, PushTarget};
 use framebus_publishers::rtsp::{http, Config, Profile, Server, SHUTDOWN_DEADLINE};
@@ -73,20 +79,21 @@ struct Args {
     http_listen: Option<SocketAddr>,
 }
 
-fn main() -> std::process::ExitCode {
+const PROGRAM: &str = "framebus-rtsp";
+
+fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    let args = Args::parse();
+    let args: Args = parse_args();
     // libav* info lines (x264's settings dump) are noise at our log level;
     // warnings and errors still reach stderr.
     ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Warning);
     let Some((push_bus, push_profile)) = args.push_from.split_once('/') else {
-        eprintln!("framebus-rtsp: --push-from must be BUS/PROFILE");
-        return std::process::ExitCode::FAILURE;
+        return usage_error(PROGRAM, "--push-from must be BUS/PROFILE");
     };
     let pushes: Vec<PushTarget> = args
         .push
@@ -97,25 +104,9 @@ fn main() -> std::process::ExitCode {
             profile: push_profile.to_string(),
         })
         .collect();
-    let auth = match load_credentials(
-        args.auth,
-        args.auth_file.as_deref(),
-        std::env::var(AUTH_ENV).ok(),
-    ) {
-        Ok(Some((c, source))) => {
-            if source == CredentialSource::Argument {
-                tracing::warn!(
-                    "--auth puts the password where `ps` shows it; prefer --auth-file or {AUTH_ENV}"
-                );
-            }
-            tracing::info!(?source, user = %c.user, "authentication required");
-            Some(c)
-        }
-        Ok(None) => None,
-        Err(e) => {
-            eprintln!("framebus-rtsp: {e}");
-            return std::process::ExitCode::from(2);
-        }
+    let auth = match load_credentials(args.auth, args.auth_file.as_deref(), env::RTSP_AUTH) {
+        Ok(found) => found.map(|(c, _)| c),
+        Err(e) => return usage_error(PROGRAM, e),
     };
     let config = Config {
         listen: args.listen,
@@ -141,50 +132,37 @@ fn main() -> std::process::ExitCode {
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("framebus-rtsp: cannot start the runtime: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
+        Err(e) => return failure(PROGRAM, format!("cannot start the runtime: {e}")),
     };
     let code = rt.block_on(async {
         // Before anything listens: a signal from now on is a clean stop.
         let mut signals = match StopSignals::install() {
             Ok(s) => s,
-            Err(e) => {
-                eprintln!("framebus-rtsp: {e}");
-                return std::process::ExitCode::FAILURE;
-            }
+            Err(e) => return failure(PROGRAM, e),
         };
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let server = match Server::bind(config).await {
             Ok(s) => s,
-            Err(e) => {
-                eprintln!("framebus-rtsp: cannot listen on {}: {e}", args.listen);
-                return std::process::ExitCode::FAILURE;
-            }
+            Err(e) => return failure(PROGRAM, format!("cannot listen on {}: {e}", args.listen)),
         };
         match server.local_addr() {
-            Ok(a) => println!("listening on rtsp://{a}/"),
-            Err(e) => {
-                eprintln!("framebus-rtsp: {e}");
-                return std::process::ExitCode::FAILURE;
-            }
+            Ok(a) => print_listening(&format!("rtsp://{a}/")),
+            Err(e) => return failure(PROGRAM, e),
         }
         let mut http_task = None;
         if let Some(addr) = args.http_listen {
             let listener = match tokio::net::TcpListener::bind(addr).await {
                 Ok(l) => l,
                 Err(e) => {
-                    eprintln!("framebus-rtsp: cannot listen on {addr} (--http-listen): {e}");
-                    return std::process::ExitCode::FAILURE;
+                    return failure(
+                        PROGRAM,
+                        format!("cannot listen on {addr} (--http-listen): {e}"),
+                    )
                 }
             };
             match listener.local_addr() {
-                Ok(a) => println!("http on http://{a}/"),
-                Err(e) => {
-                    eprintln!("framebus-rtsp: {e}");
-                    return std::process::ExitCode::FAILURE;
-                }
+                Ok(a) => print_line(&format!("http on http://{a}/")),
+                Err(e) => return failure(PROGRAM, e),
             }
             let router = http::router(std::sync::Arc::clone(server.streams()), http_shm, http_auth);
             let mut stop = stop_rx.clone();
@@ -208,7 +186,7 @@ fn main() -> std::process::ExitCode {
             let _ = tokio::time::timeout(SHUTDOWN_DEADLINE, t).await;
         }
         drop(stop_rx);
-        std::process::ExitCode::SUCCESS
+        ExitCode::SUCCESS
     });
     // Do not wait for blocking tasks still running (a `--push` session, a
     // bus header read); encoder threads end with the process.

@@ -118,6 +118,14 @@ pub struct Ticket<T: Send + Sync + 'static> {
     pub rx: Latest<T>,
 }
 
+impl<T: Send + Sync + 'static> std::fmt::Debug for Ticket<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ticket")
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<T: Send + Sync + 'static> Drop for Ticket<T> {
     fn drop(&mut self) {
         let mut s = self.demand.state.lock();

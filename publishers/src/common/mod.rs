@@ -16,6 +16,13 @@
 //!   channel: a slow consumer sees only the newest value, never a queue.
 //! * [`stats`]: per-stream counters and rates (input/output fps, encode
 //!   time p50, frames dropped for slow viewers).
+//! * [`auth`]: `user:password` credentials from `--auth`, `--auth-file` or
+//!   the environment, and constant-time comparison (the HTTP and RTSP
+//!   schemes stay with their protocols).
+//! * [`cli`]: argument errors exit 4, runtime errors 1, and the
+//!   `listening on URL` line, by `framebus::contract`.
+//! * [`http`]: `/healthz` and `/metrics` (a `prometheus_client` registry)
+//!   for both HTTP servers, and the `framebus_bus_*` collector.
 //! * [`shutdown`]: SIGTERM and SIGINT, handled the same way by both
 //!   binaries (registered before the server listens; the server then ends
 //!   its clients' streams and the process exits 0).
@@ -37,8 +44,11 @@
 //! }
 //! ```
 
+pub mod auth;
+pub mod cli;
 pub mod demand;
 pub mod follow;
+pub mod http;
 pub mod rate;
 pub mod scale;
 pub mod shutdown;

@@ -1,96 +1,58 @@
-//! JSON API: `/api/v1/streams`, start/stop, and `/healthz`.
+//! JSON API: `/api/v1/streams`, start/stop, and the `/healthz` verdict
+//! ([`health_problems`], served by [`crate::common::http`]).
 
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Serialize;
+use framebus::contract::streams::{StreamState, StreamStatus, Streams as StreamsDoc};
 
 use super::error::ApiError;
-use super::http::AppState;
 use super::streams::{Stream, Streams};
 use crate::common::follow::BusState;
 
-/// Status of one stream, as served by `/api/v1/streams`.
-#[derive(Debug, Clone, Serialize)]
-pub struct StreamStatus {
-    /// Bus name.
-    pub bus: String,
-    /// Profile name.
-    pub profile: String,
-    /// `idle` or `running`.
-    pub state: &'static str,
-    /// Bus condition seen by the encoder: idle, live, waiting for bus, producer gone.
-    pub bus_state: String,
-    /// Output width (0 when unknown: native profile of a missing bus).
-    pub width: u32,
-    /// Output height.
-    pub height: u32,
-    /// Target fps (bus fps for native).
-    pub fps: f64,
-    /// JPEG quality.
-    pub quality: u8,
-    /// Connected viewers.
-    pub viewers: usize,
-    /// Viewer limit.
-    pub max_viewers: usize,
-    /// Bus frames per second reaching the encoder.
-    pub input_fps: f64,
-    /// Frames per second encoded.
-    pub output_fps: f64,
-    /// Median encode time (scale + JPEG), ms.
-    pub encode_ms_p50: f64,
-    /// Frames viewers skipped because they were slow.
-    pub frames_dropped_slow: u64,
-    /// Frames encoded since the process started.
-    pub frames_out: u64,
-    /// Seconds since the encoder started (running only).
-    pub uptime_s: Option<f64>,
-    /// Started explicitly (kept running without viewers until stopped).
-    pub pinned: bool,
-    /// Stream URL path.
-    pub url: String,
-}
-
-impl StreamStatus {
-    /// Status of `s`; `bus` is the bus's header if the segment exists.
-    pub fn of(s: &Stream, info: Option<&framebus::BusInfo>) -> StreamStatus {
-        let bus = info.map(|i| (i.width, i.height, i.fps));
-        let bus_state = match (s.health.state(), info) {
-            (BusState::Idle, Some(i)) if i.producer_alive => "live".to_string(),
-            (BusState::Idle, Some(_)) => "producer gone".to_string(),
-            (BusState::Idle, None) => "no such bus".to_string(),
-            (st, _) => st.describe(),
-        };
-        let d = s.demand.status();
-        let st = s.stats.snapshot();
-        let (bw, bh, bfps) = bus.unwrap_or((0, 0, 0.0));
-        let (width, height) = s.profile.size_for(bw, bh);
-        StreamStatus {
-            bus: s.bus.clone(),
-            profile: s.profile.name.clone(),
-            state: if d.running { "running" } else { "idle" },
-            bus_state,
-            width,
-            height,
-            fps: s
-                .profile
-                .fps
-                .map_or(bfps, |f| if bfps > 0.0 { f.min(bfps) } else { f }),
-            quality: s.profile.quality,
-            viewers: d.viewers,
-            max_viewers: d.max_viewers,
-            input_fps: round2(st.input_fps),
-            output_fps: round2(st.output_fps),
-            encode_ms_p50: round2(st.encode_ms_p50),
-            frames_dropped_slow: st.dropped_slow,
-            frames_out: st.frames_out,
-            uptime_s: d.uptime.map(|u| round2(u.as_secs_f64())),
-            pinned: d.pinned,
-            url: format!("/{}/{}.mjpg", s.bus, s.profile.name),
-        }
+/// Status of `s` for `/api/v1/streams` ([`framebus::contract::streams`],
+/// which `framebus status` reads); `info` is the bus's header if the
+/// segment exists.
+pub fn stream_status(s: &Stream, info: Option<&framebus::BusInfo>) -> StreamStatus {
+    let bus = info.map(|i| (i.width, i.height, i.fps));
+    let bus_state = match (s.health.state(), info) {
+        (BusState::Idle, Some(i)) if i.producer_alive => "live".to_string(),
+        (BusState::Idle, Some(_)) => "producer gone".to_string(),
+        (BusState::Idle, None) => "no such bus".to_string(),
+        (st, _) => st.describe(),
+    };
+    let d = s.demand.status();
+    let st = s.stats.snapshot();
+    let (bw, bh, bfps) = bus.unwrap_or((0, 0, 0.0));
+    let (width, height) = s.profile.size_for(bw, bh);
+    StreamStatus {
+        bus: s.bus.clone(),
+        profile: s.profile.name.clone(),
+        state: if d.running {
+            StreamState::Running
+        } else {
+            StreamState::Idle
+        },
+        bus_state,
+        width,
+        height,
+        fps: s
+            .profile
+            .fps
+            .map_or(bfps, |f| if bfps > 0.0 { f.min(bfps) } else { f }),
+        quality: s.profile.quality,
+        viewers: d.viewers,
+        max_viewers: d.max_viewers,
+        input_fps: round2(st.input_fps),
+        output_fps: round2(st.output_fps),
+        encode_ms_p50: round2(st.encode_ms_p50),
+        frames_dropped_slow: st.dropped_slow,
+        frames_out: st.frames_out,
+        uptime_s: d.uptime.map(|u| round2(u.as_secs_f64())),
+        pinned: d.pinned,
+        url: format!("/{}/{}.mjpg", s.bus, s.profile.name),
     }
 }
 
@@ -104,7 +66,7 @@ pub fn all_status(streams: &Streams) -> Vec<StreamStatus> {
     for bus in streams.buses() {
         for p in &streams.config().profiles {
             if let Ok(s) = streams.get(&bus.name, &p.name) {
-                out.push(StreamStatus::of(&s, bus.info.as_ref()));
+                out.push(stream_status(&s, bus.info.as_ref()));
             }
         }
     }
@@ -112,20 +74,19 @@ pub fn all_status(streams: &Streams) -> Vec<StreamStatus> {
 }
 
 /// `GET /api/v1/streams`.
-pub async fn list(State(app): State<Arc<AppState>>) -> Json<serde_json::Value> {
-    let streams = app.streams.clone();
+pub async fn list(State(streams): State<Arc<Streams>>) -> Json<StreamsDoc> {
     let list = tokio::task::spawn_blocking(move || all_status(&streams))
         .await
         .unwrap_or_default();
-    Json(serde_json::json!({ "streams": list }))
+    Json(StreamsDoc { streams: list })
 }
 
 /// `POST /api/v1/streams/{bus}/{profile}/{action}` with action `start` or `stop`.
 pub async fn control(
-    State(app): State<Arc<AppState>>,
+    State(streams): State<Arc<Streams>>,
     Path((bus, profile, action)): Path<(String, String, String)>,
 ) -> Result<Response, ApiError> {
-    let s = app.streams.get(&bus, &profile)?;
+    let s = streams.get(&bus, &profile)?;
     match action.as_str() {
         "start" => {
             let o = s.demand.start();
@@ -149,44 +110,31 @@ pub async fn control(
     }
 }
 
-/// `GET /healthz`: 200 `ok`, or 503 with the reasons (a configured bus
-/// without a live producer; a running stream whose producer is gone).
-pub async fn healthz(State(app): State<Arc<AppState>>) -> Response {
-    let streams = app.streams.clone();
-    let problems = tokio::task::spawn_blocking(move || {
-        let mut p = Vec::new();
-        for b in &streams.config().buses {
-            match framebus::stat(b, streams.config().shm_dir.as_deref()) {
-                Ok(i) if i.producer_alive => {}
-                Ok(_) => p.push(format!("bus {b}: producer gone")),
-                Err(_) => p.push(format!("bus {b}: no such bus (waiting for a producer)")),
-            }
+/// Why `/healthz` answers 503 (empty: 200 `ok`): a configured bus without
+/// a live producer; a running stream whose producer is gone. Reads bus
+/// headers: call it from a blocking context.
+pub fn health_problems(streams: &Streams) -> Vec<String> {
+    let mut p = Vec::new();
+    for b in &streams.config().buses {
+        match framebus::stat(b, streams.config().shm_dir.as_deref()) {
+            Ok(i) if i.producer_alive => {}
+            Ok(_) => p.push(format!("bus {b}: producer gone")),
+            Err(_) => p.push(format!("bus {b}: no such bus (waiting for a producer)")),
         }
-        for s in streams.existing() {
-            if !s.demand.status().running {
-                continue;
-            }
-            match s.health.state() {
-                BusState::Live | BusState::Idle => {}
-                st => {
-                    let line = format!("bus {}: {}", s.bus, st.describe());
-                    if !p.contains(&line) {
-                        p.push(line);
-                    }
+    }
+    for s in streams.existing() {
+        if !s.demand.status().running {
+            continue;
+        }
+        match s.health.state() {
+            BusState::Live | BusState::Idle => {}
+            st => {
+                let line = format!("bus {}: {}", s.bus, st.describe());
+                if !p.contains(&line) {
+                    p.push(line);
                 }
             }
         }
-        p
-    })
-    .await
-    .unwrap_or_else(|e| vec![format!("health check failed: {e}")]);
-    if problems.is_empty() {
-        (StatusCode::OK, "ok\n").into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("unhealthy\n{}\n", problems.join("\n")),
-        )
-            .into_response()
     }
+    p
 }

@@ -1,5 +1,6 @@
 //! Optional authentication: HTTP Basic (`--auth user:pass`) and/or a bearer
-//! token (`--token`). Secrets are compared in constant time. `/healthz`
+//! token (`--token`). Secrets are compared in constant time
+//! ([`crate::common::auth`], which also loads the credentials). `/healthz`
 //! stays open for health checkers.
 
 use std::sync::Arc;
@@ -9,17 +10,16 @@ use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
-use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
-use super::http::AppState;
+use crate::common::auth::{self as common_auth, Credentials};
+use framebus::contract::health;
 
 /// Accepted credentials.
 #[derive(Debug, Clone, Default)]
 pub struct Auth {
-    /// `user:pass` for Basic.
-    pub basic: Option<String>,
+    /// Basic credentials.
+    pub basic: Option<Credentials>,
     /// Bearer token.
     pub token: Option<String>,
 }
@@ -36,15 +36,12 @@ impl Auth {
         let (scheme, value) = h.split_once(' ').unwrap_or((h, ""));
         let value = value.trim();
         if scheme.eq_ignore_ascii_case("basic") {
-            if let (Some(want), Ok(got)) = (
-                &self.basic,
-                base64::engine::general_purpose::STANDARD.decode(value),
-            ) {
-                return bool::from(got.as_slice().ct_eq(want.as_bytes()));
+            if let Some(want) = &self.basic {
+                return want.matches_basic(value);
             }
         } else if scheme.eq_ignore_ascii_case("bearer") {
             if let Some(want) = &self.token {
-                return bool::from(value.as_bytes().ct_eq(want.as_bytes()));
+                return common_auth::eq(value.as_bytes(), want.as_bytes());
             }
         }
         false
@@ -52,15 +49,15 @@ impl Auth {
 }
 
 /// axum middleware enforcing [`Auth`].
-pub async fn require(State(app): State<Arc<AppState>>, req: Request<Body>, next: Next) -> Response {
-    if !app.auth.enabled() || req.uri().path() == "/healthz" {
+pub async fn require(State(auth): State<Arc<Auth>>, req: Request<Body>, next: Next) -> Response {
+    if !auth.enabled() || req.uri().path() == health::HTTP_PATH {
         return next.run(req).await;
     }
     let header = req
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    if app.auth.check(header) {
+    if auth.check(header) {
         next.run(req).await
     } else {
         ApiError::Unauthorized.into_response()
@@ -74,7 +71,7 @@ mod tests {
     #[test]
     fn checks() {
         let a = Auth {
-            basic: Some("u:p".into()),
+            basic: Some("u:p".parse().unwrap()),
             token: Some("t0k".into()),
         };
         assert!(a.check(Some("Basic dTpw")));

@@ -7,11 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-/// Environment variable holding Basic credentials `USER:PASS` (used when
-/// neither `--auth` nor `--auth-file` is given).
-pub const AUTH_ENV: &str = "FRAMEBUS_MJPEG_AUTH";
-/// Environment variable holding the bearer token (used without `--token`).
-pub const TOKEN_ENV: &str = "FRAMEBUS_MJPEG_TOKEN";
+use crate::common::auth::Credentials;
 
 /// Default JPEG quality.
 pub const DEFAULT_QUALITY: u8 = 80;
@@ -157,7 +153,7 @@ pub struct Args {
     /// Visible to every local user in the process list: prefer
     /// `--auth-file` or $FRAMEBUS_MJPEG_AUTH.
     #[arg(long, value_name = "USER:PASS", conflicts_with = "auth_file")]
-    pub auth: Option<String>,
+    pub auth: Option<Credentials>,
     /// Read the Basic credentials `USER:PASS` from the first line of FILE.
     /// Without --auth and --auth-file, $FRAMEBUS_MJPEG_AUTH is used.
     #[arg(long, value_name = "FILE")]

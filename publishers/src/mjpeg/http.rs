@@ -1,8 +1,7 @@
-//! The HTTP server: routes, shared state, CORS, auth, graceful shutdown.
+//! The HTTP server: routes, CORS, auth, graceful shutdown (the state is
+//! [`super::state`]; `/healthz` and `/metrics` are [`crate::common::http`]).
 
-use std::io::Write as _;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,20 +11,17 @@ use axum::Router;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use super::auth::{self, Auth};
-use super::config::{Args, AUTH_ENV, TOKEN_ENV};
+use crate::common::auth::{load_credentials, CredentialError};
+use framebus::contract::{env, exit};
+
+use super::config::Args;
 use super::conn::{serve_connections, ConnLimits};
 use super::error::ApiError;
+use super::state::AppState;
 use super::streams::{Streams, StreamsConfig};
-use super::{api, index, media, metrics};
-
-/// State shared by all handlers.
-#[derive(Debug)]
-pub struct AppState {
-    /// The streams.
-    pub streams: Arc<Streams>,
-    /// Accepted credentials.
-    pub auth: Auth,
-}
+use super::{api, index, media};
+use crate::common::http as common_http;
+use framebus::contract::streams::PATH as STREAMS_PATH;
 
 /// Starting the server failed.
 #[derive(Debug, thiserror::Error)]
@@ -46,20 +42,10 @@ pub enum ServeError {
         /// Why.
         source: framebus::NameError,
     },
-    /// The Basic credentials are not `user:pass`.
-    #[error("{origin} must hold USER:PASS")]
-    AuthFormat {
-        /// Where they came from: `--auth`, `--auth-file PATH` or the variable.
-        origin: String,
-    },
-    /// `--auth-file` cannot be read.
-    #[error("--auth-file {path}: {source}")]
-    AuthFile {
-        /// The file.
-        path: PathBuf,
-        /// OS error.
-        source: std::io::Error,
-    },
+    /// The Basic credentials cannot be loaded (`--auth-file`, the
+    /// variable).
+    #[error(transparent)]
+    Credentials(#[from] CredentialError),
     /// A `--cors-origin` is not a valid header value.
     #[error("--cors-origin {0:?} is not a valid origin")]
     CorsOrigin(String),
@@ -68,15 +54,27 @@ pub enum ServeError {
     Serve(std::io::Error),
 }
 
+impl ServeError {
+    /// The process exit code: [`exit::USAGE`] for a bad argument or
+    /// credential file, [`exit::FAILURE`] for the rest.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ServeError::BusName { .. } | ServeError::Credentials(_) | ServeError::CorsOrigin(_) => {
+                exit::USAGE
+            }
+            ServeError::Bind { .. } | ServeError::Serve(_) => exit::FAILURE,
+        }
+    }
+}
+
 /// Build the router for `state`.
-pub fn router(state: Arc<AppState>, cors: Option<CorsLayer>) -> Router {
+pub fn router(state: AppState, cors: Option<CorsLayer>) -> Router {
     let mut r = Router::new()
         .route("/", get(index::index))
-        .route("/healthz", get(api::healthz))
-        .route("/metrics", get(metrics::metrics))
-        .route("/api/v1/streams", get(api::list))
+        .merge(common_http::routes())
+        .route(STREAMS_PATH, get(api::list))
         .route(
-            "/api/v1/streams/{bus}/{profile}/{action}",
+            &format!("{STREAMS_PATH}/{{bus}}/{{profile}}/{{action}}"),
             post(api::control),
         )
         .route("/{bus}/{file}", get(media::media))
@@ -121,43 +119,25 @@ const SHUTDOWN_DEADLINE: Duration = Duration::from_millis(500);
 /// How often discovered buses that went away are looked for.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
-fn read_auth_file(path: &Path) -> Result<String, ServeError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ServeError::AuthFile {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    if let Ok(meta) = std::fs::metadata(path) {
-        use std::os::unix::fs::PermissionsExt as _;
-        if meta.permissions().mode() & 0o077 != 0 {
-            tracing::warn!(path = %path.display(), "--auth-file is readable by group or others (chmod 600 it)");
-        }
-    }
-    Ok(text.lines().next().unwrap_or("").trim().to_string())
-}
-
 fn non_empty_env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
 /// The accepted credentials: Basic from `--auth`, else `--auth-file`, else
-/// `$FRAMEBUS_MJPEG_AUTH`; bearer token from `--token`, else
-/// `$FRAMEBUS_MJPEG_TOKEN`.
+/// `$FRAMEBUS_MJPEG_AUTH` ([`load_credentials`]); bearer token from
+/// `--token`, else `$FRAMEBUS_MJPEG_TOKEN`.
 pub fn credentials(args: &Args) -> Result<Auth, ServeError> {
-    let basic = match (&args.auth, &args.auth_file) {
-        (Some(a), _) => Some((a.clone(), "--auth".to_string())),
-        (None, Some(p)) => Some((read_auth_file(p)?, format!("--auth-file {}", p.display()))),
-        (None, None) => non_empty_env(AUTH_ENV).map(|a| (a, AUTH_ENV.to_string())),
-    };
-    if let Some((b, origin)) = &basic {
-        if !b.contains(':') {
-            return Err(ServeError::AuthFormat {
-                origin: origin.clone(),
-            });
-        }
-    }
+    let basic = load_credentials(
+        args.auth.clone(),
+        args.auth_file.as_deref(),
+        env::MJPEG_AUTH,
+    )?;
     Ok(Auth {
-        basic: basic.map(|(b, _)| b),
-        token: args.token.clone().or_else(|| non_empty_env(TOKEN_ENV)),
+        basic: basic.map(|(c, _)| c),
+        token: args
+            .token
+            .clone()
+            .or_else(|| non_empty_env(env::MJPEG_TOKEN)),
     })
 }
 
@@ -187,7 +167,7 @@ pub async fn serve(
         grace: args.grace(),
         max_viewers: args.max_viewers,
     }));
-    let state = Arc::new(AppState { streams, auth });
+    let state = AppState::new(streams, auth);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -195,11 +175,7 @@ pub async fn serve(
             source,
         })?;
     let addr = listener.local_addr().map_err(ServeError::Serve)?;
-    {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "listening on http://{addr}/");
-        let _ = out.flush();
-    }
+    crate::common::cli::print_listening(&format!("http://{addr}/"));
     tracing::info!(%addr, "framebus-mjpeg listening");
 
     let sweeper = state.streams.clone();

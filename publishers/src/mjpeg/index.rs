@@ -8,8 +8,10 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::response::Html;
 
-use super::api::{all_status, StreamStatus};
-use super::http::AppState;
+use framebus::contract::streams::{StreamState, StreamStatus};
+
+use super::api::all_status;
+use super::streams::Streams;
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -39,7 +41,10 @@ fn card(s: &StreamStatus) -> String {
         out = s.output_fps,
         viewers = s.viewers,
         max = s.max_viewers,
-        state = esc(s.state),
+        state = match s.state {
+            StreamState::Idle => "idle",
+            StreamState::Running => "running",
+        },
     )
 }
 
@@ -118,8 +123,7 @@ setInterval(tick, 2000);
 }
 
 /// `GET /`.
-pub async fn index(State(app): State<Arc<AppState>>) -> Html<String> {
-    let streams = app.streams.clone();
+pub async fn index(State(streams): State<Arc<Streams>>) -> Html<String> {
     let list = tokio::task::spawn_blocking(move || all_status(&streams))
         .await
         .unwrap_or_default();

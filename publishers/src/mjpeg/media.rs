@@ -26,7 +26,7 @@ use bytes::Bytes;
 use super::conn::ConnInfo;
 use super::encoder::Jpeg;
 use super::error::ApiError;
-use super::http::AppState;
+use super::streams::Streams;
 use crate::common::demand::{JoinError, JoinKind, Ticket};
 use crate::common::stats::StreamStats;
 
@@ -37,13 +37,13 @@ const SNAPSHOT_WAIT: Duration = Duration::from_secs(5);
 
 /// `GET /{bus}/{file}`: `{profile}.mjpg` or `snapshot.jpg`.
 pub async fn media(
-    State(app): State<Arc<AppState>>,
+    State(streams): State<Arc<Streams>>,
     Path((bus, file)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
     conn: Option<Extension<ConnectInfo<ConnInfo>>>,
 ) -> Result<Response, ApiError> {
     if file == "snapshot.jpg" {
-        return snapshot(app, bus, query).await;
+        return snapshot(streams, bus, query).await;
     }
     let Some(profile) = file
         .strip_suffix(".mjpg")
@@ -56,7 +56,7 @@ pub async fn media(
             "unknown query parameter {k:?}"
         )));
     }
-    let stream = app.streams.get(&bus, profile)?;
+    let stream = streams.get(&bus, profile)?;
     let ticket = stream
         .demand
         .join(JoinKind::Viewer)
@@ -73,7 +73,7 @@ pub async fn media(
         ticket,
         stats: stream.stats.clone(),
         last_seq: None,
-        shutdown: app.streams.shutdown_signal(),
+        shutdown: streams.shutdown_signal(),
     };
     let body = Body::from_stream(futures_util::stream::unfold(viewer, next_part));
     Ok((
@@ -150,7 +150,7 @@ async fn next_part(mut v: Viewer) -> Option<(Result<Bytes, Infallible>, Viewer)>
 }
 
 async fn snapshot(
-    app: Arc<AppState>,
+    streams: Arc<Streams>,
     bus: String,
     mut query: HashMap<String, String>,
 ) -> Result<Response, ApiError> {
@@ -169,7 +169,7 @@ async fn snapshot(
             "bad profile value {profile:?}"
         )));
     }
-    let stream = app.streams.get(&bus, &profile)?;
+    let stream = streams.get(&bus, &profile)?;
     let mut ticket =
         stream
             .demand

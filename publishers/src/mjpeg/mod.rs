@@ -10,8 +10,10 @@
 //!
 //! Files: [`config`] (CLI, profiles), [`streams`] (buses and streams),
 //! [`encoder`], [`media`] (`.mjpg`, snapshot), [`conn`] (accept loop and limits, socket options,
-//! bytes sent), [`api`] (JSON, start/stop,
-//! healthz), [`index`] (`/`), [`metrics`] (Prometheus), [`auth`], [`error`].
+//! bytes sent), [`api`] (JSON, start/stop, the health verdict), [`index`]
+//! (`/`), [`metrics`] (Prometheus series), [`auth`], [`error`], [`state`]
+//! (the router's state; `/healthz` and `/metrics` are
+//! [`crate::common::http`]'s).
 
 pub mod api;
 pub mod auth;
@@ -23,6 +25,7 @@ pub mod http;
 pub mod index;
 pub mod media;
 pub mod metrics;
+pub mod state;
 pub mod streams;
 
 pub use config::{Args, Profile};

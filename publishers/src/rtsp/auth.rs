@@ -1,15 +1,13 @@
 //! Optional RTSP authentication (RFC 2326 §D, HTTP Basic and Digest per
 //! RFC 2617 with MD5, `qop` not required since RTSP clients such as ffmpeg
-//! and GStreamer answer the RFC 2069 form). Secrets are compared in
-//! constant time.
+//! and GStreamer answer the RFC 2069 form). The credentials, their loading
+//! and the constant-time comparison are [`crate::common::auth`]'s.
 
-use base64::Engine as _;
 use md5::{Digest as _, Md5};
 use rtsp_types::{headers, Request};
-use subtle::ConstantTimeEq as _;
 
-use super::config::Credentials;
 use super::stream::random_u64;
+use crate::common::auth::{self, Credentials};
 
 /// The server's credentials and its digest nonce.
 #[derive(Debug)]
@@ -76,10 +74,7 @@ impl Auth {
         };
         let h = h.as_str().trim();
         let ok = if let Some(b) = h.strip_prefix("Basic ") {
-            let expect = format!("{}:{}", c.user, c.password);
-            base64::engine::general_purpose::STANDARD
-                .decode(b.trim())
-                .is_ok_and(|d| bool::from(d.ct_eq(expect.as_bytes())))
+            c.matches_basic(b)
         } else if let Some(d) = h.strip_prefix("Digest ") {
             self.check_digest(c, req, d)
         } else {
@@ -119,11 +114,7 @@ impl Auth {
             }
             _ => md5_hex(&format!("{ha1}:{nonce}:{ha2}")),
         };
-        bool::from(
-            expect
-                .as_bytes()
-                .ct_eq(response.to_ascii_lowercase().as_bytes()),
-        )
+        auth::eq(expect.as_bytes(), response.to_ascii_lowercase().as_bytes())
     }
 }
 

@@ -6,6 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use super::encoder::EncoderKind;
+use crate::common::auth::Credentials;
 
 /// One output profile: size, rate and encoder settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -107,114 +108,6 @@ pub fn default_profiles() -> Vec<Profile> {
     ]
 }
 
-/// Credentials for RTSP Basic and Digest authentication.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Credentials {
-    /// User name.
-    pub user: String,
-    /// Password.
-    pub password: String,
-}
-
-impl FromStr for Credentials {
-    type Err = &'static str;
-
-    fn from_str(s: &str) -> Result<Credentials, &'static str> {
-        let (user, password) = s.split_once(':').ok_or("expected user:password")?;
-        if user.is_empty() {
-            return Err("empty user name");
-        }
-        Ok(Credentials {
-            user: user.to_string(),
-            password: password.to_string(),
-        })
-    }
-}
-
-/// Environment variable holding `user:password` (so the password is not
-/// on the command line, where `ps` shows it to every user).
-pub const AUTH_ENV: &str = "FRAMEBUS_RTSP_AUTH";
-
-/// Where the credentials came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CredentialSource {
-    /// `--auth` on the command line.
-    Argument,
-    /// `--auth-file PATH`.
-    File,
-    /// The `FRAMEBUS_RTSP_AUTH` environment variable.
-    Environment,
-}
-
-/// Credentials that could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum CredentialError {
-    /// The file could not be read.
-    #[error("cannot read the credentials file {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The file or variable does not hold `user:password`.
-    #[error("{origin} does not hold user:password ({why})")]
-    Syntax {
-        /// The file path or the variable name.
-        origin: String,
-        /// What is wrong.
-        why: &'static str,
-    },
-}
-
-/// Parses the content of a credentials file: the first line that is not
-/// empty and does not start with `#`, as `user:password` (the line end is
-/// not part of the password; other spaces are).
-pub fn parse_credentials_file(text: &str, origin: &str) -> Result<Credentials, CredentialError> {
-    let line = text
-        .lines()
-        .map(|l| l.trim_end_matches('\r'))
-        .find(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
-        .ok_or(CredentialError::Syntax {
-            origin: origin.to_string(),
-            why: "no credentials line",
-        })?;
-    line.parse().map_err(|why| CredentialError::Syntax {
-        origin: origin.to_string(),
-        why,
-    })
-}
-
-/// The credentials to require, from (in this order) `--auth`,
-/// `--auth-file` or the `FRAMEBUS_RTSP_AUTH` variable (`env_value`).
-pub fn load_credentials(
-    arg: Option<Credentials>,
-    file: Option<&std::path::Path>,
-    env_value: Option<String>,
-) -> Result<Option<(Credentials, CredentialSource)>, CredentialError> {
-    if let Some(c) = arg {
-        return Ok(Some((c, CredentialSource::Argument)));
-    }
-    if let Some(path) = file {
-        let text = std::fs::read_to_string(path).map_err(|source| CredentialError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let c = parse_credentials_file(&text, &path.display().to_string())?;
-        return Ok(Some((c, CredentialSource::File)));
-    }
-    match env_value {
-        Some(v) if !v.is_empty() => {
-            let c = v.parse().map_err(|why| CredentialError::Syntax {
-                origin: AUTH_ENV.to_string(),
-                why,
-            })?;
-            Ok(Some((c, CredentialSource::Environment)))
-        }
-        _ => Ok(None),
-    }
-}
-
 /// Everything the server needs.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -263,50 +156,6 @@ impl Default for Config {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn credentials_from_argument_file_or_environment() {
-        let dir = std::env::temp_dir().join(format!("fb-rtsp-cred-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let f = dir.join("auth");
-        std::fs::write(&f, "# viewer account\n\nviewer:pa ss:word\r\n").unwrap();
-        let arg: Credentials = "a:b".parse().unwrap();
-        let env = Some("e:f".to_string());
-        let (c, src) = load_credentials(Some(arg.clone()), Some(&f), env.clone())
-            .unwrap()
-            .unwrap();
-        assert_eq!((c, src), (arg, CredentialSource::Argument));
-        let (c, src) = load_credentials(None, Some(&f), env.clone())
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            (c.user.as_str(), c.password.as_str()),
-            ("viewer", "pa ss:word")
-        );
-        assert_eq!(src, CredentialSource::File);
-        let (c, src) = load_credentials(None, None, env).unwrap().unwrap();
-        assert_eq!((c.user.as_str(), src), ("e", CredentialSource::Environment));
-        assert!(load_credentials(None, None, None).unwrap().is_none());
-        assert!(load_credentials(None, None, Some(String::new()))
-            .unwrap()
-            .is_none());
-        std::fs::write(&f, "# nothing\n").unwrap();
-        assert!(matches!(
-            load_credentials(None, Some(&f), None),
-            Err(CredentialError::Syntax { .. })
-        ));
-        std::fs::write(&f, "no-colon\n").unwrap();
-        let e = load_credentials(None, Some(&f), None)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("user:password"), "{e}");
-        assert!(matches!(
-            load_credentials(None, Some(&dir.join("missing")), None),
-            Err(CredentialError::Read { .. })
-        ));
-        assert!(load_credentials(None, None, Some(":x".into())).is_err());
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
 
     #[test]
     fn profiles_parse() {

@@ -1,6 +1,8 @@
-//! H.264 encoding of bus frames through ffmpeg-next: copy the bus frame into
-//! an `AVFrame`, scale/convert to I420 at the profile's size with swscale
-//! when needed, encode with zero-latency settings.
+//! H.264 encoding of bus frames through ffmpeg-next: scale/convert the bus
+//! frame to I420 at the profile's size with the shared
+//! [`crate::common::scale::Scaler`] (reading shared memory in place) and
+//! copy the picture into the encoder's `AVFrame`, or, when x264 takes the
+//! bus frame as it is, copy it directly; encode with zero-latency settings.
 //!
 //! The encoder is opened with `AV_CODEC_FLAG_GLOBAL_HEADER`, so the SPS and
 //! PPS are in `extradata` only; [`H264Encoder::parameter_sets`] returns them
@@ -8,11 +10,12 @@
 
 use std::fmt;
 
-use ff::{codec, encoder, format::Pixel, frame, picture, software::scaling, Dictionary, Packet};
+use ff::{codec, encoder, format::Pixel, frame, picture, Dictionary, Packet};
 use ffmpeg_next as ff;
-use framebus::{FrameSpec, PixelFormat};
+use framebus::{Frame, FrameSpec, PixelFormat};
 
 use super::h264::{nal, nal_type, split_annex_b};
+use crate::common::scale::{av_pixel, OutFormat, Picture, ScaleError, Scaler};
 
 /// Which H.264 encoder to use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -87,18 +90,9 @@ pub enum EncodeError {
     /// The bus format cannot be converted.
     #[error("bus pixel format {0:?} is not supported by the RTSP publisher")]
     Format(PixelFormat),
-    /// swscale refused the conversion.
-    #[error("cannot convert {from:?} to {to}x{height} I420: {source}")]
-    Scale {
-        /// Source format.
-        from: PixelFormat,
-        /// Target width.
-        to: u32,
-        /// Target height.
-        height: u32,
-        /// The ffmpeg error.
-        source: ff::Error,
-    },
+    /// The frame could not be scaled or converted.
+    #[error(transparent)]
+    Scale(#[from] ScaleError),
     /// The encoder failed on a frame.
     #[error("encoding failed: {0}")]
     Encode(ff::Error),
@@ -117,13 +111,21 @@ pub struct EncodedAu {
     pub pts: i64,
 }
 
+/// How bus frames become the encoder's input picture.
+enum Input {
+    /// The bus format and size are the encoder's: rows are copied as they
+    /// are.
+    Direct(frame::Video),
+    /// Scaled and converted to I420 by the shared scaler, then copied.
+    Scaled(Scaler, frame::Video),
+}
+
 /// A running H.264 encoder for one bus format and one profile.
 pub struct H264Encoder {
     enc: encoder::Video,
     name: &'static str,
     src_spec: FrameSpec,
-    src: frame::Video,
-    scaler: Option<(scaling::Context, frame::Video)>,
+    input: Input,
     sps: Vec<u8>,
     pps: Vec<u8>,
     packet: Packet,
@@ -137,24 +139,11 @@ impl fmt::Debug for H264Encoder {
     }
 }
 
-fn ff_pixel(f: PixelFormat) -> Option<Pixel> {
-    Some(match f {
-        PixelFormat::Yuyv => Pixel::YUYV422,
-        PixelFormat::Uyvy => Pixel::UYVY422,
-        PixelFormat::Nv12 => Pixel::NV12,
-        PixelFormat::I420 => Pixel::YUV420P,
-        PixelFormat::Rgb24 => Pixel::RGB24,
-        PixelFormat::Bgr24 => Pixel::BGR24,
-        PixelFormat::Gray8 => Pixel::GRAY8,
-        PixelFormat::Mjpeg => return None,
-    })
-}
-
 impl H264Encoder {
     /// Opens an encoder for frames of `src` encoded with `settings`.
     pub fn open(src: FrameSpec, settings: EncodeSettings) -> Result<H264Encoder, EncodeError> {
         ff::init().map_err(EncodeError::Init)?;
-        let in_px = ff_pixel(src.format).ok_or(EncodeError::Format(src.format))?;
+        let in_px = av_pixel(src.format).ok_or(EncodeError::Format(src.format))?;
         let mut last_err = ff::Error::EncoderNotFound;
         let mut tried = Vec::new();
         for kind in settings.encoder.candidates() {
@@ -186,36 +175,20 @@ impl H264Encoder {
             match opened {
                 Ok(enc) => {
                     let (sps, pps) = parameter_sets(&enc).ok_or(EncodeError::NoParameterSets)?;
-                    let scaler = if direct {
-                        None
+                    let input = if direct {
+                        Input::Direct(frame::Video::new(in_px, src.width, src.height))
                     } else {
-                        let ctx = scaling::Context::get(
-                            in_px,
-                            src.width,
-                            src.height,
-                            Pixel::YUV420P,
-                            settings.width,
-                            settings.height,
-                            scaling::Flags::BILINEAR,
-                        )
-                        .map_err(|source| EncodeError::Scale {
-                            from: src.format,
-                            to: settings.width,
-                            height: settings.height,
-                            source,
-                        })?;
-                        Some((
-                            ctx,
+                        Input::Scaled(
+                            Scaler::new(settings.width, settings.height, OutFormat::I420),
                             frame::Video::new(Pixel::YUV420P, settings.width, settings.height),
-                        ))
+                        )
                     };
                     tracing::info!(encoder = name, "opened H.264 encoder");
                     return Ok(H264Encoder {
                         enc,
                         name,
                         src_spec: src,
-                        src: frame::Video::new(in_px, src.width, src.height),
-                        scaler,
+                        input,
                         sps,
                         pps,
                         packet: Packet::empty(),
@@ -248,29 +221,24 @@ impl H264Encoder {
         (&self.sps, &self.pps)
     }
 
-    /// Encodes one bus frame (`planes` as laid out by the source spec) with
-    /// presentation time `pts` (90 kHz), forcing an IDR when `force_idr`.
-    /// Returns the access units the encoder emitted (zero or one with
-    /// zero-latency settings).
+    /// Encodes one bus frame (of the source spec) with presentation time
+    /// `pts` (90 kHz), forcing an IDR when `force_idr`. Returns the access
+    /// units the encoder emitted (zero or one with zero-latency settings).
     pub fn encode(
         &mut self,
-        data: &[u8],
+        bus_frame: &Frame,
         pts: i64,
         force_idr: bool,
     ) -> Result<Vec<EncodedAu>, EncodeError> {
-        copy_into_frame(&self.src_spec, data, &mut self.src);
-        let frame = match &mut self.scaler {
-            Some((ctx, out)) => {
-                ctx.run(&self.src, out)
-                    .map_err(|source| EncodeError::Scale {
-                        from: self.src_spec.format,
-                        to: out.width(),
-                        height: out.height(),
-                        source,
-                    })?;
-                out
+        let frame = match &mut self.input {
+            Input::Direct(f) => {
+                copy_into_frame(&self.src_spec, bus_frame, f);
+                f
             }
-            None => &mut self.src,
+            Input::Scaled(scaler, f) => {
+                copy_picture(scaler.scale(bus_frame)?, f);
+                f
+            }
         };
         frame.set_pts(Some(pts));
         frame.set_kind(if force_idr {
@@ -364,6 +332,21 @@ fn parameter_sets(enc: &encoder::Video) -> Option<(Vec<u8>, Vec<u8>)> {
     let sps = nals.iter().find(|n| nal_type(n) == nal::SPS)?.to_vec();
     let pps = nals.iter().find(|n| nal_type(n) == nal::PPS)?.to_vec();
     Some((sps, pps))
+}
+
+/// Copies a scaled picture (planes back to back, no row padding) into an
+/// `AVFrame` of the same format and size, row by row.
+fn copy_picture(pic: &Picture, out: &mut frame::Video) {
+    for (i, (plane, stride)) in pic.planes().into_iter().enumerate() {
+        let dst_stride = out.stride(i);
+        let dst = out.data_mut(i);
+        for (r, row) in plane.chunks_exact(stride).enumerate() {
+            let Some(d) = dst.get_mut(r * dst_stride..r * dst_stride + stride) else {
+                break;
+            };
+            d.copy_from_slice(row);
+        }
+    }
 }
 
 /// Copies a bus frame into an `AVFrame` of the same format and size,

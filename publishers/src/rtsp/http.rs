@@ -8,28 +8,46 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::{FromRef, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use base64::Engine;
+use framebus::contract;
 use prometheus_client::registry::Registry;
 use serde::Serialize;
-use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 
-use super::config::Credentials;
 use super::metrics::RtspCollector;
 use super::stream::{Stream, Streams};
+use crate::common::auth::Credentials;
+use crate::common::http::{self as common_http, BusCollector, Observability};
 
-/// What the handlers share.
-#[derive(Debug)]
-struct App {
+/// What the handlers share; each takes only its part (axum sub-state).
+#[derive(Clone, Debug)]
+struct HttpState {
     streams: Arc<Streams>,
-    registry: Registry,
-    auth: Option<Credentials>,
+    auth: Arc<Option<Credentials>>,
+    observe: Observability,
+}
+
+impl FromRef<HttpState> for Arc<Streams> {
+    fn from_ref(s: &HttpState) -> Arc<Streams> {
+        Arc::clone(&s.streams)
+    }
+}
+
+impl FromRef<HttpState> for Arc<Option<Credentials>> {
+    fn from_ref(s: &HttpState) -> Arc<Option<Credentials>> {
+        Arc::clone(&s.auth)
+    }
+}
+
+impl FromRef<HttpState> for Observability {
+    fn from_ref(s: &HttpState) -> Observability {
+        s.observe.clone()
+    }
 }
 
 /// Status of one stream, as served by `/api/v1/streams`.
@@ -104,50 +122,23 @@ impl StreamStatus {
     }
 }
 
-async fn list_streams(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
-    let mut all = app.streams.all();
+async fn list_streams(State(streams): State<Arc<Streams>>) -> Json<serde_json::Value> {
+    let mut all = streams.all();
     all.sort_by(|a, b| a.path.cmp(&b.path));
     let list: Vec<StreamStatus> = all.iter().map(|s| StreamStatus::of(s)).collect();
     Json(serde_json::json!({ "streams": list }))
 }
 
-async fn metrics(State(app): State<Arc<App>>) -> Response {
-    let app2 = Arc::clone(&app);
-    // The bus listing reads /dev/shm: keep it off the async workers.
-    let text = tokio::task::spawn_blocking(move || {
-        let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &app2.registry).map(|()| out)
-    })
-    .await;
-    match text {
-        Ok(Ok(text)) => (
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                ),
-            )],
-            text,
-        )
-            .into_response(),
-        _ => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "metrics encoding failed\n",
-        )
-            .into_response(),
-    }
-}
-
 /// A stream with clients that encoded nothing for this long is unhealthy.
 pub const STALL_LIMIT: Duration = Duration::from_secs(5);
 
-/// 200 `ok`, or 503 with the reasons when a stream that has clients
-/// cannot serve them: its encoder failed, or it encoded nothing for
+/// Why `/healthz` answers 503: a stream that has clients cannot serve
+/// them, because its encoder failed or it encoded nothing for
 /// [`STALL_LIMIT`] (producer gone or stuck). Requests for buses that do
 /// not exist do not make the server unhealthy (they get 404).
-async fn healthz(State(app): State<Arc<App>>) -> Response {
+pub fn health_problems(streams: &Streams) -> Vec<String> {
     let mut problems = Vec::new();
-    for s in app.streams.all() {
+    for s in streams.all() {
         if s.clients() == 0 {
             continue;
         }
@@ -170,15 +161,7 @@ async fn healthz(State(app): State<Arc<App>>) -> Response {
         }
     }
     problems.sort();
-    if problems.is_empty() {
-        (StatusCode::OK, "ok\n").into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("unhealthy\n{}\n", problems.join("\n")),
-        )
-            .into_response()
-    }
+    problems
 }
 
 fn basic_ok(value: Option<&HeaderValue>, creds: &Credentials) -> bool {
@@ -191,21 +174,27 @@ fn basic_ok(value: Option<&HeaderValue>, creds: &Credentials) -> bool {
     else {
         return false;
     };
-    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(b64.trim()) else {
-        return false;
-    };
-    let want = format!("{}:{}", creds.user, creds.password);
-    decoded.ct_eq(want.as_bytes()).into()
+    creds.matches_basic(b64)
 }
 
-async fn require_auth(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
-    match &app.auth {
-        Some(c) if !basic_ok(req.headers().get(header::AUTHORIZATION), c) => (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Basic realm=\"framebus-rtsp\"")],
-            "credentials required\n",
-        )
-            .into_response(),
+/// Everything but `/healthz` needs the credentials, over HTTP Basic.
+async fn require_auth(
+    State(auth): State<Arc<Option<Credentials>>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    match auth.as_ref() {
+        Some(c)
+            if req.uri().path() != contract::health::HTTP_PATH
+                && !basic_ok(req.headers().get(header::AUTHORIZATION), c) =>
+        {
+            (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Basic realm=\"framebus-rtsp\"")],
+                "credentials required\n",
+            )
+                .into_response()
+        }
         _ => next.run(req).await,
     }
 }
@@ -217,23 +206,24 @@ pub fn router(
     auth: Option<Credentials>,
 ) -> Router {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(RtspCollector::new(Arc::clone(&streams), shm_dir)));
-    let app = Arc::new(App {
+    registry.register_collector(Box::new(RtspCollector::new(Arc::clone(&streams))));
+    registry.register_collector(Box::new(BusCollector::new(move || {
+        framebus::list_in(shm_dir.as_deref()).unwrap_or_default()
+    })));
+    let health = {
+        let streams = Arc::clone(&streams);
+        move || health_problems(&streams)
+    };
+    let state = HttpState {
         streams,
-        registry,
-        auth,
-    });
-    let protected = Router::new()
-        .route("/metrics", get(metrics))
-        .route("/api/v1/streams", get(list_streams))
-        .route_layer(middleware::from_fn_with_state(
-            Arc::clone(&app),
-            require_auth,
-        ));
+        auth: Arc::new(auth),
+        observe: Observability::new(registry, health),
+    };
     Router::new()
-        .route("/healthz", get(healthz))
-        .merge(protected)
-        .with_state(app)
+        .route(contract::streams::PATH, get(list_streams))
+        .merge(common_http::routes())
+        .layer(middleware::from_fn_with_state(state.clone(), require_auth))
+        .with_state(state)
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then lets the

@@ -4,26 +4,27 @@
 //! atomics, a byte-rate window and a `prometheus-client` histogram of
 //! encode times) that the encoder thread and the client tasks update. A
 //! scrape runs [`Collector::encode`], which walks the stream registry and
-//! the buses (`framebus::list_in`) and writes every series at that moment,
-//! so streams and buses that come and go need no registration.
+//! writes every series at that moment, so streams that come and go need no
+//! registration (the bus series come from the shared
+//! [`crate::common::http::BusCollector`]).
 //!
 //! Every metric is described in `docs/rtsp.md` ("Metrics").
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::MetricType;
 
 use super::stream::{Stream, Streams};
+use crate::common::http::family;
 use crate::common::stats::RateMeter;
 
 /// Window of the measured output bit rate.
@@ -161,50 +162,31 @@ impl StreamMetrics {
     }
 }
 
-/// Writes the stream and bus series on every scrape.
+/// Writes the stream series on every scrape (the bus series are
+/// [`crate::common::http::BusCollector`]'s).
 #[derive(Debug)]
 pub struct RtspCollector {
     streams: Arc<Streams>,
-    shm_dir: Option<PathBuf>,
 }
 
 impl RtspCollector {
-    /// A collector over `streams` and the buses in `shm_dir`.
-    pub fn new(streams: Arc<Streams>, shm_dir: Option<PathBuf>) -> RtspCollector {
-        RtspCollector { streams, shm_dir }
+    /// A collector over `streams`.
+    pub fn new(streams: Arc<Streams>) -> RtspCollector {
+        RtspCollector { streams }
     }
 }
 
 type Labels = [(&'static str, String); 2];
 /// Name, help and field of a per-stream counter.
 type CounterDef = (&'static str, &'static str, fn(&StreamMetrics) -> &AtomicU64);
+/// Name, help and value of a per-stream gauge.
+type GaugeDef = (&'static str, &'static str, fn(&Stream) -> f64);
 
 fn stream_labels(s: &Stream) -> Labels {
     [
         ("bus", s.bus().to_string()),
         ("profile", s.profile_name().to_string()),
     ]
-}
-
-/// Writes one metric family: a descriptor and one sample per item.
-fn family<T, L: prometheus_client::encoding::EncodeLabelSet, M: EncodeMetric>(
-    enc: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    kind: MetricType,
-    items: &[T],
-    labels: impl Fn(&T) -> L,
-    value: impl Fn(&T) -> M,
-) -> Result<(), std::fmt::Error> {
-    if items.is_empty() {
-        return Ok(());
-    }
-    let mut m = enc.encode_descriptor(name, help, None, kind)?;
-    for it in items {
-        let l = labels(it);
-        value(it).encode(m.encode_family(&l)?)?;
-    }
-    Ok(())
 }
 
 impl Collector for RtspCollector {
@@ -214,7 +196,6 @@ impl Collector for RtspCollector {
         let c = |f: fn(&StreamMetrics) -> &AtomicU64| {
             move |s: &Arc<Stream>| ConstCounter::new(get(f(s.metrics())))
         };
-        let g = |v: f64| ConstGauge::new(v);
         let sl = |s: &Arc<Stream>| stream_labels(s);
         type S = Arc<Stream>;
         let counters: [CounterDef; 11] = [
@@ -282,71 +263,50 @@ impl Collector for RtspCollector {
             MetricType::Counter,
             &streams,
             sl,
-            |s: &S| ConstCounter::new(s.starts.load(Ordering::Relaxed)),
+            |s: &S| ConstCounter::new(s.starts()),
         )?;
-        family(
-            &mut enc,
-            "framebus_rtsp_viewers",
-            "Clients holding a slot now",
-            MetricType::Gauge,
-            &streams,
-            sl,
-            |s: &S| g(s.clients() as f64),
-        )?;
-        family(
-            &mut enc,
-            "framebus_rtsp_max_viewers",
-            "Client limit per stream",
-            MetricType::Gauge,
-            &streams,
-            sl,
-            |s: &S| g(s.max_clients() as f64),
-        )?;
-        family(
-            &mut enc,
-            "framebus_rtsp_running",
-            "1 while the encoder thread runs",
-            MetricType::Gauge,
-            &streams,
-            sl,
-            |s: &S| g(if s.is_running() { 1.0 } else { 0.0 }),
-        )?;
-        family(
-            &mut enc,
-            "framebus_rtsp_input_fps",
-            "Bus frames per second reaching the encoder (last 2 s)",
-            MetricType::Gauge,
-            &streams,
-            sl,
-            |s: &S| g(s.metrics().input_fps()),
-        )?;
-        family(
-            &mut enc,
-            "framebus_rtsp_output_fps",
-            "Access units encoded per second (last 2 s)",
-            MetricType::Gauge,
-            &streams,
-            sl,
-            |s: &S| g(s.metrics().output_fps()),
-        )?;
-        family(
-            &mut enc,
-            "framebus_rtsp_output_bitrate",
-            "Encoded bits per second (last 2 s)",
-            MetricType::Gauge,
-            &streams,
-            sl,
-            |s: &S| g(s.metrics().output_bitrate()),
-        )?;
-        family(
-            &mut enc,
-            "framebus_rtsp_target_bitrate",
-            "Configured bit rate of the profile, bits per second",
-            MetricType::Gauge,
-            &streams,
-            sl,
-            |s: &S| g(s.target_bitrate() as f64),
-        )?;
+        let gauges: [GaugeDef; 7] = [
+            ("viewers", "Clients holding a slot now", |s| {
+                s.clients() as f64
+            }),
+            ("max_viewers", "Client limit per stream", |s| {
+                s.max_clients() as f64
+            }),
+            ("running", "1 while the encoder thread runs", |s| {
+                f64::from(u8::from(s.is_running()))
+            }),
+            (
+                "input_fps",
+                "Bus frames per second reaching the encoder (last 2 s)",
+                |s| s.metrics().input_fps(),
+            ),
+            (
+                "output_fps",
+                "Access units encoded per second (last 2 s)",
+                |s| s.metrics().output_fps(),
+            ),
+            (
+                "output_bitrate",
+                "Encoded bits per second (last 2 s)",
+                |s| s.metrics().output_bitrate(),
+            ),
+            (
+                "target_bitrate",
+                "Configured bit rate of the profile, bits per second",
+                |s| s.target_bitrate() as f64,
+            ),
+        ];
+        for (name, help, v) in gauges {
+            family(
+                &mut enc,
+                &format!("framebus_rtsp_{name}"),
+                help,
+                MetricType::Gauge,
+                &streams,
+                sl,
+                |s: &S| ConstGauge::new(v(s)),
+            )?;
+        }
         family(
             &mut enc,
             "framebus_rtsp_encode_seconds",
@@ -357,98 +317,6 @@ impl Collector for RtspCollector {
             |s: &S| s.metrics().encode_seconds.clone(),
         )?;
 
-        let buses = framebus::list_in(self.shm_dir.as_deref()).unwrap_or_default();
-        let bl = |b: &framebus::BusInfo| [("bus", b.name.clone())];
-        type B = framebus::BusInfo;
-        family(
-            &mut enc,
-            "framebus_bus_up",
-            "1 while the bus is live and its source is running",
-            MetricType::Gauge,
-            &buses,
-            bl,
-            |b: &B| {
-                g(
-                    if b.state == "live" && b.producer_alive && b.source_state == "running" {
-                        1.0
-                    } else {
-                        0.0
-                    },
-                )
-            },
-        )?;
-        family(
-            &mut enc,
-            "framebus_bus_fps",
-            "Frames published per second over the last second",
-            MetricType::Gauge,
-            &buses,
-            bl,
-            |b: &B| g(b.measured_fps),
-        )?;
-        family(
-            &mut enc,
-            "framebus_bus_nominal_fps",
-            "The bus's configured rate",
-            MetricType::Gauge,
-            &buses,
-            bl,
-            |b: &B| g(b.fps),
-        )?;
-        family(
-            &mut enc,
-            "framebus_bus_captured",
-            "Frames the source delivered",
-            MetricType::Counter,
-            &buses,
-            bl,
-            |b: &B| ConstCounter::new(b.captured),
-        )?;
-        family(
-            &mut enc,
-            "framebus_bus_published",
-            "Frames published on the bus",
-            MetricType::Counter,
-            &buses,
-            bl,
-            |b: &B| ConstCounter::new(b.published),
-        )?;
-        family(
-            &mut enc,
-            "framebus_bus_source_dropped",
-            "Frames the source lost",
-            MetricType::Counter,
-            &buses,
-            bl,
-            |b: &B| ConstCounter::new(b.source_dropped),
-        )?;
-        family(
-            &mut enc,
-            "framebus_bus_dropped_all_held",
-            "Frames dropped because readers held every slot",
-            MetricType::Counter,
-            &buses,
-            bl,
-            |b: &B| ConstCounter::new(b.dropped_all_held),
-        )?;
-        family(
-            &mut enc,
-            "framebus_bus_source_restarts",
-            "Source reopens",
-            MetricType::Counter,
-            &buses,
-            bl,
-            |b: &B| ConstCounter::new(b.restarts),
-        )?;
-        family(
-            &mut enc,
-            "framebus_bus_readers",
-            "Readers attached",
-            MetricType::Gauge,
-            &buses,
-            bl,
-            |b: &B| g(b.readers.len() as f64),
-        )?;
         Ok(())
     }
 }

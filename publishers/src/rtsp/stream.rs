@@ -1,11 +1,14 @@
 //! One encoded stream per (bus, profile), shared by all its clients.
 //!
-//! Lifecycle: the first DESCRIBE or SETUP starts an encoder thread; every
-//! client holds a [`ClientSlot`]; the thread stops `grace` after the last
-//! slot is dropped (a DESCRIBE alone also keeps it alive for `grace`). The
-//! start/stop decision is taken under one mutex (`State`), so a client
+//! Lifecycle: [`crate::common::demand::OnDemand`], as in `framebus-mjpeg`.
+//! The first DESCRIBE or SETUP starts an encoder thread; every client holds
+//! a [`ClientSlot`] (a viewer ticket, counted against `--max-clients`); the
+//! thread stops `grace` after the last slot is dropped (a DESCRIBE alone
+//! also keeps it alive for `grace`: it joins and leaves at once). The
+//! start/stop decision is taken under `OnDemand`'s one mutex, so a client
 //! arriving while the thread decides to stop either keeps it running or
-//! starts a new one, never neither.
+//! starts a new one, never neither. The newest-value hand-off of
+//! `OnDemand` is not used: RTP needs every access unit (below).
 //!
 //! Fan-out: the thread packetizes each access unit once and sends it on a
 //! bounded `tokio::sync::broadcast` channel; it never waits for a client. A
@@ -14,8 +17,8 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use framebus::{ReadError, Reader, ReaderOptions};
@@ -28,6 +31,7 @@ use super::encoder::{EncodeSettings, H264Encoder};
 use super::h264::{split_annex_b, Packetizer};
 use super::metrics::{add, StreamMetrics};
 use super::rtp::CLOCK_RATE;
+use crate::common::demand::{JoinError, JoinKind, OnDemand, Ticket, Worker};
 
 /// Access units the fan-out channel holds (about half a second at 30 fps).
 const FANOUT_DEPTH: usize = 16;
@@ -86,16 +90,6 @@ pub enum StreamError {
     Timeout(String, Duration),
 }
 
-#[derive(Debug, Default)]
-struct State {
-    running: bool,
-    clients: usize,
-    /// When the stream last lost its last client (or was described).
-    idle_since: Option<Instant>,
-    /// When the running encoder thread started.
-    started: Option<Instant>,
-}
-
 /// A shared encoded stream.
 #[derive(Debug)]
 pub struct Stream {
@@ -104,7 +98,8 @@ pub struct Stream {
     bus: String,
     profile: Profile,
     config: Arc<Config>,
-    state: Mutex<State>,
+    /// Encoder thread lifecycle (clients are its viewers).
+    demand: Arc<OnDemand<()>>,
     tx: broadcast::Sender<Arc<AccessUnit>>,
     params: watch::Sender<Option<Result<StreamParams, StreamError>>>,
     idr_requested: AtomicBool,
@@ -113,34 +108,19 @@ pub struct Stream {
     ts_offset: u32,
     /// Counters for `/metrics` and `/api/v1/streams`.
     metrics: StreamMetrics,
-    /// Encoder thread starts.
-    pub starts: AtomicU64,
-    active_clients: AtomicUsize,
 }
 
 /// A client's claim on a stream; dropping it releases the claim.
 #[derive(Debug)]
 pub struct ClientSlot {
     stream: Arc<Stream>,
+    _ticket: Ticket<()>,
 }
 
 impl ClientSlot {
     /// The stream.
     pub fn stream(&self) -> &Arc<Stream> {
         &self.stream
-    }
-}
-
-impl Drop for ClientSlot {
-    fn drop(&mut self) {
-        let mut st = self.stream.state.lock();
-        st.clients -= 1;
-        self.stream
-            .active_clients
-            .store(st.clients, Ordering::Relaxed);
-        if st.clients == 0 {
-            st.idle_since = Some(Instant::now());
-        }
     }
 }
 
@@ -156,39 +136,47 @@ impl Stream {
         let (tx, _) = broadcast::channel(FANOUT_DEPTH);
         let (params, _) = watch::channel(None);
         let r = random_u64();
-        Arc::new(Stream {
+        Arc::new_cyclic(|me: &Weak<Stream>| Stream {
             path: format!("{bus}/{}", profile.name),
             bus: bus.to_string(),
             profile,
+            demand: {
+                // Weak: the stream owns its lifecycle, not the reverse.
+                let me = me.clone();
+                OnDemand::new(config.grace, config.max_clients, move |worker| {
+                    if let Some(me) = me.upgrade() {
+                        me.start(worker);
+                    }
+                })
+            },
             config,
-            state: Mutex::new(State::default()),
             tx,
             params,
             idr_requested: AtomicBool::new(false),
             ssrc: r as u32,
             ts_offset: (r >> 32) as u32,
             metrics: StreamMetrics::default(),
-            starts: AtomicU64::new(0),
-            active_clients: AtomicUsize::new(0),
         })
     }
 
     /// Clients currently holding a slot.
     pub fn clients(&self) -> usize {
-        self.active_clients.load(Ordering::Relaxed)
+        self.demand.status().viewers
     }
 
     /// True while the encoder thread runs.
     pub fn is_running(&self) -> bool {
-        self.state.lock().running
+        self.demand.status().running
     }
 
     /// How long the encoder thread has been running (`None` when idle).
     pub fn uptime(&self) -> Option<Duration> {
-        let st = self.state.lock();
-        st.running
-            .then(|| st.started.map(|t| t.elapsed()))
-            .flatten()
+        self.demand.status().uptime
+    }
+
+    /// Encoder thread starts.
+    pub fn starts(&self) -> u64 {
+        self.demand.status().starts
     }
 
     /// The bus name.
@@ -238,41 +226,33 @@ impl Stream {
         }
     }
 
+    /// A run of the lifecycle begins (called by [`OnDemand`] outside its
+    /// lock, before anyone waits for the new run's parameters).
+    fn start(self: Arc<Stream>, worker: Worker<()>) {
+        self.params.send_replace(None);
+        std::thread::Builder::new()
+            .name(format!("enc {}", self.path))
+            .spawn(move || self.run(&worker))
+            .expect("spawn encoder thread");
+    }
+
     /// Starts the encoder thread if it is not running, and marks the
-    /// stream as just used (the grace time counts from now).
-    fn touch(self: &Arc<Stream>) {
-        let mut st = self.state.lock();
-        st.idle_since = Some(Instant::now());
-        if !st.running {
-            st.running = true;
-            st.started = Some(Instant::now());
-            self.params.send_replace(None);
-            self.starts.fetch_add(1, Ordering::Relaxed);
-            let me = Arc::clone(self);
-            std::thread::Builder::new()
-                .name(format!("enc {}", self.path))
-                .spawn(move || me.run())
-                .expect("spawn encoder thread");
-        }
+    /// stream as just used (the grace time counts from now): joins and
+    /// leaves at once.
+    fn touch(&self) {
+        drop(self.demand.join(JoinKind::Snapshot));
     }
 
     /// Takes a client slot, starting the encoder if needed.
     pub fn join(self: &Arc<Stream>) -> Result<ClientSlot, StreamError> {
-        {
-            let mut st = self.state.lock();
-            if st.clients >= self.config.max_clients {
-                return Err(StreamError::Full(
-                    self.path.clone(),
-                    self.config.max_clients,
-                ));
-            }
-            st.clients += 1;
-            self.active_clients.store(st.clients, Ordering::Relaxed);
-        }
+        let ticket = self
+            .demand
+            .join(JoinKind::Viewer)
+            .map_err(|JoinError::Full { max }| StreamError::Full(self.path.clone(), max))?;
         add(&self.metrics.clients_total, 1);
-        self.touch();
         Ok(ClientSlot {
             stream: Arc::clone(self),
+            _ticket: ticket,
         })
     }
 
@@ -310,27 +290,15 @@ impl Stream {
         (ticks as u32).wrapping_add(self.ts_offset)
     }
 
-    /// Decides under the state lock whether the thread should stop; if so
-    /// marks it stopped (the caller must then return).
-    fn should_stop(&self) -> bool {
-        let mut st = self.state.lock();
-        let idle = st.clients == 0
-            && st
-                .idle_since
-                .is_none_or(|t| t.elapsed() >= self.config.grace);
-        if idle {
-            st.running = false;
-        }
-        idle
-    }
-
     fn fail(&self, e: StreamError) {
         tracing::warn!(stream = %self.path, error = %e, "stream failed");
         self.params.send_replace(Some(Err(e)));
     }
 
-    /// The encoder thread.
-    fn run(self: Arc<Stream>) {
+    /// The encoder thread: one run of the lifecycle, until `worker` says
+    /// nobody needs it (or it returns early: the next client starts a new
+    /// run).
+    fn run(&self, worker: &Worker<()>) {
         tracing::info!(stream = %self.path, "encoder starting");
         let opts = ReaderOptions {
             wait: None,
@@ -343,12 +311,11 @@ impl Stream {
                 // Stay "running" until idle so that a burst of requests
                 // for a missing bus does not spawn a thread each; the
                 // state is re-checked on the next touch after stopping.
-                while !self.should_stop() {
+                while worker.keep_running() {
                     std::thread::sleep(Duration::from_millis(100));
                     if framebus::stat(&self.bus, self.config.shm_dir.as_deref()).is_ok() {
-                        // The bus appeared: let the next touch restart us.
-                        let mut st = self.state.lock();
-                        st.running = false;
+                        // The bus appeared: end this run (dropping the
+                        // worker); the next touch starts a new one.
                         return;
                     }
                 }
@@ -359,7 +326,7 @@ impl Stream {
         let mut packetizer = Packetizer::new(self.config.mtu, 96, self.ssrc, random_u64() as u16);
         let mut clock: Option<FrameClock> = None;
         let mut last_idr = Instant::now() - IDR_MIN_INTERVAL;
-        while !self.should_stop() {
+        while worker.keep_running() {
             let frame = match reader.next(Some(Duration::from_millis(200))) {
                 Ok(f) => f,
                 Err(ReadError::Timeout { .. }) => continue,

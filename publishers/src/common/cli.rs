@@ -1,0 +1,48 @@
+//! What both binaries do the same way at their edges, by the process
+//! contracts of [`framebus::contract`]: argument errors exit with
+//! [`exit::USAGE`] (clap's own default is 2), and the first stdout line is
+//! [`listening::line`].
+
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use framebus::contract::{exit, listening};
+
+/// Parse the command line. `--help` and `--version` print and exit 0; any
+/// other clap error prints its message and exits [`exit::USAGE`].
+pub fn parse_args<A: clap::Parser>() -> A {
+    A::try_parse().unwrap_or_else(|e| {
+        if e.use_stderr() {
+            let _ = e.print();
+            std::process::exit(i32::from(exit::USAGE));
+        }
+        e.exit()
+    })
+}
+
+/// `program: message` on stderr, and the exit code for a bad argument or
+/// configuration ([`exit::USAGE`]).
+pub fn usage_error(program: &str, message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("{program}: {message}");
+    ExitCode::from(exit::USAGE)
+}
+
+/// `program: message` on stderr, and the exit code for a runtime error
+/// ([`exit::FAILURE`]).
+pub fn failure(program: &str, message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("{program}: {message}");
+    ExitCode::from(exit::FAILURE)
+}
+
+/// Print `listening on URL` ([`listening::line`]) on stdout and flush it:
+/// the supervisor and the tests wait for this line.
+pub fn print_listening(url: &str) {
+    print_line(&listening::line(url));
+}
+
+/// Print one line on stdout and flush it.
+pub fn print_line(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}

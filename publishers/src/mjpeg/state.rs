@@ -1,0 +1,64 @@
+//! The state of `framebus-mjpeg`'s router, in its own module so that the
+//! handler modules (`api`, `index`, `media`, `auth`) depend on it or on
+//! nothing, and `http` (the router) depends on them: no import cycles.
+//! Handlers take only the part they need (axum sub-state: `FromRef`).
+
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+use prometheus_client::registry::Registry;
+
+use super::api::health_problems;
+use super::auth::Auth;
+use super::metrics::MjpegCollector;
+use super::streams::Streams;
+use crate::common::http::{BusCollector, Observability};
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The streams (`api`, `index`, `media`).
+    pub streams: Arc<Streams>,
+    /// Accepted credentials (`auth::require`).
+    pub auth: Arc<Auth>,
+    /// `/healthz` and `/metrics` ([`crate::common::http`]).
+    pub observe: Observability,
+}
+
+impl AppState {
+    /// The state for `streams` behind `auth`: `/metrics` reports the
+    /// streams and the served buses, `/healthz` the configured buses and
+    /// running streams ([`health_problems`]).
+    pub fn new(streams: Arc<Streams>, auth: Auth) -> AppState {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(MjpegCollector::new(Arc::clone(&streams))));
+        let served = Arc::clone(&streams);
+        registry.register_collector(Box::new(BusCollector::new(move || {
+            served.buses().into_iter().filter_map(|b| b.info).collect()
+        })));
+        let checked = Arc::clone(&streams);
+        AppState {
+            streams,
+            auth: Arc::new(auth),
+            observe: Observability::new(registry, move || health_problems(&checked)),
+        }
+    }
+}
+
+impl FromRef<AppState> for Arc<Streams> {
+    fn from_ref(s: &AppState) -> Arc<Streams> {
+        Arc::clone(&s.streams)
+    }
+}
+
+impl FromRef<AppState> for Arc<Auth> {
+    fn from_ref(s: &AppState) -> Arc<Auth> {
+        Arc::clone(&s.auth)
+    }
+}
+
+impl FromRef<AppState> for Observability {
+    fn from_ref(s: &AppState) -> Observability {
+        s.observe.clone()
+    }
+}
