@@ -50,7 +50,7 @@ def main() -> int:
         enc.open()
         cap = spec.width * spec.height  # generous for one access unit
         with framebus.Writer(args.encoded_bus, width=spec.width, height=spec.height,
-                             format="mjpeg", fps=spec.fps, slots=min(max(args.gop + 4, 8), 64),
+                             format="h264", fps=spec.fps, slots=min(max(args.gop + 4, 8), 64),
                              max_held=2, slot_capacity=cap, source=f"h264 of {args.raw_bus}") as out:
             out.set_codec(time_base=(1, 90000), config=bytes(enc.extradata or b""))
             print(f"encoding {args.raw_bus} -> {args.encoded_bus}", flush=True)

@@ -81,7 +81,7 @@ pub(crate) fn frame_layout(name: &str, spec: &FrameSpec, len: usize) -> PyResult
             }
             packed(0, h * 3 / 2, w, stride, 1)
         }
-        PixelFormat::Mjpeg => Layout {
+        PixelFormat::Mjpeg | PixelFormat::H264 => Layout {
             offset: 0,
             shape: vec![len],
             strides: vec![1],
@@ -107,7 +107,7 @@ pub(crate) fn plane_layouts(spec: &FrameSpec, len: usize) -> Vec<Layout> {
         PixelFormat::Gray8 => vec![packed(0, h, w, p[0].stride as usize, 1)],
         PixelFormat::Rgb24 | PixelFormat::Bgr24 => vec![packed(0, h, w, p[0].stride as usize, 3)],
         PixelFormat::Yuyv | PixelFormat::Uyvy => vec![packed(0, h, w, p[0].stride as usize, 2)],
-        PixelFormat::Mjpeg => vec![Layout {
+        PixelFormat::Mjpeg | PixelFormat::H264 => vec![Layout {
             offset: 0,
             shape: vec![len],
             strides: vec![1],

@@ -195,7 +195,7 @@ impl PyWriter {
         source: Option<String>,
     ) -> PyResult<Self> {
         let pf = PixelFormat::from_str(format)
-            .map_err(|_| FormatError::new_err(format!("bus {name:?}: unknown pixel format {format:?} (yuyv, uyvy, nv12, i420, rgb24, bgr24, gray8, mjpeg)")))?;
+            .map_err(|_| FormatError::new_err(format!("bus {name:?}: unknown pixel format {format:?} (yuyv, uyvy, nv12, i420, rgb24, bgr24, gray8, mjpeg, h264)")))?;
         if !(fps.is_finite() && fps > 0.0 && fps < 1e6) {
             return Err(PyValueError::new_err(format!(
                 "bus {name:?}: fps must be a positive number, got {fps}"

@@ -191,8 +191,8 @@ def test_errors_missing_bus_and_bad_name(bus: str) -> None:
 
 
 def test_errors_format_and_exists(bus: str) -> None:
-    with pytest.raises(framebus.FormatError, match="h264"):
-        framebus.Writer(bus, width=W, height=H, format="h264")
+    with pytest.raises(framebus.FormatError, match="hevc"):
+        framebus.Writer(bus, width=W, height=H, format="hevc")
     with pytest.raises(framebus.FormatError, match=bus):
         framebus.Writer(bus, width=63, height=H, format="nv12")
     with pytest.raises(framebus.InvalidOptions, match=bus):

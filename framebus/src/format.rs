@@ -32,6 +32,9 @@ pub enum PixelFormat {
     Gray8,
     /// Motion-JPEG: each frame is one JPEG of variable length.
     Mjpeg,
+    /// H.264: each frame is one access unit in Annex B, variable length
+    /// (an encoded bus: read it in order with `Reader::next_encoded`).
+    H264,
 }
 
 /// One plane of a raw format: where it starts in the slot and its geometry.
@@ -61,7 +64,7 @@ impl Plane {
 
 impl PixelFormat {
     /// Every format, in a stable order.
-    pub const ALL: [PixelFormat; 8] = [
+    pub const ALL: [PixelFormat; 9] = [
         PixelFormat::Yuyv,
         PixelFormat::Uyvy,
         PixelFormat::Nv12,
@@ -70,6 +73,7 @@ impl PixelFormat {
         PixelFormat::Bgr24,
         PixelFormat::Gray8,
         PixelFormat::Mjpeg,
+        PixelFormat::H264,
     ];
 
     /// The V4L2 fourcc, as stored in the bus header.
@@ -83,6 +87,7 @@ impl PixelFormat {
             PixelFormat::Bgr24 => b"BGR3",
             PixelFormat::Gray8 => b"GREY",
             PixelFormat::Mjpeg => b"MJPG",
+            PixelFormat::H264 => b"H264",
         };
         u32::from_le_bytes(*code)
     }
@@ -103,12 +108,13 @@ impl PixelFormat {
             PixelFormat::Bgr24 => "bgr24",
             PixelFormat::Gray8 => "gray8",
             PixelFormat::Mjpeg => "mjpeg",
+            PixelFormat::H264 => "h264",
         }
     }
 
     /// True for formats whose frames have a variable length.
     pub const fn is_compressed(self) -> bool {
-        matches!(self, PixelFormat::Mjpeg)
+        matches!(self, PixelFormat::Mjpeg | PixelFormat::H264)
     }
 
     /// `(bytes per pixel in each plane's row, horizontal subsampling,
@@ -122,7 +128,7 @@ impl PixelFormat {
             PixelFormat::I420 => &[(1, 1, 1), (1, 2, 2), (1, 2, 2)],
             PixelFormat::Rgb24 | PixelFormat::Bgr24 => &[(3, 1, 1)],
             PixelFormat::Gray8 => &[(1, 1, 1)],
-            PixelFormat::Mjpeg => &[],
+            PixelFormat::Mjpeg | PixelFormat::H264 => &[],
         }
     }
 
@@ -159,6 +165,7 @@ impl FromStr for PixelFormat {
             "bgr" | "bgr3" => "bgr24",
             "grey" | "gray" | "y8" => "gray8",
             "mjpg" | "jpeg" => "mjpeg",
+            "avc" | "h.264" => "h264",
             other => other,
         };
         PixelFormat::ALL
@@ -455,6 +462,7 @@ mod tests {
             assert_eq!(f.name().parse::<PixelFormat>().unwrap(), f);
         }
         assert_eq!("YUY2".parse::<PixelFormat>().unwrap(), PixelFormat::Yuyv);
-        assert!("h264".parse::<PixelFormat>().is_err());
+        assert_eq!("AVC".parse::<PixelFormat>().unwrap(), PixelFormat::H264);
+        assert!("hevc".parse::<PixelFormat>().is_err());
     }
 }

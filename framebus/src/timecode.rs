@@ -164,7 +164,7 @@ pub fn paint(spec: &FrameSpec, frame: &mut [u8], tc: TimeCode) -> Result<(), Pai
                 }
                 &packed
             }
-            PixelFormat::Mjpeg => unreachable!("checked above"),
+            PixelFormat::Mjpeg | PixelFormat::H264 => unreachable!("checked above"),
         };
         let p = planes[0];
         for r in band * bh..(band + 1) * bh {
@@ -248,7 +248,7 @@ pub fn decode(spec: &FrameSpec, frame: &[u8]) -> Option<TimeCode> {
                 };
                 rgb_to_luma(r, g, b)
             }
-            PixelFormat::Mjpeg => 0,
+            PixelFormat::Mjpeg | PixelFormat::H264 => 0,
         }
     })
 }

@@ -180,7 +180,11 @@ fn each_header_fault_gives_its_error() {
         HeaderError::Field { .. }
     ));
     assert!(matches!(
-        mutate(&|b| put_u32(b, offset_of!(FixedHeader, fourcc), 0x3436_3248)),
+        mutate(&|b| put_u32(
+            b,
+            offset_of!(FixedHeader, fourcc),
+            u32::from_le_bytes(*b"HEVC")
+        )),
         HeaderError::Field {
             field: "fourcc",
             ..

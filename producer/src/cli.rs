@@ -107,7 +107,10 @@ pub(crate) fn parse_fps(s: &str) -> Result<Fps, String> {
 pub(crate) fn parse_format(s: &str) -> Result<PixelFormat, String> {
     let f: PixelFormat = s.parse().map_err(|e| format!("{e}"))?;
     if f.is_compressed() {
-        return Err("the bus format must be raw (mjpeg is not a bus format here)".into());
+        return Err(format!(
+            "the bus format must be raw ({} is a compressed format: use --mjpeg-bus for a camera's JPEGs, an encoder for H.264)",
+            f.name()
+        ));
     }
     Ok(f)
 }

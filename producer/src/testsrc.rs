@@ -53,7 +53,7 @@ fn plane_maps(f: PixelFormat) -> &'static [PlaneMap] {
         PixelFormat::Yuyv | PixelFormat::Uyvy => &PACKED422,
         PixelFormat::Rgb24 | PixelFormat::Bgr24 => &RGB,
         PixelFormat::Gray8 => &GRAY,
-        PixelFormat::Mjpeg => &[],
+        PixelFormat::Mjpeg | PixelFormat::H264 => &[],
     }
 }
 
@@ -73,7 +73,7 @@ fn colour_units(f: PixelFormat, rgb: [u8; 3]) -> Vec<Vec<u8>> {
         PixelFormat::Rgb24 => vec![vec![rgb[0], rgb[1], rgb[2]]],
         PixelFormat::Bgr24 => vec![vec![rgb[2], rgb[1], rgb[0]]],
         PixelFormat::Gray8 => vec![vec![y]],
-        PixelFormat::Mjpeg => vec![],
+        PixelFormat::Mjpeg | PixelFormat::H264 => vec![],
     }
 }
 

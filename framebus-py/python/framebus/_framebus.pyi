@@ -44,7 +44,7 @@ _Path = Union[str, PathLike[str]]
 # The names the extension returns. `Writer(format=...)` also accepts, at
 # run time, any case and the aliases yuy2, yu12, yuv420p, rgb, rgb3, bgr,
 # bgr3, grey, gray, y8, mjpg, jpeg; typed code uses these names.
-_PixelFormat = Literal["yuyv", "uyvy", "nv12", "i420", "rgb24", "bgr24", "gray8", "mjpeg"]
+_PixelFormat = Literal["yuyv", "uyvy", "nv12", "i420", "rgb24", "bgr24", "gray8", "mjpeg", "h264"]
 
 class FramebusError(Exception):
     """Base class of every framebus error."""

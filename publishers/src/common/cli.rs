@@ -9,15 +9,35 @@ use std::process::ExitCode;
 use framebus::contract::{exit, listening};
 
 /// Parse the command line. `--help` and `--version` print and exit 0; any
-/// other clap error prints its message and exits [`exit::USAGE`].
+/// other clap error prints one line (`program: error: ... (see --help)`,
+/// like every framebus binary) and exits [`exit::USAGE`].
 pub fn parse_args<A: clap::Parser>() -> A {
     A::try_parse().unwrap_or_else(|e| {
         if e.use_stderr() {
-            let _ = e.print();
+            let program = std::env::args_os()
+                .next()
+                .and_then(|a| {
+                    std::path::Path::new(&a)
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                })
+                .unwrap_or_else(|| "framebus".into());
+            eprintln!("{program}: {}", one_line(&e.to_string()));
             std::process::exit(i32::from(exit::USAGE));
         }
         e.exit()
     })
+}
+
+/// The first non-empty line of clap's message (`error: ...`), with a
+/// pointer to `--help` in place of its usage block.
+fn one_line(message: &str) -> String {
+    let first = message
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("error: bad arguments");
+    format!("{first} (see --help)")
 }
 
 /// `program: message` on stderr, and the exit code for a bad argument or

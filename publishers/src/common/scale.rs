@@ -165,7 +165,7 @@ pub fn av_pixel(f: PixelFormat) -> Option<Pixel> {
         PixelFormat::Rgb24 => Pixel::RGB24,
         PixelFormat::Bgr24 => Pixel::BGR24,
         PixelFormat::Gray8 => Pixel::GRAY8,
-        PixelFormat::Mjpeg => return None,
+        PixelFormat::Mjpeg | PixelFormat::H264 => return None,
     })
 }
 
