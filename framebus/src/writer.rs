@@ -798,17 +798,7 @@ impl Loan<'_> {
     /// this process: readers never see it. On error the frame is dropped
     /// unpublished and the slot given back.
     pub fn publish_sealed(mut self, meta: FrameMeta, view: &SlotView) -> Result<u64, PublishError> {
-        let name = || self.writer.name.clone();
-        if self.writer.seg.gen.forked() {
-            return Err(PublishError::Forked { name: name() });
-        }
-        if view.slot != self.slot || view.instance != self.writer.seg.info.instance_id {
-            return Err(PublishError::Map {
-                name: name(),
-                slot: self.slot,
-                source: io::Error::other("the view maps another slot or bus"),
-            });
-        }
+        // Checks the fork generation and that the view maps this slot.
         self.seal_view(view)?;
         self.published = true;
         Ok(self.writer.publish_slot(self.slot, self.len, meta))
