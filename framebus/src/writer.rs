@@ -566,6 +566,26 @@ impl Writer {
         Ok(())
     }
 
+    /// Empty the ring: every slot no reader holds is emptied, and no frame
+    /// is the newest until the next publish. Frames readers hold stay
+    /// valid. For an encoder that stops while nobody reads: a reader that
+    /// joins later waits for the fresh keyframe instead of starting from a
+    /// stale GOP left in the ring.
+    pub fn discard(&mut self) -> Result<(), PublishError> {
+        self.usable()?;
+        let live = self.seg.live();
+        // No frame is the newest any more: readers see "nothing yet".
+        // Release pairs with the Acquire loads of `latest` in the readers.
+        live.latest.store(0, Ordering::Release);
+        self.latest_slot = None;
+        for i in 0..self.seg.info.geometry.slot_count {
+            if protocol::claim(&self.seg.slot(i).state, &self.seg, 1 << i).is_some() {
+                protocol::abandon(&self.seg.slot(i).state);
+            }
+        }
+        Ok(())
+    }
+
     /// Readers attached now (dead ones are reclaimed first, so an encoder
     /// polling this while it publishes nothing still sees them leave).
     pub fn readers(&self) -> u32 {

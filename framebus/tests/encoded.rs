@@ -224,3 +224,24 @@ fn the_writer_counts_its_readers_and_sees_them_leave() {
     drop(r2);
     assert_eq!(w.readers(), 0);
 }
+
+#[test]
+fn a_discarded_ring_makes_joiners_wait_for_a_fresh_keyframe() {
+    let (name, mut w) = encoded_bus("discard", 8);
+    for i in 0..5u64 {
+        au(&mut w, i == 0);
+    }
+    w.discard().unwrap();
+    let mut r = Reader::attach(&name, ReaderOptions::default()).unwrap();
+    assert!(
+        r.latest().unwrap().is_none(),
+        "nothing is newest after a discard"
+    );
+    assert!(matches!(
+        r.next_encoded(Some(Duration::from_millis(50))),
+        Err(ReadError::Timeout { .. })
+    ));
+    let key = au(&mut w, true);
+    let f = r.next_encoded(T).unwrap();
+    assert_eq!((f.seq(), f.is_keyframe()), (key, true));
+}

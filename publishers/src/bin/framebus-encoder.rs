@@ -1,0 +1,102 @@
+//! `framebus-encoder`: encodes one raw bus with one profile into an encoded
+//! bus (`{bus}.h264.{profile}`) that RTSP, WebRTC, HLS, recorders and
+//! Python read instead of encoding again (`framebus_publishers::encode_bus`).
+//!
+//! Run with: `framebus-encoder --bus cam0 --profile high=1280x720@30,bitrate=2M,gop=60`
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use framebus_publishers::common::cli::{failure, parse_args};
+use framebus_publishers::common::shutdown::StopSignals;
+use framebus_publishers::encode_bus::{self, EncodeConfig};
+use framebus_publishers::rtsp::config::Profile;
+use framebus_publishers::rtsp::encoder::EncoderKind;
+
+const PROGRAM: &str = "framebus-encoder";
+
+/// Encode a raw bus into an H.264 encoded bus, on demand.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// The raw bus to encode.
+    #[arg(long, default_value = "cam0")]
+    bus: String,
+    /// `NAME=WxH|native[@FPS][,bitrate=4M][,gop=N]` (as `framebus-rtsp`).
+    #[arg(long, default_value = "high=1920x1080@30,bitrate=4M")]
+    profile: Profile,
+    /// The encoded bus to write (default `{bus}.h264.{profile}`).
+    #[arg(long)]
+    out: Option<String>,
+    /// H.264 encoder.
+    #[arg(long, value_enum, default_value = "auto")]
+    encoder: EncoderKind,
+    /// Seconds encoding goes on after the encoded bus's last reader left.
+    #[arg(long, default_value_t = 2.0)]
+    grace: f64,
+    /// Shortest time between two forced keyframes, milliseconds.
+    #[arg(long, default_value_t = 250)]
+    min_forced_interval_ms: u64,
+    /// Shared-memory directory (default: $FRAMEBUS_SHM_DIR or /dev/shm).
+    #[arg(long)]
+    shm_dir: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args: Args = parse_args();
+    ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Warning);
+    let cfg = EncodeConfig {
+        out: args
+            .out
+            .unwrap_or_else(|| encode_bus::encoded_bus_name(&args.bus, &args.profile.name)),
+        bus: args.bus,
+        profile: args.profile,
+        encoder: args.encoder,
+        grace: Duration::from_secs_f64(args.grace.max(0.0)),
+        min_forced_interval: Duration::from_millis(args.min_forced_interval_ms),
+        shm_dir: args.shm_dir,
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return failure(PROGRAM, format!("cannot start the runtime: {e}")),
+    };
+    rt.block_on(async {
+        let mut signals = match StopSignals::install() {
+            Ok(s) => s,
+            Err(e) => return failure(PROGRAM, e),
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let worker = encode_bus::spawn(cfg, stop.clone());
+        let done = tokio::task::spawn_blocking(move || worker.join());
+        tokio::pin!(done);
+        tokio::select! {
+            which = signals.recv() => {
+                tracing::info!(signal = %which, "stopping");
+                stop.store(true, Ordering::Relaxed);
+                match done.await {
+                    Ok(Ok(Ok(()))) => ExitCode::SUCCESS,
+                    Ok(Ok(Err(e))) => failure(PROGRAM, e),
+                    _ => failure(PROGRAM, "the encoder thread panicked"),
+                }
+            }
+            r = &mut done => match r {
+                Ok(Ok(Ok(()))) => ExitCode::SUCCESS,
+                Ok(Ok(Err(e))) => failure(PROGRAM, e),
+                _ => failure(PROGRAM, "the encoder thread panicked"),
+            },
+        }
+    })
+}

@@ -1,0 +1,141 @@
+//! `framebus-encoder` against a real decoder: a Rust reader takes the
+//! encoded bus in order (`Reader::next_encoded`), ffmpeg and ffprobe decode
+//! what it took; a keyframe request is answered; encoding stops when the
+//! last reader leaves; SIGTERM stops the process cleanly.
+
+use std::process::Command;
+use std::time::Duration;
+
+use framebus::{stat, Reader, ReaderOptions};
+use framebus_test_support::feed::TestBus;
+use framebus_test_support::{run, ChildGuard, TempDir};
+
+const T: Option<Duration> = Some(Duration::from_secs(20));
+
+/// `f()` until it gives a value; a watchdog, never a timing assertion.
+fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "watchdog: no {what} within 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn encoder(bus: &str, profile: &str) -> ChildGuard {
+    ChildGuard::spawn(
+        Command::new(env!("CARGO_BIN_EXE_framebus-encoder"))
+            .args(["--bus", bus, "--profile", profile, "--grace", "0.5"])
+            .env("RUST_LOG", "warn"),
+    )
+}
+
+#[test]
+fn an_encoded_bus_decodes_with_ffmpeg_and_answers_keyframe_requests() {
+    let bus = TestBus::start("enc", 320, 240);
+    // A GOP of 300 frames: any keyframe after the first is an answer.
+    let mut enc = encoder(&bus.name, "low=320x240@30,bitrate=500k,gop=300");
+    let out = format!("{}.h264.low", bus.name);
+    let mut r = Reader::attach(
+        &out,
+        ReaderOptions {
+            wait: Some(Duration::from_secs(20)),
+            ..ReaderOptions::default()
+        },
+    )
+    .unwrap();
+    let codec = wait_for("codec configuration", || r.codec().unwrap());
+    assert_eq!(codec.time_base, (1, 90_000));
+    assert_eq!(codec.config[..4], [0, 0, 0, 1], "Annex B SPS/PPS");
+    assert_eq!(
+        codec.profile_level >> 16,
+        66,
+        "constrained baseline (x264 ultrafast)"
+    );
+    let mut annexb = codec.config.clone();
+
+    let first = r.next_encoded(T).unwrap();
+    assert!(first.is_keyframe(), "a joiner starts at a keyframe");
+    annexb.extend_from_slice(&first);
+    let mut last_source = first.source_seq();
+    let mut last_pts = first.pts();
+    drop(first);
+    for _ in 0..45 {
+        let f = r.next_encoded(T).unwrap();
+        assert_eq!(
+            f.skipped(),
+            0,
+            "an in-order reader keeping up loses nothing"
+        );
+        assert!(
+            f.source_seq() > last_source,
+            "each access unit names its raw frame"
+        );
+        assert!(f.pts() > last_pts, "pts grow");
+        (last_source, last_pts) = (f.source_seq(), f.pts());
+        annexb.extend_from_slice(&f);
+    }
+    r.request_keyframe().unwrap();
+    let answered = (0..3).any(|_| {
+        let f = r.next_encoded(T).unwrap();
+        annexb.extend_from_slice(&f);
+        f.is_keyframe()
+    });
+    assert!(answered, "no keyframe within 3 frames of a request");
+    assert!(stat(&out, None).unwrap().keyframes_forced >= 1);
+
+    // What the reader took is a valid H.264 stream to FFmpeg.
+    let dir = TempDir::new("enc");
+    let file = dir.path().join("taken.h264");
+    std::fs::write(&file, &annexb).unwrap();
+    let decode = run(
+        Command::new("ffmpeg")
+            .args(["-v", "error", "-f", "h264", "-i"])
+            .arg(&file)
+            .args(["-f", "null", "-"]),
+        Duration::from_secs(60),
+    );
+    assert!(decode.status.success(), "ffmpeg failed: {:?}", decode);
+    assert!(
+        decode.stderr.is_empty(),
+        "decode errors: {}",
+        String::from_utf8_lossy(&decode.stderr)
+    );
+    let probe = run(
+        Command::new("ffprobe")
+            .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+            .args([
+                "-show_entries",
+                "stream=width,height,nb_read_frames",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(&file),
+        Duration::from_secs(60),
+    );
+    let text = String::from_utf8_lossy(&probe.stdout);
+    let fields: Vec<&str> = text.trim().split(',').collect();
+    assert_eq!(fields[..2], ["320", "240"], "ffprobe: {text}");
+    assert!(
+        fields[2].parse::<u32>().unwrap() >= 46,
+        "ffprobe frames: {text}"
+    );
+
+    // On demand: with its last reader gone the encoder stops encoding.
+    drop(r);
+    let stopped = wait_for("stop of encoding without readers", || {
+        let a = stat(&out, None).unwrap().published;
+        std::thread::sleep(Duration::from_millis(400));
+        let b = stat(&out, None).unwrap().published;
+        (a == b).then_some(b)
+    });
+    assert!(stopped >= 49);
+
+    let status = enc.signal_and_wait(libc::SIGTERM, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "SIGTERM: {status:?}");
+}
