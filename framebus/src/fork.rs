@@ -181,50 +181,49 @@ fn install() {
     });
 }
 
-/// Open a segment file and register its descriptor in one step that no
-/// `fork()` can split (the registry lock is what the prepare handler
-/// waits for): a child never holds a copy of the descriptor, and so of its
-/// OFD locks, that its handler would not replace.
-pub(crate) fn open_registered(
-    open: impl FnOnce() -> std::io::Result<std::fs::File>,
-) -> std::io::Result<(std::fs::File, Registration)> {
-    use std::os::fd::AsRawFd;
-    install();
-    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-    REGISTRY.lock();
-    let file = open();
-    if let Ok(f) = &file {
-        let fd = f.as_raw_fd();
-        // SAFETY: the lock is held, so this is the only access.
-        unsafe { &mut *REGISTRY.regions.get() }.push(Region {
-            id,
-            ranges: [(0, 0); 2],
-            fd,
-        });
-    }
-    REGISTRY.unlock();
-    file.map(|f| (f, Registration(id)))
-}
-
-/// Map something and register the mapping in one step that no `fork()`
-/// can split; `map` returns the value and the ranges it mapped.
-pub(crate) fn map_registered<T>(
-    map: impl FnOnce() -> std::io::Result<(T, (usize, usize))>,
+/// Run `make` (which opens a descriptor or maps memory) and register
+/// what it made in one step that no `fork()` can split: the registry lock
+/// is what the prepare handler waits for, so a child never inherits a
+/// descriptor (and its OFD locks) or a mapping its handler would not sever.
+fn register_with<T>(
+    make: impl FnOnce() -> std::io::Result<(T, [(usize, usize); 2], RawFd)>,
 ) -> std::io::Result<(T, Registration)> {
     install();
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     REGISTRY.lock();
-    let mapped = map();
-    if let Ok((_, range)) = &mapped {
+    let made = make();
+    if let Ok((_, ranges, fd)) = &made {
         // SAFETY: the lock is held, so this is the only access.
         unsafe { &mut *REGISTRY.regions.get() }.push(Region {
             id,
-            ranges: [*range, (0, 0)],
-            fd: -1,
+            ranges: *ranges,
+            fd: *fd,
         });
     }
     REGISTRY.unlock();
-    mapped.map(|(v, _)| (v, Registration(id)))
+    made.map(|(v, _, _)| (v, Registration(id)))
+}
+
+/// Open a segment file and register its descriptor (its mappings follow
+/// with [`Registration::set_ranges`]).
+pub(crate) fn open_registered(
+    open: impl FnOnce() -> std::io::Result<std::fs::File>,
+) -> std::io::Result<(std::fs::File, Registration)> {
+    use std::os::fd::AsRawFd;
+    register_with(|| {
+        open().map(|f| {
+            let fd = f.as_raw_fd();
+            (f, [(0, 0); 2], fd)
+        })
+    })
+}
+
+/// Map something and register the mapping; `map` returns the value and
+/// the range it mapped.
+pub(crate) fn map_registered<T>(
+    map: impl FnOnce() -> std::io::Result<(T, (usize, usize))>,
+) -> std::io::Result<(T, Registration)> {
+    register_with(|| map().map(|(v, range)| (v, [range, (0, 0)], -1)))
 }
 
 impl Registration {

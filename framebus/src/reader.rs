@@ -416,19 +416,17 @@ impl Reader {
                 );
                 continue;
             };
-            // Sleep below until a frame newer than this one is published:
-            // an encoded reader waiting for a keyframe has seen the newest
-            // frame already and must not spin on it.
-            let (seen, _) = protocol::unpack_latest(att.seg.live().latest.load(Ordering::Acquire));
-            let taken = if encoded {
-                self.take_encoded(&att)?
+            // Sleep below until a frame newer than `seen` is published: an
+            // encoded reader waiting for a keyframe has seen the newest frame
+            // already and must not spin on it.
+            let (taken, seen) = if encoded {
+                let (newest, _) =
+                    protocol::unpack_latest(att.seg.live().latest.load(Ordering::Acquire));
+                let taken = self.take_encoded(&att)?;
+                (taken, newest.max(self.last_seq))
             } else {
-                self.take(&att, false)?
-            };
-            let seen = if encoded {
-                seen.max(self.last_seq)
-            } else {
-                self.last_seq
+                let taken = self.take(&att, false)?;
+                (taken, self.last_seq)
             };
             if let Some(frame) = taken {
                 return Ok(frame);

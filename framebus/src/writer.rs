@@ -586,13 +586,14 @@ impl Writer {
         Ok(())
     }
 
-    /// Readers attached now (dead ones are reclaimed first, so an encoder
-    /// polling this while it publishes nothing still sees them leave).
+    /// Readers attached now. A reader that died counts until its entry is
+    /// reclaimed: once a second while the writer publishes, or by
+    /// [`reclaim_dead_readers`](Writer::reclaim_dead_readers), which a
+    /// writer that publishes nothing (an idle encoder) calls itself.
     pub fn readers(&self) -> u32 {
         if self.seg.gen.forked() {
             return 0;
         }
-        self.reclaim_dead_readers();
         (0..self.seg.scan_len())
             .filter(|&i| self.seg.reader(i).pid.load(Ordering::Relaxed) != 0)
             .count() as u32

@@ -35,6 +35,7 @@ use framebus::{
 use crate::common::rate::RateLimiter;
 use crate::rtsp::config::Profile;
 use crate::rtsp::encoder::{EncodeError, EncodeSettings, EncoderKind, H264Encoder};
+use crate::rtsp::h264::join_annex_b;
 
 /// What one encoder process does.
 #[derive(Clone, Debug)]
@@ -170,22 +171,20 @@ pub fn run(cfg: &EncodeConfig, stop: &AtomicBool) -> Result<(), EncodeBusError> 
     // after the encoder's start-up (probing hardware encoders takes ~0.2 s).
     let mut enc = H264Encoder::open(src, set)?;
     let (sps, pps) = enc.parameter_sets();
-    let mut config = Vec::with_capacity(sps.len() + pps.len() + 8);
-    for ps in [sps, pps] {
-        config.extend_from_slice(&[0, 0, 0, 1]);
-        config.extend_from_slice(ps);
-    }
     out.set_codec(&CodecConfig {
         time_base: (1, 90_000),
         profile_level: profile_level(sps),
-        config,
+        config: join_annex_b([sps, pps]),
     })?;
     tracing::info!(raw = %cfg.bus, out = %cfg.out, encoder = enc.name(), width = set.width,
         height = set.height, fps = set.fps, bitrate = set.bitrate, gop = set.gop, "encoded bus ready");
 
     let mut last_reader = None::<Instant>;
     while !stop.load(Ordering::Relaxed) {
-        // Idle: no encoding work at all while nobody reads.
+        // Idle: no encoding work at all while nobody reads. (Nothing is
+        // published, so the writer's own sweep does not run: free the
+        // entries of readers that died here.)
+        out.reclaim_dead_readers();
         if out.readers() == 0 && last_reader.is_none_or(|t| t.elapsed() > cfg.grace) {
             last_reader = None;
             std::thread::sleep(Duration::from_millis(20));

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use framebus_publishers::common::cli::{failure, parse_args};
+use framebus_publishers::common::cli::{failure, init_logging, parse_args};
 use framebus_publishers::common::shutdown::StopSignals;
 use framebus_publishers::encode_bus::{self, EncodeConfig};
 use framebus_publishers::rtsp::config::Profile;
@@ -47,12 +47,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging();
     let args: Args = parse_args();
     ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Warning);
     let cfg = EncodeConfig {

@@ -7,20 +7,14 @@
 
 use std::process::ExitCode;
 
-use framebus_publishers::common::cli::{failure, parse_args};
+use framebus_publishers::common::cli::{failure, init_logging, parse_args};
 use framebus_publishers::common::shutdown::StopSignals;
 use framebus_publishers::mjpeg::{serve, Args};
-use tracing_subscriber::EnvFilter;
 
 const PROGRAM: &str = "framebus-mjpeg";
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging();
     let args: Args = parse_args();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -15,7 +15,7 @@ use clap::Parser;
 use framebus::contract::env;
 use framebus_publishers::common::auth::{load_credentials, Credentials};
 use framebus_publishers::common::cli::{
-    failure, parse_args, print_line, print_listening, usage_error,
+    failure, init_logging, parse_args, print_line, print_listening, usage_error,
 };
 use framebus_publishers::common::shutdown::{stopped, StopSignals};
 use framebus_publishers::rtsp::config::default_profiles;
@@ -82,12 +82,7 @@ struct Args {
 const PROGRAM: &str = "framebus-rtsp";
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging();
     let args: Args = parse_args();
     // libav* info lines (x264's settings dump) are noise at our log level;
     // warnings and errors still reach stderr.

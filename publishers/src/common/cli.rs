@@ -8,6 +8,17 @@ use std::process::ExitCode;
 
 use framebus::contract::{exit, listening};
 
+/// Log to stderr at `RUST_LOG` (default `info`), as every publisher does.
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 /// Parse the command line. `--help` and `--version` print and exit 0; any
 /// other clap error prints one line (`program: error: ... (see --help)`,
 /// like every framebus binary) and exits [`exit::USAGE`].
