@@ -4,10 +4,12 @@
 //! * [`common`]: shared pieces (bus following, scaling, on-demand lifecycle, stats).
 //! * [`mjpeg`]: `framebus-mjpeg`, MJPEG over HTTP (axum).
 //! * [`rtsp`]: `framebus-rtsp`, H.264 over RTSP (x264 through ffmpeg-next).
-//! * [`encode_bus`]: `framebus-encoder`, one H.264 encoder per (bus,
+//! * [`h264`]: Annex B access units (shared by the encoder and outputs).
+//! * [`encoder`]: `framebus-encoder`, one H.264 encoder per (bus,
 //!   profile) writing an encoded bus that every output can read.
 
 pub mod common;
-pub mod encode_bus;
+pub mod encoder;
+pub mod h264;
 pub mod mjpeg;
 pub mod rtsp;

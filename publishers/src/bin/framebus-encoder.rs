@@ -1,6 +1,6 @@
 //! `framebus-encoder`: encodes one raw bus with one profile into an encoded
 //! bus (`{bus}.h264.{profile}`) that RTSP, WebRTC, HLS, recorders and
-//! Python read instead of encoding again (`framebus_publishers::encode_bus`).
+//! Python read instead of encoding again (`framebus_publishers::encoder`).
 //!
 //! Run with: `framebus-encoder --bus cam0 --profile high=1280x720@30,bitrate=2M,gop=60`
 
@@ -13,9 +13,7 @@ use std::time::Duration;
 use clap::Parser;
 use framebus_publishers::common::cli::{failure, init_logging, parse_args};
 use framebus_publishers::common::shutdown::StopSignals;
-use framebus_publishers::encode_bus::{self, EncodeConfig};
-use framebus_publishers::rtsp::config::Profile;
-use framebus_publishers::rtsp::encoder::EncoderKind;
+use framebus_publishers::encoder::{self, EncodeConfig, EncoderKind, Profile};
 
 const PROGRAM: &str = "framebus-encoder";
 
@@ -53,7 +51,7 @@ fn main() -> ExitCode {
     let cfg = EncodeConfig {
         out: args
             .out
-            .unwrap_or_else(|| encode_bus::encoded_bus_name(&args.bus, &args.profile.name)),
+            .unwrap_or_else(|| encoder::encoded_bus_name(&args.bus, &args.profile.name)),
         bus: args.bus,
         profile: args.profile,
         encoder: args.encoder,
@@ -74,7 +72,7 @@ fn main() -> ExitCode {
             Err(e) => return failure(PROGRAM, e),
         };
         let stop = Arc::new(AtomicBool::new(false));
-        let worker = encode_bus::spawn(cfg, stop.clone());
+        let worker = encoder::spawn(cfg, stop.clone());
         let done = tokio::task::spawn_blocking(move || worker.join());
         tokio::pin!(done);
         tokio::select! {

@@ -18,8 +18,8 @@ use framebus_publishers::common::cli::{
     failure, init_logging, parse_args, print_line, print_listening, usage_error,
 };
 use framebus_publishers::common::shutdown::{stopped, StopSignals};
+use framebus_publishers::encoder::EncoderKind;
 use framebus_publishers::rtsp::config::default_profiles;
-use framebus_publishers::rtsp::encoder::EncoderKind;
 use framebus_publishers::rtsp::push::{self, PushTarget};
 use framebus_publishers::rtsp::{http, Config, Profile, Server, SHUTDOWN_DEADLINE};
 

@@ -19,10 +19,8 @@
 //! See `docs/rtsp.md`.
 
 pub mod auth;
-pub mod clock;
 pub mod config;
 pub mod connection;
-pub mod encoder;
 pub mod h264;
 pub mod http;
 pub mod metrics;

@@ -25,13 +25,13 @@ use framebus::{ReadError, Reader, ReaderOptions};
 use parking_lot::Mutex;
 use tokio::sync::{broadcast, watch};
 
-use super::clock::FrameClock;
 use super::config::{Config, Profile};
-use super::encoder::{EncodeSettings, H264Encoder};
 use super::h264::{split_annex_b, Packetizer};
 use super::metrics::{add, StreamMetrics};
 use super::rtp::CLOCK_RATE;
 use crate::common::demand::{JoinError, JoinKind, OnDemand, Ticket, Worker};
+use crate::encoder::clock::FrameClock;
+use crate::encoder::{EncodeSettings, H264Encoder};
 
 /// Access units the fan-out channel holds (about half a second at 30 fps).
 const FANOUT_DEPTH: usize = 16;

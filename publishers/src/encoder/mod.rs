@@ -20,7 +20,7 @@
 //! * **GOP in the ring.** The bus has `min(gop + 4, 64)` slots, so a joiner
 //!   starts at once from the newest keyframe in the ring.
 //!
-//! The encoder is `rtsp::encoder::H264Encoder` (x264, or a hardware encoder
+//! The encoder is [`codec::H264Encoder`] (x264, or a hardware encoder
 //! that opens).
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,9 +33,14 @@ use framebus::{
 };
 
 use crate::common::rate::RateLimiter;
-use crate::rtsp::config::Profile;
-use crate::rtsp::encoder::{EncodeError, EncodeSettings, EncoderKind, H264Encoder};
-use crate::rtsp::h264::join_annex_b;
+use crate::h264::join_annex_b;
+
+pub mod clock;
+pub mod codec;
+pub mod profile;
+
+pub use codec::{EncodeError, EncodeSettings, EncoderKind, H264Encoder};
+pub use profile::Profile;
 
 /// What one encoder process does.
 #[derive(Clone, Debug)]

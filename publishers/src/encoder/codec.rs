@@ -14,8 +14,8 @@ use ff::{codec, encoder, format::Pixel, frame, picture, Dictionary, Packet};
 use ffmpeg_next as ff;
 use framebus::{Frame, FrameSpec, PixelFormat};
 
-use super::h264::{nal, nal_type, split_annex_b};
 use crate::common::scale::{av_pixel, OutFormat, Picture, ScaleError, Scaler};
+use crate::h264::{nal, nal_type, split_annex_b};
 
 /// Which H.264 encoder to use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
