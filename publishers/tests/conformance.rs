@@ -70,12 +70,9 @@ const PUBLISHERS: [Publisher; 2] = [
     Publisher {
         kind: Kind::Rtsp,
         bin: env!("CARGO_BIN_EXE_framebus-rtsp"),
-        args: &[
-            "--profile",
-            "small=native@15,bitrate=300k",
-            "--http-listen",
-            "127.0.0.1:0",
-        ],
+        // The stream is the encoded bus of an encoder that
+        // `Server::start` runs beside it.
+        args: &["--http-listen", "127.0.0.1:0"],
         lines: 2,
         scheme: "rtsp",
     },
@@ -84,6 +81,8 @@ const PUBLISHERS: [Publisher; 2] = [
 /// A running publisher.
 struct Server {
     child: ChildGuard,
+    /// RTSP: the encoder writing `{bus}.h264.small`.
+    _encoder: Option<rtsp_support::Encoder>,
     /// Its `listening on` lines, in order.
     lines: Vec<Listening>,
 }
@@ -91,6 +90,9 @@ struct Server {
 impl Server {
     /// Start `p` on port 0 serving `bus` in `dir`.
     fn start(p: &Publisher, bus: &str, dir: &Path) -> Server {
+        let encoder = (p.kind == Kind::Rtsp).then(|| {
+            rtsp_support::Encoder::start_in(bus, "small=native@15,bitrate=300k", &[], Some(dir))
+        });
         let args: Vec<String> = p.args.iter().map(|a| a.replace("{bus}", bus)).collect();
         let (child, lines) = listening::spawn(
             Command::new(p.bin)
@@ -104,7 +106,11 @@ impl Server {
                 .stderr(Stdio::inherit()),
             p.lines,
         );
-        Server { child, lines }
+        Server {
+            child,
+            _encoder: encoder,
+            lines,
+        }
     }
 
     fn addr(&self) -> &str {

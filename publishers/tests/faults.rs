@@ -370,14 +370,11 @@ fn producer_killed_and_restarted_everyone_recovers() {
         1,
     );
     let http = l[0].addr.clone();
+    let _encoder =
+        rtsp_support::Encoder::start_in(&bus, "small=native@15,bitrate=300k", &[], Some(&dir.path));
     let (_rtsp, l) = listening::spawn(
         Command::new(env!("CARGO_BIN_EXE_framebus-rtsp"))
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--profile",
-                "small=native@15,bitrate=300k",
-            ])
+            .args(["--listen", "127.0.0.1:0"])
             .env("FRAMEBUS_SHM_DIR", &dir.path)
             .env("RUST_LOG", "error")
             .stderr(Stdio::inherit()),

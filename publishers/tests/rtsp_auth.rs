@@ -1,5 +1,7 @@
-//! `--auth user:pass`: Digest with real clients (ffprobe, GStreamer),
-//! Basic from a raw client, refusals without or with wrong credentials.
+//! `--auth user:pass`: Digest with real clients (ffprobe, GStreamer);
+//! from a raw client: Basic refused (only Digest is offered), a captured
+//! digest replayed for another stream refused, fresh nonces per challenge;
+//! refusals without or with wrong credentials.
 
 mod rtsp_support;
 
@@ -10,9 +12,13 @@ use base64::Engine as _;
 use rtsp_support::*;
 
 #[test]
-fn digest_and_basic_authentication() {
+fn digest_authentication() {
     let bus = TestBus::start("auth", 320, 180);
-    let server = RtspServer::start(&["--profile", "native", "--auth", "viewer:s3cret"]);
+    let server = RtspServer::serve(
+        &bus.name,
+        &["native", "other=160x90@15,bitrate=100k"],
+        &["--auth", "viewer:s3cret"],
+    );
     let url = server.url(&bus.name, "native");
 
     let mut c = RawClient::connect(&server.addr);
@@ -23,24 +29,29 @@ fn digest_and_basic_authentication() {
     );
     let r = c.request("DESCRIBE", &url, &[]);
     assert_eq!(r.status, 401);
-    assert!(r
-        .header("WWW-Authenticate")
-        .unwrap()
-        .starts_with("Digest realm="));
+    let challenge = r.header("WWW-Authenticate").unwrap().to_string();
+    assert!(challenge.starts_with("Digest realm="), "{challenge}");
+    // Only Digest is offered, and Basic (the password in clear) is not
+    // accepted either, even with the right password.
     let good = base64::engine::general_purpose::STANDARD.encode("viewer:s3cret");
-    let bad = base64::engine::general_purpose::STANDARD.encode("viewer:wrong");
-    let r = c.request(
-        "DESCRIBE",
-        &url,
-        &[("Authorization", &format!("Basic {bad}"))],
-    );
-    assert_eq!(r.status, 401);
     let r = c.request(
         "DESCRIBE",
         &url,
         &[("Authorization", &format!("Basic {good}"))],
     );
+    assert_eq!(r.status, 401, "Basic accepted: {r:?}");
+    // A fresh nonce per challenge.
+    let again = r.header("WWW-Authenticate").unwrap().to_string();
+    assert_ne!(nonce_of(&challenge), nonce_of(&again), "static nonce");
+    // A digest computed for this stream works here, on this connection...
+    let auth = digest("DESCRIBE", &url, &again, "viewer", "s3cret");
+    let r = c.request("DESCRIBE", &url, &[("Authorization", &auth)]);
     assert_eq!(r.status, 200, "{r:?}");
+    // ...but replayed on a new connection for another stream it is not.
+    let other = server.url(&bus.name, "other");
+    let mut thief = RawClient::connect(&server.addr);
+    let r = thief.request("DESCRIBE", &other, &[("Authorization", &auth)]);
+    assert_eq!(r.status, 401, "replayed digest accepted for {other}: {r:?}");
 
     let (codec, ..) = ffprobe(&url, "tcp");
     assert_eq!(codec, "", "no credentials, no stream");
@@ -80,6 +91,34 @@ fn digest_and_basic_authentication() {
     );
 }
 
+/// The `nonce` of a Digest challenge.
+fn nonce_of(challenge: &str) -> String {
+    challenge
+        .split("nonce=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_string()
+}
+
+/// An RFC 2069 Digest `Authorization` value, as ffmpeg computes it.
+fn digest(method: &str, uri: &str, challenge: &str, user: &str, password: &str) -> String {
+    use md5::{Digest as _, Md5};
+    let hex = |s: String| -> String {
+        Md5::digest(s.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let nonce = nonce_of(challenge);
+    let ha1 = hex(format!("{user}:framebus:{password}"));
+    let ha2 = hex(format!("{method}:{uri}"));
+    let response = hex(format!("{ha1}:{nonce}:{ha2}"));
+    format!(
+        "Digest username=\"{user}\", realm=\"framebus\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{response}\""
+    )
+}
+
 /// ffprobe without credentials gets nothing; with them, the stream.
 fn assert_protected(server: &RtspServer, bus: &TestBus, creds: &str) {
     let url = server.url(&bus.name, "native");
@@ -98,12 +137,14 @@ fn credentials_from_a_file_or_the_environment() {
     std::fs::write(&file, "# framebus-rtsp viewer\nfromfile:f1le-pass\n").unwrap();
     let path = file.to_str().unwrap();
 
-    let server = RtspServer::start(&["--profile", "native", "--auth-file", path]);
+    let server = RtspServer::serve(&bus.name, &["native"], &["--auth-file", path]);
     assert_protected(&server, &bus, "fromfile:f1le-pass");
     drop(server);
 
-    let server = RtspServer::start_env(
-        &["--profile", "native"],
+    let server = RtspServer::serve_env(
+        &bus.name,
+        &["native"],
+        &[],
         &[("FRAMEBUS_RTSP_AUTH", "fromenv:env-pass")],
     );
     assert_protected(&server, &bus, "fromenv:env-pass");

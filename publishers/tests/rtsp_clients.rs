@@ -1,5 +1,6 @@
-//! framebus-rtsp against real clients: ffprobe, ffmpeg (TCP and UDP),
-//! GStreamer rtspsrc.
+//! framebus-rtsp against real clients: ffprobe, ffmpeg and GStreamer
+//! rtspsrc, over TCP and UDP, on every profile of an encoder set like the
+//! example config's (sizes, rates, H.264 profiles), with no decode error.
 
 mod rtsp_support;
 
@@ -8,75 +9,35 @@ use std::time::Duration;
 
 use rtsp_support::*;
 
-const SMALL: &[&str] = &[
-    "--profile",
-    "small=320x180@30,bitrate=500k",
-    "--profile",
-    "native",
+/// (encoder profile, its size).
+const PROFILES: &[(&str, (u32, u32))] = &[
+    ("small=320x180@30,bitrate=500k", (320, 180)),
+    ("native", (640, 360)),
+    ("hd=1280x720@30,bitrate=2M", (1280, 720)),
 ];
 
-#[test]
-fn ffprobe_reports_h264_with_profile_size_tcp() {
-    let bus = TestBus::start("probe", 640, 360);
-    let server = RtspServer::start(SMALL);
-    let (codec, w, h, out) = ffprobe(&server.url(&bus.name, "native"), "tcp");
-    assert_eq!(
-        (codec.as_str(), w, h),
-        ("h264", 640, 360),
-        "ffprobe stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let (codec, w, h, out) = ffprobe(&server.url(&bus.name, "small"), "tcp");
-    assert_eq!(
-        (codec.as_str(), w, h),
-        ("h264", 320, 180),
-        "ffprobe stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+/// Lines of a decoder's stderr that say a frame was damaged.
+fn decode_errors(stderr: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .filter(|l| {
+            let l = l.to_ascii_lowercase();
+            [
+                "error",
+                "concealing",
+                "corrupt",
+                "missing",
+                "lost",
+                "invalid",
+            ]
+            .iter()
+            .any(|w| l.contains(w))
+        })
+        .map(str::to_string)
+        .collect()
 }
 
-#[test]
-fn ffprobe_reports_1080p_for_high() {
-    let bus = TestBus::start("high", 640, 360);
-    let server = RtspServer::start(&[]);
-    let (codec, w, h, out) = ffprobe(&server.url(&bus.name, "high"), "tcp");
-    assert_eq!(
-        (codec.as_str(), w, h),
-        ("h264", 1920, 1080),
-        "ffprobe stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-#[test]
-fn ffmpeg_decodes_60_frames_over_tcp() {
-    let bus = TestBus::start("tcp", 640, 360);
-    let server = RtspServer::start(SMALL);
-    let (n, out) = ffmpeg_decode(&server.url(&bus.name, "native"), "tcp", 60);
-    assert_eq!(
-        n,
-        60,
-        "ffmpeg stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success());
-}
-
-#[test]
-fn ffmpeg_decodes_60_frames_over_udp() {
-    let bus = TestBus::start("udp", 640, 360);
-    let server = RtspServer::start(SMALL);
-    let (n, out) = ffmpeg_decode(&server.url(&bus.name, "native"), "udp", 60);
-    assert_eq!(
-        n,
-        60,
-        "ffmpeg stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success());
-}
-
-fn gst_decode(url: &str, protocols: &str) {
+fn gst_decode(url: &str, protocols: &str, frames: u32) {
     let out = run(
         Command::new("gst-launch-1.0").args([
             "-q",
@@ -90,22 +51,66 @@ fn gst_decode(url: &str, protocols: &str) {
             "avdec_h264",
             "!",
             "fakesink",
-            "num-buffers=30",
+            &format!("num-buffers={frames}"),
         ]),
         Duration::from_secs(60),
     );
     assert!(
         out.status.success(),
-        "gst-launch failed: {}{}",
+        "gst-launch {protocols} {url} failed: {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    let errors = decode_errors(&out.stderr);
+    assert!(errors.is_empty(), "gst {protocols} {url}: {errors:?}");
 }
 
 #[test]
-fn gstreamer_rtspsrc_decodes_tcp_and_udp() {
-    let bus = TestBus::start("gst", 640, 360);
-    let server = RtspServer::start(SMALL);
-    gst_decode(&server.url(&bus.name, "native"), "tcp");
-    gst_decode(&server.url(&bus.name, "small"), "udp");
+fn every_profile_plays_in_ffprobe_ffmpeg_and_gstreamer_over_tcp_and_udp() {
+    let bus = TestBus::start("clients", 640, 360);
+    let profiles: Vec<&str> = PROFILES.iter().map(|(p, _)| *p).collect();
+    let server = RtspServer::serve(&bus.name, &profiles, &[]);
+    for (spec, (w, h)) in PROFILES {
+        let name = spec.split(['=', ',']).next().unwrap();
+        let url = server.url(&bus.name, name);
+        for transport in ["tcp", "udp"] {
+            let (codec, pw, ph, out) = ffprobe(&url, transport);
+            assert_eq!(
+                (codec.as_str(), pw, ph),
+                ("h264", *w, *h),
+                "ffprobe {transport} {url}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let (n, out) = ffmpeg_decode(&url, transport, 60);
+            assert_eq!(
+                n,
+                60,
+                "ffmpeg {transport} {url}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(out.status.success());
+            let errors = decode_errors(&out.stderr);
+            assert!(errors.is_empty(), "ffmpeg {transport} {url}: {errors:?}");
+            gst_decode(&url, transport, 30);
+        }
+    }
+}
+
+#[test]
+fn an_h264_bus_is_served_by_its_own_name() {
+    // Any encoded bus, e.g. one a Python program writes, plays at
+    // rtsp://host/{bus-name}.
+    let bus = TestBus::start("byname", 320, 240);
+    let server = RtspServer::serve(&bus.name, &["p=native,bitrate=300k"], &[]);
+    let url = format!("rtsp://{}/{}", server.addr, server.encoders[0].out);
+    let (n, out) = ffmpeg_decode(&url, "tcp", 20);
+    assert_eq!(n, 20, "{}", String::from_utf8_lossy(&out.stderr));
+    // A raw bus is refused with a reason, not served.
+    let mut c = RawClient::connect(&server.addr);
+    let r = c.request(
+        "DESCRIBE",
+        &format!("rtsp://{}/{}", server.addr, bus.name),
+        &[],
+    );
+    assert_eq!(r.status, 415, "{r:?}");
 }

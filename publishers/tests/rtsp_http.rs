@@ -33,7 +33,7 @@ fn sample(body: &str, name: &str, labels: &str) -> Option<f64> {
 #[test]
 fn metrics_status_and_health_while_a_client_plays() {
     let bus = TestBus::start("http", 320, 240);
-    let server = RtspServer::start(&["--profile", "native", "--http-listen", "127.0.0.1:0"]);
+    let server = RtspServer::serve(&bus.name, &["native"], &["--http-listen", "127.0.0.1:0"]);
     let http = server.http.clone().expect("http address");
 
     let (code, body) = curl(&format!("http://{http}/healthz"), &[]);
@@ -53,44 +53,49 @@ fn metrics_status_and_health_while_a_client_plays() {
 
     let (code, body) = curl(&format!("http://{http}/metrics"), &[]);
     assert_eq!(code, 200);
-    let l = format!("bus=\"{}\",profile=\"native\"", bus.name);
+    let l = format!(
+        "path=\"{}/native\",bus=\"{}.h264.native\"",
+        bus.name, bus.name
+    );
     let v = |name: &str| {
         sample(&body, name, &l).unwrap_or_else(|| panic!("{name}{{{l}}} missing:\n{body}"))
     };
-    assert!(v("framebus_rtsp_frames_encoded_total") >= 45.0, "{body}");
     assert!(v("framebus_rtsp_frames_in_total") >= 45.0, "{body}");
-    assert!(v("framebus_rtsp_encoded_bytes_total") > 0.0);
-    assert!(v("framebus_rtsp_sent_bytes_total") > v("framebus_rtsp_encoded_bytes_total") * 0.5);
+    assert!(v("framebus_rtsp_bytes_in_total") > 0.0);
+    assert!(v("framebus_rtsp_sent_bytes_total") > v("framebus_rtsp_bytes_in_total") * 0.5);
     assert!(v("framebus_rtsp_sent_packets_total") >= 45.0);
-    assert!(v("framebus_rtsp_idrs_total") >= 1.0);
-    assert!(
-        v("framebus_rtsp_idrs_forced_total") >= 1.0,
-        "PLAY forces an IDR"
+    assert!(v("framebus_rtsp_keyframes_total") >= 1.0);
+    assert_eq!(
+        v("framebus_rtsp_joins_from_gop_total") + v("framebus_rtsp_joins_fresh_total"),
+        1.0,
+        "one PLAY"
     );
     assert_eq!(v("framebus_rtsp_clients_total"), 1.0);
-    assert_eq!(v("framebus_rtsp_encoder_starts_total"), 1.0);
+    assert_eq!(v("framebus_rtsp_reader_starts_total"), 1.0);
     assert_eq!(v("framebus_rtsp_max_viewers"), 32.0);
     assert_eq!(
         v("framebus_rtsp_running"),
         1.0,
         "grace time keeps it running"
     );
-    assert_eq!(v("framebus_rtsp_target_bitrate"), 4e6);
-    assert!(v("framebus_rtsp_encode_seconds_count") >= 45.0);
-    assert!(v("framebus_rtsp_output_fps") > 0.0);
+    assert!(v("framebus_rtsp_input_fps") > 0.0);
+    assert!(v("framebus_rtsp_input_bitrate") > 0.0);
+    // The encoded bus's own series (from the bus list).
+    let el = format!("bus=\"{}.h264.native\"", bus.name);
     assert!(
-        body.contains("# TYPE framebus_rtsp_encode_seconds histogram"),
+        sample(&body, "framebus_bus_published_total", &el).is_some_and(|n| n >= 45.0),
         "{body}"
     );
 
     let (code, body) = curl(&format!("http://{http}/api/v1/streams"), &[]);
     assert_eq!(code, 200);
     let json: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let path = format!("{}/native", bus.name);
     let s = json["streams"]
         .as_array()
-        .and_then(|a| a.iter().find(|s| s["bus"] == bus.name.as_str()))
+        .and_then(|a| a.iter().find(|s| s["path"] == path.as_str()))
         .unwrap_or_else(|| panic!("stream missing: {body}"));
-    assert_eq!(s["profile"], "native");
+    assert_eq!(s["bus"], format!("{}.h264.native", bus.name));
     assert_eq!(s["state"], "running");
     assert_eq!(s["clients"], 0, "ffmpeg has left");
     assert_eq!(s["max_clients"], 32);
@@ -98,24 +103,19 @@ fn metrics_status_and_health_while_a_client_plays() {
         (s["width"].as_u64(), s["height"].as_u64()),
         (Some(320), Some(240))
     );
-    assert_eq!(s["bitrate"], 4_000_000);
     assert!(s["input_fps"].as_f64().is_some_and(|f| f > 0.0), "{body}");
-    assert!(s["output_fps"].as_f64().is_some_and(|f| f > 0.0), "{body}");
     assert!(
-        s["output_bitrate"].as_f64().is_some_and(|f| f > 0.0),
+        s["input_bitrate"].as_f64().is_some_and(|f| f > 0.0),
         "{body}"
     );
     assert!(s["uptime_s"].as_f64().is_some(), "{body}");
-    assert!(
-        s["frames_encoded"].as_u64().is_some_and(|n| n >= 45),
-        "{body}"
-    );
+    assert!(s["frames_in"].as_u64().is_some_and(|n| n >= 45), "{body}");
 }
 
 #[test]
 fn health_fails_when_clients_get_no_frames_not_for_missing_buses() {
     let bus = TestBus::start("health", 320, 240);
-    let server = RtspServer::start(&["--profile", "native", "--http-listen", "127.0.0.1:0"]);
+    let server = RtspServer::serve(&bus.name, &["native"], &["--http-listen", "127.0.0.1:0"]);
     let http = server.http.clone().expect("http address");
     let health = || curl(&format!("http://{http}/healthz"), &[]);
 
@@ -126,8 +126,8 @@ fn health_fails_when_clients_get_no_frames_not_for_missing_buses() {
     assert!(!out.status.success());
     assert_eq!(health().0, 200);
 
-    // A playing client, then the producer goes away: unhealthy, naming
-    // the stream.
+    // A playing client, then the producer goes away (the encoder then has
+    // nothing to encode): unhealthy, naming the stream.
     let url = server.url(&bus.name, "native");
     let mut c = RawClient::connect(&server.addr);
     assert_eq!(c.setup_tcp(&url).status, 200);
@@ -139,7 +139,7 @@ fn health_fails_when_clients_get_no_frames_not_for_missing_buses() {
         "healthz stayed 200 with a client and no producer"
     );
     let (_, body) = health();
-    assert!(body.contains("no frame encoded"), "{body}");
+    assert!(body.contains("no access unit"), "{body}");
 }
 
 #[test]

@@ -42,7 +42,11 @@ fn push_reaches_a_listening_receiver_and_reconnects() {
     let first = receiver(port, 30);
     let from = format!("{}/native", bus.name);
     let url = format!("rtsp://127.0.0.1:{port}/live");
-    let _server = RtspServer::start(&["--profile", "native", "--push", &url, "--push-from", &from]);
+    let _server = RtspServer::serve(
+        &bus.name,
+        &["native"],
+        &["--push", &url, "--push-from", &from],
+    );
     let out = first.output(Duration::from_secs(60));
     assert_eq!(
         framemd5_count(&out),

@@ -1,6 +1,6 @@
 //! The stream registry stays bounded under path scanning: requests for
 //! buses that do not exist leave no stream entry and no thread behind, and
-//! the entry of a bus that went away is forgotten once it is idle.
+//! the entry of an encoded bus that went away is forgotten once it is idle.
 
 mod rtsp_support;
 
@@ -42,14 +42,7 @@ fn threads(pid: u32) -> usize {
 
 #[test]
 fn scanning_missing_buses_leaves_nothing_behind() {
-    let server = RtspServer::start(&[
-        "--profile",
-        "native",
-        "--grace",
-        "30",
-        "--http-listen",
-        "127.0.0.1:0",
-    ]);
+    let server = RtspServer::start(&["--http-listen", "127.0.0.1:0"]);
     let http = server.http.clone().expect("http address");
     let pid = server.child.pid();
     let before = threads(pid);
@@ -65,7 +58,7 @@ fn scanning_missing_buses_leaves_nothing_behind() {
         "registry kept {} entries for missing buses",
         listed.iter().filter(|p| p.starts_with(&prefix)).count()
     );
-    // No encoder thread per scanned path (the grace time is 30 s, so any
+    // No reader thread per scanned path (its grace time is 2 s, so any
     // such thread would still be alive here).
     let after = threads(pid);
     assert!(
@@ -78,22 +71,16 @@ fn scanning_missing_buses_leaves_nothing_behind() {
 fn a_vanished_bus_is_forgotten_when_idle() {
     let bus = TestBus::start("vanish", 320, 240);
     let name = bus.name.clone();
-    let server = RtspServer::start(&[
-        "--profile",
-        "native",
-        "--grace",
-        "0.5",
-        "--http-listen",
-        "127.0.0.1:0",
-    ]);
+    let mut server = RtspServer::serve(&name, &["native"], &["--http-listen", "127.0.0.1:0"]);
     let http = server.http.clone().expect("http address");
     let (codec, ..) = ffprobe(&server.url(&name, "native"), "tcp");
     assert_eq!(codec, "h264");
     let path = format!("{name}/native");
     assert!(listed_paths(&http).contains(&path));
+    // The encoder stops: its encoded bus goes. The stream is pruned once
+    // its reader has stopped (grace 2 s), within the prune interval (5 s).
+    drop(server.encoders.remove(0));
     drop(bus);
-    // Pruned once the encoder has stopped (grace 0.5 s), within the
-    // prune interval (5 s).
     let ok = eventually(Duration::from_secs(30), || {
         !listed_paths(&http).contains(&path)
     });

@@ -1,5 +1,5 @@
-//! framebus-rtsp behaviour: status codes, limits, sharing one encoder,
-//! clients that vanish or stall, on-demand lifecycle.
+//! framebus-rtsp behaviour: status codes, limits, sharing one encoded
+//! bus, clients that vanish or stall, on-demand lifecycle.
 
 mod rtsp_support;
 
@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use rtsp_support::*;
 
-const SMALL: &[&str] = &["--profile", "native"];
+const SMALL: &[&str] = &["native"];
 
 #[test]
 fn options_lists_every_method() {
-    let server = RtspServer::start(SMALL);
+    let server = RtspServer::start(&[]);
     let mut c = RawClient::connect(&server.addr);
     let r = c.request("OPTIONS", &format!("rtsp://{}/", server.addr), &[]);
     assert_eq!(r.status, 200);
@@ -30,12 +30,23 @@ fn options_lists_every_method() {
         assert!(public.contains(m), "{m} missing from {public}");
     }
     assert_eq!(r.header("CSeq"), Some("1"));
+    // RFC 2326: "200 OK" and a Date header on every response.
+    assert!(r.head.starts_with("RTSP/1.0 200 OK\r\n"), "{}", r.head);
+    let date = r.header("Date").expect("Date header");
+    assert!(date.ends_with(" GMT"), "{date}");
+    let r = c.request("DESCRIBE", &format!("rtsp://{}/a/b", server.addr), &[]);
+    assert!(
+        r.head.starts_with("RTSP/1.0 404 Not Found\r\n"),
+        "{}",
+        r.head
+    );
+    assert!(r.header("Date").is_some(), "{}", r.head);
 }
 
 #[test]
 fn unknown_paths_get_404() {
     let bus = TestBus::start("nf", 320, 180);
-    let server = RtspServer::start(SMALL);
+    let server = RtspServer::serve(&bus.name, SMALL, &[]);
     let mut c = RawClient::connect(&server.addr);
     for url in [
         server.url("no-such-bus", "native"),
@@ -57,7 +68,7 @@ fn unknown_paths_get_404() {
 #[test]
 fn malformed_request_gets_400_and_everything_lives_on() {
     let bus = TestBus::start("bad", 320, 180);
-    let server = RtspServer::start(SMALL);
+    let server = RtspServer::serve(&bus.name, SMALL, &[]);
     let url = server.url(&bus.name, "native");
     let player = ffmpeg_background(&url, "tcp", 90);
     let mut c = RawClient::connect(&server.addr);
@@ -91,7 +102,7 @@ fn malformed_request_gets_400_and_everything_lives_on() {
 #[test]
 fn beyond_max_clients_gets_503_and_a_freed_slot_is_reusable() {
     let bus = TestBus::start("max", 320, 180);
-    let server = RtspServer::start(&["--profile", "native", "--max-clients", "2"]);
+    let server = RtspServer::serve(&bus.name, &["native"], &["--max-clients", "2"]);
     let url = server.url(&bus.name, "native");
     let mut a = RawClient::connect(&server.addr);
     let mut b = RawClient::connect(&server.addr);
@@ -116,18 +127,20 @@ fn beyond_max_clients_gets_503_and_a_freed_slot_is_reusable() {
 }
 
 #[test]
-fn ten_clients_share_one_encoder() {
+fn ten_clients_share_one_encoder_and_one_bus_reader() {
     let bus = TestBus::start("ten", 320, 180);
-    let server = RtspServer::start(SMALL);
+    let server = RtspServer::serve(&bus.name, SMALL, &[]);
     let url = server.url(&bus.name, "native");
     let players: Vec<ChildGuard> = (0..10)
         .map(|i| ffmpeg_background(&url, if i % 2 == 0 { "tcp" } else { "udp" }, 60))
         .collect();
-    // One encoder means one reader attached to the bus.
-    let mut max_readers = 0;
+    // One encoder reads the raw bus, one stream thread the encoded bus.
+    let encoded = server.encoders[0].out.clone();
+    let (mut max_raw, mut max_encoded) = (0, 0);
     let mut outs = Vec::new();
     for p in players {
-        max_readers = max_readers.max(bus_readers(&bus.name));
+        max_raw = max_raw.max(bus_readers(&bus.name));
+        max_encoded = max_encoded.max(bus_readers(&encoded));
         outs.push(p.output(Duration::from_secs(90)));
     }
     for (i, out) in outs.iter().enumerate() {
@@ -138,7 +151,11 @@ fn ten_clients_share_one_encoder() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    assert_eq!(max_readers, 1, "one encoder (bus reader) for all clients");
+    assert_eq!(max_raw, 1, "one encoder for all clients");
+    assert_eq!(
+        max_encoded, 1,
+        "one reader of the encoded bus for all clients"
+    );
 }
 
 #[test]
@@ -146,7 +163,7 @@ fn killed_and_stalled_clients_do_not_disturb_others() {
     let bus = TestBus::start_noisy("kill", 640, 360);
     // An IDR every frame: enough bytes to fill the stalled client's
     // socket buffers within a second or two.
-    let server = RtspServer::start(&["--profile", "native,bitrate=20M,gop=1"]);
+    let server = RtspServer::serve(&bus.name, &["native,bitrate=20M,gop=1"], &[]);
     let url = server.url(&bus.name, "native");
     // A client that sets up and plays over TCP but never reads.
     let mut stalled = RawClient::connect(&server.addr);
@@ -168,9 +185,9 @@ fn killed_and_stalled_clients_do_not_disturb_others() {
 }
 
 #[test]
-fn encoder_stops_after_grace_and_restarts_on_demand() {
+fn encoding_stops_without_clients_and_restarts_on_demand() {
     let bus = TestBus::start("grace", 320, 180);
-    let server = RtspServer::start(&["--profile", "native", "--grace", "1"]);
+    let server = RtspServer::serve(&bus.name, &["native"], &[]);
     let url = server.url(&bus.name, "native");
     assert_eq!(bus_readers(&bus.name), 0, "no encoder before a client");
     let (n, _) = ffmpeg_decode(&url, "tcp", 10);
@@ -186,7 +203,7 @@ fn encoder_stops_after_grace_and_restarts_on_demand() {
 #[test]
 fn keepalives_and_pause() {
     let bus = TestBus::start("keep", 320, 180);
-    let server = RtspServer::start(SMALL);
+    let server = RtspServer::serve(&bus.name, SMALL, &[]);
     let url = server.url(&bus.name, "native");
     let mut c = RawClient::connect(&server.addr);
     let r = c.setup_tcp(&url);
@@ -224,7 +241,7 @@ fn shrink_receive_buffer(sock: &std::net::TcpStream, size: libc::c_int) {
 #[test]
 fn silent_session_expires() {
     let bus = TestBus::start("expire", 320, 180);
-    let server = RtspServer::start(&["--profile", "native", "--session-timeout", "2"]);
+    let server = RtspServer::serve(&bus.name, &["native"], &["--session-timeout", "2"]);
     let url = server.url(&bus.name, "native");
     let mut c = RawClient::connect(&server.addr);
     c.request("DESCRIBE", &url, &[]);
@@ -259,7 +276,7 @@ fn slow_tcp_client_drops_whole_access_units_and_restarts_at_idr() {
     let bus = TestBus::start_noisy("slow", 640, 360);
     // Rare key frames: an IDR the slow client sees after the first one
     // exists only because it fell behind and asked for it.
-    let server = RtspServer::start(&["--profile", "native,bitrate=20M,gop=600"]);
+    let server = RtspServer::serve(&bus.name, &["native,bitrate=20M,gop=600"], &[]);
     let url = server.url(&bus.name, "native");
     let mut slow = RawClient::connect(&server.addr);
     shrink_receive_buffer(&slow.sock, 64 * 1024);
@@ -322,7 +339,7 @@ fn slow_tcp_client_drops_whole_access_units_and_restarts_at_idr() {
 #[test]
 fn clients_sending_keepalives_outlive_a_short_session_timeout() {
     let bus = TestBus::start("alive", 320, 180);
-    let server = RtspServer::start(&["--profile", "native", "--session-timeout", "2"]);
+    let server = RtspServer::serve(&bus.name, &["native"], &["--session-timeout", "2"]);
     let url = server.url(&bus.name, "native");
     // 6 s of video with a 2 s timeout: ffmpeg keeps the session alive
     // (GET_PARAMETER every timeout/2, RTCP receiver reports).

@@ -70,7 +70,7 @@ fn assert_clean(url: &str, transport: &str) {
 #[test]
 fn dropping_60fps_camera_at_30fps_has_monotonic_timestamps_tcp_and_udp() {
     let bus = TestBus::start_dropping("drop60", 320, 240, 60, 3);
-    let server = RtspServer::start(&["--profile", "p30=native@30,bitrate=500k"]);
+    let server = RtspServer::serve(&bus.name, &["p30=native@30,bitrate=500k"], &[]);
     let url = server.url(&bus.name, "p30");
     assert_clean(&url, "tcp");
     assert_clean(&url, "udp");
@@ -80,7 +80,7 @@ fn dropping_60fps_camera_at_30fps_has_monotonic_timestamps_tcp_and_udp() {
 #[test]
 fn steady_30fps_bus_has_monotonic_timestamps_tcp_and_udp() {
     let bus = TestBus::start("steady30", 320, 240);
-    let server = RtspServer::start(&["--profile", "native"]);
+    let server = RtspServer::serve(&bus.name, &["native"], &[]);
     let url = server.url(&bus.name, "native");
     assert_clean(&url, "tcp");
     assert_clean(&url, "udp");

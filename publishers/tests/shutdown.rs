@@ -111,7 +111,7 @@ fn drain_to_close(c: &mut RawClient) -> (bool, bool) {
 
 fn rtsp_stops_on(sig: i32, with_ffmpeg: bool) {
     let bus = TestBus::start(&tag("stop", sig), 320, 240);
-    let mut server = RtspServer::start(&["--grace", "1", "--encoder", "libx264"]);
+    let mut server = RtspServer::serve(&bus.name, &["native"], &[]);
     let url = server.url(&bus.name, "native");
     let mut tcp = playing_tcp_client(&server.addr, &url);
     let ffmpeg = with_ffmpeg.then(|| {

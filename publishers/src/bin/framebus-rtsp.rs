@@ -1,5 +1,7 @@
-//! `framebus-rtsp`: serves buses as H.264 over RTSP at
-//! `rtsp://HOST:8554/{bus}/{profile}`. SIGTERM and SIGINT stop it the same
+//! `framebus-rtsp`: serves encoded buses as H.264 over RTSP at
+//! `rtsp://HOST:8554/{bus}/{profile}` (the bus `{bus}.h264.{profile}` that a
+//! `framebus-encoder` writes) or `rtsp://HOST:8554/{encoded-bus}`. It
+//! encodes nothing. SIGTERM and SIGINT stop it the same
 //! way: sessions end with an RTCP BYE, connections close, exit status 0.
 //! Bad arguments (a bad credential file included) exit 4, runtime errors 1
 //! (`framebus::contract::exit`).
@@ -18,10 +20,8 @@ use framebus_publishers::common::cli::{
     failure, init_logging, parse_args, print_line, print_listening, usage_error,
 };
 use framebus_publishers::common::shutdown::{stopped, StopSignals};
-use framebus_publishers::encoder::EncoderKind;
-use framebus_publishers::rtsp::config::default_profiles;
 use framebus_publishers::rtsp::push::{self, PushTarget};
-use framebus_publishers::rtsp::{http, Config, Profile, Server, SHUTDOWN_DEADLINE};
+use framebus_publishers::rtsp::{http, Config, Server, SHUTDOWN_DEADLINE};
 
 /// Serve framebus buses as H.264 over RTSP.
 #[derive(Debug, Parser)]
@@ -31,16 +31,13 @@ struct Args {
     /// line names the bound address).
     #[arg(long, default_value = "127.0.0.1:8554")]
     listen: SocketAddr,
-    /// A profile `NAME=WxH|native[@FPS][,bitrate=4M][,gop=N]`; repeatable;
-    /// replaces the defaults (`high=1920x1080@30,bitrate=4M` and `native`).
-    #[arg(long = "profile")]
-    profiles: Vec<Profile>,
-    /// H.264 encoder.
-    #[arg(long, value_enum, default_value = "auto")]
-    encoder: EncoderKind,
-    /// Seconds an encoder keeps running after its last client leaves.
-    #[arg(long, default_value_t = 10.0)]
-    grace: f64,
+    /// A joiner starts at once from the newest keyframe in the encoded
+    /// bus's GOP if it was captured at most this many milliseconds ago
+    /// (the client then catches up through the frames since); otherwise
+    /// the encoder is asked for a fresh keyframe (about one frame interval
+    /// later). 0: always a fresh keyframe.
+    #[arg(long, default_value_t = 500)]
+    join_max_age_ms: u64,
     /// Clients per stream; more get 503.
     #[arg(long, default_value_t = 32)]
     max_clients: usize,
@@ -54,7 +51,7 @@ struct Args {
     /// RTP packet size limit in bytes.
     #[arg(long, default_value_t = 1400)]
     mtu: usize,
-    /// Require `user:password` (RTSP Basic or Digest). Visible to other
+    /// Require `user:password` (RTSP Digest). Visible to other
     /// users in `ps`: prefer `--auth-file` or `FRAMEBUS_RTSP_AUTH`.
     #[arg(long, conflicts_with = "auth_file")]
     auth: Option<Credentials>,
@@ -62,11 +59,15 @@ struct Args {
     /// empty or a `#` comment (keep it mode 0600).
     #[arg(long, value_name = "PATH")]
     auth_file: Option<PathBuf>,
+    /// Seconds a Digest nonce is accepted on a new connection after it was
+    /// issued (older: 401 with `stale=TRUE`, and clients retry).
+    #[arg(long, default_value_t = 60)]
+    nonce_lifetime: u64,
     /// Publish a stream to an external RTSP server (ANNOUNCE/RECORD, e.g.
     /// MediaMTX), reconnecting with backoff; repeatable.
     #[arg(long = "push", value_name = "URL")]
     push: Vec<String>,
-    /// The stream `--push` publishes.
+    /// The stream `--push` publishes (`BUS/PROFILE` or an encoded bus).
     #[arg(long, value_name = "BUS/PROFILE", default_value = "cam0/high")]
     push_from: String,
     /// Shared-memory directory (default: $FRAMEBUS_SHM_DIR or /dev/shm).
@@ -84,19 +85,18 @@ const PROGRAM: &str = "framebus-rtsp";
 fn main() -> ExitCode {
     init_logging();
     let args: Args = parse_args();
-    // libav* info lines (x264's settings dump) are noise at our log level;
+    // libav*'s info lines are noise at our log level (the push muxer);
     // warnings and errors still reach stderr.
     ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Warning);
-    let Some((push_bus, push_profile)) = args.push_from.split_once('/') else {
-        return usage_error(PROGRAM, "--push-from must be BUS/PROFILE");
-    };
+    if framebus_publishers::rtsp::stream::bus_of_path(&args.push_from).is_none() {
+        return usage_error(PROGRAM, "--push-from must be BUS/PROFILE or an encoded bus");
+    }
     let pushes: Vec<PushTarget> = args
         .push
         .iter()
         .map(|url| PushTarget {
             url: url.clone(),
-            bus: push_bus.to_string(),
-            profile: push_profile.to_string(),
+            path: args.push_from.clone(),
         })
         .collect();
     let auth = match load_credentials(args.auth, args.auth_file.as_deref(), env::RTSP_AUTH) {
@@ -105,18 +105,13 @@ fn main() -> ExitCode {
     };
     let config = Config {
         listen: args.listen,
-        profiles: if args.profiles.is_empty() {
-            default_profiles()
-        } else {
-            args.profiles
-        },
-        encoder: args.encoder,
-        grace: Duration::from_secs_f64(args.grace.max(0.0)),
+        join_max_age: Duration::from_millis(args.join_max_age_ms),
         max_clients: args.max_clients,
         session_timeout: Duration::from_secs(args.session_timeout.max(1)),
         request_timeout: Duration::from_secs_f64(args.request_timeout.max(0.5)),
         mtu: args.mtu,
         auth,
+        nonce_lifetime: Duration::from_secs(args.nonce_lifetime),
         shm_dir: args.shm_dir,
     };
     let http_auth = config.auth.clone();
@@ -184,7 +179,7 @@ fn main() -> ExitCode {
         ExitCode::SUCCESS
     });
     // Do not wait for blocking tasks still running (a `--push` session, a
-    // bus header read); encoder threads end with the process.
+    // bus header read); bus reader threads end with the process.
     rt.shutdown_timeout(Duration::from_millis(100));
     code
 }

@@ -1,24 +1,21 @@
-//! Server configuration and the profile syntax of `--profile`.
+//! Server configuration.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::common::auth::Credentials;
-pub use crate::encoder::profile::{default_profiles, Profile};
-use crate::encoder::EncoderKind;
 
 /// Everything the server needs.
 #[derive(Clone, Debug)]
 pub struct Config {
     /// Address to bind.
     pub listen: SocketAddr,
-    /// Profiles served for every bus.
-    pub profiles: Vec<Profile>,
-    /// Encoder choice.
-    pub encoder: EncoderKind,
-    /// Encoder keeps running this long after its last client.
-    pub grace: Duration,
+    /// A joiner starts from the newest keyframe in the GOP when it was
+    /// captured at most this long ago; otherwise the encoder is asked for
+    /// a fresh keyframe and the joiner starts there (see
+    /// [`super::stream::Stream::start`]).
+    pub join_max_age: Duration,
     /// Clients per stream before 503.
     pub max_clients: usize,
     /// Session timeout announced in `Session:` and enforced.
@@ -30,8 +27,12 @@ pub struct Config {
     pub request_timeout: Duration,
     /// RTP packet size limit (header included).
     pub mtu: usize,
-    /// Optional credentials.
+    /// Optional credentials (RTSP Digest).
     pub auth: Option<Credentials>,
+    /// Digest nonces are accepted on a new connection for this long after
+    /// they were issued (a connection that authenticated with one keeps
+    /// using it).
+    pub nonce_lifetime: Duration,
     /// Shared-memory directory override.
     pub shm_dir: Option<PathBuf>,
 }
@@ -40,14 +41,13 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8554)),
-            profiles: default_profiles(),
-            encoder: EncoderKind::Auto,
-            grace: Duration::from_secs(10),
+            join_max_age: Duration::from_millis(500),
             max_clients: 32,
             session_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(30),
             mtu: 1400,
             auth: None,
+            nonce_lifetime: Duration::from_secs(60),
             shm_dir: None,
         }
     }

@@ -27,7 +27,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::auth::Auth;
+use super::auth::{Auth, ConnAuth};
 use super::config::Config;
 use super::metrics::add;
 use super::sdp;
@@ -119,6 +119,7 @@ pub async fn serve(
         local,
         wr,
         session: None,
+        auth_state: ConnAuth::default(),
         epoch: Instant::now(),
         activity: Arc::new(AtomicU64::new(0)),
         last_message: Instant::now(),
@@ -139,6 +140,8 @@ struct Conn {
     local: Option<SocketAddr>,
     wr: OwnedWriteHalf,
     session: Option<Session>,
+    /// The Digest nonce this connection authenticated with.
+    auth_state: ConnAuth,
     epoch: Instant,
     /// Milliseconds since `epoch` of the last sign of life.
     activity: Arc<AtomicU64>,
@@ -285,8 +288,7 @@ impl Conn {
             Some(Incoming::Malformed) => {
                 self.last_message = Instant::now();
                 tracing::debug!(peer = ?self.peer, "malformed request");
-                let resp =
-                    Response::builder(Version::V1_0, StatusCode::BadRequest).build(Vec::new());
+                let resp = response(Version::V1_0, StatusCode::BadRequest).build(Vec::new());
                 self.send(&resp).await
             }
             Some(Incoming::Request(req)) => {
@@ -305,8 +307,7 @@ impl Conn {
     }
 
     fn reply(&self, req: &Request<Vec<u8>>, status: StatusCode) -> rtsp_types::ResponseBuilder {
-        let mut b =
-            Response::builder(req.version(), status).header(headers::SERVER, "framebus-rtsp");
+        let mut b = response(req.version(), status).header(headers::SERVER, "framebus-rtsp");
         if let Some(cseq) = req.header(&headers::CSEQ) {
             b = b.header(headers::CSEQ, cseq.as_str());
         }
@@ -323,31 +324,29 @@ impl Conn {
         self.reply(req, status).build(Vec::new())
     }
 
-    /// `(bus, profile)` of a request URL `rtsp://host/{bus}/{profile}[/trackID=0]`.
-    fn target(req: &Request<Vec<u8>>) -> Option<(String, String)> {
+    /// The stream path of a request URL `rtsp://host/{path}[/trackID=0]`.
+    fn target(req: &Request<Vec<u8>>) -> Option<String> {
         let url = req.request_uri()?;
-        let mut parts = url.path().split('/').filter(|p| !p.is_empty());
-        let bus = parts.next()?.to_string();
-        let profile = parts.next()?.to_string();
-        match parts.next() {
-            None => {}
-            Some(t) if t.starts_with("trackID=") => {}
-            Some(_) => return None,
-        }
-        parts.next().is_none().then_some((bus, profile))
+        let path = url.path().trim_matches('/');
+        let path = match path.rsplit_once('/') {
+            Some((stream, track)) if track.starts_with("trackID=") => stream,
+            _ => path,
+        };
+        (!path.is_empty()).then(|| path.to_string())
     }
 
     fn stream_error(&self, req: &Request<Vec<u8>>, e: &StreamError) -> Response<Vec<u8>> {
         // 404s at debug level: a path scanner would flood the log.
-        if matches!(e, StreamError::UnknownProfile(_) | StreamError::NoBus(..)) {
+        if matches!(e, StreamError::BadPath(_) | StreamError::NoBus { .. }) {
             tracing::debug!(peer = ?self.peer, error = %e, "request refused");
         } else {
             tracing::info!(peer = ?self.peer, error = %e, "request refused");
         }
         let status = match e {
-            StreamError::UnknownProfile(_) | StreamError::NoBus(..) => StatusCode::NotFound,
+            StreamError::BadPath(_) | StreamError::NoBus { .. } => StatusCode::NotFound,
+            StreamError::NotEncoded(..) => StatusCode::UnsupportedMediaType,
             StreamError::Full(..) => StatusCode::ServiceUnavailable,
-            StreamError::Encoder(..) | StreamError::Timeout(..) => StatusCode::InternalServerError,
+            StreamError::Timeout(..) => StatusCode::ServiceUnavailable,
         };
         self.error(req, status)
     }
@@ -362,7 +361,7 @@ impl Conn {
     async fn handle(&mut self, req: &Request<Vec<u8>>) -> Response<Vec<u8>> {
         let method = req.method().clone();
         if !matches!(method, Method::Options) {
-            if let Err(challenge) = self.auth.check(req) {
+            if let Err(challenge) = self.auth.check(req, &mut self.auth_state) {
                 return self
                     .reply(req, StatusCode::Unauthorized)
                     .header(headers::WWW_AUTHENTICATE, challenge)
@@ -376,7 +375,7 @@ impl Conn {
                 .build(Vec::new()),
             Method::Describe => self.describe(req).await,
             Method::Setup => self.setup(req).await,
-            Method::Play => self.play(req),
+            Method::Play => self.play(req).await,
             Method::Pause => {
                 if !self.session_matches(req) {
                     return self.error(req, StatusCode::SessionNotFound);
@@ -410,10 +409,10 @@ impl Conn {
     }
 
     async fn describe(&mut self, req: &Request<Vec<u8>>) -> Response<Vec<u8>> {
-        let Some((bus, profile)) = Self::target(req) else {
+        let Some(path) = Self::target(req) else {
             return self.error(req, StatusCode::NotFound);
         };
-        let stream = match self.streams.get(&bus, &profile) {
+        let stream = match self.streams.get(&path) {
             Ok(s) => s,
             Err(e) => return self.stream_error(req, &e),
         };
@@ -450,7 +449,7 @@ impl Conn {
     }
 
     async fn setup(&mut self, req: &Request<Vec<u8>>) -> Response<Vec<u8>> {
-        let Some((bus, profile)) = Self::target(req) else {
+        let Some(path) = Self::target(req) else {
             return self.error(req, StatusCode::NotFound);
         };
         if req.header(&headers::SESSION).is_some() && !self.session_matches(req) {
@@ -492,7 +491,7 @@ impl Conn {
         let Some((tcp, channel, client_port)) = chosen else {
             return self.error(req, StatusCode::UnsupportedTransport);
         };
-        let stream = match self.streams.get(&bus, &profile) {
+        let stream = match self.streams.get(&path) {
             Ok(s) => s,
             Err(e) => return self.stream_error(req, &e),
         };
@@ -569,7 +568,11 @@ impl Conn {
             .build(Vec::new())
     }
 
-    fn play(&mut self, req: &Request<Vec<u8>>) -> Response<Vec<u8>> {
+    /// PLAY: the client's start point is chosen before the answer
+    /// ([`super::stream::Stream::start`]: the newest keyframe in the GOP
+    /// cache, or a fresh one), so `RTP-Info` names the first packet's
+    /// sequence number and timestamp exactly.
+    async fn play(&mut self, req: &Request<Vec<u8>>) -> Response<Vec<u8>> {
         if !self.session_matches(req) {
             return self.error(req, StatusCode::SessionNotFound);
         }
@@ -580,15 +583,21 @@ impl Conn {
         let activity = Arc::clone(&self.activity);
         let epoch = self.epoch;
         let stop = self.stop.clone();
-        let Some(s) = self.session.as_mut() else {
+        let Some(stream) = self.session.as_ref().map(|s| Arc::clone(s.slot.stream())) else {
             return self.error(req, StatusCode::SessionNotFound);
         };
-        let stream = Arc::clone(s.slot.stream());
-        let first_seq = random_u64() as u16;
-        let already = s.tcp_play.is_some() || s.udp_task.is_some();
-        if !already {
-            let state = RtpState::new(first_seq);
-            let rx = stream.subscribe();
+        let playing = self
+            .session
+            .as_ref()
+            .is_some_and(|s| s.tcp_play.is_some() || s.udp_task.is_some());
+        let mut rtp_info = None;
+        if !playing {
+            let first_seq = random_u64() as u16;
+            let (state, rx) = RtpState::new(first_seq, stream.start().await);
+            rtp_info = Some((first_seq, state.first_rtp_ts()));
+            let Some(s) = self.session.as_mut() else {
+                return self.error(req, StatusCode::SessionNotFound);
+            };
             match &s.transport {
                 Transport_::Tcp { .. } => s.tcp_play = Some((rx, state)),
                 Transport_::Udp {
@@ -611,18 +620,38 @@ impl Conn {
                     )));
                 }
             }
-            stream.request_idr();
         }
-        let rtptime = stream.rtp_ts(framebus::monotonic_ns());
         let base = url.trim_end_matches('/');
-        self.reply(req, StatusCode::Ok)
-            .header(headers::RANGE, "npt=0.000-")
-            .header(
+        let mut b = self
+            .reply(req, StatusCode::Ok)
+            .header(headers::RANGE, "npt=0.000-");
+        if let Some((seq, rtptime)) = rtp_info {
+            // Without a known first timestamp (no keyframe within
+            // KEYFRAME_WAIT), `rtptime` is left out rather than guessed.
+            let rtptime = rtptime.map_or_else(String::new, |t| format!(";rtptime={t}"));
+            b = b.header(
                 headers::RTP_INFO,
-                format!("url={base}/trackID=0;seq={first_seq};rtptime={rtptime}"),
-            )
-            .build(Vec::new())
+                format!("url={base}/trackID=0;seq={seq}{rtptime}"),
+            );
+        }
+        b.build(Vec::new())
     }
+}
+
+/// A response builder with RFC 2326's reason phrase (rtsp-types writes
+/// `Ok` for 200) and a `Date` header (RFC 2326 §12.18).
+fn response(version: Version, status: StatusCode) -> rtsp_types::ResponseBuilder {
+    let reason = match status {
+        StatusCode::Ok => "OK".to_string(),
+        StatusCode::OnlyAggregateOperationAllowed => "Only Aggregate Operation Allowed".to_string(),
+        s => s.to_string(),
+    };
+    Response::builder(version, status)
+        .reason_phrase(reason)
+        .header(
+            headers::DATE,
+            httpdate::fmt_http_date(std::time::SystemTime::now()),
+        )
 }
 
 async fn write_timeout(wr: &mut OwnedWriteHalf, buf: &[u8]) -> Result<(), Close> {

@@ -53,15 +53,15 @@ impl FromRef<HttpState> for Observability {
 /// Status of one stream, as served by `/api/v1/streams`.
 #[derive(Debug, Clone, Serialize)]
 pub struct StreamStatus {
-    /// Bus name.
+    /// Path of the stream in `rtsp://host:port/{path}`.
+    pub path: String,
+    /// The encoded bus read.
     pub bus: String,
-    /// Profile name.
-    pub profile: String,
-    /// `idle` or `running`.
+    /// `idle` or `running` (the bus reader thread).
     pub state: &'static str,
-    /// Why the stream cannot run (missing bus, encoder failure), if so.
+    /// Why the stream cannot run (missing bus, not H.264), if so.
     pub problem: Option<String>,
-    /// Encoded width (null until the encoder has opened once).
+    /// Encoded width (null until the codec parameters are known).
     pub width: Option<u32>,
     /// Encoded height.
     pub height: Option<u32>,
@@ -69,24 +69,18 @@ pub struct StreamStatus {
     pub clients: usize,
     /// Client limit.
     pub max_clients: usize,
-    /// Bus frames per second reaching the encoder (last 2 s).
+    /// Access units per second from the bus (last 2 s).
     pub input_fps: f64,
-    /// Access units encoded per second (last 2 s).
-    pub output_fps: f64,
-    /// Configured bit rate, bits per second.
-    pub bitrate: u64,
-    /// Encoded bits per second (last 2 s).
-    pub output_bitrate: f64,
-    /// Seconds since the encoder started (null when idle).
+    /// H.264 bits per second from the bus (last 2 s).
+    pub input_bitrate: f64,
+    /// Seconds since the reader thread started (null when idle).
     pub uptime_s: Option<f64>,
-    /// Access units encoded since the process started.
-    pub frames_encoded: u64,
+    /// Access units read since the process started.
+    pub frames_in: u64,
     /// Access units slow clients skipped.
     pub dropped_slow: u64,
     /// Bytes of RTP written to clients.
     pub sent_bytes: u64,
-    /// Path of the stream in `rtsp://host:port/{path}`.
-    pub path: String,
 }
 
 fn round2(v: f64) -> f64 {
@@ -101,8 +95,8 @@ impl StreamStatus {
         let params = s.current_params();
         let uptime = s.uptime();
         StreamStatus {
+            path: s.path.clone(),
             bus: s.bus().to_string(),
-            profile: s.profile_name().to_string(),
             state: if uptime.is_some() { "running" } else { "idle" },
             problem: s.failure(),
             width: params.as_ref().map(|p| p.width),
@@ -110,14 +104,11 @@ impl StreamStatus {
             clients: s.clients(),
             max_clients: s.max_clients(),
             input_fps: round2(m.input_fps()),
-            output_fps: round2(m.output_fps()),
-            bitrate: s.target_bitrate(),
-            output_bitrate: m.output_bitrate().round(),
+            input_bitrate: m.input_bitrate().round(),
             uptime_s: uptime.map(|u| round2(u.as_secs_f64())),
-            frames_encoded: m.frames_encoded.load(Relaxed),
+            frames_in: m.frames_in.load(Relaxed),
             dropped_slow: m.dropped_slow.load(Relaxed),
             sent_bytes: m.sent_bytes.load(Relaxed),
-            path: s.path.clone(),
         }
     }
 }
@@ -129,7 +120,7 @@ async fn list_streams(State(streams): State<Arc<Streams>>) -> Json<serde_json::V
     Json(serde_json::json!({ "streams": list }))
 }
 
-/// A stream with clients that encoded nothing for this long is unhealthy.
+/// A stream with clients that got no access unit for this long is unhealthy.
 pub const STALL_LIMIT: Duration = Duration::from_secs(5);
 
 /// Why `/healthz` answers 503: a stream that has clients cannot serve
@@ -148,12 +139,12 @@ pub fn health_problems(streams: &Streams) -> Vec<String> {
         }
         let since = s
             .metrics()
-            .last_encoded()
+            .last_in()
             .map(|t| t.elapsed())
             .or_else(|| s.uptime());
         if let Some(d) = since.filter(|d| *d > STALL_LIMIT) {
             problems.push(format!(
-                "{}: {} clients, no frame encoded for {:.0} s (producer gone?)",
+                "{}: {} clients, no access unit from the encoded bus for {:.0} s (encoder or producer gone?)",
                 s.path,
                 s.clients(),
                 d.as_secs_f64()

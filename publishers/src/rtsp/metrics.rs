@@ -1,8 +1,8 @@
 //! Per-stream counters of `framebus-rtsp` and their Prometheus export.
 //!
 //! Each [`Stream`](super::stream::Stream) owns a [`StreamMetrics`] (plain
-//! atomics, a byte-rate window and a `prometheus-client` histogram of
-//! encode times) that the encoder thread and the client tasks update. A
+//! atomics and a byte-rate window) that the bus reader thread and the
+//! client tasks update. A
 //! scrape runs [`Collector::encode`], which walks the stream registry and
 //! writes every series at that moment, so streams that come and go need no
 //! registration (the bus series come from the shared
@@ -20,7 +20,6 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::MetricType;
 
 use super::stream::{Stream, Streams};
@@ -29,26 +28,23 @@ use crate::common::stats::RateMeter;
 
 /// Window of the measured output bit rate.
 const BITRATE_WINDOW: Duration = Duration::from_secs(2);
-/// Upper bounds of the encode-time histogram buckets, seconds.
-const ENCODE_BUCKETS: [f64; 10] = [
-    0.002, 0.004, 0.008, 0.012, 0.016, 0.025, 0.033, 0.05, 0.1, 0.25,
-];
 
-/// Counters of one (bus, profile) stream since the process started.
+/// Counters of one stream since the process started.
 #[derive(Debug)]
 pub struct StreamMetrics {
-    /// Bus frames the encoder read (before frame selection).
+    /// Access units read from the encoded bus.
     pub frames_in: AtomicU64,
-    /// Access units encoded.
-    pub frames_encoded: AtomicU64,
-    /// Bytes of encoded access units (Annex B, once per frame).
-    pub encoded_bytes: AtomicU64,
-    /// IDR access units encoded.
-    pub idrs: AtomicU64,
-    /// IDRs forced for joining or lagging clients.
-    pub idrs_forced: AtomicU64,
-    /// Frames that failed to convert or encode.
-    pub encode_errors: AtomicU64,
+    /// Bytes of those access units (Annex B, once per access unit).
+    pub bytes_in: AtomicU64,
+    /// Keyframes among them.
+    pub keyframes: AtomicU64,
+    /// Access units the stream's bus reader lost (it fell behind the
+    /// encoder and restarted at a keyframe).
+    pub skipped_on_bus: AtomicU64,
+    /// Clients that started from the newest keyframe in the GOP cache.
+    pub joins_from_gop: AtomicU64,
+    /// Clients that asked the encoder for a fresh keyframe to start at.
+    pub joins_fresh: AtomicU64,
     /// Bytes written to clients (RTP headers and payload, plus the
     /// 4-byte interleave framing on TCP; RTCP not included).
     pub sent_bytes: AtomicU64,
@@ -61,32 +57,28 @@ pub struct StreamMetrics {
     pub stalled_disconnects: AtomicU64,
     /// Clients served (SETUPs that took a slot).
     pub clients_total: AtomicU64,
-    encode_seconds: Histogram,
     in_rate: RateMeter,
-    out_rate: RateMeter,
     bytes_window: Mutex<VecDeque<(Instant, u64)>>,
-    last_encoded: Mutex<Option<Instant>>,
+    last_in: Mutex<Option<Instant>>,
 }
 
 impl Default for StreamMetrics {
     fn default() -> StreamMetrics {
         StreamMetrics {
             frames_in: AtomicU64::new(0),
-            frames_encoded: AtomicU64::new(0),
-            encoded_bytes: AtomicU64::new(0),
-            idrs: AtomicU64::new(0),
-            idrs_forced: AtomicU64::new(0),
-            encode_errors: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+            keyframes: AtomicU64::new(0),
+            skipped_on_bus: AtomicU64::new(0),
+            joins_from_gop: AtomicU64::new(0),
+            joins_fresh: AtomicU64::new(0),
             sent_bytes: AtomicU64::new(0),
             sent_packets: AtomicU64::new(0),
             dropped_slow: AtomicU64::new(0),
             stalled_disconnects: AtomicU64::new(0),
             clients_total: AtomicU64::new(0),
-            encode_seconds: Histogram::new(ENCODE_BUCKETS),
             in_rate: RateMeter::default(),
-            out_rate: RateMeter::default(),
             bytes_window: Mutex::new(VecDeque::new()),
-            last_encoded: Mutex::new(None),
+            last_in: Mutex::new(None),
         }
     }
 }
@@ -101,23 +93,20 @@ fn get(c: &AtomicU64) -> u64 {
 }
 
 impl StreamMetrics {
-    /// One bus frame read.
+    /// One access unit taken from the bus.
     pub fn frame_in(&self) {
         add(&self.frames_in, 1);
         self.in_rate.record();
     }
 
-    /// One access unit of `bytes` encoded in `took` (convert + encode).
-    pub fn frame_encoded(&self, bytes: usize, key: bool, took: Duration) {
-        add(&self.frames_encoded, 1);
-        add(&self.encoded_bytes, bytes as u64);
+    /// The access unit just taken had `bytes` bytes.
+    pub fn frame_out(&self, bytes: usize, key: bool) {
+        add(&self.bytes_in, bytes as u64);
         if key {
-            add(&self.idrs, 1);
+            add(&self.keyframes, 1);
         }
-        self.encode_seconds.observe(took.as_secs_f64());
-        self.out_rate.record();
         let now = Instant::now();
-        *self.last_encoded.lock() = Some(now);
+        *self.last_in.lock() = Some(now);
         let mut w = self.bytes_window.lock();
         w.push_back((now, bytes as u64));
         while w
@@ -134,23 +123,18 @@ impl StreamMetrics {
         add(&self.sent_bytes, bytes as u64);
     }
 
-    /// When the last access unit was encoded.
-    pub fn last_encoded(&self) -> Option<Instant> {
-        *self.last_encoded.lock()
+    /// When the last access unit came from the bus.
+    pub fn last_in(&self) -> Option<Instant> {
+        *self.last_in.lock()
     }
 
-    /// Bus frames per second reaching the encoder (last 2 s).
+    /// Access units per second from the bus (last 2 s).
     pub fn input_fps(&self) -> f64 {
         self.in_rate.per_second()
     }
 
-    /// Access units per second encoded (last 2 s).
-    pub fn output_fps(&self) -> f64 {
-        self.out_rate.per_second()
-    }
-
-    /// Encoded bits per second (last 2 s).
-    pub fn output_bitrate(&self) -> f64 {
+    /// H.264 bits per second from the bus (last 2 s).
+    pub fn input_bitrate(&self) -> f64 {
         let now = Instant::now();
         let w = self.bytes_window.lock();
         let bytes: u64 = w
@@ -183,10 +167,7 @@ type CounterDef = (&'static str, &'static str, fn(&StreamMetrics) -> &AtomicU64)
 type GaugeDef = (&'static str, &'static str, fn(&Stream) -> f64);
 
 fn stream_labels(s: &Stream) -> Labels {
-    [
-        ("bus", s.bus().to_string()),
-        ("profile", s.profile_name().to_string()),
-    ]
+    [("path", s.path.clone()), ("bus", s.bus().to_string())]
 }
 
 impl Collector for RtspCollector {
@@ -199,29 +180,31 @@ impl Collector for RtspCollector {
         let sl = |s: &Arc<Stream>| stream_labels(s);
         type S = Arc<Stream>;
         let counters: [CounterDef; 11] = [
-            (
-                "frames_in",
-                "Bus frames read by the encoder (before frame selection)",
-                |m| &m.frames_in,
-            ),
-            ("frames_encoded", "Access units encoded", |m| {
-                &m.frames_encoded
+            ("frames_in", "Access units read from the encoded bus", |m| {
+                &m.frames_in
             }),
             (
-                "encoded_bytes",
-                "Bytes of encoded H.264 (once per access unit, not per client)",
-                |m| &m.encoded_bytes,
+                "bytes_in",
+                "H.264 bytes read from the encoded bus (once per access unit, not per client)",
+                |m| &m.bytes_in,
             ),
-            ("idrs", "IDR access units encoded", |m| &m.idrs),
+            ("keyframes", "Keyframes read from the encoded bus", |m| {
+                &m.keyframes
+            }),
             (
-                "idrs_forced",
-                "IDRs forced for joining or lagging clients",
-                |m| &m.idrs_forced,
+                "skipped_on_bus",
+                "Access units the stream's bus reader lost (fell behind the encoder)",
+                |m| &m.skipped_on_bus,
             ),
             (
-                "encode_errors",
-                "Frames that failed to convert or encode",
-                |m| &m.encode_errors,
+                "joins_from_gop",
+                "Clients that started at once from the newest keyframe in the GOP cache",
+                |m| &m.joins_from_gop,
+            ),
+            (
+                "joins_fresh",
+                "Clients that asked the encoder for a fresh keyframe to start at",
+                |m| &m.joins_fresh,
             ),
             (
                 "sent_bytes",
@@ -258,42 +241,32 @@ impl Collector for RtspCollector {
         }
         family(
             &mut enc,
-            "framebus_rtsp_encoder_starts",
-            "Encoder thread starts (on demand)",
+            "framebus_rtsp_reader_starts",
+            "Bus reader thread starts (on demand)",
             MetricType::Counter,
             &streams,
             sl,
             |s: &S| ConstCounter::new(s.starts()),
         )?;
-        let gauges: [GaugeDef; 7] = [
+        let gauges: [GaugeDef; 5] = [
             ("viewers", "Clients holding a slot now", |s| {
                 s.clients() as f64
             }),
             ("max_viewers", "Client limit per stream", |s| {
                 s.max_clients() as f64
             }),
-            ("running", "1 while the encoder thread runs", |s| {
+            ("running", "1 while the bus reader thread runs", |s| {
                 f64::from(u8::from(s.is_running()))
             }),
             (
                 "input_fps",
-                "Bus frames per second reaching the encoder (last 2 s)",
+                "Access units per second from the encoded bus (last 2 s)",
                 |s| s.metrics().input_fps(),
             ),
             (
-                "output_fps",
-                "Access units encoded per second (last 2 s)",
-                |s| s.metrics().output_fps(),
-            ),
-            (
-                "output_bitrate",
-                "Encoded bits per second (last 2 s)",
-                |s| s.metrics().output_bitrate(),
-            ),
-            (
-                "target_bitrate",
-                "Configured bit rate of the profile, bits per second",
-                |s| s.target_bitrate() as f64,
+                "input_bitrate",
+                "H.264 bits per second from the encoded bus (last 2 s)",
+                |s| s.metrics().input_bitrate(),
             ),
         ];
         for (name, help, v) in gauges {
@@ -307,16 +280,6 @@ impl Collector for RtspCollector {
                 |s: &S| ConstGauge::new(v(s)),
             )?;
         }
-        family(
-            &mut enc,
-            "framebus_rtsp_encode_seconds",
-            "Convert + encode time per frame, seconds",
-            MetricType::Histogram,
-            &streams,
-            sl,
-            |s: &S| s.metrics().encode_seconds.clone(),
-        )?;
-
         Ok(())
     }
 }

@@ -1,18 +1,18 @@
 //! H.264 over RTSP: `framebus-rtsp`.
 //!
-//! libavformat's RTSP muxer can only push to a server, so the server is
-//! ours, on tokio: RTSP messages are parsed and written with `rtsp-types`,
-//! the SDP with `sdp-types`, and H.264 is packetized into RTP by
+//! `framebus-rtsp` encodes nothing: it serves the encoded buses that
+//! `framebus-encoder` processes write (`rtsp://host/{bus}/{profile}` is the
+//! bus `{bus}.h264.{profile}`), packetizing each access unit once for all
+//! clients. RTSP messages are parsed and written with `rtsp-types`, the SDP
+//! with `sdp-types`, and H.264 is packetized into RTP by
 //! [`h264::Packetizer`] (RFC 6184 single NAL unit and FU-A).
 //!
-//! * [`config`]: profiles and server settings.
-//! * [`stream`]: one encoder thread per (bus, profile), on demand, shared by
-//!   all its clients through a non-blocking broadcast.
-//! * [`clock`]: frame selection and presentation times on the output grid.
-//! * [`encoder`]: bus frame -> swscale -> x264 (or a hardware encoder).
+//! * [`config`]: server settings.
+//! * [`stream`]: one bus reader thread per encoded bus, on demand, shared
+//!   by all its clients through a non-blocking broadcast and a GOP cache.
 //! * [`connection`]: the RTSP method state machine of one connection.
 //! * [`push`]: `--push` to an external RTSP server (ANNOUNCE/RECORD).
-//! * [`session`]: per-client RTP over TCP (interleaved) or UDP, RTCP SR.
+//! * [`session`]: per-client RTP over TCP (interleaved) or paced UDP, RTCP SR.
 //! * [`wire`]: framing of the control connection (requests, `$` data, garbage).
 //! * [`sdp`], [`rtp`], [`h264`], [`auth`]: formats.
 //!
@@ -40,7 +40,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-pub use config::{Config, Profile};
+pub use config::Config;
 
 /// How often idle streams of vanished buses are dropped from the registry.
 pub const PRUNE_INTERVAL: Duration = Duration::from_secs(5);
@@ -63,7 +63,7 @@ impl Server {
     /// Binds `config.listen`.
     pub async fn bind(config: Config) -> std::io::Result<Server> {
         let listener = TcpListener::bind(config.listen).await?;
-        let auth = Arc::new(auth::Auth::new(config.auth.clone()));
+        let auth = Arc::new(auth::Auth::new(config.auth.clone(), config.nonce_lifetime));
         let config = Arc::new(config);
         Ok(Server {
             listener,

@@ -32,10 +32,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 pub struct PushTarget {
     /// `rtsp://server:port/path`.
     pub url: String,
-    /// Source bus.
-    pub bus: String,
-    /// Source profile.
-    pub profile: String,
+    /// The stream pushed: `bus/profile` (the encoded bus
+    /// `{bus}.h264.{profile}`) or an encoded bus name.
+    pub path: String,
 }
 
 /// Why one push session ended.
@@ -93,13 +92,11 @@ pub async fn run(streams: Arc<Streams>, target: PushTarget) {
 }
 
 async fn push_once(streams: &Arc<Streams>, target: &PushTarget) -> Result<(), String> {
-    let stream = streams
-        .get(&target.bus, &target.profile)
-        .map_err(|e| e.to_string())?;
+    let stream = streams.get(&target.path).map_err(|e| e.to_string())?;
     let slot = stream.join().map_err(|e| e.to_string())?;
     let params = stream.params().await.map_err(|e| e.to_string())?;
     let rx = stream.subscribe();
-    stream.request_idr();
+    stream.request_keyframe();
     let url = target.url.clone();
     let s = Arc::clone(&stream);
     let res = tokio::task::spawn_blocking(move || push_session(&url, &params, rx, &s))
@@ -170,7 +167,7 @@ fn push_session(
             Ok(au) => au,
             Err(RecvError::Lagged(_)) => {
                 need_key = true;
-                stream.request_idr();
+                stream.request_keyframe();
                 continue;
             }
             Err(RecvError::Closed) => return Err(PushError::Ended),

@@ -5,7 +5,16 @@
 //! sequence number (bytes 2..4) to its own counter, so a client that skips
 //! access units sees a continuous sequence and the RTP-Info of its PLAY
 //! names its first packet exactly.
+//!
+//! UDP is paced: a keyframe of a few hundred kilobytes sent in one burst
+//! overflows a client's default socket buffer (208 KiB on Linux) before
+//! it is scheduled to read, and every lost packet costs a whole frame. A
+//! token bucket ([`Pacer`]) lets [`PACE_BURST`] bytes through at once and
+//! the rest at [`PACE_MIN_RATE`], or faster when an access unit would
+//! otherwise take more than three quarters of a frame interval. TCP needs no pacing:
+//! its flow control waits for the client.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -17,11 +26,52 @@ use tokio::sync::watch;
 
 use super::metrics::add;
 use super::rtp::{append_bye, ntp_from_unix_ns, sender_report};
-use super::stream::{AccessUnit, Stream};
+use super::stream::{AccessUnit, StartPoint, Stream};
 use crate::common::shutdown::stopped;
 
 /// Interval between RTCP sender reports.
 pub const SR_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Bytes a UDP client may get at once.
+pub const PACE_BURST: f64 = 32.0 * 1024.0;
+/// The slowest pacing rate, bytes per second (64 Mbit/s).
+pub const PACE_MIN_RATE: f64 = 8.0 * 1024.0 * 1024.0;
+
+/// A token bucket for one UDP client.
+#[derive(Debug)]
+pub struct Pacer {
+    interval: Duration,
+    rate: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl Pacer {
+    /// A full bucket for a stream with frames `interval` apart.
+    pub fn new(interval: Duration) -> Pacer {
+        Pacer {
+            interval,
+            rate: PACE_MIN_RATE,
+            tokens: PACE_BURST,
+            last: Instant::now(),
+        }
+    }
+
+    /// An access unit of `bytes` begins: the rate is such that it takes
+    /// at most three quarters of a frame interval.
+    pub fn access_unit(&mut self, bytes: usize) {
+        let spread = (self.interval.as_secs_f64() * 0.75).max(0.001);
+        self.rate = (bytes as f64 / spread).max(PACE_MIN_RATE);
+    }
+
+    /// Takes `len` bytes; returns how long to wait before sending them.
+    pub fn take(&mut self, len: usize, now: Instant) -> Option<Duration> {
+        let dt = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + dt * self.rate).min(PACE_BURST) - len as f64;
+        (self.tokens < 0.0).then(|| Duration::from_secs_f64(-self.tokens / self.rate))
+    }
+}
 
 /// Per-client sending state shared by both transports.
 #[derive(Debug)]
@@ -41,12 +91,16 @@ pub struct RtpState {
     /// Fell behind and waits for an IDR (skipped access units count as
     /// dropped; the wait for the first IDR after PLAY does not).
     pub lagging: bool,
+    /// Access units to send before the subscription's (see
+    /// [`Stream::start`]).
+    pub backlog: VecDeque<Arc<AccessUnit>>,
 }
 
 impl RtpState {
-    /// A fresh state starting at `seq`.
-    pub fn new(seq: u16) -> RtpState {
-        RtpState {
+    /// A fresh state starting at `seq` with the access units of `start`'s
+    /// backlog; returns the subscription to continue with.
+    pub fn new(seq: u16, start: StartPoint) -> (RtpState, broadcast::Receiver<Arc<AccessUnit>>) {
+        let state = RtpState {
             seq,
             need_key: true,
             packets: 0,
@@ -54,7 +108,15 @@ impl RtpState {
             last: None,
             dropped: 0,
             lagging: false,
-        }
+            backlog: start.backlog.into(),
+        };
+        (state, start.rx)
+    }
+
+    /// The RTP timestamp of the first packet this client gets, when known
+    /// (the backlog starts with a keyframe).
+    pub fn first_rtp_ts(&self) -> Option<u32> {
+        self.backlog.front().filter(|au| au.key).map(|au| au.rtp_ts)
     }
 
     /// Receives the next access unit this client should send, handling
@@ -64,6 +126,12 @@ impl RtpState {
         rx: &mut broadcast::Receiver<Arc<AccessUnit>>,
         stream: &Stream,
     ) -> Option<Arc<AccessUnit>> {
+        if let Some(au) = self.backlog.pop_front() {
+            if !self.need_key || au.key {
+                self.need_key = false;
+                return Some(au);
+            }
+        }
         loop {
             match rx.recv().await {
                 Ok(au) => {
@@ -88,7 +156,8 @@ impl RtpState {
                     add(&stream.metrics().dropped_slow, n);
                     self.need_key = true;
                     self.lagging = true;
-                    stream.request_idr();
+                    self.backlog.clear();
+                    stream.request_keyframe();
                 }
                 Err(RecvError::Closed) => return None,
             }
@@ -192,7 +261,7 @@ pub struct UdpDest {
     pub rtcp: SocketAddr,
 }
 
-/// Sends a stream to one UDP client until the task is aborted or `stop`
+/// Sends a stream to one UDP client, paced (see [`Pacer`]), until the task is aborted or `stop`
 /// turns true (the server shuts down: then a sender report and a BYE go
 /// to the client's RTCP port and the task returns); records the time of
 /// every RTCP packet received from the client in `activity` (milliseconds
@@ -214,6 +283,8 @@ pub async fn udp_sender(
     let mut sr = tokio::time::interval(SR_INTERVAL);
     let mut buf = Vec::with_capacity(1500);
     let mut rtcp_in = [0u8; 1500];
+    let fps = stream.current_params().map_or(30, |p| p.fps.max(1));
+    let mut pacer = Pacer::new(Duration::from_secs_f64(1.0 / f64::from(fps)));
     loop {
         tokio::select! {
             _ = stopped(&mut stop) => {
@@ -224,7 +295,11 @@ pub async fn udp_sender(
             }
             au = state.next_au(&mut rx, &stream) => {
                 let Some(au) = au else { return };
+                pacer.access_unit(au.bytes);
                 for p in &au.packets {
+                    if let Some(wait) = pacer.take(p.len(), Instant::now()) {
+                        tokio::time::sleep(wait).await;
+                    }
                     buf.clear();
                     state.stamp(p, &mut buf);
                     // UDP is lossy by nature: an ICMP-refused port loses
@@ -248,5 +323,41 @@ pub async fn udp_sender(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pacer_spreads_a_keyframe_over_most_of_an_interval() {
+        let interval = Duration::from_millis(33);
+        let mut p = Pacer::new(interval);
+        let t0 = Instant::now();
+        let bytes = 300_000;
+        p.access_unit(bytes);
+        // 1400-byte packets sent as soon as allowed: the last one's time.
+        let mut now = t0;
+        let mut waited = Duration::ZERO;
+        for _ in 0..bytes / 1400 {
+            if let Some(w) = p.take(1400, now) {
+                now += w;
+                waited += w;
+            }
+        }
+        let took = now - t0;
+        // The burst goes at once, the rest at the rate: under half an
+        // interval, but not all at once.
+        assert!(
+            took <= interval * 3 / 4 + Duration::from_millis(1),
+            "{took:?}"
+        );
+        assert!(took >= Duration::from_millis(15), "{took:?}");
+        assert_eq!(waited, took);
+        // A small access unit after a pause passes without waiting.
+        let later = now + Duration::from_millis(30);
+        p.access_unit(10_000);
+        assert_eq!(p.take(1400, later), None);
     }
 }

@@ -1,19 +1,29 @@
-//! One encoded stream per (bus, profile), shared by all its clients.
+//! One RTSP stream per encoded bus, shared by all its clients.
+//!
+//! `framebus-rtsp` encodes nothing: `rtsp://host/{bus}/{profile}` is the
+//! encoded bus `{bus}.h264.{profile}` that a `framebus-encoder` writes (and
+//! `rtsp://host/{name}` is any H.264 bus by its own name, e.g. one a
+//! Python program writes).
 //!
 //! Lifecycle: [`crate::common::demand::OnDemand`], as in `framebus-mjpeg`.
-//! The first DESCRIBE or SETUP starts an encoder thread; every client holds
-//! a [`ClientSlot`] (a viewer ticket, counted against `--max-clients`); the
-//! thread stops `grace` after the last slot is dropped (a DESCRIBE alone
-//! also keeps it alive for `grace`: it joins and leaves at once). The
-//! start/stop decision is taken under `OnDemand`'s one mutex, so a client
-//! arriving while the thread decides to stop either keeps it running or
-//! starts a new one, never neither. The newest-value hand-off of
-//! `OnDemand` is not used: RTP needs every access unit (below).
+//! The first DESCRIBE or SETUP starts a reader thread; every client holds
+//! a [`ClientSlot`] (counted against `--max-clients`); the thread stops
+//! [`READER_GRACE`] after the last slot is dropped. While the thread reads
+//! the encoded bus, the encoder encodes (it runs while its bus has readers).
 //!
-//! Fan-out: the thread packetizes each access unit once and sends it on a
-//! bounded `tokio::sync::broadcast` channel; it never waits for a client. A
-//! client that falls behind by more than the channel holds gets `Lagged`,
-//! skips to the next IDR and asks for one (rate-limited).
+//! Fan-out: the thread takes every access unit in order
+//! (`Reader::next_encoded`), packetizes it once (RFC 6184) and sends it on
+//! a bounded `tokio::sync::broadcast` channel; it never waits for a client.
+//! It also keeps the packets of the current GOP (from its keyframe on),
+//! under the same lock as the send, so that a joiner can start from the
+//! newest keyframe at once ([`Stream::start`]). A client that falls behind
+//! by more than the channel holds gets `Lagged`, skips to the next IDR and
+//! asks for one.
+//!
+//! Timestamps: the RTP timestamp of an access unit is its bus `pts` (in the
+//! bus's time base, converted to 90 kHz) plus a random offset; RTCP sender
+//! reports map wall-clock time onto the same clock through the newest
+//! access unit's (pts, capture time) pair.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -21,24 +31,32 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use framebus::{ReadError, Reader, ReaderOptions};
+use framebus::{PixelFormat, ReadError, Reader, ReaderOptions};
 use parking_lot::Mutex;
 use tokio::sync::{broadcast, watch};
 
-use super::config::{Config, Profile};
-use super::h264::{split_annex_b, Packetizer};
+use super::config::Config;
+use super::h264::Packetizer;
 use super::metrics::{add, StreamMetrics};
 use super::rtp::CLOCK_RATE;
 use crate::common::demand::{JoinError, JoinKind, OnDemand, Ticket, Worker};
-use crate::encoder::clock::FrameClock;
-use crate::encoder::{EncodeSettings, H264Encoder};
+use crate::encoder::encoded_bus_name;
+use crate::h264::{nal, nal_type, split_annex_b};
 
 /// Access units the fan-out channel holds (about half a second at 30 fps).
 const FANOUT_DEPTH: usize = 16;
-/// Shortest interval between two IDRs forced for joining clients.
-const IDR_MIN_INTERVAL: Duration = Duration::from_millis(500);
-/// How long a DESCRIBE waits for the encoder's parameter sets.
+/// The reader thread keeps reading this long after its last client (a
+/// DESCRIBE followed by SETUP on a new connection finds it running).
+pub const READER_GRACE: Duration = Duration::from_secs(2);
+/// How long a DESCRIBE waits for the codec parameters (from the bus
+/// header, or from the first keyframe of a bus that has none there).
 pub const PARAMS_WAIT: Duration = Duration::from_secs(8);
+/// How long PLAY waits for a fresh keyframe before it answers without an
+/// `rtptime` (the first packet then comes whenever the keyframe does).
+pub const KEYFRAME_WAIT: Duration = Duration::from_secs(1);
+/// The GOP cache holds at most this many access units (a bus whose
+/// keyframes are further apart is served from the next keyframe).
+const GOP_CACHE_MAX: usize = 600;
 
 /// One packetized access unit.
 #[derive(Debug)]
@@ -46,16 +64,18 @@ pub struct AccessUnit {
     /// RTP packets (headers included) with the stream's sequence numbers;
     /// each client rewrites the sequence number to its own.
     pub packets: Vec<Vec<u8>>,
-    /// An IDR (preceded by SPS and PPS).
+    /// An IDR (with SPS and PPS in band).
     pub key: bool,
     /// RTP timestamp.
     pub rtp_ts: u32,
-    /// Presentation time (CLOCK_MONOTONIC ns): the capture time placed on
-    /// the output frame grid (see `clock`).
+    /// Capture time of the raw frame it was encoded from (CLOCK_MONOTONIC
+    /// ns).
     pub mono_ns: u64,
+    /// Bytes of the access unit (Annex B).
+    pub bytes: usize,
 }
 
-/// What a DESCRIBE needs to know about a running stream.
+/// What a DESCRIBE needs to know about a stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StreamParams {
     /// SPS NAL unit.
@@ -66,43 +86,71 @@ pub struct StreamParams {
     pub width: u32,
     /// Encoded height.
     pub height: u32,
-    /// Encoded frame rate.
+    /// Nominal frame rate.
     pub fps: u32,
 }
 
 /// Why a stream cannot be served.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum StreamError {
-    /// No such profile.
-    #[error("unknown profile {0:?}")]
-    UnknownProfile(String),
-    /// The bus is absent or has no live producer.
-    #[error("bus {0:?} is not available: {1}")]
-    NoBus(String, String),
-    /// The encoder failed.
-    #[error("encoder for {0} failed: {1}")]
-    Encoder(String, String),
+    /// The URL names no stream (`/{bus}/{profile}` or `/{encoded-bus}`).
+    #[error("no stream at {0:?}")]
+    BadPath(String),
+    /// The encoded bus is absent or has no live encoder.
+    #[error("no encoded bus {bus:?} for {path}: {why} (is a framebus-encoder for it running?)")]
+    NoBus {
+        /// `bus/profile`.
+        path: String,
+        /// The encoded bus name.
+        bus: String,
+        /// Why it cannot be read.
+        why: String,
+    },
+    /// The bus carries raw frames, not H.264.
+    #[error("bus {0:?} carries {1}, not H.264: RTSP serves encoded buses")]
+    NotEncoded(String, String),
     /// The stream has its maximum number of clients.
     #[error("stream {0} has its maximum of {1} clients")]
     Full(String, usize),
-    /// The encoder did not produce parameter sets in time.
-    #[error("stream {0} did not start within {1:?}")]
+    /// No SPS/PPS arrived in time.
+    #[error("stream {0} had no codec parameters within {1:?}")]
     Timeout(String, Duration),
 }
 
-/// A shared encoded stream.
+/// What the reader thread sends and keeps, under one lock so that a
+/// joiner's snapshot of the GOP and its subscription meet exactly.
+#[derive(Debug)]
+struct Fanout {
+    tx: broadcast::Sender<Arc<AccessUnit>>,
+    /// The current GOP, keyframe first (empty until a keyframe).
+    gop: Vec<Arc<AccessUnit>>,
+}
+
+/// Where a client starts: the access units to send first, then `rx`.
+#[derive(Debug)]
+pub struct StartPoint {
+    /// Access units to send before those from `rx`: the GOP from the
+    /// newest keyframe, or the fresh keyframe waited for.
+    pub backlog: Vec<Arc<AccessUnit>>,
+    /// Later access units.
+    pub rx: broadcast::Receiver<Arc<AccessUnit>>,
+}
+
+/// A shared stream.
 #[derive(Debug)]
 pub struct Stream {
-    /// `bus/profile`.
+    /// `bus/profile`, or the encoded bus name for single-segment URLs.
     pub path: String,
     bus: String,
-    profile: Profile,
     config: Arc<Config>,
-    /// Encoder thread lifecycle (clients are its viewers).
+    /// Reader thread lifecycle (clients are its viewers).
     demand: Arc<OnDemand<()>>,
-    tx: broadcast::Sender<Arc<AccessUnit>>,
+    fanout: Mutex<Fanout>,
     params: watch::Sender<Option<Result<StreamParams, StreamError>>>,
-    idr_requested: AtomicBool,
+    keyframe_wanted: AtomicBool,
+    /// The newest access unit's (90 kHz pts, capture time ns), for sender
+    /// reports.
+    clock: Mutex<Option<(u64, u64)>>,
     /// SSRC of the stream's RTP packets.
     pub ssrc: u32,
     ts_offset: u32,
@@ -131,28 +179,47 @@ pub fn random_u64() -> u64 {
     std::hash::Hasher::finish(&h)
 }
 
+/// `pts` in `time_base` (num/den seconds) as 90 kHz ticks.
+fn to_90k(pts: u64, (num, den): (u32, u32)) -> u64 {
+    if (u64::from(num), u64::from(den)) == (1, CLOCK_RATE) || den == 0 {
+        return pts;
+    }
+    (u128::from(pts) * u128::from(num) * u128::from(CLOCK_RATE) / u128::from(den)) as u64
+}
+
+/// SPS and PPS from an access unit (or an Annex B codec configuration).
+fn parameter_sets(annex_b: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+    let nals = split_annex_b(annex_b);
+    let sps = nals.iter().find(|n| nal_type(n) == nal::SPS)?;
+    let pps = nals.iter().find(|n| nal_type(n) == nal::PPS)?;
+    Some((sps.to_vec(), pps.to_vec()))
+}
+
 impl Stream {
-    fn new(bus: &str, profile: Profile, config: Arc<Config>) -> Arc<Stream> {
+    fn new(path: String, bus: String, config: Arc<Config>) -> Arc<Stream> {
         let (tx, _) = broadcast::channel(FANOUT_DEPTH);
         let (params, _) = watch::channel(None);
         let r = random_u64();
         Arc::new_cyclic(|me: &Weak<Stream>| Stream {
-            path: format!("{bus}/{}", profile.name),
-            bus: bus.to_string(),
-            profile,
+            path,
+            bus,
             demand: {
                 // Weak: the stream owns its lifecycle, not the reverse.
                 let me = me.clone();
-                OnDemand::new(config.grace, config.max_clients, move |worker| {
+                OnDemand::new(READER_GRACE, config.max_clients, move |worker| {
                     if let Some(me) = me.upgrade() {
-                        me.start(worker);
+                        me.start_thread(worker);
                     }
                 })
             },
             config,
-            tx,
+            fanout: Mutex::new(Fanout {
+                tx,
+                gop: Vec::new(),
+            }),
             params,
-            idr_requested: AtomicBool::new(false),
+            keyframe_wanted: AtomicBool::new(false),
+            clock: Mutex::new(None),
             ssrc: r as u32,
             ts_offset: (r >> 32) as u32,
             metrics: StreamMetrics::default(),
@@ -164,34 +231,24 @@ impl Stream {
         self.demand.status().viewers
     }
 
-    /// True while the encoder thread runs.
+    /// True while the reader thread runs.
     pub fn is_running(&self) -> bool {
         self.demand.status().running
     }
 
-    /// How long the encoder thread has been running (`None` when idle).
+    /// How long the reader thread has been running (`None` when idle).
     pub fn uptime(&self) -> Option<Duration> {
         self.demand.status().uptime
     }
 
-    /// Encoder thread starts.
+    /// Reader thread starts.
     pub fn starts(&self) -> u64 {
         self.demand.status().starts
     }
 
-    /// The bus name.
+    /// The encoded bus read.
     pub fn bus(&self) -> &str {
         &self.bus
-    }
-
-    /// The profile.
-    pub fn profile(&self) -> &Profile {
-        &self.profile
-    }
-
-    /// The profile name.
-    pub fn profile_name(&self) -> &str {
-        &self.profile.name
     }
 
     /// The client limit.
@@ -199,17 +256,12 @@ impl Stream {
         self.config.max_clients
     }
 
-    /// The profile's bit rate, bits per second.
-    pub fn target_bitrate(&self) -> u64 {
-        self.profile.bitrate
-    }
-
     /// The stream's counters.
     pub fn metrics(&self) -> &StreamMetrics {
         &self.metrics
     }
 
-    /// The parameters of the running encoder, if it has opened.
+    /// The codec parameters, once known.
     pub fn current_params(&self) -> Option<StreamParams> {
         self.params
             .borrow()
@@ -217,8 +269,8 @@ impl Stream {
             .and_then(|p| p.as_ref().ok().cloned())
     }
 
-    /// Why the stream last failed (missing bus, encoder error), while that
-    /// is the latest news from the encoder thread.
+    /// Why the stream last failed (missing bus, wrong format), while that
+    /// is the latest news from the reader thread.
     pub fn failure(&self) -> Option<String> {
         match self.params.borrow().as_ref() {
             Some(Err(e)) => Some(e.to_string()),
@@ -228,22 +280,20 @@ impl Stream {
 
     /// A run of the lifecycle begins (called by [`OnDemand`] outside its
     /// lock, before anyone waits for the new run's parameters).
-    fn start(self: Arc<Stream>, worker: Worker<()>) {
-        self.params.send_replace(None);
+    fn start_thread(self: Arc<Stream>, worker: Worker<()>) {
         std::thread::Builder::new()
-            .name(format!("enc {}", self.path))
+            .name(format!("rtsp {}", self.path))
             .spawn(move || self.run(&worker))
-            .expect("spawn encoder thread");
+            .expect("spawn the stream's reader thread");
     }
 
-    /// Starts the encoder thread if it is not running, and marks the
-    /// stream as just used (the grace time counts from now): joins and
-    /// leaves at once.
+    /// Starts the reader thread if it is not running, and marks the stream
+    /// as just used (the grace time counts from now).
     fn touch(&self) {
         drop(self.demand.join(JoinKind::Snapshot));
     }
 
-    /// Takes a client slot, starting the encoder if needed.
+    /// Takes a client slot, starting the reader thread if needed.
     pub fn join(self: &Arc<Stream>) -> Result<ClientSlot, StreamError> {
         let ticket = self
             .demand
@@ -256,38 +306,101 @@ impl Stream {
         })
     }
 
-    /// Waits for the running encoder's parameters (starting it if needed).
+    /// Waits for the codec parameters (starting the reader if needed).
     pub async fn params(self: &Arc<Stream>) -> Result<StreamParams, StreamError> {
         self.touch();
         let mut rx = self.params.subscribe();
+        let timeout = || StreamError::Timeout(self.path.clone(), PARAMS_WAIT);
         let waited = tokio::time::timeout(PARAMS_WAIT, async {
             loop {
                 if let Some(p) = rx.borrow_and_update().clone() {
                     return p;
                 }
                 if rx.changed().await.is_err() {
-                    return Err(StreamError::Timeout(self.path.clone(), PARAMS_WAIT));
+                    return Err(timeout());
                 }
             }
         })
         .await;
-        waited.unwrap_or_else(|_| Err(StreamError::Timeout(self.path.clone(), PARAMS_WAIT)))
+        waited.unwrap_or_else(|_| Err(timeout()))
     }
 
-    /// Subscribes to access units.
+    /// Subscribes to access units from now on (for `--push`, which waits
+    /// for the next keyframe itself).
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<AccessUnit>> {
-        self.tx.subscribe()
+        self.fanout.lock().tx.subscribe()
     }
 
-    /// Asks the encoder for an IDR soon (rate-limited by the encoder).
-    pub fn request_idr(&self) {
-        self.idr_requested.store(true, Ordering::Relaxed);
+    /// Where a client that starts playing now begins.
+    ///
+    /// If the newest keyframe was captured at most `--join-max-age` ago,
+    /// the client starts from it at once: the GOP so far is its backlog,
+    /// and later access units come from the subscription taken under the
+    /// same lock (none missed, none twice). Otherwise the encoder is asked
+    /// for a keyframe and the client starts at the first keyframe that
+    /// arrives (usually the next frame; at most [`KEYFRAME_WAIT`], after
+    /// which the backlog is empty and the client waits for a keyframe as
+    /// it plays). Either way PLAY can name the first packet's timestamp.
+    pub async fn start(&self) -> StartPoint {
+        let max_age = self.config.join_max_age;
+        let mut rx = {
+            let f = self.fanout.lock();
+            let rx = f.tx.subscribe();
+            if let Some(key) = f.gop.first() {
+                let age = framebus::monotonic_ns().saturating_sub(key.mono_ns);
+                if Duration::from_nanos(age) <= max_age {
+                    add(&self.metrics.joins_from_gop, 1);
+                    return StartPoint {
+                        backlog: f.gop.clone(),
+                        rx,
+                    };
+                }
+            }
+            rx
+        };
+        self.request_keyframe();
+        add(&self.metrics.joins_fresh, 1);
+        let first_key = tokio::time::timeout(KEYFRAME_WAIT, async {
+            loop {
+                match rx.recv().await {
+                    Ok(au) if au.key => return Some(au),
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        })
+        .await
+        .ok()
+        .flatten();
+        StartPoint {
+            backlog: first_key.into_iter().collect(),
+            rx,
+        }
     }
 
-    /// The RTP timestamp for a CLOCK_MONOTONIC time.
-    pub fn rtp_ts(&self, mono_ns: u64) -> u32 {
-        let ticks = (u128::from(mono_ns) * u128::from(CLOCK_RATE) / 1_000_000_000) as u64;
+    /// Asks the encoder for a keyframe soon (the reader thread passes it
+    /// on; the encoder rate-limits forced keyframes).
+    pub fn request_keyframe(&self) {
+        self.keyframe_wanted.store(true, Ordering::Relaxed);
+    }
+
+    /// The RTP timestamp of 90 kHz ticks.
+    pub fn rtp_ts_of(&self, ticks: u64) -> u32 {
         (ticks as u32).wrapping_add(self.ts_offset)
+    }
+
+    /// The RTP timestamp for a CLOCK_MONOTONIC time, on the clock of the
+    /// access units (through the newest one's pts and capture time).
+    pub fn rtp_ts(&self, mono_ns: u64) -> u32 {
+        let ticks = match *self.clock.lock() {
+            Some((pts, at)) => {
+                let d = i128::from(mono_ns) - i128::from(at);
+                (i128::from(pts) + d * i128::from(CLOCK_RATE) / 1_000_000_000) as u64
+            }
+            None => (u128::from(mono_ns) * u128::from(CLOCK_RATE) / 1_000_000_000) as u64,
+        };
+        self.rtp_ts_of(ticks)
     }
 
     fn fail(&self, e: StreamError) {
@@ -295,11 +408,19 @@ impl Stream {
         self.params.send_replace(Some(Err(e)));
     }
 
-    /// The encoder thread: one run of the lifecycle, until `worker` says
+    fn no_bus(&self, why: String) -> StreamError {
+        StreamError::NoBus {
+            path: self.path.clone(),
+            bus: self.bus.clone(),
+            why,
+        }
+    }
+
+    /// The reader thread: one run of the lifecycle, until `worker` says
     /// nobody needs it (or it returns early: the next client starts a new
     /// run).
     fn run(&self, worker: &Worker<()>) {
-        tracing::info!(stream = %self.path, "encoder starting");
+        tracing::info!(stream = %self.path, bus = %self.bus, "reading the encoded bus");
         let opts = ReaderOptions {
             wait: None,
             shm_dir: self.config.shm_dir.clone(),
@@ -307,31 +428,73 @@ impl Stream {
         let mut reader = match Reader::attach(&self.bus, opts) {
             Ok(r) => r,
             Err(e) => {
-                self.fail(StreamError::NoBus(self.bus.clone(), e.to_string()));
+                self.fail(self.no_bus(e.to_string()));
                 // Stay "running" until idle so that a burst of requests
-                // for a missing bus does not spawn a thread each; the
-                // state is re-checked on the next touch after stopping.
+                // for a missing bus does not spawn a thread each.
                 while worker.keep_running() {
                     std::thread::sleep(Duration::from_millis(100));
                     if framebus::stat(&self.bus, self.config.shm_dir.as_deref()).is_ok() {
-                        // The bus appeared: end this run (dropping the
-                        // worker); the next touch starts a new one.
+                        // The bus appeared: the next touch starts a new run.
                         return;
                     }
                 }
                 return;
             }
         };
-        let mut enc: Option<H264Encoder> = None;
+        let spec = *reader.spec();
+        if spec.format != PixelFormat::H264 {
+            self.fail(StreamError::NotEncoded(
+                self.bus.clone(),
+                spec.format.to_string(),
+            ));
+            while worker.keep_running() {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            return;
+        }
+        let fps = spec.fps.as_f64().round().max(1.0) as u32;
+        let mut time_base = (1, CLOCK_RATE as u32);
+        let mut params = None;
+        let publish_params = |sps: Vec<u8>, pps: Vec<u8>, params: &mut Option<StreamParams>| {
+            let p = StreamParams {
+                sps,
+                pps,
+                width: spec.width,
+                height: spec.height,
+                fps,
+            };
+            if params.as_ref() != Some(&p) {
+                *params = Some(p.clone());
+                self.params.send_replace(Some(Ok(p)));
+            }
+        };
+        match reader.codec() {
+            Ok(Some(c)) => {
+                if c.time_base.0 > 0 && c.time_base.1 > 0 {
+                    time_base = c.time_base;
+                }
+                if let Some((sps, pps)) = parameter_sets(&c.config) {
+                    publish_params(sps, pps, &mut params);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(bus = %self.bus, error = %e, "reading the codec configuration")
+            }
+        }
         let mut packetizer = Packetizer::new(self.config.mtu, 96, self.ssrc, random_u64() as u16);
-        let mut clock: Option<FrameClock> = None;
-        let mut last_idr = Instant::now() - IDR_MIN_INTERVAL;
         while worker.keep_running() {
-            let frame = match reader.next(Some(Duration::from_millis(200))) {
+            if self.keyframe_wanted.swap(false, Ordering::Relaxed) {
+                if let Err(e) = reader.request_keyframe() {
+                    tracing::debug!(bus = %self.bus, error = %e, "keyframe request");
+                }
+            }
+            let frame = match reader.next_encoded(Some(Duration::from_millis(20))) {
                 Ok(f) => f,
                 Err(ReadError::Timeout { .. }) => continue,
                 Err(ReadError::ProducerGone { .. }) => {
-                    tracing::warn!(bus = %self.bus, "producer gone; waiting for a new one");
+                    tracing::warn!(bus = %self.bus, "encoder gone; waiting for a new one");
+                    self.fanout.lock().gop.clear();
                     continue;
                 }
                 Err(e) => {
@@ -341,87 +504,46 @@ impl Stream {
                 }
             };
             self.metrics.frame_in();
-            let spec = *frame.spec();
-            let fps = self
-                .profile
-                .fps
-                .unwrap_or_else(|| spec.fps.as_f64().round().max(1.0) as u32);
-            // Frame selection and presentation time on the output grid
-            // (see `clock`): at most one frame per 1/fps, never two
-            // presentation times closer than that.
-            let clock = clock.get_or_insert_with(|| FrameClock::new(fps));
-            clock.set_fps(fps);
-            let Some(mono) = clock.place(frame.mono_ns()) else {
-                continue;
-            };
-            if enc.as_ref().is_none_or(|e| *e.src_spec() != spec) {
-                let (width, height) = self.profile.size.unwrap_or((spec.width, spec.height));
-                let settings = EncodeSettings {
-                    width: width & !1,
-                    height: height & !1,
-                    fps,
-                    bitrate: self.profile.bitrate,
-                    gop: self.profile.gop.unwrap_or(fps * 2),
-                    encoder: self.config.encoder,
-                };
-                match H264Encoder::open(spec, settings) {
-                    Ok(e) => {
-                        let (sps, pps) = e.parameter_sets();
-                        self.params.send_replace(Some(Ok(StreamParams {
-                            sps: sps.to_vec(),
-                            pps: pps.to_vec(),
-                            width: settings.width,
-                            height: settings.height,
-                            fps,
-                        })));
-                        enc = Some(e);
-                    }
-                    Err(e) => {
-                        self.fail(StreamError::Encoder(self.path.clone(), e.to_string()));
-                        std::thread::sleep(Duration::from_millis(500));
-                        continue;
-                    }
+            if frame.skipped() > 0 {
+                add(&self.metrics.skipped_on_bus, frame.skipped());
+            }
+            let key = frame.is_keyframe();
+            let nals = split_annex_b(&frame);
+            if key {
+                // The SPS in band wins over the header (a bus without
+                // codec configuration, or an encoder that changed size).
+                let sps = nals.iter().find(|n| nal_type(n) == nal::SPS);
+                let pps = nals.iter().find(|n| nal_type(n) == nal::PPS);
+                if let (Some(s), Some(p)) = (sps, pps) {
+                    publish_params(s.to_vec(), p.to_vec(), &mut params);
                 }
             }
-            let Some(e) = enc.as_mut() else { continue };
-            // 90 kHz from the grid time: strictly increasing by at least
-            // one frame interval.
-            let pts = (u128::from(mono) * u128::from(CLOCK_RATE) / 1_000_000_000) as i64;
-            let force = self.idr_requested.load(Ordering::Relaxed)
-                && last_idr.elapsed() >= IDR_MIN_INTERVAL;
-            if force {
-                self.idr_requested.store(false, Ordering::Relaxed);
-                add(&self.metrics.idrs_forced, 1);
-            }
-            let t0 = Instant::now();
-            let aus = match e.encode(&frame, pts, force) {
-                Ok(a) => a,
-                Err(err) => {
-                    add(&self.metrics.encode_errors, 1);
-                    self.fail(StreamError::Encoder(self.path.clone(), err.to_string()));
-                    enc = None;
-                    continue;
-                }
-            };
-            let took = t0.elapsed();
+            let ticks = to_90k(frame.pts(), time_base);
+            let rtp_ts = self.rtp_ts_of(ticks);
+            let packets = packetizer.packetize(&nals, rtp_ts);
+            let au = Arc::new(AccessUnit {
+                packets,
+                key,
+                rtp_ts,
+                mono_ns: frame.mono_ns(),
+                bytes: frame.len(),
+            });
+            *self.clock.lock() = Some((ticks, frame.mono_ns()));
+            drop(nals);
             drop(frame);
-            for au in aus {
-                self.metrics.frame_encoded(au.data.len(), au.key, took);
-                if au.key {
-                    last_idr = Instant::now();
-                }
-                let rtp_ts = self.rtp_ts(mono);
-                let packets = packetizer.packetize(&split_annex_b(&au.data), rtp_ts);
-                // An error only means nobody listens right now.
-                let _ = self.tx.send(Arc::new(AccessUnit {
-                    packets,
-                    key: au.key,
-                    rtp_ts,
-                    mono_ns: mono,
-                }));
+            self.metrics.frame_out(au.bytes, key);
+            let mut f = self.fanout.lock();
+            if key {
+                f.gop.clear();
             }
+            if (key || !f.gop.is_empty()) && f.gop.len() < GOP_CACHE_MAX {
+                f.gop.push(Arc::clone(&au));
+            }
+            // An error only means nobody listens right now.
+            let _ = f.tx.send(au);
         }
-        tracing::info!(stream = %self.path, "encoder stopped (no clients)");
+        self.fanout.lock().gop.clear();
+        tracing::info!(stream = %self.path, "reader stopped (no clients)");
     }
 }
 
@@ -429,7 +551,18 @@ impl Stream {
 #[derive(Debug)]
 pub struct Streams {
     config: Arc<Config>,
-    map: Mutex<HashMap<(String, String), Arc<Stream>>>,
+    map: Mutex<HashMap<String, Arc<Stream>>>,
+}
+
+/// The encoded bus a URL path names: `/{bus}/{profile}` is
+/// `{bus}.h264.{profile}`, `/{name}` is the bus `name` itself.
+pub fn bus_of_path(path: &str) -> Option<String> {
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    match parts.as_slice() {
+        [bus, profile] => Some(encoded_bus_name(bus, profile)),
+        [name] => Some((*name).to_string()),
+        _ => None,
+    }
 }
 
 impl Streams {
@@ -441,41 +574,43 @@ impl Streams {
         }
     }
 
-    /// The stream for `bus/profile`, created (not started) if new.
+    /// The stream at `path` (`bus/profile` or an encoded bus name), created
+    /// (not started) if new.
     ///
-    /// A new entry is only created for a bus whose segment exists, so
-    /// requests for made-up paths (scanners) leave nothing behind; each
+    /// A new entry is only created for an encoded bus whose segment exists,
+    /// so requests for made-up paths (scanners) leave nothing behind; each
     /// creation also prunes the entries of buses that are gone (see
-    /// [`Streams::prune`]). The registry therefore holds at most one entry
-    /// per (existing bus, profile) plus the streams still in use.
-    pub fn get(&self, bus: &str, profile: &str) -> Result<Arc<Stream>, StreamError> {
-        framebus::validate_name(bus)
-            .map_err(|e| StreamError::NoBus(bus.to_string(), e.to_string()))?;
-        let p = self
-            .config
-            .profiles
-            .iter()
-            .find(|p| p.name == profile)
-            .ok_or_else(|| StreamError::UnknownProfile(profile.to_string()))?;
-        let key = (bus.to_string(), profile.to_string());
-        if let Some(s) = self.map.lock().get(&key) {
+    /// [`Streams::prune`]).
+    pub fn get(&self, path: &str) -> Result<Arc<Stream>, StreamError> {
+        let path = path.trim_matches('/').to_string();
+        let bus = bus_of_path(&path).ok_or_else(|| StreamError::BadPath(path.clone()))?;
+        let no_bus = |why: String| StreamError::NoBus {
+            path: path.clone(),
+            bus: bus.clone(),
+            why,
+        };
+        framebus::validate_name(&bus).map_err(|e| no_bus(e.to_string()))?;
+        if let Some(s) = self.map.lock().get(&path) {
             return Ok(Arc::clone(s));
         }
         // Outside the lock: stat reads the segment's header.
-        framebus::stat(bus, self.config.shm_dir.as_deref())
-            .map_err(|e| StreamError::NoBus(bus.to_string(), e.to_string()))?;
+        let info = framebus::stat(&bus, self.config.shm_dir.as_deref())
+            .map_err(|e| no_bus(e.to_string()))?;
+        if info.format != PixelFormat::H264.to_string() {
+            return Err(StreamError::NotEncoded(bus, info.format));
+        }
         self.prune();
         let mut map = self.map.lock();
-        Ok(Arc::clone(map.entry(key).or_insert_with(|| {
-            Stream::new(bus, p.clone(), Arc::clone(&self.config))
+        Ok(Arc::clone(map.entry(path.clone()).or_insert_with(|| {
+            Stream::new(path, bus, Arc::clone(&self.config))
         })))
     }
 
-    /// Drops the entries of streams that are idle (encoder stopped, no
+    /// Drops the entries of streams that are idle (reader stopped, no
     /// client) and whose bus no longer exists. Their counters go with
     /// them.
     pub fn prune(&self) {
-        let idle: Vec<((String, String), Arc<Stream>)> = self
+        let idle: Vec<(String, Arc<Stream>)> = self
             .map
             .lock()
             .iter()
@@ -483,9 +618,9 @@ impl Streams {
             .map(|(k, s)| (k.clone(), Arc::clone(s)))
             .collect();
         let shm_dir = self.config.shm_dir.as_deref();
-        let gone: Vec<(String, String)> = idle
+        let gone: Vec<String> = idle
             .into_iter()
-            .filter(|((bus, _), _)| framebus::stat(bus, shm_dir).is_err())
+            .filter(|(_, s)| framebus::stat(s.bus(), shm_dir).is_err())
             .map(|(k, _)| k)
             .collect();
         if gone.is_empty() {
@@ -499,7 +634,7 @@ impl Streams {
                 .is_some_and(|s| s.clients() == 0 && !s.is_running());
             if still_idle {
                 map.remove(&k);
-                tracing::debug!(bus = %k.0, profile = %k.1, "forgot the stream of a vanished bus");
+                tracing::debug!(path = %k, "forgot the stream of a vanished bus");
             }
         }
     }
@@ -507,5 +642,25 @@ impl Streams {
     /// Every stream created so far.
     pub fn all(&self) -> Vec<Arc<Stream>> {
         self.map.lock().values().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_name_encoded_buses() {
+        assert_eq!(bus_of_path("cam0/high").as_deref(), Some("cam0.h264.high"));
+        assert_eq!(bus_of_path("/py.h264/").as_deref(), Some("py.h264"));
+        assert_eq!(bus_of_path("a/b/c"), None);
+        assert_eq!(bus_of_path(""), None);
+    }
+
+    #[test]
+    fn time_bases_convert_to_90k() {
+        assert_eq!(to_90k(12345, (1, 90_000)), 12345);
+        assert_eq!(to_90k(1000, (1, 1000)), 90_000);
+        assert_eq!(to_90k(2, (1, 30)), 6000);
     }
 }

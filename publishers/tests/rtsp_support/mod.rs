@@ -1,6 +1,6 @@
-//! RTSP helpers for the publishers' integration tests: the `framebus-rtsp`
-//! server on port 0, ffprobe/ffmpeg runs, and a raw RTSP client for
-//! status-code checks. The generic helpers (test buses, child guards,
+//! RTSP helpers for the publishers' integration tests: `framebus-encoder`
+//! processes writing the encoded buses, the `framebus-rtsp` server on port
+//! 0, ffprobe/ffmpeg runs, and a raw RTSP client for status-code checks. The generic helpers (test buses, child guards,
 //! names, bounded waits) come from `framebus-test-support` and are
 //! re-exported here for the `use rtsp_support::*` of the RTSP tests.
 
@@ -14,9 +14,62 @@ pub use framebus_test_support::feed::TestBus;
 use framebus_test_support::listening;
 pub use framebus_test_support::{eventually, run, unique_name, ChildGuard};
 
-/// The server binary, listening on a free port.
+/// A `framebus-encoder` writing `{bus}.h264.{profile}`.
+pub struct Encoder {
+    pub child: ChildGuard,
+    /// The encoded bus.
+    pub out: String,
+}
+
+impl Encoder {
+    /// Starts an encoder of `bus` with `profile` (`NAME=...` as
+    /// `--profile` takes it) and waits until its encoded bus exists.
+    pub fn start(bus: &str, profile: &str, extra: &[&str]) -> Encoder {
+        Encoder::start_in(bus, profile, extra, None)
+    }
+
+    /// [`Encoder::start`] with the buses in `shm_dir`.
+    pub fn start_in(
+        bus: &str,
+        profile: &str,
+        extra: &[&str],
+        shm_dir: Option<&std::path::Path>,
+    ) -> Encoder {
+        let name = profile.split(['=', ',', '@']).next().unwrap();
+        let out = format!("{bus}.h264.{name}");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_framebus-encoder"));
+        cmd.args(["--bus", bus, "--profile", profile])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stderr(Stdio::inherit());
+        if let Some(d) = shm_dir {
+            cmd.env(framebus::contract::env::SHM_DIR, d);
+        }
+        let child = ChildGuard::spawn(&mut cmd);
+        let ok = eventually(Duration::from_secs(30), || {
+            framebus::stat(&out, shm_dir).is_ok_and(|s| s.producer_alive)
+        });
+        assert!(ok, "encoded bus {out} did not appear");
+        Encoder { child, out }
+    }
+}
+
+impl Drop for Encoder {
+    /// SIGTERM, so that the encoder removes its bus (a SIGKILL would leave
+    /// the segment behind).
+    fn drop(&mut self) {
+        if self.child.alive() {
+            self.child
+                .signal_and_wait(libc::SIGTERM, Duration::from_secs(10));
+        }
+    }
+}
+
+/// The server binary, listening on a free port (and the encoders it
+/// serves, stopped with it).
 pub struct RtspServer {
     pub child: ChildGuard,
+    pub encoders: Vec<Encoder>,
     /// `127.0.0.1:PORT`
     pub addr: String,
     /// `127.0.0.1:PORT` of `--http-listen`, when given.
@@ -26,6 +79,27 @@ pub struct RtspServer {
 impl RtspServer {
     pub fn start(extra: &[&str]) -> RtspServer {
         RtspServer::start_env(extra, &[])
+    }
+
+    /// An encoder of `bus` for each of `profiles`, then the server.
+    pub fn serve(bus: &str, profiles: &[&str], extra: &[&str]) -> RtspServer {
+        RtspServer::serve_env(bus, profiles, extra, &[])
+    }
+
+    /// [`RtspServer::serve`] with extra environment variables for the server.
+    pub fn serve_env(
+        bus: &str,
+        profiles: &[&str],
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> RtspServer {
+        let encoders = profiles
+            .iter()
+            .map(|p| Encoder::start(bus, p, &[]))
+            .collect();
+        let mut server = RtspServer::start_env(extra, env);
+        server.encoders = encoders;
+        server
     }
 
     /// Starts the server with extra environment variables.
@@ -48,6 +122,7 @@ impl RtspServer {
         let http = with_http.then(|| lines.pop().unwrap().addr);
         RtspServer {
             child,
+            encoders: Vec::new(),
             addr: lines.remove(0).addr,
             http,
         }
@@ -202,7 +277,8 @@ impl RawClient {
     }
 }
 
-/// Readers attached to a bus (each running encoder is one).
+/// Readers attached to a bus (a running encoder reads its raw bus; a
+/// running RTSP stream reads its encoded bus).
 pub fn bus_readers(bus: &str) -> usize {
     framebus::stat(bus, None).map_or(0, |s| s.readers.len())
 }
