@@ -10,6 +10,39 @@
 //! | health probes | supervisor → publishers | [`health`] |
 //! | the supervisor's status file | `framebus-producer --config` → `framebus status` | [`status`] |
 //! | `/api/v1/streams` of `framebus-mjpeg` | publisher → `framebus status` | [`streams`] |
+//! | the name of an encoded bus | encoder → RTSP, Python, supervisor | [`encoded`] |
+
+/// Encoded buses: the bus a `framebus-encoder` writes for a raw bus and a
+/// profile, which `rtsp://host/{bus}/{profile}` (and the next outputs)
+/// read.
+pub mod encoded {
+    /// The codec part of an encoded bus's name.
+    pub const H264: &str = "h264";
+
+    /// `{bus}.h264.{profile}`: the encoded bus of `bus` with `profile`.
+    pub fn bus_name(bus: &str, profile: &str) -> String {
+        format!("{bus}.{H264}.{profile}")
+    }
+
+    /// `(bus, profile)` of an encoded bus name made by [`bus_name`].
+    pub fn split(name: &str) -> Option<(&str, &str)> {
+        let (bus, profile) = name.rsplit_once('.')?;
+        let bus = bus.strip_suffix(H264)?.strip_suffix('.')?;
+        (!bus.is_empty() && !profile.is_empty()).then_some((bus, profile))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn names_round_trip() {
+            assert_eq!(super::bus_name("cam0", "high"), "cam0.h264.high");
+            assert_eq!(super::split("cam0.h264.high"), Some(("cam0", "high")));
+            assert_eq!(super::split("a.b.h264.low"), Some(("a.b", "low")));
+            assert_eq!(super::split("cam0.high"), None);
+            assert_eq!(super::split(".h264.x"), None);
+        }
+    }
+}
 
 /// Environment variables.
 pub mod env {

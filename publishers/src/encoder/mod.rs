@@ -100,9 +100,10 @@ pub enum EncodeBusError {
     Publish(#[from] PublishError),
 }
 
-/// The default name of the encoded bus of `bus` and `profile`.
+/// The default name of the encoded bus of `bus` and `profile`
+/// (`framebus::contract::encoded`).
 pub fn encoded_bus_name(bus: &str, profile: &str) -> String {
-    format!("{bus}.h264.{profile}")
+    framebus::contract::encoded::bus_name(bus, profile)
 }
 
 /// The output geometry of `profile` on a raw bus of `src`.
