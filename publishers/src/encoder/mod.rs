@@ -102,7 +102,7 @@ pub enum EncodeBusError {
 
 /// The default name of the encoded bus of `bus` and `profile`.
 pub fn encoded_bus_name(bus: &str, profile: &str) -> String {
-    format!("{bus}.h264.{profile}")
+    framebus::contract::encoder::bus_name(bus, profile)
 }
 
 /// The output geometry of `profile` on a raw bus of `src`.
