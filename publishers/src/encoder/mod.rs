@@ -183,6 +183,9 @@ pub fn run(cfg: &EncodeConfig, stop: &AtomicBool) -> Result<(), EncodeBusError> 
     })?;
     tracing::info!(raw = %cfg.bus, out = %cfg.out, encoder = enc.name(), width = set.width,
         height = set.height, fps = set.fps, bitrate = set.bitrate, gop = set.gop, "encoded bus ready");
+    // Ready; nothing is published until a reader comes (`framebus status`
+    // counts an idle bus as healthy, an `opening` one not).
+    out.set_source_state(framebus::layout::source_state::IDLE);
 
     let mut last_reader = None::<Instant>;
     while !stop.load(Ordering::Relaxed) {
@@ -197,6 +200,7 @@ pub fn run(cfg: &EncodeConfig, stop: &AtomicBool) -> Result<(), EncodeBusError> 
         }
         last_reader = Some(Instant::now());
         encode_while_read(cfg, &raw_opts, set, &mut enc, &mut out, stop)?;
+        out.set_source_state(framebus::layout::source_state::IDLE);
     }
     Ok(())
 }

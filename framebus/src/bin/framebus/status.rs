@@ -86,7 +86,7 @@ pub fn run(dir: Option<&Path>, output: Output) -> ExitCode {
     for b in &buses {
         if b.state != "live" {
             problems.push(format!("bus {} is {}", b.name, b.state));
-        } else if b.source_state != "running" {
+        } else if !matches!(b.source_state.as_str(), "running" | "idle") {
             problems.push(format!("bus {}: source is {}", b.name, b.source_state));
         }
     }
@@ -419,13 +419,15 @@ fn prometheus(r: &Report) -> String {
         &mut o,
         "framebus_bus_up",
         "gauge",
-        "1 while the bus is live and its source running.",
+        "1 while the bus is live and its source running (or idle: an on-demand encoder without readers).",
         r.buses
             .iter()
             .map(|b| {
                 (
                     bus(b),
-                    f64::from(u8::from(b.state == "live" && b.source_state == "running")),
+                    f64::from(u8::from(
+                        b.state == "live" && matches!(b.source_state.as_str(), "running" | "idle"),
+                    )),
                 )
             })
             .collect(),
