@@ -87,13 +87,7 @@ pub mod encoder {
     pub const H264_PROFILES: [&str; 3] = ["baseline", "main", "high"];
 
     /// Values of `framebus-encoder --encoder`.
-    pub const ENCODERS: [&str; 5] = [
-        "auto",
-        "libx264",
-        "h264-vaapi",
-        "h264-v4l2m2m",
-        "h264-nvenc",
-    ];
+    pub const ENCODERS: [&str; 5] = ["auto", "libx264", "h264-vaapi", "h264v4l2m2m", "h264-nvenc"];
 }
 
 /// How the supervisor asks a publisher whether it is alive.

@@ -206,7 +206,7 @@ pub struct EncoderCfg {
     #[serde(default)]
     pub h264: Option<H264Profile>,
     /// `framebus-encoder --encoder`: `auto`, `libx264`, `h264-vaapi`,
-    /// `h264-v4l2m2m`, `h264-nvenc` (default `auto`).
+    /// `h264v4l2m2m`, `h264-nvenc` (default `auto`).
     #[serde(default)]
     pub encoder: Option<EncoderName>,
     /// Bus names of the cameras to encode (default: every camera).
