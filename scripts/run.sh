@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # `make run`: start the whole service from one config file —
 #   framebus-producer --config examples/framebus.toml
-# (test pattern 1920x1080@60 on bus cam0, framebus-rtsp and framebus-mjpeg
-# as supervised children) — wait until `framebus status` says it is
-# healthy, print where to look, and stop everything on Ctrl-C.
+# (test pattern 1920x1080@60 on bus cam0; encoders high and low,
+# framebus-rtsp and framebus-mjpeg as supervised children) — wait until
+# `framebus status` says it is healthy, print where to look (the browser
+# URL first, then the RTSP URL of every encoder, read from the status
+# file), and stop everything on Ctrl-C.
 # Arguments go to framebus-producer (default: --config examples/framebus.toml).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bin="${CARGO_TARGET_DIR:-target}/release"
-for b in framebus-producer framebus-mjpeg framebus-rtsp framebus; do
+for b in framebus-producer framebus-mjpeg framebus-rtsp framebus-encoder framebus; do
   if [ ! -x "$bin/$b" ]; then
     echo "run.sh: $bin/$b is not built (run: make build)" >&2
     exit 1
@@ -37,11 +39,39 @@ for _ in $(seq 1 30); do
 done
 "$bin/framebus" status || echo "run.sh: not healthy yet (framebus status exit $code); starting anyway" >&2
 
+# Where the publishers listen and which encoded buses exist, from this
+# producer's status file (the config may use other ports, or port 0).
+status_file="${FRAMEBUS_SHM_DIR:-/dev/shm}/framebus-status.$producer.json"
+browser="http://127.0.0.1:8080/"
+rtsp_urls=""
+if [ -r "$status_file" ]; then
+  urls=$(python3 - "$status_file" <<'PY' 2>/dev/null
+import json, sys
+st = json.load(open(sys.argv[1]))
+pubs = st["publishers"]
+url = lambda kind: next((p.get("url") for p in pubs if p["kind"] == kind and p.get("url")), "")
+print(url("mjpeg"))
+rtsp = url("rtsp").rstrip("/")
+for p in pubs:
+    bus = p.get("bus") or ""
+    if rtsp and p["kind"] == "encoder" and ".h264." in bus:
+        cam, name = bus.split(".h264.", 1)
+        print(f"{rtsp}/{cam}/{name}")
+PY
+  )
+  [ -n "$(echo "$urls" | head -n1)" ] && browser=$(echo "$urls" | head -n1)
+  rtsp_urls=$(echo "$urls" | tail -n +2)
+fi
+[ -n "$rtsp_urls" ] || rtsp_urls="rtsp://127.0.0.1:8554/cam0/high"
+
 cat <<TXT
 
 framebus is running (producer pid $producer, config: $*)
-  browser : http://127.0.0.1:8080/
-  VLC     : rtsp://127.0.0.1:8554/cam0/high
+
+  >>> open in a browser: $browser <<<
+
+  RTSP (VLC, ffplay), one URL per encoder:
+$(echo "$rtsp_urls" | sed 's/^/    /')
   status  : $bin/framebus status
   Python  : .venv/bin/python -c 'import framebus; r = framebus.Reader("cam0", wait=True); f = r.next(); print(f.seq, f.array.shape)'
 

@@ -29,7 +29,7 @@ SOAK_OUT=${SOAK_OUT:-target/soak}
 BIN_DIR=${BIN_DIR:-${CARGO_TARGET_DIR:-target}/release}
 PYTHON=${PYTHON:-.venv/bin/python}
 
-for b in framebus-producer framebus-mjpeg framebus-rtsp; do
+for b in framebus-producer framebus-mjpeg framebus-rtsp framebus-encoder; do
   [[ -x $BIN_DIR/$b ]] || { echo "soak: $BIN_DIR/$b is not built (make build)"; exit 2; }
 done
 command -v curl >/dev/null && command -v ffmpeg >/dev/null || { echo "soak: needs curl and ffmpeg"; exit 2; }
@@ -62,14 +62,16 @@ name = "low"
 size = "320x240"
 fps = 15
 
-[publishers.rtsp]
-listen = "127.0.0.1:0"
-grace = 1
-[[publishers.rtsp.profile]]
-name = "low"
-size = "320x240"
+# RTSP serves the encoded bus of this encoder: rtsp://…/$BUS/native
+# (camera size, 15 fps).
+[[encoder]]
+name = "native"
 fps = 15
 bitrate = "300k"
+grace = 1
+
+[publishers.rtsp]
+listen = "127.0.0.1:0"
 
 [supervision]
 backoff_initial = 1
@@ -130,7 +132,7 @@ churn() {
   while [[ -e $SHM/churn ]]; do
     curl -s -N --max-time $(( 1 + RANDOM % 4 )) "http://$MJPEG/$BUS/low.mjpg" -o /dev/null &
     if (( i % 2 == 0 )); then
-      ffmpeg -nostdin -loglevel quiet -rtsp_transport tcp -i "rtsp://$RTSP/$BUS/low" \
+      ffmpeg -nostdin -loglevel quiet -rtsp_transport tcp -i "rtsp://$RTSP/$BUS/native" \
         -t $(( 1 + RANDOM % 3 )) -f null - >/dev/null 2>&1 &
     fi
     i=$(( i + 1 ))

@@ -10,39 +10,7 @@
 //! | health probes | supervisor → publishers | [`health`] |
 //! | the supervisor's status file | `framebus-producer --config` → `framebus status` | [`status`] |
 //! | `/api/v1/streams` of `framebus-mjpeg` | publisher → `framebus status` | [`streams`] |
-//! | the name of an encoded bus | encoder → RTSP, Python, supervisor | [`encoded`] |
-
-/// Encoded buses: the bus a `framebus-encoder` writes for a raw bus and a
-/// profile, which `rtsp://host/{bus}/{profile}` (and the next outputs)
-/// read.
-pub mod encoded {
-    /// The codec part of an encoded bus's name.
-    pub const H264: &str = "h264";
-
-    /// `{bus}.h264.{profile}`: the encoded bus of `bus` with `profile`.
-    pub fn bus_name(bus: &str, profile: &str) -> String {
-        format!("{bus}.{H264}.{profile}")
-    }
-
-    /// `(bus, profile)` of an encoded bus name made by [`bus_name`].
-    pub fn split(name: &str) -> Option<(&str, &str)> {
-        let (bus, profile) = name.rsplit_once('.')?;
-        let bus = bus.strip_suffix(H264)?.strip_suffix('.')?;
-        (!bus.is_empty() && !profile.is_empty()).then_some((bus, profile))
-    }
-
-    #[cfg(test)]
-    mod tests {
-        #[test]
-        fn names_round_trip() {
-            assert_eq!(super::bus_name("cam0", "high"), "cam0.h264.high");
-            assert_eq!(super::split("cam0.h264.high"), Some(("cam0", "high")));
-            assert_eq!(super::split("a.b.h264.low"), Some(("a.b", "low")));
-            assert_eq!(super::split("cam0.high"), None);
-            assert_eq!(super::split(".h264.x"), None);
-        }
-    }
-}
+//! | encoded bus names, H.264 profiles, encoder names | supervisor → `framebus-encoder`, outputs | [`encoder`] |
 
 /// Environment variables.
 pub mod env {
@@ -104,6 +72,46 @@ pub mod listening {
     }
 }
 
+/// What the supervisor, `framebus-encoder` and the outputs reading an
+/// encoded bus agree on: the encoded bus's name, and the names the
+/// encoder's `--profile …,h264=` and `--encoder` accept.
+pub mod encoder {
+    /// The encoded bus `framebus-encoder` writes for raw bus `bus` and
+    /// profile `profile`: `{bus}.h264.{profile}` (what `framebus-rtsp`
+    /// serves as `rtsp://host/{bus}/{profile}`).
+    pub fn bus_name(bus: &str, profile: &str) -> String {
+        format!("{bus}.{H264}.{profile}")
+    }
+
+    /// The codec part of an encoded bus's name.
+    pub const H264: &str = "h264";
+
+    /// `(bus, profile)` of an encoded bus name made by [`bus_name`].
+    pub fn split(name: &str) -> Option<(&str, &str)> {
+        let (bus, profile) = name.rsplit_once('.')?;
+        let bus = bus.strip_suffix(H264)?.strip_suffix('.')?;
+        (!bus.is_empty() && !profile.is_empty()).then_some((bus, profile))
+    }
+
+    /// H.264 profiles a profile's `h264=` may name.
+    pub const H264_PROFILES: [&str; 3] = ["baseline", "main", "high"];
+
+    /// Values of `framebus-encoder --encoder`.
+    pub const ENCODERS: [&str; 5] = ["auto", "libx264", "h264-vaapi", "h264v4l2m2m", "h264-nvenc"];
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn names_round_trip() {
+            assert_eq!(super::bus_name("cam0", "high"), "cam0.h264.high");
+            assert_eq!(super::split("cam0.h264.high"), Some(("cam0", "high")));
+            assert_eq!(super::split("a.b.h264.low"), Some(("a.b", "low")));
+            assert_eq!(super::split("cam0.high"), None);
+            assert_eq!(super::split(".h264.x"), None);
+        }
+    }
+}
+
 /// How the supervisor asks a publisher whether it is alive.
 pub mod health {
     /// HTTP publishers answer `GET` on this path (200 healthy, 503 when a
@@ -151,13 +159,15 @@ pub mod status {
         Failed,
     }
 
-    /// A supervised publisher's state.
+    /// A supervised child's state (publishers and encoders).
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
     #[serde(rename_all = "lowercase")]
     pub enum PublisherState {
-        /// Started, no `listening on` line yet.
+        /// Started, not ready yet: a publisher without its `listening on`
+        /// line, an encoder whose encoded bus is not live yet.
         Starting,
-        /// Listening (and answering its health probe).
+        /// Ready: a publisher listening (and answering its health probe),
+        /// an encoder whose encoded bus is live.
         Running,
         /// Waiting to restart.
         Backoff,
@@ -195,7 +205,8 @@ pub mod status {
         pub state: SupervisorState,
         /// One per `[[camera]]`.
         pub cameras: Vec<CameraStatus>,
-        /// One per configured publisher.
+        /// One per supervised child: each configured publisher, then each
+        /// encoder (`kind` `"encoder"`, one per camera and `[[encoder]]`).
         pub publishers: Vec<PublisherStatus>,
     }
 
@@ -213,11 +224,16 @@ pub mod status {
         pub error: Option<String>,
     }
 
-    /// One supervised publisher process.
+    /// One supervised child process: a publisher or an encoder.
     #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
     pub struct PublisherStatus {
-        /// `mjpeg` or `rtsp`.
+        /// `mjpeg`, `rtsp` or `encoder`.
         pub kind: String,
+        /// The bus an encoder writes (`cam0.h264.high`); absent for
+        /// publishers (and in files written before encoders were
+        /// supervised).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub bus: Option<String>,
         /// Program run.
         pub command: PathBuf,
         /// Process id while a process exists.
@@ -242,6 +258,17 @@ pub mod status {
         pub health_age_s: Option<f64>,
         /// Whether the endpoints need credentials.
         pub auth: bool,
+    }
+
+    impl PublisherStatus {
+        /// How `framebus status` and the logs name it: the kind, and the
+        /// encoded bus of an encoder (`encoder cam0.h264.high`).
+        pub fn label(&self) -> String {
+            match &self.bus {
+                Some(b) => format!("{} {b}", self.kind),
+                None => self.kind.clone(),
+            }
+        }
     }
 
     /// Why a status file could not be read.
@@ -398,5 +425,26 @@ mod tests {
             listening::address("http://127.0.0.1:8080/"),
             Some("127.0.0.1:8080")
         );
+    }
+
+    /// A status file written before encoders were supervised (no `bus`)
+    /// still reads; an encoder's `bus` round-trips.
+    #[test]
+    fn status_without_bus_still_reads() {
+        let old = r#"{"version":1,"producer_pid":1,"config":"/c.toml","updated_unix_ms":0,
+            "state":"running","cameras":[],"publishers":[{"kind":"mjpeg","command":"/m",
+            "pid":null,"state":"backoff","restarts":1,"max_restarts":50,"last_reason":null,
+            "restart_in_s":1.0,"uptime_s":null,"address":null,"url":null,
+            "health_age_s":null,"auth":false}]}"#;
+        let st: status::Status = serde_json::from_str(old).unwrap();
+        assert_eq!(st.publishers[0].bus, None);
+        assert_eq!(st.publishers[0].label(), "mjpeg");
+        let mut enc = st.publishers[0].clone();
+        enc.kind = "encoder".into();
+        enc.bus = Some(encoder::bus_name("cam0", "high"));
+        let json = serde_json::to_string(&enc).unwrap();
+        assert!(json.contains(r#""bus":"cam0.h264.high""#), "{json}");
+        let back: status::PublisherStatus = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.label(), "encoder cam0.h264.high");
     }
 }

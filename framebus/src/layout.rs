@@ -121,6 +121,9 @@ pub mod source_state {
     pub const OPENING: u32 = 3;
     /// Stopped by the watchdog, about to reopen.
     pub const STALLED: u32 = 4;
+    /// Ready, and publishing nothing by design: an encoder whose encoded
+    /// bus has no reader (it encodes on demand).
+    pub const IDLE: u32 = 5;
 
     /// A word for each state.
     pub fn name(s: u32) -> &'static str {
@@ -129,6 +132,7 @@ pub mod source_state {
             RECONNECTING => "reconnecting",
             OPENING => "opening",
             STALLED => "stalled",
+            IDLE => "idle",
             _ => "unknown",
         }
     }

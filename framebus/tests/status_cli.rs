@@ -133,7 +133,65 @@ fn failed_publisher_is_degraded_with_the_reason() {
     );
     assert_eq!(v["supervisors"][0]["alive"], true);
     let (_, text) = status(&d.0, &[]);
-    assert!(text.contains("rtsp   failed"), "{text}");
+    assert!(text.contains("rtsp    failed"), "{text}");
+}
+
+/// An encoder child is listed like a publisher, with the bus it writes:
+/// in the table, in the problems and as a Prometheus label.
+#[test]
+fn encoder_children_are_listed_with_their_bus() {
+    let d = Dir::new("enc");
+    let name = framebus_test_support::unique_name("st");
+    let _w = writer(&d.0, &name);
+    let pid = std::process::id();
+    let encoder = |bus: &str, state: &str, reason: Option<&str>| {
+        serde_json::json!({
+            "kind": "encoder", "bus": bus, "command": "/usr/bin/framebus-encoder",
+            "pid": if state == "running" { Some(4321) } else { None },
+            "state": state, "restarts": 2, "max_restarts": 50,
+            "last_reason": reason, "restart_in_s": null, "uptime_s": null,
+            "address": null, "url": null, "health_age_s": null, "auth": false
+        })
+    };
+    let doc = serde_json::json!({
+        "version": 1, "producer_pid": pid, "config": "/etc/framebus/framebus.toml",
+        "updated_unix_ms": 0, "state": "running", "cameras": [],
+        "publishers": [
+            encoder("cam0.h264.high", "running", Some("killed by signal 9")),
+            encoder("cam0.h264.low", "backoff", Some("exited with status 1")),
+        ]
+    });
+    std::fs::write(
+        d.0.join(format!("framebus-status.{pid}.json")),
+        serde_json::to_vec(&doc).unwrap(),
+    )
+    .unwrap();
+    let (code, text) = status(&d.0, &[]);
+    assert_eq!(code, 10, "{text}");
+    assert!(
+        text.contains("encoder cam0.h264.low is backoff (exited with status 1)"),
+        "{text}"
+    );
+    let row = text
+        .lines()
+        .find(|l| l.contains("cam0.h264.high"))
+        .unwrap_or_default();
+    for want in ["encoder", "running", "4321", "2/50", "killed by signal 9"] {
+        assert!(row.contains(want), "{want:?} in {row:?}\n{text}");
+    }
+    let (_, prom) = status(&d.0, &["--prometheus"]);
+    assert!(
+        prom.contains(&format!(
+            "framebus_publisher_up{{kind=\"encoder\",bus=\"cam0.h264.high\",supervisor=\"{pid}\"}} 1"
+        )),
+        "{prom}"
+    );
+    assert!(
+        prom.contains(&format!(
+            "framebus_publisher_restarts_total{{kind=\"encoder\",bus=\"cam0.h264.low\",supervisor=\"{pid}\"}} 2"
+        )),
+        "{prom}"
+    );
 }
 
 #[test]

@@ -1,12 +1,15 @@
 //! `framebus-producer --config FILE`, the service: capture every configured
 //! camera (one thread each, running the ordinary capture of `capture.rs`,
 //! whose source loop restarts a lost *source*), and the process supervisor
-//! (`ProcessSupervisor`), which runs each configured publisher as a child
+//! (`ProcessSupervisor`), which runs each configured publisher and each
+//! encoder (one `framebus-encoder` per camera and `[[encoder]]`) as a child
 //! *process* and restarts it:
 //!
-//! * **crashed** (the child exited) or **hung** (no answer to its health
-//!   probe — HTTP `GET /healthz` for mjpeg, RTSP `OPTIONS` for rtsp — or no
-//!   `listening on` line, for `hung_after` seconds) → restarted after an
+//! * **crashed** (the child exited) or **hung** (a publisher: no answer to
+//!   its health probe — HTTP `GET /healthz` for mjpeg, RTSP `OPTIONS` for
+//!   rtsp — or no `listening on` line, for `hung_after` seconds; an
+//!   encoder, which is no server: its encoded bus not live `hung_after`
+//!   seconds after its camera's bus was) → restarted after an
 //!   exponential backoff (`backoff_initial` doubling to `backoff_max`); a
 //!   child that ran `stable_after` seconds starts from `backoff_initial`
 //!   again. After `max_restarts` restarts in a row without a stable run the
@@ -71,6 +74,27 @@ struct Policy {
     stop_grace: Duration,
 }
 
+/// How often a starting encoder's buses are looked at.
+const ENCODER_LOOK: Duration = Duration::from_millis(200);
+
+/// What tells that a child is up, and lacking it for `hung_after`, hung.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Ready {
+    /// A server: its `listening on` line, then its health probe (`None`:
+    /// not probed, up once started).
+    Listening(Option<Probe>),
+    /// An encoder (no server, no stdout line): its encoded bus is live and
+    /// written by the child. It is not probed after that: an encoder
+    /// without readers publishes nothing by design, so silence is no sign
+    /// of a hang.
+    EncodedBus {
+        /// The camera's bus it reads.
+        raw: String,
+        /// The encoded bus it writes.
+        out: String,
+    },
+}
+
 /// Which probe tells that a child still answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Probe {
@@ -97,6 +121,14 @@ struct Running {
     group: ProcessGroup,
     started: Instant,
     shared: Arc<Shared>,
+    /// An encoder: when its encoded bus was first seen live.
+    bus_up: Option<Instant>,
+    /// An encoder: when its camera's bus was first seen live (the hung
+    /// clock starts there: the encoder waits for it before creating its
+    /// own bus).
+    raw_seen: Option<Instant>,
+    /// An encoder: when the buses were last looked at.
+    last_look: Option<Instant>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,14 +139,16 @@ enum State {
     Stopped,
 }
 
-/// One supervised publisher.
+/// One supervised child: a publisher or an encoder.
 struct Child {
     kind: &'static str,
+    /// How logs name it: the kind, and an encoder's bus.
+    label: String,
     program: PathBuf,
     args: Vec<String>,
     /// Extra environment (credentials: never on the command line).
     env: Vec<(&'static str, String)>,
-    probe: Option<Probe>,
+    ready: Ready,
     auth: bool,
     proc: Option<Running>,
     state: State,
@@ -287,12 +321,40 @@ impl ProcessSupervisor {
     }
 }
 
-/// The publisher children the config asks for, with their command lines.
+/// The children the config asks for (the publishers, then the encoders),
+/// with their command lines.
 fn plan_children(config: &Config, policy: Policy) -> Result<Vec<Child>, Fatal> {
     let here = std::env::current_exe()
         .ok()
         .and_then(|p| p.parent().map(Path::to_path_buf))
         .unwrap_or_default();
+    let next_to_us = |kind: &str, hint: &str| {
+        let bin = here.join(format!("framebus-{kind}"));
+        if bin.is_file() {
+            Ok(bin)
+        } else {
+            Err(Fatal::MissingDependency(format!(
+                "{kind} binary {} not found (build it next to framebus-producer{hint})",
+                bin.display()
+            )))
+        }
+    };
+    let child = |kind: &'static str, label: String, program, args, env, ready, auth| Child {
+        kind,
+        label,
+        program,
+        args,
+        env,
+        ready,
+        auth,
+        proc: None,
+        state: State::Stopped,
+        restarts: 0,
+        streak: 0,
+        last_reason: None,
+        restart_at: None,
+        backoff: Backoff::new(policy.backoff_initial, policy.backoff_max),
+    };
     let buses: Vec<String> = config
         .cameras
         .iter()
@@ -313,32 +375,43 @@ fn plan_children(config: &Config, policy: Policy) -> Result<Vec<Child>, Fatal> {
         };
         let program = match &p.command {
             Some(c) => c.clone(),
-            None => {
-                let bin = here.join(format!("framebus-{kind}"));
-                if !bin.is_file() {
-                    return Err(Fatal::MissingDependency(format!(
-                        "publisher binary {} not found (build it next to framebus-producer, or set publishers.{kind}.command)",
-                        bin.display()
-                    )));
-                }
-                bin
-            }
+            None => next_to_us(kind, &format!(", or set publishers.{kind}.command"))?,
         };
-        out.push(Child {
+        out.push(child(
             kind,
+            kind.to_string(),
             program,
             args,
             env,
-            probe: p.health_check.then_some(probe),
-            auth: p.auth.is_some(),
-            proc: None,
-            state: State::Stopped,
-            restarts: 0,
-            streak: 0,
-            last_reason: None,
-            restart_at: None,
-            backoff: Backoff::new(policy.backoff_initial, policy.backoff_max),
-        });
+            Ready::Listening(p.health_check.then_some(probe)),
+            p.auth.is_some(),
+        ));
+    }
+    let jobs = config.encoder_jobs();
+    if config.uses_default_encoder() {
+        let d = config::EncoderSpec::default_high();
+        tracing::info!(
+            encoder = %d.name,
+            "RTSP serves encoded buses and no [[encoder]] is configured: \
+             using the default encoder `high` (1920x1080@30, 4 Mbit/s, GOP 60) for every camera"
+        );
+    }
+    if !jobs.is_empty() {
+        let program = next_to_us("encoder", "")?;
+        for job in &jobs {
+            out.push(child(
+                "encoder",
+                format!("encoder {}", job.out_bus),
+                program.clone(),
+                config::encoder_args(job),
+                Vec::new(),
+                Ready::EncodedBus {
+                    raw: job.raw_bus.clone(),
+                    out: job.out_bus.clone(),
+                },
+                false,
+            ));
+        }
     }
     Ok(out)
 }
@@ -390,23 +463,26 @@ impl Child {
                 let shared = Arc::new(Shared::default());
                 if let Some(out) = stdout {
                     let shared = Arc::clone(&shared);
-                    let kind = self.kind;
+                    let label = self.label.clone();
                     let _ = std::thread::Builder::new()
-                        .name(format!("{kind}-stdout"))
-                        .spawn(move || read_stdout(kind, out, &shared));
+                        .name(format!("{}-stdout", self.kind))
+                        .spawn(move || read_stdout(&label, out, &shared));
                 }
-                if let Some(probe) = self.probe {
+                if let Ready::Listening(Some(probe)) = self.ready {
                     let shared = Arc::clone(&shared);
                     let interval = policy.health_interval;
                     let _ = std::thread::Builder::new()
                         .name(format!("{}-health", self.kind))
                         .spawn(move || health_loop(probe, interval, &shared));
                 }
-                tracing::info!(publisher = self.kind, pid = group.id(), program = %self.program.display(), "publisher started");
+                tracing::info!(publisher = %self.label, pid = group.id(), program = %self.program.display(), "publisher started");
                 self.proc = Some(Running {
                     group,
                     started: Instant::now(),
                     shared,
+                    bus_up: None,
+                    raw_seen: None,
+                    last_look: None,
                 });
                 self.state = State::Running;
                 self.restart_at = None;
@@ -427,7 +503,7 @@ impl Child {
                     self.restarts += 1;
                     self.streak += 1;
                     tracing::info!(
-                        publisher = self.kind,
+                        publisher = %self.label,
                         restart = self.restarts,
                         "restarting publisher"
                     );
@@ -442,16 +518,28 @@ impl Child {
             return false;
         };
         let ran = run.started.elapsed();
+        let mut changed = false;
         let (reason, exited) = match run.group.leader_exit() {
             Ok(Some(status)) => (Some(describe_exit(status)), true),
             Ok(None) => (
-                self.probe.and_then(|_| hung_reason(run, policy.hung_after)),
+                match &self.ready {
+                    Ready::Listening(Some(_)) => hung_reason(run, policy.hung_after),
+                    Ready::Listening(None) => None,
+                    Ready::EncodedBus { raw, out } => {
+                        let (up, hung) = look_at_encoder(run, raw, out, policy.hung_after);
+                        if up {
+                            tracing::info!(publisher = %self.label, "encoded bus live");
+                        }
+                        changed = up;
+                        hung
+                    }
+                },
                 false,
             ),
             Err(e) => (Some(format!("cannot wait for it: {e}")), false),
         };
         let Some(reason) = reason else {
-            return false;
+            return changed;
         };
         if let Some(mut run) = self.proc.take() {
             run.shared.stop.store(true, Ordering::SeqCst);
@@ -469,7 +557,7 @@ impl Child {
             if !(exited && run.group.reap()) {
                 if exited {
                     tracing::warn!(
-                        publisher = self.kind,
+                        publisher = %self.label,
                         pgid,
                         "the exited publisher left processes in its group: SIGTERM"
                     );
@@ -478,12 +566,12 @@ impl Child {
                     Stopped::Clean => {}
                     Stopped::Killed if !exited => {}
                     Stopped::Killed => tracing::warn!(
-                        publisher = self.kind,
+                        publisher = %self.label,
                         pgid,
                         "processes left by the exited publisher ignored SIGTERM: SIGKILL"
                     ),
                     Stopped::Stuck => tracing::error!(
-                        publisher = self.kind,
+                        publisher = %self.label,
                         pgid,
                         "process group still not empty after SIGKILL"
                     ),
@@ -504,7 +592,7 @@ impl Child {
         }
         if self.streak >= policy.max_restarts {
             tracing::error!(
-                publisher = self.kind,
+                publisher = %self.label,
                 reason = %reason,
                 restarts = self.restarts,
                 "publisher keeps failing: giving up (max_restarts reached)"
@@ -519,7 +607,7 @@ impl Child {
         }
         let delay = self.backoff.step();
         tracing::warn!(
-            publisher = self.kind,
+            publisher = %self.label,
             reason = %reason,
             delay = ?delay,
             restart = self.restarts + 1,
@@ -538,15 +626,24 @@ impl Child {
             .proc
             .as_ref()
             .and_then(|r| lock(&r.shared.listening).clone());
-        let state = match (self.state, &listening) {
-            (State::Running, None) if self.probe.is_some() => PublisherState::Starting,
-            (State::Running, _) => PublisherState::Running,
+        let ready = match &self.ready {
+            Ready::Listening(Some(_)) => listening.is_some(),
+            Ready::Listening(None) => true,
+            Ready::EncodedBus { .. } => self.proc.as_ref().is_some_and(|r| r.bus_up.is_some()),
+        };
+        let state = match (self.state, ready) {
+            (State::Running, false) => PublisherState::Starting,
+            (State::Running, true) => PublisherState::Running,
             (State::Backoff, _) => PublisherState::Backoff,
             (State::Failed, _) => PublisherState::Failed,
             (State::Stopped, _) => PublisherState::Stopped,
         };
         PublisherStatus {
             kind: self.kind.to_string(),
+            bus: match &self.ready {
+                Ready::EncodedBus { out, .. } => Some(out.clone()),
+                Ready::Listening(_) => None,
+            },
             command: self.program.clone(),
             pid: self.proc.as_ref().map(|r| r.group.id()),
             state,
@@ -570,6 +667,38 @@ impl Child {
             auth: self.auth,
         }
     }
+}
+
+/// Look at a running encoder's buses (at most every [`ENCODER_LOOK`]):
+/// whether its encoded bus just came up, and why it counts as hung, if it
+/// does — its encoded bus not live and written by it `hung_after` after
+/// its camera's bus was seen live.
+fn look_at_encoder(
+    run: &mut Running,
+    raw: &str,
+    out: &str,
+    hung_after: Duration,
+) -> (bool, Option<String>) {
+    if run.bus_up.is_some() || run.last_look.is_some_and(|t| t.elapsed() < ENCODER_LOOK) {
+        return (false, None);
+    }
+    let now = Instant::now();
+    run.last_look = Some(now);
+    let pid = run.group.id();
+    if framebus::stat(out, None).is_ok_and(|i| i.state == "live" && i.producer_pid == pid) {
+        run.bus_up = Some(now);
+        return (true, None);
+    }
+    if run.raw_seen.is_none() && framebus::stat(raw, None).is_ok_and(|i| i.state == "live") {
+        run.raw_seen = Some(now);
+    }
+    let hung = run.raw_seen.filter(|t| t.elapsed() >= hung_after).map(|_| {
+        format!(
+            "hung: encoded bus {out} not live {:.1} s after bus {raw} was",
+            hung_after.as_secs_f64()
+        )
+    });
+    (false, hung)
 }
 
 /// Why a running child counts as hung, if it does.
@@ -603,7 +732,7 @@ fn describe_exit(status: ExitStatus) -> String {
 
 /// Read the child's stdout: remember its `listening on URL` line, log the
 /// rest.
-fn read_stdout(kind: &'static str, out: impl Read, shared: &Shared) {
+fn read_stdout(label: &str, out: impl Read, shared: &Shared) {
     for line in BufReader::new(out).lines() {
         let Ok(line) = line else { break };
         let mut l = lock(&shared.listening);
@@ -611,13 +740,13 @@ fn read_stdout(kind: &'static str, out: impl Read, shared: &Shared) {
             if let Some(url) = listening::parse(&line) {
                 let addr = listening::address(url).unwrap_or_default().to_string();
                 let url = url.to_string();
-                tracing::info!(publisher = kind, url = %url, "publisher listening");
+                tracing::info!(publisher = label, url = %url, "publisher listening");
                 *l = Some((addr, url, Instant::now()));
                 continue;
             }
         }
         drop(l);
-        tracing::info!(publisher = kind, "{line}");
+        tracing::info!(publisher = label, "{line}");
     }
 }
 
@@ -687,29 +816,29 @@ fn probe_once(probe: Probe, addr: &str, timeout: Duration) -> bool {
 /// SIGTERM every child's process group, SIGKILL what is left of them
 /// after `grace`, reap all.
 fn stop_children(children: &mut [Child], grace: Duration) {
-    let mut stopping: Vec<(&'static str, Running)> = Vec::new();
+    let mut stopping: Vec<(String, Running)> = Vec::new();
     for c in children.iter_mut() {
         c.state = State::Stopped;
         c.restart_at = None;
         if let Some(run) = c.proc.take() {
             run.shared.stop.store(true, Ordering::SeqCst);
-            stopping.push((c.kind, run));
+            stopping.push((c.label.clone(), run));
         }
     }
     let mut groups: Vec<&mut ProcessGroup> =
         stopping.iter_mut().map(|(_, r)| &mut r.group).collect();
     let outcomes = process_group::stop_all(&mut groups, libc::SIGTERM, grace);
-    for ((kind, run), outcome) in stopping.iter().zip(outcomes) {
+    for ((label, run), outcome) in stopping.iter().zip(outcomes) {
         let pgid = run.group.id();
         match outcome {
             Stopped::Clean => {}
             Stopped::Killed => tracing::warn!(
-                publisher = kind,
+                publisher = %label,
                 pgid,
                 "still running {grace:?} after SIGTERM: SIGKILL"
             ),
             Stopped::Stuck => tracing::error!(
-                publisher = kind,
+                publisher = %label,
                 pgid,
                 "process group still not empty after SIGKILL"
             ),

@@ -127,3 +127,45 @@ fn missing_file_is_a_config_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("nope.toml: cannot read"), "{err}");
 }
+
+/// A config written for the RTSP publisher that encoded by itself: exit 4
+/// at the old table, naming where the profiles went and what to write.
+#[test]
+fn old_rtsp_profiles_are_refused_with_the_encoder_to_write() {
+    let s = Scene::new("cfg-rtsp-prof");
+    let text = format!(
+        "{}[publishers.rtsp]\nlisten = \"127.0.0.1:0\"\n\
+         [[publishers.rtsp.profile]]\nname = \"high\"\nsize = \"1280x720\"\nfps = 30\nbitrate = \"2M\"\n",
+        camera(&s.bus)
+    );
+    let (code, err) = run_config(&s, &text);
+    assert_eq!(code, 4, "{err}");
+    assert!(
+        err.contains(
+            "framebus.toml:7:1: [[publishers.rtsp.profile]] moved to top-level [[encoder]] tables"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "    [[encoder]]\n    name = \"high\"\n    size = \"1280x720\"\n    fps = 30\n    bitrate = \"2M\""
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn encoder_naming_an_unknown_camera() {
+    let s = Scene::new("cfg-enc-cam");
+    let text = format!(
+        "{}[[encoder]]\nname = \"low\"\ncameras = [\"nope\"]\n",
+        camera(&s.bus)
+    );
+    let (code, err) = run_config(&s, &text);
+    assert_eq!(code, 4, "{err}");
+    assert!(
+        err.contains("framebus.toml:7:12: encoder \"low\": no camera with bus \"nope\""),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+}

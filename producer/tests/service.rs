@@ -1,9 +1,10 @@
 //! `framebus-producer --config`: publishers run as supervised children.
 //!
 //! Fake publishers (shell scripts through `command`) for the crash loop and
-//! the hung child; the real `framebus-mjpeg` / `framebus-rtsp` when they
-//! were built next to `framebus-producer` (`make test` builds every binary
-//! first; otherwise those tests say so and skip). Backoffs are shortened.
+//! the hung child; the real `framebus-mjpeg` / `framebus-rtsp` /
+//! `framebus-encoder` when they were built next to `framebus-producer`
+//! (`make test` builds every binary first; otherwise those tests say so
+//! and skip). Backoffs are shortened.
 
 mod common;
 
@@ -76,6 +77,34 @@ fn wait_publisher(
         if Instant::now() > end {
             panic!(
                 "publisher {kind}: condition not reached within {limit:?}; status: {:#?}\nlog:\n{}",
+                status(scene),
+                log(scene)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Poll the status file until `pred` holds for the encoder child writing
+/// the encoded bus `bus`.
+fn wait_encoder(scene: &Scene, bus: &str, limit: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+    let end = Instant::now() + limit;
+    loop {
+        if let Some(st) = status(scene) {
+            if let Some(p) = st["publishers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["kind"] == "encoder" && p["bus"] == bus)
+            {
+                if pred(p) {
+                    return p.clone();
+                }
+            }
+        }
+        if Instant::now() > end {
+            panic!(
+                "encoder {bus}: condition not reached within {limit:?}; status: {:#?}\nlog:\n{}",
                 status(scene),
                 log(scene)
             );
@@ -289,16 +318,19 @@ fn killed_mjpeg_publisher_comes_back() {
 
 #[test]
 fn whole_service_two_cameras_rtsp_and_mjpeg() {
-    if bins::built("framebus-mjpeg").is_none() || bins::built("framebus-rtsp").is_none() {
-        eprintln!("SKIP: framebus-mjpeg/framebus-rtsp not built next to framebus-producer (cargo build --workspace --bins)");
+    if ["framebus-mjpeg", "framebus-rtsp", "framebus-encoder"]
+        .iter()
+        .any(|b| bins::built(b).is_none())
+    {
+        eprintln!("SKIP: framebus-mjpeg/-rtsp/-encoder not built next to framebus-producer (cargo build --workspace --bins)");
         return;
     }
     let s = Scene::new("sup-all");
     let bus2 = format!("{}-b", s.bus);
     let text = format!(
         "{}{}\
-         [publishers.rtsp]\nlisten = \"127.0.0.1:0\"\ngrace = 1\n\
-         [[publishers.rtsp.profile]]\nname = \"high\"\nsize = \"320x240\"\nfps = 10\nbitrate = \"500k\"\n\
+         [[encoder]]\nname = \"native\"\nbitrate = \"500k\"\ngrace = 1\n\
+         [publishers.rtsp]\nlisten = \"127.0.0.1:0\"\n\
          [publishers.mjpeg]\nlisten = \"127.0.0.1:0\"\ngrace = 1\n\
          [[publishers.mjpeg.profile]]\nname = \"low\"\nsize = \"160x120\"\nfps = 5\nquality = 70\n\
          [supervision]\nhealth_interval = 0.5\n",
@@ -324,7 +356,10 @@ fn whole_service_two_cameras_rtsp_and_mjpeg() {
             "-of",
             "csv=p=0",
         ])
-        .arg(format!("rtsp://{rtsp_addr}/{}/high", s.bus))
+        // `native`: the encoder at the camera's size (320x240). The
+        // RTSP publisher serves its encoded bus (before its rebuild, it
+        // served its own built-in `native` profile: the same picture).
+        .arg(format!("rtsp://{rtsp_addr}/{}/native", s.bus))
         .output()
         .unwrap();
     let probe = String::from_utf8_lossy(&out.stdout);
@@ -356,7 +391,8 @@ fn whole_service_two_cameras_rtsp_and_mjpeg() {
                 .as_array()
                 .unwrap()
                 .len(),
-            2
+            4,
+            "mjpeg, rtsp and one encoder per camera"
         );
     }
 
@@ -550,5 +586,163 @@ fn crashed_wrapper_leftovers_are_stopped_before_restart() {
         "{}",
         log(&s)
     );
+    stop(p, &s);
+}
+
+/// Whether `framebus-encoder` was built next to the producer (else SKIP).
+fn have_encoder() -> bool {
+    let ok = bins::built("framebus-encoder").is_some();
+    if !ok {
+        eprintln!("SKIP: framebus-encoder not built next to framebus-producer (cargo build --workspace --bins)");
+    }
+    ok
+}
+
+/// Two `[[encoder]]` on one test-pattern camera: two supervised encoder
+/// children, each with its encoded bus; a reader of one gets keyframes;
+/// an encoder killed with SIGKILL is restarted and the status says so.
+#[test]
+fn encoders_are_supervised_children() {
+    if !have_encoder() {
+        return;
+    }
+    let s = Scene::new("sup-enc");
+    let text = format!(
+        "{}[[encoder]]\nname = \"hi\"\nsize = \"320x240\"\nbitrate = \"400k\"\ngop = 10\nencoder = \"libx264\"\n\
+         [[encoder]]\nname = \"lo\"\nsize = \"160x120\"\nfps = 5\nbitrate = \"100k\"\ngop = 5\ngrace = 1\n\
+         [supervision]\nbackoff_initial = 0.3\nbackoff_max = 1\n",
+        camera(&s.bus)
+    );
+    let p = start(&s, &text);
+    let hi = format!("{}.h264.hi", s.bus);
+    let lo = format!("{}.h264.lo", s.bus);
+    let limit = Duration::from_secs(60);
+    let hi_st = wait_encoder(&s, &hi, limit, |p| p["state"] == "running");
+    let lo_st = wait_encoder(&s, &lo, limit, |p| p["state"] == "running");
+    for (st, bus) in [(&hi_st, &hi), (&lo_st, &lo)] {
+        assert_eq!(st["restarts"], 0, "{st:#}");
+        assert!(
+            st["command"]
+                .as_str()
+                .unwrap()
+                .ends_with("framebus-encoder"),
+            "{st:#}"
+        );
+        // The encoded bus exists, written by that very child.
+        let info = framebus::stat(bus, Some(&s.dir)).expect("encoded bus exists");
+        assert_eq!(info.state, "live");
+        assert_eq!(Some(u64::from(info.producer_pid)), st["pid"].as_u64());
+        assert_eq!(info.format.to_lowercase(), "h264", "{info:#?}");
+    }
+
+    // A reader of one encoded bus wakes its encoder and gets keyframes.
+    let mut r = framebus::Reader::attach(
+        &lo,
+        framebus::ReaderOptions {
+            wait: Some(Duration::from_secs(10)),
+            shm_dir: Some(s.dir.clone()),
+        },
+    )
+    .expect("attach to the encoded bus");
+    let end = Instant::now() + Duration::from_secs(30);
+    let mut keys = 0;
+    while keys < 2 {
+        assert!(
+            Instant::now() < end,
+            "{keys} keyframes in 30 s; log:\n{}",
+            log(&s)
+        );
+        if let Ok(f) = r.next_encoded(Some(Duration::from_secs(5))) {
+            keys += usize::from(f.is_keyframe());
+        }
+    }
+    drop(r);
+
+    // SIGKILL one encoder: it comes back (a new pid, writing its bus
+    // again), and the status says why; the other is untouched.
+    let pid = hi_st["pid"].as_u64().unwrap();
+    // SAFETY: kill(2) on the encoder's pid, which the status file says is
+    // alive (the supervisor has not reaped it).
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let back = wait_encoder(&s, &hi, limit, |p| {
+        p["state"] == "running" && p["pid"].as_u64() != Some(pid)
+    });
+    assert_eq!(back["restarts"], 1, "{back:#}");
+    assert_eq!(back["last_reason"], "killed by signal 9");
+    let info = framebus::stat(&hi, Some(&s.dir)).expect("encoded bus back");
+    assert_eq!(Some(u64::from(info.producer_pid)), back["pid"].as_u64());
+    let lo_now = wait_encoder(&s, &lo, limit, |_| true);
+    assert_eq!(lo_now["pid"], lo_st["pid"]);
+    assert_eq!(lo_now["restarts"], 0);
+    let l = log(&s);
+    assert!(
+        l.contains("encoder ") && l.contains("killed by signal 9"),
+        "{l}"
+    );
+
+    if let Some((code, report)) = framebus_status(&s) {
+        assert_eq!(code, 0, "{report:#}");
+        let pubs = report["supervisors"][0]["publishers"].to_string();
+        assert!(pubs.contains(&hi) && pubs.contains(&lo), "{pubs}");
+    }
+    let pids = [
+        back["pid"].as_u64().unwrap(),
+        lo_st["pid"].as_u64().unwrap(),
+    ];
+    stop(p, &s);
+    for pid in pids {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "encoder {pid} stopped"
+        );
+    }
+    assert!(
+        framebus::stat(&hi, Some(&s.dir)).is_err(),
+        "encoded bus gone"
+    );
+}
+
+/// `[publishers.rtsp]` without `[[encoder]]`: framebus-rtsp gets neither
+/// profiles nor grace, and the default encoder `high` runs (logged).
+#[test]
+fn rtsp_gets_no_profiles_and_the_default_encoder_runs() {
+    if !have_encoder() {
+        return;
+    }
+    let s = Scene::new("sup-rtsp-args");
+    let args = s.dir.join("rtsp.args");
+    let fake = script(
+        &s,
+        "fake-rtsp.sh",
+        &format!("printf '%s\\n' \"$@\" > {}\nexec sleep 120", args.display()),
+    );
+    let text = format!(
+        "{}[publishers.rtsp]\nlisten = \"127.0.0.1:0\"\nmax_viewers = 3\nhealth_check = false\ncommand = \"{}\"\n",
+        camera(&s.bus),
+        fake.display()
+    );
+    let p = start(&s, &text);
+    let high = format!("{}.h264.high", s.bus);
+    wait_encoder(&s, &high, Duration::from_secs(60), |p| {
+        p["state"] == "running"
+    });
+    wait_publisher(&s, "rtsp", Duration::from_secs(60), |p| p["pid"].is_u64());
+    let end = Instant::now() + Duration::from_secs(10);
+    while !args.exists() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let got: Vec<String> = std::fs::read_to_string(&args)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(got, ["--listen", "127.0.0.1:0", "--max-clients", "3"]);
+    let l = log(&s);
+    assert!(
+        l.contains("no [[encoder]] is configured: using the default encoder `high`"),
+        "{l}"
+    );
+    let info = framebus::stat(&high, Some(&s.dir)).unwrap();
+    assert_eq!((info.width, info.height), (1920, 1080));
     stop(p, &s);
 }

@@ -476,13 +476,14 @@ size = "320x240"
 fps = 15
 quality = 70
 
-[publishers.rtsp]
-listen = "127.0.0.1:0"
-grace = 1
-[[publishers.rtsp.profile]]
-name = "small"
+[[encoder]]
+name = "native"
 fps = 15
 bitrate = "300k"
+grace = 1
+
+[publishers.rtsp]
+listen = "127.0.0.1:0"
 
 [supervision]
 backoff_initial = 0.2
@@ -542,7 +543,7 @@ backoff_max = 1
 
     // RTSP: kill it while ffmpeg plays; a new client gets frames.
     let playing =
-        rtsp_support::ffmpeg_background(&format!("rtsp://{r_addr}/{bus}/small"), "tcp", 100_000);
+        rtsp_support::ffmpeg_background(&format!("rtsp://{r_addr}/{bus}/native"), "tcp", 100_000);
     std::thread::sleep(Duration::from_secs(2));
     // SAFETY: as above.
     unsafe { libc::kill(r_pid as i32, libc::SIGKILL) };
@@ -557,7 +558,7 @@ backoff_max = 1
     );
     drop(playing);
     let (_, _, r_addr2) = back.unwrap();
-    let (decoded, out) = ffmpeg_decode(&format!("rtsp://{r_addr2}/{bus}/small"), "tcp", 10);
+    let (decoded, out) = ffmpeg_decode(&format!("rtsp://{r_addr2}/{bus}/native"), "tcp", 10);
     assert!(
         decoded >= 10,
         "ffmpeg after the rtsp restart: {decoded} frames: {}",

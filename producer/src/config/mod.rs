@@ -1,5 +1,5 @@
-//! `framebus.toml`: the cameras to capture, the publisher processes to run
-//! and supervise, and how to supervise them (see `docs/service.md` and the
+//! `framebus.toml`: the cameras to capture, the encoder and publisher
+//! processes to run and supervise, and how to supervise them (see `docs/service.md` and the
 //! commented `examples/framebus.toml`).
 //!
 //! Every table rejects unknown keys. Values are checked while parsing, so a
@@ -11,16 +11,20 @@
 //! checked value types: sizes, rates, durations, bit rates…), [`parse`]
 //! (reading the file, checks across values, `FILE:LINE:COL` errors),
 //! [`publisher_args`] (the command line and environment each publisher
-//! child gets).
+//! and encoder child gets).
 
 pub mod model;
 pub mod parse;
 pub mod publisher_args;
 pub mod values;
 
-pub use model::{Camera, Config, LogFormatCfg, ProfileCfg, Publisher, Publishers, Supervision};
+pub use model::{
+    Camera, Config, EncoderCfg, EncoderJob, EncoderSpec, LogFormatCfg, ProfileCfg, Publisher,
+    Publishers, Supervision,
+};
 pub use parse::{load, parse, ConfigError};
-pub use publisher_args::{mjpeg_args, mjpeg_env, rtsp_args, rtsp_env};
+pub use publisher_args::{encoder_args, mjpeg_args, mjpeg_env, rtsp_args, rtsp_env};
 pub use values::{
-    Bitrate, Credentials, EvenSize, Format, FpsCfg, ProfileName, Quality, Secs, Size, Source,
+    Bitrate, Credentials, EncoderName, EvenSize, Format, FpsCfg, H264Profile, Positive,
+    ProfileName, Quality, Secs, Size, Source,
 };

@@ -10,7 +10,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::values::{
-    Bitrate, Credentials, EvenSize, Format, FpsCfg, ProfileName, Quality, Secs, Size, Source,
+    Bitrate, Credentials, EncoderName, EvenSize, Format, FpsCfg, H264Profile, Positive,
+    ProfileName, Quality, Secs, Size, Source,
 };
 use crate::cli::{self, LogFormat};
 
@@ -25,6 +26,10 @@ pub struct Config {
     /// `[[camera]]`: one capture thread (and bus) each.
     #[serde(default, rename = "camera")]
     pub cameras: Vec<Camera>,
+    /// `[[encoder]]`: H.264 encoders, one `framebus-encoder` child per
+    /// (camera, encoder), each writing the encoded bus `{bus}.h264.{name}`.
+    #[serde(default, rename = "encoder")]
+    pub encoders: Vec<EncoderCfg>,
     /// `[publishers.mjpeg]`, `[publishers.rtsp]`.
     #[serde(default)]
     pub publishers: Publishers,
@@ -112,9 +117,11 @@ pub struct Publisher {
     /// Address to listen on; port 0 takes a free port (the real address is
     /// read from the child's `listening on` line into the status file).
     pub listen: Spanned<SocketAddr>,
-    /// Seconds an encoder keeps running after its last viewer.
-    #[serde(default = "default_grace")]
-    pub grace: Secs,
+    /// Seconds an encoder keeps running after its last viewer (MJPEG; for
+    /// RTSP a config error: its encoders are `[[encoder]]`, each with its
+    /// own `grace`).
+    #[serde(default)]
+    pub grace: Option<Spanned<Secs>>,
     /// Viewers per stream.
     #[serde(default = "default_max_viewers")]
     pub max_viewers: u32,
@@ -133,19 +140,28 @@ pub struct Publisher {
     /// `OPTIONS` for rtsp) and restart it when it stops answering.
     #[serde(default = "yes")]
     pub health_check: bool,
-    /// `[[publishers.KIND.profile]]`. MJPEG: added to (or replacing by
-    /// name) the built-in `medium`, `low` and `native`. RTSP: when given,
-    /// they replace the built-in `high` and `native`.
+    /// `[[publishers.mjpeg.profile]]`: added to (or replacing by name) the
+    /// built-in `medium`, `low` and `native`. (`[[publishers.rtsp.profile]]`
+    /// is a config error: RTSP profiles moved to `[[encoder]]`.)
     #[serde(default, rename = "profile")]
     pub profiles: Vec<ProfileCfg>,
+}
+
+impl Publisher {
+    /// `grace`, or its default.
+    pub fn grace(&self) -> Duration {
+        self.grace
+            .as_ref()
+            .map_or(default_grace().0, |g| g.get_ref().0)
+    }
 }
 
 /// One output profile.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileCfg {
-    /// Name in the URL (`/{bus}/{name}.mjpg`, `rtsp://host/{bus}/{name}`).
-    pub name: ProfileName,
+    /// Name in the URL (`/{bus}/{name}.mjpg`).
+    pub name: Spanned<ProfileName>,
     /// Output size (default: the bus size).
     #[serde(default)]
     pub size: Option<EvenSize>,
@@ -155,12 +171,124 @@ pub struct ProfileCfg {
     /// JPEG quality 1..=100 (MJPEG only; default 80).
     #[serde(default)]
     pub quality: Option<Spanned<Quality>>,
-    /// Bit rate: `"4M"`, `"800k"` or bits per second (RTSP only).
+    /// Bit rate (only in an old `[[publishers.rtsp.profile]]`: shown in
+    /// the `[[encoder]]` it moved to).
     #[serde(default)]
     pub bitrate: Option<Spanned<Bitrate>>,
-    /// Frames between key frames (RTSP only).
+    /// Frames between key frames (likewise).
     #[serde(default)]
     pub gop: Option<Spanned<u32>>,
+}
+
+/// `[[encoder]]`: one H.264 encoding, run by a `framebus-encoder` child
+/// for each of its cameras; it writes the encoded bus `{bus}.h264.{name}`
+/// (served as `rtsp://host/{bus}/{name}` by `framebus-rtsp`) and encodes
+/// only while that bus has readers.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncoderCfg {
+    /// Profile name: in the encoded bus name and the RTSP URL.
+    pub name: Spanned<ProfileName>,
+    /// Output size (default: the camera's size).
+    #[serde(default)]
+    pub size: Option<EvenSize>,
+    /// Output rate, at most the camera's (default: the camera's rate).
+    #[serde(default)]
+    pub fps: Option<Positive>,
+    /// Bit rate: `"4M"`, `"800k"` or bits per second (default 4M).
+    #[serde(default)]
+    pub bitrate: Option<Bitrate>,
+    /// Frames between key frames (default: two seconds' worth).
+    #[serde(default)]
+    pub gop: Option<Positive>,
+    /// H.264 profile: `baseline`, `main` or `high` (default: the
+    /// encoder's own choice).
+    #[serde(default)]
+    pub h264: Option<H264Profile>,
+    /// `framebus-encoder --encoder`: `auto`, `libx264`, `h264-vaapi`,
+    /// `h264v4l2m2m`, `h264-nvenc` (default `auto`).
+    #[serde(default)]
+    pub encoder: Option<EncoderName>,
+    /// Bus names of the cameras to encode (default: every camera).
+    #[serde(default)]
+    pub cameras: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Seconds encoding goes on after the encoded bus's last reader left.
+    #[serde(default = "default_grace")]
+    pub grace: Secs,
+}
+
+/// One encoder as the supervisor runs it: an `[[encoder]]` (or the default
+/// one) with its defaults applied.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EncoderSpec {
+    /// Profile name.
+    pub name: String,
+    /// Output size, `None` for the camera's.
+    pub size: Option<(u32, u32)>,
+    /// Output rate, `None` for the camera's.
+    pub fps: Option<u32>,
+    /// Bits per second, `None` for the encoder's default (4M).
+    pub bitrate: Option<Bitrate>,
+    /// Frames between key frames, `None` for two seconds' worth.
+    pub gop: Option<u32>,
+    /// `baseline`, `main`, `high`, `None` for the encoder's choice.
+    pub h264: Option<String>,
+    /// `--encoder`, `None` for `auto`.
+    pub encoder: Option<String>,
+    /// Seconds encoding goes on after the last reader left.
+    pub grace: Duration,
+}
+
+impl EncoderSpec {
+    /// The encoder used when `[publishers.rtsp]` is enabled and no
+    /// `[[encoder]]` is given: `high`, 1920x1080 at 30 fps, 4 Mbit/s,
+    /// GOP 60 (the H.264 profile left to the encoder).
+    pub fn default_high() -> EncoderSpec {
+        EncoderSpec {
+            name: "high".into(),
+            size: Some((1920, 1080)),
+            fps: Some(30),
+            bitrate: Some(Bitrate(4_000_000)),
+            gop: Some(60),
+            h264: None,
+            encoder: None,
+            grace: default_grace().0,
+        }
+    }
+}
+
+/// One `framebus-encoder` child: a camera's raw bus and an encoder.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EncoderJob {
+    /// The raw bus read (the camera's).
+    pub raw_bus: String,
+    /// The encoded bus written: `{raw_bus}.h264.{name}`.
+    pub out_bus: String,
+    /// What to encode.
+    pub spec: EncoderSpec,
+}
+
+impl EncoderCfg {
+    /// With the defaults applied.
+    pub fn spec(&self) -> EncoderSpec {
+        EncoderSpec {
+            name: self.name.get_ref().0.clone(),
+            size: self.size.map(|s| (s.0, s.1)),
+            fps: self.fps.map(|f| f.0),
+            bitrate: self.bitrate,
+            gop: self.gop.map(|g| g.0),
+            h264: self.h264.as_ref().map(|h| h.0.clone()),
+            encoder: self.encoder.as_ref().map(|e| e.0.clone()),
+            grace: self.grace.0,
+        }
+    }
+
+    /// Whether it encodes camera `bus`.
+    pub fn covers(&self, bus: &str) -> bool {
+        self.cameras
+            .as_ref()
+            .is_none_or(|c| c.get_ref().iter().any(|b| b.get_ref() == bus))
+    }
 }
 
 /// `[supervision]`: how publisher processes are restarted.
@@ -266,6 +394,38 @@ impl Config {
             v.push(("rtsp", r));
         }
         v
+    }
+
+    /// Whether the default encoder stands in for a missing `[[encoder]]`:
+    /// an enabled `[publishers.rtsp]` serves encoded buses, and without an
+    /// encoder there would be nothing to play.
+    pub fn uses_default_encoder(&self) -> bool {
+        self.encoders.is_empty() && self.publishers.rtsp.as_ref().is_some_and(|r| r.enabled)
+    }
+
+    /// Every `framebus-encoder` child: for each `[[encoder]]` (or the
+    /// default one, see [`Config::uses_default_encoder`]), each camera it
+    /// covers, in file order.
+    pub fn encoder_jobs(&self) -> Vec<EncoderJob> {
+        let specs: Vec<(EncoderSpec, Option<&EncoderCfg>)> = if self.uses_default_encoder() {
+            vec![(EncoderSpec::default_high(), None)]
+        } else {
+            self.encoders.iter().map(|e| (e.spec(), Some(e))).collect()
+        };
+        let mut jobs = Vec::new();
+        for (spec, cfg) in specs {
+            for cam in &self.cameras {
+                let raw = cam.bus.get_ref();
+                if cfg.is_none_or(|c| c.covers(raw)) {
+                    jobs.push(EncoderJob {
+                        raw_bus: raw.clone(),
+                        out_bus: framebus::contract::encoder::bus_name(raw, &spec.name),
+                        spec: spec.clone(),
+                    });
+                }
+            }
+        }
+        jobs
     }
 
     /// The log format, when the file sets one.

@@ -1,8 +1,9 @@
-//! What each publisher child is started with: its command line (from the
-//! `[publishers.*]` table and its profiles) and its environment (the
-//! credentials, never on the command line).
+//! What each child is started with: a publisher's command line (from the
+//! `[publishers.*]` table and its profiles) and environment (the
+//! credentials, never on the command line); an encoder's command line
+//! (from its `[[encoder]]` and camera).
 
-use super::model::Publisher;
+use super::model::{EncoderJob, Publisher};
 
 /// The command line of `framebus-mjpeg` for this config.
 pub fn mjpeg_args(c: &Publisher, buses: &[String]) -> Vec<String> {
@@ -18,10 +19,10 @@ pub fn mjpeg_args(c: &Publisher, buses: &[String]) -> Vec<String> {
         let fps = p.fps.map_or_else(String::new, |f| format!("@{f}"));
         let q = p.quality.as_ref().map_or(80, |q| q.get_ref().0);
         a.push("--profile".into());
-        a.push(format!("{}={size}{fps}:q{q}", p.name.0));
+        a.push(format!("{}={size}{fps}:q{q}", p.name.get_ref().0));
     }
     a.push("--grace".into());
-    a.push(c.grace.0.as_secs_f64().to_string());
+    a.push(c.grace().as_secs_f64().to_string());
     a.push("--max-viewers".into());
     a.push(c.max_viewers.to_string());
     // Credentials go through the environment (`mjpeg_env`), not the
@@ -39,32 +40,53 @@ pub fn mjpeg_env(c: &Publisher) -> Vec<(&'static str, String)> {
         .collect()
 }
 
-/// The command line of `framebus-rtsp` for this config.
+/// The command line of `framebus-rtsp` for this config. It encodes
+/// nothing: it serves the encoded buses the `[[encoder]]` children write,
+/// so it gets no profiles and no grace.
 pub fn rtsp_args(c: &Publisher) -> Vec<String> {
     let mut a = vec!["--listen".into(), c.listen.get_ref().to_string()];
-    for p in &c.profiles {
-        let size = p
-            .size
-            .map_or_else(|| "native".to_string(), |s| format!("{}x{}", s.0, s.1));
-        let mut spec = format!("{}={size}", p.name.0);
-        if let Some(f) = p.fps {
-            spec.push_str(&format!("@{f}"));
-        }
-        if let Some(b) = &p.bitrate {
-            spec.push_str(&format!(",bitrate={}", b.get_ref().arg()));
-        }
-        if let Some(g) = &p.gop {
-            spec.push_str(&format!(",gop={}", g.get_ref()));
-        }
-        a.push("--profile".into());
-        a.push(spec);
-    }
-    a.push("--grace".into());
-    a.push(c.grace.0.as_secs_f64().to_string());
     a.push("--max-clients".into());
     a.push(c.max_viewers.to_string());
     // Credentials go through the environment (`rtsp_env`).
     a.extend(c.args.iter().cloned());
+    a
+}
+
+/// The command line of `framebus-encoder` for one (camera, encoder):
+/// `--bus RAW --profile NAME=WxH|native[@FPS][,bitrate=B][,gop=N][,h264=P]
+/// --out BUS [--encoder E] --grace SECS`.
+pub fn encoder_args(job: &EncoderJob) -> Vec<String> {
+    let s = &job.spec;
+    let size = s
+        .size
+        .map_or_else(|| "native".to_string(), |(w, h)| format!("{w}x{h}"));
+    let mut profile = format!("{}={size}", s.name);
+    if let Some(f) = s.fps {
+        profile.push_str(&format!("@{f}"));
+    }
+    if let Some(b) = s.bitrate {
+        profile.push_str(&format!(",bitrate={}", b.arg()));
+    }
+    if let Some(g) = s.gop {
+        profile.push_str(&format!(",gop={g}"));
+    }
+    if let Some(h) = &s.h264 {
+        profile.push_str(&format!(",h264={h}"));
+    }
+    let mut a = vec![
+        "--bus".to_string(),
+        job.raw_bus.clone(),
+        "--profile".into(),
+        profile,
+        "--out".into(),
+        job.out_bus.clone(),
+    ];
+    if let Some(e) = &s.encoder {
+        a.push("--encoder".into());
+        a.push(e.clone());
+    }
+    a.push("--grace".into());
+    a.push(s.grace.as_secs_f64().to_string());
     a
 }
 
@@ -90,18 +112,67 @@ mod tests {
         let c = parse(
             Path::new("t"),
             &format!(
-                "{CAM}[publishers.rtsp]\nlisten = \"127.0.0.1:0\"\n[[publishers.rtsp.profile]]\nname = \"high\"\nsize = \"1920x1080\"\nfps = 30\nbitrate = \"4M\"\n\
+                "{CAM}[publishers.rtsp]\nlisten = \"127.0.0.1:0\"\nmax_viewers = 7\n\
                  [publishers.mjpeg]\nlisten = \"127.0.0.1:0\"\n[[publishers.mjpeg.profile]]\nname = \"low\"\nsize = \"640x480\"\nfps = 15\n"
             ),
         )
         .unwrap();
         let r = rtsp_args(c.publishers.rtsp.as_ref().unwrap());
-        assert!(
-            r.contains(&"high=1920x1080@30,bitrate=4M".to_string()),
-            "{r:?}"
-        );
+        assert_eq!(r, ["--listen", "127.0.0.1:0", "--max-clients", "7"]);
         let m = mjpeg_args(c.publishers.mjpeg.as_ref().unwrap(), &["c0".into()]);
         assert!(m.contains(&"low=640x480@15:q80".to_string()), "{m:?}");
+    }
+
+    #[test]
+    fn args_for_encoders() {
+        let c = parse(
+            Path::new("t"),
+            &format!(
+                "{CAM}[[camera]]\nbus = \"c1\"\n\
+                 [[encoder]]\nname = \"high\"\nsize = \"1920x1080\"\nfps = 30\nbitrate = \"4M\"\ngop = 60\nh264 = \"main\"\n\
+                 [[encoder]]\nname = \"low\"\nsize = \"640x360\"\nbitrate = 800000\nencoder = \"libx264\"\ncameras = [\"c1\"]\ngrace = 2.5\n"
+            ),
+        )
+        .unwrap();
+        let jobs = c.encoder_jobs();
+        let args: Vec<Vec<String>> = jobs.iter().map(encoder_args).collect();
+        assert_eq!(
+            args,
+            [
+                vec![
+                    "--bus",
+                    "c0",
+                    "--profile",
+                    "high=1920x1080@30,bitrate=4M,gop=60,h264=main",
+                    "--out",
+                    "c0.h264.high",
+                    "--grace",
+                    "10"
+                ],
+                vec![
+                    "--bus",
+                    "c1",
+                    "--profile",
+                    "high=1920x1080@30,bitrate=4M,gop=60,h264=main",
+                    "--out",
+                    "c1.h264.high",
+                    "--grace",
+                    "10"
+                ],
+                vec![
+                    "--bus",
+                    "c1",
+                    "--profile",
+                    "low=640x360,bitrate=800k",
+                    "--out",
+                    "c1.h264.low",
+                    "--encoder",
+                    "libx264",
+                    "--grace",
+                    "2.5"
+                ],
+            ]
+        );
     }
 
     #[test]

@@ -101,6 +101,63 @@ impl<'de> Deserialize<'de> for ProfileName {
     }
 }
 
+/// A positive integer (frames per second, frames between key frames).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Positive(pub u32);
+
+impl<'de> Deserialize<'de> for Positive {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Positive, D::Error> {
+        let v = i64::deserialize(d)?;
+        match u32::try_from(v) {
+            Ok(v) if v > 0 => Ok(Positive(v)),
+            _ => Err(de::Error::custom(format!("{v} is not a positive integer"))),
+        }
+    }
+}
+
+/// One of `names`, or an error listing them.
+fn one_of(what: &str, s: &str, names: &[&str]) -> Result<String, String> {
+    if names.contains(&s) {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "unknown {what} {s:?} (expected {})",
+            names.join(", ")
+        ))
+    }
+}
+
+/// An H.264 profile: `baseline`, `main`, `high`
+/// (`framebus::contract::encoder::H264_PROFILES`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct H264Profile(pub String);
+
+impl<'de> Deserialize<'de> for H264Profile {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<H264Profile, D::Error> {
+        from_str_with(d, |s| {
+            one_of(
+                "H.264 profile",
+                s,
+                &framebus::contract::encoder::H264_PROFILES,
+            )
+            .map(H264Profile)
+        })
+    }
+}
+
+/// A `framebus-encoder --encoder` value
+/// (`framebus::contract::encoder::ENCODERS`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncoderName(pub String);
+
+impl<'de> Deserialize<'de> for EncoderName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<EncoderName, D::Error> {
+        from_str_with(d, |s| {
+            one_of("encoder", s, &framebus::contract::encoder::ENCODERS).map(EncoderName)
+        })
+    }
+}
+
 /// JPEG quality 1..=100.
 #[derive(Clone, Copy, Debug)]
 pub struct Quality(pub u8);
@@ -135,7 +192,7 @@ impl<'de> Deserialize<'de> for Credentials {
 }
 
 /// A bit rate in bits per second, from `"4M"`, `"800k"` or a number.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Bitrate(pub u64);
 
 impl<'de> Deserialize<'de> for Bitrate {
@@ -172,7 +229,7 @@ impl<'de> Deserialize<'de> for Bitrate {
 }
 
 impl Bitrate {
-    /// As the RTSP publisher's profile syntax writes it.
+    /// As the encoder's profile syntax (and the config) writes it.
     pub fn arg(self) -> String {
         if self.0.is_multiple_of(1_000_000) {
             format!("{}M", self.0 / 1_000_000)

@@ -101,9 +101,9 @@ pub enum EncodeBusError {
 }
 
 /// The default name of the encoded bus of `bus` and `profile`
-/// (`framebus::contract::encoded`).
+/// (`framebus::contract::encoder`).
 pub fn encoded_bus_name(bus: &str, profile: &str) -> String {
-    framebus::contract::encoded::bus_name(bus, profile)
+    framebus::contract::encoder::bus_name(bus, profile)
 }
 
 /// The output geometry of `profile` on a raw bus of `src`.
@@ -184,6 +184,9 @@ pub fn run(cfg: &EncodeConfig, stop: &AtomicBool) -> Result<(), EncodeBusError> 
     })?;
     tracing::info!(raw = %cfg.bus, out = %cfg.out, encoder = enc.name(), width = set.width,
         height = set.height, fps = set.fps, bitrate = set.bitrate, gop = set.gop, "encoded bus ready");
+    // Ready; nothing is published until a reader comes (`framebus status`
+    // counts an idle bus as healthy, an `opening` one not).
+    out.set_source_state(framebus::layout::source_state::IDLE);
 
     let mut last_reader = None::<Instant>;
     while !stop.load(Ordering::Relaxed) {
@@ -198,6 +201,7 @@ pub fn run(cfg: &EncodeConfig, stop: &AtomicBool) -> Result<(), EncodeBusError> 
         }
         last_reader = Some(Instant::now());
         encode_while_read(cfg, &raw_opts, set, &mut enc, &mut out, stop)?;
+        out.set_source_state(framebus::layout::source_state::IDLE);
     }
     Ok(())
 }

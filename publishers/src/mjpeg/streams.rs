@@ -198,7 +198,10 @@ impl Streams {
                 None => framebus::list(),
             };
             for info in listed.unwrap_or_default() {
-                if info.producer_alive && !self.cfg.buses.contains(&info.name) {
+                // Encoded buses (`{bus}.h264.{profile}`, written by the
+                // encoders) hold H.264, not pictures to JPEG-encode.
+                let encoded = info.format == framebus::PixelFormat::H264.name();
+                if info.producer_alive && !encoded && !self.cfg.buses.contains(&info.name) {
                     extra.push(info.name);
                 }
             }

@@ -1,4 +1,4 @@
-//! `framebus status`: every bus, every publisher process a
+//! `framebus status`: every bus, every publisher and encoder process a
 //! `framebus-producer --config` supervises, every stream, and a verdict.
 //!
 //! Sources: the bus segments (`framebus::list_in`), the supervisors' status
@@ -86,7 +86,7 @@ pub fn run(dir: Option<&Path>, output: Output) -> ExitCode {
     for b in &buses {
         if b.state != "live" {
             problems.push(format!("bus {} is {}", b.name, b.state));
-        } else if b.source_state != "running" {
+        } else if !matches!(b.source_state.as_str(), "running" | "idle") {
             problems.push(format!("bus {}: source is {}", b.name, b.source_state));
         }
     }
@@ -199,9 +199,10 @@ fn read_supervisors(dir: &Path, problems: &mut Vec<String>) -> Vec<Supervisor> {
                         .last_reason
                         .as_deref()
                         .map_or_else(String::new, |r| format!(" ({r})"));
+                    let what = if p.bus.is_some() { "" } else { "publisher " };
                     problems.push(format!(
-                        "publisher {} is {}{reason}",
-                        p.kind,
+                        "{what}{} is {}{reason}",
+                        p.label(),
                         p.state.as_str()
                     ));
                 }
@@ -311,12 +312,12 @@ fn render_report(r: &Report) -> String {
             s.status.config.display()
         );
         p!(
-            "{:<6} {:<9} {:>8} {:>9} {:<24} LAST REASON",
+            "{:<7} {:<9} {:>8} {:>9} {:<32} LAST REASON",
             "KIND",
             "STATE",
             "PID",
             "RESTARTS",
-            "URL"
+            "URL / ENCODED BUS"
         );
         for p in &s.status.publishers {
             let pid = p.pid.map_or_else(|| "-".to_string(), |p| p.to_string());
@@ -325,12 +326,12 @@ fn render_report(r: &Report) -> String {
                 reason = format!("{reason}; restart in {t:.1} s");
             }
             p!(
-                "{:<6} {:<9} {:>8} {:>9} {:<24} {reason}",
+                "{:<7} {:<9} {:>8} {:>9} {:<32} {reason}",
                 p.kind,
                 p.state.as_str(),
                 pid,
                 format!("{}/{}", p.restarts, p.max_restarts),
-                p.url.as_deref().unwrap_or("-"),
+                p.url.as_deref().or(p.bus.as_deref()).unwrap_or("-"),
             );
         }
     }
@@ -418,13 +419,15 @@ fn prometheus(r: &Report) -> String {
         &mut o,
         "framebus_bus_up",
         "gauge",
-        "1 while the bus is live and its source running.",
+        "1 while the bus is live and its source running (or idle: an on-demand encoder without readers).",
         r.buses
             .iter()
             .map(|b| {
                 (
                     bus(b),
-                    f64::from(u8::from(b.state == "live" && b.source_state == "running")),
+                    f64::from(u8::from(
+                        b.state == "live" && matches!(b.source_state.as_str(), "running" | "idle"),
+                    )),
                 )
             })
             .collect(),
@@ -498,8 +501,13 @@ fn prometheus(r: &Report) -> String {
         .flat_map(|s| {
             let pid = s.status.producer_pid;
             s.status.publishers.iter().map(move |p| {
+                // Encoders are many of one kind: their bus tells them apart.
+                let bus = p
+                    .bus
+                    .as_deref()
+                    .map_or_else(String::new, |b| format!(",bus=\"{}\"", label(b)));
                 (
-                    format!("kind=\"{}\",supervisor=\"{pid}\"", label(&p.kind)),
+                    format!("kind=\"{}\"{bus},supervisor=\"{pid}\"", label(&p.kind)),
                     p,
                 )
             })
