@@ -231,7 +231,9 @@ fn a_cold_start_sends_one_keyframe() {
     );
     let server = RtspServer::start(&[]);
     let url = server.url(&bus.name, "p");
-    for run in 0..3 {
+    // The old server sent the second keyframe in about 1 cold start of 6:
+    // six of them make the test fail on it most of the time.
+    for run in 0..6 {
         idle(&enc.out);
         idle(&bus.name);
         let (mut c, _) = play_tcp(&server.addr, &url);
