@@ -11,9 +11,15 @@
 //!   after a gap); the encoder forces an IDR on the next frame it encodes,
 //!   at most one forced IDR per `min_forced_interval` (scheduled keyframes
 //!   are never delayed by that limit).
-//! * **Every access unit** carries `pts` (90 kHz), the keyframe flag, the
-//!   raw frame's sequence number and its capture times, so the time code
-//!   measures glass to glass through the encoded bus.
+//! * **Frames and pts on the output grid.** Raw frames are picked, and
+//!   their pts given, by [`clock::FrameClock`]: pts lie on the 1/fps grid,
+//!   so every reader sees strictly increasing pts at least one frame
+//!   interval apart (a whole number of intervals), even when the camera
+//!   drops frames or runs faster than the profile.
+//! * **Every access unit** carries `pts` (90 kHz, the grid time), the
+//!   keyframe flag, the raw frame's sequence number and its capture times
+//!   (the raw frame's own, not the grid's), so the time code measures
+//!   glass to glass through the encoded bus.
 //! * **An access unit larger than a slot** is refused by the core, counted
 //!   (`oversize`), and answered with a forced IDR: the readers restart
 //!   cleanly at it instead of decoding a truncated frame.
@@ -32,8 +38,8 @@ use framebus::{
     Reader, ReaderOptions, Writer, WriterOptions,
 };
 
-use crate::common::rate::RateLimiter;
 use crate::h264::join_annex_b;
+use clock::FrameClock;
 
 pub mod clock;
 pub mod codec;
@@ -218,7 +224,9 @@ fn encode_while_read(
         })?;
     out.set_source_state(framebus::layout::source_state::RUNNING);
     tracing::info!(encoder = enc.name(), out = %cfg.out, "encoding");
-    let mut rate = RateLimiter::new(f64::from(set.fps));
+    // Frame selection and pts on the 1/fps grid (clock.rs).
+    let mut clock = FrameClock::new(set.fps);
+    let mut first_ns = None::<u64>;
     let mut honoured = out.keyframe_requests();
     let mut last_forced: Option<Instant> = None;
     let mut force = true; // the first frame a new reader gets is an IDR
@@ -251,9 +259,9 @@ fn encode_while_read(
             }
         };
         out.set_source_state(framebus::layout::source_state::RUNNING);
-        if !rate.accept(frame.mono_ns()) {
+        let Some(grid_ns) = clock.place(frame.mono_ns()) else {
             continue;
-        }
+        };
         // Keyframe requests: honoured on this frame, forced IDRs rate
         // limited (a request inside the limit waits for the next frame
         // after it; a scheduled keyframe resets nothing).
@@ -264,7 +272,7 @@ fn encode_while_read(
             honoured = requests;
             force = true;
         }
-        let pts = (frame.mono_ns() as i128 * 9 / 100_000) as i64;
+        let pts = pts_90k(*first_ns.get_or_insert(grid_ns), grid_ns);
         let aus = enc.encode(&frame, pts, force)?;
         if force {
             last_forced = Some(Instant::now());
@@ -306,6 +314,17 @@ fn encode_while_read(
     Ok(())
 }
 
+/// The 90 kHz pts of grid time `grid_ns`, measured from the session's
+/// first grid time `first_ns` and rounded: the grid's offsets
+/// (`floor(k * 1e9 / fps)` ns) then give exactly `k * 90000 / fps` ticks
+/// whenever that is whole (every fps dividing 90000), so consecutive pts
+/// are never less than one interval apart through rounding.
+fn pts_90k(first_ns: u64, grid_ns: u64) -> i64 {
+    let base = u128::from(first_ns) * 9 / 100_000;
+    let since = u128::from(grid_ns.saturating_sub(first_ns));
+    (base + (since * 9 + 50_000) / 100_000) as i64
+}
+
 /// Run the encoder on a thread until `stop` is set; for the binary.
 pub fn spawn(
     cfg: EncodeConfig,
@@ -315,4 +334,28 @@ pub fn spawn(
         .name(format!("encode-{}", cfg.out))
         .spawn(move || run(&cfg, &stop))
         .expect("spawn the encoder thread")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{clock::FrameClock, pts_90k};
+
+    #[test]
+    fn grid_pts_are_whole_intervals() {
+        for fps in [15u32, 24, 25, 30, 50, 60] {
+            let mut c = FrameClock::new(fps);
+            let first = 123_456_789_012u64;
+            let mut last = None;
+            for i in 0..(fps as u64 * 20) {
+                // Capture jitter of up to 3 ms around the nominal times.
+                let t = first + i * 1_000_000_000 / u64::from(fps) + (i % 4) * 1_000_000;
+                let Some(g) = c.place(t) else { continue };
+                let pts = pts_90k(first, g);
+                if let Some(prev) = last {
+                    assert_eq!(pts - prev, 90_000 / i64::from(fps), "fps {fps} frame {i}");
+                }
+                last = Some(pts);
+            }
+        }
+    }
 }
