@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use framebus::{stat, Reader, ReaderOptions};
-use framebus_test_support::feed::TestBus;
+use framebus_test_support::feed::{FeedOptions, TestBus};
 use framebus_test_support::{run, ChildGuard, TempDir};
 
 const T: Option<Duration> = Some(Duration::from_secs(20));
@@ -31,7 +31,8 @@ fn encoder(bus: &str, profile: &str) -> ChildGuard {
     ChildGuard::spawn(
         Command::new(env!("CARGO_BIN_EXE_framebus-encoder"))
             .args(["--bus", bus, "--profile", profile, "--grace", "0.5"])
-            .env("RUST_LOG", "warn"),
+            .env("RUST_LOG", "warn")
+            .stderr(std::process::Stdio::inherit()),
     )
 }
 
@@ -143,4 +144,73 @@ fn an_encoded_bus_decodes_with_ffmpeg_and_answers_keyframe_requests() {
 
     let status = enc.signal_and_wait(libc::SIGTERM, Duration::from_secs(10));
     assert_eq!(status.code(), Some(0), "SIGTERM: {status:?}");
+}
+
+/// Cold start: a joiner of the empty encoded bus asks for a keyframe
+/// until it has one (as an RTSP PLAY or repeated WebRTC PLIs do), so its
+/// requests reach the encoder before, while and after it encodes its first
+/// frame. The first IDR answers every request counted before it was
+/// published: at GOP 300, two seconds of reading hold exactly one keyframe,
+/// not a second forced one a rate-limit interval later. The camera (noisy
+/// 720p) runs at 60 fps and loses every third capture: pts still step by whole 1/30 s
+/// intervals.
+#[test]
+fn cold_start_sends_one_keyframe() {
+    let bus = TestBus::with(
+        "enccold",
+        FeedOptions::new(1280, 720, 60).noisy().dropping(3),
+    );
+    let _enc = encoder(&bus.name, "cold=1280x720@30,bitrate=1M,gop=300");
+    let out = format!("{}.h264.cold", bus.name);
+    let mut r = Reader::attach(
+        &out,
+        ReaderOptions {
+            wait: Some(Duration::from_secs(20)),
+            ..ReaderOptions::default()
+        },
+    )
+    .unwrap();
+    // Asking every half millisecond until a second reader sees the first
+    // access unit: requests land while the encoder waits for its first
+    // raw frame and while it encodes it (a noisy 720p IDR takes
+    // milliseconds). Each request directly follows a check that found
+    // nothing published; only a stall of this thread between the two
+    // could put a request after the keyframe (which would rightly force
+    // another).
+    let mut probe = Reader::attach(&out, ReaderOptions::default()).unwrap();
+    let end = std::time::Instant::now() + Duration::from_secs(20);
+    while probe.latest().unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < end,
+            "watchdog: no access unit within 20 s"
+        );
+        r.request_keyframe().unwrap();
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    drop(probe);
+    let first = r.next_encoded(T).unwrap();
+    assert!(first.is_keyframe(), "a joiner starts at a keyframe");
+    let mut last_pts = first.pts();
+    drop(first);
+    let end = std::time::Instant::now() + Duration::from_secs(2);
+    let (mut frames, mut keys) = (1u32, 1u32);
+    while std::time::Instant::now() < end {
+        let f = r.next_encoded(T).unwrap();
+        frames += 1;
+        keys += u32::from(f.is_keyframe());
+        let step = f.pts() - last_pts;
+        assert!(
+            step >= 3000 && step.is_multiple_of(3000),
+            "pts on the 1/30 s grid: {last_pts} then {}",
+            f.pts()
+        );
+        last_pts = f.pts();
+    }
+    assert_eq!(
+        stat(&out, None).unwrap().keyframes_forced,
+        1,
+        "only the session's first IDR is forced"
+    );
+    assert!(frames >= 30, "only {frames} access units in 2 s");
+    assert_eq!(keys, 1, "keyframes in 2 s at GOP 300 from a cold start");
 }

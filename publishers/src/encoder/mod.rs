@@ -8,9 +8,12 @@
 //!   after the last leaves. The first frame after that is an IDR.
 //! * **Keyframe requests travel upstream.** Readers add to the bus's
 //!   keyframe-request counter (`Reader::request_keyframe`, or by themselves
-//!   after a gap); the encoder forces an IDR on the next frame it encodes,
-//!   at most one forced IDR per `min_forced_interval` (scheduled keyframes
-//!   are never delayed by that limit).
+//!   after a gap). Any keyframe published (the first of a session, a
+//!   scheduled or a forced one) answers every request counted before it
+//!   (the counter is sampled right after publishing it). A request not
+//!   answered yet forces an IDR on the next frame encoded, at most one
+//!   forced IDR per `min_forced_interval`; only forced IDRs count for that
+//!   limit (a scheduled keyframe never delays a forced one).
 //! * **Frames and pts on the output grid.** Raw frames are picked, and
 //!   their pts given, by [`clock::FrameClock`]: pts lie on the 1/fps grid,
 //!   so every reader sees strictly increasing pts at least one frame
@@ -262,14 +265,14 @@ fn encode_while_read(
         let Some(grid_ns) = clock.place(frame.mono_ns()) else {
             continue;
         };
-        // Keyframe requests: honoured on this frame, forced IDRs rate
-        // limited (a request inside the limit waits for the next frame
-        // after it; a scheduled keyframe resets nothing).
-        let requests = out.keyframe_requests();
-        if requests != honoured
+        // Keyframe requests not yet answered by a published keyframe:
+        // forced on this frame, forced IDRs rate limited (a request inside
+        // the limit waits for the next frame after it). Only forced IDRs
+        // count for the limit; `honoured` moves whenever any keyframe is
+        // published (below).
+        if out.keyframe_requests() != honoured
             && last_forced.is_none_or(|t| t.elapsed() >= cfg.min_forced_interval)
         {
-            honoured = requests;
             force = true;
         }
         let pts = pts_90k(*first_ns.get_or_insert(grid_ns), grid_ns);
@@ -292,6 +295,10 @@ fn encode_while_read(
                 source_seq: frame.seq(),
             };
             match out.publish_from(&au.data, meta) {
+                // Any keyframe published (scheduled, first or forced)
+                // answers every request counted before it: a joiner that
+                // asked before it was out starts from it.
+                Ok(_) if au.key => honoured = out.keyframe_requests(),
                 Ok(_) => {}
                 Err(PublishError::TooLarge { len, capacity, .. }) => {
                     // Counted by the core; the readers restart at an IDR.
