@@ -1,8 +1,27 @@
-//! H.264 encoding of bus frames through ffmpeg-next: scale/convert the bus
-//! frame to I420 at the profile's size with the shared
-//! [`crate::common::scale::Scaler`] (reading shared memory in place) and
-//! copy the picture into the encoder's `AVFrame`, or, when x264 takes the
-//! bus frame as it is, copy it directly; encode with zero-latency settings.
+//! H.264 encoding of bus frames through ffmpeg-next, with zero-latency
+//! settings.
+//!
+//! **Input, without a copy of ours.** When x264 takes the bus frame as it
+//! is (NV12 or I420 at the profile's size), the `AVFrame` handed to the
+//! encoder points straight into the slot in shared memory: its `data` and
+//! `linesize` are the bus frame's planes, and `buf[0]` is an
+//! `av_buffer_create` over the slot with a no-op free (read-only), so
+//! libavcodec takes a reference instead of copying (`av_frame_ref` copies
+//! a frame that is not reference counted). The frame is sent and the
+//! encoder drained (`receive_packet` until `EAGAIN`) in the same
+//! [`H264Encoder::encode`] call, and the buffer's reference count checked
+//! to be ours alone before the call returns, while the caller still holds
+//! the slot: no pointer into the slot outlives the call. Otherwise the
+//! shared [`crate::common::scale::Scaler`] reads the slot in place and
+//! writes the scaled I420 picture straight into the encoder's own
+//! `AVFrame` ([`Scaler::scale_into`]).
+//!
+//! **Copies that remain:** x264 copies the input picture into its own
+//! frame buffers inside `x264_encoder_encode` (its lookahead and
+//! reference handling need them; there is no way around it through
+//! libavcodec), and each access unit is copied once from the encoder's
+//! packet into a slot of the encoded bus ([`AuView::write_to`], called
+//! on a `Loan`), with SPS/PPS put in front of IDRs on the way.
 //!
 //! The encoder is opened with `AV_CODEC_FLAG_GLOBAL_HEADER`, so the SPS and
 //! PPS are in `extradata` only; [`H264Encoder::parameter_sets`] returns them
@@ -12,9 +31,10 @@ use std::fmt;
 
 use ff::{codec, encoder, format::Pixel, frame, picture, Dictionary, Packet};
 use ffmpeg_next as ff;
+use ffmpeg_next::ffi;
 use framebus::{Frame, FrameSpec, PixelFormat};
 
-use crate::common::scale::{av_pixel, OutFormat, Picture, ScaleError, Scaler};
+use crate::common::scale::{av_pixel, OutFormat, ScaleError, Scaler};
 use crate::h264::{nal, nal_type, split_annex_b};
 
 /// Which H.264 encoder to use.
@@ -88,7 +108,7 @@ pub enum EncodeError {
         source: ff::Error,
     },
     /// The bus format cannot be converted.
-    #[error("bus pixel format {0:?} is not supported by the RTSP publisher")]
+    #[error("bus pixel format {0:?} is not supported by the H.264 encoder")]
     Format(PixelFormat),
     /// The frame could not be scaled or converted.
     #[error(transparent)]
@@ -99,9 +119,28 @@ pub enum EncodeError {
     /// The encoder produced no SPS/PPS.
     #[error("the encoder produced no SPS/PPS in its extradata")]
     NoParameterSets,
+    /// The bus frame does not have the layout the encoder was opened for
+    /// (a producer restarted with another format or size).
+    #[error("bus frame {seq} is {got}, the encoder was opened for {want}")]
+    Geometry {
+        /// Frame sequence number.
+        seq: u64,
+        /// What the encoder was opened for.
+        want: String,
+        /// What the frame is.
+        got: String,
+    },
+    /// libavcodec could not wrap the slot in a buffer reference.
+    #[error("cannot reference the bus frame for the encoder (out of memory)")]
+    Wrap,
+    /// The encoder kept a reference to the bus frame after it was drained:
+    /// the slot would be released while the encoder may still read it.
+    #[error("encoder {0} kept a reference to the bus frame after draining")]
+    InputHeld(&'static str),
 }
 
-/// One encoded access unit in Annex B.
+/// One encoded access unit, owned (for [`H264Encoder::encode`]).
+#[derive(Debug)]
 pub struct EncodedAu {
     /// Annex B bytes; SPS and PPS are prepended to IDR access units.
     pub data: Vec<u8>,
@@ -111,12 +150,74 @@ pub struct EncodedAu {
     pub pts: i64,
 }
 
+/// One encoded access unit, borrowing the encoder's packet (for
+/// [`H264Encoder::encode_each`]).
+#[derive(Debug)]
+pub struct AuView<'a> {
+    /// The packet's NAL units (without start codes).
+    nals: Vec<&'a [u8]>,
+    /// SPS and PPS to put in front (IDRs without in-band ones).
+    prefix: Option<[&'a [u8]; 2]>,
+    /// True for an IDR access unit.
+    pub key: bool,
+    /// Presentation time stamp in 90 kHz units (as given to `encode`).
+    pub pts: i64,
+}
+
+impl AuView<'_> {
+    fn units(&self) -> impl Iterator<Item = &[u8]> {
+        self.prefix
+            .iter()
+            .flatten()
+            .copied()
+            .chain(self.nals.iter().copied())
+    }
+
+    /// Length in Annex B (a 4-byte start code before every NAL unit).
+    pub fn len(&self) -> usize {
+        self.units().map(|n| 4 + n.len()).sum()
+    }
+
+    /// Whether the access unit has no NAL units.
+    pub fn is_empty(&self) -> bool {
+        self.nals.is_empty()
+    }
+
+    /// Writes the access unit in Annex B into `dst[..self.len()]`;
+    /// `dst` must be at least that long.
+    pub fn write_to(&self, dst: &mut [u8]) {
+        let mut at = 0;
+        for n in self.units() {
+            dst[at..at + 4].copy_from_slice(&[0, 0, 0, 1]);
+            dst[at + 4..at + 4 + n.len()].copy_from_slice(n);
+            at += 4 + n.len();
+        }
+    }
+
+    /// The access unit in Annex B, as a new vector.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = vec![0; self.len()];
+        self.write_to(&mut v);
+        v
+    }
+
+    /// The access unit as an owned [`EncodedAu`].
+    pub fn to_owned_au(&self) -> EncodedAu {
+        EncodedAu {
+            data: self.to_vec(),
+            key: self.key,
+            pts: self.pts,
+        }
+    }
+}
+
 /// How bus frames become the encoder's input picture.
 enum Input {
-    /// The bus format and size are the encoder's: rows are copied as they
-    /// are.
-    Direct(frame::Video),
-    /// Scaled and converted to I420 by the shared scaler, then copied.
+    /// The bus format and size are the encoder's: the `AVFrame` points
+    /// into the slot (this pixel format).
+    Direct(Pixel),
+    /// Scaled and converted to I420 by the shared scaler, straight into
+    /// the encoder's frame.
     Scaled(Scaler, frame::Video),
 }
 
@@ -176,7 +277,7 @@ impl H264Encoder {
                 Ok(enc) => {
                     let (sps, pps) = parameter_sets(&enc).ok_or(EncodeError::NoParameterSets)?;
                     let input = if direct {
-                        Input::Direct(frame::Video::new(in_px, src.width, src.height))
+                        Input::Direct(in_px)
                     } else {
                         Input::Scaled(
                             Scaler::new(settings.width, settings.height, OutFormat::I420),
@@ -223,63 +324,180 @@ impl H264Encoder {
 
     /// Encodes one bus frame (of the source spec) with presentation time
     /// `pts` (90 kHz), forcing an IDR when `force_idr`. Returns the access
-    /// units the encoder emitted (zero or one with zero-latency settings).
+    /// units the encoder emitted (zero or one with zero-latency settings),
+    /// copied out of the encoder's packet; [`encode_each`](Self::encode_each)
+    /// saves that copy.
     pub fn encode(
         &mut self,
         bus_frame: &Frame,
         pts: i64,
         force_idr: bool,
     ) -> Result<Vec<EncodedAu>, EncodeError> {
-        let frame = match &mut self.input {
-            Input::Direct(f) => {
-                copy_into_frame(&self.src_spec, bus_frame, f);
-                f
-            }
-            Input::Scaled(scaler, f) => {
-                copy_picture(scaler.scale(bus_frame)?, f);
-                f
-            }
-        };
-        frame.set_pts(Some(pts));
-        frame.set_kind(if force_idr {
+        let mut out = Vec::new();
+        self.encode_each(bus_frame, pts, force_idr, |au| {
+            out.push(au.to_owned_au());
+            Ok::<(), EncodeError>(())
+        })?;
+        Ok(out)
+    }
+
+    /// Encodes one bus frame (of the source spec) with presentation time
+    /// `pts` (90 kHz), forcing an IDR when `force_idr`, and hands each
+    /// access unit the encoder emits (zero or one with zero-latency
+    /// settings) to `emit` while it borrows the encoder's packet. No
+    /// reference to `bus_frame` is left when this returns.
+    pub fn encode_each<E: From<EncodeError>>(
+        &mut self,
+        bus_frame: &Frame,
+        pts: i64,
+        force_idr: bool,
+        mut emit: impl FnMut(AuView<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let kind = if force_idr {
             picture::Type::I
         } else {
             picture::Type::None
-        });
-        self.enc.send_frame(frame).map_err(EncodeError::Encode)?;
-        let mut out = Vec::new();
-        loop {
-            match self.enc.receive_packet(&mut self.packet) {
-                Ok(()) => {
-                    let data = self.packet.data().unwrap_or_default();
-                    let nals = split_annex_b(data);
-                    let key = nals.iter().any(|n| nal_type(n) == nal::IDR);
-                    let mut au = Vec::with_capacity(data.len() + 64);
-                    if key && !nals.iter().any(|n| nal_type(n) == nal::SPS) {
-                        for ps in [&self.sps, &self.pps] {
-                            au.extend_from_slice(&[0, 0, 0, 1]);
-                            au.extend_from_slice(ps);
-                        }
-                    }
-                    for n in nals {
-                        au.extend_from_slice(&[0, 0, 0, 1]);
-                        au.extend_from_slice(n);
-                    }
-                    out.push(EncodedAu {
-                        data: au,
-                        key,
-                        pts: self.packet.pts().unwrap_or(pts),
-                    });
+        };
+        match &mut self.input {
+            Input::Direct(px) => {
+                let mut f = wrap_slot(&self.src_spec, bus_frame, *px)?;
+                f.set_pts(Some(pts));
+                f.set_kind(kind);
+                self.enc.send_frame(&f).map_err(EncodeError::Encode)?;
+                // Drained before `f` goes: libx264 has copied the picture
+                // into its own buffers inside x264_encoder_encode, and
+                // libavcodec has dropped its reference to `f` once the
+                // encode callback returned.
+                let drained = drain(
+                    &mut self.enc,
+                    &mut self.packet,
+                    [&self.sps, &self.pps],
+                    pts,
+                    &mut emit,
+                );
+                // SAFETY: `wrap_slot` set `buf[0]` to a valid buffer
+                // reference owned by `f`.
+                let refs = unsafe { ffi::av_buffer_get_ref_count((*f.as_ptr()).buf[0]) };
+                if refs != 1 {
+                    // Never expected with libx264. Releasing the slot now
+                    // would let the encoder read memory being rewritten
+                    // (or unmapped): stop instead.
+                    tracing::error!(encoder = self.name, refs, "encoder kept the bus frame");
+                    return Err(EncodeError::InputHeld(self.name).into());
                 }
-                Err(ff::Error::Other {
-                    errno: libc::EAGAIN,
-                })
-                | Err(ff::Error::Eof) => break,
-                Err(e) => return Err(EncodeError::Encode(e)),
+                drop(f);
+                drained
+            }
+            Input::Scaled(scaler, f) => {
+                scaler
+                    .scale_into(bus_frame, f)
+                    .map_err(EncodeError::Scale)?;
+                f.set_pts(Some(pts));
+                f.set_kind(kind);
+                self.enc.send_frame(f).map_err(EncodeError::Encode)?;
+                drain(
+                    &mut self.enc,
+                    &mut self.packet,
+                    [&self.sps, &self.pps],
+                    pts,
+                    &mut emit,
+                )
             }
         }
-        Ok(out)
     }
+}
+
+/// Receives packets until the encoder wants input, handing each to `emit`.
+fn drain<E: From<EncodeError>>(
+    enc: &mut encoder::Video,
+    packet: &mut Packet,
+    ps: [&[u8]; 2],
+    pts: i64,
+    emit: &mut impl FnMut(AuView<'_>) -> Result<(), E>,
+) -> Result<(), E> {
+    loop {
+        match enc.receive_packet(packet) {
+            Ok(()) => {
+                let data = packet.data().unwrap_or_default();
+                let nals = split_annex_b(data);
+                let key = nals.iter().any(|n| nal_type(n) == nal::IDR);
+                let prefix = (key && !nals.iter().any(|n| nal_type(n) == nal::SPS)).then_some(ps);
+                emit(AuView {
+                    nals,
+                    prefix,
+                    key,
+                    pts: packet.pts().unwrap_or(pts),
+                })?;
+            }
+            Err(ff::Error::Other {
+                errno: libc::EAGAIN,
+            })
+            | Err(ff::Error::Eof) => return Ok(()),
+            Err(e) => return Err(EncodeError::Encode(e).into()),
+        }
+    }
+}
+
+/// The no-op free of the buffer over a slot: the slot belongs to the bus,
+/// and the caller of `encode` releases it after the buffer is gone.
+unsafe extern "C" fn keep_slot(_opaque: *mut libc::c_void, _data: *mut u8) {}
+
+/// An `AVFrame` of format `px` whose planes are `bus_frame`'s, in place in
+/// shared memory, with `buf[0]` a read-only reference over the frame's
+/// bytes that frees nothing. The frame must be of `spec`.
+fn wrap_slot(spec: &FrameSpec, bus_frame: &Frame, px: Pixel) -> Result<frame::Video, EncodeError> {
+    let got = bus_frame.spec();
+    if got != spec {
+        let show = |s: &FrameSpec| format!("{} {}x{}", s.format, s.width, s.height);
+        return Err(EncodeError::Geometry {
+            seq: bus_frame.seq(),
+            want: show(spec),
+            got: show(got),
+        });
+    }
+    let mut f = frame::Video::empty();
+    let bytes: &[u8] = bus_frame;
+    let mut planes = [(std::ptr::null::<u8>(), 0 as libc::c_int); 4];
+    for (i, p) in spec.planes().iter().enumerate().take(4) {
+        // `plane` checks that the plane lies inside the frame's bytes.
+        let data = bus_frame.plane(i).ok_or_else(|| EncodeError::Geometry {
+            seq: bus_frame.seq(),
+            want: format!("plane {i} of {} bytes", p.len()),
+            got: format!("{} bytes in all", bytes.len()),
+        })?;
+        planes[i] = (data.as_ptr(), p.stride as libc::c_int);
+    }
+    // SAFETY: (1) `f` is a freshly allocated, empty frame that we own;
+    // (2) the plane pointers and strides are the bus frame's, checked to be
+    // inside its bytes and of the layout (format, size, strides, rows) the
+    // encoder was opened for (`spec`, compared above), so x264 reads only
+    // inside the slot; (3) the buffer over the slot is read-only and its
+    // free does nothing, so libavcodec neither writes nor frees the shared
+    // memory; (4) the slot stays held and mapped until `encode` returns,
+    // and `encode` checks that no reference but `f`'s is left before it
+    // drops `f`.
+    unsafe {
+        let p = f.as_mut_ptr();
+        (*p).format = ffi::AVPixelFormat::from(px) as libc::c_int;
+        (*p).width = spec.width as libc::c_int;
+        (*p).height = spec.height as libc::c_int;
+        for (i, (ptr, stride)) in planes.iter().enumerate() {
+            (*p).data[i] = ptr.cast_mut();
+            (*p).linesize[i] = *stride;
+        }
+        let buf = ffi::av_buffer_create(
+            bytes.as_ptr().cast_mut(),
+            bytes.len(),
+            Some(keep_slot),
+            std::ptr::null_mut(),
+            ffi::AV_BUFFER_FLAG_READONLY,
+        );
+        if buf.is_null() {
+            return Err(EncodeError::Wrap);
+        }
+        (*p).buf[0] = buf;
+    }
+    Ok(f)
 }
 
 fn open_codec(name: &str, s: EncodeSettings, px: Pixel) -> Result<encoder::Video, ff::Error> {
@@ -334,37 +552,105 @@ fn parameter_sets(enc: &encoder::Video) -> Option<(Vec<u8>, Vec<u8>)> {
     Some((sps, pps))
 }
 
-/// Copies a scaled picture (planes back to back, no row padding) into an
-/// `AVFrame` of the same format and size, row by row.
-fn copy_picture(pic: &Picture, out: &mut frame::Video) {
-    for (i, (plane, stride)) in pic.planes().into_iter().enumerate() {
-        let dst_stride = out.stride(i);
-        let dst = out.data_mut(i);
-        for (r, row) in plane.chunks_exact(stride).enumerate() {
-            let Some(d) = dst.get_mut(r * dst_stride..r * dst_stride + stride) else {
-                break;
-            };
-            d.copy_from_slice(row);
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use framebus::{Fps, FrameMeta, Reader, ReaderOptions, Writer, WriterOptions};
+    use framebus_test_support::{unique_name, TempDir};
+
+    use super::*;
+
+    /// A bus of `w`x`h` NV12 with one frame (a gradient) published, and a
+    /// reader holding that frame.
+    fn one_frame(dir: &TempDir, w: u32, h: u32) -> (Writer, Reader, Frame) {
+        let name = unique_name("codec");
+        let spec = FrameSpec::new(PixelFormat::Nv12, w, h, Fps::new(30)).unwrap();
+        let mut wr = Writer::create(
+            &name,
+            spec,
+            WriterOptions {
+                shm_dir: Some(dir.path().to_path_buf()),
+                ..WriterOptions::default()
+            },
+        )
+        .unwrap();
+        let mut r = Reader::attach(
+            &name,
+            ReaderOptions {
+                shm_dir: Some(dir.path().to_path_buf()),
+                ..ReaderOptions::default()
+            },
+        )
+        .unwrap();
+        let mut loan = wr.loan().unwrap();
+        for (i, b) in loan.iter_mut().enumerate() {
+            *b = (i % 251) as u8;
+        }
+        loan.publish(FrameMeta::now());
+        let f = r.next(Some(Duration::from_secs(5))).unwrap();
+        (wr, r, f)
+    }
+
+    fn settings(w: u32, h: u32) -> EncodeSettings {
+        EncodeSettings {
+            width: w,
+            height: h,
+            fps: 30,
+            bitrate: 500_000,
+            gop: 60,
+            encoder: EncoderKind::Libx264,
         }
     }
-}
 
-/// Copies a bus frame into an `AVFrame` of the same format and size,
-/// row by row (the strides differ).
-fn copy_into_frame(spec: &FrameSpec, data: &[u8], out: &mut frame::Video) {
-    for (i, plane) in spec.planes().iter().enumerate() {
-        let dst_stride = out.stride(i);
-        let dst = out.data_mut(i);
-        let row = plane.row_bytes as usize;
-        for r in 0..plane.rows as usize {
-            let s = plane.offset as usize + r * plane.stride as usize;
-            let (Some(src), Some(d)) = (
-                data.get(s..s + row),
-                dst.get_mut(r * dst_stride..r * dst_stride + row),
-            ) else {
-                break;
-            };
-            d.copy_from_slice(src);
+    #[test]
+    fn the_encoder_frame_points_into_the_slot() {
+        let dir = TempDir::new("codec");
+        let (_w, _r, f) = one_frame(&dir, 320, 240);
+        let av = wrap_slot(f.spec(), &f, Pixel::NV12).unwrap();
+        for i in 0..2 {
+            let p = av.data(i).as_ptr();
+            assert!(f.is_in_mapping(p), "plane {i} is not in the bus mapping");
+            assert_eq!(p, f.plane(i).unwrap().as_ptr(), "plane {i}");
         }
+        // SAFETY: `wrap_slot` set buf[0].
+        let refs = unsafe { ffi::av_buffer_get_ref_count((*av.as_ptr()).buf[0]) };
+        assert_eq!(refs, 1);
+
+        let mut enc = H264Encoder::open(*f.spec(), settings(320, 240)).unwrap();
+        assert!(matches!(enc.input, Input::Direct(Pixel::NV12)));
+        let aus = enc.encode(&f, 0, true).unwrap();
+        assert_eq!(aus.len(), 1);
+        assert!(aus[0].key);
+        // SPS, PPS in front of the IDR, Annex B.
+        let nals = split_annex_b(&aus[0].data);
+        assert_eq!(nal_type(nals[0]), nal::SPS);
+        assert_eq!(nal_type(nals[1]), nal::PPS);
+    }
+
+    #[test]
+    fn a_scaled_frame_encodes_without_a_picture_copy() {
+        let dir = TempDir::new("codec");
+        let (_w, _r, f) = one_frame(&dir, 640, 480);
+        let mut enc = H264Encoder::open(*f.spec(), settings(320, 240)).unwrap();
+        assert!(matches!(enc.input, Input::Scaled(..)));
+        let mut n = 0;
+        for pts in 0..3 {
+            enc.encode_each(&f, pts * 3000, pts == 0, |au| {
+                assert_eq!(au.key, pts == 0);
+                assert!(au.len() > 4);
+                n += 1;
+                Ok::<(), EncodeError>(())
+            })
+            .unwrap();
+        }
+        assert_eq!(n, 3);
+        let Input::Scaled(scaler, _) = &enc.input else {
+            unreachable!()
+        };
+        assert!(
+            scaler.picture().is_none(),
+            "the scaler made no picture of its own"
+        );
     }
 }

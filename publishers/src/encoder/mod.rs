@@ -30,7 +30,9 @@
 //!   starts at once from the newest keyframe in the ring.
 //!
 //! The encoder is [`codec::H264Encoder`] (x264, or a hardware encoder
-//! that opens).
+//! that opens). It reads the raw frame in place in shared memory and
+//! each access unit is written straight into a loaned slot of the encoded
+//! bus (see `codec.rs` for the copies that remain).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -48,7 +50,7 @@ pub mod clock;
 pub mod codec;
 pub mod profile;
 
-pub use codec::{EncodeError, EncodeSettings, EncoderKind, H264Encoder};
+pub use codec::{AuView, EncodeError, EncodeSettings, EncodedAu, EncoderKind, H264Encoder};
 pub use profile::Profile;
 
 /// What one encoder process does.
@@ -276,13 +278,12 @@ fn encode_while_read(
             force = true;
         }
         let pts = pts_90k(*first_ns.get_or_insert(grid_ns), grid_ns);
-        let aus = enc.encode(&frame, pts, force)?;
-        if force {
+        let forced = std::mem::take(&mut force);
+        if forced {
             last_forced = Some(Instant::now());
             out.count(Counter::KeyframesForced, 1);
-            force = false;
         }
-        for au in aus {
+        enc.encode_each(&frame, pts, forced, |au| {
             let meta = FrameMeta {
                 mono_ns: frame.mono_ns(),
                 realtime_ns: frame.realtime_ns(),
@@ -294,7 +295,7 @@ fn encode_while_read(
                 pts: au.pts.max(0) as u64,
                 source_seq: frame.seq(),
             };
-            match out.publish_from(&au.data, meta) {
+            match publish_au(out, &au, meta) {
                 // Any keyframe published (scheduled, first or forced)
                 // answers every request counted before it: a joiner that
                 // asked before it was out starts from it.
@@ -314,11 +315,22 @@ fn encode_while_read(
                     // so the next one must be an IDR they can restart at.
                     force = true;
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(EncodeBusError::from(e)),
             }
-        }
+            Ok(())
+        })?;
     }
     Ok(())
+}
+
+/// Writes `au` straight into a loaned slot of `out` and publishes it (one
+/// copy, from the encoder's packet into shared memory). An access unit
+/// larger than a slot is refused (and counted) by the core.
+fn publish_au(out: &mut Writer, au: &AuView<'_>, meta: FrameMeta) -> Result<u64, PublishError> {
+    let mut loan = out.loan()?;
+    loan.set_len(au.len())?;
+    au.write_to(&mut loan);
+    Ok(loan.publish(meta))
 }
 
 /// The 90 kHz pts of grid time `grid_ns`, measured from the session's
