@@ -53,11 +53,7 @@ fn an_encoded_bus_decodes_with_ffmpeg_and_answers_keyframe_requests() {
     let codec = wait_for("codec configuration", || r.codec().unwrap());
     assert_eq!(codec.time_base, (1, 90_000));
     assert_eq!(codec.config[..4], [0, 0, 0, 1], "Annex B SPS/PPS");
-    assert_eq!(
-        codec.profile_level >> 16,
-        66,
-        "constrained baseline (x264 ultrafast)"
-    );
+    assert_eq!(codec.profile_level >> 16, 77, "main, the default");
     let mut annexb = codec.config.clone();
 
     let first = r.next_encoded(T).unwrap();
@@ -213,4 +209,34 @@ fn cold_start_sends_one_keyframe() {
     );
     assert!(frames >= 30, "only {frames} access units in 2 s");
     assert_eq!(keys, 1, "keyframes in 2 s at GOP 300 from a cold start");
+}
+
+/// `h264=baseline|main|high`: the SPS in the bus's codec configuration
+/// says 66 (constrained: constraint_set1), 77 or 100.
+#[test]
+fn the_bus_codec_names_the_h264_profile_asked_for() {
+    let bus = TestBus::start("encprof", 320, 240);
+    for (p, idc) in [("baseline", 66u32), ("main", 77), ("high", 100)] {
+        let _enc = encoder(&bus.name, &format!("{p}=320x240@30,bitrate=300k,h264={p}"));
+        let out = format!("{}.h264.{p}", bus.name);
+        let mut r = Reader::attach(
+            &out,
+            ReaderOptions {
+                wait: Some(Duration::from_secs(20)),
+                ..ReaderOptions::default()
+            },
+        )
+        .unwrap();
+        let codec = wait_for("codec configuration", || r.codec().unwrap());
+        assert_eq!(codec.profile_level >> 16, idc, "h264={p}");
+        // The SPS itself: start code, NAL header, profile_idc.
+        assert_eq!(u32::from(codec.config[5]), idc, "h264={p}");
+        if p == "baseline" {
+            assert_ne!(codec.profile_level >> 8 & 0x40, 0, "constraint_set1");
+        }
+        // The stream's first IDR carries the same SPS.
+        let f = r.next_encoded(T).unwrap();
+        assert!(f.is_keyframe());
+        assert_eq!(f[..8], codec.config[..8], "h264={p}");
+    }
 }

@@ -24,7 +24,8 @@ struct Args {
     /// The raw bus to encode.
     #[arg(long, default_value = "cam0")]
     bus: String,
-    /// `NAME=WxH|native[@FPS][,bitrate=4M][,gop=N]` (as `framebus-rtsp`).
+    /// `NAME=WxH|native[@FPS][,bitrate=4M][,gop=N][,h264=baseline|main|high][,slice=BYTES]`
+    /// (GOP: 2 s worth; h264: main; slice: 32000 bytes).
     #[arg(long, default_value = "high=1920x1080@30,bitrate=4M")]
     profile: Profile,
     /// The encoded bus to write (default `{bus}.h264.{profile}`).

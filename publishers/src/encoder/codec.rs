@@ -35,6 +35,7 @@ use ffmpeg_next::ffi;
 use framebus::{Frame, FrameSpec, PixelFormat};
 
 use crate::common::scale::{av_pixel, OutFormat, ScaleError, Scaler};
+use crate::encoder::profile::H264Profile;
 use crate::h264::{nal, nal_type, split_annex_b};
 
 /// Which H.264 encoder to use.
@@ -91,6 +92,20 @@ pub struct EncodeSettings {
     pub gop: u32,
     /// Which encoder.
     pub encoder: EncoderKind,
+}
+
+/// Bitstream options beyond [`EncodeSettings`] (`None`: the encoder's own
+/// choice).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CodecOptions {
+    /// H.264 profile. x264 gets its `profile` option plus the features
+    /// that make its SPS say so (the `ultrafast` preset alone gives
+    /// constrained baseline): CABAC for main, CABAC and 8x8 transforms for
+    /// high. Other encoders get `AVCodecContext.profile`.
+    pub profile: Option<H264Profile>,
+    /// Largest slice NAL unit in bytes (x264 `slice-max-size`; other
+    /// encoders ignore it).
+    pub slice_bytes: Option<u32>,
 }
 
 /// Why the encoder could not be set up or run.
@@ -241,8 +256,19 @@ impl fmt::Debug for H264Encoder {
 }
 
 impl H264Encoder {
-    /// Opens an encoder for frames of `src` encoded with `settings`.
+    /// Opens an encoder for frames of `src` encoded with `settings`,
+    /// leaving profile and slicing to the encoder.
     pub fn open(src: FrameSpec, settings: EncodeSettings) -> Result<H264Encoder, EncodeError> {
+        H264Encoder::open_with(src, settings, CodecOptions::default())
+    }
+
+    /// Opens an encoder for frames of `src` encoded with `settings` and
+    /// `opts`.
+    pub fn open_with(
+        src: FrameSpec,
+        settings: EncodeSettings,
+        opts: CodecOptions,
+    ) -> Result<H264Encoder, EncodeError> {
         ff::init().map_err(EncodeError::Init)?;
         let in_px = av_pixel(src.format).ok_or(EncodeError::Format(src.format))?;
         let mut last_err = ff::Error::EncoderNotFound;
@@ -269,7 +295,7 @@ impl H264Encoder {
             if level.is_some() {
                 ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Quiet);
             }
-            let opened = open_codec(name, settings, enc_px);
+            let opened = open_codec(name, settings, opts, enc_px);
             if let Some(level) = level {
                 ffmpeg_next::util::log::set_level(level);
             }
@@ -500,7 +526,12 @@ fn wrap_slot(spec: &FrameSpec, bus_frame: &Frame, px: Pixel) -> Result<frame::Vi
     Ok(f)
 }
 
-fn open_codec(name: &str, s: EncodeSettings, px: Pixel) -> Result<encoder::Video, ff::Error> {
+fn open_codec(
+    name: &str,
+    s: EncodeSettings,
+    o: CodecOptions,
+    px: Pixel,
+) -> Result<encoder::Video, ff::Error> {
     let codec = encoder::find_by_name(name).ok_or(ff::Error::EncoderNotFound)?;
     let mut enc = codec::context::Context::new_with_codec(codec)
         .encoder()
@@ -522,13 +553,34 @@ fn open_codec(name: &str, s: EncodeSettings, px: Pixel) -> Result<encoder::Video
         opts.set("forced-idr", "1");
         // VBV of one second keeps the rate honest without adding latency
         // (x264 zerolatency has no lookahead).
-        let kbit = (s.bitrate / 1000).to_string();
-        opts.set(
-            "x264-params",
-            &format!("vbv-maxrate={kbit}:vbv-bufsize={kbit}"),
-        );
+        let kbit = s.bitrate / 1000;
+        let mut params = format!("vbv-maxrate={kbit}:vbv-bufsize={kbit}");
+        if let Some(p) = o.profile {
+            opts.set("profile", p.name());
+            // x264 signals the profile its features need: ultrafast turns
+            // CABAC and 8x8 transforms off, which is baseline.
+            params.push_str(match p {
+                H264Profile::Baseline => "",
+                H264Profile::Main => ":cabac=1",
+                H264Profile::High => ":cabac=1:8x8dct=1",
+            });
+        }
+        if let Some(b) = o.slice_bytes {
+            params.push_str(&format!(":slice-max-size={b}"));
+        }
+        opts.set("x264-params", &params);
     } else {
         opts.set("forced_idr", "1");
+        if let Some(p) = o.profile {
+            let av = match p {
+                H264Profile::Baseline => ffi::FF_PROFILE_H264_CONSTRAINED_BASELINE,
+                H264Profile::Main => ffi::FF_PROFILE_H264_MAIN,
+                H264Profile::High => ffi::FF_PROFILE_H264_HIGH,
+            };
+            // SAFETY: `enc` is a valid context not opened yet; `profile`
+            // is a plain int field read at open.
+            unsafe { (*enc.as_mut_ptr()).profile = av };
+        }
     }
     enc.open_as_with(codec, opts)
 }
@@ -651,6 +703,86 @@ mod tests {
         assert!(
             scaler.picture().is_none(),
             "the scaler made no picture of its own"
+        );
+    }
+
+    #[test]
+    fn the_sps_names_the_profile_asked_for() {
+        let dir = TempDir::new("codec");
+        let (_w, _r, f) = one_frame(&dir, 320, 240);
+        for (p, idc) in [
+            (H264Profile::Baseline, 66),
+            (H264Profile::Main, 77),
+            (H264Profile::High, 100),
+        ] {
+            let opts = CodecOptions {
+                profile: Some(p),
+                slice_bytes: None,
+            };
+            let mut enc = H264Encoder::open_with(*f.spec(), settings(320, 240), opts).unwrap();
+            let sps = enc.parameter_sets().0.to_vec();
+            assert_eq!(sps[1], idc, "{p:?}: SPS {sps:02x?}");
+            if p == H264Profile::Baseline {
+                // constraint_set1: constrained baseline (42e0.. / 42c0..).
+                assert_ne!(sps[2] & 0x40, 0, "constrained baseline: {sps:02x?}");
+            }
+            // The stream says the same as the extradata.
+            let aus = enc.encode(&f, 0, true).unwrap();
+            let nals = split_annex_b(&aus[0].data);
+            assert_eq!(nals[0][1], idc);
+        }
+    }
+
+    #[test]
+    fn slices_stay_under_the_bound() {
+        let dir = TempDir::new("codec");
+        let (_w, _r, f) = one_frame(&dir, 640, 480);
+        // Noise: an IDR of far more than the bound.
+        let (_w2, _r2, noisy) = {
+            let name = unique_name("codecn");
+            let spec = FrameSpec::new(PixelFormat::Nv12, 640, 480, Fps::new(30)).unwrap();
+            let wopts = WriterOptions {
+                shm_dir: Some(dir.path().to_path_buf()),
+                ..WriterOptions::default()
+            };
+            let mut wr = Writer::create(&name, spec, wopts).unwrap();
+            let ropts = ReaderOptions {
+                shm_dir: Some(dir.path().to_path_buf()),
+                ..ReaderOptions::default()
+            };
+            let mut r = Reader::attach(&name, ropts).unwrap();
+            let mut loan = wr.loan().unwrap();
+            let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+            for b in loan.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = (x >> 56) as u8;
+            }
+            loan.publish(FrameMeta::now());
+            let nf = r.next(Some(Duration::from_secs(5))).unwrap();
+            (wr, r, nf)
+        };
+        drop(f);
+        let bound = 4_000;
+        let opts = CodecOptions {
+            profile: Some(H264Profile::Main),
+            slice_bytes: Some(bound),
+        };
+        let mut s = settings(640, 480);
+        s.bitrate = 20_000_000;
+        let mut enc = H264Encoder::open_with(*noisy.spec(), s, opts).unwrap();
+        let aus = enc.encode(&noisy, 0, true).unwrap();
+        let nals = split_annex_b(&aus[0].data);
+        let idr: Vec<usize> = nals
+            .iter()
+            .filter(|n| nal_type(n) == nal::IDR)
+            .map(|n| n.len())
+            .collect();
+        assert!(idr.len() > 4, "IDR slices: {idr:?}");
+        assert!(
+            idr.iter().all(|&l| l <= bound as usize),
+            "IDR slices: {idr:?}"
         );
     }
 }

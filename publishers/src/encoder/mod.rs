@@ -50,8 +50,10 @@ pub mod clock;
 pub mod codec;
 pub mod profile;
 
-pub use codec::{AuView, EncodeError, EncodeSettings, EncodedAu, EncoderKind, H264Encoder};
-pub use profile::Profile;
+pub use codec::{
+    AuView, CodecOptions, EncodeError, EncodeSettings, EncodedAu, EncoderKind, H264Encoder,
+};
+pub use profile::{H264Profile, Profile};
 
 /// What one encoder process does.
 #[derive(Clone, Debug)]
@@ -185,7 +187,14 @@ pub fn run(cfg: &EncodeConfig, stop: &AtomicBool) -> Result<(), EncodeBusError> 
     // Opened once: an open encoder fed no frames costs nothing, and the
     // first reader then gets its IDR within a frame interval instead of
     // after the encoder's start-up (probing hardware encoders takes ~0.2 s).
-    let mut enc = H264Encoder::open(src, set)?;
+    let mut enc = H264Encoder::open_with(
+        src,
+        set,
+        CodecOptions {
+            profile: Some(cfg.profile.h264),
+            slice_bytes: Some(cfg.profile.slice_bytes),
+        },
+    )?;
     let (sps, pps) = enc.parameter_sets();
     out.set_codec(&CodecConfig {
         time_base: (1, 90_000),
