@@ -240,3 +240,131 @@ fn the_bus_codec_names_the_h264_profile_asked_for() {
         assert_eq!(f[..8], codec.config[..8], "h264={p}");
     }
 }
+
+/// `framebus-encoder --list`: one line per encoder in `auto`'s order;
+/// libx264 opens; a hardware encoder whose device is missing says which.
+#[test]
+fn list_probes_every_encoder() {
+    let out = run(
+        Command::new(env!("CARGO_BIN_EXE_framebus-encoder")).arg("--list"),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    let names: Vec<&str> = lines
+        .iter()
+        .map(|l| l.split_whitespace().next().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        names,
+        ["h264_nvenc", "h264_vaapi", "h264_v4l2m2m", "libx264"],
+        "{text}"
+    );
+    assert!(lines[3].ends_with(" OK"), "{text}");
+    for (line, dev, why) in [
+        (lines[0], "/dev/nvidiactl", "no NVIDIA device"),
+        (lines[1], "/dev/dri", "no VA-API device"),
+        (lines[2], "/dev/video0", "no V4L2 memory-to-memory device"),
+    ] {
+        assert!(
+            line.ends_with(" OK") || line.contains(" unavailable: "),
+            "{line}"
+        );
+        if !std::path::Path::new(dev).exists() {
+            assert!(line.contains(why), "{line}");
+        }
+    }
+}
+
+/// `--encoder auto` on a machine without encoder hardware: libx264, one
+/// log line naming what was tried and why each failed, and the bus's
+/// `source` (`framebus stat`) says so.
+#[test]
+fn auto_falls_back_to_x264_visibly() {
+    let list = run(
+        Command::new(env!("CARGO_BIN_EXE_framebus-encoder")).arg("--list"),
+        Duration::from_secs(60),
+    );
+    let hardware = String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .any(|l| !l.starts_with("libx264") && l.ends_with(" OK"));
+    if hardware {
+        eprintln!("SKIP: a hardware encoder opens here, auto does not fall back");
+        return;
+    }
+    let bus = TestBus::start("encauto", 320, 240);
+    let enc = ChildGuard::spawn(
+        Command::new(env!("CARGO_BIN_EXE_framebus-encoder"))
+            .args(["--bus", &bus.name, "--profile", "a=320x240@30,bitrate=300k"])
+            .args(["--encoder", "auto"])
+            .env("RUST_LOG", "info")
+            .stderr(std::process::Stdio::piped()),
+    );
+    let out = format!("{}.h264.a", bus.name);
+    let source = wait_for("the encoded bus", || {
+        stat(&out, None)
+            .ok()
+            .filter(|s| !s.source.is_empty())
+            .map(|s| s.source)
+    });
+    assert!(source.contains("by libx264"), "{source}");
+    assert!(
+        source.contains("(auto: nvenc, vaapi, v4l2m2m did not open)"),
+        "{source}"
+    );
+    // `framebus stat` prints it.
+    if let Some(fb) = framebus_test_support::bins::or_skip("framebus") {
+        let st = run(
+            Command::new(fb).args(["stat", &out]),
+            Duration::from_secs(20),
+        );
+        assert!(
+            String::from_utf8_lossy(&st.stdout).contains("by libx264 (auto:"),
+            "{st:?}"
+        );
+    }
+    enc.signal(libc::SIGTERM);
+    let done = enc.output(Duration::from_secs(10));
+    let log = String::from_utf8_lossy(&done.stderr);
+    let tried: Vec<&str> = log.lines().filter(|l| l.contains("h264_vaapi")).collect();
+    assert_eq!(tried.len(), 1, "one line about the fallback:\n{log}");
+    for want in [
+        "libx264",
+        "h264_nvenc: no NVIDIA device",
+        "h264_vaapi: no VA-API device",
+        "h264_v4l2m2m: no V4L2 memory-to-memory device",
+    ] {
+        assert!(tried[0].contains(want), "{want} in {}", tried[0]);
+    }
+}
+
+/// `framebus encoders` runs `framebus-encoder --list` next to it, and says
+/// clearly when that program is missing.
+#[test]
+fn framebus_encoders_runs_the_list() {
+    let Some(fb) = framebus_test_support::bins::or_skip("framebus") else {
+        return;
+    };
+    let out = run(Command::new(&fb).arg("encoders"), Duration::from_secs(60));
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("libx264") && l.ends_with(" OK")),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), 4, "{text}");
+
+    // Alone in a directory, with nothing on PATH.
+    let dir = TempDir::new("encfb");
+    let lone = dir.path().join("framebus");
+    std::fs::copy(&fb, &lone).unwrap();
+    let out = run(
+        Command::new(&lone).arg("encoders").env("PATH", dir.path()),
+        Duration::from_secs(20),
+    );
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("framebus-encoder is not installed"), "{err}");
+}

@@ -3,6 +3,7 @@
 //! Python read instead of encoding again (`framebus_publishers::encoder`).
 //!
 //! Run with: `framebus-encoder --bus cam0 --profile high=1280x720@30,bitrate=2M,gop=60`
+//! (`framebus-encoder --list`: which H.264 encoders open here, and why not).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,12 +44,46 @@ struct Args {
     /// Shared-memory directory (default: $FRAMEBUS_SHM_DIR or /dev/shm).
     #[arg(long)]
     shm_dir: Option<PathBuf>,
+    /// Try every H.264 encoder (opening it at 320x240) and print one line
+    /// each: name, OK or why not; exit 0 if any opened.
+    #[arg(long)]
+    list: bool,
+}
+
+/// `--list`: one line per encoder, in the order `--encoder auto` tries
+/// them.
+fn list() -> ExitCode {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let mut any = false;
+    for kind in EncoderKind::ALL {
+        let name = kind.ffmpeg_name();
+        let line = match encoder::codec::probe(kind) {
+            Ok(()) => {
+                any = true;
+                writeln!(out, "{name:<14} OK")
+            }
+            Err(why) => writeln!(out, "{name:<14} unavailable: {why}"),
+        };
+        if line.is_err() {
+            // Nobody reads any more (`| head -1`): stop quietly.
+            return ExitCode::FAILURE;
+        }
+    }
+    if any {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 fn main() -> ExitCode {
     init_logging();
     let args: Args = parse_args();
     ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Warning);
+    if args.list {
+        return list();
+    }
     let cfg = EncodeConfig {
         out: args
             .out

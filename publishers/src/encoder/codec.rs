@@ -54,7 +54,16 @@ pub enum EncoderKind {
 }
 
 impl EncoderKind {
-    fn ffmpeg_name(self) -> &'static str {
+    /// Every concrete encoder, in the order `auto` tries them.
+    pub const ALL: [EncoderKind; 4] = [
+        EncoderKind::H264Nvenc,
+        EncoderKind::H264Vaapi,
+        EncoderKind::H264V4l2m2m,
+        EncoderKind::Libx264,
+    ];
+
+    /// The ffmpeg encoder name (`libx264` for `auto`).
+    pub fn ffmpeg_name(self) -> &'static str {
         match self {
             EncoderKind::Auto | EncoderKind::Libx264 => "libx264",
             EncoderKind::H264Vaapi => "h264_vaapi",
@@ -66,15 +75,87 @@ impl EncoderKind {
     /// The encoders to try, in order.
     fn candidates(self) -> Vec<EncoderKind> {
         match self {
-            EncoderKind::Auto => vec![
-                EncoderKind::H264Nvenc,
-                EncoderKind::H264Vaapi,
-                EncoderKind::H264V4l2m2m,
-                EncoderKind::Libx264,
-            ],
+            EncoderKind::Auto => EncoderKind::ALL.to_vec(),
             k => vec![k],
         }
     }
+
+    /// The device a hardware encoder needs, checked before ffmpeg is
+    /// asked (whose own error for a missing device is a bare errno).
+    fn device_check(self) -> Result<(), Unavailable> {
+        let (what, dir, prefix, shown) = match self {
+            EncoderKind::H264Vaapi => ("VA-API device", "/dev/dri", "renderD", "/dev/dri/renderD*"),
+            EncoderKind::H264V4l2m2m => (
+                "V4L2 memory-to-memory device",
+                "/dev",
+                "video",
+                "/dev/video*",
+            ),
+            EncoderKind::H264Nvenc => ("NVIDIA device", "/dev", "nvidiactl", "/dev/nvidiactl"),
+            EncoderKind::Auto | EncoderKind::Libx264 => return Ok(()),
+        };
+        let found = std::fs::read_dir(dir).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        });
+        if found {
+            Ok(())
+        } else {
+            Err(Unavailable::NoDevice { what, path: shown })
+        }
+    }
+}
+
+/// Why an encoder is not available here.
+#[derive(Debug, thiserror::Error)]
+pub enum Unavailable {
+    /// The linked ffmpeg has no such encoder.
+    #[error("encoder not built into this ffmpeg")]
+    NotBuilt,
+    /// The device it needs does not exist.
+    #[error("no {what} (no {path})")]
+    NoDevice {
+        /// What kind of device.
+        what: &'static str,
+        /// Where it was looked for.
+        path: &'static str,
+    },
+    /// ffmpeg would not open it.
+    #[error("ffmpeg could not open it: {0}")]
+    Open(ff::Error),
+}
+
+/// Tries `kind` as [`H264Encoder::open`] would (its device, then opening
+/// it at 320x240, 30 fps, I420), for `framebus-encoder --list`.
+pub fn probe(kind: EncoderKind) -> Result<(), Unavailable> {
+    ff::init().map_err(Unavailable::Open)?;
+    let name = kind.ffmpeg_name();
+    encoder::find_by_name(name).ok_or(Unavailable::NotBuilt)?;
+    kind.device_check()?;
+    let settings = EncodeSettings {
+        width: 320,
+        height: 240,
+        fps: 30,
+        bitrate: 500_000,
+        gop: 60,
+        encoder: kind,
+    };
+    quietly(|| open_codec(name, settings, CodecOptions::default(), Pixel::YUV420P))
+        .map(drop)
+        .map_err(Unavailable::Open)
+}
+
+/// `f` with libav's own log quiet (a probe's failure is reported by the
+/// caller, once).
+fn quietly<T>(f: impl FnOnce() -> T) -> T {
+    let level = ffmpeg_next::util::log::get_level().ok();
+    ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Quiet);
+    let r = f();
+    if let Some(level) = level {
+        ffmpeg_next::util::log::set_level(level);
+    }
+    r
 }
 
 /// Settings of one encoded stream.
@@ -115,12 +196,10 @@ pub enum EncodeError {
     #[error("cannot initialise ffmpeg: {0}")]
     Init(ff::Error),
     /// No candidate encoder opened.
-    #[error("no H.264 encoder opened ({tried}): {source}")]
+    #[error("no H.264 encoder opened: {}", failures(.tried))]
     Open {
-        /// Names of the encoders tried.
-        tried: String,
-        /// The last failure.
-        source: ff::Error,
+        /// Each encoder tried and why it did not open.
+        tried: Vec<(&'static str, Unavailable)>,
     },
     /// The bus format cannot be converted.
     #[error("bus pixel format {0:?} is not supported by the H.264 encoder")]
@@ -240,6 +319,8 @@ enum Input {
 pub struct H264Encoder {
     enc: encoder::Video,
     name: &'static str,
+    /// Encoders `auto` tried first, which did not open.
+    passed: Vec<&'static str>,
     src_spec: FrameSpec,
     input: Input,
     sps: Vec<u8>,
@@ -271,11 +352,9 @@ impl H264Encoder {
     ) -> Result<H264Encoder, EncodeError> {
         ff::init().map_err(EncodeError::Init)?;
         let in_px = av_pixel(src.format).ok_or(EncodeError::Format(src.format))?;
-        let mut last_err = ff::Error::EncoderNotFound;
-        let mut tried = Vec::new();
+        let mut failed = Vec::new();
         for kind in settings.encoder.candidates() {
             let name = kind.ffmpeg_name();
-            tried.push(name);
             // x264 takes NV12 and I420 as they are (it keeps chroma
             // interleaved internally, so NV12 is even its cheapest input):
             // a bus in either format at the profile's size is encoded
@@ -287,18 +366,17 @@ impl H264Encoder {
             let enc_px = if direct { in_px } else { Pixel::YUV420P };
             // Probing hardware encoders in `auto` mode: a missing device is
             // expected, so libav's own error lines for it stay quiet (the
-            // outcome is logged below at debug level).
+            // outcome is logged once below).
             let probing = settings.encoder == EncoderKind::Auto && name != "libx264";
-            let level = probing
-                .then(ffmpeg_next::util::log::get_level)
-                .and_then(Result::ok);
-            if level.is_some() {
-                ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Quiet);
-            }
-            let opened = open_codec(name, settings, opts, enc_px);
-            if let Some(level) = level {
-                ffmpeg_next::util::log::set_level(level);
-            }
+            let opened = if encoder::find_by_name(name).is_none() {
+                Err(Unavailable::NotBuilt)
+            } else if let Err(e) = kind.device_check() {
+                Err(e)
+            } else if probing {
+                quietly(|| open_codec(name, settings, opts, enc_px)).map_err(Unavailable::Open)
+            } else {
+                open_codec(name, settings, opts, enc_px).map_err(Unavailable::Open)
+            };
             match opened {
                 Ok(enc) => {
                     let (sps, pps) = parameter_sets(&enc).ok_or(EncodeError::NoParameterSets)?;
@@ -310,10 +388,20 @@ impl H264Encoder {
                             frame::Video::new(Pixel::YUV420P, settings.width, settings.height),
                         )
                     };
-                    tracing::info!(encoder = name, "opened H.264 encoder");
+                    if failed.is_empty() {
+                        tracing::info!(encoder = name, "opened H.264 encoder");
+                    } else {
+                        // The one line saying what `auto` tried and why.
+                        tracing::info!(
+                            encoder = name,
+                            "opened H.264 encoder {name} (--encoder auto; {})",
+                            failures(&failed)
+                        );
+                    }
                     return Ok(H264Encoder {
                         enc,
                         name,
+                        passed: failed.into_iter().map(|(n, _)| n).collect(),
                         src_spec: src,
                         input,
                         sps,
@@ -321,16 +409,30 @@ impl H264Encoder {
                         packet: Packet::empty(),
                     });
                 }
-                Err(e) => {
-                    tracing::debug!(encoder = name, error = %e, "encoder did not open");
-                    last_err = e;
-                }
+                Err(e) => failed.push((name, e)),
             }
         }
-        Err(EncodeError::Open {
-            tried: tried.join(", "),
-            source: last_err,
-        })
+        Err(EncodeError::Open { tried: failed })
+    }
+
+    /// The encoders `auto` tried before the one in use, which did not
+    /// open (empty unless [`EncoderKind::Auto`] fell back).
+    pub fn passed_over(&self) -> &[&'static str] {
+        &self.passed
+    }
+
+    /// The encoder in use and, after an `auto` fallback, what did not
+    /// open: `libx264 (auto: nvenc, vaapi, v4l2m2m did not open)`.
+    pub fn description(&self) -> String {
+        if self.passed.is_empty() {
+            return self.name.to_string();
+        }
+        let short: Vec<&str> = self
+            .passed
+            .iter()
+            .map(|n| n.strip_prefix("h264_").unwrap_or(n))
+            .collect();
+        format!("{} (auto: {} did not open)", self.name, short.join(", "))
     }
 
     /// The ffmpeg name of the encoder in use.
@@ -431,6 +533,12 @@ impl H264Encoder {
             }
         }
     }
+}
+
+/// `name: why; name: why`.
+fn failures(tried: &[(&'static str, Unavailable)]) -> String {
+    let parts: Vec<String> = tried.iter().map(|(n, why)| format!("{n}: {why}")).collect();
+    parts.join("; ")
 }
 
 /// Receives packets until the encoder wants input, handing each to `emit`.

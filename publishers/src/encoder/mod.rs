@@ -173,20 +173,10 @@ pub fn run(cfg: &EncodeConfig, stop: &AtomicBool) -> Result<(), EncodeBusError> 
         bus: cfg.out.clone(),
         source,
     })?;
-    let pixels = set.width as usize * set.height as usize;
-    let opts = WriterOptions {
-        slots: (set.gop + 4).clamp(8, framebus::layout::MAX_SLOTS),
-        max_held: 2,
-        slot_capacity: Some((pixels / 2).clamp(256 * 1024, 8 << 20)),
-        shm_dir: cfg.shm_dir.clone(),
-        source: format!("h264 {} of {}", cfg.profile.name, cfg.bus),
-        ..WriterOptions::default()
-    };
-    let mut out = Writer::create(&cfg.out, spec, opts)?;
-    out.set_source_state(framebus::layout::source_state::OPENING);
-    // Opened once: an open encoder fed no frames costs nothing, and the
-    // first reader then gets its IDR within a frame interval instead of
-    // after the encoder's start-up (probing hardware encoders takes ~0.2 s).
+    // Opened once, before the bus exists (its description names the
+    // encoder): an open encoder fed no frames costs nothing, and the first
+    // reader then gets its IDR within a frame interval instead of after
+    // the encoder's start-up.
     let mut enc = H264Encoder::open_with(
         src,
         set,
@@ -195,6 +185,24 @@ pub fn run(cfg: &EncodeConfig, stop: &AtomicBool) -> Result<(), EncodeBusError> 
             slice_bytes: Some(cfg.profile.slice_bytes),
         },
     )?;
+    let pixels = set.width as usize * set.height as usize;
+    let opts = WriterOptions {
+        slots: (set.gop + 4).clamp(8, framebus::layout::MAX_SLOTS),
+        max_held: 2,
+        slot_capacity: Some((pixels / 2).clamp(256 * 1024, 8 << 20)),
+        shm_dir: cfg.shm_dir.clone(),
+        // `framebus ls/stat` show it: which encoder, and an `auto`
+        // fallback with what did not open.
+        source: format!(
+            "h264 {} of {} by {}",
+            cfg.profile.name,
+            cfg.bus,
+            enc.description()
+        ),
+        ..WriterOptions::default()
+    };
+    let mut out = Writer::create(&cfg.out, spec, opts)?;
+    out.set_source_state(framebus::layout::source_state::OPENING);
     let (sps, pps) = enc.parameter_sets();
     out.set_codec(&CodecConfig {
         time_base: (1, 90_000),
