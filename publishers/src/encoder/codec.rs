@@ -578,10 +578,14 @@ unsafe extern "C" fn keep_slot(_opaque: *mut libc::c_void, _data: *mut u8) {}
 
 /// An `AVFrame` of format `px` whose planes are `bus_frame`'s, in place in
 /// shared memory, with `buf[0]` a read-only reference over the frame's
-/// bytes that frees nothing. The frame must be of `spec`.
+/// bytes that frees nothing. The frame must have `spec`'s layout (format,
+/// size, planes).
 fn wrap_slot(spec: &FrameSpec, bus_frame: &Frame, px: Pixel) -> Result<frame::Video, EncodeError> {
     let got = bus_frame.spec();
-    if got != spec {
+    // The layout only: a producer restarted at another rate is fine.
+    let same_layout = (got.format, got.width, got.height) == (spec.format, spec.width, spec.height)
+        && got.planes() == spec.planes();
+    if !same_layout {
         let show = |s: &FrameSpec| format!("{} {}x{}", s.format, s.width, s.height);
         return Err(EncodeError::Geometry {
             seq: bus_frame.seq(),
@@ -604,7 +608,7 @@ fn wrap_slot(spec: &FrameSpec, bus_frame: &Frame, px: Pixel) -> Result<frame::Vi
     // SAFETY: (1) `f` is a freshly allocated, empty frame that we own;
     // (2) the plane pointers and strides are the bus frame's, checked to be
     // inside its bytes and of the layout (format, size, strides, rows) the
-    // encoder was opened for (`spec`, compared above), so x264 reads only
+    // encoder was opened for (`spec`'s, compared above), so x264 reads only
     // inside the slot; (3) the buffer over the slot is read-only and its
     // free does nothing, so libavcodec neither writes nor frees the shared
     // memory; (4) the slot stays held and mapped until `encode` returns,
