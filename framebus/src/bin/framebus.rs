@@ -1,8 +1,13 @@
 //! `framebus`: list, inspect and remove buses; show the whole service.
 //!
-//! Exit codes: 0 success, 1 error, 2 usage (clap), 4 bad arguments,
+//! Exit codes: 0 success, 1 error, 2 usage (clap), 3 missing program
+//! (`framebus encoders` without `framebus-encoder`), 4 bad arguments,
 //! 7 bus not found, 8 bus owned by a live producer. `framebus status`:
 //! 0 healthy, 10 degraded, 11 nothing running (see `status.rs`).
+//!
+//! `framebus encoders` runs `framebus-encoder --list` (found next to this
+//! program, else on `PATH`): this crate links no media library, the
+//! encoder process does.
 
 #[path = "framebus/status.rs"]
 mod status;
@@ -54,6 +59,9 @@ enum Cmd {
         #[arg(long)]
         prometheus: bool,
     },
+    /// Which H.264 encoders open on this machine, and why the others do
+    /// not (runs `framebus-encoder --list`).
+    Encoders,
     /// Remove a bus whose producer is gone.
     Rm {
         /// Bus name.
@@ -92,6 +100,7 @@ fn main() -> ExitCode {
             Err(e) => Err(e),
         },
         Cmd::Rm { name, force } => framebus::remove(&name, dir, force),
+        Cmd::Encoders => return encoders(),
         Cmd::Status { json, prometheus } => {
             let output = match (json, prometheus) {
                 (true, _) => status::Output::Json,
@@ -115,6 +124,47 @@ fn main() -> ExitCode {
     }
 }
 
+/// The program `name` next to this executable, else the first on `PATH`.
+fn sibling_or_path(name: &str) -> Option<PathBuf> {
+    let here = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join(name)));
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join(name));
+    here.into_iter().chain(on_path).find(|p| p.is_file())
+}
+
+/// `framebus encoders`: `framebus-encoder --list`, its output and exit
+/// status passed through.
+fn encoders() -> ExitCode {
+    const PROGRAM: &str = "framebus-encoder";
+    let Some(exe) = sibling_or_path(PROGRAM) else {
+        eprintln!(
+            "framebus: {PROGRAM} is not installed (looked next to {} and on PATH); \
+             it probes the H.264 encoders (`make install` installs it)",
+            std::env::current_exe()
+                .map_or_else(|_| "this program".into(), |p| p.display().to_string())
+        );
+        return ExitCode::from(3);
+    };
+    match std::process::Command::new(&exe).arg("--list").status() {
+        Ok(st) => match st.code() {
+            Some(0) => ExitCode::SUCCESS,
+            Some(c) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
+            None => {
+                eprintln!("framebus: {} --list was killed ({st})", exe.display());
+                ExitCode::from(1)
+            }
+        },
+        Err(e) => {
+            eprintln!("framebus: cannot run {} --list: {e}", exe.display());
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn print_json<T: serde::Serialize>(v: &T) -> Result<(), StatError> {
     println!("{}", serde_json::to_string_pretty(v).expect("serialisable"));
     Ok(())
@@ -122,7 +172,7 @@ fn print_json<T: serde::Serialize>(v: &T) -> Result<(), StatError> {
 
 fn print_table(buses: &[BusInfo]) {
     println!(
-        "{:<24} {:<7} {:<6} {:>11} {:>7} {:>7} {:>8} {:>7} {:>10} {:>8}",
+        "{:<24} {:<7} {:<6} {:>11} {:>7} {:>7} {:>8} {:>7} {:>10} {:>8}  SOURCE",
         "NAME",
         "STATE",
         "FORMAT",
@@ -140,7 +190,7 @@ fn print_table(buses: &[BusInfo]) {
             continue;
         }
         println!(
-            "{:<24} {:<7} {:<6} {:>11} {:>7.2} {:>7.2} {:>8} {:>7} {:>10} {:>8}",
+            "{:<24} {:<7} {:<6} {:>11} {:>7.2} {:>7.2} {:>8} {:>7} {:>10} {:>8}  {}",
             b.name,
             b.state,
             b.format,
@@ -151,6 +201,7 @@ fn print_table(buses: &[BusInfo]) {
             b.readers.len(),
             b.published,
             b.dropped_all_held + b.source_dropped,
+            b.source,
         );
     }
 }

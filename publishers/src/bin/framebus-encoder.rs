@@ -3,6 +3,7 @@
 //! Python read instead of encoding again (`framebus_publishers::encoder`).
 //!
 //! Run with: `framebus-encoder --bus cam0 --profile high=1280x720@30,bitrate=2M,gop=60`
+//! (`framebus-encoder --list`: which H.264 encoders open here, and why not).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,7 +25,8 @@ struct Args {
     /// The raw bus to encode.
     #[arg(long, default_value = "cam0")]
     bus: String,
-    /// `NAME=WxH|native[@FPS][,bitrate=4M][,gop=N]` (as `framebus-rtsp`).
+    /// `NAME=WxH|native[@FPS][,bitrate=4M][,gop=N][,h264=baseline|main|high][,slice=BYTES]`
+    /// (GOP: 2 s worth; h264: main; slice: 32000 bytes).
     #[arg(long, default_value = "high=1920x1080@30,bitrate=4M")]
     profile: Profile,
     /// The encoded bus to write (default `{bus}.h264.{profile}`).
@@ -42,12 +44,46 @@ struct Args {
     /// Shared-memory directory (default: $FRAMEBUS_SHM_DIR or /dev/shm).
     #[arg(long)]
     shm_dir: Option<PathBuf>,
+    /// Try every H.264 encoder (opening it at 320x240) and print one line
+    /// each: name, OK or why not; exit 0 if any opened.
+    #[arg(long)]
+    list: bool,
+}
+
+/// `--list`: one line per encoder, in the order `--encoder auto` tries
+/// them.
+fn list() -> ExitCode {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let mut any = false;
+    for kind in EncoderKind::ALL {
+        let name = kind.ffmpeg_name();
+        let line = match encoder::codec::probe(kind) {
+            Ok(()) => {
+                any = true;
+                writeln!(out, "{name:<14} OK")
+            }
+            Err(why) => writeln!(out, "{name:<14} unavailable: {why}"),
+        };
+        if line.is_err() {
+            // Nobody reads any more (`| head -1`): stop quietly.
+            return ExitCode::FAILURE;
+        }
+    }
+    if any {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 fn main() -> ExitCode {
     init_logging();
     let args: Args = parse_args();
     ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Warning);
+    if args.list {
+        return list();
+    }
     let cfg = EncodeConfig {
         out: args
             .out

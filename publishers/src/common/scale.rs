@@ -1,10 +1,12 @@
 //! Scale and convert a bus frame to planar I420 or NV12 at a target size.
 //!
 //! Uses libswscale (through `ffmpeg-next`) and reads the frame's planes in
-//! place in shared memory: the only write is the output picture, which the
-//! [`Scaler`] keeps and reuses between frames. The swscale context is cached
-//! and rebuilt only when the input geometry or format changes (a restarted
-//! producer may bring a new one).
+//! place in shared memory: the only write is the output picture, either
+//! the [`Scaler`]'s own (allocated at first use and reused between frames,
+//! [`Scaler::scale`]) or a caller's `AVFrame`, such as an encoder's input
+//! frame ([`Scaler::scale_into`], so nothing is copied after scaling). The
+//! swscale context is cached and rebuilt only when the input geometry or
+//! format changes (a restarted producer may bring a new one).
 
 use ffmpeg_next::format::Pixel;
 use ffmpeg_next::software::scaling::{Context, Flags};
@@ -43,6 +45,26 @@ pub enum ScaleError {
         /// ffmpeg's error.
         source: ffmpeg_next::Error,
     },
+    /// The destination frame of [`Scaler::scale_into`] does not have the
+    /// scaler's size and format.
+    #[error("cannot scale into a {got_format:?} {got_w}x{got_h} frame: the scaler makes {want_format:?} {want_w}x{want_h}")]
+    Destination {
+        /// The scaler's output format.
+        want_format: OutFormat,
+        /// The scaler's output width.
+        want_w: u32,
+        /// The scaler's output height.
+        want_h: u32,
+        /// The frame's format.
+        got_format: Pixel,
+        /// The frame's width.
+        got_w: u32,
+        /// The frame's height.
+        got_h: u32,
+    },
+    /// The destination frame's buffers could not be made writable.
+    #[error("cannot make the destination frame writable: {0}")]
+    Writable(ffmpeg_next::Error),
     /// A plane of the frame is shorter than its geometry says.
     #[error("frame {seq}: plane {plane} has {len} bytes, expected at least {need}")]
     ShortPlane {
@@ -169,6 +191,31 @@ pub fn av_pixel(f: PixelFormat) -> Option<Pixel> {
     })
 }
 
+/// The planes of a bus frame as swscale input (read in place).
+fn src_picture(frame: &Frame) -> Result<SrcPicture<'_>, ScaleError> {
+    let spec: &FrameSpec = frame.spec();
+    let av = av_pixel(spec.format).ok_or(ScaleError::Unsupported(spec.format))?;
+    let planes = spec
+        .planes()
+        .iter()
+        .enumerate()
+        .take(4)
+        .map(|(i, p)| SrcPlane {
+            data: frame.plane(i).unwrap_or(&[]),
+            stride: p.stride as usize,
+            rows: p.rows as usize,
+        })
+        .collect();
+    Ok(SrcPicture {
+        origin: spec.format,
+        format: av,
+        width: spec.width,
+        height: spec.height,
+        seq: frame.seq(),
+        planes,
+    })
+}
+
 /// Scales bus frames to one target size and layout; keep one per stream.
 /// Not `Send` (the swscale context is a raw pointer): create it on the
 /// worker thread.
@@ -177,7 +224,8 @@ pub struct Scaler {
     height: u32,
     format: OutFormat,
     ctx: Option<((Pixel, u32, u32), Context)>,
-    out: Picture,
+    /// The output picture of [`Scaler::scale`], allocated at its first use.
+    out: Option<Picture>,
 }
 
 impl std::fmt::Debug for Scaler {
@@ -198,7 +246,7 @@ impl Scaler {
             height,
             format,
             ctx: None,
-            out: Picture::new(width, height, format),
+            out: None,
         }
     }
 
@@ -207,45 +255,126 @@ impl Scaler {
         (self.width, self.height)
     }
 
+    /// The scaler's own picture, the last one [`Scaler::scale`] made
+    /// (`None` before the first, and always with [`Scaler::scale_into`]).
+    pub fn picture(&self) -> Option<&Picture> {
+        self.out.as_ref()
+    }
+
     /// Convert `frame` (read in place) into the scaler's picture.
     pub fn scale(&mut self, frame: &Frame) -> Result<&Picture, ScaleError> {
-        let spec: &FrameSpec = frame.spec();
-        let av = av_pixel(spec.format).ok_or(ScaleError::Unsupported(spec.format))?;
-        let planes = spec
-            .planes()
-            .iter()
-            .enumerate()
-            .take(4)
-            .map(|(i, p)| SrcPlane {
-                data: frame.plane(i).unwrap_or(&[]),
-                stride: p.stride as usize,
-                rows: p.rows as usize,
-            })
-            .collect();
-        self.scale_planes(&SrcPicture {
-            origin: spec.format,
-            format: av,
-            width: spec.width,
-            height: spec.height,
-            seq: frame.seq(),
-            planes,
-        })
+        let src = src_picture(frame)?;
+        self.scale_planes(&src)
+    }
+
+    /// Convert `frame` (read in place) straight into `dst`, an `AVFrame`
+    /// of the scaler's size and format (an encoder's input frame). `dst`'s
+    /// buffers are made writable first: if an encoder still holds a
+    /// reference to them, `dst` gets new ones instead of overwriting
+    /// what the encoder holds.
+    pub fn scale_into(
+        &mut self,
+        frame: &Frame,
+        dst: &mut ffmpeg_next::frame::Video,
+    ) -> Result<(), ScaleError> {
+        let want = self.av_format();
+        if dst.format() != want || dst.width() != self.width || dst.height() != self.height {
+            return Err(ScaleError::Destination {
+                want_format: self.format,
+                want_w: self.width,
+                want_h: self.height,
+                got_format: dst.format(),
+                got_w: dst.width(),
+                got_h: dst.height(),
+            });
+        }
+        // SAFETY: `dst` is a valid, allocated frame (ffmpeg-next owns it).
+        let r = unsafe { ffmpeg_next::ffi::av_frame_make_writable(dst.as_mut_ptr()) };
+        if r < 0 {
+            return Err(ScaleError::Writable(ffmpeg_next::Error::from(r)));
+        }
+        let geometry = min_geometry(want, self.width, self.height).expect("I420/NV12 known");
+        let mut dst_ptr = [std::ptr::null_mut::<u8>(); 4];
+        let mut dst_stride = [0 as libc::c_int; 4];
+        for (i, &(row_bytes, rows)) in geometry.iter().enumerate() {
+            let stride = dst.stride(i);
+            let plane = dst.data_mut(i);
+            // ffmpeg-next sizes the slice `stride * plane rows`; a frame
+            // whose rows are shorter than what swscale writes is refused.
+            if stride < row_bytes || plane.len() < stride * rows {
+                return Err(ScaleError::Destination {
+                    want_format: self.format,
+                    want_w: self.width,
+                    want_h: self.height,
+                    got_format: want,
+                    got_w: self.width,
+                    got_h: self.height,
+                });
+            }
+            dst_ptr[i] = plane.as_mut_ptr();
+            dst_stride[i] = stride as libc::c_int;
+        }
+        // SAFETY: each destination plane of the output format is a
+        // writable buffer of `dst` (made writable above, so no one else
+        // references it) holding at least the rows and row bytes swscale
+        // writes for this size and format (checked above); `dst` is
+        // borrowed mutably for the whole call.
+        unsafe { self.scale_to(&src_picture(frame)?, &dst_ptr, &dst_stride) }
+    }
+
+    fn av_format(&self) -> Pixel {
+        match self.format {
+            OutFormat::I420 => Pixel::YUV420P,
+            OutFormat::Nv12 => Pixel::NV12,
+        }
     }
 
     /// Convert a picture given as planes (e.g. a decoded JPEG) into the
     /// scaler's picture.
     pub fn scale_planes(&mut self, src: &SrcPicture<'_>) -> Result<&Picture, ScaleError> {
+        let (width, height, format) = (self.width, self.height, self.format);
+        let out = self
+            .out
+            .get_or_insert_with(|| Picture::new(width, height, format));
+        let (off, stride, _) = out.layout();
+        let base = out.data.as_mut_ptr();
+        let nplanes = if format == OutFormat::I420 { 3 } else { 2 };
+        let mut dst_ptr = [std::ptr::null_mut::<u8>(); 4];
+        let mut dst_stride = [0 as libc::c_int; 4];
+        for i in 0..nplanes {
+            // SAFETY: `off[i]` is inside `out.data`, which `layout()`
+            // sized to hold every plane (Picture::new).
+            dst_ptr[i] = unsafe { base.add(off[i]) };
+            dst_stride[i] = stride[i] as libc::c_int;
+        }
+        // SAFETY: the destination planes are inside the scaler's own
+        // picture, sized by `layout()` for this width, height and format,
+        // and nothing else references it during the call.
+        unsafe { self.scale_to(src, &dst_ptr, &dst_stride) }?;
+        Ok(self.out.as_ref().expect("allocated above"))
+    }
+
+    /// Runs swscale from `src` into the planes at `dst_ptr`/`dst_stride`.
+    ///
+    /// # Safety
+    ///
+    /// For each plane of the scaler's output format, `dst_ptr[i]` must
+    /// point to writable memory of at least `dst_stride[i]` bytes per row
+    /// for that plane's rows at the scaler's size, with row bytes fitting
+    /// in the stride, that nothing else reads or writes during the call.
+    unsafe fn scale_to(
+        &mut self,
+        src: &SrcPicture<'_>,
+        dst_ptr: &[*mut u8; 4],
+        dst_stride: &[libc::c_int; 4],
+    ) -> Result<(), ScaleError> {
         let key = (src.format, src.width, src.height);
         if self.ctx.as_ref().map(|c| c.0) != Some(key) {
-            let to = match self.format {
-                OutFormat::I420 => Pixel::YUV420P,
-                OutFormat::Nv12 => Pixel::NV12,
-            };
             let ctx = Context::get(
                 src.format,
                 src.width,
                 src.height,
-                to,
+                self.av_format(),
                 self.width,
                 self.height,
                 Flags::BILINEAR,
@@ -292,26 +421,14 @@ impl Scaler {
             src_ptr[i] = p.data.as_ptr();
             src_stride[i] = p.stride as libc::c_int;
         }
-        let (off, stride, _) = self.out.layout();
-        let base = self.out.data.as_mut_ptr();
-        let nplanes = if self.format == OutFormat::I420 { 3 } else { 2 };
-        let mut dst_ptr = [std::ptr::null_mut::<u8>(); 4];
-        let mut dst_stride = [0 as libc::c_int; 4];
-        for i in 0..nplanes {
-            // SAFETY: `off[i]` is inside `self.out.data`, which `layout()`
-            // sized to hold every plane (Picture::new).
-            dst_ptr[i] = unsafe { base.add(off[i]) };
-            dst_stride[i] = stride[i] as libc::c_int;
-        }
         let ctx = &mut self.ctx.as_mut().expect("context set above").1;
         // SAFETY: (1) the context was made for exactly this input format and
         // size (`key`) and this output; (2) every plane swscale reads for
         // that format and size (`min_geometry`) is present, with at least
         // the rows and row bytes swscale reads, within the slice (checked
         // above), and the borrowed planes (a `Frame` keeps its slot alive
-        // and unwritten) outlive this call;
-        // (3) the destination planes are inside `self.out.data`, sized by
-        // `layout()` for this width, height and format.
+        // and unwritten) outlive this call; (3) the destination planes
+        // are as the caller promised (this function's contract).
         unsafe {
             ffmpeg_next::ffi::sws_scale(
                 ctx.as_mut_ptr(),
@@ -323,6 +440,6 @@ impl Scaler {
                 dst_stride.as_ptr(),
             );
         }
-        Ok(&self.out)
+        Ok(())
     }
 }

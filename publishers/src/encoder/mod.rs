@@ -8,12 +8,21 @@
 //!   after the last leaves. The first frame after that is an IDR.
 //! * **Keyframe requests travel upstream.** Readers add to the bus's
 //!   keyframe-request counter (`Reader::request_keyframe`, or by themselves
-//!   after a gap); the encoder forces an IDR on the next frame it encodes,
-//!   at most one forced IDR per `min_forced_interval` (scheduled keyframes
-//!   are never delayed by that limit).
-//! * **Every access unit** carries `pts` (90 kHz), the keyframe flag, the
-//!   raw frame's sequence number and its capture times, so the time code
-//!   measures glass to glass through the encoded bus.
+//!   after a gap). Any keyframe published (the first of a session, a
+//!   scheduled or a forced one) answers every request counted before it
+//!   (the counter is sampled right after publishing it). A request not
+//!   answered yet forces an IDR on the next frame encoded, at most one
+//!   forced IDR per `min_forced_interval`; only forced IDRs count for that
+//!   limit (a scheduled keyframe never delays a forced one).
+//! * **Frames and pts on the output grid.** Raw frames are picked, and
+//!   their pts given, by [`clock::FrameClock`]: pts lie on the 1/fps grid,
+//!   so every reader sees strictly increasing pts at least one frame
+//!   interval apart (a whole number of intervals), even when the camera
+//!   drops frames or runs faster than the profile.
+//! * **Every access unit** carries `pts` (90 kHz, the grid time), the
+//!   keyframe flag, the raw frame's sequence number and its capture times
+//!   (the raw frame's own, not the grid's), so the time code measures
+//!   glass to glass through the encoded bus.
 //! * **An access unit larger than a slot** is refused by the core, counted
 //!   (`oversize`), and answered with a forced IDR: the readers restart
 //!   cleanly at it instead of decoding a truncated frame.
@@ -21,7 +30,9 @@
 //!   starts at once from the newest keyframe in the ring.
 //!
 //! The encoder is [`codec::H264Encoder`] (x264, or a hardware encoder
-//! that opens).
+//! that opens). It reads the raw frame in place in shared memory and
+//! each access unit is written straight into a loaned slot of the encoded
+//! bus (see `codec.rs` for the copies that remain).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -32,15 +43,17 @@ use framebus::{
     Reader, ReaderOptions, Writer, WriterOptions,
 };
 
-use crate::common::rate::RateLimiter;
 use crate::h264::join_annex_b;
+use clock::FrameClock;
 
 pub mod clock;
 pub mod codec;
 pub mod profile;
 
-pub use codec::{EncodeError, EncodeSettings, EncoderKind, H264Encoder};
-pub use profile::Profile;
+pub use codec::{
+    AuView, CodecOptions, EncodeError, EncodeSettings, EncodedAu, EncoderKind, H264Encoder,
+};
+pub use profile::{H264Profile, Profile};
 
 /// What one encoder process does.
 #[derive(Clone, Debug)]
@@ -161,21 +174,36 @@ pub fn run(cfg: &EncodeConfig, stop: &AtomicBool) -> Result<(), EncodeBusError> 
         bus: cfg.out.clone(),
         source,
     })?;
+    // Opened once, before the bus exists (its description names the
+    // encoder): an open encoder fed no frames costs nothing, and the first
+    // reader then gets its IDR within a frame interval instead of after
+    // the encoder's start-up.
+    let mut enc = H264Encoder::open_with(
+        src,
+        set,
+        CodecOptions {
+            profile: Some(cfg.profile.h264),
+            slice_bytes: Some(cfg.profile.slice_bytes),
+        },
+    )?;
     let pixels = set.width as usize * set.height as usize;
     let opts = WriterOptions {
         slots: (set.gop + 4).clamp(8, framebus::layout::MAX_SLOTS),
         max_held: 2,
         slot_capacity: Some((pixels / 2).clamp(256 * 1024, 8 << 20)),
         shm_dir: cfg.shm_dir.clone(),
-        source: format!("h264 {} of {}", cfg.profile.name, cfg.bus),
+        // `framebus ls/stat` show it: which encoder, and an `auto`
+        // fallback with what did not open.
+        source: format!(
+            "h264 {} of {} by {}",
+            cfg.profile.name,
+            cfg.bus,
+            enc.description()
+        ),
         ..WriterOptions::default()
     };
     let mut out = Writer::create(&cfg.out, spec, opts)?;
     out.set_source_state(framebus::layout::source_state::OPENING);
-    // Opened once: an open encoder fed no frames costs nothing, and the
-    // first reader then gets its IDR within a frame interval instead of
-    // after the encoder's start-up (probing hardware encoders takes ~0.2 s).
-    let mut enc = H264Encoder::open(src, set)?;
     let (sps, pps) = enc.parameter_sets();
     out.set_codec(&CodecConfig {
         time_base: (1, 90_000),
@@ -223,7 +251,9 @@ fn encode_while_read(
         })?;
     out.set_source_state(framebus::layout::source_state::RUNNING);
     tracing::info!(encoder = enc.name(), out = %cfg.out, "encoding");
-    let mut rate = RateLimiter::new(f64::from(set.fps));
+    // Frame selection and pts on the 1/fps grid (clock.rs).
+    let mut clock = FrameClock::new(set.fps);
+    let mut first_ns = None::<u64>;
     let mut honoured = out.keyframe_requests();
     let mut last_forced: Option<Instant> = None;
     let mut force = true; // the first frame a new reader gets is an IDR
@@ -256,27 +286,26 @@ fn encode_while_read(
             }
         };
         out.set_source_state(framebus::layout::source_state::RUNNING);
-        if !rate.accept(frame.mono_ns()) {
+        let Some(grid_ns) = clock.place(frame.mono_ns()) else {
             continue;
-        }
-        // Keyframe requests: honoured on this frame, forced IDRs rate
-        // limited (a request inside the limit waits for the next frame
-        // after it; a scheduled keyframe resets nothing).
-        let requests = out.keyframe_requests();
-        if requests != honoured
+        };
+        // Keyframe requests not yet answered by a published keyframe:
+        // forced on this frame, forced IDRs rate limited (a request inside
+        // the limit waits for the next frame after it). Only forced IDRs
+        // count for the limit; `honoured` moves whenever any keyframe is
+        // published (below).
+        if out.keyframe_requests() != honoured
             && last_forced.is_none_or(|t| t.elapsed() >= cfg.min_forced_interval)
         {
-            honoured = requests;
             force = true;
         }
-        let pts = (frame.mono_ns() as i128 * 9 / 100_000) as i64;
-        let aus = enc.encode(&frame, pts, force)?;
-        if force {
+        let pts = pts_90k(*first_ns.get_or_insert(grid_ns), grid_ns);
+        let forced = std::mem::take(&mut force);
+        if forced {
             last_forced = Some(Instant::now());
             out.count(Counter::KeyframesForced, 1);
-            force = false;
         }
-        for au in aus {
+        enc.encode_each(&frame, pts, forced, |au| {
             let meta = FrameMeta {
                 mono_ns: frame.mono_ns(),
                 realtime_ns: frame.realtime_ns(),
@@ -288,7 +317,11 @@ fn encode_while_read(
                 pts: au.pts.max(0) as u64,
                 source_seq: frame.seq(),
             };
-            match out.publish_from(&au.data, meta) {
+            match publish_au(out, &au, meta) {
+                // Any keyframe published (scheduled, first or forced)
+                // answers every request counted before it: a joiner that
+                // asked before it was out starts from it.
+                Ok(_) if au.key => honoured = out.keyframe_requests(),
                 Ok(_) => {}
                 Err(PublishError::TooLarge { len, capacity, .. }) => {
                     // Counted by the core; the readers restart at an IDR.
@@ -304,11 +337,33 @@ fn encode_while_read(
                     // so the next one must be an IDR they can restart at.
                     force = true;
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(EncodeBusError::from(e)),
             }
-        }
+            Ok(())
+        })?;
     }
     Ok(())
+}
+
+/// Writes `au` straight into a loaned slot of `out` and publishes it (one
+/// copy, from the encoder's packet into shared memory). An access unit
+/// larger than a slot is refused (and counted) by the core.
+fn publish_au(out: &mut Writer, au: &AuView<'_>, meta: FrameMeta) -> Result<u64, PublishError> {
+    let mut loan = out.loan()?;
+    loan.set_len(au.len())?;
+    au.write_to(&mut loan);
+    Ok(loan.publish(meta))
+}
+
+/// The 90 kHz pts of grid time `grid_ns`, measured from the session's
+/// first grid time `first_ns` and rounded: the grid's offsets
+/// (`floor(k * 1e9 / fps)` ns) then give exactly `k * 90000 / fps` ticks
+/// whenever that is whole (every fps dividing 90000), so consecutive pts
+/// are never less than one interval apart through rounding.
+fn pts_90k(first_ns: u64, grid_ns: u64) -> i64 {
+    let base = u128::from(first_ns) * 9 / 100_000;
+    let since = u128::from(grid_ns.saturating_sub(first_ns));
+    (base + (since * 9 + 50_000) / 100_000) as i64
 }
 
 /// Run the encoder on a thread until `stop` is set; for the binary.
@@ -320,4 +375,28 @@ pub fn spawn(
         .name(format!("encode-{}", cfg.out))
         .spawn(move || run(&cfg, &stop))
         .expect("spawn the encoder thread")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{clock::FrameClock, pts_90k};
+
+    #[test]
+    fn grid_pts_are_whole_intervals() {
+        for fps in [15u32, 24, 25, 30, 50, 60] {
+            let mut c = FrameClock::new(fps);
+            let first = 123_456_789_012u64;
+            let mut last = None;
+            for i in 0..(fps as u64 * 20) {
+                // Capture jitter of up to 3 ms around the nominal times.
+                let t = first + i * 1_000_000_000 / u64::from(fps) + (i % 4) * 1_000_000;
+                let Some(g) = c.place(t) else { continue };
+                let pts = pts_90k(first, g);
+                if let Some(prev) = last {
+                    assert_eq!(pts - prev, 90_000 / i64::from(fps), "fps {fps} frame {i}");
+                }
+                last = Some(pts);
+            }
+        }
+    }
 }
