@@ -336,14 +336,15 @@ impl Stream {
     /// If the newest keyframe was captured at most `--join-max-age` ago,
     /// the client starts from it at once: the GOP so far is its backlog,
     /// and later access units come from the subscription taken under the
-    /// same lock (none missed, none twice). Otherwise the encoder is asked
-    /// for a keyframe and the client starts at the first keyframe that
+    /// same lock (none missed, none twice). Otherwise (unless nothing is
+    /// cached yet: a cold start brings its keyframe anyway) the encoder is
+    /// asked for a keyframe and the client starts at the first keyframe that
     /// arrives (usually the next frame; at most [`KEYFRAME_WAIT`], after
     /// which the backlog is empty and the client waits for a keyframe as
     /// it plays). Either way PLAY can name the first packet's timestamp.
     pub async fn start(&self) -> StartPoint {
         let max_age = self.config.join_max_age;
-        let mut rx = {
+        let (mut rx, cached) = {
             let f = self.fanout.lock();
             let rx = f.tx.subscribe();
             if let Some(key) = f.gop.first() {
@@ -356,9 +357,16 @@ impl Stream {
                     };
                 }
             }
-            rx
+            (rx, !f.gop.is_empty())
         };
-        self.request_keyframe();
+        // A stale GOP: ask for a fresh keyframe. Nothing cached yet (a
+        // cold start, or the reader has just attached): the first access
+        // unit the reader gets is a keyframe anyway (the encoder's first,
+        // or the newest in the ring), and asking would only force a
+        // second one.
+        if cached {
+            self.request_keyframe();
+        }
         add(&self.metrics.joins_fresh, 1);
         let first_key = tokio::time::timeout(KEYFRAME_WAIT, async {
             loop {
