@@ -91,7 +91,7 @@ impl Server {
     /// Start `p` on port 0 serving `bus` in `dir`.
     fn start(p: &Publisher, bus: &str, dir: &Path) -> Server {
         let encoder = (p.kind == Kind::Rtsp).then(|| {
-            rtsp_support::Encoder::start_in(bus, "small=native@15,bitrate=300k", &[], Some(dir))
+            rtsp_support::Encoder::start(bus, "small=native@15,bitrate=300k", &[], Some(dir))
         });
         let args: Vec<String> = p.args.iter().map(|a| a.replace("{bus}", bus)).collect();
         let (child, lines) = listening::spawn(

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use framebus::{stat, Reader, ReaderOptions};
 use framebus_test_support::feed::{FeedOptions, TestBus};
-use framebus_test_support::{run, ChildGuard, TempDir};
+use framebus_test_support::{run, ChildGuard, Encoder, TempDir};
 
 const T: Option<Duration> = Some(Duration::from_secs(20));
 
@@ -27,13 +27,9 @@ fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
-fn encoder(bus: &str, profile: &str) -> ChildGuard {
-    ChildGuard::spawn(
-        Command::new(env!("CARGO_BIN_EXE_framebus-encoder"))
-            .args(["--bus", bus, "--profile", profile, "--grace", "0.5"])
-            .env("RUST_LOG", "warn")
-            .stderr(std::process::Stdio::inherit()),
-    )
+/// An encoder (stopped with SIGTERM when dropped: its bus goes with it).
+fn encoder(bus: &str, profile: &str) -> Encoder {
+    Encoder::spawn(bus, profile, &["--grace", "0.5"], None)
 }
 
 #[test]
@@ -138,7 +134,7 @@ fn an_encoded_bus_decodes_with_ffmpeg_and_answers_keyframe_requests() {
     });
     assert!(stopped >= 49);
 
-    let status = enc.signal_and_wait(libc::SIGTERM, Duration::from_secs(10));
+    let status = enc.child.signal_and_wait(libc::SIGTERM, Duration::from_secs(10));
     assert_eq!(status.code(), Some(0), "SIGTERM: {status:?}");
 }
 

@@ -371,7 +371,7 @@ fn producer_killed_and_restarted_everyone_recovers() {
     );
     let http = l[0].addr.clone();
     let _encoder =
-        rtsp_support::Encoder::start_in(&bus, "small=native@15,bitrate=300k", &[], Some(&dir.path));
+        rtsp_support::Encoder::start(&bus, "small=native@15,bitrate=300k", &[], Some(&dir.path));
     let (_rtsp, l) = listening::spawn(
         Command::new(env!("CARGO_BIN_EXE_framebus-rtsp"))
             .args(["--listen", "127.0.0.1:0"])

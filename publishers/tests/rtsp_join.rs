@@ -119,7 +119,7 @@ fn idle(bus: &str) {
 #[test]
 fn rtp_info_names_the_first_packet_at_cold_start_and_when_joining() {
     let bus = TestBus::start("rtpinfo", 320, 240);
-    let enc = Encoder::start(&bus.name, "p=native,bitrate=300k,gop=30", &["--grace", "0"]);
+    let enc = Encoder::start(&bus.name, "p=native,bitrate=300k,gop=30", &["--grace", "0"], None);
     let server = RtspServer::start(&[]);
     let url = server.url(&bus.name, "p");
     for run in 0..4 {
@@ -157,7 +157,7 @@ fn a_joiner_starts_from_the_gop_without_forcing_a_keyframe() {
     let bus = TestBus::start("gopjoin", 320, 240);
     // A keyframe every 30 frames (1 s): a forced one shows as a keyframe
     // off that grid.
-    let enc = Encoder::start(&bus.name, "p=native,bitrate=300k,gop=30", &[]);
+    let enc = Encoder::start(&bus.name, "p=native,bitrate=300k,gop=30", &[], None);
     let server = RtspServer::start(&[]);
     let url = server.url(&bus.name, "p");
     let (mut a, _) = play_tcp(&server.addr, &url);
@@ -228,6 +228,7 @@ fn a_cold_start_sends_one_keyframe() {
         &bus.name,
         "p=native,bitrate=300k,gop=300",
         &["--grace", "0"],
+        None,
     );
     let server = RtspServer::start(&[]);
     let url = server.url(&bus.name, "p");
@@ -266,7 +267,7 @@ fn set_rcvbuf(sock: &UdpSocket, size: libc::c_int) {
 fn udp_keyframes_arrive_whole_and_nal_units_fit_vlc() {
     // Noise makes keyframes of a few hundred kilobytes.
     let bus = TestBus::start_noisy("udpburst", 1280, 720);
-    let _enc = Encoder::start(&bus.name, "p=native@30,bitrate=20M,gop=15", &[]);
+    let _enc = Encoder::start(&bus.name, "p=native@30,bitrate=20M,gop=15", &[], None);
     let server = RtspServer::start(&[]);
     let url = server.url(&bus.name, "p");
     let rtp = (0..64)

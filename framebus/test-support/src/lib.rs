@@ -26,6 +26,7 @@
 pub mod bins;
 pub mod child;
 pub mod clients;
+pub mod encoder;
 pub mod feed;
 pub mod listening;
 pub mod names;
@@ -34,6 +35,7 @@ pub mod rng;
 pub mod wait;
 
 pub use child::{run, run_to_end, this_test_binary, ChildGuard};
+pub use encoder::Encoder;
 pub use feed::{FeedOptions, Feeder};
 pub use listening::Listening;
 pub use names::{unique_name, TempDir};

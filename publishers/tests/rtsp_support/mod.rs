@@ -14,56 +14,8 @@ pub use framebus_test_support::feed::TestBus;
 use framebus_test_support::listening;
 pub use framebus_test_support::{eventually, run, unique_name, ChildGuard};
 
-/// A `framebus-encoder` writing `{bus}.h264.{profile}`.
-pub struct Encoder {
-    pub child: ChildGuard,
-    /// The encoded bus.
-    pub out: String,
-}
-
-impl Encoder {
-    /// Starts an encoder of `bus` with `profile` (`NAME=...` as
-    /// `--profile` takes it) and waits until its encoded bus exists.
-    pub fn start(bus: &str, profile: &str, extra: &[&str]) -> Encoder {
-        Encoder::start_in(bus, profile, extra, None)
-    }
-
-    /// [`Encoder::start`] with the buses in `shm_dir`.
-    pub fn start_in(
-        bus: &str,
-        profile: &str,
-        extra: &[&str],
-        shm_dir: Option<&std::path::Path>,
-    ) -> Encoder {
-        let name = profile.split(['=', ',', '@']).next().unwrap();
-        let out = format!("{bus}.h264.{name}");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_framebus-encoder"));
-        cmd.args(["--bus", bus, "--profile", profile])
-            .args(extra)
-            .env("RUST_LOG", "warn")
-            .stderr(Stdio::inherit());
-        if let Some(d) = shm_dir {
-            cmd.env(framebus::contract::env::SHM_DIR, d);
-        }
-        let child = ChildGuard::spawn(&mut cmd);
-        let ok = eventually(Duration::from_secs(30), || {
-            framebus::stat(&out, shm_dir).is_ok_and(|s| s.producer_alive)
-        });
-        assert!(ok, "encoded bus {out} did not appear");
-        Encoder { child, out }
-    }
-}
-
-impl Drop for Encoder {
-    /// SIGTERM, so that the encoder removes its bus (a SIGKILL would leave
-    /// the segment behind).
-    fn drop(&mut self) {
-        if self.child.alive() {
-            self.child
-                .signal_and_wait(libc::SIGTERM, Duration::from_secs(10));
-        }
-    }
-}
+/// `framebus-encoder` processes, stopped with SIGTERM when dropped.
+pub use framebus_test_support::Encoder;
 
 /// The server binary, listening on a free port (and the encoders it
 /// serves, stopped with it).
@@ -95,7 +47,7 @@ impl RtspServer {
     ) -> RtspServer {
         let encoders = profiles
             .iter()
-            .map(|p| Encoder::start(bus, p, &[]))
+            .map(|p| Encoder::start(bus, p, &[], None))
             .collect();
         let mut server = RtspServer::start_env(extra, env);
         server.encoders = encoders;
