@@ -42,6 +42,10 @@ struct Args {
     /// Shared-memory directory (default: $FRAMEBUS_SHM_DIR or /dev/shm).
     #[arg(long)]
     shm_dir: Option<PathBuf>,
+    /// Keep the profile's rate and bit rate even when encoding falls
+    /// behind (no load adaptation).
+    #[arg(long)]
+    no_adapt: bool,
 }
 
 fn main() -> ExitCode {
@@ -58,6 +62,7 @@ fn main() -> ExitCode {
         grace: Duration::from_secs_f64(args.grace.max(0.0)),
         min_forced_interval: Duration::from_millis(args.min_forced_interval_ms),
         shm_dir: args.shm_dir,
+        adapt: !args.no_adapt,
     };
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

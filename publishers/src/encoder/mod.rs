@@ -20,6 +20,10 @@
 //! * **GOP in the ring.** The bus has `min(gop + 4, 64)` slots, so a joiner
 //!   starts at once from the newest keyframe in the ring.
 //!
+//! * **Load adaptation.** When encoding falls behind the frame interval
+//!   the output steps down (fps, then bit rate) and back up when the load
+//!   goes; the step is in the encoded bus's header ([`adapt`]).
+//!
 //! The encoder is [`codec::H264Encoder`] (x264, or a hardware encoder
 //! that opens).
 
@@ -35,6 +39,7 @@ use framebus::{
 use crate::common::rate::RateLimiter;
 use crate::h264::join_annex_b;
 
+pub mod adapt;
 pub mod clock;
 pub mod codec;
 pub mod profile;
@@ -59,6 +64,9 @@ pub struct EncodeConfig {
     pub min_forced_interval: Duration,
     /// Shared-memory directory of both buses.
     pub shm_dir: Option<std::path::PathBuf>,
+    /// Step down (fps, then bit rate) when encoding falls behind, and back
+    /// up when the load goes ([`adapt`]).
+    pub adapt: bool,
 }
 
 /// Why the encoder process stops.
@@ -219,6 +227,7 @@ fn encode_while_read(
     out.set_source_state(framebus::layout::source_state::RUNNING);
     tracing::info!(encoder = enc.name(), out = %cfg.out, "encoding");
     let mut rate = RateLimiter::new(f64::from(set.fps));
+    let mut adapt = adapt::Adapter::start(set.fps, set.bitrate, cfg.adapt, enc, out, &cfg.out);
     let mut honoured = out.keyframe_requests();
     let mut last_forced: Option<Instant> = None;
     let mut force = true; // the first frame a new reader gets is an IDR
@@ -265,7 +274,9 @@ fn encode_while_read(
             force = true;
         }
         let pts = (frame.mono_ns() as i128 * 9 / 100_000) as i64;
+        let started = framebus::monotonic_ns();
         let aus = enc.encode(&frame, pts, force)?;
+        adapt.after_encode(frame.mono_ns(), started, &mut rate, enc, out);
         if force {
             last_forced = Some(Instant::now());
             out.count(Counter::KeyframesForced, 1);

@@ -1,0 +1,624 @@
+//! Load adaptation: when encoding falls behind the frame interval the
+//! encoder steps down, first in frame rate, then in bit rate, and steps
+//! back up when the load goes (FR-STR-019).
+//!
+//! # Steps
+//!
+//! A [`Ladder`] of [`Level`]s; step 0 is the profile as configured. With a
+//! configured rate `f` and bit rate `b`:
+//!
+//! | step | fps | bit rate |
+//! |---:|---|---|
+//! | 0 | `f` | `b` |
+//! | 1 | `2f/3` | `b` |
+//! | 2 | `f/2` | `b` |
+//! | 3 | `f/3` | `b` |
+//! | 4 | `f/3` | `b/2` |
+//! | 5 | `f/3` | `b/4` |
+//!
+//! (30 fps: 30, 20, 15, 10.) Rates below [`MIN_FPS`] and bit rates below
+//! [`MIN_BITRATE`] are left out, as are repeats, so a small profile has
+//! fewer steps. Frame rate goes first because it is the cheapest lever
+//! that works: encoding time per frame stays, the interval grows, and the
+//! frames that are kept are as good as before (the same bit rate over
+//! fewer frames). Bit rate comes second: x264 is reconfigured in place
+//! (no new SPS), and fewer bits mean less entropy coding, a smaller but
+//! real saving. Picture size is not a step: the encoded bus's header
+//! states its width and height once, for the life of the bus, and a new
+//! size needs a new encoder, a new SPS and an IDR.
+//!
+//! # Decisions
+//!
+//! [`Controller::record`] is fed once per encoded frame with a [`Sample`]:
+//! when the encode started (CLOCK_MONOTONIC), how long it took (wall
+//! time, so time the process waited for a CPU counts) and the frame's
+//! capture time. The frame's *load* is encode time over the output
+//! interval of the current step; it is *over budget* when the load is
+//! above [`Thresholds::over`] (0.9) or when encoding started more than
+//! [`Thresholds::backlog`] (2) intervals after capture. Samples are
+//! judged in windows of [`Thresholds::window`] (1 s):
+//!
+//! * a window in which at least half the frames were over budget steps
+//!   down one step;
+//! * a window is *calm* when its mean load is below [`Thresholds::calm`]
+//!   (0.5) and at most a tenth of its frames were over budget; after
+//!   [`Thresholds::up_after`] (5 s) of calm windows in a row the
+//!   controller steps up one step, and needs as long again for the next.
+//!
+//! Why this cannot oscillate faster than that: stepping up from a calm
+//! step multiplies the load by at most 1.5 (the largest ratio of two
+//! neighbouring intervals: 30 to 20 fps, or 15 to 10), and 0.5 x 1.5 is
+//! below 0.9, so the frame after a step up is not over budget by the
+//! measure that stepped down, unless the load itself changed.
+//!
+//! The controller is pure (no clock, no I/O); [`Adapter`] is the encode
+//! loop's hook that measures, applies a change to the output rate, the
+//! encoder and the encoded bus's header, and logs it.
+
+use std::time::Duration;
+
+use framebus::Writer;
+
+use super::clock::FrameClock;
+use super::codec::H264Encoder;
+use crate::common::rate::RateLimiter;
+
+/// Lowest frame rate a step goes down to (unless configured lower).
+pub const MIN_FPS: u32 = 5;
+/// Lowest bit rate a step goes down to (unless configured lower).
+pub const MIN_BITRATE: u64 = 100_000;
+
+/// What the encoder produces at one step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Level {
+    /// Output frames per second.
+    pub fps: u32,
+    /// Target bit rate, bits per second.
+    pub bitrate: u64,
+}
+
+/// The steps from the configured profile (step 0) down.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ladder(Vec<Level>);
+
+impl Ladder {
+    /// The steps for a profile of `fps` and `bitrate`; with `bitrate_steps`
+    /// false (an encoder whose bit rate cannot change while it runs) only
+    /// the frame-rate steps.
+    pub fn new(fps: u32, bitrate: u64, bitrate_steps: bool) -> Ladder {
+        let fps = fps.max(1);
+        let mut steps = vec![Level { fps, bitrate }];
+        // Integer rounding of f * num / den.
+        let scaled = |num: u32, den: u32| (fps * num + den / 2) / den;
+        for f in [scaled(2, 3), scaled(1, 2), scaled(1, 3)] {
+            let last = steps.last().expect("step 0").fps;
+            if f >= MIN_FPS && f < last {
+                steps.push(Level { fps: f, bitrate });
+            }
+        }
+        if bitrate_steps {
+            let low = steps.last().expect("step 0").fps;
+            for b in [bitrate / 2, bitrate / 4] {
+                if b >= MIN_BITRATE {
+                    steps.push(Level {
+                        fps: low,
+                        bitrate: b,
+                    });
+                }
+            }
+        }
+        Ladder(steps)
+    }
+
+    /// The level of `step` (the last one for a step past the end).
+    pub fn level(&self, step: u32) -> Level {
+        let i = (step as usize).min(self.0.len() - 1);
+        self.0[i]
+    }
+
+    /// The highest step.
+    pub fn max_step(&self) -> u32 {
+        (self.0.len() - 1) as u32
+    }
+}
+
+/// When to step; see the module documentation.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Thresholds {
+    /// Load (encode time / interval) above which a frame is over budget.
+    pub over: f64,
+    /// Capture-to-encode delay, in intervals, above which a frame is over
+    /// budget.
+    pub backlog: f64,
+    /// Mean load below which a window is calm.
+    pub calm: f64,
+    /// Length of a judging window.
+    pub window: Duration,
+    /// Calm time before a step up.
+    pub up_after: Duration,
+}
+
+impl Default for Thresholds {
+    fn default() -> Thresholds {
+        Thresholds {
+            over: 0.9,
+            backlog: 2.0,
+            calm: 0.5,
+            window: Duration::from_secs(1),
+            up_after: Duration::from_secs(5),
+        }
+    }
+}
+
+/// One encoded frame, as measured by the encode loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sample {
+    /// When encoding started, CLOCK_MONOTONIC ns.
+    pub started_ns: u64,
+    /// How long encoding took (wall time), ns.
+    pub encode_ns: u64,
+    /// The frame's capture time, CLOCK_MONOTONIC ns.
+    pub capture_ns: u64,
+}
+
+/// Why the step changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// Most frames of a window were over budget.
+    Overloaded,
+    /// Calm for long enough.
+    Recovered,
+}
+
+impl Reason {
+    /// A word for the log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Overloaded => "encoding falls behind the frame interval",
+            Reason::Recovered => "load went down",
+        }
+    }
+}
+
+/// A step change and what the window that caused it measured.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Change {
+    /// Step before.
+    pub from: u32,
+    /// Step after.
+    pub to: u32,
+    /// Why.
+    pub reason: Reason,
+    /// Mean load of the window (encode time / interval).
+    pub load: f64,
+    /// Fraction of the window's frames over budget.
+    pub over: f64,
+    /// Largest capture-to-encode delay in the window, ns.
+    pub max_backlog_ns: u64,
+}
+
+/// Frames seen in the current window.
+#[derive(Clone, Copy, Debug, Default)]
+struct Window {
+    start_ns: Option<u64>,
+    frames: u32,
+    over: u32,
+    load_sum: f64,
+    max_backlog_ns: u64,
+}
+
+/// The step decision; pure (fed the times, no clock of its own).
+#[derive(Clone, Debug)]
+pub struct Controller {
+    ladder: Ladder,
+    th: Thresholds,
+    step: u32,
+    window: Window,
+    /// Start of the run of calm windows the current one continues.
+    calm_since: Option<u64>,
+}
+
+impl Controller {
+    /// A controller at step 0 of `ladder`.
+    pub fn new(ladder: Ladder, th: Thresholds) -> Controller {
+        Controller {
+            ladder,
+            th,
+            step: 0,
+            window: Window::default(),
+            calm_since: None,
+        }
+    }
+
+    /// The current step.
+    pub fn step(&self) -> u32 {
+        self.step
+    }
+
+    /// The current level.
+    pub fn level(&self) -> Level {
+        self.ladder.level(self.step)
+    }
+
+    /// The steps.
+    pub fn ladder(&self) -> &Ladder {
+        &self.ladder
+    }
+
+    /// Takes one frame's measurement; returns the step change it decided,
+    /// if any (the new step is already current).
+    pub fn record(&mut self, s: Sample) -> Option<Change> {
+        let interval = 1e9 / f64::from(self.level().fps);
+        let load = s.encode_ns as f64 / interval;
+        let backlog_ns = s.started_ns.saturating_sub(s.capture_ns);
+        let w = &mut self.window;
+        let start = *w.start_ns.get_or_insert(s.started_ns);
+        w.frames += 1;
+        w.load_sum += load;
+        w.max_backlog_ns = w.max_backlog_ns.max(backlog_ns);
+        if load > self.th.over || backlog_ns as f64 > self.th.backlog * interval {
+            w.over += 1;
+        }
+        let end = s.started_ns.saturating_add(s.encode_ns);
+        if end.saturating_sub(start) < self.th.window.as_nanos() as u64 {
+            return None;
+        }
+        // The window is complete: judge it and start the next.
+        let w = std::mem::take(&mut self.window);
+        let frames = f64::from(w.frames);
+        let mean = w.load_sum / frames;
+        let over = f64::from(w.over) / frames;
+        let change = |to, reason| Change {
+            from: self.step,
+            to,
+            reason,
+            load: mean,
+            over,
+            max_backlog_ns: w.max_backlog_ns,
+        };
+        if over >= 0.5 {
+            self.calm_since = None;
+            if self.step < self.ladder.max_step() {
+                let c = change(self.step + 1, Reason::Overloaded);
+                self.step += 1;
+                return Some(c);
+            }
+            return None;
+        }
+        if mean < self.th.calm && over <= 0.1 {
+            let since = *self.calm_since.get_or_insert(start);
+            if self.step > 0 && end.saturating_sub(since) >= self.th.up_after.as_nanos() as u64 {
+                self.calm_since = None;
+                let c = change(self.step - 1, Reason::Recovered);
+                self.step -= 1;
+                return Some(c);
+            }
+        } else {
+            self.calm_since = None;
+        }
+        None
+    }
+}
+
+/// The output-rate half of the encode loop's frame selection, whichever
+/// object does it: a step change sets the rate through this.
+pub trait OutputRate {
+    /// Output `fps` frames per second from the next frame on.
+    fn set_output_fps(&mut self, fps: u32);
+}
+
+impl OutputRate for FrameClock {
+    fn set_output_fps(&mut self, fps: u32) {
+        // The grid continues from the last presented time: pts stay on it.
+        self.set_fps(fps);
+    }
+}
+
+impl OutputRate for RateLimiter {
+    fn set_output_fps(&mut self, fps: u32) {
+        // A new schedule, starting with the next frame.
+        *self = RateLimiter::new(f64::from(fps));
+    }
+}
+
+/// The encode loop's hook: measures each encode, and applies and reports
+/// the controller's step changes.
+#[derive(Debug)]
+pub struct Adapter {
+    controller: Controller,
+    enabled: bool,
+    out: String,
+}
+
+impl Adapter {
+    /// Starts at step 0 (`fps`, `bitrate` as configured): the encoder's bit
+    /// rate is set back to the configured one (a previous run may have
+    /// lowered it) and the bus header says step 0. With `enabled` false
+    /// the step stays 0.
+    pub fn start(
+        fps: u32,
+        bitrate: u64,
+        enabled: bool,
+        enc: &mut H264Encoder,
+        out: &Writer,
+        out_name: &str,
+    ) -> Adapter {
+        let bitrate_steps = enc.set_bitrate(bitrate);
+        let controller = Controller::new(
+            Ladder::new(fps, bitrate, bitrate_steps),
+            Thresholds::default(),
+        );
+        let a = Adapter {
+            controller,
+            enabled,
+            out: out_name.to_string(),
+        };
+        a.report(out);
+        a
+    }
+
+    /// After encoding the frame captured at `capture_ns`, started at
+    /// `started_ns` (both CLOCK_MONOTONIC): measure, and on a step change
+    /// set the output rate, the encoder's bit rate and the bus header, and
+    /// log it.
+    pub fn after_encode(
+        &mut self,
+        capture_ns: u64,
+        started_ns: u64,
+        rate: &mut impl OutputRate,
+        enc: &mut H264Encoder,
+        out: &Writer,
+    ) {
+        if !self.enabled {
+            return;
+        }
+        let now = framebus::monotonic_ns();
+        let sample = Sample {
+            started_ns,
+            encode_ns: now.saturating_sub(started_ns),
+            capture_ns,
+        };
+        let Some(c) = self.controller.record(sample) else {
+            return;
+        };
+        let (from, to) = (self.controller.ladder().level(c.from), self.level());
+        rate.set_output_fps(to.fps);
+        if to.bitrate != from.bitrate {
+            enc.set_bitrate(to.bitrate);
+        }
+        self.report(out);
+        tracing::info!(
+            out = %self.out,
+            from = c.from,
+            to = c.to,
+            from_fps = from.fps,
+            to_fps = to.fps,
+            from_kbit = from.bitrate / 1000,
+            to_kbit = to.bitrate / 1000,
+            load_pct = (c.load * 100.0).round() as u32,
+            over_budget_pct = (c.over * 100.0).round() as u32,
+            max_backlog_ms = c.max_backlog_ns / 1_000_000,
+            "load adaptation: step {} -> {}: {}",
+            c.from,
+            c.to,
+            c.reason.as_str()
+        );
+    }
+
+    /// The current level.
+    pub fn level(&self) -> Level {
+        self.controller.level()
+    }
+
+    fn report(&self, out: &Writer) {
+        let l = self.level();
+        out.set_encoder_step(self.controller.step(), l.fps * 1000, l.bitrate);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    fn ladder_fps(l: &Ladder) -> Vec<(u32, u64)> {
+        (0..=l.max_step())
+            .map(|s| (l.level(s).fps, l.level(s).bitrate))
+            .collect()
+    }
+
+    #[test]
+    fn ladders() {
+        assert_eq!(
+            ladder_fps(&Ladder::new(30, 4_000_000, true)),
+            [
+                (30, 4_000_000),
+                (20, 4_000_000),
+                (15, 4_000_000),
+                (10, 4_000_000),
+                (10, 2_000_000),
+                (10, 1_000_000)
+            ]
+        );
+        assert_eq!(
+            ladder_fps(&Ladder::new(60, 4_000_000, false)),
+            [
+                (60, 4_000_000),
+                (40, 4_000_000),
+                (30, 4_000_000),
+                (20, 4_000_000)
+            ]
+        );
+        // 15 fps at 300 kbit/s: 10, 8 (7.5 rounded), 5; 150 kbit/s, and
+        // not 75.
+        assert_eq!(
+            ladder_fps(&Ladder::new(15, 300_000, true)),
+            [
+                (15, 300_000),
+                (10, 300_000),
+                (8, 300_000),
+                (5, 300_000),
+                (5, 150_000)
+            ]
+        );
+        // Nothing below the floors: a 5 fps 100 kbit/s profile has one step.
+        let tiny = Ladder::new(5, 100_000, true);
+        assert_eq!(tiny.max_step(), 0);
+        assert_eq!(tiny.level(7), tiny.level(0));
+    }
+
+    /// Feeds frames at `fps` (of the controller's current level, re-read
+    /// every frame) for `secs`, each taking `encode(t)` ms and starting
+    /// `backlog` ms after capture; returns the changes with their times.
+    struct Sim {
+        c: Controller,
+        t: u64,
+        changes: Vec<(u64, Change)>,
+    }
+
+    impl Sim {
+        fn new(fps: u32) -> Sim {
+            Sim {
+                c: Controller::new(Ladder::new(fps, 4_000_000, true), Thresholds::default()),
+                t: 1_000 * MS,
+                changes: Vec::new(),
+            }
+        }
+
+        fn run(&mut self, secs: f64, encode_ms: f64, backlog_ms: u64) {
+            let end = self.t + (secs * 1e9) as u64;
+            while self.t < end {
+                let interval = 1_000_000_000 / u64::from(self.c.level().fps);
+                let encode_ns = (encode_ms * 1e6) as u64;
+                let s = Sample {
+                    started_ns: self.t,
+                    encode_ns,
+                    capture_ns: self.t - backlog_ms * MS,
+                };
+                if let Some(ch) = self.c.record(s) {
+                    self.changes.push((self.t, ch));
+                }
+                // The next frame starts at the next interval, or when this
+                // one is done if it overran.
+                self.t += interval.max(encode_ns);
+            }
+        }
+    }
+
+    #[test]
+    fn steady_under_budget_never_changes() {
+        let mut s = Sim::new(30);
+        s.run(60.0, 25.0, 2); // 75 % of 33 ms
+        assert!(s.changes.is_empty(), "{:?}", s.changes);
+        assert_eq!(s.c.step(), 0);
+    }
+
+    #[test]
+    fn overload_steps_down_once_a_second_until_it_fits() {
+        let mut s = Sim::new(30);
+        // 46 ms per frame: over budget at 30 fps (33 ms) and at 20 fps
+        // (above 0.9 x 50 ms = 45 ms).
+        s.run(10.0, 46.0, 0);
+        let steps: Vec<u32> = s.changes.iter().map(|(_, c)| c.to).collect();
+        assert_eq!(steps, [1, 2], "{:?}", s.changes);
+        assert!(s
+            .changes
+            .iter()
+            .all(|(_, c)| c.reason == Reason::Overloaded));
+        // A second between changes, the first after a second (the time
+        // of a change is the start of the frame that completed the
+        // window: up to one frame, 46 ms, earlier).
+        assert!(s.changes[0].0 + 46 * MS >= 2_000 * MS);
+        assert!(s.changes[1].0 - s.changes[0].0 + 46 * MS >= 1_000 * MS);
+        // 15 fps: 46 / 66.7 = 69 %: neither over nor calm, so it stays.
+        assert_eq!(s.c.level().fps, 15);
+        s.run(30.0, 46.0, 0);
+        assert_eq!(s.changes.len(), 2);
+    }
+
+    #[test]
+    fn a_short_spike_does_not_step_down() {
+        let mut s = Sim::new(30);
+        s.run(5.0, 10.0, 0);
+        s.run(0.3, 60.0, 0); // 300 ms of overload: part of one window
+        s.run(5.0, 10.0, 0);
+        assert!(s.changes.is_empty(), "{:?}", s.changes);
+    }
+
+    #[test]
+    fn backlog_alone_steps_down() {
+        let mut s = Sim::new(30);
+        // Cheap encodes, but every frame starts 80 ms after its capture
+        // (> 2 intervals of 33 ms): the loop is behind.
+        s.run(1.5, 5.0, 80);
+        assert_eq!(s.c.step(), 1);
+        assert_eq!(s.changes[0].1.max_backlog_ns, 80 * MS);
+    }
+
+    #[test]
+    fn overload_bottoms_out_at_the_last_step() {
+        let mut s = Sim::new(30);
+        s.run(30.0, 500.0, 0);
+        assert_eq!(s.c.step(), s.c.ladder().max_step());
+        assert_eq!(
+            s.c.level(),
+            Level {
+                fps: 10,
+                bitrate: 1_000_000
+            }
+        );
+    }
+
+    #[test]
+    fn recovers_one_step_per_calm_period_and_never_faster() {
+        let mut s = Sim::new(30);
+        s.run(20.0, 500.0, 0);
+        let bottom = s.c.step();
+        let n = s.changes.len();
+        // Load gone: 5 ms a frame.
+        s.run(60.0, 5.0, 0);
+        assert_eq!(s.c.step(), 0, "back to the profile as configured");
+        let ups: Vec<&(u64, Change)> = s.changes[n..].iter().collect();
+        assert_eq!(ups.len() as u32, bottom);
+        assert!(ups.iter().all(|(_, c)| c.reason == Reason::Recovered));
+        for w in ups.windows(2) {
+            assert_eq!(w[1].1.to + 1, w[0].1.to, "one step at a time");
+            // 5 s apart, less the 5 ms of the frame that completed it.
+            assert!(w[1].0 - w[0].0 + 5 * MS >= 5_000 * MS, "{ups:?}");
+        }
+    }
+
+    #[test]
+    fn a_busy_window_restarts_the_calm_period() {
+        let mut s = Sim::new(30);
+        s.run(1.05, 50.0, 0);
+        let k = s.c.step();
+        assert!(k >= 1, "{:?}", s.changes);
+        // 3.5 s calm, then 2.5 s at 35 ms (52 % of 66.7 ms, 70 % of 50 ms:
+        // neither calm nor over), then 3.5 s calm: never 5 s calm in a row.
+        s.run(3.5, 5.0, 0);
+        s.run(2.5, 35.0, 0);
+        s.run(3.5, 5.0, 0);
+        assert_eq!(s.c.step(), k, "{:?}", s.changes);
+        s.run(3.0, 5.0, 0);
+        assert_eq!(s.c.step(), k - 1, "{:?}", s.changes);
+    }
+
+    #[test]
+    fn no_oscillation_at_the_edge() {
+        // A load that is just calm one step down and just under the
+        // over-budget line one step up: it steps down once, climbs back,
+        // and stays.
+        for encode_ms in [20.0, 29.0, 31.0, 40.0, 44.0] {
+            let mut s = Sim::new(30);
+            s.run(120.0, encode_ms, 0);
+            assert!(
+                s.changes.len() <= 2,
+                "{encode_ms} ms: {} changes: {:?}",
+                s.changes.len(),
+                s.changes
+            );
+        }
+    }
+}
