@@ -31,25 +31,40 @@
 //!
 //! [`Controller::record`] is fed once per encoded frame with a [`Sample`]:
 //! when the encode started (CLOCK_MONOTONIC), how long it took (wall
-//! time, so time the process waited for a CPU counts) and the frame's
-//! capture time. The frame's *load* is encode time over the output
-//! interval of the current step; it is *over budget* when the load is
-//! above [`Thresholds::over`] (0.9) or when encoding started more than
-//! [`Thresholds::backlog`] (2) intervals after capture. Samples are
-//! judged in windows of [`Thresholds::window`] (1 s):
+//! time, so time the process waited for a CPU counts), the frame's
+//! capture time, and how many raw frames the loop never took before it
+//! (`Frame::skipped`). The frame's *load* is encode time over the output
+//! interval of the current step. A frame is *over budget* when
+//!
+//! * its load is above [`Thresholds::over`] (0.9), or
+//! * encoding started more than [`Thresholds::backlog`] (2) intervals
+//!   after capture, or
+//! * the loop missed a frame it was due to encode: it skipped `n` raw
+//!   frames and `n x out_fps / raw_fps >= 1`. This is the measure that
+//!   catches a starved process: the raw bus is read latest-first, so after
+//!   waiting for a CPU the loop takes the newest frame (a small backlog)
+//!   and encodes it in one time slice (a small load), and the frames it
+//!   never took are the only trace of the time it lost. A camera that
+//!   loses frames never published them, so they are not skipped.
+//!
+//! Samples are judged in windows of [`Thresholds::window`] (1 s):
 //!
 //! * a window in which at least half the frames were over budget steps
 //!   down one step;
 //! * a window is *calm* when its mean load is below [`Thresholds::calm`]
-//!   (0.5) and at most a tenth of its frames were over budget; after
+//!   (0.5), at most a tenth of its frames were over budget, and the raw
+//!   frames it skipped would have made it miss at most one frame in ten
+//!   at the rate of the step above; after
 //!   [`Thresholds::up_after`] (5 s) of calm windows in a row the
 //!   controller steps up one step, and needs as long again for the next.
 //!
-//! Why this cannot oscillate faster than that: stepping up from a calm
+//! Why this does not oscillate faster than that: stepping up from a calm
 //! step multiplies the load by at most 1.5 (the largest ratio of two
 //! neighbouring intervals: 30 to 20 fps, or 15 to 10), and 0.5 x 1.5 is
-//! below 0.9, so the frame after a step up is not over budget by the
-//! measure that stepped down, unless the load itself changed.
+//! below 0.9; and a calm window already showed that the step above would
+//! not have missed frames. So the frames after a step up are not over
+//! budget by the measures that stepped down, unless the load itself
+//! changed.
 //!
 //! The controller is pure (no clock, no I/O); [`Adapter`] is the encode
 //! loop's hook that measures, applies a change to the output rate, the
@@ -57,7 +72,7 @@
 
 use std::time::Duration;
 
-use framebus::Writer;
+use framebus::{Frame, Writer};
 
 use super::clock::FrameClock;
 use super::codec::H264Encoder;
@@ -159,6 +174,9 @@ pub struct Sample {
     pub encode_ns: u64,
     /// The frame's capture time, CLOCK_MONOTONIC ns.
     pub capture_ns: u64,
+    /// Raw frames published just before this one that the loop never
+    /// took (`Frame::skipped`).
+    pub skipped: u64,
 }
 
 /// Why the step changed.
@@ -195,6 +213,9 @@ pub struct Change {
     pub over: f64,
     /// Largest capture-to-encode delay in the window, ns.
     pub max_backlog_ns: u64,
+    /// Frames due for encoding that the loop missed in the window
+    /// (estimated from the raw frames it skipped).
+    pub missed: f64,
 }
 
 /// Frames seen in the current window.
@@ -205,12 +226,16 @@ struct Window {
     over: u32,
     load_sum: f64,
     max_backlog_ns: u64,
+    missed: f64,
+    skipped: u64,
 }
 
 /// The step decision; pure (fed the times, no clock of its own).
 #[derive(Clone, Debug)]
 pub struct Controller {
     ladder: Ladder,
+    /// The raw bus's frame rate.
+    raw_fps: f64,
     th: Thresholds,
     step: u32,
     window: Window,
@@ -219,10 +244,16 @@ pub struct Controller {
 }
 
 impl Controller {
-    /// A controller at step 0 of `ladder`.
-    pub fn new(ladder: Ladder, th: Thresholds) -> Controller {
+    /// A controller at step 0 of `ladder`, for a raw bus of `raw_fps`.
+    pub fn new(ladder: Ladder, raw_fps: f64, th: Thresholds) -> Controller {
+        let raw_fps = if raw_fps.is_finite() && raw_fps > 0.0 {
+            raw_fps
+        } else {
+            f64::from(ladder.level(0).fps)
+        };
         Controller {
             ladder,
+            raw_fps,
             th,
             step: 0,
             window: Window::default(),
@@ -248,15 +279,20 @@ impl Controller {
     /// Takes one frame's measurement; returns the step change it decided,
     /// if any (the new step is already current).
     pub fn record(&mut self, s: Sample) -> Option<Change> {
-        let interval = 1e9 / f64::from(self.level().fps);
+        let fps = f64::from(self.level().fps);
+        let interval = 1e9 / fps;
         let load = s.encode_ns as f64 / interval;
         let backlog_ns = s.started_ns.saturating_sub(s.capture_ns);
+        // Of the raw frames skipped, the share the output rate wanted.
+        let missed = s.skipped as f64 * (fps / self.raw_fps).min(1.0);
         let w = &mut self.window;
         let start = *w.start_ns.get_or_insert(s.started_ns);
         w.frames += 1;
         w.load_sum += load;
         w.max_backlog_ns = w.max_backlog_ns.max(backlog_ns);
-        if load > self.th.over || backlog_ns as f64 > self.th.backlog * interval {
+        w.missed += missed;
+        w.skipped += s.skipped;
+        if load > self.th.over || backlog_ns as f64 > self.th.backlog * interval || missed >= 1.0 {
             w.over += 1;
         }
         let end = s.started_ns.saturating_add(s.encode_ns);
@@ -275,6 +311,7 @@ impl Controller {
             load: mean,
             over,
             max_backlog_ns: w.max_backlog_ns,
+            missed: w.missed,
         };
         if over >= 0.5 {
             self.calm_since = None;
@@ -285,7 +322,12 @@ impl Controller {
             }
             return None;
         }
-        if mean < self.th.calm && over <= 0.1 {
+        // Calm also asks that the step above would not have missed frames
+        // either: a loop that still skips raw frames (all of them not due
+        // at this rate) would miss due ones one step up.
+        let up_fps = self.ladder.level(self.step.saturating_sub(1)).fps;
+        let missed_up = w.skipped as f64 * (f64::from(up_fps) / self.raw_fps).min(1.0);
+        if mean < self.th.calm && over <= 0.1 && missed_up <= 0.1 * frames {
             let since = *self.calm_since.get_or_insert(start);
             if self.step > 0 && end.saturating_sub(since) >= self.th.up_after.as_nanos() as u64 {
                 self.calm_since = None;
@@ -338,6 +380,7 @@ impl Adapter {
     pub fn start(
         fps: u32,
         bitrate: u64,
+        raw_fps: f64,
         enabled: bool,
         enc: &mut H264Encoder,
         out: &Writer,
@@ -346,6 +389,7 @@ impl Adapter {
         let bitrate_steps = enc.set_bitrate(bitrate);
         let controller = Controller::new(
             Ladder::new(fps, bitrate, bitrate_steps),
+            raw_fps,
             Thresholds::default(),
         );
         let a = Adapter {
@@ -357,13 +401,12 @@ impl Adapter {
         a
     }
 
-    /// After encoding the frame captured at `capture_ns`, started at
-    /// `started_ns` (both CLOCK_MONOTONIC): measure, and on a step change
-    /// set the output rate, the encoder's bit rate and the bus header, and
-    /// log it.
+    /// After encoding `frame`, started at `started_ns` (CLOCK_MONOTONIC):
+    /// measure, and on a step change set the output rate, the encoder's
+    /// bit rate and the bus header, and log it.
     pub fn after_encode(
         &mut self,
-        capture_ns: u64,
+        frame: &Frame,
         started_ns: u64,
         rate: &mut impl OutputRate,
         enc: &mut H264Encoder,
@@ -376,7 +419,8 @@ impl Adapter {
         let sample = Sample {
             started_ns,
             encode_ns: now.saturating_sub(started_ns),
-            capture_ns,
+            capture_ns: frame.mono_ns(),
+            skipped: frame.skipped(),
         };
         let Some(c) = self.controller.record(sample) else {
             return;
@@ -398,6 +442,7 @@ impl Adapter {
             load_pct = (c.load * 100.0).round() as u32,
             over_budget_pct = (c.over * 100.0).round() as u32,
             max_backlog_ms = c.max_backlog_ns / 1_000_000,
+            missed_frames = c.missed.round() as u64,
             "load adaptation: step {} -> {}: {}",
             c.from,
             c.to,
@@ -480,13 +525,24 @@ mod tests {
     impl Sim {
         fn new(fps: u32) -> Sim {
             Sim {
-                c: Controller::new(Ladder::new(fps, 4_000_000, true), Thresholds::default()),
+                c: Controller::new(
+                    Ladder::new(fps, 4_000_000, true),
+                    f64::from(fps),
+                    Thresholds::default(),
+                ),
                 t: 1_000 * MS,
                 changes: Vec::new(),
             }
         }
 
         fn run(&mut self, secs: f64, encode_ms: f64, backlog_ms: u64) {
+            self.run_cycle(secs, encode_ms, backlog_ms, 0);
+        }
+
+        /// As `run`, but the loop comes back for a frame only every
+        /// `cycle_ms` (it waits for a CPU): it then takes the newest raw
+        /// frame (30 fps) and skips the others.
+        fn run_cycle(&mut self, secs: f64, encode_ms: f64, backlog_ms: u64, cycle_ms: u64) {
             let end = self.t + (secs * 1e9) as u64;
             while self.t < end {
                 let interval = 1_000_000_000 / u64::from(self.c.level().fps);
@@ -495,13 +551,14 @@ mod tests {
                     started_ns: self.t,
                     encode_ns,
                     capture_ns: self.t - backlog_ms * MS,
+                    skipped: (cycle_ms * 30 / 1000).saturating_sub(1),
                 };
                 if let Some(ch) = self.c.record(s) {
                     self.changes.push((self.t, ch));
                 }
                 // The next frame starts at the next interval, or when this
                 // one is done if it overran.
-                self.t += interval.max(encode_ns);
+                self.t += interval.max(encode_ns).max(cycle_ms * MS);
             }
         }
     }
@@ -554,6 +611,21 @@ mod tests {
         s.run(1.5, 5.0, 80);
         assert_eq!(s.c.step(), 1);
         assert_eq!(s.changes[0].1.max_backlog_ns, 80 * MS);
+    }
+
+    #[test]
+    fn a_loop_that_misses_frames_steps_down_until_it_takes_every_due_one() {
+        let mut s = Sim::new(30);
+        // Encodes take 4 ms once the loop runs, but it runs only every
+        // 100 ms: it skips 2 of every 3 raw frames. At 30, 20 and 15 fps
+        // frames it was due to encode are among them; at 10 fps none are.
+        s.run_cycle(10.0, 4.0, 5, 100);
+        assert_eq!(s.c.level().fps, 10, "{:?}", s.changes);
+        assert_eq!(s.changes.len(), 3, "{:?}", s.changes);
+        assert!(s.changes[0].1.missed >= 10.0, "{:?}", s.changes[0]);
+        // A loop keeping up (no skips) with the same cheap encodes is calm.
+        s.run(20.0, 4.0, 5);
+        assert_eq!(s.c.step(), 0);
     }
 
     #[test]

@@ -227,7 +227,9 @@ fn encode_while_read(
     out.set_source_state(framebus::layout::source_state::RUNNING);
     tracing::info!(encoder = enc.name(), out = %cfg.out, "encoding");
     let mut rate = RateLimiter::new(f64::from(set.fps));
-    let mut adapt = adapt::Adapter::start(set.fps, set.bitrate, cfg.adapt, enc, out, &cfg.out);
+    let raw_fps = raw.spec().fps.as_f64();
+    let mut adapt =
+        adapt::Adapter::start(set.fps, set.bitrate, raw_fps, cfg.adapt, enc, out, &cfg.out);
     let mut honoured = out.keyframe_requests();
     let mut last_forced: Option<Instant> = None;
     let mut force = true; // the first frame a new reader gets is an IDR
@@ -276,7 +278,7 @@ fn encode_while_read(
         let pts = (frame.mono_ns() as i128 * 9 / 100_000) as i64;
         let started = framebus::monotonic_ns();
         let aus = enc.encode(&frame, pts, force)?;
-        adapt.after_encode(frame.mono_ns(), started, &mut rate, enc, out);
+        adapt.after_encode(&frame, started, &mut rate, enc, out);
         if force {
             last_forced = Some(Instant::now());
             out.count(Counter::KeyframesForced, 1);
