@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use framebus::{stat, BusInfo, ReadError, Reader, ReaderOptions};
 use framebus_test_support::feed::TestBus;
-use framebus_test_support::{eventually, ChildGuard};
+use framebus_test_support::{bins, eventually, run, ChildGuard};
 
 /// Busy loops on the encoder's CPU.
 const HOGS: usize = 16;
@@ -222,6 +222,28 @@ fn a_starved_encoder_steps_down_keeps_flowing_and_recovers() {
     );
     let b = info(&out);
     assert!(b.encoder_fps > 0.0 && b.encoder_fps < 30.0, "{b:?}");
+    // `framebus stat` shows it (and `ls` has a STEP column).
+    let cli = bins::path("framebus");
+    let shown = run(
+        Command::new(&cli).args(["stat", &out]),
+        Duration::from_secs(20),
+    );
+    let text = String::from_utf8_lossy(&shown.stdout);
+    eprintln!("framebus stat {out} (starved):\n{text}");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("encoder step"))
+        .unwrap_or_else(|| panic!("framebus stat shows no encoder step:\n{text}"));
+    assert!(
+        !line.starts_with("encoder step   0") && line.contains("reduced for CPU load"),
+        "{line}"
+    );
+    let listed = run(Command::new(&cli).arg("ls"), Duration::from_secs(20));
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        text.lines().next().is_some_and(|h| h.ends_with("STEP")),
+        "{text}"
+    );
     let logged = log
         .lock()
         .unwrap()
