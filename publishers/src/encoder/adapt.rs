@@ -10,22 +10,29 @@
 //! | step | fps | bit rate |
 //! |---:|---|---|
 //! | 0 | `f` | `b` |
-//! | 1 | `2f/3` | `b` |
-//! | 2 | `f/2` | `b` |
-//! | 3 | `f/3` | `b` |
-//! | 4 | `f/3` | `b/2` |
-//! | 5 | `f/3` | `b/4` |
+//! | 1 | `2f/3` | `2b/3` |
+//! | 2 | `f/2` | `b/2` |
+//! | 3 | `f/3` | `b/3` |
+//! | 4 | `f/3` | `b/6` |
+//! | 5 | `f/3` | `b/12` |
 //!
-//! (30 fps: 30, 20, 15, 10.) Rates below [`MIN_FPS`] and bit rates below
+//! (30 fps at 4 Mbit/s: 30, 20, 15, 10 fps at 4, 2.67, 2, 1.33 Mbit/s,
+//! then 667 and 333 kbit/s.) Rates below [`MIN_FPS`] and bit rates below
 //! [`MIN_BITRATE`] are left out, as are repeats, so a small profile has
-//! fewer steps. Frame rate goes first because it is the cheapest lever
-//! that works: encoding time per frame stays, the interval grows, and the
-//! frames that are kept are as good as before (the same bit rate over
-//! fewer frames). Bit rate comes second: x264 is reconfigured in place
-//! (no new SPS), and fewer bits mean less entropy coding, a smaller but
-//! real saving. Picture size is not a step: the encoded bus's header
-//! states its width and height once, for the life of the bus, and a new
-//! size needs a new encoder, a new SPS and an IDR.
+//! fewer steps. Frame rate goes first, with the bit rate scaled with it so
+//! that every frame kept gets as many bits as before: each frame looks
+//! the same, there are fewer of them, and each costs the encoder what it
+//! did, so the work falls with the rate. (Keeping the bit rate instead
+//! defeats the purpose on a picture that is hard to compress: x264's time
+//! per frame grows with the bits it writes, so a third of the frames at
+//! three times the bits each saves little.) Bit rate alone comes second:
+//! fewer bits per frame mean less entropy coding, a smaller but real
+//! saving, at a visible cost in quality. x264 is reconfigured in place
+//! (no new SPS, no IDR); an encoder that cannot change its bit rate while
+//! it runs gets the frame-rate steps only, at the configured bit rate.
+//! Picture size is not a step: the encoded bus's header states its width
+//! and height once, for the life of the bus, and a new size needs a new
+//! encoder, a new SPS and an IDR.
 //!
 //! # Decisions
 //!
@@ -108,15 +115,22 @@ impl Ladder {
         for f in [scaled(2, 3), scaled(1, 2), scaled(1, 3)] {
             let last = steps.last().expect("step 0").fps;
             if f >= MIN_FPS && f < last {
-                steps.push(Level { fps: f, bitrate });
+                // The same bits per frame, where the encoder can change
+                // its rate.
+                let b = if bitrate_steps {
+                    (bitrate * u64::from(f) / u64::from(fps)).max(MIN_BITRATE.min(bitrate))
+                } else {
+                    bitrate
+                };
+                steps.push(Level { fps: f, bitrate: b });
             }
         }
         if bitrate_steps {
-            let low = steps.last().expect("step 0").fps;
-            for b in [bitrate / 2, bitrate / 4] {
+            let low = *steps.last().expect("step 0");
+            for b in [low.bitrate / 2, low.bitrate / 4] {
                 if b >= MIN_BITRATE {
                     steps.push(Level {
-                        fps: low,
+                        fps: low.fps,
                         bitrate: b,
                     });
                 }
@@ -479,13 +493,14 @@ mod tests {
             ladder_fps(&Ladder::new(30, 4_000_000, true)),
             [
                 (30, 4_000_000),
-                (20, 4_000_000),
-                (15, 4_000_000),
-                (10, 4_000_000),
-                (10, 2_000_000),
-                (10, 1_000_000)
+                (20, 2_666_666),
+                (15, 2_000_000),
+                (10, 1_333_333),
+                (10, 666_666),
+                (10, 333_333)
             ]
         );
+        // An encoder that cannot change its bit rate: fps steps only.
         assert_eq!(
             ladder_fps(&Ladder::new(60, 4_000_000, false)),
             [
@@ -495,17 +510,11 @@ mod tests {
                 (20, 4_000_000)
             ]
         );
-        // 15 fps at 300 kbit/s: 10, 8 (7.5 rounded), 5; 150 kbit/s, and
-        // not 75.
+        // 15 fps at 300 kbit/s: 10, 8 (7.5 rounded), 5 fps; never below
+        // 100 kbit/s.
         assert_eq!(
             ladder_fps(&Ladder::new(15, 300_000, true)),
-            [
-                (15, 300_000),
-                (10, 300_000),
-                (8, 300_000),
-                (5, 300_000),
-                (5, 150_000)
-            ]
+            [(15, 300_000), (10, 200_000), (8, 160_000), (5, 100_000)]
         );
         // Nothing below the floors: a 5 fps 100 kbit/s profile has one step.
         let tiny = Ladder::new(5, 100_000, true);
@@ -637,7 +646,7 @@ mod tests {
             s.c.level(),
             Level {
                 fps: 10,
-                bitrate: 1_000_000
+                bitrate: 333_333
             }
         );
     }
