@@ -411,7 +411,17 @@ impl Adapter {
             enabled,
             out: out_name.to_string(),
         };
-        a.report(out);
+        let before = a.report(out);
+        if before != 0 {
+            tracing::info!(
+                out = %a.out,
+                from = before,
+                to = 0,
+                to_fps = fps,
+                to_kbit = bitrate / 1000,
+                "load adaptation: step {before} -> 0: encoding restarts as configured"
+            );
+        }
         a
     }
 
@@ -469,9 +479,10 @@ impl Adapter {
         self.controller.level()
     }
 
-    fn report(&self, out: &Writer) {
+    /// Writes the current step to the bus header; the step it said before.
+    fn report(&self, out: &Writer) -> u32 {
         let l = self.level();
-        out.set_encoder_step(self.controller.step(), l.fps * 1000, l.bitrate);
+        out.set_encoder_step(self.controller.step(), l.fps * 1000, l.bitrate)
     }
 }
 
