@@ -276,4 +276,9 @@ fn a_starved_encoder_steps_down_keeps_flowing_and_recovers() {
         .filter(|l| l.contains("load went down"))
         .count();
     assert!(ups >= 1, "no step up logged: {:?}", log.lock());
+    for l in log.lock().unwrap().iter() {
+        if l.contains("load adaptation") {
+            eprintln!("{l}");
+        }
+    }
 }
