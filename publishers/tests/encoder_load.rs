@@ -37,6 +37,8 @@ struct Taken {
     at: Instant,
     /// Capture to reader, ms (CLOCK_REALTIME both ends).
     latency_ms: f64,
+    /// Bytes of the access unit.
+    len: usize,
 }
 
 /// A reader of the encoded bus on its own thread, keeping what it took.
@@ -69,6 +71,7 @@ impl Watch {
                             taken.lock().unwrap().push(Taken {
                                 at: Instant::now(),
                                 latency_ms,
+                                len: f.len(),
                             });
                         }
                         Err(ReadError::Timeout { .. }) => {}
@@ -126,8 +129,9 @@ fn sample(t0: Instant, phase: &str, out: &str, w: &Watch) -> (u32, usize) {
     lat.sort_by(f64::total_cmp);
     let median = lat.get(lat.len() / 2).copied().unwrap_or(f64::NAN);
     let max = lat.last().copied().unwrap_or(f64::NAN);
+    let kbit = last.iter().map(|t| t.len).sum::<usize>() * 8 / 1000;
     eprintln!(
-        "{:>5.1} s  {phase:<9} step {}  ({:>4.1} fps, {:>4} kbit/s)  received {:>2}/s  latency median {:>6.1} ms  max {:>6.1} ms",
+        "{:>5.1} s  {phase:<9} step {}  ({:>4.1} fps, {:>4} kbit/s)  received {:>2}/s {kbit:>5} kbit/s  latency median {:>6.1} ms  max {:>6.1} ms",
         t0.elapsed().as_secs_f64(),
         b.encoder_step,
         b.encoder_fps,

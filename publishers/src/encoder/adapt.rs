@@ -7,29 +7,34 @@
 //! A [`Ladder`] of [`Level`]s; step 0 is the profile as configured. With a
 //! configured rate `f` and bit rate `b`:
 //!
-//! | step | fps | bit rate |
-//! |---:|---|---|
-//! | 0 | `f` | `b` |
-//! | 1 | `2f/3` | `2b/3` |
-//! | 2 | `f/2` | `b/2` |
-//! | 3 | `f/3` | `b/3` |
-//! | 4 | `f/3` | `b/6` |
-//! | 5 | `f/3` | `b/12` |
+//! | step | fps | stream bit rate | encoder told |
+//! |---:|---|---|---|
+//! | 0 | `f` | `b` | `b` |
+//! | 1 | `2f/3` | `2b/3` | `b` |
+//! | 2 | `f/2` | `b/2` | `b` |
+//! | 3 | `f/3` | `b/3` | `b` |
+//! | 4 | `f/3` | `b/6` | `b/2` |
+//! | 5 | `f/3` | `b/12` | `b/4` |
 //!
 //! (30 fps at 4 Mbit/s: 30, 20, 15, 10 fps at 4, 2.67, 2, 1.33 Mbit/s,
-//! then 667 and 333 kbit/s.) Rates below [`MIN_FPS`] and bit rates below
-//! [`MIN_BITRATE`] are left out, as are repeats, so a small profile has
-//! fewer steps. Frame rate goes first, with the bit rate scaled with it so
-//! that every frame kept gets as many bits as before: each frame looks
-//! the same, there are fewer of them, and each costs the encoder what it
-//! did, so the work falls with the rate. (Keeping the bit rate instead
-//! defeats the purpose on a picture that is hard to compress: x264's time
-//! per frame grows with the bits it writes, so a third of the frames at
-//! three times the bits each saves little.) Bit rate alone comes second:
-//! fewer bits per frame mean less entropy coding, a smaller but real
-//! saving, at a visible cost in quality. x264 is reconfigured in place
-//! (no new SPS, no IDR); an encoder that cannot change its bit rate while
-//! it runs gets the frame-rate steps only, at the configured bit rate.
+//! then 667 and 333 kbit/s.) Rates below [`MIN_FPS`] and stream bit rates
+//! below [`MIN_BITRATE`] are left out, as are repeats, so a small profile
+//! has fewer steps.
+//!
+//! Frame rate goes first and keeps the bits of every frame: each frame
+//! looks as before and costs the encoder as much, there are fewer of
+//! them, so the work and the stream's bit rate fall with the rate. The
+//! encoder is not told: x264 with `tune=zerolatency` (no VFR input)
+//! budgets bits per frame as `bit rate / configured fps` whatever the
+//! frames' timestamps, so a stream at a third of the frames carries a
+//! third of the bits without a change (measured: told 1333 kbit/s at
+//! 10 fps, x264 wrote ~400 kbit/s, its 44 kbit budget per frame; hardware
+//! encoders opened at a fixed rate do the same). Bit rate alone comes
+//! second: fewer bits per frame mean less entropy coding, a real saving on
+//! a picture that is hard to compress (x264's time per frame grows with
+//! the bits it writes), at a visible cost in quality. x264's bit rate is
+//! reconfigured in place (no new SPS, no IDR); an encoder that cannot
+//! change its bit rate while it runs gets the frame-rate steps only.
 //! Picture size is not a step: the encoded bus's header states its width
 //! and height once, for the life of the bus, and a new size needs a new
 //! encoder, a new SPS and an IDR.
@@ -41,23 +46,24 @@
 //! time, so time the process waited for a CPU counts), the frame's
 //! capture time, and how many raw frames the loop never took before it
 //! (`Frame::skipped`). The frame's *load* is encode time over the output
-//! interval of the current step. A frame is *over budget* when
+//! interval of the current step. A frame is *over budget* when its load
+//! is above [`Thresholds::over`] (0.9) or encoding started more than
+//! [`Thresholds::backlog`] (2) intervals after capture.
 //!
-//! * its load is above [`Thresholds::over`] (0.9), or
-//! * encoding started more than [`Thresholds::backlog`] (2) intervals
-//!   after capture, or
-//! * the loop missed a frame it was due to encode: it skipped `n` raw
-//!   frames and `n x out_fps / raw_fps >= 1`. This is the measure that
-//!   catches a starved process: the raw bus is read latest-first, so after
-//!   waiting for a CPU the loop takes the newest frame (a small backlog)
-//!   and encodes it in one time slice (a small load), and the frames it
-//!   never took are the only trace of the time it lost. A camera that
-//!   loses frames never published them, so they are not skipped.
+//! Samples are judged in windows of [`Thresholds::window`] (1 s). A
+//! window's *missed* frames are the frames due in it (its length times
+//! the output rate) that were not encoded, as far as the raw frames the
+//! loop skipped explain them (`skipped x out_fps / raw_fps`, at most the
+//! shortfall). This is the measure that catches a starved process: the
+//! raw bus is read latest-first, so after waiting for a CPU the loop
+//! takes the newest frame (a small backlog) and encodes it within its
+//! time slices (often a small load), and the frames it never took are the
+//! only trace of the time it lost. A camera that loses frames never
+//! published them, so they are not skipped.
 //!
-//! Samples are judged in windows of [`Thresholds::window`] (1 s):
-//!
-//! * a window in which at least half the frames were over budget steps
-//!   down one step;
+//! * a window in which at least half the frames were over budget, or in
+//!   which a quarter ([`Thresholds::missed`]) of the due frames were
+//!   missed, steps down one step;
 //! * a window is *calm* when its mean load is below [`Thresholds::calm`]
 //!   (0.5), at most a tenth of its frames were over budget, and the raw
 //!   frames it skipped would have made it miss at most one frame in ten
@@ -95,8 +101,12 @@ pub const MIN_BITRATE: u64 = 100_000;
 pub struct Level {
     /// Output frames per second.
     pub fps: u32,
-    /// Target bit rate, bits per second.
+    /// The stream's target bit rate, bits per second.
     pub bitrate: u64,
+    /// The bit rate the encoder is configured with: the stream's rate at
+    /// the configured fps (it budgets bits per frame as its bit rate over
+    /// its configured fps).
+    pub encoder_bitrate: u64,
 }
 
 /// The steps from the configured profile (step 0) down.
@@ -109,29 +119,32 @@ impl Ladder {
     /// the frame-rate steps.
     pub fn new(fps: u32, bitrate: u64, bitrate_steps: bool) -> Ladder {
         let fps = fps.max(1);
-        let mut steps = vec![Level { fps, bitrate }];
+        let mut steps = vec![Level {
+            fps,
+            bitrate,
+            encoder_bitrate: bitrate,
+        }];
         // Integer rounding of f * num / den.
         let scaled = |num: u32, den: u32| (fps * num + den / 2) / den;
         for f in [scaled(2, 3), scaled(1, 2), scaled(1, 3)] {
             let last = steps.last().expect("step 0").fps;
             if f >= MIN_FPS && f < last {
-                // The same bits per frame, where the encoder can change
-                // its rate.
-                let b = if bitrate_steps {
-                    (bitrate * u64::from(f) / u64::from(fps)).max(MIN_BITRATE.min(bitrate))
-                } else {
-                    bitrate
-                };
-                steps.push(Level { fps: f, bitrate: b });
+                // The same bits per frame, fewer frames.
+                steps.push(Level {
+                    fps: f,
+                    bitrate: bitrate * u64::from(f) / u64::from(fps),
+                    encoder_bitrate: bitrate,
+                });
             }
         }
         if bitrate_steps {
             let low = *steps.last().expect("step 0");
-            for b in [low.bitrate / 2, low.bitrate / 4] {
-                if b >= MIN_BITRATE {
+            for div in [2, 4] {
+                if low.bitrate / div >= MIN_BITRATE {
                     steps.push(Level {
                         fps: low.fps,
-                        bitrate: b,
+                        bitrate: low.bitrate / div,
+                        encoder_bitrate: bitrate / div,
                     });
                 }
             }
@@ -159,6 +172,8 @@ pub struct Thresholds {
     /// Capture-to-encode delay, in intervals, above which a frame is over
     /// budget.
     pub backlog: f64,
+    /// Share of a window's due frames that, missed, make it over budget.
+    pub missed: f64,
     /// Mean load below which a window is calm.
     pub calm: f64,
     /// Length of a judging window.
@@ -172,6 +187,7 @@ impl Default for Thresholds {
         Thresholds {
             over: 0.9,
             backlog: 2.0,
+            missed: 0.25,
             calm: 0.5,
             window: Duration::from_secs(1),
             up_after: Duration::from_secs(5),
@@ -240,7 +256,6 @@ struct Window {
     over: u32,
     load_sum: f64,
     max_backlog_ns: u64,
-    missed: f64,
     skipped: u64,
 }
 
@@ -297,16 +312,13 @@ impl Controller {
         let interval = 1e9 / fps;
         let load = s.encode_ns as f64 / interval;
         let backlog_ns = s.started_ns.saturating_sub(s.capture_ns);
-        // Of the raw frames skipped, the share the output rate wanted.
-        let missed = s.skipped as f64 * (fps / self.raw_fps).min(1.0);
         let w = &mut self.window;
         let start = *w.start_ns.get_or_insert(s.started_ns);
         w.frames += 1;
         w.load_sum += load;
         w.max_backlog_ns = w.max_backlog_ns.max(backlog_ns);
-        w.missed += missed;
         w.skipped += s.skipped;
-        if load > self.th.over || backlog_ns as f64 > self.th.backlog * interval || missed >= 1.0 {
+        if load > self.th.over || backlog_ns as f64 > self.th.backlog * interval {
             w.over += 1;
         }
         let end = s.started_ns.saturating_add(s.encode_ns);
@@ -318,6 +330,14 @@ impl Controller {
         let frames = f64::from(w.frames);
         let mean = w.load_sum / frames;
         let over = f64::from(w.over) / frames;
+        // Frames due in the window that were not encoded, as far as the
+        // raw frames skipped explain them: the share of the skipped frames
+        // the output rate wanted, at most the shortfall against the
+        // window's length (a source slower than its nominal rate makes a
+        // shortfall but skips nothing).
+        let due = end.saturating_sub(start) as f64 / 1e9 * fps;
+        let rate_share = (fps / self.raw_fps).min(1.0);
+        let missed = (w.skipped as f64 * rate_share).min((due - frames).max(0.0));
         let change = |to, reason| Change {
             from: self.step,
             to,
@@ -325,9 +345,9 @@ impl Controller {
             load: mean,
             over,
             max_backlog_ns: w.max_backlog_ns,
-            missed: w.missed,
+            missed,
         };
-        if over >= 0.5 {
+        if over >= 0.5 || missed >= self.th.missed * due {
             self.calm_since = None;
             if self.step < self.ladder.max_step() {
                 let c = change(self.step + 1, Reason::Overloaded);
@@ -451,8 +471,8 @@ impl Adapter {
         };
         let (from, to) = (self.controller.ladder().level(c.from), self.level());
         rate.set_output_fps(to.fps);
-        if to.bitrate != from.bitrate {
-            enc.set_bitrate(to.bitrate);
+        if to.encoder_bitrate != from.encoder_bitrate {
+            enc.set_bitrate(to.encoder_bitrate);
         }
         self.report(out);
         tracing::info!(
@@ -516,10 +536,19 @@ mod tests {
             ladder_fps(&Ladder::new(60, 4_000_000, false)),
             [
                 (60, 4_000_000),
-                (40, 4_000_000),
-                (30, 4_000_000),
-                (20, 4_000_000)
+                (40, 2_666_666),
+                (30, 2_000_000),
+                (20, 1_333_333)
             ]
+        );
+        // The encoder keeps its bit rate through the fps steps.
+        let l = Ladder::new(30, 4_000_000, true);
+        let told: Vec<u64> = (0..=l.max_step())
+            .map(|s| l.level(s).encoder_bitrate)
+            .collect();
+        assert_eq!(
+            told,
+            [4_000_000, 4_000_000, 4_000_000, 4_000_000, 2_000_000, 1_000_000]
         );
         // 15 fps at 300 kbit/s: 10, 8 (7.5 rounded), 5 fps; never below
         // 100 kbit/s.
@@ -649,6 +678,58 @@ mod tests {
     }
 
     #[test]
+    fn bursts_after_long_waits_count_the_frames_missed() {
+        // Every 400 ms the loop gets the CPU and encodes three frames back
+        // to back, the first after skipping 9 raw frames: two frames in
+        // three look fine one by one, but a window misses three quarters
+        // of its due frames.
+        let mut c = Controller::new(
+            Ladder::new(30, 4_000_000, true),
+            30.0,
+            Thresholds::default(),
+        );
+        let mut changes = Vec::new();
+        let mut t = 1_000 * MS;
+        while t < 3_000 * MS {
+            for (i, skipped) in [9u64, 0, 0].into_iter().enumerate() {
+                let at = t + i as u64 * 34 * MS;
+                let s = Sample {
+                    started_ns: at,
+                    encode_ns: 5 * MS,
+                    capture_ns: at - 2 * MS,
+                    skipped,
+                };
+                changes.extend(c.record(s));
+            }
+            t += 400 * MS;
+        }
+        assert!(!changes.is_empty(), "never stepped down");
+        assert!(changes[0].over < 0.5, "{:?}", changes[0]);
+        assert!(changes[0].missed >= 15.0, "{:?}", changes[0]);
+    }
+
+    #[test]
+    fn a_source_slower_than_its_nominal_rate_is_not_overload() {
+        // The raw bus says 30 fps, the camera delivers 20 and never
+        // publishes the rest: the loop takes every frame, skips none.
+        let mut c = Controller::new(
+            Ladder::new(30, 4_000_000, true),
+            30.0,
+            Thresholds::default(),
+        );
+        for i in 0..600u64 {
+            let at = 1_000 * MS + i * 50 * MS;
+            let s = Sample {
+                started_ns: at,
+                encode_ns: 5 * MS,
+                capture_ns: at - 2 * MS,
+                skipped: 0,
+            };
+            assert_eq!(c.record(s), None);
+        }
+    }
+
+    #[test]
     fn overload_bottoms_out_at_the_last_step() {
         let mut s = Sim::new(30);
         s.run(30.0, 500.0, 0);
@@ -657,7 +738,8 @@ mod tests {
             s.c.level(),
             Level {
                 fps: 10,
-                bitrate: 333_333
+                bitrate: 333_333,
+                encoder_bitrate: 1_000_000
             }
         );
     }
