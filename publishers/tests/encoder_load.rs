@@ -143,6 +143,24 @@ fn sample(t0: Instant, phase: &str, out: &str, w: &Watch) -> (u32, usize) {
     (b.encoder_step, last.len())
 }
 
+/// CPU time (user + system) a process used so far, seconds; for the
+/// timeline only.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name in parentheses: utime and stime are
+    // the 12th and 13th (fields 14 and 15 of proc(5)).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    f.iter().sum::<f64>() / hz
+}
+
 fn hog() -> ChildGuard {
     ChildGuard::spawn(
         Command::new("taskset")
@@ -172,7 +190,8 @@ fn a_starved_encoder_steps_down_keeps_flowing_and_recovers() {
             .env("RUST_LOG", "info")
             .stderr(Stdio::piped()),
     );
-    let (_enc, log) = collect_lines(enc);
+    let (enc, log) = collect_lines(enc);
+    let enc_pid = enc.pid();
     assert!(
         eventually(Duration::from_secs(20), || stat(&out, None).is_ok()),
         "watchdog: the encoded bus {out} never appeared"
@@ -190,6 +209,7 @@ fn a_starved_encoder_steps_down_keeps_flowing_and_recovers() {
 
     // Starve it.
     let hogs: Vec<ChildGuard> = (0..HOGS).map(|_| hog()).collect();
+    let cpu_before = cpu_seconds(enc_pid);
     let starved = Instant::now();
     let mut worst = 0;
     let stepped = eventually(Duration::from_secs(30), || {
@@ -256,6 +276,11 @@ fn a_starved_encoder_steps_down_keeps_flowing_and_recovers() {
     assert!(logged, "the step change was not logged: {:?}", log.lock());
 
     // Load gone: back to step 0.
+    eprintln!(
+        "encoder CPU while starved: {:.2} s in {:.1} s",
+        cpu_seconds(enc_pid) - cpu_before,
+        starved.elapsed().as_secs_f64()
+    );
     drop(hogs);
     let recovered = eventually(Duration::from_secs(90), || {
         std::thread::sleep(Duration::from_millis(900));
