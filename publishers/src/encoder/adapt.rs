@@ -17,9 +17,9 @@
 //! | 5 | `f/3` | `b/12` | `b/4` |
 //!
 //! (30 fps at 4 Mbit/s: 30, 20, 15, 10 fps at 4, 2.67, 2, 1.33 Mbit/s,
-//! then 667 and 333 kbit/s.) Rates below [`MIN_FPS`] and stream bit rates
-//! below [`MIN_BITRATE`] are left out, as are repeats, so a small profile
-//! has fewer steps.
+//! then 667 and 333 kbit/s.) Frame rates below [`MIN_FPS`], bit-rate
+//! steps below a [`MIN_BITRATE`] stream and repeats are left out, so a
+//! small profile has fewer steps.
 //!
 //! Frame rate goes first and keeps the bits of every frame: each frame
 //! looks as before and costs the encoder as much, there are fewer of
@@ -91,9 +91,9 @@ use super::clock::FrameClock;
 use super::codec::H264Encoder;
 use crate::common::rate::RateLimiter;
 
-/// Lowest frame rate a step goes down to (unless configured lower).
+/// Frame-rate steps stop above this rate.
 pub const MIN_FPS: u32 = 5;
-/// Lowest bit rate a step goes down to (unless configured lower).
+/// Bit-rate steps stop above this stream bit rate.
 pub const MIN_BITRATE: u64 = 100_000;
 
 /// What the encoder produces at one step.
@@ -212,7 +212,8 @@ pub struct Sample {
 /// Why the step changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reason {
-    /// Most frames of a window were over budget.
+    /// Half a window's frames were over budget, or a quarter of its due
+    /// frames were missed.
     Overloaded,
     /// Calm for long enough.
     Recovered,
