@@ -246,7 +246,19 @@ pub struct LiveHeader {
     pub time_base_num: AtomicU32,
     /// Denominator (90000 for video: pts in 1/90000 s).
     pub time_base_den: AtomicU32,
-    _pad4: [u8; 32],
+    /// Encoded buses: the encoder's load-adaptation step; 0 is the
+    /// profile as configured (and what a segment written before this word
+    /// existed holds: the words below were padding, always zero).
+    pub encoder_step: AtomicU32,
+    /// Encoded buses: the output rate at that step, milli-frames per
+    /// second; 0 = not reported (the nominal rate).
+    pub encoder_fps_milli: AtomicU32,
+    /// Encoded buses: how many times the step changed.
+    pub encoder_steps: AtomicU64,
+    /// Encoded buses: the target bit rate at that step, bits per second;
+    /// 0 = not reported.
+    pub encoder_bitrate: AtomicU64,
+    _pad4: [u8; 8],
     /// Seqlock over the codec configuration below: odd while the writer
     /// rewrites it; a reader copies it and retries if the word changed.
     pub config_seq: AtomicU64,
@@ -292,7 +304,11 @@ impl LiveHeader {
             oversize: AtomicU64::new(0),
             time_base_num: AtomicU32::new(0),
             time_base_den: AtomicU32::new(0),
-            _pad4: [0; 32],
+            encoder_step: AtomicU32::new(0),
+            encoder_fps_milli: AtomicU32::new(0),
+            encoder_steps: AtomicU64::new(0),
+            encoder_bitrate: AtomicU64::new(0),
+            _pad4: [0; 8],
             config_seq: AtomicU64::new(0),
             config_len: AtomicU32::new(0),
             profile_level: AtomicU32::new(0),
@@ -428,6 +444,10 @@ const _: () = {
     assert!(offset_of!(Header, live.oversize) == 592);
     assert!(offset_of!(Header, live.time_base_num) == 600);
     assert!(offset_of!(Header, live.time_base_den) == 604);
+    assert!(offset_of!(Header, live.encoder_step) == 608);
+    assert!(offset_of!(Header, live.encoder_fps_milli) == 612);
+    assert!(offset_of!(Header, live.encoder_steps) == 616);
+    assert!(offset_of!(Header, live.encoder_bitrate) == 624);
     assert!(offset_of!(Header, live.config_seq) == 640);
     assert!(offset_of!(Header, live.config_len) == 648);
     assert!(offset_of!(Header, live.profile_level) == 652);

@@ -91,6 +91,16 @@ pub struct BusInfo {
     pub keyframes_forced: u64,
     /// Encoded buses: access units too large for a slot.
     pub oversize: u64,
+    /// Encoded buses: the encoder's load-adaptation step (0: the profile
+    /// as configured; higher: fewer frames, then fewer bits).
+    pub encoder_step: u32,
+    /// Encoded buses: how many times the step changed.
+    pub encoder_steps: u64,
+    /// Encoded buses: output rate at the current step (0: not reported).
+    pub encoder_fps: f64,
+    /// Encoded buses: target bit rate at the current step, bit/s (0: not
+    /// reported).
+    pub encoder_bitrate: u64,
     /// Milliseconds since the last publish (None before the first).
     pub last_frame_age_ms: Option<u64>,
     /// Live readers.
@@ -187,6 +197,10 @@ fn inspect(name: &str, path: &Path) -> Result<BusInfo, StatError> {
         keyframe_requests: 0,
         keyframes_forced: 0,
         oversize: 0,
+        encoder_step: 0,
+        encoder_steps: 0,
+        encoder_fps: 0.0,
+        encoder_bitrate: 0,
         last_frame_age_ms: None,
         readers: Vec::new(),
     };
@@ -241,6 +255,10 @@ fn inspect(name: &str, path: &Path) -> Result<BusInfo, StatError> {
     info.keyframe_requests = live.keyframe_requests.load(Relaxed);
     info.keyframes_forced = live.keyframes_forced.load(Relaxed);
     info.oversize = live.oversize.load(Relaxed);
+    info.encoder_step = live.encoder_step.load(Relaxed);
+    info.encoder_steps = live.encoder_steps.load(Relaxed);
+    info.encoder_fps = f64::from(live.encoder_fps_milli.load(Relaxed)) / 1000.0;
+    info.encoder_bitrate = live.encoder_bitrate.load(Relaxed);
     let last = live.last_publish_ns.load(Relaxed);
     if last != 0 {
         info.last_frame_age_ms = Some(sys::realtime_ns().saturating_sub(last) / 1_000_000);

@@ -613,6 +613,32 @@ impl Writer {
         self.seg.live().source_state.store(s, Ordering::Relaxed);
     }
 
+    /// Report an encoder's load-adaptation step (0: the profile as
+    /// configured), the output rate (milli-fps) and target bit rate (bit/s)
+    /// at that step, shown by `framebus stat`. A call with another step
+    /// than the last adds one to the bus's step-change count. Returns the
+    /// step reported before.
+    ///
+    /// The words are status for people and dashboards, not a protocol:
+    /// each is stored on its own (Relaxed; nothing else is published
+    /// through them and there is one writer), so a reader racing a change
+    /// can see the new step with the old rate for an instant.
+    pub fn set_encoder_step(&self, step: u32, fps_milli: u32, bitrate: u64) -> u32 {
+        if self.seg.gen.forked() {
+            return step;
+        }
+        let live = self.seg.live();
+        live.encoder_fps_milli.store(fps_milli, Ordering::Relaxed);
+        live.encoder_bitrate.store(bitrate, Ordering::Relaxed);
+        // Only this writer stores the step, so the swap's old value is the
+        // one it reported last.
+        let before = live.encoder_step.swap(step, Ordering::Relaxed);
+        if before != step {
+            live.encoder_steps.fetch_add(1, Ordering::Relaxed);
+        }
+        before
+    }
+
     /// Add to the producer counters shown by `framebus stat`.
     pub fn count(&self, counter: Counter, n: u64) {
         if self.seg.gen.forked() {

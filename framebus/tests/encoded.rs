@@ -245,3 +245,35 @@ fn a_discarded_ring_makes_joiners_wait_for_a_fresh_keyframe() {
     let f = r.next_encoded(T).unwrap();
     assert_eq!((f.seq(), f.is_keyframe()), (key, true));
 }
+
+#[test]
+fn the_encoder_step_is_in_the_header_and_its_changes_are_counted() {
+    let (name, w) = encoded_bus("step", 8);
+    // A new bus (like a segment written before these words existed) says
+    // step 0, nothing reported, never changed.
+    let b = stat(&name, None).unwrap();
+    assert_eq!(
+        (
+            b.encoder_step,
+            b.encoder_steps,
+            b.encoder_fps,
+            b.encoder_bitrate
+        ),
+        (0, 0, 0.0, 0)
+    );
+    assert_eq!(w.set_encoder_step(0, 30_000, 4_000_000), 0);
+    assert_eq!(w.set_encoder_step(2, 15_000, 2_000_000), 0);
+    assert_eq!(w.set_encoder_step(2, 15_000, 2_000_000), 2, "no change");
+    let b = stat(&name, None).unwrap();
+    assert_eq!(
+        (
+            b.encoder_step,
+            b.encoder_steps,
+            b.encoder_fps,
+            b.encoder_bitrate
+        ),
+        (2, 1, 15.0, 2_000_000)
+    );
+    assert_eq!(w.set_encoder_step(0, 30_000, 4_000_000), 2);
+    assert_eq!(stat(&name, None).unwrap().encoder_steps, 2);
+}

@@ -209,3 +209,53 @@ fn stale_status_file_is_degraded() {
         "{out}"
     );
 }
+
+#[test]
+fn an_encoded_bus_shows_its_load_adaptation_step() {
+    let d = Dir::new("step");
+    let raw = framebus_test_support::unique_name("st");
+    let _r = writer(&d.0, &raw);
+    let name = framebus_test_support::unique_name("st-enc");
+    let spec = FrameSpec::new(PixelFormat::H264, 64, 48, Fps::new(30)).unwrap();
+    let w = Writer::create(
+        &name,
+        spec,
+        WriterOptions {
+            slots: 8,
+            shm_dir: Some(d.0.clone()),
+            ..WriterOptions::default()
+        },
+    )
+    .unwrap();
+    w.set_source_state(framebus::layout::source_state::RUNNING);
+    w.set_encoder_step(2, 15_000, 2_000_000);
+    let (_, out) = status(&d.0, &[]);
+    let row = |bus: &str| {
+        out.lines()
+            .find(|l| l.starts_with(bus))
+            .unwrap_or_else(|| panic!("no row for {bus}: {out}"))
+            .to_string()
+    };
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("BUS") && l.ends_with("STEP")),
+        "{out}"
+    );
+    assert!(row(&name).ends_with(" 2"), "{out}");
+    assert!(row(&raw).ends_with(" -"), "{out}");
+    let (_, prom) = status(&d.0, &["--prometheus"]);
+    assert!(
+        prom.contains(&format!("framebus_bus_encoder_step{{bus=\"{name}\"}} 2")),
+        "{prom}"
+    );
+    assert!(
+        prom.contains(&format!(
+            "framebus_bus_encoder_step_changes_total{{bus=\"{name}\"}} 1"
+        )),
+        "{prom}"
+    );
+    assert!(
+        !prom.contains(&format!("framebus_bus_encoder_step{{bus=\"{raw}\"}}")),
+        "raw buses have no step: {prom}"
+    );
+}

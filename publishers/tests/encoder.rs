@@ -134,7 +134,9 @@ fn an_encoded_bus_decodes_with_ffmpeg_and_answers_keyframe_requests() {
     });
     assert!(stopped >= 49);
 
-    let status = enc.child.signal_and_wait(libc::SIGTERM, Duration::from_secs(10));
+    let status = enc
+        .child
+        .signal_and_wait(libc::SIGTERM, Duration::from_secs(10));
     assert_eq!(status.code(), Some(0), "SIGTERM: {status:?}");
 }
 

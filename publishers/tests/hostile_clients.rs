@@ -592,7 +592,8 @@ fn rtsp_flood(addr: &str, url: &str, n: usize, seed: u64) -> (BTreeMap<u16, usiz
 #[test]
 fn rtsp_hostile_clients() {
     let bus = TestBus::start("hostile-rtsp", 320, 240);
-    let _encoder = rtsp_support::Encoder::start(&bus.name, "small=native@15,bitrate=300k", &[], None);
+    let _encoder =
+        rtsp_support::Encoder::start(&bus.name, "small=native@15,bitrate=300k", &[], None);
     let mut server = Rtsp::start(&[]);
     let pid = server.child.pid();
     let addr = server.addr.clone();

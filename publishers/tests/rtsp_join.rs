@@ -119,7 +119,12 @@ fn idle(bus: &str) {
 #[test]
 fn rtp_info_names_the_first_packet_at_cold_start_and_when_joining() {
     let bus = TestBus::start("rtpinfo", 320, 240);
-    let enc = Encoder::start(&bus.name, "p=native,bitrate=300k,gop=30", &["--grace", "0"], None);
+    let enc = Encoder::start(
+        &bus.name,
+        "p=native,bitrate=300k,gop=30",
+        &["--grace", "0"],
+        None,
+    );
     let server = RtspServer::start(&[]);
     let url = server.url(&bus.name, "p");
     for run in 0..4 {

@@ -172,7 +172,7 @@ fn print_json<T: serde::Serialize>(v: &T) -> Result<(), StatError> {
 
 fn print_table(buses: &[BusInfo]) {
     println!(
-        "{:<24} {:<7} {:<6} {:>11} {:>7} {:>7} {:>8} {:>7} {:>10} {:>8}  SOURCE",
+        "{:<24} {:<7} {:<6} {:>11} {:>7} {:>7} {:>8} {:>7} {:>10} {:>8} {:>4}  SOURCE",
         "NAME",
         "STATE",
         "FORMAT",
@@ -182,7 +182,8 @@ fn print_table(buses: &[BusInfo]) {
         "PRODUCER",
         "READERS",
         "PUBLISHED",
-        "DROPPED"
+        "DROPPED",
+        "STEP"
     );
     for b in buses {
         if let Some(p) = &b.problem {
@@ -190,7 +191,7 @@ fn print_table(buses: &[BusInfo]) {
             continue;
         }
         println!(
-            "{:<24} {:<7} {:<6} {:>11} {:>7.2} {:>7.2} {:>8} {:>7} {:>10} {:>8}  {}",
+            "{:<24} {:<7} {:<6} {:>11} {:>7.2} {:>7.2} {:>8} {:>7} {:>10} {:>8} {:>4}  {}",
             b.name,
             b.state,
             b.format,
@@ -201,8 +202,18 @@ fn print_table(buses: &[BusInfo]) {
             b.readers.len(),
             b.published,
             b.dropped_all_held + b.source_dropped,
+            step(b),
             b.source,
         );
+    }
+}
+
+/// The encoder's load-adaptation step of an encoded bus, `-` for others.
+fn step(b: &BusInfo) -> String {
+    if b.format == "h264" {
+        b.encoder_step.to_string()
+    } else {
+        "-".into()
     }
 }
 
@@ -235,6 +246,31 @@ fn print_stat(b: &BusInfo) {
     println!("restarts       {}", b.restarts);
     println!("watchdog fires {}", b.watchdog_fires);
     println!("wake calls     {}", b.wake_calls);
+    if b.format == "h264" {
+        println!(
+            "keyframes      {} asked, {} forced; {} access units oversize",
+            b.keyframe_requests, b.keyframes_forced, b.oversize
+        );
+        let at = if b.encoder_fps > 0.0 {
+            format!(
+                ": {:.2} fps, {} kbit/s",
+                b.encoder_fps,
+                b.encoder_bitrate / 1000
+            )
+        } else {
+            String::new()
+        };
+        println!(
+            "encoder step   {}{at} ({}; {} changes)",
+            b.encoder_step,
+            if b.encoder_step == 0 {
+                "as configured"
+            } else {
+                "reduced for CPU load"
+            },
+            b.encoder_steps
+        );
+    }
     match b.last_frame_age_ms {
         Some(ms) => println!("last frame     {ms} ms ago"),
         None => println!("last frame     never"),

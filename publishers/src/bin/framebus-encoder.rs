@@ -48,6 +48,10 @@ struct Args {
     /// each: name, OK or why not; exit 0 if any opened.
     #[arg(long)]
     list: bool,
+    /// Keep the profile's rate and bit rate even when encoding falls
+    /// behind (no load adaptation).
+    #[arg(long)]
+    no_adapt: bool,
 }
 
 /// `--list`: one line per encoder, in the order `--encoder auto` tries
@@ -94,6 +98,7 @@ fn main() -> ExitCode {
         grace: Duration::from_secs_f64(args.grace.max(0.0)),
         min_forced_interval: Duration::from_millis(args.min_forced_interval_ms),
         shm_dir: args.shm_dir,
+        adapt: !args.no_adapt,
     };
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

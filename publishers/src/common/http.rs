@@ -236,6 +236,26 @@ impl Collector for BusCollector {
                 |b| ConstCounter::new(v(b)),
             )?;
         }
+        // The encoder's load adaptation, for encoded buses only.
+        let encoded: Vec<BusInfo> = buses.into_iter().filter(|b| b.format == "h264").collect();
+        family(
+            &mut enc,
+            "framebus_bus_encoder_step",
+            "Encoded buses: the encoder's load-adaptation step (0 = the profile as configured)",
+            MetricType::Gauge,
+            &encoded,
+            labels,
+            |b| ConstGauge::new(f64::from(b.encoder_step)),
+        )?;
+        family(
+            &mut enc,
+            "framebus_bus_encoder_step_changes",
+            "Encoded buses: load-adaptation step changes",
+            MetricType::Counter,
+            &encoded,
+            labels,
+            |b| ConstCounter::new(b.encoder_steps),
+        )?;
         Ok(())
     }
 }

@@ -450,6 +450,32 @@ impl H264Encoder {
         (&self.sps, &self.pps)
     }
 
+    /// Changes the target bit rate (and the one-second VBV with it) from
+    /// the next frame on, without reopening: libavcodec's libx264 wrapper
+    /// compares the context's `bit_rate`, `rc_max_rate` and
+    /// `rc_buffer_size` with x264's parameters before every frame and
+    /// calls `x264_encoder_reconfig` when they differ (no new SPS, no
+    /// IDR). Returns false, changing nothing, for the other encoders,
+    /// which are not reconfigured in flight.
+    pub fn set_bitrate(&mut self, bitrate: u64) -> bool {
+        if self.name != "libx264" {
+            return false;
+        }
+        let b = i64::try_from(bitrate).unwrap_or(i64::MAX);
+        // SAFETY: `self.enc` owns an opened codec context, so the pointer
+        // is valid and unaliased while `&mut self` is held; these are plain
+        // integer fields that libavcodec reads only inside
+        // `avcodec_send_frame`, which cannot be running concurrently (it
+        // takes the same `&mut self`).
+        unsafe {
+            let ctx = self.enc.as_mut_ptr();
+            (*ctx).bit_rate = b;
+            (*ctx).rc_max_rate = b;
+            (*ctx).rc_buffer_size = i32::try_from(bitrate).unwrap_or(i32::MAX);
+        }
+        true
+    }
+
     /// Encodes one bus frame (of the source spec) with presentation time
     /// `pts` (90 kHz), forcing an IDR when `force_idr`. Returns the access
     /// units the encoder emitted (zero or one with zero-latency settings),

@@ -29,6 +29,10 @@
 //! * **GOP in the ring.** The bus has `min(gop + 4, 64)` slots, so a joiner
 //!   starts at once from the newest keyframe in the ring.
 //!
+//! * **Load adaptation.** When encoding falls behind the frame interval
+//!   the output steps down (fps, then bit rate) and back up when the load
+//!   goes; the step is in the encoded bus's header ([`adapt`]).
+//!
 //! The encoder is [`codec::H264Encoder`] (x264, or a hardware encoder
 //! that opens). It reads the raw frame in place in shared memory and
 //! each access unit is written straight into a loaned slot of the encoded
@@ -46,6 +50,7 @@ use framebus::{
 use crate::h264::join_annex_b;
 use clock::FrameClock;
 
+pub mod adapt;
 pub mod clock;
 pub mod codec;
 pub mod profile;
@@ -72,6 +77,9 @@ pub struct EncodeConfig {
     pub min_forced_interval: Duration,
     /// Shared-memory directory of both buses.
     pub shm_dir: Option<std::path::PathBuf>,
+    /// Step down (fps, then bit rate) when encoding falls behind, and back
+    /// up when the load goes ([`adapt`]).
+    pub adapt: bool,
 }
 
 /// Why the encoder process stops.
@@ -254,6 +262,10 @@ fn encode_while_read(
     // Frame selection and pts on the 1/fps grid (clock.rs).
     let mut clock = FrameClock::new(set.fps);
     let mut first_ns = None::<u64>;
+    // Load adaptation (adapt.rs): steps the grid's rate and x264's bit rate.
+    let raw_fps = raw.spec().fps.as_f64();
+    let mut adapt =
+        adapt::Adapter::start(set.fps, set.bitrate, raw_fps, cfg.adapt, enc, out, &cfg.out);
     let mut honoured = out.keyframe_requests();
     let mut last_forced: Option<Instant> = None;
     let mut force = true; // the first frame a new reader gets is an IDR
@@ -301,6 +313,7 @@ fn encode_while_read(
         }
         let pts = pts_90k(*first_ns.get_or_insert(grid_ns), grid_ns);
         let forced = std::mem::take(&mut force);
+        let started = framebus::monotonic_ns();
         if forced {
             last_forced = Some(Instant::now());
             out.count(Counter::KeyframesForced, 1);
@@ -341,6 +354,7 @@ fn encode_while_read(
             }
             Ok(())
         })?;
+        adapt.after_encode(&frame, started, &mut clock, enc, out);
     }
     Ok(())
 }

@@ -270,7 +270,7 @@ fn render_report(r: &Report) -> String {
     }
     p!();
     p!(
-        "{:<20} {:<7} {:<12} {:<6} {:>11} {:>7} {:>7} {:>8} {:>7} {:>8} {:>8}",
+        "{:<20} {:<7} {:<12} {:<6} {:>11} {:>7} {:>7} {:>8} {:>7} {:>8} {:>8} {:>4}",
         "BUS",
         "STATE",
         "SOURCE",
@@ -281,7 +281,8 @@ fn render_report(r: &Report) -> String {
         "PRODUCER",
         "READERS",
         "DROPPED",
-        "RESTARTS"
+        "RESTARTS",
+        "STEP"
     );
     for b in &r.buses {
         if let Some(p) = &b.problem {
@@ -289,7 +290,7 @@ fn render_report(r: &Report) -> String {
             continue;
         }
         p!(
-            "{:<20} {:<7} {:<12} {:<6} {:>11} {:>7.2} {:>7.2} {:>8} {:>7} {:>8} {:>8}",
+            "{:<20} {:<7} {:<12} {:<6} {:>11} {:>7.2} {:>7.2} {:>8} {:>7} {:>8} {:>8} {:>4}",
             b.name,
             b.state,
             b.source_state,
@@ -301,6 +302,12 @@ fn render_report(r: &Report) -> String {
             b.readers.len(),
             b.dropped_all_held + b.source_dropped,
             b.restarts,
+            // The encoder's load-adaptation step (encoded buses only).
+            if b.format == "h264" {
+                b.encoder_step.to_string()
+            } else {
+                "-".into()
+            },
         );
     }
     for s in &r.supervisors {
@@ -487,6 +494,27 @@ fn prometheus(r: &Report) -> String {
         "counter",
         "Source watchdog fires (no frame for the watchdog time).",
         per_bus(&|b| b.watchdog_fires as f64),
+    );
+    let encoded = |f: &dyn Fn(&BusInfo) -> f64| -> Vec<(String, f64)> {
+        r.buses
+            .iter()
+            .filter(|b| b.problem.is_none() && b.format == "h264")
+            .map(|b| (bus(b), f(b)))
+            .collect()
+    };
+    family(
+        &mut o,
+        "framebus_bus_encoder_step",
+        "gauge",
+        "Encoded buses: the encoder's load-adaptation step (0 = the profile as configured).",
+        encoded(&|b| f64::from(b.encoder_step)),
+    );
+    family(
+        &mut o,
+        "framebus_bus_encoder_step_changes_total",
+        "counter",
+        "Encoded buses: load-adaptation step changes.",
+        encoded(&|b| b.encoder_steps as f64),
     );
     family(
         &mut o,
