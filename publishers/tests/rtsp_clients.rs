@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use rtsp_support::*;
 
-/// (encoder profile, its size).
+/// (encoder profile, its size): every size class and every H.264 profile
+/// the encoder offers (constrained baseline, main, high).
 const PROFILES: &[(&str, (u32, u32))] = &[
-    ("small=320x180@30,bitrate=500k", (320, 180)),
+    ("small=320x180@30,bitrate=500k,h264=baseline", (320, 180)),
     ("native", (640, 360)),
-    ("hd=1280x720@30,bitrate=2M", (1280, 720)),
+    ("hd=1280x720@30,bitrate=2M,h264=high", (1280, 720)),
 ];
 
 /// Lines of a decoder's stderr that say a frame was damaged.
