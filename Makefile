@@ -24,12 +24,13 @@ PY := $(VENV)/bin/python
 CARGO_FLAGS := --release --locked
 export CARGO_TERM_COLOR := never
 
-.PHONY: help deps venv build run install test test-rust test-loom test-py wheel bench bench-e2e fuzz test-fuzz-short test-faults test-soak-short soak fmt lint clean
+.PHONY: help deps venv build run install test test-rust test-loom test-py wheel bench bench-e2e bench-rtsp bench-encoder bench-apt fuzz test-fuzz-short test-faults test-soak-short soak fmt lint clean
 
 help:
 	@echo "make run     build and start producer + publishers (test pattern 1080p60)"
 	@echo "make test    every test: Rust, loom, Python, end-to-end with real clients"
 	@echo "make bench   benchmarks (numbers go to docs/benchmarks.md)"
+	@echo "make bench-rtsp / bench-encoder / bench-e2e   one benchmark (RTSP_ARGS, ENCODER_ARGS, E2E_ARGS=--quick)"
 	@echo "make lint    rustfmt --check and clippy -D warnings"
 	@echo "make fuzz    every fuzz target for FUZZ_SECONDS (default 60)"
 	@echo "make soak    1,000 reader kills, 20 producer kills, SOAK_SECONDS of service (default 3600)"
@@ -139,6 +140,8 @@ bench: build wheel
 	cargo bench -p framebus-benches --locked --bench core
 	cargo run --release --locked -p framebus-benches --bin handoff
 	$(PY) benches/python/handoff.py
+	@$(MAKE) --no-print-directory bench-encoder
+	@$(MAKE) --no-print-directory bench-rtsp
 	@$(MAKE) --no-print-directory bench-e2e
 
 # End-to-end comparison (docs/benchmarks.md "End-to-end scenario"): framebus
@@ -147,14 +150,32 @@ bench: build wheel
 # E2E_ARGS=--quick for a ~5 min smoke run (the full run takes ~15 min).
 E2E_ARGS ?=
 E2E_APT := python3-gi gir1.2-gst-rtsp-server-1.0
-bench-e2e: build wheel
+bench-apt:
 	@missing=""; for p in $(E2E_APT); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; fi
+
+bench-e2e: build wheel bench-apt
 	CARGO_TARGET_DIR=$(CURDIR)/target/buscat cargo build $(CARGO_FLAGS) --manifest-path benches/mjpeg/buscat/Cargo.toml
 	timeout 3600 $(PY) benches/e2e/run.py --bin-dir $${CARGO_TARGET_DIR:-target}/release \
 	  --buscat $(CURDIR)/target/buscat/release/framebus-buscat $(E2E_ARGS)
+
+# Encoded bus (issue 13; docs/benchmarks.md "Encoded bus"): framebus-encoder
+# + framebus-rtsp against gst-rtsp-server on the same frames (latency with
+# GStreamer and ffmpeg clients, CPU at 1 and 20 viewers with 4 Python packet
+# readers), and the encoder's idle CPU and attach-to-keyframe time.
+# RTSP_ARGS / ENCODER_ARGS=--quick for a harness check (~2 min / ~1 min).
+RTSP_ARGS ?=
+ENCODER_ARGS ?=
+bench-rtsp: build wheel bench-apt
+	@uptime
+	timeout 1800 /usr/bin/python3 benches/rtsp/bench.py --target-dir $${CARGO_TARGET_DIR:-target}/release \
+	  --venv $(CURDIR)/$(VENV) $(RTSP_ARGS)
+
+bench-encoder: build wheel
+	@uptime
+	timeout 900 $(PY) benches/encoder/bench.py --target-dir $${CARGO_TARGET_DIR:-target}/release $(ENCODER_ARGS)
 
 # Coverage-guided fuzzing (cargo-fuzz), every target FUZZ_SECONDS each;
 # new inputs go into the committed corpus (docs/reliability.md).

@@ -118,7 +118,11 @@ def section(res: dict) -> str:
     w("")
     w("| variant | what runs |")
     w("|---|---|")
-    w("| framebus | `framebus-producer` → bus → `framebus-rtsp`, `framebus-mjpeg`, a Python `framebus.Reader` |")
+    w("| framebus | `framebus-producer` → bus → `framebus-encoder` (the RTSP profile, once, into the encoded bus "
+      "`BUS.h264.high`) → `framebus-rtsp` (packetizes, encodes nothing); bus → `framebus-mjpeg`; bus → a Python "
+      "`framebus.Reader` |")
+    w("| framebus + more consumers | the same, plus Python packet readers of the encoded bus "
+      "(`Reader.next_encoded()`, benches/python/packet_reader.py) and a second RTSP viewer: CPU phase only |")
     w("| gstreamer | producer → `buscat` (bus → stdout) → one pipeline: `fdsrc ! rawvideoparse ! tee` → x264enc → "
       "appsink → gst-rtsp-server (shared media, appsrc); 2 × videoscale ! jpegenc ! multipartmux ! tcpserversink; "
       "shmsink → a `shmsrc ! appsink` consumer (benches/e2e/gst_tee.py, gst_raw.py) |")
@@ -154,26 +158,48 @@ def section(res: dict) -> str:
     w("| variant | CPU, % of one core | ÷ best peer | of which feed (producer + buscat) | peak PSS, MB (sum) | "
       "fps delivered: 720p / 480p / RTSP / raw | idle CPU (no viewers) |")
     w("|---|---|---|---|---|---|---|")
-    for name in ["framebus", "gstreamer", "ffmpeg"]:
-        r = v.get(name)
-        if not r or "measure" not in r:
+    plus = v.get("framebus", {}).get("measure_plus") if isinstance(v.get("framebus"), dict) else None
+    rows = [(name, v.get(name), "measure") for name in ["framebus", "gstreamer", "ffmpeg"]]
+    if plus:
+        rows.insert(1, (f"framebus + {plus.get('packet_readers', 4)} Python packet readers + a 2nd RTSP viewer",
+                        v["framebus"], "measure_plus"))
+    for name, r, key in rows:
+        if not r or key not in r:
             w(f"| {name} | failed: {r.get('error') if r else 'not run'} | | | | | |")
             continue
-        me = r["measure"]
+        me = r[key]
         feed = sum(x for k, x in me["by"].items() if k.startswith("framebus-produc") or k.startswith("framebus-buscat"))
-        idle = r.get("idle", {}).get("cpu")
+        idle = r.get("idle", {}).get("cpu") if key == "measure" else None
         fps = me.get("fps", {})
-        rawfps = r.get("latency", {}).get("raw", {}).get("fps")
+        rawfps = r.get("latency", {}).get("raw", {}).get("fps") if key == "measure" else None
         fcells = " / ".join(f"{fps[k]:.0f}" if k in fps else "–" for k in ("mjpeg720", "mjpeg480", "rtsp"))
         fcells += f" / {rawfps:.0f}" if rawfps else " / –"
+        if key == "measure_plus":
+            fcells += f"; packet readers ≥ {me.get('packet_fps_min', 0):.0f} AU/s each"
+        idle_cell = (f1(idle) if idle is not None else
+                     ("see framebus" if key == "measure_plus" else "n/a (outputs block without clients)"))
         w(f"| {name} | {f1(me['cpu'])} | {ratio(me['cpu'], best)} | {f1(feed)} | {f1(me['pss_mb'])} | {fcells} | "
-          f"{f1(idle) if idle is not None else 'n/a (outputs block without clients)'} |")
+          f"{idle_cell} |")
     w("")
-    w("÷ best peer: against the cheapest peer that delivered every output at ≥ 90 % of its rate.")
+    w("÷ best peer: against the cheapest peer that delivered every output at ≥ 90 % of its rate. "
+      "The RTSP column is the slowest RTSP client.")
     w("")
+    fb, gs = v.get("framebus"), v.get("gstreamer")
+    if isinstance(fb, dict) and "measure" in fb and isinstance(gs, dict) and "measure" in gs:
+        line = (f"Shared encoder (issue 13): the whole framebus scenario is {ratio(fb['measure']['cpu'], gs['measure']['cpu'])} "
+                f"the GStreamer tee pipeline's CPU in this run (goal ≤ 0.35×)")
+        if plus:
+            extra = plus["cpu"] - fb["measure"]["cpu"]
+            readers = plus["by"].get("packet-readers", 0.0)
+            line += (f"; with {plus.get('packet_readers', 4)} Python packet readers and a second RTSP viewer "
+                     f"{ratio(plus['cpu'], gs['measure']['cpu'])} ({extra:+.1f} % of a core in all, of which the "
+                     f"packet readers themselves {readers:.1f} %; framebus-encoder "
+                     f"{fb['measure']['by'].get('framebus-encode', 0.0):.1f} → {plus['by'].get('framebus-encode', 0.0):.1f} %)")
+        w(line + ".")
+        w("")
     w("Per process (% of one core): " + "; ".join(
-        f"{name}: " + ", ".join(f"{k} {x:.1f}" for k, x in v[name]["measure"]["by"].items())
-        for name in ["framebus", "gstreamer", "ffmpeg"] if name in v and "measure" in v[name]) + ".")
+        f"{name}: " + ", ".join(f"{k} {x:.1f}" for k, x in r[key]["by"].items())
+        for name, r, key in rows if isinstance(r, dict) and key in r) + ".")
     w("")
 
     # Latency.

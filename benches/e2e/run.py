@@ -6,8 +6,11 @@ Scenario (issue 8): one 1920x1080@60 NV12 source carrying the time code
 (docs/timecode.md); outputs RTSP H.264 1920x1080@30, MJPEG 1280x720@30,
 MJPEG 640x480@15, and a raw analysis consumer reading every frame. Variants:
 
-  framebus      framebus-producer + framebus-rtsp + framebus-mjpeg + a Python
-                framebus.Reader
+  framebus      framebus-producer + framebus-encoder (the RTSP profile, into
+                the encoded bus BUS.h264.high) + framebus-rtsp (packetizes
+                that bus) + framebus-mjpeg + a Python framebus.Reader; then
+                the same with 4 Python packet readers of the encoded bus
+                and a second RTSP viewer (what more consumers cost)
   gstreamer     producer frames -> buscat -> one GStreamer pipeline with a tee
                 (x264enc -> gst-rtsp-server, jpegenc -> multipartmux ->
                 tcpserversink x2, shmsink -> shmsrc consumer)
@@ -114,6 +117,20 @@ def stop_all() -> None:
             pass
     PROCS.clear()
     remove_orphan_gst_shm()
+    remove_our_buses()
+
+
+CLI: str | None = None  # the `framebus` CLI, set in main()
+
+
+def remove_our_buses() -> None:
+    """Buses of this run left behind (a process killed before it could
+    unlink): `framebus rm --force` each (names carry our pid: Ctx.bus)."""
+    tag = f"-{os.getpid()}-"
+    for name in os.listdir("/dev/shm"):
+        if name.startswith("framebus.e2e-") and tag in name and CLI and os.access(CLI, os.X_OK):
+            subprocess.run([CLI, "rm", "--force", name.removeprefix("framebus.")], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, timeout=10)
 
 
 def remove_orphan_gst_shm() -> None:
@@ -219,8 +236,9 @@ def pss_kb(pids) -> int:
     return total
 
 
-def measure(roots: list[int], secs: float) -> dict:
-    """CPU % of one core (whole trees) and peak summed PSS over secs."""
+def measure(roots: list[int], secs: float, labels: dict[int, str] | None = None) -> dict:
+    """CPU % of one core (whole trees) and peak summed PSS over secs;
+    `labels` names some pids in the per-process table (else their comm)."""
     a = tree(roots)
     t0 = time.time()
     peak = pss_kb(a)
@@ -234,7 +252,8 @@ def measure(roots: list[int], secs: float) -> dict:
     for pid, (comm, ticks) in b.items():
         d = (ticks - a.get(pid, (comm, 0))[1]) * 100.0 / HZ / span
         total += d
-        by[comm] = by.get(comm, 0.0) + d
+        name = (labels or {}).get(pid, comm)
+        by[name] = by.get(name, 0.0) + d
     return {"cpu": round(total, 1), "by": {k: round(v, 1) for k, v in sorted(by.items(), key=lambda kv: -kv[1])},
             "pss_mb": round(peak / 1024, 1), "secs": round(span, 1), "t0": t0, "t1": t0 + span}
 
@@ -332,26 +351,26 @@ def producer(c: Ctx, bus: str) -> subprocess.Popen:
 
 
 def cpu_phase(c: Ctx, name: str, roots: list[int], m720: str | None, m480: str | None,
-              rtsp: str | None) -> dict:
+              rtsp: str | None, rtsp_n: int = 1, labels: dict[int, str] | None = None) -> dict:
     """CPU and memory with one light client per output (draining HTTP
-    viewers, `ffmpeg -c copy` for RTSP: nothing decodes), and the fps each
-    client received."""
+    viewers, `ffmpeg -c copy` for RTSP: nothing decodes; `rtsp_n` RTSP
+    clients), and the fps each client received (RTSP: the slowest)."""
     a = c.a
     spec = [x for u in (m720, m480) if u for x in (u, "1")]
     v = Client(c.tmp, f"{name}-drain", ["mjpeg-viewers", *spec]) if spec else None
-    cl = rtsp_copy_clients(c.tmp, rtsp, 1) if rtsp else []
+    cl = rtsp_copy_clients(c.tmp, rtsp, rtsp_n) if rtsp else []
     time.sleep(a.warmup)
     if v:
         v.p.send_signal(signal.SIGUSR1)
     f0 = [progress_frames(pr) for _, pr in cl]
-    m = measure(roots, a.secs)
+    m = measure(roots, a.secs, labels)
     f1 = [progress_frames(pr) for _, pr in cl]
     fps = {}
     if v:
         for x in v.result().get("viewers", []):
             fps["mjpeg720" if x["url"] == m720 else "mjpeg480"] = x["fps"]
     for (p, _), x, y in zip(cl, f0, f1):
-        fps["rtsp"] = round((y - x) / m["secs"], 1)
+        fps["rtsp"] = min(fps.get("rtsp", 1e9), round((y - x) / m["secs"], 1))
         stop(p)
     m["fps"] = fps
     log(f"  {name}: CPU {m['cpu']} % ({m['by']}), PSS {m['pss_mb']} MB, fps {fps}")
@@ -434,29 +453,65 @@ def scaling(c: Ctx, name: str, roots: list[int], mjpeg720: str, mjpeg480: str, r
     return out
 
 
+def packet_readers(c: Ctx, ebus: str, n: int) -> list[tuple[subprocess.Popen, str]]:
+    """n Python packet readers of an encoded bus (benches/python/packet_reader.py)."""
+    out = []
+    for i in range(n):
+        res = os.path.join(c.tmp, f"packets-{ebus}-{i}.json")
+        out.append((start([VENV_PY, os.path.join(ROOT, "benches/python/packet_reader.py"), ebus, "--out", res]), res))
+    return out
+
+
+def packet_results(readers: list[tuple[subprocess.Popen, str]]) -> list[dict]:
+    got = []
+    for p, res in readers:
+        stop(p)  # SIGTERM: the reader writes its counts
+        try:
+            with open(res) as f:
+                got.append(json.load(f))
+        except (OSError, ValueError):
+            got.append({"frames": 0, "secs": 0})
+    return got
+
+
 def v_framebus(c: Ctx) -> dict:
     a = c.a
     bus = c.bus("fb")
+    ebus = f"{bus}.h264.high"
     prod = producer(c, bus)
     raw = Client(c.tmp, "framebus-raw", ["fb-raw", "--bus", bus])
     mj = start([a.mjpeg, "--listen", "127.0.0.1:0", "--bus", bus, "--no-discover", "--grace", "3",
                 "--max-viewers", "64"], stdout=subprocess.PIPE)
     base = first_line(mj).removeprefix("listening on ").rstrip("/")
-    rt = start([a.rtsp, "--listen", "127.0.0.1:0", "--profile", f"high={W}x{H}@30,bitrate={BITRATE_K // 1000}M,gop={GOP}",
-                "--encoder", "libx264", "--grace", "3"], stdout=subprocess.PIPE)
+    # The RTSP profile is encoded once, by framebus-encoder, into the
+    # encoded bus BUS.h264.high (only while it has readers); framebus-rtsp
+    # packetizes that bus and encodes nothing (issue 13).
+    enc = start([a.encoder_bin, "--bus", bus, "--profile", f"high={W}x{H}@30,bitrate={BITRATE_K // 1000}M,gop={GOP}",
+                 "--encoder", "libx264", "--grace", "3"])
+    wait_path(f"/dev/shm/framebus.{ebus}")
+    rt = start([a.rtsp, "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE)
     rurl = first_line(rt).removeprefix("listening on ").rstrip("/") + f"/{bus}/high"
-    roots = [prod.pid, mj.pid, rt.pid, raw.p.pid]
+    roots = [prod.pid, enc.pid, mj.pid, rt.pid, raw.p.pid]
     time.sleep(3)
     idle = measure(roots, min(a.secs, 10))
     log(f"  framebus idle (no viewers): {idle['cpu']} % {idle['by']}")
     m720, m480 = f"{base}/{bus}/medium.mjpg", f"{base}/{bus}/low.mjpg"
     cpu = cpu_phase(c, "framebus", roots, m720, m480, rurl)
+    # More consumers of the same encode: 4 Python packet readers of the
+    # encoded bus and a second RTSP viewer; still one framebus-encoder.
+    pk = packet_readers(c, ebus, a.packet_readers)
+    plus = cpu_phase(c, "framebus-plus", roots + [p.pid for p, _ in pk], m720, m480, rurl, rtsp_n=2,
+                     labels={p.pid: "packet-readers" for p, _ in pk})
+    got = packet_results(pk)
+    plus["packet_readers"] = a.packet_readers
+    plus["packet_fps_min"] = round(min((g["frames"] / g["secs"] if g.get("secs") else 0.0) for g in got), 1) if got else 0
+    log(f"  framebus-plus packet readers: {got}")
     res = latency_phase(c, "framebus", roots, [{"rtsp": ff_client(rurl)}, {"rtsp-gst": gst_rtsp_client(rurl)},
                                                {"mjpeg720": ff_mjpeg_client(m720), "mjpeg480": ff_mjpeg_client(m480)}],
                         raw)
-    res["measure"], res["idle"] = cpu, idle
+    res["measure"], res["idle"], res["measure_plus"] = cpu, idle, plus
     res["scaling"] = scaling(c, "framebus", roots, m720, m480, rurl)
-    for p in (mj, rt, prod):
+    for p in (mj, rt, enc, prod):
         stop(p)
     return res
 
@@ -589,7 +644,7 @@ def log(msg: str) -> None:
 
 
 def main() -> int:
-    global LOG
+    global LOG, CLI
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="~10 s per measurement (smoke run)")
     ap.add_argument("--secs", type=float, help="scenario measurement window (default 60, quick 10)")
@@ -599,7 +654,10 @@ def main() -> int:
     ap.add_argument("--producer")
     ap.add_argument("--mjpeg")
     ap.add_argument("--rtsp")
+    ap.add_argument("--encoder-bin", help="framebus-encoder (default: in --bin-dir)")
     ap.add_argument("--buscat")
+    ap.add_argument("--packet-readers", type=int, default=4,
+                    help="Python packet readers of the encoded bus in the framebus-plus row")
     ap.add_argument("--only", action="append", choices=list(VARIANTS))
     ap.add_argument("--no-report", action="store_true")
     a = ap.parse_args()
@@ -611,12 +669,13 @@ def main() -> int:
     a.mjpeg_viewers = [1, 10, 50]
     a.rtsp_clients = [1, 10, 20]
     for b, default in (("producer", "framebus-producer"), ("mjpeg", "framebus-mjpeg"), ("rtsp", "framebus-rtsp"),
-                       ("buscat", "framebus-buscat")):
+                       ("encoder_bin", "framebus-encoder"), ("buscat", "framebus-buscat")):
         if not getattr(a, b):
             setattr(a, b, os.path.join(a.bin_dir, default))
         if not os.access(getattr(a, b), os.X_OK):
             print(f"missing binary: {getattr(a, b)}", file=sys.stderr)
             return 2
+    CLI = os.path.join(os.path.dirname(a.producer), "framebus")
     if not a.no_report:
         ensure_requirements()
     atexit.register(stop_all)
