@@ -107,9 +107,10 @@ def section(res: dict) -> str:
     w = L.append
     w(f"Run: `make bench-e2e` ({m['mode']} mode: scenario window {m['secs']:g} s, "
       f"{m.get('lat_secs', m['secs']):g} s per latency client group, {m['scale_secs']:g} s per scaling point), {m['date']}, {m['cpus']} × {m['cpu_model']}, "
-      f"Linux {m['kernel']}, load average before/after {m['load_before'][0]:.1f} / {m['load_after'][0]:.1f} "
-      f"(a shared VM: other builds were running; absolute numbers are noisy, the side-by-side order is the point). "
-      f"{m['ffmpeg'].split(' Copyright')[0]}, {m['gstreamer']}. Raw JSON: `benches/e2e/results/{m['mode']}.json`.")
+      f"Linux {m['kernel']}, load average before/after {m['load_before'][0]:.1f} / {m['load_after'][0]:.1f}"
+      + (" (quiet: nothing else ran on the machine). " if max(m['load_before'][0], m['load_after'][0]) < 1.5 else
+         " (a shared VM: other builds were running; absolute numbers are noisy, the side-by-side order is the point). ")
+      + f"{m['ffmpeg'].split(' Copyright')[0]}, {m['gstreamer']}. Raw JSON: `benches/e2e/results/{m['mode']}.json`.")
     w("")
     w(f"Same content everywhere: the `framebus-producer` test pattern {m['size']}@{m['fps']} NV12 with the time code "
       f"(docs/timecode.md). H.264: x264 ultrafast, zerolatency, no B-frames, {m['bitrate_k']} kbit/s CBR with a "
