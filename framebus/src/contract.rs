@@ -93,6 +93,17 @@ pub mod encoder {
         (!bus.is_empty() && !profile.is_empty()).then_some((bus, profile))
     }
 
+    /// In an encoded bus's `source` description, what follows the encoder's
+    /// name when `--encoder auto` fell back (no hardware encoder opened):
+    /// `h264 high of cam0 by libx264 (auto: nvenc, vaapi, v4l2m2m did not
+    /// open)`. Metrics count a bus whose source contains it.
+    pub const AUTO_FALLBACK: &str = " (auto: ";
+
+    /// True when `source` (an encoded bus's) says `auto` fell back.
+    pub fn fell_back(source: &str) -> bool {
+        source.contains(AUTO_FALLBACK)
+    }
+
     /// H.264 profiles a profile's `h264=` may name.
     pub const H264_PROFILES: [&str; 3] = ["baseline", "main", "high"];
 

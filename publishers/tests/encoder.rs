@@ -314,12 +314,23 @@ fn auto_falls_back_to_x264_visibly() {
     // `framebus stat` prints it.
     if let Some(fb) = framebus_test_support::bins::or_skip("framebus") {
         let st = run(
-            Command::new(fb).args(["stat", &out]),
+            Command::new(&fb).args(["stat", &out]),
             Duration::from_secs(20),
         );
         assert!(
             String::from_utf8_lossy(&st.stdout).contains("by libx264 (auto:"),
             "{st:?}"
+        );
+        // And the metric counts it.
+        let pr = run(
+            Command::new(fb).args(["status", "--prometheus"]),
+            Duration::from_secs(20),
+        );
+        let want = format!("framebus_bus_encoder_fallback{{bus=\"{out}\"}} 1");
+        assert!(
+            String::from_utf8_lossy(&pr.stdout).contains(&want),
+            "{want} in {}",
+            String::from_utf8_lossy(&pr.stdout)
         );
     }
     enc.signal(libc::SIGTERM);

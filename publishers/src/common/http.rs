@@ -256,6 +256,19 @@ impl Collector for BusCollector {
             labels,
             |b| ConstCounter::new(b.encoder_steps),
         )?;
+        family(
+            &mut enc,
+            "framebus_bus_encoder_fallback",
+            "Encoded buses: 1 when --encoder auto fell back to libx264 (no hardware encoder opened)",
+            MetricType::Gauge,
+            &encoded,
+            labels,
+            |b| {
+                ConstGauge::new(f64::from(u8::from(
+                    framebus::contract::encoder::fell_back(&b.source),
+                )))
+            },
+        )?;
         Ok(())
     }
 }

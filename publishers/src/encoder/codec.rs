@@ -432,7 +432,12 @@ impl H264Encoder {
             .iter()
             .map(|n| n.strip_prefix("h264_").unwrap_or(n))
             .collect();
-        format!("{} (auto: {} did not open)", self.name, short.join(", "))
+        format!(
+            "{}{}{} did not open)",
+            self.name,
+            framebus::contract::encoder::AUTO_FALLBACK,
+            short.join(", ")
+        )
     }
 
     /// The ffmpeg name of the encoder in use.

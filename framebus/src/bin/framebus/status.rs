@@ -518,6 +518,13 @@ fn prometheus(r: &Report) -> String {
     );
     family(
         &mut o,
+        "framebus_bus_encoder_fallback",
+        "gauge",
+        "Encoded buses: 1 when --encoder auto fell back to libx264 (no hardware encoder opened).",
+        encoded(&|b| f64::from(u8::from(framebus::contract::encoder::fell_back(&b.source)))),
+    );
+    family(
+        &mut o,
         "framebus_bus_readers",
         "gauge",
         "Readers attached to the bus.",
