@@ -66,29 +66,13 @@ fn digest_authentication() {
     let wrong = url.replacen("rtsp://", "rtsp://viewer:nope@", 1);
     assert_eq!(ffprobe(&wrong, "tcp").0, "");
 
-    let out = run(
-        Command::new("gst-launch-1.0").args([
-            "-q",
-            "rtspsrc",
-            &format!("location={url}"),
-            "user-id=viewer",
-            "user-pw=s3cret",
-            "protocols=tcp",
-            "!",
-            "rtph264depay",
-            "!",
-            "avdec_h264",
-            "!",
-            "fakesink",
-            "num-buffers=10",
-        ]),
-        Duration::from_secs(60),
-    );
-    assert!(
-        out.status.success(),
-        "gst with digest: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if let Err(out) = gst_play(&url, "tcp", 10, &["user-id=viewer", "user-pw=s3cret"]) {
+        panic!(
+            "gst with digest: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 /// The `nonce` of a Digest challenge.

@@ -229,6 +229,42 @@ impl RawClient {
     }
 }
 
+/// Decodes `frames` frames of `url` with GStreamer (`rtspsrc latency=0 !
+/// rtph264depay ! avdec_h264 ! fakesink num-buffers=N`) over `protocols`,
+/// with `extra` rtspsrc properties; returns gst-launch's output.
+///
+/// Success is reaching EOS after the frames (gst-launch prints "Got EOS
+/// from element"): rtspsrc can fail the PAUSE it sends while the pipeline
+/// shuts down after EOS (its CLOSE command flushes the connection under
+/// the PAUSE being sent: "Could not send message"), a client-side race
+/// seen under load that says nothing about the stream.
+pub fn gst_play(url: &str, protocols: &str, frames: u32, extra: &[&str]) -> Result<Output, Output> {
+    let location = format!("location={url}");
+    let protocols = format!("protocols={protocols}");
+    let buffers = format!("num-buffers={frames}");
+    let mut args = vec!["rtspsrc", &location, &protocols, "latency=0"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&[
+        "!",
+        "rtph264depay",
+        "!",
+        "avdec_h264",
+        "!",
+        "fakesink",
+        &buffers,
+    ]);
+    let out = run(
+        Command::new("gst-launch-1.0").args(&args),
+        Duration::from_secs(60),
+    );
+    let eos = String::from_utf8_lossy(&out.stdout).contains("Got EOS from element");
+    if out.status.success() || eos {
+        Ok(out)
+    } else {
+        Err(out)
+    }
+}
+
 /// Readers attached to a bus (a running encoder reads its raw bus; a
 /// running RTSP stream reads its encoded bus).
 pub fn bus_readers(bus: &str) -> usize {
