@@ -231,7 +231,7 @@ pub struct EncoderSpec {
     pub bitrate: Option<Bitrate>,
     /// Frames between key frames, `None` for two seconds' worth.
     pub gop: Option<u32>,
-    /// `baseline`, `main`, `high`, `None` for the encoder's choice.
+    /// `baseline`, `main`, `high`; `None` for framebus-encoder's default (`main`).
     pub h264: Option<String>,
     /// `--encoder`, `None` for `auto`.
     pub encoder: Option<String>,
