@@ -53,10 +53,12 @@ fn status(scene: &Scene) -> Option<Value> {
     serde_json::from_slice(&std::fs::read(f).ok()?).ok()
 }
 
-/// Poll the status file until `pred` holds for the publisher `kind`.
-fn wait_publisher(
+/// Poll the status file until `pred` holds for the supervised child that
+/// `select` picks (`what` names it in the failure message).
+fn wait_child(
     scene: &Scene,
-    kind: &str,
+    what: &str,
+    select: impl Fn(&Value) -> bool,
     limit: Duration,
     pred: impl Fn(&Value) -> bool,
 ) -> Value {
@@ -67,7 +69,7 @@ fn wait_publisher(
                 .as_array()
                 .unwrap()
                 .iter()
-                .find(|p| p["kind"] == kind)
+                .find(|p| select(p))
             {
                 if pred(p) {
                     return p.clone();
@@ -76,7 +78,7 @@ fn wait_publisher(
         }
         if Instant::now() > end {
             panic!(
-                "publisher {kind}: condition not reached within {limit:?}; status: {:#?}\nlog:\n{}",
+                "{what}: condition not reached within {limit:?}; status: {:#?}\nlog:\n{}",
                 status(scene),
                 log(scene)
             );
@@ -85,32 +87,28 @@ fn wait_publisher(
     }
 }
 
+/// Poll the status file until `pred` holds for the publisher `kind`.
+fn wait_publisher(
+    scene: &Scene,
+    kind: &str,
+    limit: Duration,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    let what = format!("publisher {kind}");
+    wait_child(scene, &what, |p| p["kind"] == kind, limit, pred)
+}
+
 /// Poll the status file until `pred` holds for the encoder child writing
 /// the encoded bus `bus`.
 fn wait_encoder(scene: &Scene, bus: &str, limit: Duration, pred: impl Fn(&Value) -> bool) -> Value {
-    let end = Instant::now() + limit;
-    loop {
-        if let Some(st) = status(scene) {
-            if let Some(p) = st["publishers"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|p| p["kind"] == "encoder" && p["bus"] == bus)
-            {
-                if pred(p) {
-                    return p.clone();
-                }
-            }
-        }
-        if Instant::now() > end {
-            panic!(
-                "encoder {bus}: condition not reached within {limit:?}; status: {:#?}\nlog:\n{}",
-                status(scene),
-                log(scene)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let what = format!("encoder {bus}");
+    wait_child(
+        scene,
+        &what,
+        |p| p["kind"] == "encoder" && p["bus"] == bus,
+        limit,
+        pred,
+    )
 }
 
 /// SIGTERM the producer; it must exit 0 (bounded wait).

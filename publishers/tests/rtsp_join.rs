@@ -13,7 +13,6 @@
 mod rtsp_support;
 
 use std::net::UdpSocket;
-use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -251,23 +250,6 @@ fn a_cold_start_sends_one_keyframe() {
     }
 }
 
-/// Sets SO_RCVBUF (the kernel doubles it: 106496 gives Linux's default
-/// 212992 bytes, whatever the machine's sysctl says).
-fn set_rcvbuf(sock: &UdpSocket, size: libc::c_int) {
-    // SAFETY: `sock` is an open socket for the duration of the call; the
-    // option value points to a live c_int of the length passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&size as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0, "setsockopt SO_RCVBUF");
-}
-
 #[test]
 fn udp_keyframes_arrive_whole_and_nal_units_fit_vlc() {
     // Noise makes keyframes of a few hundred kilobytes.
@@ -289,7 +271,11 @@ fn udp_keyframes_arrive_whole_and_nal_units_fit_vlc() {
         })
         .expect("an even/odd UDP port pair");
     let (sock, _rtcp) = rtp;
-    set_rcvbuf(&sock, 106_496);
+    // The kernel doubles it: Linux's default 212992 bytes, whatever the
+    // machine's sysctl says.
+    socket2::SockRef::from(&sock)
+        .set_recv_buffer_size(106_496)
+        .expect("SO_RCVBUF");
     sock.set_nonblocking(true).unwrap();
     let port = sock.local_addr().unwrap().port();
     let mut c = RawClient::connect(&server.addr);

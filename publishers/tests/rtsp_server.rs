@@ -3,7 +3,6 @@
 
 mod rtsp_support;
 
-use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use rtsp_support::*;
@@ -223,19 +222,10 @@ fn keepalives_and_pause() {
 
 /// Makes a socket's receive window tiny so that a client that does not read
 /// stalls the server's sends within a few frames.
-fn shrink_receive_buffer(sock: &std::net::TcpStream, size: libc::c_int) {
-    // SAFETY: `sock` is an open socket for the duration of the call; the
-    // option value points to a live c_int of the length passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&size as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0, "setsockopt SO_RCVBUF");
+fn shrink_receive_buffer(sock: &std::net::TcpStream, size: usize) {
+    socket2::SockRef::from(sock)
+        .set_recv_buffer_size(size)
+        .expect("SO_RCVBUF");
 }
 
 #[test]

@@ -89,7 +89,6 @@ use framebus::{Frame, Writer};
 
 use super::clock::FrameClock;
 use super::codec::H264Encoder;
-use crate::common::rate::RateLimiter;
 
 /// Frame-rate steps stop above this rate.
 pub const MIN_FPS: u32 = 5;
@@ -377,27 +376,6 @@ impl Controller {
     }
 }
 
-/// The output-rate half of the encode loop's frame selection, whichever
-/// object does it: a step change sets the rate through this.
-pub trait OutputRate {
-    /// Output `fps` frames per second from the next frame on.
-    fn set_output_fps(&mut self, fps: u32);
-}
-
-impl OutputRate for FrameClock {
-    fn set_output_fps(&mut self, fps: u32) {
-        // The grid continues from the last presented time: pts stay on it.
-        self.set_fps(fps);
-    }
-}
-
-impl OutputRate for RateLimiter {
-    fn set_output_fps(&mut self, fps: u32) {
-        // A new schedule, starting with the next frame.
-        *self = RateLimiter::new(f64::from(fps));
-    }
-}
-
 /// The encode loop's hook: measures each encode, and applies and reports
 /// the controller's step changes.
 #[derive(Debug)]
@@ -453,7 +431,7 @@ impl Adapter {
         &mut self,
         frame: &Frame,
         started_ns: u64,
-        rate: &mut impl OutputRate,
+        clock: &mut FrameClock,
         enc: &mut H264Encoder,
         out: &Writer,
     ) {
@@ -471,7 +449,8 @@ impl Adapter {
             return;
         };
         let (from, to) = (self.controller.ladder().level(c.from), self.level());
-        rate.set_output_fps(to.fps);
+        // The grid continues from the last presented time: pts stay on it.
+        clock.set_fps(to.fps);
         if to.encoder_bitrate != from.encoder_bitrate {
             enc.set_bitrate(to.encoder_bitrate);
         }

@@ -187,9 +187,9 @@ fn to_90k(pts: u64, (num, den): (u32, u32)) -> u64 {
     (u128::from(pts) * u128::from(num) * u128::from(CLOCK_RATE) / u128::from(den)) as u64
 }
 
-/// SPS and PPS from an access unit (or an Annex B codec configuration).
-fn parameter_sets(annex_b: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
-    let nals = split_annex_b(annex_b);
+/// SPS and PPS among the NAL units of an access unit (or of an Annex B
+/// codec configuration).
+fn parameter_sets(nals: &[&[u8]]) -> Option<(Vec<u8>, Vec<u8>)> {
     let sps = nals.iter().find(|n| nal_type(n) == nal::SPS)?;
     let pps = nals.iter().find(|n| nal_type(n) == nal::PPS)?;
     Some((sps.to_vec(), pps.to_vec()))
@@ -481,7 +481,7 @@ impl Stream {
                 if c.time_base.0 > 0 && c.time_base.1 > 0 {
                     time_base = c.time_base;
                 }
-                if let Some((sps, pps)) = parameter_sets(&c.config) {
+                if let Some((sps, pps)) = parameter_sets(&split_annex_b(&c.config)) {
                     publish_params(sps, pps, &mut params);
                 }
             }
@@ -520,10 +520,8 @@ impl Stream {
             if key {
                 // The SPS in band wins over the header (a bus without
                 // codec configuration, or an encoder that changed size).
-                let sps = nals.iter().find(|n| nal_type(n) == nal::SPS);
-                let pps = nals.iter().find(|n| nal_type(n) == nal::PPS);
-                if let (Some(s), Some(p)) = (sps, pps) {
-                    publish_params(s.to_vec(), p.to_vec(), &mut params);
+                if let Some((sps, pps)) = parameter_sets(&nals) {
+                    publish_params(sps, pps, &mut params);
                 }
             }
             let ticks = to_90k(frame.pts(), time_base);
