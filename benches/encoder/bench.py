@@ -44,52 +44,14 @@ import framebus
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-HZ = os.sysconf("SC_CLK_TCK")
-PROCS: list[subprocess.Popen] = []
-
-
-def spawn(cmd: list[str]) -> subprocess.Popen:
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    PROCS.append(p)
-    return p
-
-
-def kill_group(p: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
-    try:
-        os.killpg(p.pid, sig)
-        p.wait(timeout=5)
-    except (ProcessLookupError, PermissionError, subprocess.TimeoutExpired):
-        pass
-    try:
-        os.killpg(p.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        p.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        pass
-
-
-def ticks(pid: int) -> int:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
-
-
+sys.path.insert(0, os.path.dirname(HERE))
+from procs import HZ, cpu_ticks, kill_all, spawn, wait_path  # noqa: E402
 def cpu(pids: dict[str, int], secs: float) -> dict[str, float]:
     """% of one core of each process over secs."""
-    t0, c0 = time.monotonic(), {k: ticks(p) for k, p in pids.items()}
+    t0, c0 = time.monotonic(), {k: cpu_ticks(p) for k, p in pids.items()}
     time.sleep(secs)
-    t1, c1 = time.monotonic(), {k: ticks(p) for k, p in pids.items()}
+    t1, c1 = time.monotonic(), {k: cpu_ticks(p) for k, p in pids.items()}
     return {k: 100.0 * (c1[k] - c0[k]) / HZ / (t1 - t0) for k in pids}
-
-
-def wait_path(path: str, timeout: float = 20.0) -> None:
-    t0 = time.monotonic()
-    while not os.path.exists(path):
-        if time.monotonic() - t0 > timeout:
-            sys.exit(f"{path} did not appear within {timeout:g} s")
-        time.sleep(0.05)
 
 
 def wait_idle(pid: int, grace: float, timeout: float = 30.0) -> float:
@@ -99,9 +61,9 @@ def wait_idle(pid: int, grace: float, timeout: float = 30.0) -> float:
     t0 = time.monotonic()
     time.sleep(grace + 0.3)
     while time.monotonic() - t0 < timeout:
-        a = ticks(pid)
+        a = cpu_ticks(pid)
         time.sleep(0.5)
-        if ticks(pid) - a <= 1:
+        if cpu_ticks(pid) - a <= 1:
             return time.monotonic() - t0
     sys.exit(f"the encoder (pid {pid}) did not go idle within {timeout:g} s")
 
@@ -131,12 +93,12 @@ def read_all(ebus: str, secs: float, pids: dict[str, int]) -> tuple[dict[str, fl
         t_end = time.monotonic() + 2.0
         while time.monotonic() < t_end:
             r.next_encoded(timeout=5.0).release()
-        t0, c0 = time.monotonic(), {k: ticks(p) for k, p in pids.items()}
+        t0, c0 = time.monotonic(), {k: cpu_ticks(p) for k, p in pids.items()}
         while time.monotonic() - t0 < secs:
             f = r.next_encoded(timeout=5.0)
             ages.append((time.time_ns() - f.realtime_ns) / 1e6)
             f.release()
-        t1, c1 = time.monotonic(), {k: ticks(p) for k, p in pids.items()}
+        t1, c1 = time.monotonic(), {k: cpu_ticks(p) for k, p in pids.items()}
     return {k: 100.0 * (c1[k] - c0[k]) / HZ / (t1 - t0) for k in pids}, ages
 
 
@@ -194,8 +156,7 @@ def main() -> int:
                   f"{n} frame(s) taken)", flush=True)
         load_after = os.getloadavg()
     finally:
-        for p in reversed(PROCS):
-            kill_group(p)
+        kill_all()
         for name in (ebus, bus):
             if os.path.exists(f"/dev/shm/framebus.{name}"):
                 subprocess.run([bins["framebus"], "rm", "--force", name], stdout=subprocess.DEVNULL,

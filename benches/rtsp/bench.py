@@ -45,6 +45,8 @@ import time
 W, H, FPS = 1920, 1080, 30
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.dirname(HERE))
+from procs import cpu_ticks, kill_all, kill_group, spawn, wait_path  # noqa: E402
 
 
 def decode_tc(frame, w, h):
@@ -124,15 +126,6 @@ def ffmpeg_client(url):
             "-rtsp_transport", "tcp", "-i", url, "-threads", "1", "-f", "rawvideo", "-pix_fmt", "gray", "-"]
 
 
-def cpu_ticks(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0
-    return int(fields[11]) + int(fields[12])
-
-
 def encoder_procs(bus):
     """PIDs of framebus-encoder processes encoding `bus` (from /proc)."""
     out = []
@@ -189,49 +182,10 @@ def cpu_with_clients(server, url, n, secs, readers=None):
     return res
 
 
-PROCS = []
-
-
-def spawn(cmd, **kw):
-    """Start cmd in its own process group (killed as a group on exit)."""
-    kw.setdefault("stdout", subprocess.DEVNULL)
-    kw.setdefault("stderr", subprocess.DEVNULL)
-    p = subprocess.Popen(cmd, start_new_session=True, **kw)
-    PROCS.append(p)
-    return p
-
-
-def kill_group(p, sig=signal.SIGTERM, wait=5.0):
-    """sig to p's group, wait, then SIGKILL the group."""
-    try:
-        os.killpg(p.pid, sig)
-        p.wait(timeout=wait)
-    except (ProcessLookupError, PermissionError, subprocess.TimeoutExpired):
-        pass
-    try:
-        os.killpg(p.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        p.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        pass
-    if p in PROCS:
-        PROCS.remove(p)
-
-
 def start(cmd, env=None):
     p = spawn(cmd, stdout=subprocess.PIPE, env=env, text=True)
     line = p.stdout.readline().strip()
     return p, line
-
-
-def wait_path(path, timeout=20.0):
-    t0 = time.time()
-    while not os.path.exists(path):
-        if time.time() - t0 > timeout:
-            sys.exit(f"{path} did not appear within {timeout:g} s")
-        time.sleep(0.05)
 
 
 def fmt_lat(lat):
@@ -357,8 +311,7 @@ def main():
                            "summary": summary}, f, indent=1)
     finally:
         # SIGTERM first: the producer unlinks its bus on a clean stop.
-        for p in reversed(list(PROCS)):
-            kill_group(p)
+        kill_all()
         for name in (ebus, bus):
             if os.path.exists(f"/dev/shm/framebus.{name}") and os.access(cli, os.X_OK):
                 subprocess.run([cli, "rm", "--force", name], stdout=subprocess.DEVNULL,
