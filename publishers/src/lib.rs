@@ -13,3 +13,4 @@ pub mod encoder;
 pub mod h264;
 pub mod mjpeg;
 pub mod rtsp;
+pub mod webrtc;

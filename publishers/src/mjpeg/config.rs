@@ -177,6 +177,9 @@ pub struct Args {
     /// together); beyond it new connections are accepted and closed at once.
     #[arg(long, value_name = "N", default_value_t = 1024)]
     pub max_connections: usize,
+    /// WebRTC (WHEP) on the same port; media on one UDP port.
+    #[command(flatten)]
+    pub webrtc: crate::webrtc::WebRtcArgs,
 }
 
 impl Args {

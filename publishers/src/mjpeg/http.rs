@@ -5,8 +5,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Method};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
@@ -21,6 +22,7 @@ use super::state::AppState;
 use super::streams::{Streams, StreamsConfig};
 use super::{api, index, media};
 use crate::common::http as common_http;
+use crate::webrtc::{player, whep, WebRtc};
 use framebus::contract::streams::PATH as STREAMS_PATH;
 
 /// Starting the server failed.
@@ -52,6 +54,9 @@ pub enum ServeError {
     /// Serving failed.
     #[error("server failed: {0}")]
     Serve(std::io::Error),
+    /// The WebRTC media port or a `--webrtc-*` flag.
+    #[error("{0}")]
+    WebRtc(String),
 }
 
 impl ServeError {
@@ -62,14 +67,42 @@ impl ServeError {
             ServeError::BusName { .. } | ServeError::Credentials(_) | ServeError::CorsOrigin(_) => {
                 exit::USAGE
             }
-            ServeError::Bind { .. } | ServeError::Serve(_) => exit::FAILURE,
+            ServeError::Bind { .. } | ServeError::Serve(_) | ServeError::WebRtc(_) => exit::FAILURE,
         }
     }
 }
 
 /// Build the router for `state`.
 pub fn router(state: AppState, cors: Option<CorsLayer>) -> Router {
-    let mut r = Router::new()
+    let mut r = Router::new();
+    if let Some(w) = &state.webrtc {
+        // WHEP and the player page (crate::webrtc); their own state.
+        let fallback_profile = state
+            .streams
+            .config()
+            .profiles
+            .first()
+            .map_or_else(|| "native".to_string(), |p| p.name.clone());
+        let webrtc = Router::new()
+            .route(
+                "/{bus}/{profile}/whep",
+                post(whep::offer).options(whep::options),
+            )
+            .route(
+                "/{bus}/{profile}/whep/{id}",
+                delete(whep::delete).patch(whep::patch),
+            )
+            .route(
+                "/{bus}/{profile}/",
+                get(move |st, path, headers| {
+                    player::handler(st, path, headers, fallback_profile.clone())
+                }),
+            )
+            .layer(DefaultBodyLimit::max(whep::MAX_OFFER_BYTES))
+            .with_state(Arc::clone(w));
+        r = r.merge(webrtc);
+    }
+    let mut r = r
         .route("/", get(index::index))
         .merge(common_http::routes())
         .route(STREAMS_PATH, get(api::list))
@@ -167,7 +200,6 @@ pub async fn serve(
         grace: args.grace(),
         max_viewers: args.max_viewers,
     }));
-    let state = AppState::new(streams, auth);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -175,7 +207,22 @@ pub async fn serve(
             source,
         })?;
     let addr = listener.local_addr().map_err(ServeError::Serve)?;
+    let webrtc = if args.webrtc.no_webrtc {
+        None
+    } else {
+        Some(
+            WebRtc::start(args.webrtc.clone(), addr, args.shm_dir.clone())
+                .await
+                .map_err(ServeError::WebRtc)?,
+        )
+    };
+    let state = AppState::new(streams, auth, webrtc.clone());
     crate::common::cli::print_listening(&format!("http://{addr}/"));
+    if let Some(w) = &webrtc {
+        for a in w.media_addrs() {
+            crate::common::cli::print_listening(&format!("udp://{a}"));
+        }
+    }
     tracing::info!(%addr, "framebus-mjpeg listening");
 
     let sweeper = state.streams.clone();
@@ -191,6 +238,9 @@ pub async fn serve(
     let streams = state.streams.clone();
     tokio::spawn(async move {
         shutdown.await;
+        if let Some(w) = webrtc {
+            w.close_all();
+        }
         streams.shut_down();
     });
     let down = state.streams.shutdown_signal();

@@ -13,6 +13,8 @@ use super::auth::Auth;
 use super::metrics::MjpegCollector;
 use super::streams::Streams;
 use crate::common::http::{BusCollector, Observability};
+use crate::webrtc::metrics::WebRtcCollector;
+use crate::webrtc::WebRtc;
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
@@ -23,15 +25,20 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     /// `/healthz` and `/metrics` ([`crate::common::http`]).
     pub observe: Observability,
+    /// WebRTC (WHEP), unless `--no-webrtc`.
+    pub webrtc: Option<Arc<WebRtc>>,
 }
 
 impl AppState {
     /// The state for `streams` behind `auth`: `/metrics` reports the
     /// streams and the served buses, `/healthz` the configured buses and
     /// running streams ([`health_problems`]).
-    pub fn new(streams: Arc<Streams>, auth: Auth) -> AppState {
+    pub fn new(streams: Arc<Streams>, auth: Auth, webrtc: Option<Arc<WebRtc>>) -> AppState {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(MjpegCollector::new(Arc::clone(&streams))));
+        if let Some(w) = &webrtc {
+            registry.register_collector(Box::new(WebRtcCollector::new(Arc::clone(w))));
+        }
         let served = Arc::clone(&streams);
         registry.register_collector(Box::new(BusCollector::new(move || {
             served.buses().into_iter().filter_map(|b| b.info).collect()
@@ -41,6 +48,7 @@ impl AppState {
             streams,
             auth: Arc::new(auth),
             observe: Observability::new(registry, move || health_problems(&checked)),
+            webrtc,
         }
     }
 }

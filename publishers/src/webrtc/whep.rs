@@ -1,0 +1,524 @@
+//! WHEP over HTTP, and the registry of sessions.
+//!
+//! - `POST /{bus}/{profile}/whep` with an SDP offer (`application/sdp`):
+//!   `201 Created`, the answer, `Location: /{bus}/{profile}/whep/{id}`, and
+//!   a `Link: <URL>; rel="ice-server"` per `--webrtc-ice-server`.
+//! - `DELETE` the `Location`: `200`, the session ends.
+//! - `PATCH` (trickle ICE) is not needed by an ICE-lite server that sends
+//!   every candidate in its answer: `405`, as the WHEP draft says.
+//!
+//! Errors are JSON `{"error", "status"}` like the rest of the HTTP API: 400
+//! for an offer that does not parse or cannot receive video, 404 for a
+//! stream that does not exist, 406 when the browser accepts no H.264 of
+//! the stream's profile, 413 for a body over [`MAX_OFFER_BYTES`], 415 for
+//! another content type or a raw bus, 503 with `Retry-After` when a stream
+//! or the server is full or the encoder does not answer.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use parking_lot::Mutex;
+use str0m::bwe::Bitrate;
+use str0m::change::SdpOffer;
+use str0m::rtp::Extension;
+use str0m::{Candidate, IceCreds, Rtc, RtcConfig};
+use tokio::sync::{mpsc, Notify};
+
+use super::config::WebRtcArgs;
+use super::feed::{FeedError, FeedInfo, Feeds};
+use super::session::{pick_pt, video_mid, Ladder, Rung, Session, SessionInfo, SessionStats};
+use super::udp::{MediaPort, INBOX_DEPTH};
+use framebus::contract::encoder as enc;
+
+/// Largest SDP offer accepted (browsers send 3–10 KiB).
+pub const MAX_OFFER_BYTES: usize = 64 * 1024;
+/// Initial bandwidth estimate of an adaptive session.
+const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(2_000);
+/// RTP header extension ids we offer in the answer's map (the browser's
+/// ids win where it offered them).
+const EXT_PLAYOUT_DELAY: u8 = 6;
+const EXT_ABS_CAPTURE_TIME: u8 = 7;
+
+/// A failed WHEP request.
+#[derive(Debug, thiserror::Error)]
+pub enum WhepError {
+    /// Not `application/sdp`.
+    #[error("the offer must be application/sdp (got {0:?})")]
+    ContentType(String),
+    /// Over [`MAX_OFFER_BYTES`].
+    #[error("the offer is {0} bytes; at most {MAX_OFFER_BYTES} are accepted")]
+    TooLarge(usize),
+    /// Unparsable or unusable offer.
+    #[error("bad offer: {0}")]
+    BadOffer(String),
+    /// No H.264 of the stream's profile in the offer.
+    #[error("the offer accepts no H.264 {0} with packetization-mode=1; a WebRTC profile should be baseline or main (h264 = \"main\" in [[encoder]])")]
+    NoCodec(&'static str),
+    /// Feed problems.
+    #[error(transparent)]
+    Feed(#[from] FeedError),
+    /// Too many sessions.
+    #[error("the server has its maximum of {0} WebRTC sessions; retry later")]
+    ServerFull(usize),
+    /// No such session.
+    #[error("no WebRTC session {0:?}")]
+    NoSession(String),
+    /// PATCH.
+    #[error("trickle ICE is not supported: every candidate is in the answer")]
+    NoTrickle,
+}
+
+impl WhepError {
+    fn status(&self) -> StatusCode {
+        match self {
+            WhepError::ContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            WhepError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            WhepError::BadOffer(_) => StatusCode::BAD_REQUEST,
+            WhepError::NoCodec(_) => StatusCode::NOT_ACCEPTABLE,
+            WhepError::Feed(FeedError::NoBus { .. }) | WhepError::NoSession(_) => {
+                StatusCode::NOT_FOUND
+            }
+            WhepError::Feed(FeedError::NotEncoded(..)) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            WhepError::Feed(FeedError::Full(..) | FeedError::Timeout(..))
+            | WhepError::ServerFull(_) => StatusCode::SERVICE_UNAVAILABLE,
+            WhepError::NoTrickle => StatusCode::METHOD_NOT_ALLOWED,
+        }
+    }
+}
+
+impl IntoResponse for WhepError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = serde_json::json!({ "error": self.to_string(), "status": status.as_u16() });
+        let mut resp = (status, Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+        }
+        if status == StatusCode::METHOD_NOT_ALLOWED {
+            resp.headers_mut().insert(
+                header::ALLOW,
+                HeaderValue::from_static("POST, DELETE, OPTIONS"),
+            );
+        }
+        resp
+    }
+}
+
+/// Counters of the WHEP endpoint.
+#[derive(Debug, Default)]
+pub struct WhepCounters {
+    /// Offers received.
+    pub offers: AtomicU64,
+    /// Offers refused (any 4xx/5xx).
+    pub refused: AtomicU64,
+    /// Sessions started.
+    pub sessions: AtomicU64,
+}
+
+/// The WebRTC service: media port, feeds, sessions.
+#[derive(Debug)]
+pub struct WebRtc {
+    args: WebRtcArgs,
+    shm_dir: Option<PathBuf>,
+    port: Arc<MediaPort>,
+    candidates: Vec<Candidate>,
+    /// The feeds (`/metrics`).
+    pub feeds: Feeds,
+    sessions: Mutex<HashMap<String, Arc<SessionInfo>>>,
+    next_key: AtomicU64,
+    /// Counters (`/metrics`).
+    pub counters: WhepCounters,
+}
+
+/// `?adapt=0` keeps a viewer on its profile.
+#[derive(Debug, serde::Deserialize)]
+pub struct WhepQuery {
+    /// `0`/`false`: no switching.
+    pub adapt: Option<String>,
+}
+
+/// An SDP parser message without its internal pointer (`Parse error at
+/// PointerOffset(0x7f..)`), on one line.
+fn sdp_error(e: &str) -> String {
+    let mut out = String::new();
+    for part in e.split_whitespace() {
+        if part.starts_with("PointerOffset(") {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(part);
+    }
+    out.replace(" at ", " ").trim().to_string()
+}
+
+fn random_id() -> String {
+    format!(
+        "{:016x}{:016x}",
+        crate::rtsp::stream::random_u64(),
+        crate::rtsp::stream::random_u64()
+    )
+}
+
+impl WebRtc {
+    /// Binds the media port for an HTTP server on `http` and starts its
+    /// receivers.
+    pub async fn start(
+        args: WebRtcArgs,
+        http: SocketAddr,
+        shm_dir: Option<PathBuf>,
+    ) -> Result<Arc<WebRtc>, String> {
+        let udp = args.udp_addr(http);
+        let port = MediaPort::bind(udp)
+            .await
+            .map_err(|e| format!("cannot bind the WebRTC media port {udp}: {e}"))?;
+        let mut candidates = Vec::new();
+        let locals = port.local_addrs();
+        for a in &locals {
+            candidates.push(Candidate::host(*a, "udp").map_err(|e| format!("candidate {a}: {e}"))?);
+        }
+        let media_port = locals.first().map_or(0, |a| a.port());
+        for public in args.candidate_addrs(media_port)? {
+            let base = locals
+                .iter()
+                .find(|l| l.is_ipv4() == public.is_ipv4())
+                .ok_or_else(|| {
+                    format!("--webrtc-candidate {public}: no local address of its family")
+                })?;
+            candidates.push(
+                Candidate::server_reflexive(public, *base, "udp")
+                    .map_err(|e| format!("--webrtc-candidate {public}: {e}"))?,
+            );
+        }
+        port.spawn_receivers();
+        tracing::info!(addrs = ?locals, "WebRTC media port");
+        Ok(Arc::new(WebRtc {
+            feeds: Feeds::new(shm_dir.clone(), args.webrtc_max_viewers),
+            args,
+            shm_dir,
+            port,
+            candidates,
+            sessions: Mutex::new(HashMap::new()),
+            next_key: AtomicU64::new(1),
+            counters: WhepCounters::default(),
+        }))
+    }
+
+    /// The media port's addresses.
+    pub fn media_addrs(&self) -> Vec<SocketAddr> {
+        self.port.local_addrs()
+    }
+
+    /// The media port (its counters).
+    pub fn port(&self) -> &MediaPort {
+        &self.port
+    }
+
+    /// The ICE servers for players: (urls, username, credential).
+    pub fn ice_servers(&self) -> Vec<serde_json::Value> {
+        self.args
+            .webrtc_ice_servers
+            .iter()
+            .map(|u| {
+                let mut v = serde_json::json!({ "urls": u });
+                if u.starts_with("turn") {
+                    if let Some(n) = &self.args.webrtc_ice_username {
+                        v["username"] = n.clone().into();
+                    }
+                    if let Some(c) = &self.args.webrtc_ice_credential {
+                        v["credential"] = c.clone().into();
+                    }
+                }
+                v
+            })
+            .collect()
+    }
+
+    /// Every live session.
+    pub fn sessions(&self) -> Vec<Arc<SessionInfo>> {
+        self.sessions.lock().values().cloned().collect()
+    }
+
+    /// Ends every session (shutdown).
+    pub fn close_all(&self) {
+        for s in self.sessions() {
+            s.close.notify_one();
+        }
+    }
+
+    fn build_rtc(&self, bwe: bool) -> (Rtc, IceCreds) {
+        let creds = IceCreds::new();
+        let mut cfg = RtcConfig::new()
+            .set_ice_lite(true)
+            .set_local_ice_credentials(creds.clone())
+            .clear_codecs()
+            .set_stats_interval(Some(Duration::from_secs(1)));
+        let codecs = cfg.codec_config();
+        // packetization-mode=1 only (FU-A: access units of any size), one
+        // payload type per H.264 profile; level-asymmetry-allowed=1.
+        for (pt, rtx, plid) in [
+            (108, 109, 0x42e01f),
+            (127, 121, 0x42001f),
+            (123, 119, 0x4d001f),
+            (114, 115, 0x64001f),
+        ] {
+            codecs.add_h264(pt.into(), Some(rtx.into()), true, plid);
+        }
+        let exts = cfg.extension_map();
+        exts.set(EXT_PLAYOUT_DELAY, Extension::PlayoutDelay);
+        exts.set(EXT_ABS_CAPTURE_TIME, Extension::AbsoluteCaptureTime);
+        if bwe {
+            cfg = cfg.enable_bwe(Some(INITIAL_ESTIMATE));
+        }
+        (cfg.build(Instant::now()), creds)
+    }
+
+    /// The other profiles of camera `bus` the session may move down to:
+    /// live encoded buses `{bus}.h264.*` with a lower bit rate than the
+    /// one asked for. Their feeds start only when the session moves.
+    fn lower_rungs(&self, bus: &str, first: &Rung) -> Vec<Rung> {
+        let Ok(all) = framebus::list_in(self.shm_dir.as_deref()) else {
+            return Vec::new();
+        };
+        let mut rungs: Vec<Rung> = all
+            .into_iter()
+            .filter(|b| b.producer_alive && b.name != first.feed.bus())
+            .filter_map(|b| {
+                let (cam, profile) = enc::split(&b.name)?;
+                if cam != bus {
+                    return None;
+                }
+                let feed = self.feeds.get(&b.name).ok()?;
+                let rung = Rung {
+                    profile: profile.to_string(),
+                    feed,
+                    info: FeedInfo {
+                        width: b.width,
+                        height: b.height,
+                        fps: b.fps,
+                        profile_idc: 0,
+                        constraints: 0,
+                        bitrate: b.encoder_bitrate,
+                    },
+                };
+                (rung.bitrate() < first.bitrate()).then_some(rung)
+            })
+            .collect();
+        rungs.sort_by(|a, b| b.bitrate().total_cmp(&a.bitrate()));
+        rungs
+    }
+
+    /// Answers an offer for `bus`/`profile`.
+    async fn answer(
+        self: &Arc<WebRtc>,
+        bus: &str,
+        profile: &str,
+        adapt: bool,
+        offer: &str,
+    ) -> Result<(String, String), WhepError> {
+        if self.sessions.lock().len() >= self.args.webrtc_max_sessions {
+            return Err(WhepError::ServerFull(self.args.webrtc_max_sessions));
+        }
+        let name = enc::bus_name(bus, profile);
+        let feed = {
+            let me = Arc::clone(self);
+            let n = name.clone();
+            tokio::task::spawn_blocking(move || me.feeds.get(&n))
+                .await
+                .map_err(|e| WhepError::BadOffer(e.to_string()))??
+        };
+        let max = self.args.webrtc_max_viewers;
+        let viewing = self
+            .sessions
+            .lock()
+            .values()
+            .filter(|s| s.bus == bus && s.requested == profile)
+            .count();
+        if viewing >= max {
+            return Err(FeedError::Full(name, max).into());
+        }
+        let offer = SdpOffer::from_sdp_string(offer)
+            .map_err(|e| WhepError::BadOffer(sdp_error(&e.to_string())))?;
+        let info = feed.info().await?;
+        let first = Rung {
+            profile: profile.to_string(),
+            feed,
+            info: info.clone(),
+        };
+        let mut rungs = vec![first];
+        if adapt {
+            let me = Arc::clone(self);
+            let (b, f) = (bus.to_string(), rungs[0].clone());
+            if let Ok(lower) = tokio::task::spawn_blocking(move || me.lower_rungs(&b, &f)).await {
+                rungs.extend(lower);
+            }
+        }
+        let adaptive = rungs.len() > 1;
+        let (mut rtc, creds) = self.build_rtc(adaptive);
+        for c in &self.candidates {
+            rtc.add_local_candidate(c.clone());
+        }
+        let answer = rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| WhepError::BadOffer(e.to_string()))?;
+        let answer = answer.to_sdp_string();
+        let mid = video_mid(&answer).ok_or_else(|| {
+            WhepError::BadOffer(
+                "no video media the server can send on (a recvonly or sendrecv m=video line)"
+                    .into(),
+            )
+        })?;
+        let pt = {
+            let writer = rtc
+                .writer(mid)
+                .ok_or_else(|| WhepError::BadOffer("the video media cannot be written".into()))?;
+            pick_pt(writer.payload_params(), info.profile_idc)
+                .ok_or(WhepError::NoCodec(info.profile_name()))?
+        };
+        if adaptive {
+            let top = rungs[0].bitrate() * 1.5;
+            rtc.bwe().set_desired_bitrate(Bitrate::bps(top as u64));
+        }
+        let id = random_id();
+        let key = self.next_key.fetch_add(1, Ordering::Relaxed);
+        let (tx, inbox) = mpsc::channel(INBOX_DEPTH);
+        let info = Arc::new(SessionInfo {
+            id: id.clone(),
+            key,
+            bus: bus.to_string(),
+            requested: profile.to_string(),
+            adaptive,
+            peer: None,
+            started: Instant::now(),
+            stats: SessionStats::default(),
+            close: Notify::new(),
+        });
+        *info.stats.profile.lock() = profile.to_string();
+        self.port.register(key, creds.ufrag, tx);
+        self.sessions.lock().insert(id.clone(), Arc::clone(&info));
+        self.counters.sessions.fetch_add(1, Ordering::Relaxed);
+        let session = Session {
+            rtc,
+            mid,
+            pt,
+            info: Arc::clone(&info),
+            port: Arc::clone(&self.port),
+            inbox,
+            ladder: Ladder { rungs },
+            join_max_age: self.args.join_max_age(),
+        };
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            session.run().await;
+            me.port.unregister(key);
+            me.sessions.lock().remove(&info.id);
+        });
+        tracing::info!(session = %id, bus, profile, adaptive, "WebRTC session");
+        Ok((id, answer))
+    }
+}
+
+/// `POST /{bus}/{profile}/whep`.
+pub async fn offer(
+    State(w): State<Arc<WebRtc>>,
+    Path((bus, profile)): Path<(String, String)>,
+    Query(q): Query<WhepQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    w.counters.offers.fetch_add(1, Ordering::Relaxed);
+    let res = async {
+        let ct = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !ct
+            .split(';')
+            .next()
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/sdp"))
+        {
+            return Err(WhepError::ContentType(ct.to_string()));
+        }
+        if body.len() > MAX_OFFER_BYTES {
+            return Err(WhepError::TooLarge(body.len()));
+        }
+        let text = std::str::from_utf8(&body)
+            .map_err(|_| WhepError::BadOffer("the offer is not UTF-8".into()))?;
+        let adapt =
+            !w.args.webrtc_no_adapt && !matches!(q.adapt.as_deref(), Some("0" | "false" | "no"));
+        w.answer(&bus, &profile, adapt, text).await
+    }
+    .await;
+    match res {
+        Ok((id, sdp)) => {
+            let mut resp = (StatusCode::CREATED, sdp).into_response();
+            let h = resp.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/sdp"),
+            );
+            if let Ok(v) = HeaderValue::from_str(&format!("/{bus}/{profile}/whep/{id}")) {
+                h.insert(header::LOCATION, v);
+            }
+            for s in w.ice_servers() {
+                let url = s["urls"].as_str().unwrap_or_default();
+                let mut link = format!("<{url}>; rel=\"ice-server\"");
+                if let (Some(u), Some(c)) = (s["username"].as_str(), s["credential"].as_str()) {
+                    link.push_str(&format!(
+                        "; username=\"{u}\"; credential=\"{c}\"; credential-type=\"password\""
+                    ));
+                }
+                if let Ok(v) = HeaderValue::from_str(&link) {
+                    h.append(header::LINK, v);
+                }
+            }
+            resp
+        }
+        Err(e) => {
+            w.counters.refused.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(bus, profile, error = %e, "WHEP offer refused");
+            e.into_response()
+        }
+    }
+}
+
+/// `DELETE /{bus}/{profile}/whep/{id}`.
+pub async fn delete(
+    State(w): State<Arc<WebRtc>>,
+    Path((_bus, _profile, id)): Path<(String, String, String)>,
+) -> Response {
+    let s = w.sessions.lock().get(&id).cloned();
+    match s {
+        Some(s) => {
+            s.close.notify_one();
+            StatusCode::OK.into_response()
+        }
+        None => WhepError::NoSession(id).into_response(),
+    }
+}
+
+/// `PATCH /{bus}/{profile}/whep/{id}`: trickle ICE is not needed.
+pub async fn patch() -> Response {
+    WhepError::NoTrickle.into_response()
+}
+
+/// `OPTIONS /{bus}/{profile}/whep`: what the endpoint takes.
+pub async fn options() -> Response {
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    let h = resp.headers_mut();
+    h.insert(header::ALLOW, HeaderValue::from_static("POST, OPTIONS"));
+    h.insert("accept-post", HeaderValue::from_static("application/sdp"));
+    resp
+}
