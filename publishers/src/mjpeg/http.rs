@@ -211,7 +211,7 @@ pub async fn serve(
         None
     } else {
         Some(
-            WebRtc::start(args.webrtc.clone(), addr, args.shm_dir.clone())
+            WebRtc::start(args.webrtc.clone(), args.listen, addr, args.shm_dir.clone())
                 .await
                 .map_err(ServeError::WebRtc)?,
         )

@@ -13,8 +13,8 @@ pub struct WebRtcArgs {
     #[arg(long)]
     pub no_webrtc: bool,
     /// UDP address of the media port, shared by every session (default:
-    /// the --listen address's IP, port 8189; port 0 picks a free one). A
-    /// wildcard (0.0.0.0) binds every interface address.
+    /// the --listen address's IP, port 8189, or a free port when --listen
+    /// has port 0). A wildcard (0.0.0.0) binds every interface address.
     #[arg(long, value_name = "ADDR")]
     pub webrtc_udp: Option<SocketAddr>,
     /// Another address browsers reach the media port at, e.g. the public
@@ -49,10 +49,15 @@ pub struct WebRtcArgs {
 }
 
 impl WebRtcArgs {
-    /// The media port's address for an HTTP server on `http`.
+    /// The media port's address for an HTTP server configured to listen
+    /// on `http`: `--webrtc-udp`, else the same IP on port 8189 (on any
+    /// free port when the HTTP port is 0, so that servers started on port 0
+    /// side by side do not collide).
     pub fn udp_addr(&self, http: SocketAddr) -> SocketAddr {
-        self.webrtc_udp
-            .unwrap_or_else(|| SocketAddr::new(http.ip(), DEFAULT_UDP_PORT))
+        self.webrtc_udp.unwrap_or_else(|| {
+            let port = if http.port() == 0 { 0 } else { DEFAULT_UDP_PORT };
+            SocketAddr::new(http.ip(), port)
+        })
     }
 
     /// The join policy.

@@ -172,14 +172,18 @@ fn random_id() -> String {
 }
 
 impl WebRtc {
-    /// Binds the media port for an HTTP server on `http` and starts its
-    /// receivers.
+    /// Binds the media port for an HTTP server configured to listen on
+    /// `configured` and bound to `http`, and starts its receivers.
     pub async fn start(
         args: WebRtcArgs,
+        configured: SocketAddr,
         http: SocketAddr,
         shm_dir: Option<PathBuf>,
     ) -> Result<Arc<WebRtc>, String> {
-        let udp = args.udp_addr(http);
+        let mut udp = args.udp_addr(configured);
+        if args.webrtc_udp.is_none() {
+            udp.set_ip(http.ip());
+        }
         let port = MediaPort::bind(udp)
             .await
             .map_err(|e| format!("cannot bind the WebRTC media port {udp}: {e}"))?;
