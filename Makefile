@@ -24,7 +24,7 @@ PY := $(VENV)/bin/python
 CARGO_FLAGS := --release --locked
 export CARGO_TERM_COLOR := never
 
-.PHONY: help deps venv build run install test test-rust test-loom test-py wheel bench bench-e2e bench-rtsp bench-encoder bench-apt fuzz test-fuzz-short test-faults test-soak-short soak fmt lint clean
+.PHONY: help deps venv node-deps build run install test test-rust test-loom test-py wheel bench bench-e2e bench-rtsp bench-encoder bench-apt fuzz test-fuzz-short test-faults test-soak-short soak fmt lint clean
 
 help:
 	@echo "make run     build and start producer + publishers (test pattern 1080p60)"
@@ -60,10 +60,20 @@ $(STAMPS)/venv: framebus-py/requirements-dev.txt | $(STAMPS)
 	$(PY) -m pip install -q -r framebus-py/requirements-dev.txt
 	@touch $@
 
+# The headless-browser driver of the WebRTC tests (publishers/tests/browser):
+# playwright-core only, pinned by its lock; it drives Debian's chromium.
+BROWSER_DIR := publishers/tests/browser
+node-deps: $(STAMPS)/npm
+$(STAMPS)/npm: $(BROWSER_DIR)/package-lock.json | $(STAMPS)
+	@if ! command -v npm >/dev/null; then \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q nodejs npm; fi
+	cd $(BROWSER_DIR) && npm ci --no-audit --no-fund
+	@touch $@
+
 build: deps
 	cargo build $(CARGO_FLAGS) --workspace --bins
 
-run: build wheel
+run: build wheel node-deps
 	@scripts/run.sh --config examples/framebus.toml
 
 # Install the service (docs/service.md): binaries to $(PREFIX)/bin, the
@@ -97,7 +107,7 @@ install:
 # drive a Python reader; the short fuzz run replays the committed corpora of
 # the light targets (the publishers' targets need a sanitizer build of
 # FFmpeg bindings: `make fuzz`); the short soak samples every 10 s for 90 s.
-test: deps venv
+test: deps venv node-deps
 	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory wheel
 	@$(MAKE) --no-print-directory test-rust
@@ -231,4 +241,4 @@ lint:
 
 clean:
 	cargo clean
-	rm -rf $(VENV) $(STAMPS)
+	rm -rf $(VENV) $(STAMPS) $(BROWSER_DIR)/node_modules

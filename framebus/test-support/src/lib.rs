@@ -10,6 +10,7 @@
 //! | [`feed`] | [`Feeder`]: a thread publishing a moving NV12 test pattern with the time code |
 //! | [`clients`] | background clients counting what they receive (curl on MJPEG, ffmpeg on RTSP) |
 //! | [`bins`] | paths of the workspace's binaries from tests of another package |
+//! | [`browser`] | headless Chromium playing WHEP or a player page (`publishers/tests/browser/whep.mjs`), its JSON report |
 //! | [`port`] | a free TCP port, for the few tests that must name one in advance |
 //! | [`wait`] | polling a condition with a bound |
 //! | [`rng`] | a tiny deterministic PRNG |
@@ -24,6 +25,7 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 pub mod bins;
+pub mod browser;
 pub mod child;
 pub mod clients;
 pub mod encoder;

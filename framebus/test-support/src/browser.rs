@@ -1,0 +1,393 @@
+//! A real browser for the WebRTC tests: headless Chromium driven by
+//! `publishers/tests/browser/whep.mjs` (playwright-core), which plays a
+//! WHEP endpoint or a player page and prints one JSON report, parsed here.
+//! See that directory's README for the report's fields and the Chromium
+//! flags.
+//!
+//! Needs `node`, `/usr/bin/chromium` (or `$CHROMIUM`) and the driver's
+//! `node_modules` (`make node-deps`); each missing piece panics saying how
+//! to get it. Every run is bounded (`seconds` + [`SLACK`]) and gets its own
+//! `$TMPDIR`, removed afterwards, so even a killed run leaves no browser
+//! profile behind.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::{run_to_end, TempDir};
+
+/// Time allowed beyond the measurement: starting Chromium, ICE, tear-down.
+/// The driver's own bound is 60 s; this one catches a wedged node.
+pub const SLACK: Duration = Duration::from_secs(90);
+
+/// Credentials sent with the WHEP `POST` and `DELETE`.
+#[derive(Clone, Debug, Default)]
+pub enum Auth {
+    /// None.
+    #[default]
+    None,
+    /// `Authorization: Bearer TOKEN`.
+    Bearer(String),
+    /// `Authorization: Basic`, from `user:pass`.
+    Basic(String),
+}
+
+/// What [`whep_play`] plays.
+#[derive(Clone, Debug)]
+pub struct WhepPlay {
+    /// The endpoint, `http://127.0.0.1:PORT/BUS/PROFILE/whep`.
+    pub url: String,
+    /// How long every viewer plays before the stats are read.
+    pub seconds: f64,
+    /// Peer connections, all in one page.
+    pub viewers: u32,
+    /// Credentials.
+    pub auth: Auth,
+    /// Decode the time code of viewer 0's frames (latency).
+    pub timecode: bool,
+}
+
+impl WhepPlay {
+    /// One viewer of `url` for 5 s, no credentials, no time code.
+    pub fn new(url: impl Into<String>) -> WhepPlay {
+        WhepPlay {
+            url: url.into(),
+            seconds: 5.0,
+            viewers: 1,
+            auth: Auth::None,
+            timecode: false,
+        }
+    }
+}
+
+/// Inbound video of one peer connection, from `getStats()`.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct Inbound {
+    /// `framesDecoded`.
+    pub frames_decoded: Option<u64>,
+    /// `framesReceived`.
+    pub frames_received: Option<u64>,
+    /// `framesDropped`.
+    pub frames_dropped: Option<u64>,
+    /// `frameWidth`.
+    pub frame_width: Option<u32>,
+    /// `frameHeight`.
+    pub frame_height: Option<u32>,
+    /// `framesPerSecond`.
+    pub frames_per_second: Option<f64>,
+    /// `freezeCount`.
+    pub freeze_count: Option<u64>,
+    /// `totalFreezesDuration`, seconds.
+    pub total_freezes_duration_s: Option<f64>,
+    /// `pauseCount`.
+    pub pause_count: Option<u64>,
+    /// `packetsLost`.
+    pub packets_lost: Option<i64>,
+    /// `packetsReceived`.
+    pub packets_received: Option<u64>,
+    /// `nackCount`.
+    pub nack_count: Option<u64>,
+    /// `pliCount`.
+    pub pli_count: Option<u64>,
+    /// `firCount`.
+    pub fir_count: Option<u64>,
+    /// Mean jitter buffer delay, ms (`jitterBufferDelay` /
+    /// `jitterBufferEmittedCount`).
+    pub jitter_buffer_ms: Option<f64>,
+    /// `decoderImplementation` (Chromium hides it from pages not capturing:
+    /// usually `None`).
+    pub decoder_implementation: Option<String>,
+    /// The codec's `mimeType`, `video/H264`.
+    pub codec: Option<String>,
+    /// The codec's `sdpFmtpLine`.
+    pub sdp_fmtp_line: Option<String>,
+}
+
+/// Stats of one peer connection.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct PcStats {
+    /// `None` before any video RTP arrived.
+    pub inbound: Option<Inbound>,
+    /// `currentRoundTripTime` of the selected candidate pair, ms.
+    pub rtt_ms: Option<f64>,
+    /// The selected pair's local candidate, `ADDR:PORT/udp TYPE`.
+    pub local_candidate: Option<String>,
+    /// The selected pair's remote candidate.
+    pub remote_candidate: Option<String>,
+}
+
+impl PcStats {
+    /// Frames decoded (0 without inbound video).
+    pub fn frames_decoded(&self) -> u64 {
+        self.inbound
+            .as_ref()
+            .and_then(|i| i.frames_decoded)
+            .unwrap_or(0)
+    }
+}
+
+/// Nearest-rank percentiles of samples in ms.
+#[derive(Clone, Copy, Debug, Deserialize)]
+pub struct Summary {
+    /// Samples.
+    pub n: u64,
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+/// The samples behind [`TimeCodes`] (`--raw`, not requested by these
+/// helpers; kept for completeness).
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct RawSamples {
+    /// Presentation time minus the frame's time code, ms.
+    pub latency_ms: Vec<f64>,
+    /// Presentation time minus Chromium's `captureTime`, ms.
+    pub abs_latency_ms: Vec<f64>,
+    /// Presentation time minus `receiveTime`, ms.
+    pub network_to_present_ms: Vec<f64>,
+}
+
+/// The time codes (`docs/timecode.md`) of the frames viewer 0 presented.
+#[derive(Clone, Debug, Deserialize)]
+pub struct TimeCodes {
+    /// Frames presented (`requestVideoFrameCallback` calls).
+    pub frames: u64,
+    /// Frames whose time code was read.
+    pub decoded: u64,
+    /// Frames without a readable (or plausible) time code.
+    pub refused: u64,
+    /// Counter values never seen between two decoded frames.
+    pub counter_gaps: u64,
+    /// Jumps of the counter by more than one.
+    pub gap_events: u64,
+    /// The same counter twice in a row.
+    pub repeats: u64,
+    /// Frames the compositor skipped (`presentedFrames` jumps): part of
+    /// `counter_gaps` that the network and decoder did deliver.
+    pub presented_skipped: u64,
+    /// `presentationTime` (frame handed to the compositor) on the wall
+    /// clock minus the capture time in the code.
+    pub latency_ms: Option<Summary>,
+    /// Presentation minus `captureTime` (RTP abs-capture-time, which the
+    /// viewer offers), when the sender sends it.
+    pub abs_latency_ms: Option<Summary>,
+    /// Presentation minus `receiveTime` (last packet of the frame).
+    pub network_to_present_ms: Option<Summary>,
+    /// The samples, with `--raw`.
+    pub raw: Option<RawSamples>,
+}
+
+/// One WHEP viewer.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Viewer {
+    /// 0-based.
+    pub index: u32,
+    /// Status of the `POST` (201 expected); `None` when it failed outright.
+    pub post_status: Option<u16>,
+    /// Non-2xx body (first 1000 characters), or the fetch error.
+    pub post_error: Option<String>,
+    /// `Retry-After` of a non-2xx answer.
+    pub retry_after: Option<String>,
+    /// `Content-Type` of the answer.
+    pub content_type: Option<String>,
+    /// The session URL (`Location`, made absolute).
+    pub location: Option<String>,
+    /// `POST` to answer received, ms.
+    pub answer_ms: Option<f64>,
+    /// `setRemoteDescription` refused the answer.
+    pub answer_error: Option<String>,
+    /// `video.play()` failed.
+    pub play_error: Option<String>,
+    /// `RTCPeerConnection.connectionState` at the end.
+    pub connection_state: String,
+    /// `iceConnectionState` at the end.
+    pub ice_state: String,
+    /// `POST` to the first frame handed to the compositor, ms.
+    pub first_frame_ms: Option<f64>,
+    /// Frames presented (`requestVideoFrameCallback` calls).
+    pub frames_presented: u64,
+    /// Status of the `DELETE` of `location`.
+    pub delete_status: Option<u16>,
+    /// The `DELETE` failed outright.
+    pub delete_error: Option<String>,
+    /// Its stats.
+    #[serde(flatten)]
+    pub stats: PcStats,
+}
+
+/// The report of [`whep_play`] and [`self_test`].
+#[derive(Clone, Debug, Deserialize)]
+pub struct PlayReport {
+    /// `whep` or `self_test`.
+    pub mode: String,
+    /// Chromium's version.
+    pub browser: Option<String>,
+    /// Console messages of level error (`text (url)`).
+    pub console_errors: Vec<String>,
+    /// Uncaught exceptions in the page.
+    pub page_errors: Vec<String>,
+    /// Every viewer.
+    pub viewers: Vec<Viewer>,
+    /// Viewer 0's time codes, when asked.
+    pub timecode: Option<TimeCodes>,
+    /// Self-test: canvas frames painted.
+    pub frames_painted: Option<u64>,
+    /// The whole run, ms.
+    pub elapsed_ms: u64,
+}
+
+/// Pictures (`<img>`) of a page.
+#[derive(Clone, Copy, Debug, Deserialize)]
+pub struct Images {
+    /// `<img>` elements.
+    pub total: u32,
+    /// Those with a picture (`naturalWidth > 0`).
+    pub loaded: u32,
+}
+
+/// What the page's `window.framebusPlayer` showed.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Player {
+    /// Whether the page set `window.framebusPlayer`.
+    pub has_player: bool,
+    /// Its `mode`: `webrtc`, `mjpeg`, `connecting`, `failed`.
+    pub mode: Option<String>,
+    /// The page's `<img>` elements.
+    pub images: Images,
+    /// `connectionState` of its `pc`.
+    pub connection_state: Option<String>,
+    /// Page start to the first frame of its `video`, ms.
+    pub first_frame_ms: Option<f64>,
+    /// Frames its `video` presented.
+    pub frames_presented: Option<u64>,
+    /// Time codes of its `video`'s frames.
+    pub timecode: Option<TimeCodes>,
+    /// Its `img` shows a picture.
+    pub img_loaded: Option<bool>,
+    /// Its `img`'s natural width.
+    pub img_width: Option<u32>,
+    /// Its `img`'s natural height.
+    pub img_height: Option<u32>,
+    /// Stats of its `pc`.
+    #[serde(flatten)]
+    pub stats: PcStats,
+}
+
+/// The report of [`page_play`].
+#[derive(Clone, Debug, Deserialize)]
+pub struct PageReport {
+    /// Chromium's version.
+    pub browser: Option<String>,
+    /// Console messages of level error (`text (url)`).
+    pub console_errors: Vec<String>,
+    /// Uncaught exceptions in the page.
+    pub page_errors: Vec<String>,
+    /// Status of the page itself.
+    pub http_status: Option<u16>,
+    /// Its `<title>`.
+    pub title: Option<String>,
+    /// The player's state at the end.
+    pub player: Player,
+    /// The whole run, ms.
+    pub elapsed_ms: u64,
+}
+
+/// `publishers/tests/browser/`, from this crate's manifest directory
+/// (`framebus/test-support`).
+pub fn driver_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../publishers/tests/browser")
+}
+
+/// Plays `opts.url` with WHEP in Chromium.
+pub fn whep_play(opts: &WhepPlay) -> PlayReport {
+    let mut args = vec![
+        "--url".to_string(),
+        opts.url.clone(),
+        "--viewers".to_string(),
+        opts.viewers.to_string(),
+    ];
+    match &opts.auth {
+        Auth::None => {}
+        Auth::Bearer(t) => args.extend(["--token".to_string(), t.clone()]),
+        Auth::Basic(up) => args.extend(["--basic".to_string(), up.clone()]),
+    }
+    if opts.timecode {
+        args.push("--timecode".to_string());
+    }
+    parse(&drive(&args, opts.seconds))
+}
+
+/// Opens `url` (a player page) for `seconds`, following the time code of
+/// its video.
+pub fn page_play(url: &str, seconds: f64) -> PageReport {
+    let args = [
+        "--page".to_string(),
+        url.to_string(),
+        "--timecode".to_string(),
+    ];
+    parse(&drive(&args, seconds))
+}
+
+/// The driver's loopback self-test: `viewers` peer connections receive a
+/// time-coded canvas from another one in the same page, as H.264.
+pub fn self_test(seconds: f64, viewers: u32) -> PlayReport {
+    let args = [
+        "--self-test".to_string(),
+        "--viewers".to_string(),
+        viewers.to_string(),
+    ];
+    parse(&drive(&args, seconds))
+}
+
+/// Runs the driver with `args` and `--seconds`; its stdout (one JSON line).
+fn drive(args: &[String], seconds: f64) -> String {
+    let dir = driver_dir();
+    assert!(
+        dir.join("node_modules/playwright-core").is_dir(),
+        "{}/node_modules is missing: run `make node-deps`",
+        dir.display()
+    );
+    let chromium = std::env::var_os("CHROMIUM").unwrap_or_else(|| "/usr/bin/chromium".into());
+    assert!(
+        Path::new(&chromium).exists(),
+        "{} not found: `apt-get install chromium` (`make deps`), or set $CHROMIUM",
+        chromium.to_string_lossy()
+    );
+    // The browser profile and Chromium's shared-memory files go to $TMPDIR:
+    // this one is removed on drop, whatever happened to the run.
+    let tmp = TempDir::new("chromium");
+    let mut cmd = Command::new("node");
+    cmd.arg(dir.join("whep.mjs"))
+        .args(args)
+        .arg("--seconds")
+        .arg(seconds.to_string())
+        .env("TMPDIR", tmp.path())
+        .env("CHROMIUM", &chromium);
+    let limit = Duration::from_secs_f64(seconds) + SLACK;
+    let out = run_to_end(&mut cmd, limit);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}\nstdout: {stdout}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(stdout: &str) -> T {
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("whep.mjs report: {e}: {line}"))
+}

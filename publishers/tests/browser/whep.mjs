@@ -1,0 +1,679 @@
+#!/usr/bin/env node
+// Headless Chromium driver for the framebus WebRTC (WHEP) tests and
+// benchmarks: plays a WHEP endpoint (or a player page, or a loopback
+// self-test) in a real browser and prints ONE JSON report on stdout.
+// Logs go to stderr. Exit 0 when the measurement ran (even if nothing
+// played: the report says so), 2 on a harness failure, 3 on its own
+// timeout, 64 on bad usage, 128+N on signal N (the browser closed first).
+// See README.md for the report's fields.
+
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { chromium } from 'playwright-core';
+
+const USAGE = `usage:
+  node whep.mjs --url http://HOST:PORT/BUS/PROFILE/whep --seconds S [--viewers N]
+                [--token T | --basic USER:PASS] [--timecode] [--raw]
+  node whep.mjs --page URL --seconds S [--timecode] [--raw]
+  node whep.mjs --self-test --seconds S [--viewers N] [--codec h264|vp8|any] [--raw]`;
+
+// Besides what playwright-core always passes (--headless, --no-sandbox,
+// --disable-dev-shm-usage, a fresh temporary --user-data-dir it deletes on
+// close, ...), listed here so the command line reads on its own.
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--no-first-run',
+  '--disable-sync',
+  '--disable-quic',
+  // The server under test listens on 127.0.0.1. With another interface
+  // up, Chromium reaches it without these two (its checks leave a
+  // wildcard-bound socket); on a host with only `lo` (a network-less
+  // container) it gathers nothing and connects only with both: loopback
+  // allowed, and host addresses not hidden behind *.local mDNS names.
+  '--allow-loopback-in-peer-connection',
+  '--disable-features=WebRtcHideLocalIpsWithMdns',
+  // Muted video autoplays anyway; this also covers play() outside a gesture.
+  '--autoplay-policy=no-user-gesture-required',
+];
+
+const log = (...a) => console.error('[whep.mjs]', ...a);
+
+function usage(why) {
+  console.error(`${why}\n${USAGE}`);
+  process.exit(64);
+}
+
+const OPTIONS = {
+  url: { type: 'string' },
+  page: { type: 'string' },
+  'self-test': { type: 'boolean', default: false },
+  seconds: { type: 'string', default: '5' },
+  viewers: { type: 'string', default: '1' },
+  token: { type: 'string' },
+  basic: { type: 'string' },
+  timecode: { type: 'boolean', default: false },
+  raw: { type: 'boolean', default: false },
+  codec: { type: 'string', default: 'h264' },
+  chromium: { type: 'string', default: process.env.CHROMIUM || '/usr/bin/chromium' },
+  help: { type: 'boolean', short: 'h', default: false },
+};
+
+function parseOptions(argv) {
+  let values;
+  try {
+    ({ values } = parseArgs({ args: argv, options: OPTIONS }));
+  } catch (e) {
+    usage(e.message);
+  }
+  if (values.help) {
+    console.log(USAGE);
+    process.exit(0);
+  }
+  const modes = [values.url, values.page, values['self-test'] || undefined].filter((m) => m !== undefined);
+  const seconds = Number(values.seconds);
+  const viewers = Number(values.viewers);
+  const bad =
+    modes.length !== 1 ||
+    !(seconds > 0) ||
+    !Number.isInteger(viewers) ||
+    viewers < 1 ||
+    (values.token !== undefined && values.basic !== undefined) ||
+    (values.basic !== undefined && !values.basic.includes(':')) ||
+    !['h264', 'vp8', 'any'].includes(values.codec);
+  if (bad) usage('bad arguments');
+  const headers = {};
+  if (values.token !== undefined) headers.Authorization = `Bearer ${values.token}`;
+  if (values.basic !== undefined) headers.Authorization = `Basic ${Buffer.from(values.basic).toString('base64')}`;
+  return {
+    mode: values.url ? 'whep' : values.page ? 'page' : 'self_test',
+    url: values.url ?? values.page ?? null,
+    seconds,
+    viewers,
+    headers,
+    // The self-test exists to prove the time-code path: always on there.
+    timecode: values.timecode || values['self-test'],
+    raw: values.raw,
+    codec: values.codec,
+    chromium: values.chromium,
+  };
+}
+
+// Everything below runs inside the page (playwright serialises the function
+// source, so it must not close over anything of this module). It defines
+// window.__fb: viewers, stats and the time-code watcher.
+function installHarness() {
+  if (window.__fb) return;
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+  // Time-code layout of docs/timecode.md.
+  const BANDS = 24;
+  const TIME_CELLS = 64;
+  const COUNTER_CELLS = 32;
+
+  // Nearest-rank percentiles of a list of milliseconds.
+  function summary(xs) {
+    if (xs.length === 0) return null;
+    const s = [...xs].sort((a, b) => a - b);
+    const at = (q) => s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))];
+    const r3 = (x) => Math.round(x * 1000) / 1000;
+    return { n: s.length, p50: r3(at(0.5)), p90: r3(at(0.9)), p99: r3(at(0.99)), max: r3(s[s.length - 1]) };
+  }
+
+  // Reads the two top bands of a video frame: { us: BigInt, counter } or
+  // null when a cell is ambiguous (not a time code, or too damaged).
+  function makeDecoder() {
+    const canvas = document.createElement('canvas');
+    const ctx = canvas.getContext('2d', { willReadFrequently: true });
+    return (video, w, h) => {
+      if (w < TIME_CELLS || h < BANDS) return null;
+      const bh = Math.floor(h / BANDS);
+      if (canvas.width !== w || canvas.height !== 2 * bh) {
+        canvas.width = w;
+        canvas.height = 2 * bh;
+      }
+      // Only the bands: copying a whole 1080p frame every frame costs.
+      ctx.drawImage(video, 0, 0, w, 2 * bh, 0, 0, w, 2 * bh);
+      const px = ctx.getImageData(0, 0, w, 2 * bh).data;
+      const luma = (x, y) => {
+        const o = (y * w + x) * 4;
+        return 0.299 * px[o] + 0.587 * px[o + 1] + 0.114 * px[o + 2];
+      };
+      const band = (b, cells) => {
+        const y0 = b * bh;
+        const yc = y0 + Math.floor(bh / 2);
+        const dy = Math.floor(bh / 5);
+        let v = 0n;
+        for (let i = 0; i < cells; i++) {
+          const x0 = Math.floor((i * w) / cells);
+          const x1 = Math.floor(((i + 1) * w) / cells);
+          const xc = Math.floor((x0 + x1) / 2);
+          const dx = Math.floor((x1 - x0) / 5);
+          // A 3x3 grid in the middle of the cell, as the reference decoder.
+          let sum = 0;
+          for (const y of [yc - dy, yc, yc + dy]) for (const x of [xc - dx, xc, xc + dx]) sum += luma(x, y);
+          const avg = sum / 9;
+          if (Math.abs(avg - 128) < 24) return null;
+          v = (v << 1n) | (avg > 128 ? 1n : 0n);
+        }
+        return v;
+      };
+      const us = band(0, TIME_CELLS);
+      if (us === null) return null;
+      const counter = band(1, COUNTER_CELLS);
+      if (counter === null) return null;
+      return { us, counter: Number(counter) };
+    };
+  }
+
+  // Follows every frame presented by `video` (requestVideoFrameCallback):
+  // the first one (ms since t0) and, with `timecode`, the latency samples.
+  function watchVideo(video, t0, timecode) {
+    const w = { first_frame_ms: null, frames: 0, stopped: false };
+    const tc = timecode
+      ? { decode: makeDecoder(), decoded: 0, refused: 0, last: null, gaps: 0, gap_events: 0, repeats: 0,
+          lastPresented: null, presented_skipped: 0, lat: [], abs: [], net: [] }
+      : null;
+    const onFrame = (now, md) => {
+      if (w.stopped) return;
+      // When the frame was handed to the compositor. Not `now`: that is the
+      // rendering step's start, measured up to 2 ms *before* the frame's
+      // last packet arrived (receiveTime). expectedDisplayTime is only a
+      // guess, two vsyncs (~32 ms) later in headless Chromium.
+      const shown = md.presentationTime ?? now;
+      if (w.first_frame_ms === null) w.first_frame_ms = shown - t0;
+      w.frames++;
+      if (tc) {
+        // Frames decoded but never handed to rVFC (two in one vsync).
+        if (tc.lastPresented !== null && md.presentedFrames > tc.lastPresented + 1)
+          tc.presented_skipped += md.presentedFrames - tc.lastPresented - 1;
+        tc.lastPresented = md.presentedFrames;
+        // captureTime: the sender's capture instant from the RTP
+        // abs-capture-time extension (when negotiated and sent), on this
+        // page's performance timeline like the others.
+        if (md.captureTime !== undefined) tc.abs.push(shown - md.captureTime);
+        if (md.receiveTime !== undefined) tc.net.push(shown - md.receiveTime);
+        const code = tc.decode(video, md.width, md.height);
+        // Same machine: the page's wall clock and the capture clock
+        // (CLOCK_REALTIME) agree. A "code" a minute off is a picture that
+        // merely looks like one (a flat frame reads as all zeros).
+        const lat = code === null ? null : performance.timeOrigin + shown - Number(code.us) / 1000;
+        if (lat === null || Math.abs(lat) > 60000) {
+          tc.refused++;
+        } else {
+          tc.decoded++;
+          tc.lat.push(lat);
+          if (tc.last !== null) {
+            const step = (code.counter - tc.last) >>> 0;
+            if (step === 0) tc.repeats++;
+            else if (step > 1 && step < 2 ** 31) {
+              tc.gaps += step - 1;
+              tc.gap_events++;
+            }
+          }
+          tc.last = code.counter;
+        }
+      }
+      video.requestVideoFrameCallback(onFrame);
+    };
+    video.requestVideoFrameCallback(onFrame);
+    w.stop = () => {
+      w.stopped = true;
+    };
+    w.timecodeReport = (raw) => {
+      if (!tc) return null;
+      const r = {
+        frames: w.frames,
+        decoded: tc.decoded,
+        refused: tc.refused,
+        counter_gaps: tc.gaps,
+        gap_events: tc.gap_events,
+        repeats: tc.repeats,
+        presented_skipped: tc.presented_skipped,
+        latency_ms: summary(tc.lat),
+        abs_latency_ms: summary(tc.abs),
+        network_to_present_ms: summary(tc.net),
+      };
+      if (raw) r.raw = { latency_ms: tc.lat, abs_latency_ms: tc.abs, network_to_present_ms: tc.net };
+      return r;
+    };
+    return w;
+  }
+
+  // The receiving side of `pc` as getStats() reports it; null before any
+  // video RTP arrived.
+  async function inboundStats(pc) {
+    const report = await pc.getStats();
+    const byId = new Map();
+    report.forEach((s) => byId.set(s.id, s));
+    const all = [...byId.values()];
+    const inb = all.find((s) => s.type === 'inbound-rtp' && s.kind === 'video');
+    const transport = all.find((s) => s.type === 'transport' && s.selectedCandidatePairId);
+    const pair = transport
+      ? byId.get(transport.selectedCandidatePairId)
+      : all.find((s) => s.type === 'candidate-pair' && s.nominated && s.state === 'succeeded');
+    const rtt_ms = pair && pair.currentRoundTripTime !== undefined ? pair.currentRoundTripTime * 1000 : null;
+    const local = pair ? byId.get(pair.localCandidateId) : undefined;
+    const remote = pair ? byId.get(pair.remoteCandidateId) : undefined;
+    const cand = (c) => (c ? `${c.address ?? c.ip}:${c.port}/${c.protocol} ${c.candidateType}` : null);
+    if (!inb) return { inbound: null, rtt_ms, local_candidate: cand(local), remote_candidate: cand(remote) };
+    const codec = inb.codecId ? byId.get(inb.codecId) : undefined;
+    const n = (x) => (x === undefined ? null : x);
+    return {
+      inbound: {
+        frames_decoded: n(inb.framesDecoded),
+        frames_received: n(inb.framesReceived),
+        frames_dropped: n(inb.framesDropped),
+        frame_width: n(inb.frameWidth),
+        frame_height: n(inb.frameHeight),
+        frames_per_second: n(inb.framesPerSecond),
+        freeze_count: n(inb.freezeCount),
+        total_freezes_duration_s: n(inb.totalFreezesDuration),
+        pause_count: n(inb.pauseCount),
+        packets_lost: n(inb.packetsLost),
+        packets_received: n(inb.packetsReceived),
+        nack_count: n(inb.nackCount),
+        pli_count: n(inb.pliCount),
+        fir_count: n(inb.firCount),
+        jitter_buffer_ms: inb.jitterBufferEmittedCount
+          ? (inb.jitterBufferDelay / inb.jitterBufferEmittedCount) * 1000
+          : null,
+        decoder_implementation: n(inb.decoderImplementation),
+        codec: codec ? codec.mimeType : null,
+        sdp_fmtp_line: codec ? n(codec.sdpFmtpLine) : null,
+      },
+      rtt_ms,
+      local_candidate: cand(local),
+      remote_candidate: cand(remote),
+    };
+  }
+
+  function iceGathered(pc, limitMs) {
+    if (pc.iceGatheringState === 'complete') return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        if (pc.iceGatheringState === 'complete') resolve();
+      };
+      pc.addEventListener('icegatheringstatechange', done);
+      setTimeout(resolve, limitMs);
+    });
+  }
+
+  // The RTP abs-capture-time header extension is how Chromium learns a
+  // frame's capture instant (`captureTime` in rVFC metadata); it is not
+  // offered unless asked for (Chromium 114+ API; older ones skip it).
+  function askAbsCaptureTime(tr, direction) {
+    if (!tr.setHeaderExtensionsToNegotiate) return;
+    const uri = 'http://www.webrtc.org/experiments/rtp-hdrext/abs-capture-time';
+    tr.setHeaderExtensionsToNegotiate(
+      tr.getHeaderExtensionsToNegotiate().map((e) => (e.uri === uri ? { ...e, direction } : e)),
+    );
+  }
+
+  function newVideo() {
+    const video = document.createElement('video');
+    video.muted = true;
+    video.autoplay = true;
+    video.playsInline = true;
+    video.width = 160;
+    document.body.append(video);
+    return video;
+  }
+
+  // One receiving peer: offer recvonly video, hand the offer to `signal`
+  // (the WHEP POST, or the self-test's local answerer), apply the answer.
+  // `prefer` (a mimeType) puts that codec first in the offer: libwebrtc's
+  // answerer sends with the offerer's first common codec.
+  async function startViewer(index, signal, timecode, prefer) {
+    const v = {
+      index,
+      post_status: null,
+      post_error: null,
+      retry_after: null,
+      content_type: null,
+      location: null,
+      answer_ms: null,
+      answer_error: null,
+      play_error: null,
+    };
+    const pc = new RTCPeerConnection();
+    const tr = pc.addTransceiver('video', { direction: 'recvonly' });
+    if (prefer) {
+      const caps = RTCRtpReceiver.getCapabilities('video').codecs;
+      if (!caps.some((c) => c.mimeType === prefer)) throw new Error(`${prefer} is not in this Chromium`);
+      tr.setCodecPreferences([...caps.filter((c) => c.mimeType === prefer), ...caps.filter((c) => c.mimeType !== prefer)]);
+    }
+    if (timecode) askAbsCaptureTime(tr, 'recvonly');
+    const video = newVideo();
+    pc.ontrack = (e) => {
+      video.srcObject = e.streams[0] ?? new MediaStream([e.track]);
+      video.play().catch((err) => {
+        v.play_error = String(err);
+      });
+    };
+    await pc.setLocalDescription(await pc.createOffer());
+    await iceGathered(pc, 1000);
+    const t0 = performance.now();
+    const watch = watchVideo(video, t0, timecode);
+    const priv = { pc, video, watch };
+    let res;
+    try {
+      res = await signal(pc.localDescription.sdp);
+    } catch (e) {
+      v.post_error = String(e);
+      return { v, priv };
+    }
+    v.answer_ms = performance.now() - t0;
+    v.post_status = res.status;
+    v.content_type = res.contentType;
+    if (res.status < 200 || res.status > 299) {
+      v.post_error = res.body.slice(0, 1000);
+      v.retry_after = res.retryAfter;
+      return { v, priv };
+    }
+    v.location = res.location;
+    try {
+      await pc.setRemoteDescription({ type: 'answer', sdp: res.body });
+    } catch (e) {
+      v.answer_error = String(e);
+    }
+    return { v, priv };
+  }
+
+  // Waits `seconds`, then fills each viewer's report from its stats and
+  // closes it (`hangup` ends the session on the other side).
+  async function measure(started, seconds, raw, hangup) {
+    await sleep(seconds * 1000);
+    const viewers = [];
+    let timecode = null;
+    for (const { v, priv } of started) {
+      Object.assign(v, await inboundStats(priv.pc));
+      v.connection_state = priv.pc.connectionState;
+      v.ice_state = priv.pc.iceConnectionState;
+      v.first_frame_ms = priv.watch.first_frame_ms;
+      v.frames_presented = priv.watch.frames;
+      priv.watch.stop();
+      if (v.index === 0) timecode = priv.watch.timecodeReport(raw);
+      v.delete_status = await hangup(v);
+      priv.pc.close();
+      priv.video.srcObject = null;
+      priv.video.remove();
+      viewers.push(v);
+    }
+    return { viewers, timecode };
+  }
+
+  async function whep({ url, viewers, seconds, headers, timecode, raw }) {
+    const signal = async (sdp) => {
+      const r = await fetch(url, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/sdp', ...headers },
+        body: sdp,
+      });
+      const loc = r.headers.get('Location');
+      return {
+        status: r.status,
+        body: await r.text(),
+        contentType: r.headers.get('Content-Type'),
+        retryAfter: r.headers.get('Retry-After'),
+        location: loc === null ? null : new URL(loc, url).href,
+      };
+    };
+    const hangup = async (v) => {
+      if (!v.location) return null;
+      try {
+        return (await fetch(v.location, { method: 'DELETE', headers })).status;
+      } catch (e) {
+        v.delete_error = String(e);
+        return null;
+      }
+    };
+    const started = await Promise.all(
+      Array.from({ length: viewers }, (_, i) => startViewer(i, signal, timecode && i === 0)),
+    );
+    return measure(started, seconds, raw, hangup);
+  }
+
+  // Loopback proof of the whole receive path without a server: a canvas
+  // painted with the time code (docs/timecode.md) and the current time is
+  // sent by a second RTCPeerConnection in this page, which answers the
+  // viewers' offers like a WHEP server would.
+  async function selfTest({ viewers, seconds, raw, codec }) {
+    const prefer = { h264: 'video/H264', vp8: 'video/VP8', any: null }[codec];
+    const W = 640;
+    const H = 480;
+    const canvas = document.createElement('canvas');
+    canvas.width = W;
+    canvas.height = H;
+    const ctx = canvas.getContext('2d');
+    let counter = 0;
+    const paint = () => {
+      // Something moving below the bands, so the encoder has work to do.
+      ctx.fillStyle = `hsl(${(counter * 3) % 360} 60% 50%)`;
+      ctx.fillRect(0, 0, W, H);
+      ctx.fillStyle = '#fff';
+      ctx.fillRect((counter * 4) % W, H / 2, 40, 40);
+      const bh = Math.floor(H / BANDS);
+      const cells = (band, n, value) => {
+        for (let i = 0; i < n; i++) {
+          const x0 = Math.floor((i * W) / n);
+          const x1 = Math.floor(((i + 1) * W) / n);
+          const bit = (value >> BigInt(n - 1 - i)) & 1n;
+          ctx.fillStyle = bit ? '#fff' : '#000';
+          ctx.fillRect(x0, band * bh, x1 - x0, bh);
+        }
+      };
+      const us = BigInt(Math.floor((performance.timeOrigin + performance.now()) * 1000));
+      cells(0, TIME_CELLS, us);
+      cells(1, COUNTER_CELLS, BigInt(counter >>> 0));
+      counter++;
+    };
+    paint();
+    const painter = setInterval(paint, 1000 / 30);
+    const stream = canvas.captureStream();
+    const [track] = stream.getVideoTracks();
+    // 'detail' makes the encoder keep the resolution under CPU load (it
+    // drops frames instead), so the receiver's size is the canvas's.
+    track.contentHint = 'detail';
+    const senders = [];
+    const signal = async (offer) => {
+      const pc = new RTCPeerConnection();
+      senders.push(pc);
+      await pc.setRemoteDescription({ type: 'offer', sdp: offer });
+      const [tr] = pc.getTransceivers();
+      tr.direction = 'sendonly';
+      askAbsCaptureTime(tr, 'sendonly');
+      await tr.sender.replaceTrack(track);
+      await pc.setLocalDescription(await pc.createAnswer());
+      await iceGathered(pc, 1000);
+      return { status: 201, body: pc.localDescription.sdp, contentType: 'application/sdp', retryAfter: null, location: null };
+    };
+    const started = await Promise.all(
+      Array.from({ length: viewers }, (_, i) => startViewer(i, signal, i === 0, prefer)),
+    );
+    const out = await measure(started, seconds, raw, async () => null);
+    // What the sending side used: the asked codec, or libwebrtc's fallback.
+    const st = senders.length ? [...(await senders[0].getStats()).values()] : [];
+    const sentRtp = st.find((x) => x.type === 'outbound-rtp');
+    const sentCodec = sentRtp && st.find((x) => x.id === sentRtp.codecId);
+    out.sender = { codec: sentCodec ? sentCodec.mimeType : null };
+    clearInterval(painter);
+    track.stop();
+    for (const pc of senders) pc.close();
+    out.frames_painted = counter;
+    return out;
+  }
+
+  // Page mode: the page's own player (window.framebusPlayer). Its video
+  // element appears some time after load: poll for it to follow its frames.
+  function followPlayer(t0, timecode) {
+    const f = { watch: null };
+    const poll = setInterval(() => {
+      const p = window.framebusPlayer;
+      if (p && p.video && !f.watch) {
+        f.watch = watchVideo(p.video, t0, timecode);
+        clearInterval(poll);
+      }
+    }, 20);
+    f.stopPolling = () => clearInterval(poll);
+    window.__fbFollow = f;
+  }
+
+  async function playerReport(raw) {
+    const f = window.__fbFollow;
+    f.stopPolling();
+    const p = window.framebusPlayer;
+    // Any page: how many of its <img> show a picture (MJPEG streams).
+    const imgs = [...document.images];
+    const images = { total: imgs.length, loaded: imgs.filter((i) => i.naturalWidth > 0).length };
+    if (!p) return { has_player: false, mode: null, images };
+    const r = { has_player: true, mode: p.mode ?? null, images };
+    if (p.pc) {
+      Object.assign(r, await inboundStats(p.pc));
+      r.connection_state = p.pc.connectionState;
+    }
+    if (f.watch) {
+      r.first_frame_ms = f.watch.first_frame_ms;
+      r.frames_presented = f.watch.frames;
+      r.timecode = f.watch.timecodeReport(raw);
+      f.watch.stop();
+    }
+    if (p.img) {
+      r.img_loaded = p.img.naturalWidth > 0;
+      r.img_width = p.img.naturalWidth;
+      r.img_height = p.img.naturalHeight;
+    }
+    return r;
+  }
+
+  window.__fb = { whep, selfTest, followPlayer, playerReport };
+}
+
+async function run(page, o) {
+  if (o.mode === 'whep') {
+    // Same origin as the endpoint, so fetch() needs no CORS.
+    const health = new URL(o.url).origin + '/healthz';
+    const resp = await page.goto(health, { timeout: 15000 });
+    log(`opened ${health}: ${resp ? resp.status() : 'no response'}`);
+    await page.evaluate(installHarness);
+    return page.evaluate((a) => window.__fb.whep(a), {
+      url: o.url,
+      viewers: o.viewers,
+      seconds: o.seconds,
+      headers: o.headers,
+      timecode: o.timecode,
+      raw: o.raw,
+    });
+  }
+  if (o.mode === 'self_test') {
+    // Both peers are in this page and signal their host candidates, which
+    // Chromium enumerates (loopback included, with the flag) only for a page
+    // allowed to capture; otherwise a host with nothing but `lo` gathers
+    // none. A WHEP viewer needs no such grant: the ICE-lite server answers
+    // the checks Chromium sends from its wildcard-bound socket.
+    await page.context().grantPermissions(['camera', 'microphone']);
+    await page.setContent('<!doctype html><title>framebus self-test</title><body></body>');
+    await page.evaluate(installHarness);
+    return page.evaluate((a) => window.__fb.selfTest(a), {
+      viewers: o.viewers,
+      seconds: o.seconds,
+      raw: o.raw,
+      codec: o.codec,
+    });
+  }
+  // Page mode: the harness is installed before the page's own scripts run
+  // so the player's video is followed from its first frame.
+  await page.addInitScript(installHarness);
+  await page.addInitScript(
+    ({ timecode }) => window.__fb.followPlayer(performance.now(), timecode),
+    { timecode: o.timecode },
+  );
+  const resp = await page.goto(o.url, { timeout: 15000 });
+  const status = resp ? resp.status() : null;
+  await page.waitForTimeout(o.seconds * 1000);
+  const player = await page.evaluate((raw) => window.__fb.playerReport(raw), o.raw);
+  return { http_status: status, title: await page.title(), player };
+}
+
+// What an early exit (signal, timeout) must not leave behind. Cleaning up
+// is one promise, shared by whoever asks first: the scratch directory goes
+// only once the browser has exited (it writes there while closing).
+const live = { browser: null, scratch: null, cleaning: null };
+
+function cleanup() {
+  live.cleaning ??= (async () => {
+    if (live.browser) await live.browser.close().catch((e) => log('close:', String(e)));
+    if (live.scratch) rmSync(live.scratch, { recursive: true, force: true });
+  })();
+  return live.cleaning;
+}
+
+async function main(o) {
+  const started = performance.now();
+  const report = {
+    mode: o.mode,
+    ok: false,
+    url: o.url,
+    seconds: o.seconds,
+    browser: null,
+    console_errors: [],
+    page_errors: [],
+  };
+  // playwright-core makes (and deletes) a fresh profile per launch under
+  // $TMPDIR; this scratch HOME keeps what Chromium writes beside it (crash
+  // report settings, ~/.pki, dconf) out of the real $HOME.
+  live.scratch = mkdtempSync(join(tmpdir(), 'framebus-chromium-'));
+  const home = live.scratch;
+  let code = 0;
+  try {
+    live.browser = await chromium.launch({
+      executablePath: o.chromium,
+      headless: true,
+      args: CHROMIUM_ARGS,
+      env: { ...process.env, HOME: home, XDG_CONFIG_HOME: home, XDG_CACHE_HOME: home },
+      timeout: 30000,
+      // Ours below: close the browser and remove the scratch directory.
+      handleSIGINT: false,
+      handleSIGTERM: false,
+      handleSIGHUP: false,
+    });
+    report.browser = live.browser.version();
+    const page = await live.browser.newPage();
+    page.on('console', (m) => {
+      if (m.type() !== 'error') return;
+      const at = m.location().url;
+      report.console_errors.push(at ? `${m.text()} (${at})` : m.text());
+    });
+    page.on('pageerror', (e) => report.page_errors.push(String(e)));
+    Object.assign(report, await run(page, o));
+    report.ok = true;
+  } catch (e) {
+    report.error = String(e && e.stack ? e.stack : e);
+    log('harness failure:', report.error);
+    code = 2;
+  } finally {
+    await cleanup();
+  }
+  report.elapsed_ms = Math.round(performance.now() - started);
+  process.stdout.write(JSON.stringify(report) + '\n');
+  process.exitCode = code;
+}
+
+const o = parseOptions(process.argv.slice(2));
+for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]]) {
+  process.once(sig, () => {
+    log(`${sig}: closing the browser`);
+    cleanup().finally(() => process.exit(code));
+  });
+}
+// A bound on the whole run: a wedged browser must not hang a test.
+setTimeout(() => {
+  log('harness timeout');
+  cleanup().finally(() => process.exit(3));
+}, (o.seconds + 60) * 1000).unref();
+main(o);
