@@ -55,7 +55,11 @@ impl WebRtcArgs {
     /// side by side do not collide).
     pub fn udp_addr(&self, http: SocketAddr) -> SocketAddr {
         self.webrtc_udp.unwrap_or_else(|| {
-            let port = if http.port() == 0 { 0 } else { DEFAULT_UDP_PORT };
+            let port = if http.port() == 0 {
+                0
+            } else {
+                DEFAULT_UDP_PORT
+            };
             SocketAddr::new(http.ip(), port)
         })
     }

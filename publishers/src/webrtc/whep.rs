@@ -378,6 +378,7 @@ impl WebRtc {
             .accept_offer(offer)
             .map_err(|e| WhepError::BadOffer(e.to_string()))?;
         let answer = answer.to_sdp_string();
+        tracing::debug!(%answer, "WHEP answer");
         let mid = video_mid(&answer).ok_or_else(|| {
             WhepError::BadOffer(
                 "no video media the server can send on (a recvonly or sendrecv m=video line)"
