@@ -4,8 +4,8 @@
 # (test pattern 1920x1080@60 on bus cam0; encoders high and low,
 # framebus-rtsp and framebus-mjpeg as supervised children) — wait until
 # `framebus status` says it is healthy, print where to look (the browser
-# URL first, then the RTSP URL of every encoder, read from the status
-# file), and stop everything on Ctrl-C.
+# URL first, then the WebRTC player page and the RTSP URL of every encoder,
+# read from the status file), and stop everything on Ctrl-C.
 # Arguments go to framebus-producer (default: --config examples/framebus.toml).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -44,31 +44,41 @@ done
 status_file="${FRAMEBUS_SHM_DIR:-/dev/shm}/framebus-status.$producer.json"
 browser="http://127.0.0.1:8080/"
 rtsp_urls=""
+webrtc_urls=""
 if [ -r "$status_file" ]; then
   urls=$(python3 - "$status_file" <<'PY' 2>/dev/null
 import json, sys
 st = json.load(open(sys.argv[1]))
 pubs = st["publishers"]
 url = lambda kind: next((p.get("url") for p in pubs if p["kind"] == kind and p.get("url")), "")
-print(url("mjpeg"))
+web = url("mjpeg")
+print(web)
 rtsp = url("rtsp").rstrip("/")
 for p in pubs:
     bus = p.get("bus") or ""
-    if rtsp and p["kind"] == "encoder" and ".h264." in bus:
+    if p["kind"] == "encoder" and ".h264." in bus:
         cam, name = bus.split(".h264.", 1)
-        print(f"{rtsp}/{cam}/{name}")
+        if rtsp:
+            print(f"rtsp {rtsp}/{cam}/{name}")
+        if web:
+            print(f"webrtc {web.rstrip('/')}/{cam}/{name}/")
 PY
   )
   [ -n "$(echo "$urls" | head -n1)" ] && browser=$(echo "$urls" | head -n1)
-  rtsp_urls=$(echo "$urls" | tail -n +2)
+  rtsp_urls=$(echo "$urls" | sed -n 's/^rtsp //p')
+  webrtc_urls=$(echo "$urls" | sed -n 's/^webrtc //p')
 fi
 [ -n "$rtsp_urls" ] || rtsp_urls="rtsp://127.0.0.1:8554/cam0/high"
+[ -n "${webrtc_urls:-}" ] || webrtc_urls="${browser%/}/cam0/high/"
 
 cat <<TXT
 
 framebus is running (producer pid $producer, config: $*)
 
   >>> open in a browser: $browser <<<
+
+  WebRTC player (lowest latency), one page per encoder:
+$(echo "$webrtc_urls" | sed 's/^/    /')
 
   RTSP (VLC, ffplay), one URL per encoder:
 $(echo "$rtsp_urls" | sed 's/^/    /')

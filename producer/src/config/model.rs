@@ -145,6 +145,43 @@ pub struct Publisher {
     /// is a config error: RTSP profiles moved to `[[encoder]]`.)
     #[serde(default, rename = "profile")]
     pub profiles: Vec<ProfileCfg>,
+    /// `[publishers.mjpeg.webrtc]`: WebRTC (WHEP) on the MJPEG server's
+    /// port (on by default; a config error under `[publishers.rtsp]`).
+    #[serde(default)]
+    pub webrtc: Option<Spanned<WebRtcCfg>>,
+}
+
+/// `[publishers.mjpeg.webrtc]`: the `--webrtc-*` flags of
+/// `framebus-mjpeg` (docs/webrtc.md).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebRtcCfg {
+    /// Serve WebRTC at all.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// UDP address of the media port (default: the HTTP listen IP, port
+    /// 8189).
+    #[serde(default)]
+    pub udp: Option<SocketAddr>,
+    /// More addresses browsers reach the media port at (1:1 NAT).
+    #[serde(default)]
+    pub candidates: Vec<String>,
+    /// STUN/TURN servers handed to players.
+    #[serde(default)]
+    pub ice_servers: Vec<String>,
+    /// User name for the TURN servers.
+    #[serde(default)]
+    pub ice_username: Option<String>,
+    /// Credential for the TURN servers (players get it: it is not a
+    /// secret from viewers).
+    #[serde(default)]
+    pub ice_credential: Option<String>,
+    /// WebRTC viewers per stream (default: the publisher's `max_viewers`).
+    #[serde(default)]
+    pub max_viewers: Option<u32>,
+    /// Move viewers between profiles by their bandwidth.
+    #[serde(default = "yes")]
+    pub adapt: bool,
 }
 
 impl Publisher {

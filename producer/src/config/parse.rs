@@ -126,6 +126,14 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
             let grace = rtsp.grace.as_ref().map(|g| g.get_ref().0.as_secs_f64());
             return Err(at(start, rtsp_profiles_moved(&rtsp.profiles, grace)));
         }
+        if let Some(w) = &rtsp.webrtc {
+            return Err(at(
+                w.span().start,
+                "publishers.rtsp.webrtc: WebRTC is served by the HTTP publisher; \
+                 move this table to [publishers.mjpeg.webrtc]"
+                    .into(),
+            ));
+        }
         if let Some(g) = &rtsp.grace {
             return Err(at(
                 g.span().start,

@@ -25,9 +25,49 @@ pub fn mjpeg_args(c: &Publisher, buses: &[String]) -> Vec<String> {
     a.push(c.grace().as_secs_f64().to_string());
     a.push("--max-viewers".into());
     a.push(c.max_viewers.to_string());
+    a.extend(webrtc_args(c));
     // Credentials go through the environment (`mjpeg_env`), not the
     // command line that every user can read in `ps`.
     a.extend(c.args.iter().cloned());
+    a
+}
+
+/// The `--webrtc-*` flags from `[publishers.mjpeg.webrtc]` (none without
+/// the table: `framebus-mjpeg`'s defaults).
+fn webrtc_args(c: &Publisher) -> Vec<String> {
+    let Some(w) = c.webrtc.as_ref().map(|w| w.get_ref()) else {
+        return Vec::new();
+    };
+    if !w.enabled {
+        return vec!["--no-webrtc".into()];
+    }
+    let mut a = Vec::new();
+    let mut flag = |name: &str, value: String| {
+        a.push(format!("--{name}"));
+        a.push(value);
+    };
+    if let Some(u) = w.udp {
+        flag("webrtc-udp", u.to_string());
+    }
+    for cand in &w.candidates {
+        flag("webrtc-candidate", cand.clone());
+    }
+    for s in &w.ice_servers {
+        flag("webrtc-ice-server", s.clone());
+    }
+    if let Some(u) = &w.ice_username {
+        flag("webrtc-ice-username", u.clone());
+    }
+    if let Some(p) = &w.ice_credential {
+        flag("webrtc-ice-credential", p.clone());
+    }
+    flag(
+        "webrtc-max-viewers",
+        w.max_viewers.unwrap_or(c.max_viewers).to_string(),
+    );
+    if !w.adapt {
+        a.push("--webrtc-no-adapt".into());
+    }
     a
 }
 
@@ -106,6 +146,38 @@ mod tests {
     use crate::config::parse;
 
     const CAM: &str = "[[camera]]\nbus = \"c0\"\n";
+
+    #[test]
+    fn webrtc_table_becomes_flags() {
+        let c = parse(
+            Path::new("t"),
+            &format!(
+                "{CAM}[publishers.mjpeg]\nlisten = \"127.0.0.1:0\"\n[publishers.mjpeg.webrtc]\n\
+                 udp = \"0.0.0.0:8189\"\ncandidates = [\"203.0.113.7\"]\n\
+                 ice_servers = [\"turn:turn.example:3478\"]\nice_username = \"u\"\nice_credential = \"p\"\nadapt = false\n"
+            ),
+        )
+        .unwrap();
+        let a = mjpeg_args(c.publishers.mjpeg.as_ref().unwrap(), &[]).join(" ");
+        assert!(
+            a.contains("--webrtc-udp 0.0.0.0:8189 --webrtc-candidate 203.0.113.7 --webrtc-ice-server turn:turn.example:3478 --webrtc-ice-username u --webrtc-ice-credential p --webrtc-max-viewers 32 --webrtc-no-adapt"),
+            "{a}"
+        );
+        let c = parse(
+            Path::new("t"),
+            &format!("{CAM}[publishers.mjpeg]\nlisten = \"127.0.0.1:0\"\n[publishers.mjpeg.webrtc]\nenabled = false\n"),
+        )
+        .unwrap();
+        assert!(mjpeg_args(c.publishers.mjpeg.as_ref().unwrap(), &[])
+            .contains(&"--no-webrtc".to_string()));
+        let e = parse(
+            Path::new("t"),
+            &format!("{CAM}[publishers.rtsp]\nlisten = \"127.0.0.1:0\"\n[publishers.rtsp.webrtc]\nadapt = false\n"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("[publishers.mjpeg.webrtc]"), "{e}");
+    }
 
     #[test]
     fn args_for_publishers() {

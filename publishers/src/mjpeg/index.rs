@@ -11,7 +11,7 @@ use axum::response::Html;
 use framebus::contract::streams::{StreamState, StreamStatus};
 
 use super::api::all_status;
-use super::streams::Streams;
+use super::state::AppState;
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -48,8 +48,9 @@ fn card(s: &StreamStatus) -> String {
     )
 }
 
-/// Render the page from stream statuses.
-pub fn render(list: &[StreamStatus]) -> String {
+/// Render the page from stream statuses; `webrtc` lists the (camera,
+/// profile) pairs playable over WebRTC (their encoded buses exist).
+pub fn render(list: &[StreamStatus], webrtc: &[(String, String)]) -> String {
     let mut body = String::new();
     let mut buses: Vec<&str> = list.iter().map(|s| s.bus.as_str()).collect();
     buses.dedup();
@@ -65,8 +66,24 @@ pub fn render(list: &[StreamStatus]) -> String {
             .first()
             .map(|s| s.bus_state.clone())
             .unwrap_or_default();
+        let players: String = webrtc
+            .iter()
+            .filter(|(cam, _)| cam == bus)
+            .map(|(cam, p)| {
+                format!(
+                    " <a class=\"webrtc\" href=\"/{c}/{p}/\">{p}</a>",
+                    c = esc(cam),
+                    p = esc(p)
+                )
+            })
+            .collect();
+        let players = if players.is_empty() {
+            String::new()
+        } else {
+            format!(" <span class=\"links\">WebRTC:{players}</span>")
+        };
         body.push_str(&format!(
-            "<section><h2>{b} <span class=\"dim\">{st}</span></h2><div class=\"grid\">",
+            "<section><h2>{b} <span class=\"dim\">{st}</span>{players}</h2><div class=\"grid\">",
             b = esc(bus),
             st = esc(&state)
         ));
@@ -122,10 +139,34 @@ setInterval(tick, 2000);
     )
 }
 
+/// The (camera, profile) of every live encoded bus.
+fn encoded_profiles(shm_dir: Option<&std::path::Path>) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = framebus::list_in(shm_dir)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|b| b.producer_alive)
+        .filter_map(|b| {
+            let (cam, p) = framebus::contract::encoder::split(&b.name)?;
+            Some((cam.to_string(), p.to_string()))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 /// `GET /`.
-pub async fn index(State(streams): State<Arc<Streams>>) -> Html<String> {
-    let list = tokio::task::spawn_blocking(move || all_status(&streams))
-        .await
-        .unwrap_or_default();
-    Html(render(&list))
+pub async fn index(State(state): State<AppState>) -> Html<String> {
+    let streams = Arc::clone(&state.streams);
+    let webrtc = state.webrtc.is_some();
+    let (list, players) = tokio::task::spawn_blocking(move || {
+        let players = if webrtc {
+            encoded_profiles(streams.config().shm_dir.as_deref())
+        } else {
+            Vec::new()
+        };
+        (all_status(&streams), players)
+    })
+    .await
+    .unwrap_or_default();
+    Html(render(&list, &players))
 }
