@@ -372,6 +372,44 @@ pub mod streams {
     pub struct Streams {
         /// Every (bus, profile).
         pub streams: Vec<StreamStatus>,
+        /// Live WebRTC sessions (absent from servers without WebRTC).
+        #[serde(default)]
+        pub webrtc: Vec<WebRtcSession>,
+    }
+
+    /// One WebRTC (WHEP) viewer.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct WebRtcSession {
+        /// Session id (the last segment of its WHEP resource).
+        pub id: String,
+        /// Camera bus.
+        pub bus: String,
+        /// The profile asked for.
+        pub requested: String,
+        /// The profile playing now (lower when the viewer's bandwidth is).
+        pub profile: String,
+        /// ICE and DTLS done.
+        pub connected: bool,
+        /// Moves between profiles by bandwidth.
+        pub adaptive: bool,
+        /// Seconds since the offer.
+        pub uptime_s: f64,
+        /// Round-trip time, ms (0: not measured yet).
+        pub rtt_ms: f64,
+        /// Bit rate sent over the last second, bit/s.
+        pub bitrate_bps: u64,
+        /// Bandwidth estimate, bit/s (0: none).
+        pub estimate_bps: u64,
+        /// NACKs, PLIs and FIRs received.
+        pub nacks: u64,
+        /// PLIs received.
+        pub plis: u64,
+        /// FIRs received.
+        pub firs: u64,
+        /// Times the viewer skipped to a keyframe (too slow).
+        pub skips: u64,
+        /// Profile switches.
+        pub switches: u64,
     }
 
     /// One (bus, profile) stream.

@@ -9,6 +9,7 @@ use axum::Json;
 use framebus::contract::streams::{StreamState, StreamStatus, Streams as StreamsDoc};
 
 use super::error::ApiError;
+use super::state::AppState;
 use super::streams::{Stream, Streams};
 use crate::common::follow::BusState;
 
@@ -73,12 +74,21 @@ pub fn all_status(streams: &Streams) -> Vec<StreamStatus> {
     out
 }
 
-/// `GET /api/v1/streams`.
-pub async fn list(State(streams): State<Arc<Streams>>) -> Json<StreamsDoc> {
+/// `GET /api/v1/streams`: the MJPEG streams and the WebRTC sessions.
+pub async fn list(State(state): State<AppState>) -> Json<StreamsDoc> {
+    let streams = Arc::clone(&state.streams);
     let list = tokio::task::spawn_blocking(move || all_status(&streams))
         .await
         .unwrap_or_default();
-    Json(StreamsDoc { streams: list })
+    let webrtc = state
+        .webrtc
+        .as_ref()
+        .map(|w| w.session_status())
+        .unwrap_or_default();
+    Json(StreamsDoc {
+        streams: list,
+        webrtc,
+    })
 }
 
 /// `POST /api/v1/streams/{bus}/{profile}/{action}` with action `start` or `stop`.

@@ -119,7 +119,13 @@ pub struct FeedCounters {
     pub skipped_on_bus: AtomicU64,
     /// Keyframe requests passed to the encoder.
     pub keyframe_requests: AtomicU64,
+    /// Bit rate of the access units over the last [`RATE_WINDOW`] (0:
+    /// not reading).
+    pub rate_bps: AtomicU64,
 }
+
+/// The window of [`FeedCounters::rate_bps`].
+pub const RATE_WINDOW: Duration = Duration::from_secs(2);
 
 #[derive(Debug)]
 struct Fanout {
@@ -358,6 +364,7 @@ impl Feed {
             }
         }
         let c = &self.counters;
+        let mut window: std::collections::VecDeque<(u64, usize)> = Default::default();
         while worker.keep_running() {
             if self.keyframe_wanted.swap(false, Ordering::Relaxed) {
                 c.keyframe_requests.fetch_add(1, Ordering::Relaxed);
@@ -390,6 +397,24 @@ impl Feed {
             }
             c.frames.fetch_add(1, Ordering::Relaxed);
             c.bytes.fetch_add(frame.len() as u64, Ordering::Relaxed);
+            // What the stream really needs (a still scene needs far less
+            // than the encoder's target bit rate).
+            let now = frame.mono_ns();
+            window.push_back((now, frame.len()));
+            while window
+                .front()
+                .is_some_and(|&(t, _)| now.saturating_sub(t) > RATE_WINDOW.as_nanos() as u64)
+            {
+                window.pop_front();
+            }
+            if let (Some(&(t0, _)), true) = (window.front(), window.len() > 1) {
+                let span = (now.saturating_sub(t0)) as f64 / 1e9;
+                if span > 0.2 {
+                    let bytes: usize = window.iter().skip(1).map(|&(_, b)| b).sum();
+                    c.rate_bps
+                        .store((bytes as f64 * 8.0 / span) as u64, Ordering::Relaxed);
+                }
+            }
             let au = Arc::new(Au {
                 data: Arc::from(&frame[..]),
                 key,
@@ -408,6 +433,7 @@ impl Feed {
             let _ = f.tx.send(au);
         }
         self.fanout.lock().gop.clear();
+        c.rate_bps.store(0, Ordering::Relaxed);
         tracing::info!(bus = %self.bus, "WebRTC feed stopped (no sessions)");
     }
 }

@@ -39,13 +39,17 @@ use str0m::media::{Frequency, MediaTime};
 pub const MAX_QUEUE_AGE: Duration = Duration::from_millis(250);
 /// A session that is not connected this long after its answer ends.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
-/// The estimate must exceed the current rung's bit rate by this factor to
-/// stay on it (x264's rate control overshoots within a GOP).
+/// The estimate must exceed what the current rung needs (its measured bit
+/// rate) by this factor to stay on it (keyframes are bursts).
 const DOWN_HEADROOM: f64 = 1.15;
-/// The estimate must exceed the next rung's bit rate by this factor ...
-const UP_HEADROOM: f64 = 1.5;
+/// The estimate must exceed the next rung's need (measured while its feed
+/// runs, else its nominal bit rate) by this factor ...
+const UP_HEADROOM: f64 = 1.2;
 /// ... for this long before the session moves up.
 const UP_HOLD: Duration = Duration::from_secs(4);
+/// The estimate must stay under the current rung's need this long before
+/// the session moves down (one low sample is not congestion).
+const DOWN_HOLD: Duration = Duration::from_millis(1000);
 /// After a switch, no other switch for this long.
 const SWITCH_COOLDOWN: Duration = Duration::from_secs(3);
 
@@ -61,7 +65,16 @@ pub struct Rung {
 }
 
 impl Rung {
-    /// The bit rate the rung needs (the encoder's, or a guess from the
+    /// The bit rate the rung needs now: what its feed measured while it
+    /// runs, else [`Rung::bitrate`].
+    pub fn need(&self) -> f64 {
+        match self.feed.counters.rate_bps.load(Ordering::Relaxed) {
+            0 => self.bitrate(),
+            r => r as f64,
+        }
+    }
+
+    /// The rung's nominal bit rate (the encoder's, or a guess from the
     /// picture size when the bus does not say).
     pub fn bitrate(&self) -> f64 {
         if self.info.bitrate > 0 {
@@ -151,6 +164,8 @@ pub struct Session {
     pub ladder: Ladder,
     /// The GOP joiner policy (`--webrtc-join-max-age-ms`).
     pub join_max_age: Duration,
+    /// Since when the estimate has been too low for the current rung.
+    pub down_since: Option<Instant>,
 }
 
 impl std::fmt::Debug for Session {
@@ -462,10 +477,14 @@ impl Session {
         }
         let est = estimate.as_f64();
         let rungs = &self.ladder.rungs;
-        let target = if est < rungs[cur].bitrate() * DOWN_HEADROOM && cur + 1 < rungs.len() {
+        let target = if est < rungs[cur].need() * DOWN_HEADROOM && cur + 1 < rungs.len() {
             *up_since = None;
-            Some(cur + 1)
-        } else if cur > 0 && est > rungs[cur - 1].bitrate() * UP_HEADROOM {
+            let since = *self.down_since.get_or_insert_with(Instant::now);
+            (since.elapsed() >= DOWN_HOLD).then(|| {
+                self.down_since = None;
+                cur + 1
+            })
+        } else if cur > 0 && est > rungs[cur - 1].need() * UP_HEADROOM {
             let since = *up_since.get_or_insert_with(Instant::now);
             (since.elapsed() >= UP_HOLD).then(|| {
                 *up_since = None;
@@ -473,8 +492,12 @@ impl Session {
             })
         } else {
             *up_since = None;
+            self.down_since = None;
             None
         };
+        if est >= rungs[cur].need() * DOWN_HEADROOM {
+            self.down_since = None;
+        }
         let Some(t) = target else { return };
         let rung = &rungs[t];
         match rung.feed.join() {

@@ -41,8 +41,11 @@ use framebus::contract::encoder as enc;
 
 /// Largest SDP offer accepted (browsers send 3–10 KiB).
 pub const MAX_OFFER_BYTES: usize = 64 * 1024;
-/// Initial bandwidth estimate of an adaptive session.
-const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(2_000);
+/// An adaptive session's initial bandwidth estimate and its target (what
+/// the estimator probes up to) are this many times the bit rate of the
+/// profile asked for: it starts there, and moves down only when the
+/// network says so.
+const ESTIMATE_HEADROOM: f64 = 1.5;
 /// RTP header extension ids we offer in the answer's map (the browser's
 /// ids win where it offered them).
 const EXT_PLAYOUT_DELAY: u8 = 6;
@@ -254,6 +257,37 @@ impl WebRtc {
         self.sessions.lock().values().cloned().collect()
     }
 
+    /// Every live session as `/api/v1/streams` reports it.
+    pub fn session_status(&self) -> Vec<framebus::contract::streams::WebRtcSession> {
+        let mut out: Vec<_> = self
+            .sessions()
+            .iter()
+            .map(|s| {
+                let st = &s.stats;
+                let r = |v: &AtomicU64| v.load(Ordering::Relaxed);
+                framebus::contract::streams::WebRtcSession {
+                    id: s.id.clone(),
+                    bus: s.bus.clone(),
+                    requested: s.requested.clone(),
+                    profile: st.profile.lock().clone(),
+                    connected: st.connected.load(Ordering::Relaxed),
+                    adaptive: s.adaptive,
+                    uptime_s: (s.started.elapsed().as_secs_f64() * 100.0).round() / 100.0,
+                    rtt_ms: r(&st.rtt_us) as f64 / 1000.0,
+                    bitrate_bps: r(&st.bitrate_bps),
+                    estimate_bps: r(&st.estimate_bps),
+                    nacks: r(&st.nacks),
+                    plis: r(&st.plis),
+                    firs: r(&st.firs),
+                    skips: r(&st.skips),
+                    switches: r(&st.switches),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.bus, &a.id).cmp(&(&b.bus, &b.id)));
+        out
+    }
+
     /// Ends every session (shutdown).
     pub fn close_all(&self) {
         for s in self.sessions() {
@@ -261,7 +295,7 @@ impl WebRtc {
         }
     }
 
-    fn build_rtc(&self, bwe: bool) -> (Rtc, IceCreds) {
+    fn build_rtc(&self, bwe: Option<Bitrate>) -> (Rtc, IceCreds) {
         let creds = IceCreds::new();
         let mut cfg = RtcConfig::new()
             .set_ice_lite(true)
@@ -282,8 +316,8 @@ impl WebRtc {
         let exts = cfg.extension_map();
         exts.set(EXT_PLAYOUT_DELAY, Extension::PlayoutDelay);
         exts.set(EXT_ABS_CAPTURE_TIME, Extension::AbsoluteCaptureTime);
-        if bwe {
-            cfg = cfg.enable_bwe(Some(INITIAL_ESTIMATE));
+        if let Some(initial) = bwe {
+            cfg = cfg.enable_bwe(Some(initial));
         }
         (cfg.build(Instant::now()), creds)
     }
@@ -369,7 +403,8 @@ impl WebRtc {
             }
         }
         let adaptive = rungs.len() > 1;
-        let (mut rtc, creds) = self.build_rtc(adaptive);
+        let target = Bitrate::bps((rungs[0].bitrate() * ESTIMATE_HEADROOM) as u64);
+        let (mut rtc, creds) = self.build_rtc(adaptive.then_some(target));
         for c in &self.candidates {
             rtc.add_local_candidate(c.clone());
         }
@@ -393,8 +428,7 @@ impl WebRtc {
                 .ok_or(WhepError::NoCodec(info.profile_name()))?
         };
         if adaptive {
-            let top = rungs[0].bitrate() * 1.5;
-            rtc.bwe().set_desired_bitrate(Bitrate::bps(top as u64));
+            rtc.bwe().set_desired_bitrate(target);
         }
         let id = random_id();
         let key = self.next_key.fetch_add(1, Ordering::Relaxed);
@@ -423,6 +457,7 @@ impl WebRtc {
             inbox,
             ladder: Ladder { rungs },
             join_max_age: self.args.join_max_age(),
+            down_since: None,
         };
         let me = Arc::clone(self);
         tokio::spawn(async move {

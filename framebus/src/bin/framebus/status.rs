@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use framebus::contract::status::{self, CameraState, PublisherState, Status};
-use framebus::contract::streams::{self, StreamState, StreamStatus};
+use framebus::contract::streams::{self, StreamState, StreamStatus, WebRtcSession};
 use framebus::BusInfo;
 use serde::Serialize;
 
@@ -57,6 +57,9 @@ struct PublisherStreams {
     url: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     streams: Option<Vec<StreamStatus>>,
+    /// WebRTC sessions of the same publisher.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    webrtc: Vec<WebRtcSession>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
@@ -106,6 +109,7 @@ pub fn run(dir: Option<&Path>, output: Output) -> ExitCode {
                     publisher: "mjpeg",
                     url,
                     streams: Some(doc.streams),
+                    webrtc: doc.webrtc,
                     error: None,
                 },
                 Err(e) => {
@@ -116,6 +120,7 @@ pub fn run(dir: Option<&Path>, output: Output) -> ExitCode {
                         publisher: "mjpeg",
                         url,
                         streams: None,
+                        webrtc: Vec::new(),
                         error: Some(e),
                     }
                 }
@@ -373,6 +378,36 @@ fn render_report(r: &Report) -> String {
                 s.output_fps,
                 s.encode_ms_p50,
             );
+        }
+        if !st.webrtc.is_empty() {
+            p!();
+            p!(
+                "{:<34} {:<8} {:>8} {:>8} {:>10} {:>10} {:>6} {:>5} {:>6}",
+                "WEBRTC SESSION",
+                "PROFILE",
+                "UPTIME",
+                "RTT MS",
+                "KBIT/S",
+                "EST KBIT/S",
+                "NACKS",
+                "PLIS",
+                "SKIPS"
+            );
+            for w in &st.webrtc {
+                p!(
+                    "{:<34} {:<8} {:>7.0}s {:>8.1} {:>10} {:>10} {:>6} {:>5} {:>6}{}",
+                    format!("{}/{} {}", w.bus, w.requested, &w.id[..w.id.len().min(8)]),
+                    w.profile,
+                    w.uptime_s,
+                    w.rtt_ms,
+                    w.bitrate_bps / 1000,
+                    w.estimate_bps / 1000,
+                    w.nacks,
+                    w.plis,
+                    w.skips,
+                    if w.connected { "" } else { " (connecting)" },
+                );
+            }
         }
     }
     o
