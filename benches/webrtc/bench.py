@@ -55,9 +55,11 @@ import os
 import queue
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -88,9 +90,14 @@ PROFILES = {
     "wb720": ("720p30", 1280, 720, "2500k"),
     "wb180": ("320x180p30", 320, 180, "300k"),
 }
-# Chromium's process groups (it runs detached from the viewer script):
-# killed at exit if the script could not close it.
-CHROME_PGIDS: set[int] = set()
+# Every viewer script runs with FRAMEBUS_WBENCH_TAG=RUN.N in its
+# environment, which Chromium and its helpers inherit: what a script that
+# needed SIGKILL leaves behind (Chromium runs in its own process group) is
+# found by it, never by name.
+TAG = "FRAMEBUS_WBENCH_TAG"
+RUN = f"{os.getpid()}-{time.time_ns()}"
+BROWSERS = [0]
+LIVE: list = []  # Browsers not closed yet
 BROWSER_VERSION: list[str] = []
 
 
@@ -103,24 +110,32 @@ def quantiles(xs):
     return {"n": len(s), "p50": q(0.5), "p90": q(0.9), "p99": q(0.99), "max": s[-1]}
 
 
-def children_tree(root):
-    """PIDs of every descendant of root (from /proc)."""
-    parent = {}
+def tagged(tag, sids):
+    """PIDs of a viewer script and its Chromium: the processes whose
+    environment has FRAMEBUS_WBENCH_TAG=tag (or starts with it when tag
+    ends in "."): the script and Chromium's main process, which is a
+    session leader; Chromium's zygote clears the environment of the rest,
+    found by their session. `sids` (updated) remembers the sessions seen,
+    for when the main process is gone: a session id is not reused while a
+    process is in it."""
+    want = f"{TAG}={tag}".encode()
+    sess = {}
+    out = []
     for d in os.listdir("/proc"):
-        if not d.isdigit():
+        if not d.isdigit() or int(d) == os.getpid():
             continue
+        pid = int(d)
         try:
             with open(f"/proc/{d}/stat") as f:
-                parent[int(d)] = int(f.read().rsplit(")", 1)[1].split()[1])
+                sess[pid] = int(f.read().rsplit(")", 1)[1].split()[3])
+            with open(f"/proc/{d}/environ", "rb") as f:
+                env = f.read().split(b"\0")
         except (OSError, ValueError, IndexError):
             continue
-    out, todo = [], [root]
-    while todo:
-        p = todo.pop()
-        kids = [c for c, pp in parent.items() if pp == p]
-        out += kids
-        todo += kids
-    return out
+        if any(v == want or (want.endswith(b".") and v.startswith(want)) for v in env):
+            out.append(pid)
+    sids.update(p for p in out if sess.get(p) == p)
+    return sorted(set(out) | {p for p, sid in sess.items() if sid in sids})
 
 
 def metrics(base):
@@ -150,14 +165,21 @@ def cpu_idle():
 class Browser:
     """benches/webrtc/viewer.mjs: n WHEP viewers of `url` in one Chromium."""
 
-    def __init__(self, url, n, max_seconds):
+    def __init__(self, url, n, max_seconds, tmp):
         log = open(os.environ["BENCH_CLIENT_LOG"], "ab") if os.environ.get("BENCH_CLIENT_LOG") else subprocess.DEVNULL
+        BROWSERS[0] += 1
+        self.tag = f"{RUN}.{BROWSERS[0]}"
+        # TMPDIR: Chromium's profile and the script's scratch HOME go under
+        # the run's directory, removed at the end whatever happened.
+        env = dict(os.environ, **{TAG: self.tag, "TMPDIR": tmp})
         self.p = spawn(["node", VIEWER, "--url", url, "--viewers", str(n), "--max-seconds", str(int(max_seconds)),
                         "--flush-ms", "2000"],
-                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, bufsize=1)
+                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, bufsize=1, env=env)
         self.events = queue.Queue()
         self.samples = []  # (sample list, page clock - wall clock ms)
         self.fields = None
+        self.sids: set[int] = set()
+        LIVE.append(self)
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self):
@@ -191,14 +213,7 @@ class Browser:
             self.fields = e["fields"]
             if e.get("browser") and not BROWSER_VERSION:
                 BROWSER_VERSION.append(e["browser"])
-            node_pgid = os.getpgid(self.p.pid)
-            for pid in children_tree(self.p.pid):
-                try:
-                    g = os.getpgid(pid)
-                except OSError:
-                    continue
-                if g != node_pgid:
-                    CHROME_PGIDS.add(g)
+            tagged(self.tag, self.sids)  # remember Chromium's session
         return e
 
     def send(self, cmd):
@@ -213,10 +228,29 @@ class Browser:
         return self.wait("mark", 60)
 
     def stop(self):
-        self.send("stop")
-        e = self.wait("end", 60)
-        kill_group(self.p)
+        """Ends the viewers (WHEP DELETE) and closes the browser; the end event."""
+        e = None
+        if self.p.poll() is None:
+            self.send("stop")
+            e = self.wait("end", 60)
+        self.close()
         return e
+
+    def close(self):
+        """The script and its browser, whatever state they are in: SIGTERM
+        closes the browser; a script that needed SIGKILL leaves Chromium
+        in its own process group (the next points must not share the CPU
+        with it)."""
+        kill_group(self.p, wait=20)
+        for _ in range(50):
+            if not tagged(self.tag, self.sids):
+                break
+            kill_tagged(self.tag, self.sids)
+            time.sleep(0.1)
+        # Its sessions are empty: their ids may now go to anyone.
+        self.sids.clear()
+        if self in LIVE:
+            LIVE.remove(self)
 
     def rows(self):
         """viewer 0's samples as dicts, on the wall clock."""
@@ -269,6 +303,7 @@ class Bench:
         self.encoders = {}  # profile -> Popen
         self.http = self.rtsp_base = None
         self.mjpeg = None
+        self.tmp = tempfile.mkdtemp(prefix="framebus-wbench-")
 
     # ---- processes ------------------------------------------------------
     def log(self, name):
@@ -336,7 +371,7 @@ class Bench:
 
     # ---- measurements ---------------------------------------------------
     def webrtc_latency(self, profile, seconds):
-        b = Browser(self.whep(profile), 1, seconds + 60)
+        b = Browser(self.whep(profile), 1, seconds + 60, self.tmp)
         try:
             ready = b.ready()
             if not ready:
@@ -349,7 +384,7 @@ class Bench:
             res["browser"] = ready.get("browser")
             return res
         finally:
-            kill_group(b.p)
+            b.close()
 
     def rtsp_latency(self, profile, seconds):
         _, w, h, _ = PROFILES[profile]
@@ -357,7 +392,7 @@ class Bench:
         return rtsp_bench.latency(rtsp_bench.gst_client(url), int(seconds * 30), size=(w, h))
 
     def drift(self, profile, minutes):
-        b = Browser(self.whep(profile), 1, minutes * 60 + 90)
+        b = Browser(self.whep(profile), 1, minutes * 60 + 90, self.tmp)
         try:
             ready = b.ready()
             if not ready:
@@ -375,12 +410,12 @@ class Bench:
                     "viewer": (end or {}).get("viewers", [None])[0] if end and end.get("viewers") else None,
                     "clock_offset_ms": (min(offs), max(offs)) if offs else None}
         finally:
-            kill_group(b.p)
+            b.close()
 
     def cpu(self, profile, n, secs):
         """Server and Chromium CPU (% of one core) with n viewers."""
         pids = {"framebus-mjpeg": self.mjpeg.pid, "framebus-encoder": self.encoder(profile).pid}
-        b = Browser(self.whep(profile), n, secs + 120)
+        b = Browser(self.whep(profile), n, secs + 120, self.tmp)
         try:
             ready = b.ready(timeout=90)
             if not ready:
@@ -392,12 +427,12 @@ class Bench:
                                          f"{(v.get('post_error') or '')[:200]}"}
             time.sleep(4)  # all playing, encoder warm
             m0 = b.mark()
-            chrome0 = {p: cpu_ticks(p) for p in children_tree(b.p.pid) + [b.p.pid]}
+            chrome0 = {p: cpu_ticks(p) for p in tagged(b.tag, b.sids)}
             t0, c0, i0 = time.time(), {k: cpu_ticks(p) for k, p in pids.items()}, cpu_idle()
             st0, me0 = self.stat(profile), metrics(self.http)
             time.sleep(secs)
             t1, c1, i1 = time.time(), {k: cpu_ticks(p) for k, p in pids.items()}, cpu_idle()
-            chrome1 = {p: cpu_ticks(p) for p in children_tree(b.p.pid) + [b.p.pid]}
+            chrome1 = {p: cpu_ticks(p) for p in tagged(b.tag, b.sids)}
             st1, me1 = self.stat(profile), metrics(self.http)
             m1 = b.mark()
             encoders = self.encoder_count(profile)
@@ -536,21 +571,22 @@ def main():
                 json.dump({"load_before": load_before, "load_after": load_after, "results": res}, f, indent=1,
                           default=str)
     finally:
+        for b in list(LIVE):
+            b.close()
         kill_all()
-        stop_chromium()
+        kill_tagged(f"{RUN}.", set())
+        shutil.rmtree(bench.tmp, ignore_errors=True)
         for name in [bench.ebus(p) for p in PROFILES] + [bench.bus]:
             if os.path.exists(f"/dev/shm/framebus.{name}"):
                 subprocess.run([a.cli, "rm", "--force", name], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, timeout=10)
 
 
-def stop_chromium():
-    """SIGKILL what is left of the Chromium process groups we started (the
-    viewer script closes its browser on SIGTERM; this covers a script that
-    died first)."""
-    for g in CHROME_PGIDS:
+def kill_tagged(tag, sids):
+    """SIGKILL what tagged(tag, sids) finds."""
+    for pid in tagged(tag, sids):
         try:
-            os.killpg(g, signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
 
@@ -660,7 +696,7 @@ def report(a, bench, res, started, up_before, up_after):
         L.append(f"### Server CPU, {PROFILES[profile][0]} viewers ({a.cpu_secs:g} s per point), % of one core")
         L.append("")
         L.append(row("viewers (playing)", "framebus-mjpeg", "framebus-encoder", "server", "÷ 1 viewer",
-                     "encoded-bus readers", "encoders", "Chromium, all processes", "machine idle", "fps encoded",
+                     "encoded-bus readers", "encoders", "Chromium + viewer script", "machine idle", "fps encoded",
                      "fps sent min / mean (skips)", "fps decoded min / mean"))
         L.append("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---|---|")
         base = next((c["total"] for c in series if "error" not in c and c["n"] == min(a.viewer_counts)), None)
