@@ -709,7 +709,7 @@ def report(a, bench, res, started, up_before, up_after):
             if c["other_readers"]:
                 rd += f" (not framebus-mjpeg: {c['other_readers']})"
             if sv["feed_sessions"] is not None:
-                rd += f" (its feed: {sv['feed_sessions']:.0f} sessions)"
+                rd += f" (feed sessions: {sv['feed_sessions']:.0f})"
             playing = "?" if c["playing"] is None else c["playing"]
             L.append(row(f"{c['n']} ({playing})", f1(c["parts"]["framebus-mjpeg"]), f1(c["parts"]["framebus-encoder"]),
                          f1(c["total"]), f"**{ratio(c['total'], base)}**", rd, c["encoders"], f1(c["chromium"]),
