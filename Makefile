@@ -24,13 +24,13 @@ PY := $(VENV)/bin/python
 CARGO_FLAGS := --release --locked
 export CARGO_TERM_COLOR := never
 
-.PHONY: help deps venv node-deps build run install test test-rust test-loom test-py wheel bench bench-e2e bench-rtsp bench-encoder bench-apt fuzz test-fuzz-short test-faults test-soak-short soak fmt lint clean
+.PHONY: help deps venv node-deps build run install test test-rust test-loom test-py wheel bench bench-e2e bench-rtsp bench-encoder bench-webrtc bench-apt fuzz test-fuzz-short test-faults test-soak-short soak fmt lint clean
 
 help:
 	@echo "make run     build and start producer + publishers (test pattern 1080p60)"
 	@echo "make test    every test: Rust, loom, Python, end-to-end with real clients"
 	@echo "make bench   benchmarks (numbers go to docs/benchmarks.md)"
-	@echo "make bench-rtsp / bench-encoder / bench-e2e   one benchmark (RTSP_ARGS, ENCODER_ARGS, E2E_ARGS=--quick)"
+	@echo "make bench-rtsp / bench-encoder / bench-e2e / bench-webrtc   one benchmark (RTSP_ARGS, ENCODER_ARGS, E2E_ARGS, WEBRTC_ARGS=--quick)"
 	@echo "make lint    rustfmt --check and clippy -D warnings"
 	@echo "make fuzz    every fuzz target for FUZZ_SECONDS (default 60)"
 	@echo "make soak    1,000 reader kills, 20 producer kills, SOAK_SECONDS of service (default 3600)"
@@ -153,6 +153,7 @@ bench: build wheel
 	@$(MAKE) --no-print-directory bench-encoder
 	@$(MAKE) --no-print-directory bench-rtsp
 	@$(MAKE) --no-print-directory bench-e2e
+	@$(MAKE) --no-print-directory bench-webrtc
 
 # End-to-end comparison (docs/benchmarks.md "End-to-end scenario"): framebus
 # against one GStreamer pipeline, one ffmpeg and Python shared_memory, same
@@ -186,6 +187,16 @@ bench-rtsp: build wheel bench-apt
 bench-encoder: build wheel
 	@uptime
 	timeout 900 $(PY) benches/encoder/bench.py --target-dir $${CARGO_TARGET_DIR:-target}/release $(ENCODER_ARGS)
+
+# WebRTC (WHEP) in headless Chromium against RTSP + the GStreamer client on
+# the same encoded bus: glass-to-glass at 1080p30 / 720p30 (time code and
+# abs-capture-time), drift over WEBRTC_ARGS' --drift-minutes (10), server
+# CPU at 1 / 10 / 20 viewers. Report in benches/webrtc/results/.
+# WEBRTC_ARGS=--quick for a harness check (~5 min).
+WEBRTC_ARGS ?=
+bench-webrtc: build node-deps
+	@uptime
+	timeout 2400 /usr/bin/python3 benches/webrtc/bench.py --target-dir $${CARGO_TARGET_DIR:-target}/release $(WEBRTC_ARGS)
 
 # Coverage-guided fuzzing (cargo-fuzz), every target FUZZ_SECONDS each;
 # new inputs go into the committed corpus (docs/reliability.md).

@@ -1,7 +1,8 @@
 """Process helpers the benchmark harnesses share (benches/encoder/bench.py,
-benches/rtsp/bench.py): children in their own process groups, killed as a
-group; CPU ticks from /proc; waiting for a bus segment. Standard library
-only (the RTSP bench runs on Debian's /usr/bin/python3)."""
+benches/rtsp/bench.py, benches/webrtc/bench.py): children in their own
+process groups, killed as a group; CPU ticks from /proc; waiting for a bus
+segment. Standard library only (the RTSP and WebRTC benches run on
+Debian's /usr/bin/python3)."""
 
 from __future__ import annotations
 

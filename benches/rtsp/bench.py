@@ -72,7 +72,11 @@ def read_exact(f, n):
     return buf
 
 
-def latency(client_cmd, frames, skip=30):
+def latency(client_cmd, frames, skip=30, size=(W, H)):
+    """p50/p90/p99 of (frame in our hands - its time code) over `frames`
+    frames of a client writing GRAY8 frames of `size` to stdout (also used
+    by benches/webrtc/bench.py for its RTSP baseline)."""
+    w, h = size
     # `timeout` bounds a client that stalls (read_exact would block forever).
     # Own process group: killing only `timeout` would leave the client
     # running, connected and stalled on a full pipe; a stalled TCP client
@@ -87,7 +91,7 @@ def latency(client_cmd, frames, skip=30):
         n = 0
         t_first = None
         while len(lat) < frames and time.time() < deadline:
-            f = read_exact(p.stdout, W * H)
+            f = read_exact(p.stdout, w * h)
             if f is None:
                 break
             now = time.time_ns() // 1000
@@ -96,7 +100,7 @@ def latency(client_cmd, frames, skip=30):
                 t_first = time.time()
             if n <= skip:
                 continue
-            tc = decode_tc(f, W, H)
+            tc = decode_tc(f, w, h)
             d = (now - tc) / 1000.0
             if 0 <= d < 10_000:
                 lat.append(d)
