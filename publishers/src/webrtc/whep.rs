@@ -35,7 +35,9 @@ use tokio::sync::{mpsc, Notify};
 
 use super::config::WebRtcArgs;
 use super::feed::{FeedError, FeedInfo, Feeds};
-use super::session::{pick_pt, video_mid, Ladder, Rung, Session, SessionInfo, SessionStats};
+use super::session::{
+    pick_pt, video_mid, Ladder, Rung, Session, SessionInfo, SessionStats, PROBE_HEADROOM,
+};
 use super::udp::{MediaPort, INBOX_DEPTH};
 use framebus::contract::encoder as enc;
 
@@ -393,7 +395,7 @@ impl WebRtc {
                 .ok_or(WhepError::NoCodec(info.profile_name()))?
         };
         if adaptive {
-            let top = rungs[0].bitrate() * 1.5;
+            let top = rungs[0].bitrate() * PROBE_HEADROOM;
             rtc.bwe().set_desired_bitrate(Bitrate::bps(top as u64));
         }
         let id = random_id();
