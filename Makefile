@@ -10,14 +10,15 @@ SHELL := /bin/bash
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the build and the tests need (bindgen needs libclang;
 # turbojpeg builds libjpeg-turbo 3 with cmake+nasm; ffmpeg-next links FFmpeg;
-# the end-to-end tests drive real peers: ffmpeg/ffprobe, GStreamer, Chromium).
+# the end-to-end tests drive real peers: ffmpeg/ffprobe, GStreamer, Chromium;
+# coturn and iproute2 for the WebRTC network tests: TURN relay, namespaces).
 APT_PKGS := pkg-config libclang-dev clang cmake nasm \
 	libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev \
 	libavfilter-dev libavdevice-dev \
 	ffmpeg curl psmisc procps \
 	gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
 	gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav \
-	chromium
+	chromium coturn iproute2
 STAMPS := .make-stamps
 VENV := .venv
 PY := $(VENV)/bin/python

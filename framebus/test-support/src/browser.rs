@@ -2,7 +2,9 @@
 //! `publishers/tests/browser/whep.mjs` (playwright-core), which plays a
 //! WHEP endpoint or a player page and prints one JSON report, parsed here.
 //! See that directory's README for the report's fields and the Chromium
-//! flags.
+//! flags. [`whep_play_with`] adds network options ([`WhepExtra`]):
+//! Chromium in a network namespace, TURN servers and relay-only ICE, stats
+//! sampled over time, an early stop.
 //!
 //! Needs `node`, `/usr/bin/chromium` (or `$CHROMIUM`) and the driver's
 //! `node_modules` (`make node-deps`); each missing piece panics saying how
@@ -60,6 +62,60 @@ impl WhepPlay {
             timecode: false,
         }
     }
+}
+
+/// Network and sampling options of [`whep_play_with`] (none by default:
+/// [`whep_play`]).
+#[derive(Clone, Debug, Default)]
+pub struct WhepExtra {
+    /// Run Chromium inside this network namespace (`ip netns exec NS`,
+    /// through a wrapper script given to the driver as `$CHROMIUM`; needs
+    /// root). The driver (node) stays in the caller's namespace.
+    pub netns: Option<String>,
+    /// Sample each viewer's inbound stats every this many ms
+    /// (`--sample-ms`, at least 50): [`Viewer::samples`].
+    pub sample_ms: Option<u32>,
+    /// End the measurement as soon as this file exists (`--stop-file`),
+    /// before `seconds` (which stays the bound).
+    pub stop_file: Option<PathBuf>,
+    /// STUN/TURN server URLs for the peer connections (`--ice-server`).
+    pub ice_servers: Vec<String>,
+    /// User name for them (`--ice-username`).
+    pub ice_username: Option<String>,
+    /// Credential for them (`--ice-credential`).
+    pub ice_credential: Option<String>,
+    /// Relay candidates only (`iceTransportPolicy: 'relay'`).
+    pub relay_only: bool,
+}
+
+/// One sample of a viewer's inbound video (`--sample-ms`).
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct Sample {
+    /// ms since the viewer's `POST`.
+    pub t_ms: u64,
+    /// The page's wall clock (`Date.now()`, ms since the Unix epoch): the
+    /// test's own clock on the same machine.
+    pub wall_ms: u64,
+    /// `frameWidth`.
+    pub frame_width: Option<u32>,
+    /// `frameHeight`.
+    pub frame_height: Option<u32>,
+    /// `framesDecoded`.
+    pub frames_decoded: Option<u64>,
+    /// `framesPerSecond`.
+    pub frames_per_second: Option<f64>,
+    /// `freezeCount`.
+    pub freeze_count: Option<u64>,
+    /// `packetsLost`.
+    pub packets_lost: Option<i64>,
+    /// `packetsReceived`.
+    pub packets_received: Option<u64>,
+    /// `nackCount`.
+    pub nack_count: Option<u64>,
+    /// `pliCount`.
+    pub pli_count: Option<u64>,
+    /// `connectionState`.
+    pub connection_state: Option<String>,
 }
 
 /// Inbound video of one peer connection, from `getStats()`.
@@ -218,6 +274,15 @@ pub struct Viewer {
     pub delete_status: Option<u16>,
     /// The `DELETE` failed outright.
     pub delete_error: Option<String>,
+    /// The answer's `Link` headers, comma-joined.
+    #[serde(default)]
+    pub link: Option<String>,
+    /// The candidates of the answer (`candidate:...`, WHEP only).
+    #[serde(default)]
+    pub answer_candidates: Option<Vec<String>>,
+    /// Stats over time ([`WhepExtra::sample_ms`]).
+    #[serde(default)]
+    pub samples: Option<Vec<Sample>>,
     /// Its stats.
     #[serde(flatten)]
     pub stats: PcStats,
@@ -308,6 +373,11 @@ pub fn driver_dir() -> PathBuf {
 
 /// Plays `opts.url` with WHEP in Chromium.
 pub fn whep_play(opts: &WhepPlay) -> PlayReport {
+    whep_play_with(opts, &WhepExtra::default())
+}
+
+/// [`whep_play`] with network and sampling options.
+pub fn whep_play_with(opts: &WhepPlay, extra: &WhepExtra) -> PlayReport {
     let mut args = vec![
         "--url".to_string(),
         opts.url.clone(),
@@ -322,7 +392,25 @@ pub fn whep_play(opts: &WhepPlay) -> PlayReport {
     if opts.timecode {
         args.push("--timecode".to_string());
     }
-    parse(&drive(&args, opts.seconds))
+    if let Some(ms) = extra.sample_ms {
+        args.extend(["--sample-ms".to_string(), ms.to_string()]);
+    }
+    if let Some(f) = &extra.stop_file {
+        args.extend(["--stop-file".to_string(), f.display().to_string()]);
+    }
+    for s in &extra.ice_servers {
+        args.extend(["--ice-server".to_string(), s.clone()]);
+    }
+    if let Some(u) = &extra.ice_username {
+        args.extend(["--ice-username".to_string(), u.clone()]);
+    }
+    if let Some(c) = &extra.ice_credential {
+        args.extend(["--ice-credential".to_string(), c.clone()]);
+    }
+    if extra.relay_only {
+        args.push("--relay-only".to_string());
+    }
+    parse(&drive_in(&args, opts.seconds, extra.netns.as_deref()))
 }
 
 /// Opens `url` (a player page) for `seconds`, following the time code of
@@ -349,6 +437,11 @@ pub fn self_test(seconds: f64, viewers: u32) -> PlayReport {
 
 /// Runs the driver with `args` and `--seconds`; its stdout (one JSON line).
 fn drive(args: &[String], seconds: f64) -> String {
+    drive_in(args, seconds, None)
+}
+
+/// [`drive`], with Chromium in network namespace `netns`.
+fn drive_in(args: &[String], seconds: f64, netns: Option<&str>) -> String {
     let dir = driver_dir();
     assert!(
         dir.join("node_modules/playwright-core").is_dir(),
@@ -364,6 +457,25 @@ fn drive(args: &[String], seconds: f64) -> String {
     // The browser profile and Chromium's shared-memory files go to $TMPDIR:
     // this one is removed on drop, whatever happened to the run.
     let tmp = TempDir::new("chromium");
+    // In a namespace: a wrapper the driver launches as its browser (the
+    // pipes playwright talks over, fds 3 and 4, go through `exec`).
+    let chromium = match netns {
+        None => chromium,
+        Some(ns) => {
+            use std::os::unix::fs::PermissionsExt;
+            let script = tmp.path().join("chromium-in-netns");
+            let body = format!(
+                "#!/bin/sh\nexec ip netns exec '{ns}' '{}' \"$@\"\n",
+                chromium.to_string_lossy()
+            );
+            std::fs::write(&script, body)
+                .and_then(|()| {
+                    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
+                })
+                .unwrap_or_else(|e| panic!("write {}: {e}", script.display()));
+            script.into_os_string()
+        }
+    };
     let mut cmd = Command::new("node");
     cmd.arg(dir.join("whep.mjs"))
         .args(args)

@@ -219,6 +219,9 @@ pub fn run(cfg: &EncodeConfig, stop: &AtomicBool) -> Result<(), EncodeBusError> 
         profile_level: profile_level(sps),
         config: join_annex_b([sps, pps]),
     })?;
+    // The stream's rate and bit rate are in the header from the start, so
+    // that outputs can rank profiles before anyone reads (WebRTC's ladder).
+    out.set_encoder_step(0, set.fps * 1000, set.bitrate);
     tracing::info!(raw = %cfg.bus, out = %cfg.out, encoder = enc.name(), width = set.width,
         height = set.height, fps = set.fps, bitrate = set.bitrate, gop = set.gop, "encoded bus ready");
     // Ready; nothing is published until a reader comes (`framebus status`

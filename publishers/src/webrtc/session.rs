@@ -50,6 +50,11 @@ const UP_HOLD: Duration = Duration::from_secs(4);
 /// The estimate must stay under the current rung's need this long before
 /// the session moves down (one low sample is not congestion).
 const DOWN_HOLD: Duration = Duration::from_millis(1000);
+/// The bandwidth estimator probes up to the top rung's bit rate times
+/// this (its desired bit rate). It must exceed [`UP_HEADROOM`]: an
+/// estimate that only reaches the desired rate hovers around it, and would
+/// seldom stay above the up threshold for [`UP_HOLD`].
+pub const PROBE_HEADROOM: f64 = 2.0;
 /// After a switch, no other switch for this long.
 const SWITCH_COOLDOWN: Duration = Duration::from_secs(3);
 
@@ -242,6 +247,19 @@ impl Session {
                 Ok(None) => break "peer disconnected".to_string(),
                 Err(e) => break format!("error: {e}"),
             };
+            // str0m reports an estimate only when it moves by more than
+            // 5 %: a steady one must still complete the up hold, or
+            // move the session once the switch cooldown is over.
+            let est = self.info.stats.estimate_bps.load(Ordering::Relaxed);
+            if est > 0 {
+                self.adapt(
+                    Bitrate::bps(est),
+                    &mut playing,
+                    &mut pending,
+                    &mut up_since,
+                    &mut last_switch,
+                );
+            }
             if playing.is_none() && started.elapsed() > CONNECT_TIMEOUT {
                 break "never connected".to_string();
             }

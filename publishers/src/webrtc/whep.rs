@@ -35,16 +35,18 @@ use tokio::sync::{mpsc, Notify};
 
 use super::config::WebRtcArgs;
 use super::feed::{FeedError, FeedInfo, Feeds};
-use super::session::{pick_pt, video_mid, Ladder, Rung, Session, SessionInfo, SessionStats};
+use super::session::{
+    pick_pt, video_mid, Ladder, Rung, Session, SessionInfo, SessionStats, PROBE_HEADROOM,
+};
 use super::udp::{MediaPort, INBOX_DEPTH};
 use framebus::contract::encoder as enc;
 
 /// Largest SDP offer accepted (browsers send 3–10 KiB).
 pub const MAX_OFFER_BYTES: usize = 64 * 1024;
-/// An adaptive session's initial bandwidth estimate and its target (what
-/// the estimator probes up to) are this many times the bit rate of the
-/// profile asked for: it starts there, and moves down only when the
-/// network says so.
+/// An adaptive session's initial bandwidth estimate (its probing target is
+/// [`PROBE_HEADROOM`] times the profile's bit rate) is this many times the
+/// bit rate of the profile asked for: it starts there, and moves down only
+/// when the network says so.
 const ESTIMATE_HEADROOM: f64 = 1.5;
 /// RTP header extension ids we offer in the answer's map (the browser's
 /// ids win where it offered them).
@@ -428,7 +430,8 @@ impl WebRtc {
                 .ok_or(WhepError::NoCodec(info.profile_name()))?
         };
         if adaptive {
-            rtc.bwe().set_desired_bitrate(target);
+            let top = rungs[0].bitrate() * PROBE_HEADROOM;
+            rtc.bwe().set_desired_bitrate(Bitrate::bps(top as u64));
         }
         let id = random_id();
         let key = self.next_key.fetch_add(1, Ordering::Relaxed);

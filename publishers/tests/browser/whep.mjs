@@ -7,7 +7,7 @@
 // timeout, 64 on bad usage, 128+N on signal N (the browser closed first).
 // See README.md for the report's fields.
 
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -16,6 +16,8 @@ import { chromium } from 'playwright-core';
 const USAGE = `usage:
   node whep.mjs --url http://HOST:PORT/BUS/PROFILE/whep --seconds S [--viewers N]
                 [--token T | --basic USER:PASS] [--timecode] [--raw]
+                [--sample-ms MS] [--stop-file PATH]
+                [--ice-server URL]... [--ice-username U --ice-credential C] [--relay-only]
   node whep.mjs --page URL --seconds S [--timecode] [--raw]
   node whep.mjs --self-test --seconds S [--viewers N] [--codec h264|vp8|any] [--raw]`;
 
@@ -60,6 +62,12 @@ const OPTIONS = {
   timecode: { type: 'boolean', default: false },
   raw: { type: 'boolean', default: false },
   codec: { type: 'string', default: 'h264' },
+  'sample-ms': { type: 'string' },
+  'stop-file': { type: 'string' },
+  'ice-server': { type: 'string', multiple: true, default: [] },
+  'ice-username': { type: 'string' },
+  'ice-credential': { type: 'string' },
+  'relay-only': { type: 'boolean', default: false },
   chromium: { type: 'string', default: process.env.CHROMIUM || '/usr/bin/chromium' },
   help: { type: 'boolean', short: 'h', default: false },
 };
@@ -78,6 +86,8 @@ function parseOptions(argv) {
   const modes = [values.url, values.page, values['self-test'] || undefined].filter((m) => m !== undefined);
   const seconds = Number(values.seconds);
   const viewers = Number(values.viewers);
+  const sampleMs = values['sample-ms'] === undefined ? null : Number(values['sample-ms']);
+  const iceServers = values['ice-server'];
   const bad =
     modes.length !== 1 ||
     !(seconds > 0) ||
@@ -85,8 +95,24 @@ function parseOptions(argv) {
     viewers < 1 ||
     (values.token !== undefined && values.basic !== undefined) ||
     (values.basic !== undefined && !values.basic.includes(':')) ||
-    !['h264', 'vp8', 'any'].includes(values.codec);
+    !['h264', 'vp8', 'any'].includes(values.codec) ||
+    (sampleMs !== null && !(Number.isInteger(sampleMs) && sampleMs >= 50)) ||
+    (values['relay-only'] && iceServers.length === 0) ||
+    ((values['ice-username'] !== undefined || values['ice-credential'] !== undefined) && iceServers.length === 0) ||
+    (!values.url && (sampleMs !== null || values['stop-file'] !== undefined || iceServers.length > 0));
   if (bad) usage('bad arguments');
+  // WHEP only: the RTCPeerConnection's configuration (TURN/STUN servers,
+  // relay-only), as a player would build it from the answer's Link headers.
+  const rtcConfig = {};
+  if (iceServers.length > 0) {
+    rtcConfig.iceServers = iceServers.map((urls) => {
+      const s = { urls };
+      if (values['ice-username'] !== undefined) s.username = values['ice-username'];
+      if (values['ice-credential'] !== undefined) s.credential = values['ice-credential'];
+      return s;
+    });
+  }
+  if (values['relay-only']) rtcConfig.iceTransportPolicy = 'relay';
   const headers = {};
   if (values.token !== undefined) headers.Authorization = `Bearer ${values.token}`;
   if (values.basic !== undefined) headers.Authorization = `Basic ${Buffer.from(values.basic).toString('base64')}`;
@@ -101,6 +127,9 @@ function parseOptions(argv) {
     raw: values.raw,
     codec: values.codec,
     chromium: values.chromium,
+    sampleMs,
+    stopFile: values['stop-file'] ?? null,
+    rtcConfig,
   };
 }
 
@@ -325,11 +354,45 @@ function installHarness() {
     return video;
   }
 
+  // Every `ms`: the inbound video's size and counters (`--sample-ms`), to
+  // follow a session over time (profile switches, loss and recovery).
+  function sampleStats(pc, t0, ms) {
+    const s = { samples: [], timer: null, busy: false };
+    s.timer = setInterval(async () => {
+      if (s.busy) return;
+      s.busy = true;
+      try {
+        const st = await inboundStats(pc);
+        const i = st.inbound ?? {};
+        s.samples.push({
+          t_ms: Math.round(performance.now() - t0),
+          wall_ms: Date.now(),
+          frame_width: i.frame_width ?? null,
+          frame_height: i.frame_height ?? null,
+          frames_decoded: i.frames_decoded ?? null,
+          frames_per_second: i.frames_per_second ?? null,
+          freeze_count: i.freeze_count ?? null,
+          packets_lost: i.packets_lost ?? null,
+          packets_received: i.packets_received ?? null,
+          nack_count: i.nack_count ?? null,
+          pli_count: i.pli_count ?? null,
+          connection_state: pc.connectionState,
+        });
+      } catch (e) {
+        // A closed pc: the last sample stands.
+      } finally {
+        s.busy = false;
+      }
+    }, ms);
+    s.stop = () => clearInterval(s.timer);
+    return s;
+  }
+
   // One receiving peer: offer recvonly video, hand the offer to `signal`
   // (the WHEP POST, or the self-test's local answerer), apply the answer.
   // `prefer` (a mimeType) puts that codec first in the offer: libwebrtc's
   // answerer sends with the offerer's first common codec.
-  async function startViewer(index, signal, timecode, prefer) {
+  async function startViewer(index, signal, timecode, prefer, opts = {}) {
     const v = {
       index,
       post_status: null,
@@ -341,7 +404,7 @@ function installHarness() {
       answer_error: null,
       play_error: null,
     };
-    const pc = new RTCPeerConnection();
+    const pc = new RTCPeerConnection(opts.rtcConfig ?? {});
     const tr = pc.addTransceiver('video', { direction: 'recvonly' });
     if (prefer) {
       const caps = RTCRtpReceiver.getCapabilities('video').codecs;
@@ -357,10 +420,12 @@ function installHarness() {
       });
     };
     await pc.setLocalDescription(await pc.createOffer());
-    await iceGathered(pc, 1000);
+    // Relay candidates take a TURN allocation: give them longer.
+    await iceGathered(pc, opts.rtcConfig && opts.rtcConfig.iceServers ? 5000 : 1000);
     const t0 = performance.now();
     const watch = watchVideo(video, t0, timecode);
-    const priv = { pc, video, watch };
+    const priv = { pc, video, watch, sampler: null };
+    if (opts.sampleMs) priv.sampler = sampleStats(pc, t0, opts.sampleMs);
     let res;
     try {
       res = await signal(pc.localDescription.sdp);
@@ -371,6 +436,8 @@ function installHarness() {
     v.answer_ms = performance.now() - t0;
     v.post_status = res.status;
     v.content_type = res.contentType;
+    if (res.link !== undefined) v.link = res.link;
+    if (res.candidates !== undefined) v.answer_candidates = res.candidates;
     if (res.status < 200 || res.status > 299) {
       v.post_error = res.body.slice(0, 1000);
       v.retry_after = res.retryAfter;
@@ -388,7 +455,15 @@ function installHarness() {
   // Waits `seconds`, then fills each viewer's report from its stats and
   // closes it (`hangup` ends the session on the other side).
   async function measure(started, seconds, raw, hangup) {
-    await sleep(seconds * 1000);
+    // `window.__fbStop()` (the driver's --stop-file) ends the wait early.
+    await new Promise((resolve) => {
+      const t = setTimeout(resolve, seconds * 1000);
+      window.__fbStop = () => {
+        clearTimeout(t);
+        resolve();
+      };
+      if (window.__fbStopRequested) window.__fbStop();
+    });
     const viewers = [];
     let timecode = null;
     for (const { v, priv } of started) {
@@ -398,6 +473,10 @@ function installHarness() {
       v.first_frame_ms = priv.watch.first_frame_ms;
       v.frames_presented = priv.watch.frames;
       priv.watch.stop();
+      if (priv.sampler) {
+        priv.sampler.stop();
+        v.samples = priv.sampler.samples;
+      }
       if (v.index === 0) timecode = priv.watch.timecodeReport(raw);
       v.delete_status = await hangup(v);
       priv.pc.close();
@@ -408,7 +487,7 @@ function installHarness() {
     return { viewers, timecode };
   }
 
-  async function whep({ url, viewers, seconds, headers, timecode, raw }) {
+  async function whep({ url, viewers, seconds, headers, timecode, raw, sampleMs, rtcConfig }) {
     const signal = async (sdp) => {
       const r = await fetch(url, {
         method: 'POST',
@@ -416,12 +495,20 @@ function installHarness() {
         body: sdp,
       });
       const loc = r.headers.get('Location');
+      const body = await r.text();
       return {
         status: r.status,
-        body: await r.text(),
+        body,
+        // The server's candidates (`candidate:...`) as its answer lists them.
+        candidates: body
+          .split(/\r?\n/)
+          .filter((l) => l.startsWith('a=candidate:'))
+          .map((l) => l.slice(2)),
         contentType: r.headers.get('Content-Type'),
         retryAfter: r.headers.get('Retry-After'),
         location: loc === null ? null : new URL(loc, url).href,
+        // Every Link header, comma-joined (same origin: readable).
+        link: r.headers.get('Link'),
       };
     };
     const hangup = async (v) => {
@@ -434,7 +521,9 @@ function installHarness() {
       }
     };
     const started = await Promise.all(
-      Array.from({ length: viewers }, (_, i) => startViewer(i, signal, timecode && i === 0)),
+      Array.from({ length: viewers }, (_, i) =>
+        startViewer(i, signal, timecode && i === 0, null, { rtcConfig, sampleMs }),
+      ),
     );
     return measure(started, seconds, raw, hangup);
   }
@@ -554,6 +643,22 @@ function installHarness() {
   window.__fb = { whep, selfTest, followPlayer, playerReport };
 }
 
+// --stop-file: once PATH exists, the measurement ends (before --seconds).
+function watchStopFile(page, path) {
+  let sent = false;
+  return setInterval(() => {
+    if (sent || !existsSync(path)) return;
+    sent = true;
+    log(`${path} exists: stopping`);
+    page.evaluate(() => {
+      window.__fbStopRequested = true;
+      if (window.__fbStop) window.__fbStop();
+    }).catch(() => {
+      sent = false;
+    });
+  }, 200);
+}
+
 async function run(page, o) {
   if (o.mode === 'whep') {
     // Same origin as the endpoint, so fetch() needs no CORS.
@@ -561,14 +666,21 @@ async function run(page, o) {
     const resp = await page.goto(health, { timeout: 15000 });
     log(`opened ${health}: ${resp ? resp.status() : 'no response'}`);
     await page.evaluate(installHarness);
-    return page.evaluate((a) => window.__fb.whep(a), {
-      url: o.url,
-      viewers: o.viewers,
-      seconds: o.seconds,
-      headers: o.headers,
-      timecode: o.timecode,
-      raw: o.raw,
-    });
+    const stopper = o.stopFile ? watchStopFile(page, o.stopFile) : null;
+    try {
+      return await page.evaluate((a) => window.__fb.whep(a), {
+        url: o.url,
+        viewers: o.viewers,
+        seconds: o.seconds,
+        headers: o.headers,
+        timecode: o.timecode,
+        raw: o.raw,
+        sampleMs: o.sampleMs,
+        rtcConfig: o.rtcConfig,
+      });
+    } finally {
+      if (stopper) clearInterval(stopper);
+    }
   }
   if (o.mode === 'self_test') {
     // Both peers are in this page and signal their host candidates, which
