@@ -106,8 +106,10 @@ install:
 # Everything, in one go. Lint first (rustfmt --check, clippy -D warnings,
 # which includes clippy::undocumented_unsafe_blocks). The wheel comes first so the fault tests also
 # drive a Python reader; the short fuzz run replays the committed corpora of
-# the light targets (the publishers' targets need a sanitizer build of
-# FFmpeg bindings: `make fuzz`); the short soak samples every 10 s for 90 s.
+# the light targets (the publishers' targets need a sanitizer build of the
+# whole crate, 8 minutes on 2 cores: `make fuzz`; the whep_offer corpus is
+# also replayed by a unit test of publishers/src/webrtc/whep.rs); the short
+# soak samples every 10 s for 90 s.
 test: deps venv node-deps
 	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory wheel
@@ -207,7 +209,7 @@ FUZZ_SHORT_SECONDS ?= 4
 FUZZ_TARGETS := framebus/fuzz:header framebus/fuzz:timecode \
 	publishers/fuzz:rtsp_request publishers/fuzz:roundtrip_h264 \
 	publishers/fuzz:depacketize publishers/fuzz:http_request \
-	producer/fuzz:config
+	publishers/fuzz:whep_offer producer/fuzz:config
 fuzz:
 	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 	@for t in $(FUZZ_TARGETS); do dir=$${t%%:*}; name=$${t##*:}; \

@@ -46,7 +46,7 @@ fn world() -> &'static World {
                 grace: Duration::from_secs(1),
                 max_viewers: 4,
             }));
-            router(AppState::new(streams, auth), None)
+            router(AppState::new(streams, auth, None), None)
         };
         World {
             open: make(Auth {

@@ -8,12 +8,16 @@ use std::process::ExitCode;
 
 use framebus::contract::{exit, listening};
 
-/// Log to stderr at `RUST_LOG` (default `info`), as every publisher does.
+/// Log to stderr at `RUST_LOG` (default `info`, with str0m at `error`:
+/// it warns once per malformed SDP offer, which would let any client flood
+/// the log; WHEP logs its own one line per refused offer), as every
+/// publisher does.
 pub fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,str0m=error,dimpl=error")
+            }),
         )
         .with_writer(std::io::stderr)
         .init();

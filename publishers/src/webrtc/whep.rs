@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -29,6 +30,7 @@ use axum::Json;
 use parking_lot::Mutex;
 use str0m::bwe::Bitrate;
 use str0m::change::SdpOffer;
+use str0m::media::{Mid, Pt};
 use str0m::rtp::Extension;
 use str0m::{Candidate, IceCreds, Rtc, RtcConfig};
 use tokio::sync::{mpsc, Notify};
@@ -140,6 +142,9 @@ pub struct WebRtc {
     /// The feeds (`/metrics`).
     pub feeds: Feeds,
     sessions: Mutex<HashMap<String, Arc<SessionInfo>>>,
+    /// Offers being answered, `(bus, profile)`: they count against the
+    /// limits with the live sessions ([`WebRtc::reserve`]).
+    reserved: Mutex<Vec<(String, String)>>,
     next_key: AtomicU64,
     /// Counters (`/metrics`).
     pub counters: WhepCounters,
@@ -166,6 +171,77 @@ fn sdp_error(e: &str) -> String {
         out.push_str(part);
     }
     out.replace(" at ", " ").trim().to_string()
+}
+
+/// Parses an offer (400 when it does not).
+fn parse_offer(text: &str) -> Result<SdpOffer, WhepError> {
+    SdpOffer::from_sdp_string(text).map_err(|e| WhepError::BadOffer(sdp_error(&e.to_string())))
+}
+
+/// Whether `offer` has a video media line the browser receives on (port
+/// not 0, `a=recvonly` or `a=sendrecv`).
+fn receives_video(offer: &str) -> bool {
+    offer.split("\nm=").skip(1).any(|section| {
+        section.starts_with("video ")
+            && !section.starts_with("video 0 ")
+            && section
+                .lines()
+                .map(str::trim)
+                .any(|l| l == "a=recvonly" || l == "a=sendrecv")
+    })
+}
+
+/// The SDP side of a WHEP answer: accepts `offer` (whose text is `text`)
+/// on `rtc`; the answer, the video media to send on and the H.264 payload
+/// type for the stream `info`. A receiving video line that str0m rejected
+/// had no codec in common with us (H.264, packetization-mode 1): 406.
+fn negotiate(
+    rtc: &mut Rtc,
+    offer: SdpOffer,
+    text: &str,
+    info: &FeedInfo,
+) -> Result<(String, Mid, Pt), WhepError> {
+    let answer = rtc
+        .sdp_api()
+        .accept_offer(offer)
+        .map_err(|e| WhepError::BadOffer(e.to_string()))?;
+    let answer = answer.to_sdp_string();
+    tracing::debug!(%answer, "WHEP answer");
+    let Some(mid) = video_mid(&answer) else {
+        if receives_video(text) {
+            return Err(WhepError::NoCodec(info.profile_name()));
+        }
+        return Err(WhepError::BadOffer(
+            "no video media the server can send on (a recvonly or sendrecv m=video line)".into(),
+        ));
+    };
+    let writer = rtc
+        .writer(mid)
+        .ok_or_else(|| WhepError::BadOffer("the video media cannot be written".into()))?;
+    let pt = pick_pt(writer.payload_params(), info.profile_idc)
+        .ok_or(WhepError::NoCodec(info.profile_name()))?;
+    Ok((answer, mid, pt))
+}
+
+/// The offer path of a WHEP `POST` without network or buses, for the
+/// `whep_offer` fuzz target: parse, accept on a session's `Rtc` (host
+/// candidate 127.0.0.1:9), find the video media and the payload type of
+/// a main-profile stream. The answer, or the error a client would get.
+pub fn answer_for_fuzz(offer: &str) -> Result<String, WhepError> {
+    let parsed = parse_offer(offer)?;
+    let (mut rtc, _) = WebRtc::build_rtc(None);
+    let host = Candidate::host(SocketAddr::from(([127, 0, 0, 1], 9)), "udp")
+        .map_err(|e| WhepError::BadOffer(e.to_string()))?;
+    rtc.add_local_candidate(host);
+    let info = FeedInfo {
+        width: 640,
+        height: 360,
+        fps: 30.0,
+        profile_idc: 77,
+        constraints: 0,
+        bitrate: 0,
+    };
+    negotiate(&mut rtc, parsed, offer, &info).map(|(answer, _, _)| answer)
 }
 
 fn random_id() -> String {
@@ -219,6 +295,7 @@ impl WebRtc {
             port,
             candidates,
             sessions: Mutex::new(HashMap::new()),
+            reserved: Mutex::new(Vec::new()),
             next_key: AtomicU64::new(1),
             counters: WhepCounters::default(),
         }))
@@ -297,7 +374,7 @@ impl WebRtc {
         }
     }
 
-    fn build_rtc(&self, bwe: Option<Bitrate>) -> (Rtc, IceCreds) {
+    fn build_rtc(bwe: Option<Bitrate>) -> (Rtc, IceCreds) {
         let creds = IceCreds::new();
         let mut cfg = RtcConfig::new()
             .set_ice_lite(true)
@@ -359,6 +436,35 @@ impl WebRtc {
         rungs
     }
 
+    /// Takes a place for an offer of `bus`/`profile` (encoded bus `name`)
+    /// within `--webrtc-max-sessions` and `--webrtc-max-viewers`, counting
+    /// live sessions and offers being answered: concurrent offers cannot
+    /// exceed the limits while each waits for its stream.
+    fn reserve(&self, bus: &str, profile: &str, name: &str) -> Result<Reservation<'_>, WhepError> {
+        let sessions = self.sessions.lock();
+        let mut reserved = self.reserved.lock();
+        if sessions.len() + reserved.len() >= self.args.webrtc_max_sessions {
+            return Err(WhepError::ServerFull(self.args.webrtc_max_sessions));
+        }
+        let max = self.args.webrtc_max_viewers;
+        let viewing = sessions
+            .values()
+            .filter(|s| s.bus == bus && s.requested == profile)
+            .count()
+            + reserved
+                .iter()
+                .filter(|(b, p)| b == bus && p == profile)
+                .count();
+        if viewing >= max {
+            return Err(FeedError::Full(name.to_string(), max).into());
+        }
+        reserved.push((bus.to_string(), profile.to_string()));
+        Ok(Reservation {
+            w: self,
+            key: (bus.to_string(), profile.to_string()),
+        })
+    }
+
     /// Answers an offer for `bus`/`profile`.
     async fn answer(
         self: &Arc<WebRtc>,
@@ -367,10 +473,8 @@ impl WebRtc {
         adapt: bool,
         offer: &str,
     ) -> Result<(String, String), WhepError> {
-        if self.sessions.lock().len() >= self.args.webrtc_max_sessions {
-            return Err(WhepError::ServerFull(self.args.webrtc_max_sessions));
-        }
         let name = enc::bus_name(bus, profile);
+        let reservation = self.reserve(bus, profile, &name)?;
         let feed = {
             let me = Arc::clone(self);
             let n = name.clone();
@@ -378,18 +482,8 @@ impl WebRtc {
                 .await
                 .map_err(|e| WhepError::BadOffer(e.to_string()))??
         };
-        let max = self.args.webrtc_max_viewers;
-        let viewing = self
-            .sessions
-            .lock()
-            .values()
-            .filter(|s| s.bus == bus && s.requested == profile)
-            .count();
-        if viewing >= max {
-            return Err(FeedError::Full(name, max).into());
-        }
-        let offer = SdpOffer::from_sdp_string(offer)
-            .map_err(|e| WhepError::BadOffer(sdp_error(&e.to_string())))?;
+        let text = offer;
+        let offer = parse_offer(text)?;
         let info = feed.info().await?;
         let first = Rung {
             profile: profile.to_string(),
@@ -406,29 +500,11 @@ impl WebRtc {
         }
         let adaptive = rungs.len() > 1;
         let target = Bitrate::bps((rungs[0].bitrate() * ESTIMATE_HEADROOM) as u64);
-        let (mut rtc, creds) = self.build_rtc(adaptive.then_some(target));
+        let (mut rtc, creds) = WebRtc::build_rtc(adaptive.then_some(target));
         for c in &self.candidates {
             rtc.add_local_candidate(c.clone());
         }
-        let answer = rtc
-            .sdp_api()
-            .accept_offer(offer)
-            .map_err(|e| WhepError::BadOffer(e.to_string()))?;
-        let answer = answer.to_sdp_string();
-        tracing::debug!(%answer, "WHEP answer");
-        let mid = video_mid(&answer).ok_or_else(|| {
-            WhepError::BadOffer(
-                "no video media the server can send on (a recvonly or sendrecv m=video line)"
-                    .into(),
-            )
-        })?;
-        let pt = {
-            let writer = rtc
-                .writer(mid)
-                .ok_or_else(|| WhepError::BadOffer("the video media cannot be written".into()))?;
-            pick_pt(writer.payload_params(), info.profile_idc)
-                .ok_or(WhepError::NoCodec(info.profile_name()))?
-        };
+        let (answer, mid, pt) = negotiate(&mut rtc, offer, text, &info)?;
         if adaptive {
             let top = rungs[0].bitrate() * PROBE_HEADROOM;
             rtc.bwe().set_desired_bitrate(Bitrate::bps(top as u64));
@@ -449,7 +525,12 @@ impl WebRtc {
         });
         *info.stats.profile.lock() = profile.to_string();
         self.port.register(key, creds.ufrag, tx);
-        self.sessions.lock().insert(id.clone(), Arc::clone(&info));
+        {
+            let mut sessions = self.sessions.lock();
+            sessions.insert(id.clone(), Arc::clone(&info));
+            // Under the same lock: never counted twice, nor missed.
+            drop(reservation);
+        }
         self.counters.sessions.fetch_add(1, Ordering::Relaxed);
         let session = Session {
             rtc,
@@ -473,13 +554,28 @@ impl WebRtc {
     }
 }
 
+/// A place taken by [`WebRtc::reserve`], given back on drop.
+struct Reservation<'a> {
+    w: &'a WebRtc,
+    key: (String, String),
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        let mut reserved = self.w.reserved.lock();
+        if let Some(i) = reserved.iter().position(|k| *k == self.key) {
+            reserved.swap_remove(i);
+        }
+    }
+}
+
 /// `POST /{bus}/{profile}/whep`.
 pub async fn offer(
     State(w): State<Arc<WebRtc>>,
     Path((bus, profile)): Path<(String, String)>,
     Query(q): Query<WhepQuery>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     w.counters.offers.fetch_add(1, Ordering::Relaxed);
     let res = async {
@@ -494,6 +590,19 @@ pub async fn offer(
         {
             return Err(WhepError::ContentType(ct.to_string()));
         }
+        // Over the router's body limit (MAX_OFFER_BYTES): our JSON 413,
+        // not axum's plain-text one.
+        let body = body.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                let len = headers
+                    .get(header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok()?.parse().ok())
+                    .unwrap_or(MAX_OFFER_BYTES + 1);
+                WhepError::TooLarge(len)
+            } else {
+                WhepError::BadOffer(e.body_text())
+            }
+        })?;
         if body.len() > MAX_OFFER_BYTES {
             return Err(WhepError::TooLarge(body.len()));
         }
@@ -564,4 +673,51 @@ pub async fn options() -> Response {
     h.insert(header::ALLOW, HeaderValue::from_static("POST, OPTIONS"));
     h.insert("accept-post", HeaderValue::from_static("application/sdp"));
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A Chromium offer (`publishers/tests/fixtures`).
+    const CHROME: &str = include_str!("../../tests/fixtures/chrome_offer.sdp");
+
+    #[test]
+    fn answers_chromium_and_refuses_what_it_cannot_serve() {
+        let answer = answer_for_fuzz(CHROME).expect("an answer");
+        assert!(answer.contains("a=sendonly"), "{answer}");
+        assert!(matches!(
+            answer_for_fuzz("v=0"),
+            Err(WhepError::BadOffer(_))
+        ));
+        let sendonly = CHROME.replace("a=recvonly", "a=sendonly");
+        assert!(matches!(
+            answer_for_fuzz(&sendonly),
+            Err(WhepError::BadOffer(_))
+        ));
+        // H.264 only without packetization-mode=1: no codec in common.
+        let mode0: String = CHROME
+            .split_inclusive("\r\n")
+            .filter(|l| !l.contains("packetization-mode=1"))
+            .collect();
+        assert!(matches!(
+            answer_for_fuzz(&mode0),
+            Err(WhepError::NoCodec(_))
+        ));
+    }
+
+    /// The `whep_offer` fuzz corpus, replayed without the fuzzer (its
+    /// sanitizer build is too slow for `make test`): every input gets an
+    /// answer or an error, none panics.
+    #[test]
+    fn the_fuzz_corpus_gets_answers_or_errors() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/whep_offer");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).expect("the whep_offer corpus") {
+            let bytes = std::fs::read(e.unwrap().path()).unwrap();
+            let _ = answer_for_fuzz(&String::from_utf8_lossy(&bytes));
+            n += 1;
+        }
+        assert!(n >= 3, "only {n} inputs in {}", dir.display());
+    }
 }
