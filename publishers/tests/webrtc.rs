@@ -146,6 +146,7 @@ fn twenty_viewers_share_one_encoder() {
     let mut most = 0.0f64;
     let mut readers_seen = BTreeSet::new();
     let mut encoders_seen = BTreeSet::new();
+    let mut api: Option<serde_json::Value> = None;
     let all_on = eventually(Duration::from_secs(120), || {
         if play.is_finished() {
             return true;
@@ -158,6 +159,13 @@ fn twenty_viewers_share_one_encoder() {
             readers_seen.insert(st.readers.len());
             encoders_seen.extend(encoder_pids(&bus));
             encoders_seen.insert(st.producer_pid);
+        }
+        if n == f64::from(VIEWERS) && api.is_none() {
+            // The same sessions as `framebus status` shows them.
+            let doc: serde_json::Value =
+                serde_json::from_str(&server.request("GET", "/api/v1/streams", &[], b"").text())
+                    .expect("/api/v1/streams is JSON");
+            api = Some(doc);
         }
         n == f64::from(VIEWERS)
     });
@@ -184,6 +192,13 @@ fn twenty_viewers_share_one_encoder() {
         BTreeSet::from([enc.child.pid()]),
         "encoder processes of {bus} (and the encoded bus's producer)"
     );
+    let api = api.expect("/api/v1/streams while every viewer played");
+    let sessions = api["webrtc"].as_array().expect("a webrtc list");
+    let ours = sessions
+        .iter()
+        .filter(|s| s["bus"] == bus.as_str() && s["requested"] == "base" && s["profile"] == "base")
+        .count();
+    assert_eq!(ours, VIEWERS as usize, "{api:#}");
     server.wait_sessions(0, SESSIONS_GONE, None);
 }
 
