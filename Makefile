@@ -157,6 +157,7 @@ bench: build wheel
 	@$(MAKE) --no-print-directory bench-rtsp
 	@$(MAKE) --no-print-directory bench-e2e
 	@$(MAKE) --no-print-directory bench-webrtc
+	@$(MAKE) --no-print-directory bench-webrtc
 
 # End-to-end comparison (docs/benchmarks.md "End-to-end scenario"): framebus
 # against one GStreamer pipeline, one ffmpeg and Python shared_memory, same
