@@ -55,6 +55,9 @@ const DOWN_HOLD: Duration = Duration::from_millis(1000);
 /// estimate that only reaches the desired rate hovers around it, and would
 /// seldom stay above the up threshold for [`UP_HOLD`].
 pub const PROBE_HEADROOM: f64 = 2.0;
+/// A switch waits this long for the new profile's keyframe, then gives up
+/// (the session stays where it is and may try again).
+const SWITCH_TIMEOUT: Duration = Duration::from_secs(3);
 /// After a switch, no other switch for this long.
 const SWITCH_COOLDOWN: Duration = Duration::from_secs(3);
 
@@ -262,6 +265,16 @@ impl Session {
             }
             if playing.is_none() && started.elapsed() > CONNECT_TIMEOUT {
                 break "never connected".to_string();
+            }
+            // A profile whose keyframe never comes (its encoder stuck or
+            // gone) must not hold the session's adaptation forever.
+            if pending.is_some() && last_switch.elapsed() > SWITCH_TIMEOUT {
+                let p = pending.take().expect("pending is set");
+                tracing::warn!(
+                    session = %self.info.id,
+                    to = %self.ladder.rungs[p.rung].profile,
+                    "profile switch abandoned: no keyframe within {SWITCH_TIMEOUT:?}"
+                );
             }
             let deadline = deadline.min(Instant::now() + Duration::from_secs(1));
             tokio::select! {
