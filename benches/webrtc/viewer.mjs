@@ -96,48 +96,14 @@ if (!o.url || !(o.viewers >= 1) || !(o.maxSeconds > 0) || !(o.flushMs > 0)) {
 
 // Runs in the page (serialised by playwright: no closures over this module).
 function installBench() {
-  const BANDS = 24;
-  const TIME_CELLS = 64;
-  const COUNTER_CELLS = 32;
   const ABS = 'http://www.webrtc.org/experiments/rtp-hdrext/abs-capture-time';
 
-  // The time code of docs/timecode.md from the two top bands (3x3 grid in
-  // each cell's middle, as the reference decoder and whep.mjs).
-  const canvas = document.createElement('canvas');
-  const ctx = canvas.getContext('2d', { willReadFrequently: true });
+  // The time code of docs/timecode.md, by the decoder the tests use
+  // (publishers/tests/browser/timecode.js, loaded into the page first).
+  const readTimecode = window.framebusTimecode.makeDecoder();
   function decode(video, w, h) {
-    if (w < TIME_CELLS || h < BANDS) return null;
-    const bh = Math.floor(h / BANDS);
-    if (canvas.width !== w || canvas.height !== 2 * bh) {
-      canvas.width = w;
-      canvas.height = 2 * bh;
-    }
-    ctx.drawImage(video, 0, 0, w, 2 * bh, 0, 0, w, 2 * bh);
-    const px = ctx.getImageData(0, 0, w, 2 * bh).data;
-    const luma = (x, y) => {
-      const i = (y * w + x) * 4;
-      return 0.299 * px[i] + 0.587 * px[i + 1] + 0.114 * px[i + 2];
-    };
-    const band = (b, cells) => {
-      const yc = b * bh + Math.floor(bh / 2);
-      const dy = Math.floor(bh / 5);
-      let v = 0n;
-      for (let i = 0; i < cells; i++) {
-        const x0 = Math.floor((i * w) / cells);
-        const x1 = Math.floor(((i + 1) * w) / cells);
-        const xc = Math.floor((x0 + x1) / 2);
-        const dx = Math.floor((x1 - x0) / 5);
-        let sum = 0;
-        for (const y of [yc - dy, yc, yc + dy]) for (const x of [xc - dx, xc, xc + dx]) sum += luma(x, y);
-        const avg = sum / 9;
-        if (Math.abs(avg - 128) < 24) return null;
-        v = (v << 1n) | (avg > 128 ? 1n : 0n);
-      }
-      return v;
-    };
-    const us = band(0, TIME_CELLS);
-    const counter = us === null ? null : band(1, COUNTER_CELLS);
-    return counter === null ? null : { ms: Number(us) / 1000, counter: Number(counter) };
+    const c = readTimecode(video, w, h);
+    return c === null ? null : { ms: Number(c.us) / 1000, counter: c.counter };
   }
 
   const viewers = [];
@@ -386,6 +352,7 @@ async function main() {
   page.on('pageerror', (e) => log('page error:', String(e)));
   const origin = new URL(o.url).origin;
   await page.goto(origin + '/healthz', { timeout: 15000 });
+  await page.addScriptTag({ path: join(HERE, '../../publishers/tests/browser/timecode.js') });
   await page.evaluate(installBench);
   await page.evaluate(({ url, n }) => window.__bench.start(url, n), { url: o.url, n: o.viewers });
   const t0 = Date.now();

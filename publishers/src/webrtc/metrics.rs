@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
@@ -31,56 +31,83 @@ impl WebRtcCollector {
     }
 }
 
-type SessionDef = (&'static str, &'static str, bool, fn(&SessionInfo) -> u64);
-type FeedDef = (&'static str, &'static str, fn(&Feed) -> u64);
+/// Name, help, whether it is a counter (else a gauge), and the value.
+type Def<T> = (&'static str, &'static str, bool, fn(&T) -> u64);
+/// A counter (else a gauge).
+const COUNTER: bool = true;
+/// A gauge.
+const GAUGE: bool = false;
+
+/// The family `framebus_webrtc_{name}`: one series per item, a counter or a
+/// gauge of `value`.
+fn series<T, L: EncodeLabelSet>(
+    enc: &mut DescriptorEncoder,
+    (name, help, counter, value): Def<T>,
+    items: &[T],
+    labels: impl Fn(&T) -> L,
+) -> Result<(), std::fmt::Error> {
+    let name = format!("framebus_webrtc_{name}");
+    if counter {
+        family(enc, &name, help, MetricType::Counter, items, labels, |t| {
+            ConstCounter::new(value(t))
+        })
+    } else {
+        family(enc, &name, help, MetricType::Gauge, items, labels, |t| {
+            ConstGauge::new(value(t) as i64)
+        })
+    }
+}
 
 impl Collector for WebRtcCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let sessions = self.w.sessions();
-        let defs: [SessionDef; 10] = [
+        let defs: [Def<Arc<SessionInfo>>; 10] = [
             (
                 "session_rtt_us",
                 "Round-trip time to the viewer, µs (RTCP)",
-                false,
+                GAUGE,
                 |s| s.stats.rtt_us.load(Relaxed),
             ),
-            ("session_nacks", "NACKs from the viewer", true, |s| {
+            ("session_nacks", "NACKs from the viewer", COUNTER, |s| {
                 s.stats.nacks.load(Relaxed)
             }),
-            ("session_plis", "PLIs from the viewer", true, |s| {
+            ("session_plis", "PLIs from the viewer", COUNTER, |s| {
                 s.stats.plis.load(Relaxed)
             }),
-            ("session_firs", "FIRs from the viewer", true, |s| {
+            ("session_firs", "FIRs from the viewer", COUNTER, |s| {
                 s.stats.firs.load(Relaxed)
             }),
-            ("session_bytes", "RTP bytes sent to the viewer", true, |s| {
-                s.stats.bytes.load(Relaxed)
-            }),
+            (
+                "session_bytes",
+                "RTP bytes sent to the viewer",
+                COUNTER,
+                |s| s.stats.bytes.load(Relaxed),
+            ),
             (
                 "session_frames",
                 "Access units written for the viewer",
-                true,
+                COUNTER,
                 |s| s.stats.frames.load(Relaxed),
             ),
             (
                 "session_skips",
                 "Times the viewer skipped to a keyframe (too slow)",
-                true,
+                COUNTER,
                 |s| s.stats.skips.load(Relaxed),
             ),
-            ("session_switches", "Profile switches", true, |s| {
+            ("session_switches", "Profile switches", COUNTER, |s| {
                 s.stats.switches.load(Relaxed)
             }),
             (
                 "session_estimate_bps",
                 "Bandwidth estimate (TWCC), bit/s; 0 without",
-                false,
+                GAUGE,
                 |s| s.stats.estimate_bps.load(Relaxed),
             ),
             (
                 "session_bitrate_bps",
                 "Bit rate sent over the last second",
-                false,
+                GAUGE,
                 |s| s.stats.bitrate_bps.load(Relaxed),
             ),
         ];
@@ -91,81 +118,45 @@ impl Collector for WebRtcCollector {
                 ("session", s.id.clone()),
             ]
         };
-        for (name, help, counter, v) in defs {
-            let name = format!("framebus_webrtc_{name}");
-            if counter {
-                family(
-                    &mut enc,
-                    &name,
-                    help,
-                    MetricType::Counter,
-                    &sessions,
-                    labels,
-                    |s| ConstCounter::new(v(s)),
-                )?;
-            } else {
-                family(
-                    &mut enc,
-                    &name,
-                    help,
-                    MetricType::Gauge,
-                    &sessions,
-                    labels,
-                    |s| ConstGauge::new(v(s) as i64),
-                )?;
-            }
+        for def in defs {
+            series(&mut enc, def, &sessions, labels)?;
         }
         let feeds = self.w.feeds.all();
-        let fdefs: [FeedDef; 6] = [
+        let fdefs: [Def<Arc<Feed>>; 6] = [
             (
                 "feed_frames",
                 "Access units read from the encoded bus",
+                COUNTER,
                 |f| f.counters.frames.load(Relaxed),
             ),
-            ("feed_keyframes", "Keyframes read", |f| {
+            ("feed_keyframes", "Keyframes read", COUNTER, |f| {
                 f.counters.keyframes.load(Relaxed)
             }),
-            ("feed_bytes", "Bytes read (once for every viewer)", |f| {
-                f.counters.bytes.load(Relaxed)
-            }),
+            (
+                "feed_bytes",
+                "Bytes read (once for every viewer)",
+                COUNTER,
+                |f| f.counters.bytes.load(Relaxed),
+            ),
             (
                 "feed_skipped_on_bus",
                 "Access units the bus overwrote before the reader got them",
+                COUNTER,
                 |f| f.counters.skipped_on_bus.load(Relaxed),
             ),
             (
                 "feed_keyframe_requests",
                 "Keyframe requests passed to the encoder",
+                COUNTER,
                 |f| f.counters.keyframe_requests.load(Relaxed),
             ),
-            ("feed_sessions", "Sessions playing the feed", |f| {
+            ("feed_sessions", "Sessions playing the feed", GAUGE, |f| {
                 f.sessions() as u64
             }),
         ];
         let flabels = |f: &Arc<Feed>| [("bus", f.bus().to_string())];
-        for (name, help, v) in fdefs {
-            let name = format!("framebus_webrtc_{name}");
-            if name.ends_with("sessions") {
-                family(
-                    &mut enc,
-                    &name,
-                    help,
-                    MetricType::Gauge,
-                    &feeds,
-                    flabels,
-                    |f| ConstGauge::new(v(f) as i64),
-                )?;
-            } else {
-                family(
-                    &mut enc,
-                    &name,
-                    help,
-                    MetricType::Counter,
-                    &feeds,
-                    flabels,
-                    |f| ConstCounter::new(v(f)),
-                )?;
-            }
+        for def in fdefs {
+            series(&mut enc, def, &feeds, flabels)?;
         }
         let c = &self.w.counters;
         let p = &self.w.port().counters;
@@ -202,26 +193,17 @@ impl Collector for WebRtcCollector {
                 p.send_dropped.load(Relaxed),
             ),
         ];
-        let one = [()];
+        // Unlabelled: one item whose value the definition ignores.
+        let none = |_: &u64| Vec::<(String, String)>::new();
         for (name, help, v) in totals {
-            family(
-                &mut enc,
-                &format!("framebus_webrtc_{name}"),
-                help,
-                MetricType::Counter,
-                &one,
-                |_| Vec::<(String, String)>::new(),
-                |_| ConstCounter::new(v),
-            )?;
+            series(&mut enc, (name, help, COUNTER, |v| *v), &[v], none)?;
         }
-        family(
+        let live = sessions.len() as u64;
+        series(
             &mut enc,
-            "framebus_webrtc_sessions",
-            "Live WebRTC sessions",
-            MetricType::Gauge,
-            &one,
-            |_| Vec::<(String, String)>::new(),
-            |_| ConstGauge::new(sessions.len() as i64),
+            ("sessions", "Live WebRTC sessions", GAUGE, |v| *v),
+            &[live],
+            none,
         )?;
         Ok(())
     }

@@ -9,9 +9,13 @@
 
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { chromium } from 'playwright-core';
+
+// The page-side time-code decoder, shared with benches/webrtc/viewer.mjs.
+const TIMECODE_JS = join(dirname(fileURLToPath(import.meta.url)), 'timecode.js');
 
 const USAGE = `usage:
   node whep.mjs --url http://HOST:PORT/BUS/PROFILE/whep --seconds S [--viewers N]
@@ -140,10 +144,9 @@ function installHarness() {
   if (window.__fb) return;
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-  // Time-code layout of docs/timecode.md.
-  const BANDS = 24;
-  const TIME_CELLS = 64;
-  const COUNTER_CELLS = 32;
+  // Time-code layout and decoder of docs/timecode.md (timecode.js, loaded
+  // into the page first).
+  const { BANDS, TIME_CELLS, COUNTER_CELLS, makeDecoder } = window.framebusTimecode;
 
   // Nearest-rank percentiles of a list of milliseconds.
   function summary(xs) {
@@ -152,52 +155,6 @@ function installHarness() {
     const at = (q) => s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))];
     const r3 = (x) => Math.round(x * 1000) / 1000;
     return { n: s.length, p50: r3(at(0.5)), p90: r3(at(0.9)), p99: r3(at(0.99)), max: r3(s[s.length - 1]) };
-  }
-
-  // Reads the two top bands of a video frame: { us: BigInt, counter } or
-  // null when a cell is ambiguous (not a time code, or too damaged).
-  function makeDecoder() {
-    const canvas = document.createElement('canvas');
-    const ctx = canvas.getContext('2d', { willReadFrequently: true });
-    return (video, w, h) => {
-      if (w < TIME_CELLS || h < BANDS) return null;
-      const bh = Math.floor(h / BANDS);
-      if (canvas.width !== w || canvas.height !== 2 * bh) {
-        canvas.width = w;
-        canvas.height = 2 * bh;
-      }
-      // Only the bands: copying a whole 1080p frame every frame costs.
-      ctx.drawImage(video, 0, 0, w, 2 * bh, 0, 0, w, 2 * bh);
-      const px = ctx.getImageData(0, 0, w, 2 * bh).data;
-      const luma = (x, y) => {
-        const o = (y * w + x) * 4;
-        return 0.299 * px[o] + 0.587 * px[o + 1] + 0.114 * px[o + 2];
-      };
-      const band = (b, cells) => {
-        const y0 = b * bh;
-        const yc = y0 + Math.floor(bh / 2);
-        const dy = Math.floor(bh / 5);
-        let v = 0n;
-        for (let i = 0; i < cells; i++) {
-          const x0 = Math.floor((i * w) / cells);
-          const x1 = Math.floor(((i + 1) * w) / cells);
-          const xc = Math.floor((x0 + x1) / 2);
-          const dx = Math.floor((x1 - x0) / 5);
-          // A 3x3 grid in the middle of the cell, as the reference decoder.
-          let sum = 0;
-          for (const y of [yc - dy, yc, yc + dy]) for (const x of [xc - dx, xc, xc + dx]) sum += luma(x, y);
-          const avg = sum / 9;
-          if (Math.abs(avg - 128) < 24) return null;
-          v = (v << 1n) | (avg > 128 ? 1n : 0n);
-        }
-        return v;
-      };
-      const us = band(0, TIME_CELLS);
-      if (us === null) return null;
-      const counter = band(1, COUNTER_CELLS);
-      if (counter === null) return null;
-      return { us, counter: Number(counter) };
-    };
   }
 
   // Follows every frame presented by `video` (requestVideoFrameCallback):
@@ -665,6 +622,7 @@ async function run(page, o) {
     const health = new URL(o.url).origin + '/healthz';
     const resp = await page.goto(health, { timeout: 15000 });
     log(`opened ${health}: ${resp ? resp.status() : 'no response'}`);
+    await page.addScriptTag({ path: TIMECODE_JS });
     await page.evaluate(installHarness);
     const stopper = o.stopFile ? watchStopFile(page, o.stopFile) : null;
     try {
@@ -690,6 +648,7 @@ async function run(page, o) {
     // the checks Chromium sends from its wildcard-bound socket.
     await page.context().grantPermissions(['camera', 'microphone']);
     await page.setContent('<!doctype html><title>framebus self-test</title><body></body>');
+    await page.addScriptTag({ path: TIMECODE_JS });
     await page.evaluate(installHarness);
     return page.evaluate((a) => window.__fb.selfTest(a), {
       viewers: o.viewers,
@@ -700,6 +659,7 @@ async function run(page, o) {
   }
   // Page mode: the harness is installed before the page's own scripts run
   // so the player's video is followed from its first frame.
+  await page.addInitScript({ path: TIMECODE_JS });
   await page.addInitScript(installHarness);
   await page.addInitScript(
     ({ timecode }) => window.__fb.followPlayer(performance.now(), timecode),
