@@ -375,6 +375,31 @@ pub mod streams {
         /// Live WebRTC sessions (absent from servers without WebRTC).
         #[serde(default)]
         pub webrtc: Vec<WebRtcSession>,
+        /// Running HLS muxers (absent from servers without HLS).
+        #[serde(default)]
+        pub hls: Vec<HlsStream>,
+    }
+
+    /// One running HLS muxer (a camera's profile being segmented).
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct HlsStream {
+        /// Camera bus.
+        pub bus: String,
+        /// Profile (the encoded bus `{bus}.h264.{profile}`).
+        pub profile: String,
+        /// The muxer's epoch: the first path element of its media URIs.
+        pub epoch: String,
+        /// Viewer sessions on this profile (a cache in front counts as
+        /// one).
+        pub viewers: usize,
+        /// Media sequence number of the newest part's segment.
+        pub msn: Option<u64>,
+        /// Parts written since the muxer started.
+        pub parts: u64,
+        /// Segments completed.
+        pub segments: u64,
+        /// Bytes of media written.
+        pub bytes: u64,
     }
 
     /// One WebRTC (WHEP) viewer.

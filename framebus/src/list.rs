@@ -101,6 +101,10 @@ pub struct BusInfo {
     /// Encoded buses: target bit rate at the current step, bit/s (0: not
     /// reported).
     pub encoder_bitrate: u64,
+    /// Encoded buses: H.264 `profile_idc << 16 | constraint_flags << 8 |
+    /// level_idc` of the stream's SPS, as the encoder wrote it with its
+    /// codec configuration (0: not written yet, or raw frames).
+    pub codec_profile_level: u32,
     /// Milliseconds since the last publish (None before the first).
     pub last_frame_age_ms: Option<u64>,
     /// Live readers.
@@ -201,6 +205,7 @@ fn inspect(name: &str, path: &Path) -> Result<BusInfo, StatError> {
         encoder_steps: 0,
         encoder_fps: 0.0,
         encoder_bitrate: 0,
+        codec_profile_level: 0,
         last_frame_age_ms: None,
         readers: Vec::new(),
     };
@@ -259,6 +264,7 @@ fn inspect(name: &str, path: &Path) -> Result<BusInfo, StatError> {
     info.encoder_steps = live.encoder_steps.load(Relaxed);
     info.encoder_fps = f64::from(live.encoder_fps_milli.load(Relaxed)) / 1000.0;
     info.encoder_bitrate = live.encoder_bitrate.load(Relaxed);
+    info.codec_profile_level = live.profile_level.load(Relaxed);
     let last = live.last_publish_ns.load(Relaxed);
     if last != 0 {
         info.last_frame_age_ms = Some(sys::realtime_ns().saturating_sub(last) / 1_000_000);

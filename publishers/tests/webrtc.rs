@@ -8,12 +8,12 @@
 //! cores cope with tests running side by side. Every wait is a watchdog:
 //! nothing here asserts how long something took.
 
-mod webrtc_support;
+mod http_support;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use webrtc_support::*;
+use http_support::*;
 
 /// `framebus-encoder` profiles of the tests.
 const BASE: &str = "base=320x180@30,h264=baseline";

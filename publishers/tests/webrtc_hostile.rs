@@ -7,17 +7,17 @@
 //! that never connect must end by themselves, and the viewer must keep
 //! decoding without a freeze the server caused.
 //!
-//! HTTP is plain HTTP/1.1 over a `TcpStream` (`webrtc_support`). Every
+//! HTTP is plain HTTP/1.1 over a `TcpStream` (`http_support`). Every
 //! wait is a watchdog.
 
-mod webrtc_support;
+mod http_support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use framebus::contract::encoder as enc;
-use webrtc_support::*;
+use http_support::*;
 
 const BASE: &str = "base=320x180@30,h264=baseline";
 /// `--webrtc-max-sessions` of the server under attack.

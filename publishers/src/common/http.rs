@@ -138,6 +138,35 @@ pub fn family<T, L: EncodeLabelSet, M: EncodeMetric>(
     Ok(())
 }
 
+/// A series definition: name (after its prefix), help, whether it is a
+/// counter (else a gauge), and the value of one item.
+pub type Def<T> = (&'static str, &'static str, bool, fn(&T) -> u64);
+/// A counter (the third field of a [`Def`]).
+pub const COUNTER: bool = true;
+/// A gauge.
+pub const GAUGE: bool = false;
+
+/// The family `{prefix}{name}`: one series per item, a counter or a gauge
+/// of the definition's value.
+pub fn series<T, L: EncodeLabelSet>(
+    enc: &mut DescriptorEncoder,
+    prefix: &str,
+    (name, help, counter, value): Def<T>,
+    items: &[T],
+    labels: impl Fn(&T) -> L,
+) -> Result<(), std::fmt::Error> {
+    let name = format!("{prefix}{name}");
+    if counter {
+        family(enc, &name, help, MetricType::Counter, items, labels, |t| {
+            ConstCounter::new(value(t))
+        })
+    } else {
+        family(enc, &name, help, MetricType::Gauge, items, labels, |t| {
+            ConstGauge::new(value(t) as i64)
+        })
+    }
+}
+
 /// The buses a [`BusCollector`] reports (called on each scrape).
 pub type BusesFn = dyn Fn() -> Vec<BusInfo> + Send + Sync;
 

@@ -74,7 +74,8 @@ pub fn all_status(streams: &Streams) -> Vec<StreamStatus> {
     out
 }
 
-/// `GET /api/v1/streams`: the MJPEG streams and the WebRTC sessions.
+/// `GET /api/v1/streams`: the MJPEG streams, the WebRTC sessions and the
+/// HLS muxers.
 pub async fn list(State(state): State<AppState>) -> Json<StreamsDoc> {
     let streams = Arc::clone(&state.streams);
     let list = tokio::task::spawn_blocking(move || all_status(&streams))
@@ -85,9 +86,11 @@ pub async fn list(State(state): State<AppState>) -> Json<StreamsDoc> {
         .as_ref()
         .map(|w| w.session_status())
         .unwrap_or_default();
+    let hls = state.hls.as_ref().map(|h| h.status()).unwrap_or_default();
     Json(StreamsDoc {
         streams: list,
         webrtc,
+        hls,
     })
 }
 

@@ -50,7 +50,12 @@ impl Auth {
 
 /// axum middleware enforcing [`Auth`].
 pub async fn require(State(auth): State<Arc<Auth>>, req: Request<Body>, next: Next) -> Response {
-    if !auth.enabled() || req.uri().path() == health::HTTP_PATH {
+    // A CORS preflight carries no credentials (Fetch standard); it is
+    // answered by the CORS layer or gets 405, and reveals nothing.
+    if !auth.enabled()
+        || req.uri().path() == health::HTTP_PATH
+        || req.method() == axum::http::Method::OPTIONS
+    {
         return next.run(req).await;
     }
     let header = req

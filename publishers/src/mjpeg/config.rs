@@ -180,6 +180,9 @@ pub struct Args {
     /// WebRTC (WHEP) on the same port; media on one UDP port.
     #[command(flatten)]
     pub webrtc: crate::webrtc::WebRtcArgs,
+    /// HLS and Low-Latency HLS on the same port.
+    #[command(flatten)]
+    pub hls: crate::hls::HlsArgs,
 }
 
 impl Args {

@@ -22,6 +22,8 @@ use super::state::AppState;
 use super::streams::{Streams, StreamsConfig};
 use super::{api, index, media};
 use crate::common::http as common_http;
+use crate::feed::Feeds;
+use crate::hls::{self, Hls};
 use crate::webrtc::{player, whep, WebRtc};
 use framebus::contract::streams::PATH as STREAMS_PATH;
 
@@ -101,6 +103,32 @@ pub fn router(state: AppState, cors: Option<CorsLayer>) -> Router {
             .layer(DefaultBodyLimit::max(whep::MAX_OFFER_BYTES))
             .with_state(Arc::clone(w));
         r = r.merge(webrtc);
+    }
+    if let Some(h) = &state.hls {
+        // HLS (crate::hls); its own state. Without --cors-origin, players
+        // on any origin may read it (as for any public media URL); the
+        // router-wide layer covers it otherwise.
+        let mut hls_routes = Router::new()
+            .route("/{bus}/index.m3u8", get(hls::server::multivariant))
+            .route(
+                "/{bus}/{profile}/index.m3u8",
+                get(hls::server::media_playlist),
+            )
+            .route(
+                "/{bus}/{profile}/{epoch}/{file}",
+                get(hls::server::media_file_handler),
+            )
+            .with_state(Arc::clone(h));
+        if cors.is_none() {
+            hls_routes = hls_routes.layer(
+                CorsLayer::new()
+                    .allow_origin(AllowOrigin::any())
+                    .allow_methods([Method::GET, Method::HEAD])
+                    .allow_headers([axum::http::header::AUTHORIZATION])
+                    .max_age(Duration::from_secs(600)),
+            );
+        }
+        r = r.merge(hls_routes);
     }
     let mut r = r
         .route("/", get(index::index))
@@ -207,16 +235,28 @@ pub async fn serve(
             source,
         })?;
     let addr = listener.local_addr().map_err(ServeError::Serve)?;
+    // One reader per encoded bus, shared by WebRTC and HLS.
+    let feeds = Arc::new(Feeds::new(
+        args.shm_dir.clone(),
+        args.webrtc.webrtc_max_viewers,
+    ));
     let webrtc = if args.webrtc.no_webrtc {
         None
     } else {
         Some(
-            WebRtc::start(args.webrtc.clone(), args.listen, addr, args.shm_dir.clone())
-                .await
-                .map_err(ServeError::WebRtc)?,
+            WebRtc::start(
+                args.webrtc.clone(),
+                args.listen,
+                addr,
+                args.shm_dir.clone(),
+                Arc::clone(&feeds),
+            )
+            .await
+            .map_err(ServeError::WebRtc)?,
         )
     };
-    let state = AppState::new(streams, auth, webrtc.clone());
+    let hls = (!args.hls.no_hls).then(|| Hls::new(args.hls.clone(), feeds, args.shm_dir.clone()));
+    let state = AppState::new(streams, auth, webrtc.clone(), hls);
     crate::common::cli::print_listening(&format!("http://{addr}/"));
     if let Some(w) = &webrtc {
         for a in w.media_addrs() {

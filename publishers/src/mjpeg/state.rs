@@ -13,6 +13,8 @@ use super::auth::Auth;
 use super::metrics::MjpegCollector;
 use super::streams::Streams;
 use crate::common::http::{BusCollector, Observability};
+use crate::hls::metrics::HlsCollector;
+use crate::hls::Hls;
 use crate::webrtc::metrics::WebRtcCollector;
 use crate::webrtc::WebRtc;
 
@@ -27,17 +29,27 @@ pub struct AppState {
     pub observe: Observability,
     /// WebRTC (WHEP), unless `--no-webrtc`.
     pub webrtc: Option<Arc<WebRtc>>,
+    /// HLS, unless `--no-hls`.
+    pub hls: Option<Arc<Hls>>,
 }
 
 impl AppState {
     /// The state for `streams` behind `auth`: `/metrics` reports the
     /// streams and the served buses, `/healthz` the configured buses and
     /// running streams ([`health_problems`]).
-    pub fn new(streams: Arc<Streams>, auth: Auth, webrtc: Option<Arc<WebRtc>>) -> AppState {
+    pub fn new(
+        streams: Arc<Streams>,
+        auth: Auth,
+        webrtc: Option<Arc<WebRtc>>,
+        hls: Option<Arc<Hls>>,
+    ) -> AppState {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(MjpegCollector::new(Arc::clone(&streams))));
         if let Some(w) = &webrtc {
             registry.register_collector(Box::new(WebRtcCollector::new(Arc::clone(w))));
+        }
+        if let Some(h) = &hls {
+            registry.register_collector(Box::new(HlsCollector::new(Arc::clone(h))));
         }
         let served = Arc::clone(&streams);
         registry.register_collector(Box::new(BusCollector::new(move || {
@@ -49,6 +61,7 @@ impl AppState {
             auth: Arc::new(auth),
             observe: Observability::new(registry, move || health_problems(&checked)),
             webrtc,
+            hls,
         }
     }
 }

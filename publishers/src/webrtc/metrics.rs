@@ -9,14 +9,11 @@ use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
-use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::gauge::ConstGauge;
-use prometheus_client::metrics::MetricType;
 
-use super::feed::Feed;
+use crate::feed::Feed;
 use super::session::SessionInfo;
 use super::WebRtc;
-use crate::common::http::family;
+use crate::common::http::{series as prefixed_series, Def, COUNTER, GAUGE};
 
 /// Writes the WebRTC series on each scrape.
 #[derive(Debug)]
@@ -31,31 +28,14 @@ impl WebRtcCollector {
     }
 }
 
-/// Name, help, whether it is a counter (else a gauge), and the value.
-type Def<T> = (&'static str, &'static str, bool, fn(&T) -> u64);
-/// A counter (else a gauge).
-const COUNTER: bool = true;
-/// A gauge.
-const GAUGE: bool = false;
-
-/// The family `framebus_webrtc_{name}`: one series per item, a counter or a
-/// gauge of `value`.
+/// The family `framebus_webrtc_{name}`.
 fn series<T, L: EncodeLabelSet>(
     enc: &mut DescriptorEncoder,
-    (name, help, counter, value): Def<T>,
+    def: Def<T>,
     items: &[T],
     labels: impl Fn(&T) -> L,
 ) -> Result<(), std::fmt::Error> {
-    let name = format!("framebus_webrtc_{name}");
-    if counter {
-        family(enc, &name, help, MetricType::Counter, items, labels, |t| {
-            ConstCounter::new(value(t))
-        })
-    } else {
-        family(enc, &name, help, MetricType::Gauge, items, labels, |t| {
-            ConstGauge::new(value(t) as i64)
-        })
-    }
+    prefixed_series(enc, "framebus_webrtc_", def, items, labels)
 }
 
 impl Collector for WebRtcCollector {

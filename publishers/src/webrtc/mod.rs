@@ -9,17 +9,16 @@
 //! player page, for networks that block UDP between them and us.
 //!
 //! Nothing is encoded here: every viewer of `{bus}/{profile}` reads the
-//! encoded bus `{bus}.h264.{profile}` through one shared [`feed::Feed`]
+//! encoded bus `{bus}.h264.{profile}` through one shared [`crate::feed::Feed`]
 //! (one copy of each access unit out of the ring); str0m packetizes and
 //! encrypts per session. See `docs/webrtc.md` and
 //! `docs/decisions/0003-webrtc-with-str0m.md`.
 //!
-//! Files: [`config`] (flags), [`feed`] (bus readers and fan-out), [`udp`]
+//! Files: [`config`] (flags), [`udp`]
 //! (the media port), [`session`] (one viewer), [`whep`] (HTTP handlers,
 //! the registry of sessions), [`player`] (the page).
 
 pub mod config;
-pub mod feed;
 pub mod metrics;
 pub mod player;
 pub mod session;

@@ -30,7 +30,7 @@ use str0m::rtp::AbsCaptureTime;
 use str0m::{Event, IceConnectionState, Input, Output, Rtc};
 use tokio::sync::{broadcast, mpsc, Notify};
 
-use super::feed::{Au, Feed, FeedInfo, FeedSlot};
+use crate::feed::{Au, Feed, FeedInfo, FeedSlot};
 use super::udp::{Datagram, MediaPort};
 use str0m::media::{Frequency, MediaTime};
 

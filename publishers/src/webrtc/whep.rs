@@ -36,7 +36,7 @@ use str0m::{Candidate, IceCreds, Rtc, RtcConfig};
 use tokio::sync::{mpsc, Notify};
 
 use super::config::WebRtcArgs;
-use super::feed::{FeedError, FeedInfo, Feeds};
+use crate::feed::{FeedError, FeedInfo, Feeds};
 use super::session::{
     pick_pt, video_mid, Ladder, Rung, Session, SessionInfo, SessionStats, PROBE_HEADROOM,
 };
@@ -140,7 +140,7 @@ pub struct WebRtc {
     port: Arc<MediaPort>,
     candidates: Vec<Candidate>,
     /// The feeds (`/metrics`).
-    pub feeds: Feeds,
+    pub feeds: Arc<Feeds>,
     sessions: Mutex<HashMap<String, Arc<SessionInfo>>>,
     /// Offers being answered, `(bus, profile)`: they count against the
     /// limits with the live sessions ([`WebRtc::reserve`]).
@@ -260,6 +260,7 @@ impl WebRtc {
         configured: SocketAddr,
         http: SocketAddr,
         shm_dir: Option<PathBuf>,
+        feeds: Arc<Feeds>,
     ) -> Result<Arc<WebRtc>, String> {
         let mut udp = args.udp_addr(configured);
         if args.webrtc_udp.is_none() {
@@ -289,7 +290,7 @@ impl WebRtc {
         port.spawn_receivers();
         tracing::info!(addrs = ?locals, "WebRTC media port");
         Ok(Arc::new(WebRtc {
-            feeds: Feeds::new(shm_dir.clone(), args.webrtc_max_viewers),
+            feeds,
             args,
             shm_dir,
             port,

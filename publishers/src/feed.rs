@@ -1,13 +1,16 @@
-//! One reader per encoded bus, shared by every WebRTC session that plays
-//! it: access units in order, each copied out of the ring once into an
-//! `Arc<[u8]>` that every session's packetizer reads (str0m takes the
-//! access unit whole and packetizes per session: its sequence numbers,
-//! SSRC and NACK history are per session).
+//! One reader per encoded bus in `framebus-mjpeg`, shared by every output
+//! of that process that plays it (each WebRTC session, the HLS muxer):
+//! access units in order, each copied out of the ring once into an
+//! `Arc<[u8]>` that every consumer reads (str0m takes the access unit whole
+//! and packetizes per session; the HLS muxer writes it into a part).
 //!
-//! Lifecycle: [`OnDemand`], as for RTSP streams. The first session (or a
+//! Lifecycle: [`OnDemand`], as for RTSP streams. The first consumer (or a
 //! WHEP `POST` waiting for the stream's parameters) starts the reader
-//! thread; it stops [`FEED_GRACE`] after the last session leaves, and the
-//! encoder then idles (it encodes while its bus has readers).
+//! thread; it stops [`FEED_GRACE`] after the last one leaves, and the
+//! encoder then idles (it encodes while its bus has readers). WebRTC
+//! sessions join as viewers (counted against `--webrtc-max-viewers`); the
+//! HLS muxer joins uncounted ([`Feed::join_uncounted`]): its viewers are
+//! limited by HLS itself.
 //!
 //! Fan-out is a bounded `tokio::sync::broadcast`: the thread never waits
 //! for a session. A session that falls behind by more than the channel
@@ -96,7 +99,7 @@ pub enum FeedError {
         why: String,
     },
     /// The bus carries raw frames.
-    #[error("bus {0:?} carries {1}, not H.264: WebRTC plays encoded buses")]
+    #[error("bus {0:?} carries {1}, not H.264: WebRTC and HLS play encoded buses")]
     NotEncoded(String, String),
     /// The feed has its maximum of sessions.
     #[error("{0} has its maximum of {1} WebRTC viewers")]
@@ -185,9 +188,9 @@ impl Feed {
                 OnDemand::new(FEED_GRACE, max_viewers, move |worker| {
                     if let Some(me) = me.upgrade() {
                         std::thread::Builder::new()
-                            .name(format!("webrtc {}", me.bus))
+                            .name(format!("feed {}", me.bus))
                             .spawn(move || me.run(&worker))
-                            .expect("spawn a WebRTC feed thread");
+                            .expect("spawn a feed thread");
                     }
                 })
             },
@@ -236,6 +239,15 @@ impl Feed {
             feed: Arc::clone(self),
             _ticket: ticket,
         })
+    }
+
+    /// Keeps the reader running without counting against the viewer
+    /// limit (the HLS muxer: HLS limits its own viewers).
+    pub fn join_uncounted(self: &Arc<Feed>) -> FeedSlot {
+        FeedSlot {
+            feed: Arc::clone(self),
+            _ticket: self.demand.join(JoinKind::Snapshot).expect("uncounted joins are not limited"),
+        }
     }
 
     /// Waits for the stream's parameters (starting the reader if needed).
@@ -294,12 +306,12 @@ impl Feed {
     }
 
     fn fail(&self, e: FeedError) {
-        tracing::warn!(bus = %self.bus, error = %e, "WebRTC feed failed");
+        tracing::warn!(bus = %self.bus, error = %e, "encoded-bus feed failed");
         self.info.send_replace(Some(Err(e)));
     }
 
     fn run(&self, worker: &Worker<()>) {
-        tracing::info!(bus = %self.bus, "WebRTC: reading the encoded bus");
+        tracing::info!(bus = %self.bus, "feed: reading the encoded bus");
         let opts = ReaderOptions {
             wait: None,
             shm_dir: self.shm_dir.clone(),
@@ -434,7 +446,7 @@ impl Feed {
         }
         self.fanout.lock().gop.clear();
         c.rate_bps.store(0, Ordering::Relaxed);
-        tracing::info!(bus = %self.bus, "WebRTC feed stopped (no sessions)");
+        tracing::info!(bus = %self.bus, "feed stopped (no consumers)");
     }
 }
 

@@ -1,9 +1,11 @@
-//! Helpers of the WebRTC (WHEP) tests: `framebus-mjpeg` with its media
+//! Helpers of the WebRTC (WHEP) and HLS tests: `framebus-mjpeg` with its media
 //! port on a free UDP port, plain HTTP/1.1 over a `TcpStream` (status,
 //! headers, body; no client crate), `/metrics` samples, and the Chrome
 //! offer fixture.
 
 #![allow(dead_code, unused_imports)]
+
+pub mod m3u8;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -1,0 +1,734 @@
+//! One muxer per encoded bus: access units from the shared
+//! [`Feed`](crate::feed::Feed) become CMAF parts (~200 ms, one `moof` +
+//! `mdat` each) and segments (one GOP: a segment is its parts back to
+//! back), kept in memory for the playlist window and a window after it.
+//!
+//! # Cutting
+//! An access unit's duration is only known when the next one arrives (its
+//! `pts` minus this one's), so the newest access unit waits as `pending`
+//! and the part it belongs to closes one frame later than it could; in
+//! exchange every sample has its true duration and the timeline has no
+//! holes. A part closes when its duration reaches the part target (a whole
+//! number of frames, [`part_target_ticks`]) or when a keyframe arrives; a
+//! keyframe also closes the segment and opens the next, so every segment
+//! and every first part of a segment starts with an IDR.
+//!
+//! # Timeline
+//! Decode times are the bus's presentation times in 90 kHz ticks: the
+//! encoder's grid on CLOCK_MONOTONIC, the same capture clock for every
+//! profile of a camera, so variants line up for players that switch.
+//! `EXT-X-PROGRAM-DATE-TIME` is each segment's first frame's capture time
+//! on CLOCK_REALTIME (the same instant the time code shows).
+//!
+//! # Names that a cache can keep forever
+//! Every URI carries the muxer's epoch (its start time in ms, base 36):
+//! `{epoch}/init{n}.mp4`, `{epoch}/s{msn}.m4s`, `{epoch}/p{n}.m4s`. Part
+//! numbers count parts across segments, so the preload hint (`p{n+1}`) is
+//! right whether or not the next part starts a new segment. Media sequence
+//! numbers start at the epoch's tenth of a second, so a restarted muxer's
+//! blocking-reload URLs (`?_HLS_msn=N`) do not collide with answers a
+//! cache kept from the previous one.
+//!
+//! # Waiting
+//! [`Muxer::changed`] is a `watch` bumped on every part; blocking playlist
+//! reloads and preload-hinted parts wait on it with a deadline.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::{broadcast, watch};
+
+use super::fmp4::{self, Sample, VideoTrack};
+use super::playlist::{self, MediaPlaylist};
+use crate::feed::{Au, Feed, FeedError, FeedInfo, FeedSlot, CLOCK_RATE};
+
+/// Complete segments kept beyond the playlist window, for clients a
+/// little behind (RFC 8216bis 6.2.2: a removed segment stays available
+/// for its duration plus the playlist's).
+const EXTRA_SEGMENTS: usize = 3;
+/// A frame gap longer than this (or time going backwards) is a
+/// discontinuity: a restarted encoder.
+const JUMP_TICKS: u64 = 5 * CLOCK_RATE;
+/// The first playlist waits this long for the first part.
+pub const FIRST_PART_WAIT: Duration = Duration::from_secs(10);
+
+/// What a muxer was started with.
+#[derive(Clone, Debug)]
+pub struct MuxerConfig {
+    /// Part target.
+    pub part_target: Duration,
+    /// Complete segments listed.
+    pub segments: usize,
+}
+
+/// A complete part.
+#[derive(Debug)]
+pub struct PartData {
+    /// `moof` + `mdat`.
+    pub bytes: Bytes,
+    /// Its segment.
+    pub msn: u64,
+    /// Index in its segment.
+    pub index: u32,
+    /// 90 kHz ticks.
+    pub ticks: u64,
+    /// Starts with an IDR.
+    pub independent: bool,
+}
+
+#[derive(Debug)]
+struct SegmentData {
+    msn: u64,
+    /// Global numbers of its parts: `first_part..first_part + parts`.
+    first_part: u64,
+    parts: u64,
+    ticks: u64,
+    pdt_ms: i64,
+    discontinuity: bool,
+    map: u32,
+    complete: bool,
+}
+
+/// Samples of the part being filled.
+#[derive(Debug, Default)]
+struct PartFill {
+    samples: Vec<(Arc<Au>, u32)>,
+    ticks: u64,
+}
+
+#[derive(Debug)]
+struct State {
+    epoch: String,
+    /// Init segments by number (the current one last).
+    maps: VecDeque<(u32, Bytes, VideoTrack)>,
+    /// Segments, oldest first; the last may be open (`complete == false`).
+    segments: VecDeque<SegmentData>,
+    /// Parts of the kept segments, by global number from `first_part`.
+    parts: VecDeque<Arc<PartData>>,
+    first_part: u64,
+    next_part: u64,
+    next_msn: u64,
+    fill: PartFill,
+    pending: Option<Arc<Au>>,
+    /// Skip until a keyframe (start, after a lag).
+    need_key: bool,
+    /// The next segment follows a discontinuity.
+    discontinuity_next: bool,
+    /// Discontinuities before the first kept segment.
+    discontinuity_seq: u64,
+    target_duration: u32,
+    ended: Option<String>,
+}
+
+/// Counters of one muxer (`/metrics`).
+#[derive(Debug, Default)]
+pub struct MuxerCounters {
+    /// Parts written.
+    pub parts: AtomicU64,
+    /// Segments completed.
+    pub segments: AtomicU64,
+    /// Bytes of parts written.
+    pub bytes: AtomicU64,
+    /// Times the muxer lost access units (it fell behind the feed) and
+    /// restarted at a keyframe.
+    pub lags: AtomicU64,
+}
+
+/// One stream's muxer.
+#[derive(Debug)]
+pub struct Muxer {
+    /// The encoded bus.
+    pub bus: String,
+    cfg: MuxerConfig,
+    info: FeedInfo,
+    part_ticks: u64,
+    frame_ticks: u64,
+    state: Mutex<State>,
+    changed: watch::Sender<u64>,
+    last_use_ns: AtomicU64,
+    /// Counters.
+    pub counters: MuxerCounters,
+}
+
+/// A playlist position: a part of a segment (`part: None` for the whole
+/// segment).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Position {
+    /// Media sequence number.
+    pub msn: u64,
+    /// Part index within the segment.
+    pub part: Option<u32>,
+}
+
+/// The answer to a wait.
+#[derive(Debug, PartialEq)]
+pub enum Ready {
+    /// Available.
+    Yes,
+    /// Never will be (too far ahead, gone, or the muxer ended).
+    Never(String),
+    /// Not yet.
+    NotYet,
+}
+
+/// The part target as a whole number of frames at `fps` (at least one),
+/// in 90 kHz ticks, and one frame's ticks.
+pub fn part_target_ticks(target: Duration, fps: f64) -> (u64, u64) {
+    let fps = if fps.is_finite() && fps > 0.0 {
+        fps
+    } else {
+        30.0
+    };
+    let frame = (CLOCK_RATE as f64 / fps).round().max(1.0) as u64;
+    let frames = (target.as_secs_f64() * fps).round().max(1.0) as u64;
+    (frames * frame, frame)
+}
+
+fn epoch_now() -> (String, u64) {
+    let ms = framebus::realtime_ns() / 1_000_000;
+    (radix36(ms), ms / 100)
+}
+
+fn radix36(mut n: u64) -> String {
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = Vec::new();
+    loop {
+        out.push(DIGITS[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8(out).expect("ASCII digits")
+}
+
+impl Muxer {
+    /// A muxer for `bus` (not yet fed: [`Muxer::run`]).
+    pub fn new(bus: String, info: FeedInfo, cfg: MuxerConfig) -> Arc<Muxer> {
+        let (part_ticks, frame_ticks) = part_target_ticks(cfg.part_target, info.fps);
+        let (epoch, msn0) = epoch_now();
+        let (changed, _) = watch::channel(0);
+        Arc::new(Muxer {
+            bus,
+            cfg,
+            info,
+            part_ticks,
+            frame_ticks,
+            state: Mutex::new(State {
+                epoch,
+                maps: VecDeque::new(),
+                segments: VecDeque::new(),
+                parts: VecDeque::new(),
+                first_part: 0,
+                next_part: 0,
+                next_msn: msn0,
+                fill: PartFill::default(),
+                pending: None,
+                need_key: true,
+                discontinuity_next: false,
+                discontinuity_seq: 0,
+                target_duration: 2,
+                ended: None,
+            }),
+            changed,
+            last_use_ns: AtomicU64::new(framebus::monotonic_ns()),
+            counters: MuxerCounters::default(),
+        })
+    }
+
+    /// The stream's parameters.
+    pub fn info(&self) -> &FeedInfo {
+        &self.info
+    }
+
+    /// The epoch (the first path element of every media URI).
+    pub fn epoch(&self) -> String {
+        self.state.lock().epoch.clone()
+    }
+
+    /// Marks the muxer used now (it stops after an idle time).
+    pub fn touch(&self) {
+        self.last_use_ns.store(framebus::monotonic_ns(), Relaxed);
+    }
+
+    /// Time since the last request.
+    pub fn idle_for(&self) -> Duration {
+        Duration::from_nanos(framebus::monotonic_ns().saturating_sub(self.last_use_ns.load(Relaxed)))
+    }
+
+    /// A receiver that changes on every new part.
+    pub fn changed(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// The target duration (whole seconds).
+    pub fn target_duration(&self) -> Duration {
+        Duration::from_secs(u64::from(self.state.lock().target_duration))
+    }
+
+    /// The part target in seconds (a whole number of frames).
+    pub fn part_target_secs(&self) -> f64 {
+        self.part_ticks as f64 / CLOCK_RATE as f64
+    }
+
+    /// Why it ended, if it did.
+    pub fn ended(&self) -> Option<String> {
+        self.state.lock().ended.clone()
+    }
+
+    /// The newest position: the last part written.
+    pub fn last_position(&self) -> Option<Position> {
+        let s = self.state.lock();
+        let p = s.parts.back()?;
+        Some(Position {
+            msn: p.msn,
+            part: Some(p.index),
+        })
+    }
+
+    /// Whether a complete segment exists.
+    pub fn has_segment(&self) -> bool {
+        self.state.lock().segments.iter().any(|g| g.complete)
+    }
+
+    /// Reads access units from `slot`'s feed until `stop` says so or the
+    /// feed ends. `rx` and `gop` come from [`Feed::start_now`].
+    pub async fn run(
+        self: Arc<Self>,
+        _slot: FeedSlot,
+        gop: Vec<Arc<Au>>,
+        mut rx: broadcast::Receiver<Arc<Au>>,
+        idle: Duration,
+    ) {
+        for au in gop {
+            self.push(&au);
+        }
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                r = rx.recv() => match r {
+                    Ok(au) => self.push(&au),
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::debug!(bus = %self.bus, lost = n, "HLS muxer fell behind the feed");
+                        self.counters.lags.fetch_add(1, Relaxed);
+                        self.lagged();
+                    }
+                    Err(broadcast::error::RecvError::Closed) => {
+                        self.end("the feed closed".into());
+                        return;
+                    }
+                },
+                _ = tick.tick() => {
+                    if self.idle_for() >= idle {
+                        self.end("idle".into());
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends the muxer: waiters get [`Ready::Never`].
+    pub fn end(&self, why: String) {
+        tracing::info!(bus = %self.bus, why = %why, "HLS muxer stopped");
+        self.state.lock().ended = Some(why);
+        self.changed.send_modify(|n| *n += 1);
+    }
+
+    fn lagged(&self) {
+        let mut s = self.state.lock();
+        if let Some(p) = s.pending.take() {
+            let ticks = self.frame_ticks as u32;
+            s.fill.samples.push((p, ticks));
+            s.fill.ticks += u64::from(ticks);
+        }
+        let new = self.close_part(&mut s);
+        self.close_segment(&mut s);
+        s.need_key = true;
+        drop(s);
+        if new {
+            self.changed.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// Adds one access unit.
+    pub fn push(&self, au: &Arc<Au>) {
+        let mut s = self.state.lock();
+        let mut new = false;
+        if s.need_key {
+            if !au.key {
+                return;
+            }
+            s.need_key = false;
+        }
+        if let Some(p) = s.pending.take() {
+            let d = au.pts90.wrapping_sub(p.pts90);
+            if au.pts90 <= p.pts90 || d > JUMP_TICKS {
+                // A new encoder (or a clock jump): end here, mark the next
+                // segment as a discontinuity.
+                s.fill.samples.push((p, self.frame_ticks as u32));
+                s.fill.ticks += self.frame_ticks;
+                new |= self.close_part(&mut s);
+                self.close_segment(&mut s);
+                s.discontinuity_next = true;
+                if !au.key {
+                    s.need_key = true;
+                    drop(s);
+                    self.bump(new);
+                    return;
+                }
+            } else {
+                if !s.fill.samples.is_empty()
+                    && s.fill.ticks + d > self.part_ticks + self.frame_ticks / 4
+                {
+                    new |= self.close_part(&mut s);
+                }
+                s.fill.samples.push((p, d as u32));
+                s.fill.ticks += d;
+                if s.fill.ticks + self.frame_ticks / 2 >= self.part_ticks {
+                    new |= self.close_part(&mut s);
+                }
+            }
+        }
+        if au.key {
+            new |= self.close_part(&mut s);
+            self.close_segment(&mut s);
+            if !self.open_segment(&mut s, au) {
+                s.need_key = true;
+                drop(s);
+                self.bump(new);
+                return;
+            }
+        }
+        s.pending = Some(Arc::clone(au));
+        drop(s);
+        self.bump(new);
+    }
+
+    fn bump(&self, new: bool) {
+        if new {
+            self.changed.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// Opens a segment at keyframe `au`; false if it has no parameter sets.
+    fn open_segment(&self, s: &mut State, au: &Au) -> bool {
+        let Some(track) =
+            VideoTrack::from_access_unit(&au.data, self.info.width, self.info.height, CLOCK_RATE as u32)
+        else {
+            tracing::warn!(bus = %self.bus, "a keyframe without SPS/PPS; waiting for the next one");
+            return false;
+        };
+        let map = match s.maps.back() {
+            Some((n, _, t)) if *t == track => *n,
+            last => {
+                let n = last.map_or(0, |(n, _, _)| n + 1);
+                match fmp4::init_segment(&track) {
+                    Ok(b) => s.maps.push_back((n, Bytes::from(b), track)),
+                    Err(e) => {
+                        tracing::warn!(bus = %self.bus, error = %e, "cannot write the init segment");
+                        return false;
+                    }
+                }
+                if n > 0 {
+                    s.discontinuity_next = true;
+                }
+                n
+            }
+        };
+        let msn = s.next_msn;
+        s.next_msn += 1;
+        let discontinuity = std::mem::take(&mut s.discontinuity_next);
+        let first_part = s.next_part;
+        s.segments.push_back(SegmentData {
+            msn,
+            first_part,
+            parts: 0,
+            ticks: 0,
+            pdt_ms: (au.realtime_ns / 1_000_000) as i64,
+            discontinuity,
+            map,
+            complete: false,
+        });
+        true
+    }
+
+    /// Writes the filled samples as a part of the open segment; true if a
+    /// part was written.
+    fn close_part(&self, s: &mut State) -> bool {
+        if s.fill.samples.is_empty() {
+            return false;
+        }
+        let fill = std::mem::take(&mut s.fill);
+        let Some(seg) = s.segments.back_mut().filter(|g| !g.complete) else {
+            return false;
+        };
+        let samples: Vec<Sample<'_>> = fill
+            .samples
+            .iter()
+            .map(|(au, d)| Sample {
+                data: &au.data,
+                duration: *d,
+                key: au.key,
+            })
+            .collect();
+        let base = fill.samples[0].0.pts90;
+        let number = s.next_part;
+        let bytes = match fmp4::fragment((number as u32).wrapping_add(1), base, &samples) {
+            Ok(b) => Bytes::from(b),
+            Err(e) => {
+                tracing::warn!(bus = %self.bus, error = %e, "cannot write a part");
+                return false;
+            }
+        };
+        let part = Arc::new(PartData {
+            msn: seg.msn,
+            index: seg.parts as u32,
+            ticks: fill.ticks,
+            independent: fill.samples[0].0.key,
+            bytes,
+        });
+        seg.parts += 1;
+        seg.ticks += fill.ticks;
+        self.counters.parts.fetch_add(1, Relaxed);
+        self.counters
+            .bytes
+            .fetch_add(part.bytes.len() as u64, Relaxed);
+        s.parts.push_back(part);
+        s.next_part += 1;
+        true
+    }
+
+    fn close_segment(&self, s: &mut State) {
+        let Some(seg) = s.segments.back_mut().filter(|g| !g.complete) else {
+            return;
+        };
+        if seg.parts == 0 {
+            s.segments.pop_back();
+            return;
+        }
+        seg.complete = true;
+        let secs = (seg.ticks as f64 / CLOCK_RATE as f64).round() as u32;
+        s.target_duration = s.target_duration.max(secs.max(1));
+        self.counters.segments.fetch_add(1, Relaxed);
+        // Forget what is past the window and its grace.
+        let keep = self.cfg.segments + EXTRA_SEGMENTS;
+        while s.segments.iter().filter(|g| g.complete).count() > keep {
+            let Some(old) = s.segments.pop_front() else {
+                break;
+            };
+            if old.discontinuity {
+                s.discontinuity_seq += 1;
+            }
+            let until = old.first_part + old.parts;
+            while s.first_part < until && s.parts.pop_front().is_some() {
+                s.first_part += 1;
+            }
+            let oldest_map = s.segments.front().map_or(0, |g| g.map);
+            while s.maps.len() > 1 && s.maps.front().is_some_and(|(n, _, _)| *n < oldest_map) {
+                s.maps.pop_front();
+            }
+        }
+    }
+
+    /// Whether `want` is in the playlist: a part at or after it exists
+    /// (for a part), or the segment is complete (for a whole segment).
+    pub fn ready(&self, want: Position) -> Ready {
+        let s = self.state.lock();
+        if let Some(why) = &s.ended {
+            return Ready::Never(format!("the stream ended ({why})"));
+        }
+        let newest = s.next_msn.saturating_sub(1);
+        if want.msn > newest.saturating_add(2) {
+            return Ready::Never(format!(
+                "_HLS_msn={} is more than two segments ahead of the playlist's last ({newest})",
+                want.msn
+            ));
+        }
+        let ok = match want.part {
+            None => s.segments.iter().any(|g| g.complete && g.msn >= want.msn),
+            // A part at or after it: when segment M ended with fewer
+            // parts, part 0 of M+1 answers (hls.js asks for the part after
+            // the last it saw).
+            Some(p) => s
+                .parts
+                .back()
+                .is_some_and(|last| (last.msn, last.index) >= (want.msn, p)),
+        };
+        if ok {
+            Ready::Yes
+        } else {
+            Ready::NotYet
+        }
+    }
+
+    /// Whether part `n` exists (Yes), is the next one (NotYet: the preload
+    /// hint), or neither.
+    pub fn part_ready(&self, n: u64) -> Ready {
+        let s = self.state.lock();
+        if n < s.first_part {
+            return Ready::Never(format!("part {n} is no longer kept"));
+        }
+        if n < s.next_part {
+            return Ready::Yes;
+        }
+        if s.ended.is_some() || n > s.next_part {
+            return Ready::Never(format!("part {n} does not exist"));
+        }
+        Ready::NotYet
+    }
+
+    /// Part `n`.
+    pub fn part(&self, n: u64) -> Option<Arc<PartData>> {
+        let s = self.state.lock();
+        let i = n.checked_sub(s.first_part)?;
+        s.parts.get(usize::try_from(i).ok()?).cloned()
+    }
+
+    /// A complete segment's parts, in order.
+    pub fn segment(&self, msn: u64) -> Option<Vec<Bytes>> {
+        let s = self.state.lock();
+        let g = s.segments.iter().find(|g| g.msn == msn && g.complete)?;
+        let from = usize::try_from(g.first_part.checked_sub(s.first_part)?).ok()?;
+        Some(
+            s.parts
+                .iter()
+                .skip(from)
+                .take(g.parts as usize)
+                .map(|p| p.bytes.clone())
+                .collect(),
+        )
+    }
+
+    /// Init segment `n`.
+    pub fn init(&self, n: u32) -> Option<Bytes> {
+        let s = self.state.lock();
+        s.maps.iter().find(|(m, _, _)| *m == n).map(|(_, b, _)| b.clone())
+    }
+
+    /// The codec string of the current init segment, once known.
+    pub fn codec_string(&self) -> Option<String> {
+        self.state.lock().maps.back().map(|(_, _, t)| t.codec_string())
+    }
+
+    /// The media playlist as of now.
+    pub fn playlist(&self) -> MediaPlaylist {
+        let s = self.state.lock();
+        let e = &s.epoch;
+        let secs = |ticks: u64| ticks as f64 / CLOCK_RATE as f64;
+        let complete = s.segments.iter().filter(|g| g.complete).count();
+        let skip = complete.saturating_sub(self.cfg.segments);
+        let mut listed = s.segments.iter().skip(skip).peekable();
+        let media_sequence = listed.peek().map_or(s.next_msn, |g| g.msn);
+        // Discontinuities of segments no longer listed (forgotten ones are
+        // in `discontinuity_seq`).
+        let discontinuity_sequence = s.discontinuity_seq
+            + s.segments
+                .iter()
+                .take(skip)
+                .filter(|g| g.discontinuity)
+                .count() as u64;
+        let mut segments = Vec::new();
+        let mut open = None;
+        let mut last_map = None;
+        for g in listed {
+            let parts = s
+                .parts
+                .iter()
+                .skip(usize::try_from(g.first_part - s.first_part).unwrap_or(usize::MAX))
+                .take(g.parts as usize)
+                .enumerate()
+                .map(|(i, p)| playlist::Part {
+                    uri: format!("{e}/p{}.m4s", g.first_part + i as u64),
+                    duration: secs(p.ticks),
+                    independent: p.independent,
+                })
+                .collect();
+            let seg = playlist::Segment {
+                uri: format!("{e}/s{}.m4s", g.msn),
+                duration: secs(g.ticks),
+                program_date_time_ms: Some(g.pdt_ms),
+                parts,
+                discontinuity: g.discontinuity,
+                map_uri: (last_map != Some(g.map)).then(|| format!("{e}/init{}.mp4", g.map)),
+            };
+            last_map = Some(g.map);
+            if g.complete {
+                segments.push(seg);
+            } else if g.parts > 0 {
+                open = Some(seg);
+            }
+        }
+        let td = s.target_duration;
+        let part_target = secs(self.part_ticks);
+        MediaPlaylist {
+            target_duration: td,
+            part_target,
+            part_hold_back: 3.0 * part_target,
+            can_block_reload: true,
+            media_sequence,
+            discontinuity_sequence,
+            segments,
+            open,
+            preload_hint: Some(format!("{e}/p{}.m4s", s.next_part)),
+            parts_window: 3.0 * f64::from(td),
+        }
+    }
+
+    /// Waits until `check` is not [`Ready::NotYet`] or `deadline` passes
+    /// (then `NotYet`).
+    pub async fn wait(&self, deadline: Duration, check: impl Fn(&Muxer) -> Ready) -> Ready {
+        let mut rx = self.changed();
+        let until = tokio::time::Instant::now() + deadline;
+        loop {
+            match check(self) {
+                Ready::NotYet => {}
+                r => return r,
+            }
+            match tokio::time::timeout_at(until, rx.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return check(self),
+            }
+        }
+    }
+}
+
+/// Starts a muxer on `feed`: joins it (uncounted), waits for its
+/// parameters, and runs until idle. The muxer is returned at once; its
+/// first part follows the first keyframe.
+pub async fn start(
+    feed: &Arc<Feed>,
+    cfg: MuxerConfig,
+    idle: Duration,
+) -> Result<Arc<Muxer>, FeedError> {
+    let slot = feed.join_uncounted();
+    let info = feed.info().await?;
+    let muxer = Muxer::new(feed.bus().to_string(), info, cfg);
+    // Start from the cached GOP when there is one (a running feed): the
+    // first parts exist at once.
+    let (gop, rx) = feed.start_now(Duration::from_secs(30));
+    tokio::spawn(Arc::clone(&muxer).run(slot, gop, rx, idle));
+    Ok(muxer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_targets_are_whole_frames() {
+        let t = Duration::from_millis(200);
+        assert_eq!(part_target_ticks(t, 30.0), (18_000, 3000));
+        assert_eq!(part_target_ticks(t, 60.0), (18_000, 1500));
+        assert_eq!(part_target_ticks(t, 25.0), (18_000, 3600));
+        assert_eq!(part_target_ticks(t, 24.0), (18_750, 3750));
+        assert_eq!(part_target_ticks(t, 2.0), (45_000, 45_000));
+        assert_eq!(radix36(35), "z");
+        assert_eq!(radix36(36), "10");
+    }
+}
