@@ -5,12 +5,15 @@
 //! * [`mjpeg`]: `framebus-mjpeg`, MJPEG over HTTP (axum).
 //! * [`rtsp`]: `framebus-rtsp`, H.264 over RTSP (x264 through ffmpeg-next).
 //! * [`h264`]: Annex B access units (shared by the encoder and outputs).
+//! * [`hls`]: HLS output; [`hls::fmp4`] writes CMAF init segments and
+//!   fragments.
 //! * [`encoder`]: `framebus-encoder`, one H.264 encoder per (bus,
 //!   profile) writing an encoded bus that every output can read.
 
 pub mod common;
 pub mod encoder;
 pub mod h264;
+pub mod hls;
 pub mod mjpeg;
 pub mod rtsp;
 pub mod webrtc;
