@@ -316,7 +316,7 @@ impl FrameSpec {
             return Err(SpecError::Size { width, height });
         }
         let (wa, ha) = format.alignment();
-        if width % wa != 0 || height % ha != 0 {
+        if !width.is_multiple_of(wa) || !height.is_multiple_of(ha) {
             return Err(SpecError::Alignment {
                 format,
                 width,

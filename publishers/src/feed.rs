@@ -246,7 +246,10 @@ impl Feed {
     pub fn join_uncounted(self: &Arc<Feed>) -> FeedSlot {
         FeedSlot {
             feed: Arc::clone(self),
-            _ticket: self.demand.join(JoinKind::Snapshot).expect("uncounted joins are not limited"),
+            _ticket: self
+                .demand
+                .join(JoinKind::Snapshot)
+                .expect("uncounted joins are not limited"),
         }
     }
 

@@ -112,7 +112,7 @@ impl Feeder {
                 let mut rng: u64 = 0x9e37_79b9_7f4a_7c15;
                 while !stop.load(Ordering::Relaxed) {
                     let meta = FrameMeta::now();
-                    let publish = drop_every.is_none_or(|d| (n + 1) % d != 0);
+                    let publish = drop_every.is_none_or(|d| !(n + 1).is_multiple_of(d));
                     let mut sent = false;
                     if let Ok(mut loan) = writer.loan() {
                         {

@@ -150,6 +150,8 @@ pub struct Muxer {
     state: Mutex<State>,
     changed: watch::Sender<u64>,
     last_use_ns: AtomicU64,
+    /// Requests waiting on it now (it is not idle while there are).
+    waiters: AtomicU64,
     /// Counters.
     pub counters: MuxerCounters,
 }
@@ -237,6 +239,7 @@ impl Muxer {
             }),
             changed,
             last_use_ns: AtomicU64::new(framebus::monotonic_ns()),
+            waiters: AtomicU64::new(0),
             counters: MuxerCounters::default(),
         })
     }
@@ -258,7 +261,9 @@ impl Muxer {
 
     /// Time since the last request.
     pub fn idle_for(&self) -> Duration {
-        Duration::from_nanos(framebus::monotonic_ns().saturating_sub(self.last_use_ns.load(Relaxed)))
+        Duration::from_nanos(
+            framebus::monotonic_ns().saturating_sub(self.last_use_ns.load(Relaxed)),
+        )
     }
 
     /// A receiver that changes on every new part.
@@ -278,7 +283,11 @@ impl Muxer {
 
     /// Why it ended, if it did.
     pub fn ended(&self) -> Option<String> {
-        self.state.lock().ended.clone()
+        self.state
+            .lock()
+            .ended
+            .as_ref()
+            .map(|why| format!("the HLS muxer of {} stopped ({why}); retry", self.bus))
     }
 
     /// The newest position: the last part written.
@@ -324,7 +333,7 @@ impl Muxer {
                     }
                 },
                 _ = tick.tick() => {
-                    if self.idle_for() >= idle {
+                    if self.idle_for() >= idle && self.waiters.load(Relaxed) == 0 {
                         self.end("idle".into());
                         return;
                     }
@@ -418,9 +427,12 @@ impl Muxer {
 
     /// Opens a segment at keyframe `au`; false if it has no parameter sets.
     fn open_segment(&self, s: &mut State, au: &Au) -> bool {
-        let Some(track) =
-            VideoTrack::from_access_unit(&au.data, self.info.width, self.info.height, CLOCK_RATE as u32)
-        else {
+        let Some(track) = VideoTrack::from_access_unit(
+            &au.data,
+            self.info.width,
+            self.info.height,
+            CLOCK_RATE as u32,
+        ) else {
             tracing::warn!(bus = %self.bus, "a keyframe without SPS/PPS; waiting for the next one");
             return false;
         };
@@ -540,8 +552,9 @@ impl Muxer {
     /// (for a part), or the segment is complete (for a whole segment).
     pub fn ready(&self, want: Position) -> Ready {
         let s = self.state.lock();
-        if let Some(why) = &s.ended {
-            return Ready::Never(format!("the stream ended ({why})"));
+        if s.ended.is_some() {
+            drop(s);
+            return Ready::Never(self.ended().unwrap_or_default());
         }
         let newest = s.next_msn.saturating_sub(1);
         if want.msn > newest.saturating_add(2) {
@@ -608,12 +621,19 @@ impl Muxer {
     /// Init segment `n`.
     pub fn init(&self, n: u32) -> Option<Bytes> {
         let s = self.state.lock();
-        s.maps.iter().find(|(m, _, _)| *m == n).map(|(_, b, _)| b.clone())
+        s.maps
+            .iter()
+            .find(|(m, _, _)| *m == n)
+            .map(|(_, b, _)| b.clone())
     }
 
     /// The codec string of the current init segment, once known.
     pub fn codec_string(&self) -> Option<String> {
-        self.state.lock().maps.back().map(|(_, _, t)| t.codec_string())
+        self.state
+            .lock()
+            .maps
+            .back()
+            .map(|(_, _, t)| t.codec_string())
     }
 
     /// The media playlist as of now.
@@ -683,6 +703,14 @@ impl Muxer {
     /// Waits until `check` is not [`Ready::NotYet`] or `deadline` passes
     /// (then `NotYet`).
     pub async fn wait(&self, deadline: Duration, check: impl Fn(&Muxer) -> Ready) -> Ready {
+        self.waiters.fetch_add(1, Relaxed);
+        let r = self.wait_inner(deadline, check).await;
+        self.waiters.fetch_sub(1, Relaxed);
+        self.touch();
+        r
+    }
+
+    async fn wait_inner(&self, deadline: Duration, check: impl Fn(&Muxer) -> Ready) -> Ready {
         let mut rx = self.changed();
         let until = tokio::time::Instant::now() + deadline;
         loop {

@@ -111,7 +111,11 @@ impl MediaPlaylist {
             let _ = writeln!(o, "{}", attrs.join(","));
         }
         if self.part_target > 0.0 {
-            let _ = writeln!(o, "#EXT-X-PART-INF:PART-TARGET={}", seconds(self.part_target));
+            let _ = writeln!(
+                o,
+                "#EXT-X-PART-INF:PART-TARGET={}",
+                seconds(self.part_target)
+            );
         }
         let _ = writeln!(o, "#EXT-X-MEDIA-SEQUENCE:{}", self.media_sequence);
         if self.discontinuity_sequence > 0 {

@@ -30,9 +30,9 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Query, RawQuery, State};
-use axum::Extension;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use parking_lot::Mutex;
 
 use super::config::HlsArgs;
@@ -280,7 +280,10 @@ fn valid_name(what: &str, s: &str) -> Result<(), HlsError> {
 fn session_key(s: Option<&str>, peer: Option<SocketAddr>) -> String {
     match s {
         Some(t) if !t.is_empty() && t.len() <= 64 => format!("s:{t}"),
-        _ => format!("ip:{}", peer.map_or_else(|| "?".into(), |p| p.ip().to_string())),
+        _ => format!(
+            "ip:{}",
+            peer.map_or_else(|| "?".into(), |p| p.ip().to_string())
+        ),
     }
 }
 
@@ -336,7 +339,9 @@ pub async fn multivariant(
         .map_err(|e| HlsError::Unavailable(e.to_string()))?
         .map_err(|e| HlsError::Unavailable(format!("listing buses: {e}")))?;
     let mut variants: Vec<(u64, Variant)> = Vec::new();
-    let tok = q.s.filter(|t| !t.is_empty() && t.len() <= 64).unwrap_or_else(token);
+    let tok =
+        q.s.filter(|t| !t.is_empty() && t.len() <= 64)
+            .unwrap_or_else(token);
     for b in &buses {
         let Some((c, profile)) = enc::split(&b.name) else {
             continue;
@@ -372,7 +377,7 @@ pub async fn multivariant(
         )));
     }
     hls.admit(&cam, "", session_key(Some(&tok), conn.map(|c| c.0 .0.peer)))?;
-    variants.sort_by(|a, b| b.0.cmp(&a.0));
+    variants.sort_by_key(|v| std::cmp::Reverse(v.0));
     hls.counters.multivariant.fetch_add(1, Relaxed);
     let list: Vec<Variant> = variants.into_iter().map(|(_, v)| v).collect();
     Ok(text(playlist::multivariant(&list), "private, no-store"))
@@ -407,9 +412,10 @@ pub fn directives(query: Option<&str>) -> Result<Directives, HlsError> {
             "_HLS_msn" => msn = Some(num("_HLS_msn")?),
             "_HLS_part" => {
                 let p = num("_HLS_part")?;
-                part = Some(u32::try_from(p).map_err(|_| {
-                    HlsError::BadRequest(format!("_HLS_part={p} is out of range"))
-                })?);
+                part =
+                    Some(u32::try_from(p).map_err(|_| {
+                        HlsError::BadRequest(format!("_HLS_part={p} is out of range"))
+                    })?);
             }
             "s" => s = Some(v.to_string()),
             _ => {}
@@ -480,8 +486,12 @@ pub async fn media_playlist(
             Ready::Yes => {
                 hls.counters.blocking.fetch_add(1, Relaxed);
                 let age = (6 * td).as_secs().max(1);
-                Ok(text(m.playlist().render(), &format!("public, max-age={age}")))
+                Ok(text(
+                    m.playlist().render(),
+                    &format!("public, max-age={age}"),
+                ))
             }
+            Ready::Never(why) if m.ended().is_some() => Err(HlsError::Unavailable(why)),
             Ready::Never(why) => {
                 hls.counters.bad_requests.fetch_add(1, Relaxed);
                 Err(HlsError::BadRequest(why))
@@ -514,8 +524,13 @@ pub fn media_file(name: &str) -> Option<MediaFile> {
             .then(|| s.parse().ok())
             .flatten()
     }
-    if let Some(n) = name.strip_prefix("init").and_then(|r| r.strip_suffix(".mp4")) {
-        return digits(n).and_then(|n| u32::try_from(n).ok()).map(MediaFile::Init);
+    if let Some(n) = name
+        .strip_prefix("init")
+        .and_then(|r| r.strip_suffix(".mp4"))
+    {
+        return digits(n)
+            .and_then(|n| u32::try_from(n).ok())
+            .map(MediaFile::Init);
     }
     let stem = name.strip_suffix(".m4s")?;
     if let Some(n) = stem.strip_prefix('s') {
@@ -529,7 +544,9 @@ pub async fn media_file_handler(
     State(hls): State<Arc<Hls>>,
     Path((cam, profile, epoch, file)): Path<(String, String, String, String)>,
 ) -> Result<Response, HlsError> {
-    let gone = || HlsError::NotFound(format!("{cam}/{profile}/{epoch}/{file}: no such media (an old epoch, or past the playlist window)"));
+    let gone = || {
+        HlsError::NotFound(format!("{cam}/{profile}/{epoch}/{file}: no such media (an old epoch, or past the playlist window)"))
+    };
     valid_name("bus", &cam)?;
     valid_name("profile", &profile)?;
     let what = media_file(&file).ok_or_else(gone)?;

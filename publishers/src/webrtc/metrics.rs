@@ -10,10 +10,10 @@ use std::sync::Arc;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
 
-use crate::feed::Feed;
 use super::session::SessionInfo;
 use super::WebRtc;
 use crate::common::http::{series as prefixed_series, Def, COUNTER, GAUGE};
+use crate::feed::Feed;
 
 /// Writes the WebRTC series on each scrape.
 #[derive(Debug)]

@@ -30,8 +30,8 @@ use str0m::rtp::AbsCaptureTime;
 use str0m::{Event, IceConnectionState, Input, Output, Rtc};
 use tokio::sync::{broadcast, mpsc, Notify};
 
-use crate::feed::{Au, Feed, FeedInfo, FeedSlot};
 use super::udp::{Datagram, MediaPort};
+use crate::feed::{Au, Feed, FeedInfo, FeedSlot};
 use str0m::media::{Frequency, MediaTime};
 
 /// A viewer whose oldest unsent packet is older than this skips to the

@@ -36,11 +36,11 @@ use str0m::{Candidate, IceCreds, Rtc, RtcConfig};
 use tokio::sync::{mpsc, Notify};
 
 use super::config::WebRtcArgs;
-use crate::feed::{FeedError, FeedInfo, Feeds};
 use super::session::{
     pick_pt, video_mid, Ladder, Rung, Session, SessionInfo, SessionStats, PROBE_HEADROOM,
 };
 use super::udp::{MediaPort, INBOX_DEPTH};
+use crate::feed::{FeedError, FeedInfo, Feeds};
 use framebus::contract::encoder as enc;
 
 /// Largest SDP offer accepted (browsers send 3–10 KiB).

@@ -99,7 +99,9 @@ pub fn media(text: &str) -> Media {
         } else if let Some(v) = line.strip_prefix("#EXT-X-VERSION:") {
             m.version = v.parse().ok();
         } else if let Some(v) = line.strip_prefix("#EXT-X-PART-INF:") {
-            m.part_target = attributes(v).get("PART-TARGET").and_then(|p| p.parse().ok());
+            m.part_target = attributes(v)
+                .get("PART-TARGET")
+                .and_then(|p| p.parse().ok());
         } else if let Some(v) = line.strip_prefix("#EXT-X-SERVER-CONTROL:") {
             m.server_control = attributes(v);
         } else if let Some(v) = line.strip_prefix("#EXT-X-MEDIA-SEQUENCE:") {
