@@ -4,7 +4,8 @@
 # (test pattern 1920x1080@60 on bus cam0; encoders high and low,
 # framebus-rtsp and framebus-mjpeg as supervised children) — wait until
 # `framebus status` says it is healthy, print where to look (the browser
-# URL first, then the WebRTC player page and the RTSP URL of every encoder,
+# URL first, then the WebRTC player page, the RTSP URL of every encoder and
+# the HLS playlist of every camera,
 # read from the status file), and stop everything on Ctrl-C.
 # Arguments go to framebus-producer (default: --config examples/framebus.toml).
 set -uo pipefail
@@ -17,6 +18,10 @@ for b in framebus-producer framebus-mjpeg framebus-rtsp framebus-encoder framebu
   fi
 done
 [ $# -gt 0 ] || set -- --config examples/framebus.toml
+# hls.js from npm (installed by `make run`'s node-deps) lets the player page
+# play LL-HLS in browsers without native HLS (framebus-mjpeg --hls-js).
+hlsjs="$PWD/publishers/tests/browser/node_modules/hls.js/dist/hls.min.js"
+[ -z "${FRAMEBUS_HLS_JS:-}" ] && [ -r "$hlsjs" ] && export FRAMEBUS_HLS_JS="$hlsjs"
 
 "$bin/framebus-producer" "$@" &
 producer=$!
@@ -45,6 +50,7 @@ status_file="${FRAMEBUS_SHM_DIR:-/dev/shm}/framebus-status.$producer.json"
 browser="http://127.0.0.1:8080/"
 rtsp_urls=""
 webrtc_urls=""
+hls_urls=""
 if [ -r "$status_file" ]; then
   urls=$(python3 - "$status_file" <<'PY' 2>/dev/null
 import json, sys
@@ -62,14 +68,17 @@ for p in pubs:
             print(f"rtsp {rtsp}/{cam}/{name}")
         if web:
             print(f"webrtc {web.rstrip('/')}/{cam}/{name}/")
+            print(f"hls {web.rstrip('/')}/{cam}/index.m3u8")
 PY
   )
   [ -n "$(echo "$urls" | head -n1)" ] && browser=$(echo "$urls" | head -n1)
   rtsp_urls=$(echo "$urls" | sed -n 's/^rtsp //p')
   webrtc_urls=$(echo "$urls" | sed -n 's/^webrtc //p')
+  hls_urls=$(echo "$urls" | sed -n 's/^hls //p' | sort -u)
 fi
 [ -n "$rtsp_urls" ] || rtsp_urls="rtsp://127.0.0.1:8554/cam0/high"
 [ -n "${webrtc_urls:-}" ] || webrtc_urls="${browser%/}/cam0/high/"
+[ -n "${hls_urls:-}" ] || hls_urls="${browser%/}/cam0/index.m3u8"
 
 cat <<TXT
 
@@ -82,6 +91,9 @@ $(echo "$webrtc_urls" | sed 's/^/    /')
 
   RTSP (VLC, ffplay), one URL per encoder:
 $(echo "$rtsp_urls" | sed 's/^/    /')
+
+  HLS / LL-HLS (VLC, Safari, hls.js, a CDN), every profile of a camera:
+$(echo "$hls_urls" | sed 's/^/    /')
   status  : $bin/framebus status
   Python  : .venv/bin/python -c 'import framebus; r = framebus.Reader("cam0", wait=True); f = r.next(); print(f.seq, f.array.shape)'
 

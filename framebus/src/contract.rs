@@ -22,6 +22,9 @@ pub mod env {
     pub const MJPEG_TOKEN: &str = "FRAMEBUS_MJPEG_TOKEN";
     /// `user:password` for `framebus-rtsp`.
     pub const RTSP_AUTH: &str = "FRAMEBUS_RTSP_AUTH";
+    /// A copy of hls.js that `framebus-mjpeg` serves to its player page
+    /// (`--hls-js`; `make run` points it at the npm copy).
+    pub const HLS_JS: &str = "FRAMEBUS_HLS_JS";
     /// Every credential variable: the supervisor passes each only to the
     /// child it is meant for.
     pub const CREDENTIALS: [&str; 3] = [MJPEG_AUTH, MJPEG_TOKEN, RTSP_AUTH];

@@ -149,6 +149,32 @@ pub struct Publisher {
     /// port (on by default; a config error under `[publishers.rtsp]`).
     #[serde(default)]
     pub webrtc: Option<Spanned<WebRtcCfg>>,
+    /// `[publishers.mjpeg.hls]`: HLS and LL-HLS on the MJPEG server's port
+    /// (on by default; a config error under `[publishers.rtsp]`).
+    #[serde(default)]
+    pub hls: Option<Spanned<HlsCfg>>,
+}
+
+/// `[publishers.mjpeg.hls]`: the `--hls-*` flags of `framebus-mjpeg`
+/// (docs/hls.md).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HlsCfg {
+    /// Serve HLS at all.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// LL-HLS part target, ms.
+    #[serde(default)]
+    pub part_ms: Option<u32>,
+    /// Complete segments listed in a media playlist.
+    #[serde(default)]
+    pub segments: Option<u32>,
+    /// HLS viewers per camera (default: the publisher's `max_viewers`).
+    #[serde(default)]
+    pub max_viewers: Option<u32>,
+    /// Seconds without requests after which a muxer stops.
+    #[serde(default)]
+    pub idle: Option<Spanned<Secs>>,
 }
 
 /// `[publishers.mjpeg.webrtc]`: the `--webrtc-*` flags of

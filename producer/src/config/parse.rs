@@ -134,6 +134,14 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
                     .into(),
             ));
         }
+        if let Some(h) = &rtsp.hls {
+            return Err(at(
+                h.span().start,
+                "publishers.rtsp.hls: HLS is served by the HTTP publisher; \
+                 move this table to [publishers.mjpeg.hls]"
+                    .into(),
+            ));
+        }
         if let Some(g) = &rtsp.grace {
             return Err(at(
                 g.span().start,

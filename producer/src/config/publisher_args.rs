@@ -26,6 +26,7 @@ pub fn mjpeg_args(c: &Publisher, buses: &[String]) -> Vec<String> {
     a.push("--max-viewers".into());
     a.push(c.max_viewers.to_string());
     a.extend(webrtc_args(c));
+    a.extend(hls_args(c));
     // Credentials go through the environment (`mjpeg_env`), not the
     // command line that every user can read in `ps`.
     a.extend(c.args.iter().cloned());
@@ -68,6 +69,36 @@ fn webrtc_args(c: &Publisher) -> Vec<String> {
     if !w.adapt {
         a.push("--webrtc-no-adapt".into());
     }
+    a
+}
+
+/// The `--hls-*` flags from `[publishers.mjpeg.hls]` (the viewer limit
+/// follows the publisher's `max_viewers` without the table).
+fn hls_args(c: &Publisher) -> Vec<String> {
+    let w = c.hls.as_ref().map(|w| w.get_ref());
+    if w.is_some_and(|w| !w.enabled) {
+        return vec!["--no-hls".into()];
+    }
+    let mut a = Vec::new();
+    let mut flag = |name: &str, value: String| {
+        a.push(format!("--{name}"));
+        a.push(value);
+    };
+    if let Some(p) = w.and_then(|w| w.part_ms) {
+        flag("hls-part-ms", p.to_string());
+    }
+    if let Some(n) = w.and_then(|w| w.segments) {
+        flag("hls-segments", n.to_string());
+    }
+    if let Some(i) = w.and_then(|w| w.idle.as_ref()) {
+        flag("hls-idle", i.get_ref().0.as_secs_f64().to_string());
+    }
+    flag(
+        "hls-max-viewers",
+        w.and_then(|w| w.max_viewers)
+            .unwrap_or(c.max_viewers)
+            .to_string(),
+    );
     a
 }
 
@@ -146,6 +177,42 @@ mod tests {
     use crate::config::parse;
 
     const CAM: &str = "[[camera]]\nbus = \"c0\"\n";
+
+    #[test]
+    fn hls_table_becomes_flags() {
+        let cfg = |extra: &str| {
+            parse(
+                Path::new("t"),
+                &format!(
+                    "{CAM}[publishers.mjpeg]\nlisten = \"127.0.0.1:0\"\nmax_viewers = 9\n{extra}"
+                ),
+            )
+            .expect("config")
+        };
+        let c = cfg("");
+        let a = mjpeg_args(c.publishers.mjpeg.as_ref().unwrap(), &[]).join(" ");
+        assert!(a.contains("--hls-max-viewers 9"), "{a}");
+        let c = cfg(
+            "[publishers.mjpeg.hls]\npart_ms = 250\nsegments = 5\nidle = 30\nmax_viewers = 40\n",
+        );
+        let a = mjpeg_args(c.publishers.mjpeg.as_ref().unwrap(), &[]).join(" ");
+        assert!(
+            a.contains("--hls-part-ms 250 --hls-segments 5 --hls-idle 30 --hls-max-viewers 40"),
+            "{a}"
+        );
+        let c = cfg("[publishers.mjpeg.hls]\nenabled = false\n");
+        let a = mjpeg_args(c.publishers.mjpeg.as_ref().unwrap(), &[]);
+        assert!(a.contains(&"--no-hls".to_string()), "{a:?}");
+        let e = parse(
+            Path::new("t"),
+            &format!(
+                "{CAM}[publishers.rtsp]\nlisten = \"127.0.0.1:0\"\n[publishers.rtsp.hls]\nenabled = true\n"
+            ),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("[publishers.mjpeg.hls]"), "{e}");
+    }
 
     #[test]
     fn webrtc_table_becomes_flags() {

@@ -24,6 +24,12 @@ pub struct HlsArgs {
     /// stream (the encoder then idles, if nothing else reads it).
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     pub hls_idle: f64,
+    /// A copy of hls.js (`hls.min.js`) to serve at `/_/hls.min.js`, so
+    /// that the player page plays HLS in browsers without native HLS
+    /// (default: `$FRAMEBUS_HLS_JS`; without it, the page plays HLS only
+    /// where the browser does).
+    #[arg(long, value_name = "FILE")]
+    pub hls_js: Option<std::path::PathBuf>,
 }
 
 impl HlsArgs {
@@ -35,6 +41,15 @@ impl HlsArgs {
     /// Complete segments kept in a playlist.
     pub fn segments(&self) -> usize {
         self.hls_segments.clamp(3, 100)
+    }
+
+    /// `--hls-js`, else `$FRAMEBUS_HLS_JS` when set and not empty.
+    pub fn hls_js_path(&self) -> Option<std::path::PathBuf> {
+        self.hls_js.clone().or_else(|| {
+            std::env::var_os(framebus::contract::env::HLS_JS)
+                .filter(|v| !v.is_empty())
+                .map(Into::into)
+        })
     }
 
     /// The idle time after which a muxer stops.

@@ -89,6 +89,8 @@ pub struct Hls {
     muxers: Mutex<HashMap<String, Arc<Muxer>>>,
     starting: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     sessions: Mutex<HashMap<(String, String), Session>>,
+    /// hls.js for the player page (`--hls-js`).
+    hls_js: Option<bytes::Bytes>,
     /// Counters.
     pub counters: HlsCounters,
 }
@@ -143,9 +145,21 @@ impl From<FeedError> for HlsError {
 pub type StreamStatus = framebus::contract::streams::HlsStream;
 
 impl Hls {
-    /// The service over `feeds`.
-    pub fn new(args: HlsArgs, feeds: Arc<Feeds>, shm_dir: Option<std::path::PathBuf>) -> Arc<Hls> {
-        Arc::new(Hls {
+    /// The service over `feeds`; fails when the `--hls-js` file cannot be
+    /// read.
+    pub fn new(
+        args: HlsArgs,
+        feeds: Arc<Feeds>,
+        shm_dir: Option<std::path::PathBuf>,
+    ) -> Result<Arc<Hls>, String> {
+        let hls_js = match args.hls_js_path() {
+            Some(p) => Some(bytes::Bytes::from(
+                std::fs::read(&p).map_err(|e| format!("--hls-js {}: {e}", p.display()))?,
+            )),
+            None => None,
+        };
+        Ok(Arc::new(Hls {
+            hls_js,
             args,
             feeds,
             shm_dir,
@@ -153,7 +167,12 @@ impl Hls {
             starting: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
             counters: HlsCounters::default(),
-        })
+        }))
+    }
+
+    /// Whether hls.js is served ([`HLS_JS_PATH`]).
+    pub fn has_hls_js(&self) -> bool {
+        self.hls_js.is_some()
     }
 
     /// Running muxers.
@@ -316,6 +335,27 @@ fn media(parts: Vec<bytes::Bytes>, content_type: &'static str) -> Response {
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
     r
+}
+
+/// Where hls.js is served, with `--hls-js`.
+pub const HLS_JS_PATH: &str = "/_/hls.min.js";
+
+/// `GET /_/hls.min.js`.
+pub async fn hls_js(State(hls): State<Arc<Hls>>) -> Result<Response, HlsError> {
+    let b = hls.hls_js.clone().ok_or_else(|| {
+        HlsError::NotFound("hls.js is not served (start framebus-mjpeg with --hls-js)".into())
+    })?;
+    let mut r = (StatusCode::OK, b).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/javascript"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=86400"),
+    );
+    Ok(r)
 }
 
 /// `?s=` on playlists.

@@ -59,6 +59,9 @@ pub enum ServeError {
     /// The WebRTC media port or a `--webrtc-*` flag.
     #[error("{0}")]
     WebRtc(String),
+    /// An `--hls-*` flag (the hls.js file).
+    #[error("{0}")]
+    Hls(String),
 }
 
 impl ServeError {
@@ -66,9 +69,10 @@ impl ServeError {
     /// credential file, [`exit::FAILURE`] for the rest.
     pub fn exit_code(&self) -> u8 {
         match self {
-            ServeError::BusName { .. } | ServeError::Credentials(_) | ServeError::CorsOrigin(_) => {
-                exit::USAGE
-            }
+            ServeError::BusName { .. }
+            | ServeError::Credentials(_)
+            | ServeError::CorsOrigin(_)
+            | ServeError::Hls(_) => exit::USAGE,
             ServeError::Bind { .. } | ServeError::Serve(_) | ServeError::WebRtc(_) => exit::FAILURE,
         }
     }
@@ -85,6 +89,11 @@ pub fn router(state: AppState, cors: Option<CorsLayer>) -> Router {
             .profiles
             .first()
             .map_or_else(|| "native".to_string(), |p| p.name.clone());
+        let page = player::PageOptions {
+            mjpeg_profile: fallback_profile,
+            hls: state.hls.is_some(),
+            hls_js: state.hls.as_ref().is_some_and(|h| h.has_hls_js()),
+        };
         let webrtc = Router::new()
             .route(
                 "/{bus}/{profile}/whep",
@@ -96,9 +105,7 @@ pub fn router(state: AppState, cors: Option<CorsLayer>) -> Router {
             )
             .route(
                 "/{bus}/{profile}/",
-                get(move |st, path, headers| {
-                    player::handler(st, path, headers, fallback_profile.clone())
-                }),
+                get(move |st, path, headers| player::handler(st, path, headers, page.clone())),
             )
             .layer(DefaultBodyLimit::max(whep::MAX_OFFER_BYTES))
             .with_state(Arc::clone(w));
@@ -118,6 +125,7 @@ pub fn router(state: AppState, cors: Option<CorsLayer>) -> Router {
                 "/{bus}/{profile}/{epoch}/{file}",
                 get(hls::server::media_file_handler),
             )
+            .route(hls::server::HLS_JS_PATH, get(hls::server::hls_js))
             .with_state(Arc::clone(h));
         if cors.is_none() {
             hls_routes = hls_routes.layer(
@@ -255,7 +263,11 @@ pub async fn serve(
             .map_err(ServeError::WebRtc)?,
         )
     };
-    let hls = (!args.hls.no_hls).then(|| Hls::new(args.hls.clone(), feeds, args.shm_dir.clone()));
+    let hls = if args.hls.no_hls {
+        None
+    } else {
+        Some(Hls::new(args.hls.clone(), feeds, args.shm_dir.clone()).map_err(ServeError::Hls)?)
+    };
     let state = AppState::new(streams, auth, webrtc.clone(), hls);
     crate::common::cli::print_listening(&format!("http://{addr}/"));
     if let Some(w) = &webrtc {

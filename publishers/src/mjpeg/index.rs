@@ -48,9 +48,25 @@ fn card(s: &StreamStatus) -> String {
     )
 }
 
-/// Render the page from stream statuses; `webrtc` lists the (camera,
-/// profile) pairs playable over WebRTC (their encoded buses exist).
-pub fn render(list: &[StreamStatus], webrtc: &[(String, String)]) -> String {
+/// What the page links to besides MJPEG: the (camera, profile) pairs
+/// with an encoded bus, and which outputs play them.
+#[derive(Debug, Default)]
+pub struct Players {
+    /// Encoded (camera, profile) pairs.
+    pub encoded: Vec<(String, String)>,
+    /// WebRTC player pages exist.
+    pub webrtc: bool,
+    /// HLS is served.
+    pub hls: bool,
+}
+
+/// Render the page from stream statuses and the encoded profiles.
+pub fn render(list: &[StreamStatus], players_of: &Players) -> String {
+    let webrtc: &[(String, String)] = if players_of.webrtc {
+        &players_of.encoded
+    } else {
+        &[]
+    };
     let mut body = String::new();
     let mut buses: Vec<&str> = list.iter().map(|s| s.bus.as_str()).collect();
     buses.dedup();
@@ -77,11 +93,29 @@ pub fn render(list: &[StreamStatus], webrtc: &[(String, String)]) -> String {
                 )
             })
             .collect();
-        let players = if players.is_empty() {
+        let mut players = if players.is_empty() {
             String::new()
         } else {
             format!(" <span class=\"links\">WebRTC:{players}</span>")
         };
+        if players_of.hls && players_of.encoded.iter().any(|(cam, _)| cam == bus) {
+            let pages: String = players_of
+                .encoded
+                .iter()
+                .filter(|(cam, _)| players_of.webrtc && cam == bus)
+                .map(|(cam, p)| {
+                    format!(
+                        " <a class=\"hls\" href=\"/{c}/{p}/?mode=hls\">{p}</a>",
+                        c = esc(cam),
+                        p = esc(p)
+                    )
+                })
+                .collect();
+            players.push_str(&format!(
+                " <span class=\"links\">LL-HLS:{pages} <a class=\"m3u8\" href=\"/{c}/index.m3u8\">playlist</a></span>",
+                c = esc(bus)
+            ));
+        }
         body.push_str(&format!(
             "<section><h2>{b} <span class=\"dim\">{st}</span>{players}</h2><div class=\"grid\">",
             b = esc(bus),
@@ -158,11 +192,17 @@ fn encoded_profiles(shm_dir: Option<&std::path::Path>) -> Vec<(String, String)> 
 pub async fn index(State(state): State<AppState>) -> Html<String> {
     let streams = Arc::clone(&state.streams);
     let webrtc = state.webrtc.is_some();
+    let hls = state.hls.is_some();
     let (list, players) = tokio::task::spawn_blocking(move || {
-        let players = if webrtc {
+        let encoded = if webrtc || hls {
             encoded_profiles(streams.config().shm_dir.as_deref())
         } else {
             Vec::new()
+        };
+        let players = Players {
+            encoded,
+            webrtc,
+            hls,
         };
         (all_status(&streams), players)
     })
