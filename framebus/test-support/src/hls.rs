@@ -456,11 +456,13 @@ pub fn hls_play_with(opts: &HlsPlay, extra: &HlsExtra) -> HlsReport {
 
 /// The harness checked against [`crate::hls_stream::TestStream`] (no
 /// framebus server): `clients` low-latency players of its multivariant
-/// playlist for `seconds`. The stream stops when this returns.
-pub fn self_test(seconds: f64, clients: u32) -> HlsReport {
+/// playlist for `seconds`; the report, and the requests the stream
+/// answered (which then stops).
+pub fn self_test(seconds: f64, clients: u32) -> (HlsReport, Vec<crate::hls_stream::Logged>) {
     let stream = crate::hls_stream::TestStream::start();
     let mut opts = HlsPlay::new(stream.multivariant_url());
     opts.seconds = seconds;
     opts.clients = clients;
-    hls_play(&opts)
+    let r = hls_play(&opts);
+    (r, stream.requests())
 }

@@ -130,6 +130,8 @@ pub struct Logged {
     pub status: u16,
     /// How long it was held (blocking reloads, hinted parts).
     pub held: Duration,
+    /// Why it failed (the error body), empty on success.
+    pub error: String,
 }
 
 impl Logged {
@@ -439,6 +441,7 @@ fn watch_ffmpeg(s: &Shared) {
             let mut init = None;
             let mut parts = BTreeMap::new();
             let mut dur = None;
+            let known = s.media.lock().expect("media lock")[i].last();
             for line in text.lines() {
                 if let Some(rest) = line.strip_prefix("#EXT-X-MAP:URI=\"") {
                     init = rest.strip_suffix('"').map(|u| s.dir.join(&r.name).join(u));
@@ -449,6 +452,13 @@ fn watch_ffmpeg(s: &Shared) {
                     .and_then(|l| l.strip_suffix(".m4s"))
                     .and_then(|l| l.parse::<u64>().ok())
                 {
+                    // A new part counts once its file is there (whatever
+                    // the order of ffmpeg's renames), and so do the ones
+                    // after it.
+                    let fresh = known.is_none_or(|k| num > k);
+                    if fresh && !s.dir.join(&r.name).join(line).exists() {
+                        break;
+                    }
                     if let Some(d) = dur.take() {
                         parts.insert(num, d);
                     }
@@ -580,6 +590,10 @@ fn connection(conn: TcpStream, s: &Shared) -> std::io::Result<()> {
             _ => Some(Reply::error(405, "GET, HEAD or OPTIONS")),
         };
         let status = reply.as_ref().map_or(204, |r| r.status);
+        let error = match &reply {
+            Some(r) if r.status >= 400 => String::from_utf8_lossy(&r.body).into_owned(),
+            _ => String::new(),
+        };
         s.log.lock().expect("log lock").push(Logged {
             method: method.clone(),
             path,
@@ -588,6 +602,7 @@ fn connection(conn: TcpStream, s: &Shared) -> std::io::Result<()> {
             origin,
             status,
             held: t0.elapsed(),
+            error,
         });
         let mut head = format!(
             "HTTP/1.1 {status} {}\r\nAccess-Control-Allow-Origin: *\r\n",
