@@ -225,7 +225,7 @@ impl TestStream {
             tokens: AtomicU64::new(0),
             stop: AtomicBool::new(false),
         });
-        let (mut ffmpeg, stdin) = spawn_ffmpeg(dir.path(), &opts.renditions);
+        let (ffmpeg, stdin) = spawn_ffmpeg(dir.path(), &opts.renditions);
         let first = &opts.renditions[0];
         let (w, h) = (first.width, first.height);
         let mut threads = vec![
@@ -242,10 +242,12 @@ impl TestStream {
             let s = Arc::clone(&shared);
             threads.push(std::thread::spawn(move || serve(listener, &s)));
         }
+        // From here on, a panic drops `stream`: ffmpeg is killed before
+        // the painter (maybe blocked writing to it) is joined.
         let mut stream = TestStream {
             addr,
             shared,
-            ffmpeg: None,
+            ffmpeg: Some(ffmpeg),
             threads,
             _dir: dir,
         };
@@ -263,7 +265,7 @@ impl TestStream {
                 break;
             }
             let log = stream.shared.dir.join("ffmpeg.log");
-            if let Some(st) = ffmpeg.try_exit() {
+            if let Some(st) = stream.ffmpeg.as_mut().and_then(ChildGuard::try_exit) {
                 panic!(
                     "ffmpeg (HLS test stream) exited: {st}; {}: {}",
                     log.display(),
@@ -278,7 +280,6 @@ impl TestStream {
             );
             std::thread::sleep(POLL);
         }
-        stream.ffmpeg = Some(ffmpeg);
         stream
     }
 

@@ -168,13 +168,14 @@ fn ll_hls_viewers_share_the_nginx_cache() {
     // hls.js counts a request when it starts it, nginx when it ends: the
     // ones open when the players stopped are in the first count only.
     assert!(blocking.requests() + 3 * 2 >= made, "{made} made, {s:#?}");
-    // Several viewers asked for each update; the origin answered far fewer.
+    // Several viewers asked for each update; the origin answered fewer
+    // (it logs a request when it answers: one held when the players
+    // stopped may be missing, whence no equality with nginx's count).
     assert!(blocking.from_cache() > 0, "{s:#?}");
     let origin = log.iter().filter(|l| l.param("_HLS_msn").is_some()).count() as u64;
-    assert_eq!(origin, blocking.upstream, "{s:#?}");
     assert!(
-        origin < blocking.requests(),
-        "{origin} reached the origin: {s:#?}"
+        origin < made,
+        "{origin} of {made} reached the origin: {s:#?}"
     );
     assert!(s.kind(Kind::Media).hit > 0, "{s:#?}");
     eprintln!(
