@@ -28,8 +28,9 @@ const USAGE = `usage:
 Input keys (defaults): url (required: multivariant or media playlist),
   seconds (5), clients (1), lowLatency (true), startLevel (hls.js: auto),
   capLevelToPlayerSize (false), headers ({}), token | basic ("user:pass"),
-  pageOrigin ("cross": http://player.test | "same": the playlist's | an
-  origin "http://h:p"), timecode (true), sampleMs (250), raw (false),
+  pageOrigin ("cross": our server on the stream's host, another port |
+  "same": the playlist's origin | an origin "http://h:p" of its own),
+  timecode (true), sampleMs (250), raw (false),
   stopFile (null), hlsConfig ({}: more hls.js config, merged last).`;
 
 const CHROMIUM_ARGS = [...QUIET_ARGS];
@@ -106,6 +107,7 @@ function parseInput(inp) {
     typeof o.raw !== 'boolean' ||
     (o.startLevel !== null && !Number.isInteger(o.startLevel)) ||
     !(Number.isInteger(o.sampleMs) && o.sampleMs >= 50) ||
+    (inp.headers !== undefined && (typeof inp.headers !== 'object' || Array.isArray(inp.headers))) ||
     Object.values(o.headers).some((v) => typeof v !== 'string') ||
     (inp.token !== undefined && inp.basic !== undefined) ||
     (inp.basic !== undefined && !String(inp.basic).includes(':')) ||
