@@ -11,14 +11,15 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the build and the tests need (bindgen needs libclang;
 # turbojpeg builds libjpeg-turbo 3 with cmake+nasm; ffmpeg-next links FFmpeg;
 # the end-to-end tests drive real peers: ffmpeg/ffprobe, GStreamer, Chromium;
-# coturn and iproute2 for the WebRTC network tests: TURN relay, namespaces).
+# coturn and iproute2 for the WebRTC network tests: TURN relay, namespaces;
+# nginx for the HLS tests behind a caching reverse proxy).
 APT_PKGS := pkg-config libclang-dev clang cmake nasm \
 	libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev \
 	libavfilter-dev libavdevice-dev \
 	ffmpeg curl psmisc procps \
 	gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
 	gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav \
-	chromium coturn iproute2
+	chromium coturn iproute2 nginx
 STAMPS := .make-stamps
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -61,8 +62,10 @@ $(STAMPS)/venv: framebus-py/requirements-dev.txt | $(STAMPS)
 	$(PY) -m pip install -q -r framebus-py/requirements-dev.txt
 	@touch $@
 
-# The headless-browser driver of the WebRTC tests (publishers/tests/browser):
-# playwright-core only, pinned by its lock; it drives Debian's chromium.
+# The headless-browser drivers of the WebRTC and HLS tests
+# (publishers/tests/browser): playwright-core, which drives Debian's
+# chromium, and hls.js, which the HLS driver serves to its page; both
+# pinned by the lock.
 BROWSER_DIR := publishers/tests/browser
 node-deps: $(STAMPS)/npm
 $(STAMPS)/npm: $(BROWSER_DIR)/package-lock.json | $(STAMPS)

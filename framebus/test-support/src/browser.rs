@@ -442,6 +442,20 @@ fn drive(args: &[String], seconds: f64) -> String {
 
 /// [`drive`], with Chromium in network namespace `netns`.
 fn drive_in(args: &[String], seconds: f64, netns: Option<&str>) -> String {
+    let mut args = args.to_vec();
+    args.extend(["--seconds".to_string(), seconds.to_string()]);
+    drive_script("whep.mjs", &args, seconds, netns)
+}
+
+/// Runs `node DRIVER ARGS` (a driver of [`driver_dir`] measuring for
+/// `seconds`), with Chromium in network namespace `netns` if given; its
+/// stdout (one JSON line). Panics when the driver fails (exit code not 0).
+pub(crate) fn drive_script(
+    script: &str,
+    args: &[String],
+    seconds: f64,
+    netns: Option<&str>,
+) -> String {
     let dir = driver_dir();
     assert!(
         dir.join("node_modules/playwright-core").is_dir(),
@@ -477,10 +491,8 @@ fn drive_in(args: &[String], seconds: f64, netns: Option<&str>) -> String {
         }
     };
     let mut cmd = Command::new("node");
-    cmd.arg(dir.join("whep.mjs"))
+    cmd.arg(dir.join(script))
         .args(args)
-        .arg("--seconds")
-        .arg(seconds.to_string())
         .env("TMPDIR", tmp.path())
         .env("CHROMIUM", &chromium);
     let limit = Duration::from_secs_f64(seconds) + SLACK;
@@ -496,10 +508,15 @@ fn drive_in(args: &[String], seconds: f64, netns: Option<&str>) -> String {
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(stdout: &str) -> T {
+    parse_report("whep.mjs", stdout)
+}
+
+/// The last line of a driver's stdout, its report.
+pub(crate) fn parse_report<T: for<'de> Deserialize<'de>>(script: &str, stdout: &str) -> T {
     let line = stdout
         .lines()
         .rev()
         .find(|l| !l.trim().is_empty())
         .unwrap_or("");
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("whep.mjs report: {e}: {line}"))
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{script} report: {e}: {line}"))
 }

@@ -71,6 +71,24 @@ impl FeedOptions {
     }
 }
 
+/// Frame `n` of the moving pattern into the planes of an NV12 `w`x`h`
+/// frame (the time code is painted over it separately): a bright bar
+/// sliding 8 pixels per frame over a vertical gradient, chroma cycling.
+pub fn paint_pattern(y: &mut [u8], uv: &mut [u8], w: usize, h: usize, n: u64) {
+    let x0 = (n as usize * 8) % w;
+    for (row, line) in y.chunks_mut(w).take(h).enumerate() {
+        for (x, px) in line.iter_mut().enumerate() {
+            let bar = ((x + w - x0) % w) < w / 8;
+            *px = if bar {
+                235
+            } else {
+                (16 + (row * 200 / h)) as u8
+            };
+        }
+    }
+    uv.fill(128 + (n % 32) as u8);
+}
+
 /// A bus and the thread publishing into it; dropping it stops the thread
 /// and removes the bus.
 pub struct Feeder {
@@ -117,18 +135,10 @@ impl Feeder {
                     if let Ok(mut loan) = writer.loan() {
                         {
                             let mut planes = loan.planes_mut();
-                            let x0 = (n as usize * 8) % wu;
-                            for (row, line) in planes[0].chunks_mut(wu).take(hu).enumerate() {
-                                for (x, px) in line.iter_mut().enumerate() {
-                                    let bar = ((x + wu - x0) % wu) < wu / 8;
-                                    *px = if bar {
-                                        235
-                                    } else {
-                                        (16 + (row * 200 / hu)) as u8
-                                    };
-                                }
-                            }
-                            planes[1].fill(128 + (n % 32) as u8);
+                            let [y, uv] = &mut planes[..] else {
+                                unreachable!("NV12 has two planes")
+                            };
+                            paint_pattern(y, uv, wu, hu, n);
                             if noisy {
                                 for px in planes[0].iter_mut() {
                                     rng ^= rng << 13;

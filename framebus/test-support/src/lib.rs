@@ -11,6 +11,9 @@
 //! | [`clients`] | background clients counting what they receive (curl on MJPEG, ffmpeg on RTSP) |
 //! | [`bins`] | paths of the workspace's binaries from tests of another package |
 //! | [`browser`] | headless Chromium playing WHEP or a player page (`publishers/tests/browser/whep.mjs`), its JSON report |
+//! | [`hls`] | headless Chromium playing HLS / LL-HLS with hls.js in N clients (`publishers/tests/browser/hls.mjs`), its JSON report |
+//! | [`hls_stream`] | [`hls_stream::TestStream`]: a live LL-HLS stream of the time-coded pattern (ffmpeg fragments republished as parts), served with CORS: the HLS harness's stand-in origin |
+//! | [`nginx`] | [`nginx::CacheProxy`]: Debian's nginx as a caching reverse proxy from `examples/nginx/framebus-hls.conf`, its access log counted by cache status |
 //! | [`port`] | a free TCP port, for the few tests that must name one in advance |
 //! | [`wait`] | polling a condition with a bound |
 //! | [`rng`] | a tiny deterministic PRNG |
@@ -30,8 +33,11 @@ pub mod child;
 pub mod clients;
 pub mod encoder;
 pub mod feed;
+pub mod hls;
+pub mod hls_stream;
 pub mod listening;
 pub mod names;
+pub mod nginx;
 pub mod port;
 pub mod rng;
 pub mod wait;

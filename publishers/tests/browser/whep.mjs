@@ -7,14 +7,14 @@
 // timeout, 64 on bad usage, 128+N on signal N (the browser closed first).
 // See README.md for the report's fields.
 
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { chromium } from 'playwright-core';
+import { QUIET_ARGS, runDriver, watchPage } from './chromium.mjs';
 
-// The page-side time-code decoder, shared with benches/webrtc/viewer.mjs.
+// The page-side time-code decoder and frame follower, shared with hls.mjs
+// and benches/webrtc/viewer.mjs.
 const TIMECODE_JS = join(dirname(fileURLToPath(import.meta.url)), 'timecode.js');
 
 const USAGE = `usage:
@@ -25,18 +25,9 @@ const USAGE = `usage:
   node whep.mjs --page URL --seconds S [--timecode] [--raw]
   node whep.mjs --self-test --seconds S [--viewers N] [--codec h264|vp8|any] [--raw]`;
 
-// Besides what playwright-core always passes (--headless, --no-sandbox,
-// --disable-dev-shm-usage, a fresh temporary --user-data-dir it deletes on
-// close, ...), listed here so the command line reads on its own.
+// The quiet set of chromium.mjs, and:
 const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--no-first-run',
-  '--disable-sync',
-  '--disable-quic',
+  ...QUIET_ARGS,
   // The server under test listens on 127.0.0.1. With another interface
   // up, Chromium reaches it without these two (its checks leave a
   // wildcard-bound socket); on a host with only `lo` (a network-less
@@ -44,8 +35,6 @@ const CHROMIUM_ARGS = [
   // allowed, and host addresses not hidden behind *.local mDNS names.
   '--allow-loopback-in-peer-connection',
   '--disable-features=WebRtcHideLocalIpsWithMdns',
-  // Muted video autoplays anyway; this also covers play() outside a gesture.
-  '--autoplay-policy=no-user-gesture-required',
 ];
 
 const log = (...a) => console.error('[whep.mjs]', ...a);
@@ -144,92 +133,9 @@ function installHarness() {
   if (window.__fb) return;
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-  // Time-code layout and decoder of docs/timecode.md (timecode.js, loaded
-  // into the page first).
-  const { BANDS, TIME_CELLS, COUNTER_CELLS, makeDecoder } = window.framebusTimecode;
-
-  // Nearest-rank percentiles of a list of milliseconds.
-  function summary(xs) {
-    if (xs.length === 0) return null;
-    const s = [...xs].sort((a, b) => a - b);
-    const at = (q) => s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))];
-    const r3 = (x) => Math.round(x * 1000) / 1000;
-    return { n: s.length, p50: r3(at(0.5)), p90: r3(at(0.9)), p99: r3(at(0.99)), max: r3(s[s.length - 1]) };
-  }
-
-  // Follows every frame presented by `video` (requestVideoFrameCallback):
-  // the first one (ms since t0) and, with `timecode`, the latency samples.
-  function watchVideo(video, t0, timecode) {
-    const w = { first_frame_ms: null, frames: 0, stopped: false };
-    const tc = timecode
-      ? { decode: makeDecoder(), decoded: 0, refused: 0, last: null, gaps: 0, gap_events: 0, repeats: 0,
-          lastPresented: null, presented_skipped: 0, lat: [], abs: [], net: [] }
-      : null;
-    const onFrame = (now, md) => {
-      if (w.stopped) return;
-      // When the frame was handed to the compositor. Not `now`: that is the
-      // rendering step's start, measured up to 2 ms *before* the frame's
-      // last packet arrived (receiveTime). expectedDisplayTime is only a
-      // guess, two vsyncs (~32 ms) later in headless Chromium.
-      const shown = md.presentationTime ?? now;
-      if (w.first_frame_ms === null) w.first_frame_ms = shown - t0;
-      w.frames++;
-      if (tc) {
-        // Frames decoded but never handed to rVFC (two in one vsync).
-        if (tc.lastPresented !== null && md.presentedFrames > tc.lastPresented + 1)
-          tc.presented_skipped += md.presentedFrames - tc.lastPresented - 1;
-        tc.lastPresented = md.presentedFrames;
-        // captureTime: the sender's capture instant from the RTP
-        // abs-capture-time extension (when negotiated and sent), on this
-        // page's performance timeline like the others.
-        if (md.captureTime !== undefined) tc.abs.push(shown - md.captureTime);
-        if (md.receiveTime !== undefined) tc.net.push(shown - md.receiveTime);
-        const code = tc.decode(video, md.width, md.height);
-        // Same machine: the page's wall clock and the capture clock
-        // (CLOCK_REALTIME) agree. A "code" a minute off is a picture that
-        // merely looks like one (a flat frame reads as all zeros).
-        const lat = code === null ? null : performance.timeOrigin + shown - Number(code.us) / 1000;
-        if (lat === null || Math.abs(lat) > 60000) {
-          tc.refused++;
-        } else {
-          tc.decoded++;
-          tc.lat.push(lat);
-          if (tc.last !== null) {
-            const step = (code.counter - tc.last) >>> 0;
-            if (step === 0) tc.repeats++;
-            else if (step > 1 && step < 2 ** 31) {
-              tc.gaps += step - 1;
-              tc.gap_events++;
-            }
-          }
-          tc.last = code.counter;
-        }
-      }
-      video.requestVideoFrameCallback(onFrame);
-    };
-    video.requestVideoFrameCallback(onFrame);
-    w.stop = () => {
-      w.stopped = true;
-    };
-    w.timecodeReport = (raw) => {
-      if (!tc) return null;
-      const r = {
-        frames: w.frames,
-        decoded: tc.decoded,
-        refused: tc.refused,
-        counter_gaps: tc.gaps,
-        gap_events: tc.gap_events,
-        repeats: tc.repeats,
-        presented_skipped: tc.presented_skipped,
-        latency_ms: summary(tc.lat),
-        abs_latency_ms: summary(tc.abs),
-        network_to_present_ms: summary(tc.net),
-      };
-      if (raw) r.raw = { latency_ms: tc.lat, abs_latency_ms: tc.abs, network_to_present_ms: tc.net };
-      return r;
-    };
-    return w;
-  }
+  // Time-code layout of docs/timecode.md and the per-frame follower
+  // (timecode.js, loaded into the page first; hls.mjs uses the same).
+  const { BANDS, TIME_CELLS, COUNTER_CELLS, watchVideo } = window.framebusTimecode;
 
   // The receiving side of `pc` as getStats() reports it; null before any
   // video RTP arrived.
@@ -672,80 +578,18 @@ async function run(page, o) {
   return { http_status: status, title: await page.title(), player };
 }
 
-// What an early exit (signal, timeout) must not leave behind. Cleaning up
-// is one promise, shared by whoever asks first: the scratch directory goes
-// only once the browser has exited (it writes there while closing).
-const live = { browser: null, scratch: null, cleaning: null };
-
-function cleanup() {
-  live.cleaning ??= (async () => {
-    if (live.browser) await live.browser.close().catch((e) => log('close:', String(e)));
-    if (live.scratch) rmSync(live.scratch, { recursive: true, force: true });
-  })();
-  return live.cleaning;
-}
-
-async function main(o) {
-  const started = performance.now();
-  const report = {
-    mode: o.mode,
-    ok: false,
-    url: o.url,
-    seconds: o.seconds,
-    browser: null,
-    console_errors: [],
-    page_errors: [],
-  };
-  // playwright-core makes (and deletes) a fresh profile per launch under
-  // $TMPDIR; this scratch HOME keeps what Chromium writes beside it (crash
-  // report settings, ~/.pki, dconf) out of the real $HOME.
-  live.scratch = mkdtempSync(join(tmpdir(), 'framebus-chromium-'));
-  const home = live.scratch;
-  let code = 0;
-  try {
-    live.browser = await chromium.launch({
-      executablePath: o.chromium,
-      headless: true,
-      args: CHROMIUM_ARGS,
-      env: { ...process.env, HOME: home, XDG_CONFIG_HOME: home, XDG_CACHE_HOME: home },
-      timeout: 30000,
-      // Ours below: close the browser and remove the scratch directory.
-      handleSIGINT: false,
-      handleSIGTERM: false,
-      handleSIGHUP: false,
-    });
-    report.browser = live.browser.version();
-    const page = await live.browser.newPage();
-    page.on('console', (m) => {
-      if (m.type() !== 'error') return;
-      const at = m.location().url;
-      report.console_errors.push(at ? `${m.text()} (${at})` : m.text());
-    });
-    page.on('pageerror', (e) => report.page_errors.push(String(e)));
-    Object.assign(report, await run(page, o));
-    report.ok = true;
-  } catch (e) {
-    report.error = String(e && e.stack ? e.stack : e);
-    log('harness failure:', report.error);
-    code = 2;
-  } finally {
-    await cleanup();
-  }
-  report.elapsed_ms = Math.round(performance.now() - started);
-  process.stdout.write(JSON.stringify(report) + '\n');
-  process.exitCode = code;
-}
-
 const o = parseOptions(process.argv.slice(2));
-for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]]) {
-  process.once(sig, () => {
-    log(`${sig}: closing the browser`);
-    cleanup().finally(() => process.exit(code));
-  });
-}
-// A bound on the whole run: a wedged browser must not hang a test.
-setTimeout(() => {
-  log('harness timeout');
-  cleanup().finally(() => process.exit(3));
-}, (o.seconds + 60) * 1000).unref();
-main(o);
+const report = {
+  mode: o.mode,
+  ok: false,
+  url: o.url,
+  seconds: o.seconds,
+  browser: null,
+  console_errors: [],
+  page_errors: [],
+};
+runDriver({ o, args: CHROMIUM_ARGS, report, log }, async (browser) => {
+  const page = await browser.newPage();
+  watchPage(page, report);
+  return run(page, o);
+});
