@@ -14,6 +14,7 @@
 //! | [`hls`] | headless Chromium playing HLS / LL-HLS with hls.js in N clients (`publishers/tests/browser/hls.mjs`), its JSON report |
 //! | [`hls_stream`] | [`hls_stream::TestStream`]: a live LL-HLS stream of the time-coded pattern (ffmpeg fragments republished as parts), served with CORS: the HLS harness's stand-in origin |
 //! | [`nginx`] | [`nginx::CacheProxy`]: Debian's nginx as a caching reverse proxy from `examples/nginx/framebus-hls.conf`, its access log counted by cache status |
+//! | [`netns`] | [`netns::Netns`]: a network namespace joined by a veth pair, shaped with `tc tbf` (root) |
 //! | [`port`] | a free TCP port, for the few tests that must name one in advance |
 //! | [`wait`] | polling a condition with a bound |
 //! | [`rng`] | a tiny deterministic PRNG |
@@ -37,6 +38,7 @@ pub mod hls;
 pub mod hls_stream;
 pub mod listening;
 pub mod names;
+pub mod netns;
 pub mod nginx;
 pub mod port;
 pub mod rng;
