@@ -151,4 +151,3 @@ impl Drop for Netns {
         net_cmd_quiet(&["ip", "netns", "del", &self.name]);
     }
 }
-
