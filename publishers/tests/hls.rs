@@ -473,3 +473,54 @@ fn viewer_limit_auth_cors_and_idle_stop() {
     );
     eprintln!("idle stop after {:?}", started.elapsed());
 }
+
+#[test]
+fn the_playlist_goes_on_across_an_encoder_restart() {
+    let bus = unique_name("hls-restart");
+    let _feed = Feeder::start(&bus, 320, 180, 30);
+    let enc = Encoder::start(&bus, BASE, &[], None);
+    let server = Server::start(&["--bus", &bus]);
+    let (p, _) = playlist(&server, &bus, "base", "");
+    let before = p.last_part().expect("a part");
+    // The encoder dies and a new one takes its bus over (as the
+    // supervisor does).
+    drop(enc);
+    let _enc = Encoder::start(&bus, BASE, &[], None);
+    let mut q = p.clone();
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            q = playlist(&server, &bus, "base", "").0;
+            q.complete().any(|s| s.msn > before.0 + 1)
+        }),
+        "no new segment after the encoder restart: {q:?}"
+    );
+    // Same muxer (same epoch, media sequence numbers go on), and what it
+    // writes after the restart decodes.
+    assert_eq!(
+        q.map().map(|m| m.split('/').next()),
+        p.map().map(|m| m.split('/').next())
+    );
+    assert!(q.media_sequence >= p.media_sequence, "{q:?}");
+    let seg = q.complete().last().unwrap();
+    let dir = tempdir(&bus);
+    let map = q
+        .segments
+        .iter()
+        .rev()
+        .find_map(|s| s.map.clone())
+        .expect("EXT-X-MAP");
+    let init = get_ok(&server, &format!("/{bus}/base/{map}")).body;
+    let body = get_ok(
+        &server,
+        &format!("/{bus}/base/{}", seg.uri.as_ref().unwrap()),
+    )
+    .body;
+    let file = dir.join("after.mp4");
+    std::fs::write(&file, [init, body].concat()).unwrap();
+    let (key, frames) = probe_frames(&file);
+    assert!(
+        key && frames > 0,
+        "segment after the restart: key {key}, {frames} frames"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

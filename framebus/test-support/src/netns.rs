@@ -145,6 +145,12 @@ impl Netns {
     }
 }
 
+impl Default for Netns {
+    fn default() -> Netns {
+        Netns::new()
+    }
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
         net_cmd_quiet(&["ip", "link", "del", &self.host_if]);

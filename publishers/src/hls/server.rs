@@ -263,17 +263,19 @@ impl Hls {
             m.touch();
             return Ok(m);
         }
+        // The feed first: an unknown bus fails here and leaves nothing
+        // behind (the start locks below exist only for real buses).
+        let me = Arc::clone(self);
+        let name = bus.to_string();
+        let feed = tokio::task::spawn_blocking(move || me.feeds.get(&name))
+            .await
+            .map_err(|e| HlsError::Unavailable(format!("looking up {bus}: {e}")))??;
         let lock = Arc::clone(self.starting.lock().entry(bus.to_string()).or_default());
         let _g = lock.lock().await;
         if let Some(m) = self.running(bus) {
             m.touch();
             return Ok(m);
         }
-        let me = Arc::clone(self);
-        let name = bus.to_string();
-        let feed = tokio::task::spawn_blocking(move || me.feeds.get(&name))
-            .await
-            .map_err(|e| HlsError::Unavailable(format!("looking up {bus}: {e}")))??;
         let cfg = MuxerConfig {
             part_target: self.args.part_target(),
             segments: self.args.segments(),
@@ -484,12 +486,14 @@ pub async fn media_playlist(
     let d = directives(query.as_deref()).inspect_err(|_| {
         hls.counters.bad_requests.fetch_add(1, Relaxed);
     })?;
+    // The stream must exist before a session is counted (no entries for
+    // made-up names).
+    let m = hls.muxer(&enc::bus_name(&cam, &profile)).await?;
     hls.admit(
         &cam,
         &profile,
         session_key(d.s.as_deref(), conn.map(|c| c.0 .0.peer)),
     )?;
-    let m = hls.muxer(&enc::bus_name(&cam, &profile)).await?;
     // The first request waits for media rather than failing: a blocking
     // reload for its first part, a plain request (which may come from a
     // client that ignores parts: ffmpeg, VLC) for a complete segment.
