@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use framebus::contract::status::{self, CameraState, PublisherState, Status};
-use framebus::contract::streams::{self, StreamState, StreamStatus, WebRtcSession};
+use framebus::contract::streams::{self, HlsStream, StreamState, StreamStatus, WebRtcSession};
 use framebus::BusInfo;
 use serde::Serialize;
 
@@ -60,6 +60,9 @@ struct PublisherStreams {
     /// WebRTC sessions of the same publisher.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     webrtc: Vec<WebRtcSession>,
+    /// HLS muxers of the same publisher.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    hls: Vec<HlsStream>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
@@ -110,6 +113,7 @@ pub fn run(dir: Option<&Path>, output: Output) -> ExitCode {
                     url,
                     streams: Some(doc.streams),
                     webrtc: doc.webrtc,
+                    hls: doc.hls,
                     error: None,
                 },
                 Err(e) => {
@@ -121,6 +125,7 @@ pub fn run(dir: Option<&Path>, output: Output) -> ExitCode {
                         url,
                         streams: None,
                         webrtc: Vec::new(),
+                        hls: Vec::new(),
                         error: Some(e),
                     }
                 }
@@ -406,6 +411,31 @@ fn render_report(r: &Report) -> String {
                     w.plis,
                     w.skips,
                     if w.connected { "" } else { " (connecting)" },
+                );
+            }
+        }
+        if !st.hls.is_empty() {
+            p!();
+            p!(
+                "{:<34} {:<10} {:>8} {:>14} {:>8} {:>9} {:>10}",
+                "HLS MUXER",
+                "EPOCH",
+                "VIEWERS",
+                "NEWEST MSN",
+                "PARTS",
+                "SEGMENTS",
+                "MB"
+            );
+            for h in &st.hls {
+                p!(
+                    "{:<34} {:<10} {:>8} {:>14} {:>8} {:>9} {:>10.1}",
+                    format!("{}/{}", h.bus, h.profile),
+                    h.epoch,
+                    h.viewers,
+                    h.msn.map_or_else(|| "-".to_string(), |m| m.to_string()),
+                    h.parts,
+                    h.segments,
+                    h.bytes as f64 / 1e6,
                 );
             }
         }
