@@ -95,7 +95,7 @@ impl PySpec {
 /// published, dropped_all_held, captured, source_dropped, restarts,
 /// watchdog_fires, wake_calls, keyframe_requests, keyframes_forced,
 /// oversize, encoder_step, encoder_steps, encoder_fps, encoder_bitrate,
-/// last_frame_age_ms and readers (a list of dicts with entry, pid,
+/// codec_profile_level, last_frame_age_ms and readers (a list of dicts with entry, pid,
 /// frames, skipped, held, waiting, keyframe_requests, last_seq). The fields
 /// are the core's `BusInfo` (one definition, through serde).
 #[pyfunction]
