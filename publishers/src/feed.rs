@@ -37,7 +37,7 @@ pub const FEED_GRACE: Duration = Duration::from_secs(2);
 /// How long a WHEP `POST` waits for the stream's parameters.
 pub const INFO_WAIT: Duration = Duration::from_secs(8);
 /// The GOP cache holds at most this many access units.
-const GOP_CACHE_MAX: usize = 600;
+pub const GOP_CACHE_MAX: usize = 600;
 /// The 90 kHz RTP video clock.
 pub const CLOCK_RATE: u64 = 90_000;
 

@@ -437,6 +437,12 @@ fn viewer_limit_auth_cors_and_idle_stop() {
         );
         assert_eq!(r.status, 200, "{r:?}");
         assert_eq!(r.header("access-control-allow-origin"), Some("*"), "{r:?}");
+        // With credentials, no shared cache may keep it.
+        assert_eq!(
+            r.header("cache-control"),
+            Some("private, max-age=1"),
+            "{r:?}"
+        );
     }
     let r = server.request("GET", &path("c"), &auth, b"");
     assert_eq!(r.status, 503, "a third viewer: {r:?}");

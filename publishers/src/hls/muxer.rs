@@ -46,13 +46,13 @@ use super::fmp4::{self, Sample, VideoTrack};
 use super::playlist::{self, MediaPlaylist};
 use crate::feed::{Au, Feed, FeedError, FeedInfo, FeedSlot, CLOCK_RATE};
 
-/// Complete segments kept beyond the playlist window, for clients a
-/// little behind (RFC 8216bis 6.2.2: a removed segment stays available
-/// for its duration plus the playlist's).
-const EXTRA_SEGMENTS: usize = 3;
-/// A frame gap longer than this (or time going backwards) is a
-/// discontinuity: a restarted encoder.
-const JUMP_TICKS: u64 = 5 * CLOCK_RATE;
+/// Complete segments kept beyond the playlist window, besides as many as
+/// the window holds: RFC 8216bis 6.2.2 keeps a removed segment available
+/// for its duration plus the playlist's (one window and one segment), and
+/// a cache may hand out a blocking-reload answer up to six target
+/// durations old (`server.rs`), whose oldest segment is then six segments
+/// further back.
+const EXTRA_SEGMENTS: usize = 7;
 /// The first playlist waits this long for the first part.
 pub const FIRST_PART_WAIT: Duration = Duration::from_secs(10);
 
@@ -121,6 +121,8 @@ struct State {
     /// Discontinuities before the first kept segment.
     discontinuity_seq: u64,
     target_duration: u32,
+    /// The target duration was set by a complete segment.
+    td_fixed: bool,
     ended: Option<String>,
 }
 
@@ -175,6 +177,23 @@ pub enum Ready {
     Never(String),
     /// Not yet.
     NotYet,
+}
+
+/// Counts one waiter in `n` while alive.
+pub struct Waiting<'a>(&'a AtomicU64);
+
+impl<'a> Waiting<'a> {
+    /// Counts one more in `n`.
+    pub fn new(n: &'a AtomicU64) -> Waiting<'a> {
+        n.fetch_add(1, Relaxed);
+        Waiting(n)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
 }
 
 /// The part target as a whole number of frames at `fps` (at least one),
@@ -235,6 +254,7 @@ impl Muxer {
                 discontinuity_next: false,
                 discontinuity_seq: 0,
                 target_duration: 2,
+                td_fixed: false,
                 ended: None,
             }),
             changed,
@@ -309,7 +329,7 @@ impl Muxer {
     /// feed ends. `rx` and `gop` come from [`Feed::start_now`].
     pub async fn run(
         self: Arc<Self>,
-        _slot: FeedSlot,
+        slot: FeedSlot,
         gop: Vec<Arc<Au>>,
         mut rx: broadcast::Receiver<Arc<Au>>,
         idle: Duration,
@@ -326,6 +346,7 @@ impl Muxer {
                         tracing::debug!(bus = %self.bus, lost = n, "HLS muxer fell behind the feed");
                         self.counters.lags.fetch_add(1, Relaxed);
                         self.lagged();
+                        slot.feed().request_keyframe();
                     }
                     Err(broadcast::error::RecvError::Closed) => {
                         self.end("the feed closed".into());
@@ -358,11 +379,12 @@ impl Muxer {
         }
         let new = self.close_part(&mut s);
         self.close_segment(&mut s);
+        // The access units lost and those skipped until the next keyframe
+        // leave a hole in the timeline: say so.
         s.need_key = true;
+        s.discontinuity_next = true;
         drop(s);
-        if new {
-            self.changed.send_modify(|n| *n += 1);
-        }
+        self.bump(new);
     }
 
     /// Adds one access unit.
@@ -377,9 +399,11 @@ impl Muxer {
         }
         if let Some(p) = s.pending.take() {
             let d = au.pts90.wrapping_sub(p.pts90);
-            if au.pts90 <= p.pts90 || d > JUMP_TICKS {
-                // A new encoder (or a clock jump): end here, mark the next
-                // segment as a discontinuity.
+            if au.pts90 <= p.pts90 || d > self.part_ticks + self.frame_ticks {
+                // Time going backwards, or a hole longer than a part (a
+                // new encoder, a stalled source): end here, mark the next
+                // segment as a discontinuity rather than stretch a frame
+                // over the hole (parts stay within PART-TARGET).
                 s.fill.samples.push((p, self.frame_ticks as u32));
                 s.fill.ticks += self.frame_ticks;
                 new |= self.close_part(&mut s);
@@ -525,11 +549,26 @@ impl Muxer {
             return;
         }
         seg.complete = true;
+        // EXT-X-TARGETDURATION is set by the first segment (a whole GOP:
+        // the first one starts at a keyframe) and should never change; a
+        // later, longer segment (the encoder lowered its frame rate, a GOP
+        // in frames got longer in time) raises it, with a warning.
         let secs = (seg.ticks as f64 / CLOCK_RATE as f64).round() as u32;
-        s.target_duration = s.target_duration.max(secs.max(1));
+        if !s.td_fixed {
+            s.td_fixed = true;
+            s.target_duration = s.target_duration.max(secs.max(1));
+        } else if secs > s.target_duration {
+            tracing::warn!(
+                bus = %self.bus,
+                from = s.target_duration,
+                to = secs,
+                "HLS: a segment is longer than the target duration; raising it (players may re-buffer)"
+            );
+            s.target_duration = secs;
+        }
         self.counters.segments.fetch_add(1, Relaxed);
         // Forget what is past the window and its grace.
-        let keep = self.cfg.segments + EXTRA_SEGMENTS;
+        let keep = 2 * self.cfg.segments + EXTRA_SEGMENTS;
         while s.segments.iter().filter(|g| g.complete).count() > keep {
             let Some(old) = s.segments.pop_front() else {
                 break;
@@ -703,9 +742,10 @@ impl Muxer {
     /// Waits until `check` is not [`Ready::NotYet`] or `deadline` passes
     /// (then `NotYet`).
     pub async fn wait(&self, deadline: Duration, check: impl Fn(&Muxer) -> Ready) -> Ready {
-        self.waiters.fetch_add(1, Relaxed);
+        // Counted while waiting, also when the client goes away and the
+        // request's future is dropped mid-wait (the guard's drop).
+        let _waiting = Waiting::new(&self.waiters);
         let r = self.wait_inner(deadline, check).await;
-        self.waiters.fetch_sub(1, Relaxed);
         self.touch();
         r
     }
@@ -739,7 +779,13 @@ pub async fn start(
     let muxer = Muxer::new(feed.bus().to_string(), info, cfg);
     // Start from the cached GOP when there is one (a running feed): the
     // first parts exist at once.
-    let (gop, rx) = feed.start_now(Duration::from_secs(30));
+    let (mut gop, rx) = feed.start_now(Duration::from_secs(30));
+    if gop.len() >= crate::feed::GOP_CACHE_MAX {
+        // A truncated GOP would leave a hole before `rx`: start at the
+        // next keyframe instead, and ask for one.
+        gop.clear();
+        feed.request_keyframe();
+    }
     tokio::spawn(Arc::clone(&muxer).run(slot, gop, rx, idle));
     Ok(muxer)
 }
@@ -747,6 +793,114 @@ pub async fn start(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const SPS: &[u8] = &[
+        0, 0, 0, 1, 0x67, 0x42, 0xc0, 0x1e, 0xd9, 0x00, 0xa0, 0x47, 0xfe, 0xc8,
+    ];
+    const PPS: &[u8] = &[0, 0, 0, 1, 0x68, 0xce, 0x3c, 0x80];
+
+    fn au(n: u64, pts90: u64, key: bool) -> Arc<Au> {
+        let mut data = Vec::new();
+        if key {
+            data.extend_from_slice(SPS);
+            data.extend_from_slice(PPS);
+            data.extend_from_slice(&[0, 0, 0, 1, 0x65, 0x88, 0x84, n as u8]);
+        } else {
+            data.extend_from_slice(&[0, 0, 0, 1, 0x41, 0x9a, 0x02, n as u8]);
+        }
+        Arc::new(Au {
+            data: Arc::from(data),
+            key,
+            pts90,
+            mono_ns: pts90 * 100_000 / 9,
+            realtime_ns: 1_700_000_000_000_000_000 + pts90 * 100_000 / 9,
+        })
+    }
+
+    fn muxer() -> Arc<Muxer> {
+        let info = FeedInfo {
+            width: 320,
+            height: 180,
+            fps: 30.0,
+            profile_idc: 66,
+            constraints: 0xc0,
+            bitrate: 0,
+        };
+        let cfg = MuxerConfig {
+            part_target: Duration::from_millis(200),
+            segments: 7,
+        };
+        Muxer::new("cam.h264.base".into(), info, cfg)
+    }
+
+    /// Pushes frames `from..to` at 30 fps (3000 ticks), a keyframe every
+    /// 60, starting at tick `t0`.
+    fn feed(m: &Muxer, t0: u64, from: u64, to: u64) {
+        for n in from..to {
+            m.push(&au(n, t0 + n * 3000, n % 60 == 0));
+        }
+    }
+
+    #[test]
+    fn cuts_parts_of_six_frames_and_segments_at_keyframes() {
+        let m = muxer();
+        feed(&m, 90_000, 0, 181);
+        let p = m.playlist();
+        assert_eq!(p.segments.len(), 3, "{}", p.render());
+        assert_eq!(p.target_duration, 2);
+        for seg in &p.segments {
+            assert_eq!(seg.parts.len(), 10);
+            assert!((seg.duration - 2.0).abs() < 1e-9);
+            assert!(seg.parts[0].independent && !seg.parts[1].independent);
+            assert!(!seg.discontinuity);
+        }
+        assert!(p.parts_window >= 6.0);
+        // Parts are whole and numbered across segments.
+        assert_eq!(p.segments[1].parts[0].uri, format!("{}/p10.m4s", m.epoch()));
+        assert_eq!(
+            m.ready(Position {
+                msn: p.media_sequence + 2,
+                part: None
+            }),
+            Ready::Yes
+        );
+        assert_eq!(
+            m.ready(Position {
+                msn: p.media_sequence + 3,
+                part: Some(0)
+            }),
+            Ready::NotYet
+        );
+        assert!(matches!(
+            m.ready(Position {
+                msn: p.media_sequence + 6,
+                part: None
+            }),
+            Ready::Never(_)
+        ));
+        assert_eq!(m.part_ready(30), Ready::NotYet, "the hinted part");
+        assert!(matches!(m.part_ready(31), Ready::Never(_)));
+    }
+
+    #[test]
+    fn a_hole_or_a_lag_is_a_discontinuity_and_no_part_exceeds_the_target() {
+        let m = muxer();
+        feed(&m, 90_000, 0, 61);
+        // A hole (a restarted encoder starts with a keyframe).
+        feed(&m, 90_000 + 90_000, 120, 181);
+        let p = m.playlist();
+        let d: Vec<bool> = p.segments.iter().map(|s| s.discontinuity).collect();
+        assert_eq!(d, [false, false, true], "{}", p.render());
+        for part in p.segments.iter().flat_map(|s| &s.parts) {
+            assert!(part.duration <= 0.2 + 1e-9, "{part:?}");
+        }
+        // A lag: what is open ends, the next segment is a discontinuity.
+        m.lagged();
+        feed(&m, 180_000, 240, 301);
+        let p = m.playlist();
+        let d: Vec<bool> = p.segments.iter().map(|s| s.discontinuity).collect();
+        assert_eq!(d.last(), Some(&true), "{}", p.render());
+    }
 
     #[test]
     fn part_targets_are_whole_frames() {

@@ -36,7 +36,7 @@ use axum::Extension;
 use parking_lot::Mutex;
 
 use super::config::HlsArgs;
-use super::muxer::{self, Muxer, MuxerConfig, Position, Ready, FIRST_PART_WAIT};
+use super::muxer::{self, Muxer, MuxerConfig, Position, Ready, Waiting, FIRST_PART_WAIT};
 use super::playlist::{self, Variant};
 use crate::feed::{FeedError, Feeds};
 use crate::mjpeg::conn::ConnInfo;
@@ -46,8 +46,8 @@ use framebus::contract::encoder as enc;
 pub const SESSION_TTL: Duration = Duration::from_secs(10);
 /// The media playlist's content type (RFC 8216).
 const M3U8: &str = "application/vnd.apple.mpegurl";
-/// Cache lifetime of immutable media.
-const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+/// Cache lifetime of immutable media, seconds (a year).
+const IMMUTABLE_SECS: u64 = 31_536_000;
 
 /// Counters of the HLS endpoint (`/metrics`).
 #[derive(Debug, Default)]
@@ -91,6 +91,8 @@ pub struct Hls {
     sessions: Mutex<HashMap<(String, String), Session>>,
     /// hls.js for the player page (`--hls-js`).
     hls_js: Option<bytes::Bytes>,
+    /// Credentials are required: responses are `private`.
+    private: bool,
     /// Counters.
     pub counters: HlsCounters,
 }
@@ -151,6 +153,7 @@ impl Hls {
         args: HlsArgs,
         feeds: Arc<Feeds>,
         shm_dir: Option<std::path::PathBuf>,
+        private: bool,
     ) -> Result<Arc<Hls>, String> {
         let hls_js = match args.hls_js_path() {
             Some(p) => Some(bytes::Bytes::from(
@@ -160,6 +163,7 @@ impl Hls {
         };
         Ok(Arc::new(Hls {
             hls_js,
+            private,
             args,
             feeds,
             shm_dir,
@@ -259,6 +263,19 @@ impl Hls {
 
     /// The muxer of `bus`, started if needed.
     async fn muxer(self: &Arc<Self>, bus: &str) -> Result<Arc<Muxer>, HlsError> {
+        // One that ends between the lookup and `touch` (idle) is replaced.
+        for _ in 0..3 {
+            let m = self.muxer_once(bus).await?;
+            if m.ended().is_none() {
+                return Ok(m);
+            }
+        }
+        Err(HlsError::Unavailable(format!(
+            "the HLS muxer of {bus} keeps stopping"
+        )))
+    }
+
+    async fn muxer_once(self: &Arc<Self>, bus: &str) -> Result<Arc<Muxer>, HlsError> {
         if let Some(m) = self.running(bus) {
             m.touch();
             return Ok(m);
@@ -287,10 +304,18 @@ impl Hls {
     }
 
     async fn wait(&self, m: &Muxer, deadline: Duration, check: impl Fn(&Muxer) -> Ready) -> Ready {
-        self.counters.waiting.fetch_add(1, Relaxed);
-        let r = m.wait(deadline, check).await;
-        self.counters.waiting.fetch_sub(1, Relaxed);
-        r
+        let _waiting = Waiting::new(&self.counters.waiting);
+        m.wait(deadline, check).await
+    }
+
+    /// `Cache-Control` for a response a shared cache may keep `max_age`
+    /// seconds: `private` when credentials are required (RFC 9111 3.5: a
+    /// `public` answer to a request with `Authorization` may be served to
+    /// anyone by a cache that does not key on it).
+    fn cache(&self, max_age: u64, immutable: bool) -> String {
+        let scope = if self.private { "private" } else { "public" };
+        let imm = if immutable { ", immutable" } else { "" };
+        format!("{scope}, max-age={max_age}{imm}")
     }
 }
 
@@ -322,7 +347,7 @@ fn text(body: String, cache: &str) -> Response {
     r
 }
 
-fn media(parts: Vec<bytes::Bytes>, content_type: &'static str) -> Response {
+fn media(parts: Vec<bytes::Bytes>, content_type: &'static str, cache: &str) -> Response {
     let len: usize = parts.iter().map(|p| p.len()).sum();
     let body = if parts.len() == 1 {
         Body::from(parts.into_iter().next().unwrap_or_default())
@@ -335,7 +360,9 @@ fn media(parts: Vec<bytes::Bytes>, content_type: &'static str) -> Response {
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
+    if let Ok(v) = HeaderValue::from_str(cache) {
+        h.insert(header::CACHE_CONTROL, v);
+    }
     r
 }
 
@@ -504,10 +531,10 @@ pub async fn media_playlist(
             } else {
                 m.has_segment()
             };
-            match (have, m.ended()) {
-                (true, _) => Ready::Yes,
-                (false, Some(why)) => Ready::Never(why),
-                (false, None) => Ready::NotYet,
+            match (m.ended(), have) {
+                (Some(why), _) => Ready::Never(why),
+                (None, true) => Ready::Yes,
+                (None, false) => Ready::NotYet,
             }
         })
         .await;
@@ -524,16 +551,13 @@ pub async fn media_playlist(
     match d.want {
         None => {
             hls.counters.playlists.fetch_add(1, Relaxed);
-            Ok(text(m.playlist().render(), "public, max-age=1"))
+            Ok(text(m.playlist().render(), &hls.cache(1, false)))
         }
         Some(want) => match hls.wait(&m, 3 * td, |m| m.ready(want)).await {
             Ready::Yes => {
                 hls.counters.blocking.fetch_add(1, Relaxed);
                 let age = (6 * td).as_secs().max(1);
-                Ok(text(
-                    m.playlist().render(),
-                    &format!("public, max-age={age}"),
-                ))
+                Ok(text(m.playlist().render(), &hls.cache(age, false)))
             }
             Ready::Never(why) if m.ended().is_some() => Err(HlsError::Unavailable(why)),
             Ready::Never(why) => {
@@ -605,14 +629,14 @@ pub async fn media_file_handler(
             let b = m.init(n).ok_or_else(gone)?;
             c.inits.fetch_add(1, Relaxed);
             c.bytes.fetch_add(b.len() as u64, Relaxed);
-            media(vec![b], "video/mp4")
+            media(vec![b], "video/mp4", &hls.cache(IMMUTABLE_SECS, true))
         }
         MediaFile::Segment(msn) => {
             let parts = m.segment(msn).ok_or_else(gone)?;
             c.segments.fetch_add(1, Relaxed);
             c.bytes
                 .fetch_add(parts.iter().map(|p| p.len() as u64).sum(), Relaxed);
-            media(parts, "video/iso.segment")
+            media(parts, "video/iso.segment", &hls.cache(IMMUTABLE_SECS, true))
         }
         MediaFile::Part(n) => {
             let td = m.target_duration();
@@ -623,7 +647,11 @@ pub async fn media_file_handler(
             let p = m.part(n).ok_or_else(gone)?;
             c.parts.fetch_add(1, Relaxed);
             c.bytes.fetch_add(p.bytes.len() as u64, Relaxed);
-            media(vec![p.bytes.clone()], "video/iso.segment")
+            media(
+                vec![p.bytes.clone()],
+                "video/iso.segment",
+                &hls.cache(IMMUTABLE_SECS, true),
+            )
         }
     };
     Ok(r)

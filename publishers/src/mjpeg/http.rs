@@ -266,7 +266,11 @@ pub async fn serve(
     let hls = if args.hls.no_hls {
         None
     } else {
-        Some(Hls::new(args.hls.clone(), feeds, args.shm_dir.clone()).map_err(ServeError::Hls)?)
+        let private = auth.enabled();
+        Some(
+            Hls::new(args.hls.clone(), feeds, args.shm_dir.clone(), private)
+                .map_err(ServeError::Hls)?,
+        )
     };
     let state = AppState::new(streams, auth, webrtc.clone(), hls);
     crate::common::cli::print_listening(&format!("http://{addr}/"));
