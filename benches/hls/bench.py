@@ -532,6 +532,8 @@ class Bench:
             "origin_rps": origin, "origin_total_rps": sum(origin.values()),
             "origin_bytes_s": (total(me1, "bytes_served") - total(me0, "bytes_served")) / dt,
             "origin_errors": {k: total(me1, k) - total(me0, k) for k in ("refused", "bad_requests")},
+            # Sessions the origin counts against --hls-max-viewers.
+            "origin_viewers": sum(v for lb, v in me1.get("framebus_hls_viewers", []) if lb.get("bus") == self.bus),
             "players": win,
             "cache": cache_stats(self.cache.entries(off0, off1)) if via_nginx else None,
         }
@@ -799,12 +801,13 @@ def report(a, res, started, up_before, up_after):
         L.append("")
         L.append(row("players (playing)", "path", "framebus-mjpeg CPU", f"÷ {min(a.player_counts)} player direct",
                      "via nginx ÷ direct", "nginx CPU", "origin req/s (blocking + parts + other)",
-                     "players' req/s", "origin MB/s", "players.mjs CPU", "encoder CPU", "machine idle"))
-        L.append("|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|")
+                     "origin CPU per request, µs", "players' req/s", "origin MB/s", "origin's viewer count",
+                     "players.mjs CPU", "encoder CPU", "machine idle"))
+        L.append("|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
         for x in load:
             path = "nginx cache" if x["nginx"] else "direct"
             if "error" in x:
-                L.append(row(x["n"], path, f"n/a: {x['error']}", *[""] * 9))
+                L.append(row(x["n"], path, f"n/a: {x['error']}", *[""] * 11))
                 continue
             c, o, w = x["cpu"], x["origin_rps"], x["players"] or {}
             reqs = w.get("requests") or {}
@@ -816,8 +819,9 @@ def report(a, res, started, up_before, up_after):
                          f"**{ratio(c['origin'], d['cpu']['origin'])}**" if x["nginx"] and d else "",
                          f1(c["nginx"]) if x["nginx"] else "",
                          f"{f1(x['origin_total_rps'])} ({f1(o['blocking'])} + {f1(o['part'])} + {f1(other)})",
-                         f1(client_rps), f"{x['origin_bytes_s'] / 1e6:.2f}", f1(c["players"]), f1(c["encoder"]),
-                         f"{x['idle']:.0f} %"))
+                         f"{c['origin'] * 1e4 / x['origin_total_rps']:.0f}" if x["origin_total_rps"] else "n/a",
+                         f1(client_rps), f"{x['origin_bytes_s'] / 1e6:.2f}", f"{x['origin_viewers']:.0f}",
+                         f1(c["players"]), f1(c["encoder"]), f"{x['idle']:.0f} %"))
         L.append("")
         L.append(f"#### What the players saw (benches/hls/players.mjs, same windows)")
         L.append("")
