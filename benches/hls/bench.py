@@ -700,6 +700,7 @@ def main():
 
 
 # ---- report ---------------------------------------------------------------
+CMD = "/usr/bin/python3 benches/hls/bench.py"
 f1, ratio, row = wb.f1, wb.ratio, wb.row
 
 
@@ -743,6 +744,8 @@ def report(a, res, started, up_before, up_after):
         L.append("")
         L.append(f"### hls.js latency, ms ({a.seconds:g} s per point after {a.warmup:g} s left out, {a.rounds} "
                  "round(s): the round with the median p50)")
+        L.append("")
+        L.append(f"This table alone: `{CMD} --skip load --skip browsers`")
         L.append("")
         L.append(row("stream", "server, player", "frames", "p50", "p90", "p99", "hls.js `latency` p50 / p99",
                      "first frame, ms", "stalls", "p50 ÷ baseline", "p99 ÷ baseline"))
@@ -810,6 +813,8 @@ def report(a, res, started, up_before, up_after):
         direct = {x["n"]: x for x in load if "error" not in x and not x["nginx"]}
         L.append("")
         L.append(f"### Origin CPU and requests, 720p30 LL-HLS players ({a.cpu_secs:g} s per point), % of one core")
+        L.append("")
+        L.append(f"This table and the next two alone: `{CMD} --skip latency --skip browsers`")
         L.append("")
         L.append(row("players (playing)", "path", "framebus-mjpeg CPU", f"÷ {min(a.player_counts)} player direct",
                      "via nginx ÷ direct", "nginx CPU", "origin req/s (blocking + parts + other)",
@@ -886,7 +891,8 @@ def report(a, res, started, up_before, up_after):
         L.append(f"### {a.browsers} hls.js players (Chromium, one page each) of 320x180p30, 12 s, direct and through "
                  "nginx")
         L.append("")
-        L.append(f"`uptime` before this step: `{res.get('uptime_before_browsers')}`")
+        L.append(f"This table alone: `{CMD} --skip latency --skip load`; `uptime` before this step: "
+                 f"`{res.get('uptime_before_browsers')}`")
         L.append("")
         L.append(row("path", "playing", "stalls (total s)", "hls.js errors (of which buffer stalls)", "sizes",
                      "requests received (origin's counters; nginx's log)", "passed to the origin", "hit ratio, all", "blocking reloads", "parts",
