@@ -609,7 +609,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=1, help="latency rounds, framebus and baseline alternating")
     ap.add_argument("--players", default=None, help="player counts of the load series (default 1,20,100; quick 1,20)")
     ap.add_argument("--cpu-secs", type=float, help="load: window per point (default 25, quick 5)")
-    ap.add_argument("--settle", type=float, default=None, help="load: seconds between ready and the window (4; quick 2)")
+    ap.add_argument("--settle", type=float, default=None,
+                    help="load: seconds between ready and the window (4; quick 2)")
     ap.add_argument("--browsers", type=int, default=None,
                     help="hls.js players through nginx for the hit ratio (default 20, quick 0: skipped)")
     ap.add_argument("--gop", type=int, default=30,
@@ -806,7 +807,7 @@ def report(a, res, started, up_before, up_after):
                  "estimate (live edge minus playhead), sampled every 250 ms. First frame: `loadSource` to the "
                  "first presented frame (framebus: the muxer may start on that request and wait for a keyframe; "
                  "the baseline's playlist already has 4 segments).")
-    load = [x for x in res["load"]]
+    load = res["load"]
     if load:
         base = next((x["cpu"]["origin"] for x in load if "error" not in x and not x["nginx"]
                      and x["n"] == min(a.player_counts)), None)
@@ -840,7 +841,7 @@ def report(a, res, started, up_before, up_after):
                          f1(client_rps), f"{x['origin_bytes_s'] / 1e6:.2f}", f"{x['origin_viewers']:.0f}",
                          f1(c["players"]), f1(c["encoder"]), f"{x['idle']:.0f} %"))
         L.append("")
-        L.append(f"#### What the players saw (benches/hls/players.mjs, same windows)")
+        L.append("#### What the players saw (benches/hls/players.mjs, same windows)")
         L.append("")
         L.append(row("players", "path", "parts/s per player min / mean", "errors", "blocking reload held, ms p50 / p99",
                      "part fetch, ms p50 / p99", "part age on arrival, ms p50 / p99"))
@@ -895,7 +896,8 @@ def report(a, res, started, up_before, up_after):
                  f"`{res.get('uptime_before_browsers')}`")
         L.append("")
         L.append(row("path", "playing", "stalls (total s)", "hls.js errors (of which buffer stalls)", "sizes",
-                     "requests received (origin's counters; nginx's log)", "passed to the origin", "hit ratio, all", "blocking reloads", "parts",
+                     "requests received (origin's counters; nginx's log)", "passed to the origin", "hit ratio, all",
+                     "blocking reloads", "parts",
                      "statuses", "hls.js `latency` p50, median of players", "machine idle"))
         L.append("|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---:|---:|")
         for b in br:
