@@ -26,13 +26,13 @@ PY := $(VENV)/bin/python
 CARGO_FLAGS := --release --locked
 export CARGO_TERM_COLOR := never
 
-.PHONY: help deps venv node-deps build run install test test-rust test-loom test-py wheel bench bench-e2e bench-rtsp bench-encoder bench-webrtc bench-apt fuzz test-fuzz-short test-faults test-soak-short soak fmt lint clean
+.PHONY: help deps venv node-deps build run install test test-rust test-loom test-py wheel bench bench-e2e bench-rtsp bench-encoder bench-webrtc bench-hls bench-apt fuzz test-fuzz-short test-faults test-soak-short soak fmt lint clean
 
 help:
 	@echo "make run     build and start producer + publishers (test pattern 1080p60)"
 	@echo "make test    every test: Rust, loom, Python, end-to-end with real clients"
 	@echo "make bench   benchmarks (numbers go to docs/benchmarks.md)"
-	@echo "make bench-rtsp / bench-encoder / bench-e2e / bench-webrtc   one benchmark (RTSP_ARGS, ENCODER_ARGS, E2E_ARGS, WEBRTC_ARGS=--quick)"
+	@echo "make bench-rtsp / bench-encoder / bench-e2e / bench-webrtc / bench-hls   one benchmark (RTSP_ARGS, ENCODER_ARGS, E2E_ARGS, WEBRTC_ARGS, HLS_ARGS=--quick)"
 	@echo "make lint    rustfmt --check and clippy -D warnings"
 	@echo "make fuzz    every fuzz target for FUZZ_SECONDS (default 60)"
 	@echo "make soak    1,000 reader kills, 20 producer kills, SOAK_SECONDS of service (default 3600)"
@@ -161,6 +161,7 @@ bench: build wheel
 	@$(MAKE) --no-print-directory bench-e2e
 	@$(MAKE) --no-print-directory bench-webrtc
 	@$(MAKE) --no-print-directory bench-webrtc
+	@$(MAKE) --no-print-directory bench-hls
 
 # End-to-end comparison (docs/benchmarks.md "End-to-end scenario"): framebus
 # against one GStreamer pipeline, one ffmpeg and Python shared_memory, same
@@ -204,6 +205,19 @@ WEBRTC_ARGS ?=
 bench-webrtc: build node-deps
 	@uptime
 	timeout 2400 /usr/bin/python3 benches/webrtc/bench.py --target-dir $${CARGO_TARGET_DIR:-target}/release $(WEBRTC_ARGS)
+
+# HLS / LL-HLS (issue 15; docs/benchmarks.md "HLS (issue 15)"): hls.js
+# latency of framebus's LL-HLS against ffmpeg's plain HLS of the same
+# encoded bus (through framebus-rtsp, served by nginx) at 720p30 / 1080p30;
+# framebus-mjpeg's CPU and requests/s with 1 / 20 / 100 LL-HLS players
+# (benches/hls/players.mjs), direct and through the nginx cache of
+# examples/nginx/framebus-hls.conf, with its hit ratio; 20 hls.js players
+# through nginx. Report in benches/hls/results/.
+# HLS_ARGS=--quick for a harness check (< 2 min; the full run ~10 min).
+HLS_ARGS ?=
+bench-hls: build node-deps
+	@uptime
+	timeout 1200 /usr/bin/python3 benches/hls/bench.py --target-dir $${CARGO_TARGET_DIR:-target}/release $(HLS_ARGS)
 
 # Coverage-guided fuzzing (cargo-fuzz), every target FUZZ_SECONDS each;
 # new inputs go into the committed corpus (docs/reliability.md).
