@@ -448,8 +448,11 @@ fn viewer_limit_auth_cors_and_idle_stop() {
     assert_eq!(r.status, 503, "a third viewer: {r:?}");
     assert!(r.header("retry-after").is_some(), "{r:?}");
     r.error_json();
-    // Known viewers keep playing.
+    // Known viewers keep playing, and a multivariant playlist is no
+    // session (behind a cache every joining viewer's passes through).
     assert_eq!(server.request("GET", &path("a"), &auth, b"").status, 200);
+    let r = server.request("GET", &format!("/{bus}/index.m3u8"), &auth, b"");
+    assert_eq!(r.status, 200, "{r:?}");
 
     // The muxer shows in the API and metrics, then stops when idle, and
     // the encoder loses its reader.

@@ -93,6 +93,10 @@ struct SegmentData {
     complete: bool,
 }
 
+/// What a rendered playlist depends on: next part, next segment, complete
+/// segments, first kept part, target duration.
+type RenderKey = (u64, u64, usize, u64, u32);
+
 /// Samples of the part being filled.
 #[derive(Debug, Default)]
 struct PartFill {
@@ -154,6 +158,8 @@ pub struct Muxer {
     last_use_ns: AtomicU64,
     /// Requests waiting on it now (it is not idle while there are).
     waiters: AtomicU64,
+    /// The last rendered playlist and the state it was rendered from.
+    rendered: Mutex<Option<(RenderKey, Bytes)>>,
     /// Counters.
     pub counters: MuxerCounters,
 }
@@ -260,6 +266,7 @@ impl Muxer {
             changed,
             last_use_ns: AtomicU64::new(framebus::monotonic_ns()),
             waiters: AtomicU64::new(0),
+            rendered: Mutex::new(None),
             counters: MuxerCounters::default(),
         })
     }
@@ -673,6 +680,32 @@ impl Muxer {
             .maps
             .back()
             .map(|(_, _, t)| t.codec_string())
+    }
+
+    /// The media playlist's text as of now, rendered once per change of
+    /// the muxer's state (every viewer's blocking reload for the same part
+    /// gets the same text).
+    pub fn playlist_text(&self) -> Bytes {
+        let key = {
+            let s = self.state.lock();
+            let complete = s.segments.iter().filter(|g| g.complete).count();
+            (
+                s.next_part,
+                s.next_msn,
+                complete,
+                s.first_part,
+                s.target_duration,
+            )
+        };
+        let mut cached = self.rendered.lock();
+        if let Some((k, text)) = cached.as_ref() {
+            if *k == key {
+                return text.clone();
+            }
+        }
+        let text = Bytes::from(self.playlist().render());
+        *cached = Some((key, text.clone()));
+        text
     }
 
     /// The media playlist as of now.

@@ -19,8 +19,11 @@
 //! to the origin); a plain playlist `max-age=1`; errors `no-store`.
 //!
 //! Viewers: a session is the `s` token (or, without one, the client's IP),
-//! alive while it asked for a playlist in the last [`SESSION_TTL`]. A new
-//! session beyond `--hls-max-viewers` for a camera gets 503.
+//! counted when it asks for a media playlist (not for the multivariant one:
+//! behind a cache, every joining viewer's multivariant request reaches us,
+//! their media playlist requests mostly do not), alive while it asked in
+//! the last [`SESSION_TTL`]. A new session beyond `--hls-max-viewers` for a
+//! camera gets 503.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -337,8 +340,8 @@ fn token() -> String {
     format!("{:016x}", crate::rtsp::stream::random_u64())
 }
 
-fn text(body: String, cache: &str) -> Response {
-    let mut r = (StatusCode::OK, body).into_response();
+fn text(body: impl Into<Body>, cache: &str) -> Response {
+    let mut r = (StatusCode::OK, body.into()).into_response();
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(M3U8));
     if let Ok(v) = HeaderValue::from_str(cache) {
@@ -399,7 +402,6 @@ pub async fn multivariant(
     State(hls): State<Arc<Hls>>,
     Path(cam): Path<String>,
     Query(q): Query<SessionQuery>,
-    conn: Option<Extension<ConnectInfo<ConnInfo>>>,
 ) -> Result<Response, HlsError> {
     valid_name("bus", &cam)?;
     let dir = hls.shm_dir.clone();
@@ -445,7 +447,6 @@ pub async fn multivariant(
             enc::bus_name(&cam, "*")
         )));
     }
-    hls.admit(&cam, "", session_key(Some(&tok), conn.map(|c| c.0 .0.peer)))?;
     variants.sort_by_key(|v| std::cmp::Reverse(v.0));
     hls.counters.multivariant.fetch_add(1, Relaxed);
     let list: Vec<Variant> = variants.into_iter().map(|(_, v)| v).collect();
@@ -551,13 +552,13 @@ pub async fn media_playlist(
     match d.want {
         None => {
             hls.counters.playlists.fetch_add(1, Relaxed);
-            Ok(text(m.playlist().render(), &hls.cache(1, false)))
+            Ok(text(m.playlist_text(), &hls.cache(1, false)))
         }
         Some(want) => match hls.wait(&m, 3 * td, |m| m.ready(want)).await {
             Ready::Yes => {
                 hls.counters.blocking.fetch_add(1, Relaxed);
                 let age = (6 * td).as_secs().max(1);
-                Ok(text(m.playlist().render(), &hls.cache(age, false)))
+                Ok(text(m.playlist_text(), &hls.cache(age, false)))
             }
             Ready::Never(why) if m.ended().is_some() => Err(HlsError::Unavailable(why)),
             Ready::Never(why) => {
