@@ -160,9 +160,9 @@ impl Viewer {
 }
 
 /// Checks the viewer's rate during an attack against `before`; up to two
-/// more windows are taken while it is short (a noisy shared machine: at
-/// load 3 on 2 cores a 6 s window has measured 0.89 of the one before with
-/// no attack effect).
+/// more windows are taken while it is short (a noisy shared machine: in a
+/// fresh-clone `make test` at load 3 on 2 cores, with the viewer at 16.8
+/// fps before the attack instead of 30, one window measured 0.89 of it).
 fn assert_rate_kept(viewer: &Viewer, before: f64, what: &str) -> f64 {
     let mut during = viewer.rate();
     for _ in 0..2 {
