@@ -1,7 +1,8 @@
 """Process helpers the benchmark harnesses share (benches/encoder/bench.py,
-benches/rtsp/bench.py, benches/webrtc/bench.py): children in their own
-process groups, killed as a group; CPU ticks from /proc; waiting for a bus
-segment. Standard library only (the RTSP and WebRTC benches run on
+benches/rtsp/bench.py, benches/webrtc/bench.py, benches/hls/bench.py):
+children in their own process groups, killed as a group; CPU ticks from
+/proc; waiting for a bus segment; the machine, its load, and writing a
+run's report. Standard library only (the RTSP and WebRTC benches run on
 Debian's /usr/bin/python3)."""
 
 from __future__ import annotations
@@ -68,3 +69,42 @@ def wait_path(path: str, timeout: float = 20.0) -> None:
         if time.monotonic() - t0 > timeout:
             sys.exit(f"{path} did not appear within {timeout:g} s")
         time.sleep(0.05)
+
+
+def uptime() -> str:
+    """`uptime`'s line (the load averages every report states)."""
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def machine() -> str:
+    """CPU count and model, and the kernel."""
+    model = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} × {model}, Linux {os.uname().release}"
+
+
+def write_report(text: str, started, results_dir: str, root: str, quick: bool = False,
+                 out: str | None = None, json_path: str | None = None, extra: dict | None = None) -> None:
+    """Prints a run's report, writes it to `out` (default
+    `results_dir/YYYY-MM-DD-HHMM[-quick].md`), and `extra` as JSON to
+    `json_path` when given."""
+    import json
+
+    print()
+    print(text)
+    name = started.strftime("%Y-%m-%d-%H%M") + ("-quick" if quick else "") + ".md"
+    out = out or os.path.join(results_dir, name)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "w") as f:
+        f.write(text + "\n")
+    print(f"\n(written to {os.path.relpath(out, root)})")
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(extra or {}, f, indent=1, default=str)

@@ -73,7 +73,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 BENCHES = os.path.dirname(HERE)
 ROOT = os.path.dirname(BENCHES)
 sys.path.insert(0, BENCHES)
-from procs import HZ, cpu_ticks, kill_all, kill_group, spawn, wait_path  # noqa: E402
+from procs import HZ, cpu_ticks, kill_all, kill_group, machine, spawn, uptime, wait_path, write_report  # noqa: E402
 
 
 def _load(name, path):
@@ -642,7 +642,6 @@ def main():
             sys.exit(f"missing {m}: make node-deps")
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
-    uptime = lambda: subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()  # noqa: E731
     started = datetime.datetime.now(datetime.timezone.utc)
     up_before, load_before = uptime(), os.getloadavg()
     print(f"uptime before: {up_before}", flush=True)
@@ -684,18 +683,9 @@ def main():
         VERSIONS["nginx"] = version([NGINX, "-v"])
         VERSIONS["node"] = version(["node", "--version"])
         text = report(a, res, started, up_before, up_after)
-        print()
-        print(text)
-        name = started.strftime("%Y-%m-%d-%H%M") + ("-quick" if a.quick else "") + ".md"
-        out = a.out or os.path.join(HERE, "results", name)
-        os.makedirs(os.path.dirname(out), exist_ok=True)
-        with open(out, "w") as f:
-            f.write(text + "\n")
-        print(f"\n(written to {os.path.relpath(out, ROOT)})")
-        if a.json:
-            with open(a.json, "w") as f:
-                json.dump({"load_before": load_before, "load_after": load_after, "results": res}, f, indent=1,
-                          default=str)
+        write_report(text, started, os.path.join(HERE, "results"), ROOT, quick=a.quick, out=a.out,
+                     json_path=a.json,
+                     extra={"load_before": load_before, "load_after": load_after, "results": res})
     finally:
         bench.cleanup()
 
@@ -707,19 +697,6 @@ f1, ratio, row = wb.f1, wb.ratio, wb.row
 
 def pct(x):
     return "n/a" if x is None else f"{100 * x:.1f} %"
-
-
-def machine():
-    model = "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} × {model}, Linux {os.uname().release}"
 
 
 def report(a, res, started, up_before, up_after):

@@ -68,7 +68,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 BENCHES = os.path.dirname(HERE)
 ROOT = os.path.dirname(BENCHES)
 sys.path.insert(0, BENCHES)
-from procs import HZ, cpu_ticks, kill_all, kill_group, spawn, wait_path  # noqa: E402
+from procs import HZ, cpu_ticks, kill_all, kill_group, machine, spawn, uptime, wait_path, write_report  # noqa: E402
 
 
 def _load_rtsp_bench():
@@ -526,7 +526,6 @@ def main():
         sys.exit("missing playwright-core: make node-deps")
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
-    uptime = lambda: subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()  # noqa: E731
     started = datetime.datetime.now(datetime.timezone.utc)
     up_before, load_before = uptime(), os.getloadavg()
     bench = Bench(a)
@@ -558,18 +557,9 @@ def main():
                 print("drift minute", i + 1, m["lat"], flush=True)
         up_after, load_after = uptime(), os.getloadavg()
         text = report(a, bench, res, started, up_before, up_after)
-        print()
-        print(text)
-        name = started.strftime("%Y-%m-%d-%H%M") + ("-quick" if a.quick else "") + ".md"
-        out = a.out or os.path.join(HERE, "results", name)
-        os.makedirs(os.path.dirname(out), exist_ok=True)
-        with open(out, "w") as f:
-            f.write(text + "\n")
-        print(f"\n(written to {os.path.relpath(out, ROOT)})")
-        if a.json:
-            with open(a.json, "w") as f:
-                json.dump({"load_before": load_before, "load_after": load_after, "results": res}, f, indent=1,
-                          default=str)
+        write_report(text, started, os.path.join(HERE, "results"), ROOT, quick=a.quick, out=a.out,
+                     json_path=a.json,
+                     extra={"load_before": load_before, "load_after": load_after, "results": res})
     finally:
         for b in list(LIVE):
             b.close()
@@ -603,21 +593,13 @@ def ratio(a, b):
     return f"{a / b:.2f}" if a is not None and b else "n/a"
 
 
-def machine():
-    model = "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+def machine_gst():
+    """The machine (procs.machine) and GStreamer's version."""
     try:
         gst = subprocess.run(["gst-launch-1.0", "--version"], capture_output=True, text=True).stdout.split("\n")[1]
     except (OSError, IndexError):
         gst = "GStreamer ?"
-    return f"{os.cpu_count()} × {model}, Linux {os.uname().release}, {gst.strip()}"
+    return f"{machine()}, {gst.strip()}"
 
 
 def row(*cells):
@@ -636,7 +618,7 @@ def report(a, bench, res, started, up_before, up_after):
     L.append(f"## WebRTC (WHEP) benchmark, {started:%Y-%m-%d %H:%M} UTC{quick}")
     L.append("")
     L.append(f"Command: `{cmd.strip()}`  ")
-    L.append(f"Machine: {machine()}, Chromium {BROWSER_VERSION[0] if BROWSER_VERSION else '?'}  ")
+    L.append(f"Machine: {machine_gst()}, Chromium {BROWSER_VERSION[0] if BROWSER_VERSION else '?'}  ")
     L.append(f"`uptime` before: `{up_before}`  ")
     L.append(f"`uptime` after: `{up_after}`")
     L.append("")
