@@ -27,24 +27,19 @@ import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { QUIET_ARGS } from '../../publishers/tests/browser/chromium.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 // playwright-core is installed once, for the browser tests (make node-deps).
 const require = createRequire(join(HERE, '../../publishers/tests/browser/package.json'));
 const { chromium } = require('playwright-core');
 
+// The test drivers' flags (publishers/tests/browser/chromium.mjs), and
+// what WebRTC on loopback with 20 videos in a page needs besides.
 const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--no-first-run',
-  '--disable-sync',
-  '--disable-quic',
+  ...QUIET_ARGS,
   '--allow-loopback-in-peer-connection',
   '--disable-features=WebRtcHideLocalIpsWithMdns',
-  '--autoplay-policy=no-user-gesture-required',
   // 20 videos in one page: keep the hidden ones decoding and presenting.
   '--disable-background-media-suspend',
   '--disable-renderer-backgrounding',
