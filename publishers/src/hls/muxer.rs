@@ -308,6 +308,11 @@ impl Muxer {
         self.part_ticks as f64 / CLOCK_RATE as f64
     }
 
+    /// Whether it ended (no message built).
+    pub fn is_ended(&self) -> bool {
+        self.state.lock().ended.is_some()
+    }
+
     /// Why it ended, if it did.
     pub fn ended(&self) -> Option<String> {
         self.state

@@ -185,7 +185,7 @@ impl Hls {
     /// Running muxers.
     pub fn muxers(&self) -> Vec<Arc<Muxer>> {
         let mut m = self.muxers.lock();
-        m.retain(|_, x| x.ended().is_none());
+        m.retain(|_, x| !x.is_ended());
         m.values().cloned().collect()
     }
 
@@ -261,7 +261,7 @@ impl Hls {
     /// The running muxer of encoded bus `bus`, if any.
     fn running(&self, bus: &str) -> Option<Arc<Muxer>> {
         let m = self.muxers.lock().get(bus).cloned()?;
-        m.ended().is_none().then_some(m)
+        (!m.is_ended()).then_some(m)
     }
 
     /// The muxer of `bus`, started if needed.
@@ -269,7 +269,7 @@ impl Hls {
         // One that ends between the lookup and `touch` (idle) is replaced.
         for _ in 0..3 {
             let m = self.muxer_once(bus).await?;
-            if m.ended().is_none() {
+            if !m.is_ended() {
                 return Ok(m);
             }
         }
@@ -560,7 +560,7 @@ pub async fn media_playlist(
                 let age = (6 * td).as_secs().max(1);
                 Ok(text(m.playlist_text(), &hls.cache(age, false)))
             }
-            Ready::Never(why) if m.ended().is_some() => Err(HlsError::Unavailable(why)),
+            Ready::Never(why) if m.is_ended() => Err(HlsError::Unavailable(why)),
             Ready::Never(why) => {
                 hls.counters.bad_requests.fetch_add(1, Relaxed);
                 Err(HlsError::BadRequest(why))
