@@ -7,6 +7,8 @@
 //! * [`h264`]: Annex B access units (shared by the encoder and outputs).
 //! * [`hls`]: HLS and Low-Latency HLS in `framebus-mjpeg` (fMP4 from the
 //!   encoded bus).
+//! * [`fmp4`]: fragmented MP4 (init segments and fragments) for HLS and
+//!   the recorder.
 //! * [`feed`]: one reader per encoded bus in `framebus-mjpeg`, shared by
 //!   WebRTC and HLS.
 //! * [`encoder`]: `framebus-encoder`, one H.264 encoder per (bus,
@@ -15,8 +17,10 @@
 pub mod common;
 pub mod encoder;
 pub mod feed;
+pub mod fmp4;
 pub mod h264;
 pub mod hls;
 pub mod mjpeg;
+pub mod record;
 pub mod rtsp;
 pub mod webrtc;

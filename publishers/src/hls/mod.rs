@@ -13,12 +13,12 @@
 //! lifetimes a CDN can honour ([`server`]); see `docs/hls.md` and
 //! `docs/decisions/0004-hls-with-mp4-atom.md`.
 //!
-//! Files: [`config`] (flags), [`fmp4`] (boxes, with `mp4-atom`),
+//! Files: [`config`] (flags), [`crate::fmp4`] (boxes, with `mp4-atom`;
+//! shared with the recorder),
 //! [`playlist`] (the playlist text), [`muxer`] (parts and segments),
 //! [`server`] (registry, sessions, handlers), [`metrics`].
 
 pub mod config;
-pub mod fmp4;
 pub mod metrics;
 pub mod muxer;
 pub mod playlist;

@@ -42,7 +42,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::{broadcast, watch};
 
-use super::fmp4::{self, Sample, VideoTrack};
+use crate::fmp4::{self, Sample, VideoTrack};
 use super::playlist::{self, MediaPlaylist};
 use crate::feed::{Au, Feed, FeedError, FeedInfo, FeedSlot, CLOCK_RATE};
 

@@ -1,0 +1,3 @@
+//! `framebus-recorder`: recordings of encoded buses (docs/recording.md).
+
+pub mod remux;

@@ -1,0 +1,1 @@
+//! Reading back the fragmented MP4 files the recorder writes (placeholder).
