@@ -4,7 +4,8 @@
 //! See that directory's README for the report's fields and the Chromium
 //! flags. [`whep_play_with`] adds network options ([`WhepExtra`]):
 //! Chromium in a network namespace, TURN servers and relay-only ICE, stats
-//! sampled over time, an early stop.
+//! sampled over time, an early stop. [`video_play`] plays an MP4 file (a
+//! recording) in a plain `<video>` element (`video.mjs`).
 //!
 //! Needs `node`, `/usr/bin/chromium` (or `$CHROMIUM`) and the driver's
 //! `node_modules` (`make node-deps`); each missing piece panics saying how
@@ -519,4 +520,88 @@ pub(crate) fn parse_report<T: for<'de> Deserialize<'de>>(script: &str, stdout: &
         .find(|l| !l.trim().is_empty())
         .unwrap_or("");
     serde_json::from_str(line).unwrap_or_else(|e| panic!("{script} report: {e}: {line}"))
+}
+
+/// The first frame's time code as the page read it.
+#[derive(Clone, Debug, Deserialize)]
+pub struct PageTimeCode {
+    /// Capture time, µs since the Unix epoch (a decimal string: a JS
+    /// `BigInt`).
+    pub realtime_us: String,
+    /// Frame counter.
+    pub counter: u32,
+}
+
+/// `MediaError` of the `<video>`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct MediaError {
+    /// 1 aborted, 2 network, 3 decode, 4 source not supported.
+    pub code: u32,
+    /// Chromium's message.
+    pub message: Option<String>,
+}
+
+/// The report of [`video_play`] (`publishers/tests/browser/video.mjs`).
+#[derive(Clone, Debug, Deserialize)]
+pub struct VideoReport {
+    /// Chromium's version.
+    pub browser: Option<String>,
+    /// Console messages of level error (`text (url)`).
+    pub console_errors: Vec<String>,
+    /// Uncaught exceptions in the page.
+    pub page_errors: Vec<String>,
+    /// `src` set to `loadedmetadata`, ms (`None`: never).
+    pub loadedmetadata_ms: Option<f64>,
+    /// `duration` after `loadedmetadata`: seconds, or a string
+    /// (`"Infinity"`, `"NaN"`).
+    pub duration: Option<serde_json::Value>,
+    /// `videoWidth`.
+    pub video_width: Option<u32>,
+    /// `videoHeight`.
+    pub video_height: Option<u32>,
+    /// The time code of the first frame (drawn once `loadeddata`).
+    pub first_frame_timecode: Option<PageTimeCode>,
+    /// `src` set to `playing`, ms.
+    pub playing_ms: Option<f64>,
+    /// `play()` rejected.
+    pub play_error: Option<String>,
+    /// `currentTime` after playing for `seconds`.
+    pub current_time: Option<f64>,
+    /// Frames presented while playing (`requestVideoFrameCallback`).
+    pub frames_presented: u64,
+    /// The seek to the middle ended with `seeked` (`None`: not tried).
+    pub seeked: Option<bool>,
+    /// Where it seeked to.
+    pub seek_target: Option<f64>,
+    /// `currentTime` after the seek.
+    pub current_time_after_seek: Option<f64>,
+    /// `seekable` ranges at the end.
+    pub seekable: Vec<(f64, f64)>,
+    /// `readyState` at the end.
+    pub ready_state: u32,
+    /// `networkState` at the end.
+    pub network_state: u32,
+    /// `error` at the end.
+    pub error: Option<MediaError>,
+    /// The element's events, `MS NAME` (first 200).
+    pub events: Vec<String>,
+    /// The whole run, ms.
+    pub elapsed_ms: u64,
+}
+
+impl VideoReport {
+    /// `duration` in seconds, when finite.
+    pub fn duration_s(&self) -> Option<f64> {
+        self.duration.as_ref().and_then(serde_json::Value::as_f64)
+    }
+}
+
+/// A plain `<video>` element in Chromium plays the MP4 at `url` for
+/// `seconds`, then seeks to the middle (`video.mjs`; the page is on the
+/// file's own origin).
+pub fn video_play(url: &str, seconds: f64) -> VideoReport {
+    let input = serde_json::json!({ "url": url, "seconds": seconds });
+    // The driver's bound: play time plus three 15 s load timeouts.
+    let out = drive_script("video.mjs", &[input.to_string()], seconds + 45.0, None);
+    parse_report("video.mjs", &out)
 }

@@ -10,11 +10,12 @@
 //! | [`feed`] | [`Feeder`]: a thread publishing a moving NV12 test pattern with the time code |
 //! | [`clients`] | background clients counting what they receive (curl on MJPEG, ffmpeg on RTSP) |
 //! | [`bins`] | paths of the workspace's binaries from tests of another package |
-//! | [`browser`] | headless Chromium playing WHEP or a player page (`publishers/tests/browser/whep.mjs`), its JSON report |
+//! | [`browser`] | headless Chromium playing WHEP or a player page (`publishers/tests/browser/whep.mjs`), or an MP4 file in a `<video>` (`video.mjs`), its JSON report |
 //! | [`hls`] | headless Chromium playing HLS / LL-HLS with hls.js in N clients (`publishers/tests/browser/hls.mjs`), its JSON report |
 //! | [`hls_stream`] | [`hls_stream::TestStream`]: a live LL-HLS stream of the time-coded pattern (ffmpeg fragments republished as parts), served with CORS: the HLS harness's stand-in origin |
 //! | [`nginx`] | [`nginx::CacheProxy`]: Debian's nginx as a caching reverse proxy from `examples/nginx/framebus-hls.conf`, its access log counted by cache status |
 //! | [`netns`] | [`netns::Netns`]: a network namespace joined by a veth pair, shaped with `tc tbf` (root) |
+//! | [`recorder`] | [`recorder::Recorder`]: `framebus-recorder` on port 0 and its API (curl); ffprobe/ffmpeg checks of its files, time codes of decoded frames, MP4 box layout, [`recorder::EncodedLog`] of what the encoded bus carried, RFC 3339 times, a private tmpfs in a mount namespace |
 //! | [`port`] | a free TCP port, for the few tests that must name one in advance |
 //! | [`wait`] | polling a condition with a bound |
 //! | [`rng`] | a tiny deterministic PRNG |
@@ -41,6 +42,7 @@ pub mod names;
 pub mod netns;
 pub mod nginx;
 pub mod port;
+pub mod recorder;
 pub mod rng;
 pub mod wait;
 
