@@ -10,7 +10,7 @@
 //! | health probes | supervisor → publishers | [`health`] |
 //! | the supervisor's status file | `framebus-producer --config` → `framebus status` | [`status`] |
 //! | `/api/v1/streams` of `framebus-mjpeg` | publisher → `framebus status` | [`streams`] |
-//! | encoded bus names, H.264 profiles, encoder names | supervisor → `framebus-encoder`, outputs | [`encoder`] |
+//! | encoded bus names and streams, H.264 profiles, encoder names | supervisor → `framebus-encoder`, outputs, the recorder | [`encoder`] |
 
 /// Environment variables.
 pub mod env {
