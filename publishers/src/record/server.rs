@@ -9,6 +9,7 @@
 //! | `GET /api/v1/recordings/{id}/file.mp4` | MP4 with the index at the front, made on the fly (Range) |
 //! | `GET /api/v1/recordings/{id}/fragmented.mp4` | the file as written (Range) |
 //! | `GET /api/v1/recordings/{id}/snapshot.jpg` | the snapshot saved with it |
+//! | `GET /api/v1/recorder/streams` | every H.264 bus, whether it is buffered or continuous, its pre-roll in memory |
 //! | `GET /list?stream=[&start=&end=]` | continuous spans, MediaMTX's shape |
 //! | `GET /get?stream=&start=&duration=` | MP4 of a span of continuous segments |
 //! | `GET /`, `/healthz`, `/metrics` | the page, health, Prometheus |
@@ -41,6 +42,9 @@ use crate::common::http::{self as obs, Observability};
 
 /// The path of the recordings API.
 pub const API: &str = "/api/v1/recordings";
+
+/// The streams the recorder can record, with their pre-roll.
+pub const STREAMS: &str = "/api/v1/recorder/streams";
 
 /// A failed request.
 #[derive(Debug, thiserror::Error)]
@@ -156,6 +160,7 @@ fn router(state: AppState, cors: &[String]) -> Router {
         .route(&format!("{API}/{{id}}/file.mp4"), get(download))
         .route(&format!("{API}/{{id}}/fragmented.mp4"), get(fragmented))
         .route(&format!("{API}/{{id}}/snapshot.jpg"), get(snapshot))
+        .route(STREAMS, get(streams))
         .route("/list", get(spans))
         .route("/get", get(get_span))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), require));
@@ -256,6 +261,43 @@ async fn create(State(s): State<AppState>, body: axum::body::Bytes) -> Result<Re
     let r = entry.snapshot();
     let location = format!("{API}/{}", r.id);
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(r)).into_response())
+}
+
+/// Every encoded (H.264) bus with what the recorder does with it.
+async fn streams(State(s): State<AppState>) -> Result<Json<Value>, RecError> {
+    let shm = s.rec.args.shm_dir.clone();
+    let buses = tokio::task::spawn_blocking(move || framebus::list_in(shm.as_deref()))
+        .await
+        .map_err(|e| RecError::Internal(e.to_string()))?
+        .map_err(|e| RecError::Internal(format!("cannot list the buses: {e}")))?;
+    let taps = s.rec.taps();
+    let items: Vec<Value> = buses
+        .iter()
+        .filter(|b| b.format == framebus::PixelFormat::H264.to_string())
+        .map(|b| {
+            let stream = Stream { bus: b.name.clone() };
+            let tap = taps.iter().find(|t| t.bus() == b.name);
+            json!({
+                "stream": stream.name(),
+                "bus": b.name,
+                "width": b.width,
+                "height": b.height,
+                "fps": b.fps,
+                "live": b.producer_alive,
+                "buffered": s.rec.args.buffer.contains(&stream),
+                "continuous": s.rec.args.continuous.contains(&stream),
+                "preroll_s": tap.map_or(0.0, |t| t.counters.preroll_ns.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e9),
+                "recording": tap.map_or(0, |t| t.active_jobs()),
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "streams": items,
+        "preroll_max_s": s.rec.args.preroll_max.as_secs_f64(),
+        "max_duration_s": s.rec.args.max_duration.as_secs_f64(),
+        "dir": s.rec.store.dir(),
+        "disk_free_bytes": super::metrics::disk_free(s.rec.store.dir()),
+    })))
 }
 
 #[derive(Debug, Deserialize)]
