@@ -87,7 +87,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 SYSTEMD_DIR ?= /etc/systemd/system
 CONFIG_DIR ?= /etc/framebus
-BINS := framebus-producer framebus-mjpeg framebus-rtsp framebus-encoder framebus
+BINS := framebus-producer framebus-mjpeg framebus-rtsp framebus-encoder framebus-recorder framebus
 # Build first as yourself (`make build`), then `sudo make install`.
 install:
 	@for b in $(BINS); do [ -x $${CARGO_TARGET_DIR:-target}/release/$$b ] || \

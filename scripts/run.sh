@@ -2,16 +2,16 @@
 # `make run`: start the whole service from one config file —
 #   framebus-producer --config examples/framebus.toml
 # (test pattern 1920x1080@60 on bus cam0; encoders high and low,
-# framebus-rtsp and framebus-mjpeg as supervised children) — wait until
-# `framebus status` says it is healthy, print where to look (the browser
-# URL first, then the WebRTC player page, the RTSP URL of every encoder and
-# the HLS playlist of every camera,
-# read from the status file), and stop everything on Ctrl-C.
+# framebus-rtsp, framebus-mjpeg and framebus-recorder as supervised
+# children) — wait until `framebus status` says it is healthy, print where
+# to look (the browser URL first, then the WebRTC player page, the RTSP URL
+# of every encoder, the HLS playlist of every camera and the recordings
+# page, read from the status file), and stop everything on Ctrl-C.
 # Arguments go to framebus-producer (default: --config examples/framebus.toml).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bin="${CARGO_TARGET_DIR:-target}/release"
-for b in framebus-producer framebus-mjpeg framebus-rtsp framebus-encoder framebus; do
+for b in framebus-producer framebus-mjpeg framebus-rtsp framebus-encoder framebus-recorder framebus; do
   if [ ! -x "$bin/$b" ]; then
     echo "run.sh: $bin/$b is not built (run: make build)" >&2
     exit 1
@@ -51,6 +51,7 @@ browser="http://127.0.0.1:8080/"
 rtsp_urls=""
 webrtc_urls=""
 hls_urls=""
+recordings_url=""
 if [ -r "$status_file" ]; then
   urls=$(python3 - "$status_file" <<'PY' 2>/dev/null
 import json, sys
@@ -59,6 +60,9 @@ pubs = st["publishers"]
 url = lambda kind: next((p.get("url") for p in pubs if p["kind"] == kind and p.get("url")), "")
 web = url("mjpeg")
 print(web)
+rec = url("recorder")
+if rec:
+    print(f"recordings {rec}")
 rtsp = url("rtsp").rstrip("/")
 for p in pubs:
     bus = p.get("bus") or ""
@@ -75,10 +79,12 @@ PY
   rtsp_urls=$(echo "$urls" | sed -n 's/^rtsp //p')
   webrtc_urls=$(echo "$urls" | sed -n 's/^webrtc //p')
   hls_urls=$(echo "$urls" | sed -n 's/^hls //p' | sort -u)
+  recordings_url=$(echo "$urls" | sed -n 's/^recordings //p')
 fi
 [ -n "$rtsp_urls" ] || rtsp_urls="rtsp://127.0.0.1:8554/cam0/high"
 [ -n "${webrtc_urls:-}" ] || webrtc_urls="${browser%/}/cam0/high/"
 [ -n "${hls_urls:-}" ] || hls_urls="${browser%/}/cam0/index.m3u8"
+[ -n "$recordings_url" ] || recordings_url="http://127.0.0.1:8090/"
 
 cat <<TXT
 
@@ -94,6 +100,10 @@ $(echo "$rtsp_urls" | sed 's/^/    /')
 
   HLS / LL-HLS (VLC, Safari, hls.js, a CDN), every profile of a camera:
 $(echo "$hls_urls" | sed 's/^/    /')
+
+  recordings (start, stop, play, download; API /api/v1/recordings):
+    $recordings_url
+
   status  : $bin/framebus status
   Python  : .venv/bin/python -c 'import framebus; r = framebus.Reader("cam0", wait=True); f = r.next(); print(f.seq, f.array.shape)'
 

@@ -10,7 +10,7 @@
 //! | health probes | supervisor → publishers | [`health`] |
 //! | the supervisor's status file | `framebus-producer --config` → `framebus status` | [`status`] |
 //! | `/api/v1/streams` of `framebus-mjpeg` | publisher → `framebus status` | [`streams`] |
-//! | encoded bus names, H.264 profiles, encoder names | supervisor → `framebus-encoder`, outputs | [`encoder`] |
+//! | encoded bus names and streams, H.264 profiles, encoder names | supervisor → `framebus-encoder`, outputs, the recorder | [`encoder`] |
 
 /// Environment variables.
 pub mod env {
@@ -22,12 +22,14 @@ pub mod env {
     pub const MJPEG_TOKEN: &str = "FRAMEBUS_MJPEG_TOKEN";
     /// `user:password` for `framebus-rtsp`.
     pub const RTSP_AUTH: &str = "FRAMEBUS_RTSP_AUTH";
+    /// `user:password` for `framebus-recorder`.
+    pub const RECORDER_AUTH: &str = "FRAMEBUS_RECORDER_AUTH";
     /// A copy of hls.js that `framebus-mjpeg` serves to its player page
     /// (`--hls-js`; `make run` points it at the npm copy).
     pub const HLS_JS: &str = "FRAMEBUS_HLS_JS";
     /// Every credential variable: the supervisor passes each only to the
     /// child it is meant for.
-    pub const CREDENTIALS: [&str; 3] = [MJPEG_AUTH, MJPEG_TOKEN, RTSP_AUTH];
+    pub const CREDENTIALS: [&str; 4] = [MJPEG_AUTH, MJPEG_TOKEN, RTSP_AUTH, RECORDER_AUTH];
 }
 
 /// Exit codes of every framebus binary.
@@ -96,6 +98,19 @@ pub mod encoder {
         (!bus.is_empty() && !profile.is_empty()).then_some((bus, profile))
     }
 
+    /// `(bus, profile)` of a stream as the recorder's config, flags and
+    /// API name one: `cam0/high`, or the encoded bus name itself
+    /// (`cam0.h264.high`).
+    pub fn stream(s: &str) -> Option<(&str, &str)> {
+        match s.split_once('/') {
+            Some((bus, profile)) => {
+                (!bus.is_empty() && !profile.is_empty() && !profile.contains('/'))
+                    .then_some((bus, profile))
+            }
+            None => split(s),
+        }
+    }
+
     /// In an encoded bus's `source` description, what follows the encoder's
     /// name when `--encoder auto` fell back (no hardware encoder opened):
     /// `h264 high of cam0 by libx264 (auto: nvenc, vaapi, v4l2m2m did not
@@ -122,6 +137,11 @@ pub mod encoder {
             assert_eq!(super::split("a.b.h264.low"), Some(("a.b", "low")));
             assert_eq!(super::split("cam0.high"), None);
             assert_eq!(super::split(".h264.x"), None);
+            assert_eq!(super::stream("cam0/high"), Some(("cam0", "high")));
+            assert_eq!(super::stream("cam0.h264.high"), Some(("cam0", "high")));
+            for bad in ["cam0", "/high", "cam0/", "cam0/a/b", "cam0.high"] {
+                assert_eq!(super::stream(bad), None, "{bad}");
+            }
         }
     }
 }
@@ -241,7 +261,7 @@ pub mod status {
     /// One supervised child process: a publisher or an encoder.
     #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
     pub struct PublisherStatus {
-        /// `mjpeg`, `rtsp` or `encoder`.
+        /// `mjpeg`, `rtsp`, `recorder` or `encoder`.
         pub kind: String,
         /// The bus an encoder writes (`cam0.h264.high`); absent for
         /// publishers (and in files written before encoders were

@@ -6,15 +6,15 @@
 //! *process* and restarts it:
 //!
 //! * **crashed** (the child exited) or **hung** (a publisher: no answer to
-//!   its health probe — HTTP `GET /healthz` for mjpeg, RTSP `OPTIONS` for
-//!   rtsp — or no `listening on` line, for `hung_after` seconds; an
-//!   encoder, which is no server: its encoded bus not live `hung_after`
-//!   seconds after its camera's bus was) → restarted after an
-//!   exponential backoff (`backoff_initial` doubling to `backoff_max`); a
-//!   child that ran `stable_after` seconds starts from `backoff_initial`
-//!   again. After `max_restarts` restarts in a row without a stable run the
-//!   supervisor gives up on it (state `failed`). Every restart is logged
-//!   with its reason and delay.
+//!   its health probe — HTTP `GET /healthz` for mjpeg and the recorder,
+//!   RTSP `OPTIONS` for rtsp — or no `listening on` line, for
+//!   `hung_after` seconds; an encoder, which is no server: its encoded bus
+//!   not live `hung_after` seconds after its camera's bus was) → restarted
+//!   after an exponential backoff (`backoff_initial` doubling to
+//!   `backoff_max`); a child that ran `stable_after` seconds starts from
+//!   `backoff_initial` again. After `max_restarts` restarts in a row
+//!   without a stable run the supervisor gives up on it (state `failed`).
+//!   Every restart is logged with its reason and delay.
 //! * **stop** (SIGTERM/SIGINT): children first (SIGTERM to each child's
 //!   process group, SIGKILL to what is left after `stop_grace`, everything
 //!   reaped), then capture; the buses are closed last.
@@ -387,6 +387,21 @@ fn plan_children(config: &Config, policy: Policy) -> Result<Vec<Child>, Fatal> {
             p.auth.is_some(),
         ));
     }
+    if let Some(r) = config.recorder().filter(|r| r.enabled) {
+        let program = match &r.command {
+            Some(c) => c.clone(),
+            None => next_to_us("recorder", ", or set publishers.recorder.command")?,
+        };
+        out.push(child(
+            "recorder",
+            "recorder".to_string(),
+            program,
+            config::recorder_args(r),
+            config::recorder_env(r),
+            Ready::Listening(r.health_check.then_some(Probe::Http)),
+            r.auth.is_some(),
+        ));
+    }
     let jobs = config.encoder_jobs();
     if config.uses_default_encoder() {
         let d = config::EncoderSpec::default_high();
@@ -420,11 +435,13 @@ impl Child {
     /// Start a process; a failure to start counts as a crash.
     fn start(&mut self, policy: Policy) {
         let mut cmd = Command::new(&self.program);
-        cmd.args(&self.args)
-            .env_remove(env::MJPEG_AUTH)
-            .env_remove(env::MJPEG_TOKEN)
-            .env_remove(env::RTSP_AUTH)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
+        cmd.args(&self.args);
+        // Each child gets only its own credentials (`self.env`), none the
+        // supervisor inherited.
+        for name in env::CREDENTIALS {
+            cmd.env_remove(name);
+        }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());

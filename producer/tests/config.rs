@@ -169,3 +169,40 @@ fn encoder_naming_an_unknown_camera() {
     );
     assert_eq!(err.lines().count(), 1, "one line: {err}");
 }
+
+/// A recorder stream without an encoder behind it: exit 4 before anything
+/// starts (no `framebus-recorder` is needed to find that out).
+#[test]
+fn recorder_stream_without_its_encoder() {
+    let s = Scene::new("cfg-rec-stream");
+    let text = format!(
+        "{}[[encoder]]\nname = \"low\"\n[publishers.recorder]\nlisten = \"127.0.0.1:0\"\nbuffer = [\"{}/high\"]\n",
+        camera(&s.bus),
+        s.bus
+    );
+    let (code, err) = run_config(&s, &text);
+    assert_eq!(code, 4, "{err}");
+    assert!(
+        err.contains(&format!(
+            "framebus.toml:9:11: publishers.recorder.buffer: \"{0}/high\": camera \"{0}\" has no encoder \"high\" (its encoders: low)",
+            s.bus
+        )),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+}
+
+#[test]
+fn recorder_preroll_over_ten_minutes() {
+    let s = Scene::new("cfg-rec-preroll");
+    let text = format!(
+        "{}[publishers.recorder]\nlisten = \"127.0.0.1:0\"\npreroll_max = \"11m\"\n",
+        camera(&s.bus)
+    );
+    let (code, err) = run_config(&s, &text);
+    assert_eq!(code, 4, "{err}");
+    assert!(
+        err.contains("framebus.toml:7:15: publishers.recorder.preroll_max: 660 s is longer than the 600 s allowed"),
+        "{err}"
+    );
+}

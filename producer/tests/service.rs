@@ -20,12 +20,18 @@ use serde_json::Value;
 /// Start the producer on `text` (written to the scene's dir); stderr goes
 /// to `producer.log` there (a pipe nobody reads could fill up).
 fn start(scene: &Scene, text: &str) -> ChildGuard {
+    start_with_env(scene, text, &[])
+}
+
+/// [`start`] with more environment for the producer.
+fn start_with_env(scene: &Scene, text: &str, env: &[(&str, &str)]) -> ChildGuard {
     // Not `framebus.*`: that prefix is the bus segments'.
     let path = scene.dir.join("service.toml");
     std::fs::write(&path, text).unwrap();
     let log = std::fs::File::create(scene.dir.join("producer.log")).unwrap();
     ChildGuard::spawn(
         Command::new(BIN)
+            .envs(env.iter().copied())
             .env("FRAMEBUS_SHM_DIR", &scene.dir)
             .env("RUST_LOG", "info")
             .arg("--config")
@@ -742,5 +748,80 @@ fn rtsp_gets_no_profiles_and_the_default_encoder_runs() {
     );
     let info = framebus::stat(&high, Some(&s.dir)).unwrap();
     assert_eq!((info.width, info.height), (1920, 1080));
+    stop(p, &s);
+}
+
+/// `[publishers.recorder]` (a script standing in for `framebus-recorder`,
+/// which records its arguments and environment): it is started with the
+/// generated flags, its credentials in `FRAMEBUS_RECORDER_AUTH` and no
+/// other publisher's, and reported in the status file with the URL of its
+/// `listening on` line.
+#[test]
+fn recorder_is_a_supervised_publisher() {
+    let s = Scene::new("sup-recorder");
+    let args = s.dir.join("recorder.args");
+    let env = s.dir.join("recorder.env");
+    let fake = script(
+        &s,
+        "fake-recorder.sh",
+        &format!(
+            "env | grep '^FRAMEBUS_.*AUTH' | sort > {env}\nprintf '%s\\n' \"$@\" > {args}.tmp\n\
+             mv {args}.tmp {args}\necho 'listening on http://127.0.0.1:8090/'\nexec sleep 120",
+            env = env.display(),
+            args = args.display()
+        ),
+    );
+    let text = format!(
+        "{}[publishers.recorder]\nlisten = \"127.0.0.1:0\"\nauth = \"rec:pw\"\nretain_bytes = \"1G\"\n\
+         health_check = false\ncommand = \"{}\"\n",
+        camera(&s.bus),
+        fake.display()
+    );
+    let p = start_with_env(
+        &s,
+        &text,
+        &[
+            ("FRAMEBUS_MJPEG_AUTH", "leak:1"),
+            ("FRAMEBUS_RTSP_AUTH", "leak:2"),
+        ],
+    );
+    let pb = wait_publisher(&s, "recorder", Duration::from_secs(60), |p| {
+        p["state"] == "running" && p["url"].is_string()
+    });
+    assert_eq!(pb["url"], "http://127.0.0.1:8090/", "{pb:#}");
+    assert_eq!(pb["auth"], true, "{pb:#}");
+    assert_eq!(pb["command"], fake.to_str().unwrap(), "{pb:#}");
+    let end = Instant::now() + Duration::from_secs(10);
+    while !args.exists() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let got: Vec<String> = std::fs::read_to_string(&args)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "--listen",
+            "127.0.0.1:0",
+            "--preroll-max",
+            "30s",
+            "--fragment",
+            "1s",
+            "--segment",
+            "60s",
+            "--max-duration",
+            "3600s",
+            "--retain-bytes",
+            "1073741824",
+            "--max-recordings",
+            "16"
+        ]
+    );
+    assert_eq!(
+        std::fs::read_to_string(&env).unwrap(),
+        "FRAMEBUS_RECORDER_AUTH=rec:pw\n"
+    );
     stop(p, &s);
 }

@@ -8,7 +8,7 @@
 //! line and column of the offending value too.
 //!
 //! Files: [`model`] (the tables and their defaults), [`values`] (the
-//! checked value types: sizes, rates, durations, bit rates…), [`parse`]
+//! checked value types: sizes, rates, durations, bit rates, byte counts…), [`parse`]
 //! (reading the file, checks across values, `FILE:LINE:COL` errors),
 //! [`publisher_args`] (the command line and environment each publisher
 //! and encoder child gets).
@@ -20,11 +20,13 @@ pub mod values;
 
 pub use model::{
     Camera, Config, EncoderCfg, EncoderJob, EncoderSpec, LogFormatCfg, ProfileCfg, Publisher,
-    Publishers, Supervision,
+    Publishers, RecorderCfg, Supervision,
 };
 pub use parse::{load, parse, ConfigError};
-pub use publisher_args::{encoder_args, mjpeg_args, mjpeg_env, rtsp_args, rtsp_env};
+pub use publisher_args::{
+    encoder_args, mjpeg_args, mjpeg_env, recorder_args, recorder_env, rtsp_args, rtsp_env,
+};
 pub use values::{
-    Bitrate, Credentials, EncoderName, EvenSize, Format, FpsCfg, H264Profile, Positive,
-    ProfileName, Quality, Secs, Size, Source,
+    Bitrate, ByteSize, Credentials, DurationCfg, EncoderName, EvenSize, Format, FpsCfg,
+    H264Profile, Positive, ProfileName, Quality, Secs, Size, Source,
 };

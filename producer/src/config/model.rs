@@ -1,7 +1,7 @@
 //! The tables of `framebus.toml` as types (each rejects unknown keys) and
 //! their defaults.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -10,8 +10,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::values::{
-    Bitrate, Credentials, EncoderName, EvenSize, Format, FpsCfg, H264Profile, Positive,
-    ProfileName, Quality, Secs, Size, Source,
+    Bitrate, ByteSize, Credentials, DurationCfg, EncoderName, EvenSize, Format, FpsCfg,
+    H264Profile, Positive, ProfileName, Quality, Secs, Size, Source,
 };
 use crate::cli::{self, LogFormat};
 
@@ -30,7 +30,7 @@ pub struct Config {
     /// (camera, encoder), each writing the encoded bus `{bus}.h264.{name}`.
     #[serde(default, rename = "encoder")]
     pub encoders: Vec<EncoderCfg>,
-    /// `[publishers.mjpeg]`, `[publishers.rtsp]`.
+    /// `[publishers.mjpeg]`, `[publishers.rtsp]`, `[publishers.recorder]`.
     #[serde(default)]
     pub publishers: Publishers,
     /// `[supervision]`.
@@ -105,6 +105,10 @@ pub struct Publishers {
     /// `framebus-rtsp`.
     #[serde(default)]
     pub rtsp: Option<Publisher>,
+    /// `framebus-recorder` (its own table: it serves no viewers and has
+    /// no profiles, but records encoded buses).
+    #[serde(default)]
+    pub recorder: Option<Spanned<RecorderCfg>>,
 }
 
 /// `[publishers.mjpeg]` or `[publishers.rtsp]`.
@@ -208,6 +212,92 @@ pub struct WebRtcCfg {
     /// Move viewers between profiles by their bandwidth.
     #[serde(default = "yes")]
     pub adapt: bool,
+}
+
+/// `[publishers.recorder]`: the flags of `framebus-recorder`, which
+/// records the encoded buses (`[[encoder]]`) to fragmented MP4 files and
+/// serves them over HTTP.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecorderCfg {
+    /// Run it at all.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// HTTP address of its API and page (default `127.0.0.1:8090`; port 0
+    /// takes a free port, as for the other publishers).
+    #[serde(default)]
+    pub listen: Option<Spanned<SocketAddr>>,
+    /// Where recordings go (default: the recorder's own,
+    /// `$STATE_DIRECTORY/recordings` under systemd).
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    /// Streams (`"cam0/high"`) whose last `preroll_max` is kept in memory
+    /// (which keeps their encoders running), so a recording can start in
+    /// the past.
+    #[serde(default)]
+    pub buffer: Vec<Spanned<String>>,
+    /// Streams recorded all the time, in `segment`-long recordings.
+    #[serde(default)]
+    pub continuous: Vec<Spanned<String>>,
+    /// The longest pre-roll a recording may ask for (at most 10 minutes).
+    #[serde(default)]
+    pub preroll_max: Option<Spanned<DurationCfg>>,
+    /// Length of the fMP4 fragments: each is synced to disk as a whole, so
+    /// a crash loses at most about this much.
+    #[serde(default = "default_fragment")]
+    pub fragment: DurationCfg,
+    /// Length of one continuous recording.
+    #[serde(default = "default_segment")]
+    pub segment: DurationCfg,
+    /// The longest a recording without a duration runs.
+    #[serde(default = "default_max_duration")]
+    pub max_duration: DurationCfg,
+    /// Remove recordings older than this (default: keep them).
+    #[serde(default)]
+    pub retain_age: Option<DurationCfg>,
+    /// Remove the oldest recordings while all take more than this
+    /// (default: no limit).
+    #[serde(default)]
+    pub retain_bytes: Option<ByteSize>,
+    /// Recordings running at once.
+    #[serde(default = "default_max_recordings")]
+    pub max_recordings: Positive,
+    /// `"user:password"` required of clients.
+    #[serde(default)]
+    pub auth: Option<Credentials>,
+    /// Run this program instead of `framebus-recorder` next to
+    /// `framebus-producer`, with the same arguments.
+    #[serde(default)]
+    pub command: Option<PathBuf>,
+    /// Extra arguments appended to the generated ones.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Probe its HTTP `/healthz` and restart it when it stops answering.
+    #[serde(default = "yes")]
+    pub health_check: bool,
+}
+
+impl RecorderCfg {
+    /// The default `listen`.
+    pub const DEFAULT_LISTEN: SocketAddr =
+        SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8090));
+    /// The longest `preroll_max` accepted: a pre-roll is held in memory
+    /// for every buffered stream.
+    pub const PREROLL_LIMIT: Duration = Duration::from_secs(600);
+
+    /// `listen`, or its default.
+    pub fn listen(&self) -> SocketAddr {
+        self.listen
+            .as_ref()
+            .map_or(Self::DEFAULT_LISTEN, |l| *l.get_ref())
+    }
+
+    /// `preroll_max`, or its default (30 s).
+    pub fn preroll_max(&self) -> DurationCfg {
+        self.preroll_max
+            .as_ref()
+            .map_or(DurationCfg(Duration::from_secs(30)), |p| *p.get_ref())
+    }
 }
 
 impl Publisher {
@@ -424,6 +514,18 @@ fn default_grace() -> Secs {
 fn default_max_viewers() -> u32 {
     32
 }
+fn default_fragment() -> DurationCfg {
+    DurationCfg(Duration::from_secs(1))
+}
+fn default_segment() -> DurationCfg {
+    DurationCfg(Duration::from_secs(60))
+}
+fn default_max_duration() -> DurationCfg {
+    DurationCfg(Duration::from_secs(3600))
+}
+fn default_max_recordings() -> Positive {
+    Positive(16)
+}
 fn default_backoff_initial() -> Secs {
     Secs(Duration::from_secs(10))
 }
@@ -457,6 +559,11 @@ impl Config {
             v.push(("rtsp", r));
         }
         v
+    }
+
+    /// `[publishers.recorder]`, if the file has it (enabled or not).
+    pub fn recorder(&self) -> Option<&RecorderCfg> {
+        self.publishers.recorder.as_ref().map(|r| r.get_ref())
     }
 
     /// Whether the default encoder stands in for a missing `[[encoder]]`:

@@ -1,13 +1,13 @@
 //! Reading `framebus.toml`: TOML errors and bad values at their line and
 //! column, then the checks across values (at least one camera, a bus
 //! named twice, encoders and the cameras they name, the RTSP settings
-//! that moved to `[[encoder]]`, backoff bounds, a listen address used
-//! twice or already taken).
+//! that moved to `[[encoder]]`, the recorder's streams and pre-roll,
+//! backoff bounds, a listen address used twice or already taken).
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 
-use super::model::{Config, ProfileCfg};
+use super::model::{Config, ProfileCfg, RecorderCfg};
 
 /// Why a config file cannot be used. Displayed as `FILE:LINE:COL: what`.
 #[derive(Debug, thiserror::Error)]
@@ -152,7 +152,11 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         }
     }
 
-    let mut listens: Vec<(SocketAddr, usize)> = Vec::new();
+    check_recorder(&config, text, &at)?;
+
+    // Every enabled publisher's listen address and where it is written
+    // (the recorder's default listen: its table).
+    let mut wanted: Vec<(&str, SocketAddr, usize)> = Vec::new();
     for (kind, common) in config.publishers() {
         if kind == "mjpeg" {
             for p in &common.profiles {
@@ -169,11 +173,22 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
                 }
             }
         }
-        if !common.enabled {
-            continue;
+        if common.enabled {
+            wanted.push((kind, *common.listen.get_ref(), common.listen.span().start));
         }
-        let addr = *common.listen.get_ref();
-        let start = common.listen.span().start;
+    }
+    if let Some(table) = &config.publishers.recorder {
+        let r = table.get_ref();
+        if r.enabled {
+            let start = r
+                .listen
+                .as_ref()
+                .map_or(table.span().start, |l| l.span().start);
+            wanted.push(("recorder", r.listen(), start));
+        }
+    }
+    let mut listens: Vec<(SocketAddr, usize)> = Vec::new();
+    for (kind, addr, start) in wanted {
         if addr.port() == 0 {
             continue;
         }
@@ -256,6 +271,80 @@ fn check_encoders(
     Ok(())
 }
 
+/// The checks of `[publishers.recorder]` across values: `preroll_max` at
+/// most [`RecorderCfg::PREROLL_LIMIT`], and every `buffer` and
+/// `continuous` stream a configured camera with an encoder of that name
+/// (an `[[encoder]]` covering it, or the default one), listed once.
+fn check_recorder(
+    config: &Config,
+    text: &str,
+    at: &impl Fn(usize, String) -> ConfigError,
+) -> Result<(), ConfigError> {
+    let Some(r) = config.recorder() else {
+        return Ok(());
+    };
+    if let Some(p) = &r.preroll_max {
+        let d = p.get_ref().0;
+        if d > RecorderCfg::PREROLL_LIMIT {
+            return Err(at(
+                p.span().start,
+                format!(
+                    "publishers.recorder.preroll_max: {} s is longer than the {} s allowed \
+                     (the pre-roll of every buffered stream is held in memory)",
+                    d.as_secs_f64(),
+                    RecorderCfg::PREROLL_LIMIT.as_secs()
+                ),
+            ));
+        }
+    }
+    let buses: Vec<&str> = config
+        .cameras
+        .iter()
+        .map(|c| c.bus.get_ref().as_str())
+        .collect();
+    let jobs = config.encoder_jobs();
+    for (key, list) in [("buffer", &r.buffer), ("continuous", &r.continuous)] {
+        let mut seen: Vec<((&str, &str), usize)> = Vec::new();
+        for item in list {
+            let name = item.get_ref().as_str();
+            let start = item.span().start;
+            let what = |m: String| at(start, format!("publishers.recorder.{key}: {name:?}: {m}"));
+            let Some((bus, profile)) = framebus::contract::encoder::stream(name) else {
+                return Err(what(
+                    "not a stream (write \"camera/encoder\", e.g. \"cam0/high\")".into(),
+                ));
+            };
+            if !buses.contains(&bus) {
+                return Err(what(format!(
+                    "no camera with bus {bus:?} (cameras: {})",
+                    buses.join(", ")
+                )));
+            }
+            let profiles: Vec<&str> = jobs
+                .iter()
+                .filter(|j| j.raw_bus == bus)
+                .map(|j| j.spec.name.as_str())
+                .collect();
+            if !profiles.contains(&profile) {
+                let have = if profiles.is_empty() {
+                    "no [[encoder]] covers it".to_string()
+                } else {
+                    format!("its encoders: {}", profiles.join(", "))
+                };
+                return Err(what(format!(
+                    "camera {bus:?} has no encoder {profile:?} ({have})"
+                )));
+            }
+            if let Some((_, first)) = seen.iter().find(|(s, _)| *s == (bus, profile)) {
+                let (line, _) = line_col(text, *first);
+                return Err(what(format!("already listed at line {line}")));
+            }
+            seen.push(((bus, profile), start));
+        }
+    }
+    Ok(())
+}
+
 /// The error for an old `[[publishers.rtsp.profile]]`: where the profiles
 /// went, and the `[[encoder]]` tables to write instead.
 fn rtsp_profiles_moved(profiles: &[ProfileCfg], grace: Option<f64>) -> String {
@@ -327,6 +416,186 @@ mod tests {
             ]
         );
         assert!(c.publishers.rtsp.as_ref().unwrap().profiles.is_empty());
+        // The recorder buffers cam0's `high`, an encoder the example has.
+        check_recorder(&c, text, &|o, m| ConfigError::At {
+            path: "example".into(),
+            line: line_col(text, o).0,
+            column: line_col(text, o).1,
+            message: m,
+        })
+        .expect("the example's recorder streams");
+        assert_eq!(
+            crate::config::recorder_args(c.recorder().expect("[publishers.recorder]")).join(" "),
+            "--listen 127.0.0.1:8090 --buffer cam0/high --preroll-max 30s --fragment 1s \
+             --segment 60s --max-duration 3600s --max-recordings 16"
+        );
+    }
+
+    #[test]
+    fn recorder_defaults_and_values() {
+        let c = parse(
+            Path::new("t"),
+            &format!("{CAM}[[encoder]]\nname = \"hd\"\n[publishers.recorder]\n"),
+        );
+        // The default port may be taken here: only the defaults matter.
+        let c = match c {
+            Ok(c) => c,
+            Err(e) => {
+                assert!(e.to_string().contains("127.0.0.1:8090"), "{e}");
+                toml::from_str(&format!("{CAM}[publishers.recorder]\n")).unwrap()
+            }
+        };
+        let r = c.recorder().unwrap();
+        assert!(r.enabled && r.health_check);
+        assert_eq!(r.listen().to_string(), "127.0.0.1:8090");
+        assert_eq!(r.preroll_max().0, Duration::from_secs(30));
+        assert_eq!(r.fragment.0, Duration::from_secs(1));
+        assert_eq!(r.segment.0, Duration::from_secs(60));
+        assert_eq!(r.max_duration.0, Duration::from_secs(3600));
+        assert_eq!(r.max_recordings.0, 16);
+        assert!(r.dir.is_none() && r.retain_age.is_none() && r.retain_bytes.is_none());
+        assert!(r.buffer.is_empty() && r.continuous.is_empty());
+
+        let r = |body: &str| {
+            toml::from_str::<Config>(&format!("{CAM}[publishers.recorder]\n{body}"))
+                .map_err(|e| e.message().to_string())
+                .map(|c| c.publishers.recorder.unwrap().into_inner())
+        };
+        let d = |v: &str| r(&format!("segment = {v}\n")).map(|r| r.segment.0);
+        assert_eq!(d("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(d("0.25"), Ok(Duration::from_millis(250)));
+        assert_eq!(d("\"500ms\""), Ok(Duration::from_millis(500)));
+        assert_eq!(d("\"1.5s\""), Ok(Duration::from_millis(1500)));
+        assert_eq!(d("\"2m\""), Ok(Duration::from_secs(120)));
+        assert_eq!(d("\"1h\""), Ok(Duration::from_secs(3600)));
+        assert_eq!(d("\"30d\""), Ok(Duration::from_secs(30 * 86400)));
+        assert_eq!(d("\"45\""), Ok(Duration::from_secs(45)));
+        for bad in [
+            "0", "-1", "\"0s\"", "\"-5s\"", "\"5 s\"", "\"5w\"", "\"s\"", "\"\"", "nan",
+        ] {
+            assert!(d(bad).is_err(), "segment = {bad}");
+        }
+        assert_eq!(d("0").unwrap_err(), "duration 0 must be positive");
+        assert!(d("\"5w\"").unwrap_err().starts_with("bad duration \"5w\""));
+        let b = |v: &str| r(&format!("retain_bytes = {v}\n")).map(|r| r.retain_bytes.unwrap().0);
+        assert_eq!(b("1000"), Ok(1000));
+        assert_eq!(b("\"1000\""), Ok(1000));
+        assert_eq!(b("\"64k\""), Ok(64 << 10));
+        assert_eq!(b("\"500M\""), Ok(500 << 20));
+        assert_eq!(b("\"10G\""), Ok(10 << 30));
+        assert_eq!(b("\"1.5G\""), Ok(3 << 29));
+        assert_eq!(b("\"2T\""), Ok(2 << 40));
+        for bad in [
+            "0", "-1", "\"0G\"", "\"G\"", "\"10 G\"", "\"10GB\"", "\"-1G\"", "\"1e3\"",
+        ] {
+            assert!(b(bad).is_err(), "retain_bytes = {bad}");
+        }
+        assert!(r("max_recordings = 0\n").is_err());
+        assert!(r("grace = 5\n")
+            .unwrap_err()
+            .contains("unknown field `grace`"));
+    }
+
+    #[test]
+    fn recorder_mistakes_name_line_and_column() {
+        // c0 has encoders hd and sd; c1 only sd.
+        let base = format!(
+            "{CAM}[[camera]]\nbus = \"c1\"\n\
+             [[encoder]]\nname = \"hd\"\ncameras = [\"c0\"]\n[[encoder]]\nname = \"sd\"\n\
+             [publishers.recorder]\nlisten = \"127.0.0.1:0\"\n"
+        );
+        let ok = |body: &str| parse(Path::new("t"), &format!("{base}{body}")).map(|_| ());
+        ok("buffer = [\"c0/hd\", \"c0.h264.sd\"]\ncontinuous = [\"c1/sd\"]\npreroll_max = \"10m\"\n")
+            .expect("valid streams");
+        let e = |body: &str| err(&format!("{base}{body}"));
+        let m = e("buffer = [\"c0/hd\", \"c1/hd\"]\n");
+        assert!(
+            m.starts_with("t.toml:12:20: publishers.recorder.buffer: \"c1/hd\": camera \"c1\" has no encoder \"hd\" (its encoders: sd)"),
+            "{m}"
+        );
+        let m = e("continuous = [\"c9/sd\"]\n");
+        assert!(
+            m.starts_with("t.toml:12:15: publishers.recorder.continuous: \"c9/sd\": no camera with bus \"c9\" (cameras: c0, c1)"),
+            "{m}"
+        );
+        let m = e("buffer = [\"c0\"]\n");
+        assert!(
+            m.starts_with("t.toml:12:11: publishers.recorder.buffer: \"c0\": not a stream (write \"camera/encoder\""),
+            "{m}"
+        );
+        let m = e("buffer = [\"c0/hd\", \"c0.h264.hd\"]\n");
+        assert!(
+            m.starts_with("t.toml:12:20: publishers.recorder.buffer: \"c0.h264.hd\": already listed at line 12"),
+            "{m}"
+        );
+        let m = e("preroll_max = 601\n");
+        assert!(
+            m.starts_with("t.toml:12:15: publishers.recorder.preroll_max: 601 s is longer than the 600 s allowed"),
+            "{m}"
+        );
+        let m = e("fragment = \"0s\"\n");
+        assert!(
+            m.starts_with("t.toml:12:12: duration \"0s\" must be positive"),
+            "{m}"
+        );
+        let m = e("max_recordings = 0\n");
+        assert!(
+            m.starts_with("t.toml:12:18: 0 is not a positive integer"),
+            "{m}"
+        );
+
+        // No [[encoder]] and no RTSP: nothing is encoded.
+        let m = err(&format!(
+            "{CAM}[publishers.recorder]\nlisten = \"127.0.0.1:0\"\nbuffer = [\"c0/high\"]\n"
+        ));
+        assert!(
+            m.contains("camera \"c0\" has no encoder \"high\" (no [[encoder]] covers it)"),
+            "{m}"
+        );
+        // With RTSP and no [[encoder]], the default encoder `high` counts.
+        parse(
+            Path::new("t"),
+            &format!(
+                "{CAM}[publishers.rtsp]\nlisten = \"127.0.0.1:0\"\n\
+                 [publishers.recorder]\nlisten = \"127.0.0.1:0\"\nbuffer = [\"c0/high\"]\n"
+            ),
+        )
+        .expect("the default encoder is recordable");
+    }
+
+    #[test]
+    fn recorder_listen_conflicts() {
+        // The default listen address is reported at the table.
+        let m = err(&format!(
+            "{CAM}[publishers.mjpeg]\nlisten = \"127.0.0.1:8090\"\n[publishers.recorder]\n"
+        ));
+        // (Unless another process holds port 8090 here.)
+        if !m.contains("cannot listen on") {
+            assert!(
+                m.starts_with(
+                    "t.toml:5:1: publishers.recorder.listen: 127.0.0.1:8090 is also used at line 4"
+                ),
+                "{m}"
+            );
+        }
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = held.local_addr().unwrap();
+        let m = err(&format!(
+            "{CAM}[publishers.recorder]\nlisten = \"{addr}\"\n"
+        ));
+        assert!(
+            m.starts_with(&format!(
+                "t.toml:4:10: publishers.recorder.listen: cannot listen on {addr}"
+            )),
+            "{m}"
+        );
+        // Disabled: not checked.
+        parse(
+            Path::new("t"),
+            &format!("{CAM}[publishers.recorder]\nlisten = \"{addr}\"\nenabled = false\n"),
+        )
+        .expect("a disabled recorder's port is not bound");
+        drop(held);
     }
 
     #[test]

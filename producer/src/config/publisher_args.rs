@@ -3,7 +3,7 @@
 //! credentials, never on the command line); an encoder's command line
 //! (from its `[[encoder]]` and camera).
 
-use super::model::{EncoderJob, Publisher};
+use super::model::{EncoderJob, Publisher, RecorderCfg};
 
 /// The command line of `framebus-mjpeg` for this config.
 pub fn mjpeg_args(c: &Publisher, buses: &[String]) -> Vec<String> {
@@ -121,6 +121,54 @@ pub fn rtsp_args(c: &Publisher) -> Vec<String> {
     // Credentials go through the environment (`rtsp_env`).
     a.extend(c.args.iter().cloned());
     a
+}
+
+/// The command line of `framebus-recorder` for this config: `--listen A
+/// [--dir D] [--buffer S]… [--continuous S]… --preroll-max T --fragment T
+/// --segment T --max-duration T [--retain-age T] [--retain-bytes N]
+/// --max-recordings N`, then `args`. Durations are seconds with their
+/// unit (`30s`), sizes bytes; streams are written `camera/encoder`.
+pub fn recorder_args(c: &RecorderCfg) -> Vec<String> {
+    let mut a = vec!["--listen".into(), c.listen().to_string()];
+    let mut flag = |name: &str, value: String| {
+        a.push(format!("--{name}"));
+        a.push(value);
+    };
+    if let Some(d) = &c.dir {
+        flag("dir", d.display().to_string());
+    }
+    let stream = |s: &String| match framebus::contract::encoder::stream(s) {
+        Some((bus, profile)) => format!("{bus}/{profile}"),
+        None => s.clone(),
+    };
+    for s in &c.buffer {
+        flag("buffer", stream(s.get_ref()));
+    }
+    for s in &c.continuous {
+        flag("continuous", stream(s.get_ref()));
+    }
+    flag("preroll-max", c.preroll_max().arg());
+    flag("fragment", c.fragment.arg());
+    flag("segment", c.segment.arg());
+    flag("max-duration", c.max_duration.arg());
+    if let Some(t) = c.retain_age {
+        flag("retain-age", t.arg());
+    }
+    if let Some(b) = c.retain_bytes {
+        flag("retain-bytes", b.0.to_string());
+    }
+    flag("max-recordings", c.max_recordings.0.to_string());
+    // Credentials go through the environment (`recorder_env`).
+    a.extend(c.args.iter().cloned());
+    a
+}
+
+/// Environment of `framebus-recorder` for this config (the credentials).
+pub fn recorder_env(c: &RecorderCfg) -> Vec<(&'static str, String)> {
+    c.auth
+        .iter()
+        .map(|auth| (framebus::contract::env::RECORDER_AUTH, auth.0.clone()))
+        .collect()
 }
 
 /// The command line of `framebus-encoder` for one (camera, encoder):
@@ -315,6 +363,53 @@ mod tests {
     }
 
     #[test]
+    fn args_for_the_recorder() {
+        let c = parse(
+            Path::new("t"),
+            &format!(
+                "{CAM}[[encoder]]\nname = \"high\"\n[[encoder]]\nname = \"low\"\n\
+                 [publishers.recorder]\nlisten = \"127.0.0.1:0\"\ndir = \"/srv/rec\"\n\
+                 buffer = [\"c0/high\", \"c0.h264.low\"]\ncontinuous = [\"c0/low\"]\n\
+                 preroll_max = 45\nfragment = \"500ms\"\nsegment = \"5m\"\nmax_duration = 7200.5\n\
+                 retain_age = \"7d\"\nretain_bytes = \"10G\"\nmax_recordings = 4\n\
+                 args = [\"--cors-origin\", \"https://ui.example\"]\n"
+            ),
+        )
+        .unwrap();
+        assert_eq!(
+            recorder_args(c.recorder().unwrap()),
+            [
+                "--listen",
+                "127.0.0.1:0",
+                "--dir",
+                "/srv/rec",
+                "--buffer",
+                "c0/high",
+                "--buffer",
+                "c0/low",
+                "--continuous",
+                "c0/low",
+                "--preroll-max",
+                "45s",
+                "--fragment",
+                "0.5s",
+                "--segment",
+                "300s",
+                "--max-duration",
+                "7200.5s",
+                "--retain-age",
+                "604800s",
+                "--retain-bytes",
+                "10737418240",
+                "--max-recordings",
+                "4",
+                "--cors-origin",
+                "https://ui.example",
+            ]
+        );
+    }
+
+    #[test]
     fn credentials_go_through_the_environment() {
         let c = parse(
             Path::new("t"),
@@ -331,5 +426,23 @@ mod tests {
             mjpeg_env(m),
             vec![("FRAMEBUS_MJPEG_AUTH", "ann:s3cret".to_string())]
         );
+        let c = parse(
+            Path::new("t"),
+            &format!(
+                "{CAM}[publishers.recorder]\nlisten = \"127.0.0.1:0\"\nauth = \"ann:s3cret\"\n"
+            ),
+        )
+        .unwrap();
+        let r = c.recorder().unwrap();
+        let args = recorder_args(r);
+        assert!(
+            !args.iter().any(|a| a.contains("s3cret")),
+            "password on the command line: {args:?}"
+        );
+        assert_eq!(
+            recorder_env(r),
+            vec![("FRAMEBUS_RECORDER_AUTH", "ann:s3cret".to_string())]
+        );
+        assert!(framebus::contract::env::CREDENTIALS.contains(&"FRAMEBUS_RECORDER_AUTH"));
     }
 }

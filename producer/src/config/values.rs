@@ -292,3 +292,124 @@ impl<'de> Deserialize<'de> for Secs {
         d.deserialize_any(V)
     }
 }
+
+/// A positive duration: a number of seconds (`30`, `1.5`) or a string
+/// with a unit, `"500ms"`, `"30s"`, `"2m"`, `"1h"`, `"7d"` (the syntax of
+/// `framebus-recorder`'s duration flags). Unlike [`Secs`] it may be long
+/// (a retention age of weeks) and is never zero.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DurationCfg(pub Duration);
+
+impl DurationCfg {
+    /// As a command-line value: seconds with the `s` unit (`30s`,
+    /// `0.5s`), which `framebus-recorder` reads back exactly.
+    pub fn arg(self) -> String {
+        format!("{}s", self.0.as_secs_f64())
+    }
+}
+
+/// `secs` as a positive duration, or why not.
+fn positive_duration(secs: f64, shown: &str) -> Result<DurationCfg, String> {
+    match Duration::try_from_secs_f64(secs) {
+        Ok(d) if !d.is_zero() => Ok(DurationCfg(d)),
+        _ => Err(format!("duration {shown} must be positive")),
+    }
+}
+
+impl<'de> Deserialize<'de> for DurationCfg {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<DurationCfg, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = DurationCfg;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration like 30, \"30s\", \"500ms\", \"2m\", \"1h\" or \"7d\"")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<DurationCfg, E> {
+                positive_duration(v as f64, &v.to_string()).map_err(E::custom)
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<DurationCfg, E> {
+                positive_duration(v, &v.to_string()).map_err(E::custom)
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<DurationCfg, E> {
+                let (num, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+                    Some(i) => s.split_at(i),
+                    None => (s, "s"),
+                };
+                let scale = match unit {
+                    "ms" => 1e-3,
+                    "s" => 1.0,
+                    "m" => 60.0,
+                    "h" => 3600.0,
+                    "d" => 86400.0,
+                    _ => f64::NAN,
+                };
+                match num.parse::<f64>() {
+                    Ok(n) if scale.is_finite() => {
+                        positive_duration(n * scale, &format!("{s:?}")).map_err(E::custom)
+                    }
+                    _ => Err(E::custom(format!(
+                        "bad duration {s:?} (e.g. 30, \"30s\", \"500ms\", \"2m\", \"1h\", \"7d\")"
+                    ))),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A positive number of bytes: an integer or a string with a binary
+/// unit, `"64k"` (KiB), `"500M"` (MiB), `"10G"` (GiB), `"1T"` (TiB);
+/// decimals are allowed with a unit (`"1.5G"`). Passed on as bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<ByteSize, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = ByteSize;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a size like \"10G\", \"500M\", \"64k\" or a number of bytes")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<ByteSize, E> {
+                u64::try_from(v)
+                    .ok()
+                    .filter(|&b| b > 0)
+                    .map(ByteSize)
+                    .ok_or_else(|| E::custom(format!("size {v} must be positive")))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<ByteSize, E> {
+                let bad = || {
+                    E::custom(format!(
+                        "bad size {s:?} (e.g. \"10G\", \"500M\", \"64k\" or bytes)"
+                    ))
+                };
+                let shift = match s.as_bytes().last() {
+                    Some(b'k' | b'K') => 10,
+                    Some(b'm' | b'M') => 20,
+                    Some(b'g' | b'G') => 30,
+                    Some(b't' | b'T') => 40,
+                    _ => {
+                        return s
+                            .parse::<u64>()
+                            .ok()
+                            .filter(|&b| b > 0)
+                            .map(ByteSize)
+                            .ok_or_else(bad)
+                    }
+                };
+                let num = &s[..s.len() - 1];
+                if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+                    return Err(bad());
+                }
+                let bytes = num.parse::<f64>().map_err(|_| bad())? * (1u64 << shift) as f64;
+                // `as` saturates; anything near u64::MAX is no real limit.
+                Some(bytes.round())
+                    .filter(|&b| b >= 1.0 && b < u64::MAX as f64)
+                    .map(|b| ByteSize(b as u64))
+                    .ok_or_else(bad)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}

@@ -320,3 +320,61 @@ pub fn spawn(
         tracing::error!(error = %e, "cannot spawn encoder thread");
     }
 }
+
+/// Why [`snapshot_jpeg`] has no picture.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// The bus cannot be attached.
+    #[error("cannot attach bus {bus:?}: {source}")]
+    Attach {
+        /// The bus.
+        bus: String,
+        /// Why.
+        source: framebus::AttachError,
+    },
+    /// No frame arrived.
+    #[error("bus {bus:?} had no frame: {source}")]
+    Read {
+        /// The bus.
+        bus: String,
+        /// Why.
+        source: framebus::ReadError,
+    },
+    /// It could not be encoded.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+}
+
+/// One JPEG of the newest frame of raw bus `bus` at its own size (the
+/// recorder's snapshot beside a recording): attaches, takes the newest
+/// frame (waiting up to a second for one), encodes it, detaches.
+pub fn snapshot_jpeg(
+    bus: &str,
+    shm_dir: Option<&std::path::Path>,
+    quality: u8,
+) -> Result<Bytes, SnapshotError> {
+    let opts = framebus::ReaderOptions {
+        wait: None,
+        shm_dir: shm_dir.map(std::path::Path::to_path_buf),
+    };
+    let mut reader =
+        framebus::Reader::attach(bus, opts).map_err(|source| SnapshotError::Attach {
+            bus: bus.to_string(),
+            source,
+        })?;
+    let read = |source| SnapshotError::Read {
+        bus: bus.to_string(),
+        source,
+    };
+    let frame = match reader.latest().map_err(read)? {
+        Some(f) => f,
+        None => reader.next(Some(Duration::from_secs(1))).map_err(read)?,
+    };
+    let mut enc = FrameEncoder::new(Profile {
+        name: "snapshot".into(),
+        size: None,
+        fps: None,
+        quality,
+    })?;
+    Ok(enc.encode(&frame)?.0)
+}

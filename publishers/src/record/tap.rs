@@ -1,0 +1,470 @@
+//! One encoded bus as the recorder reads it: the pre-roll in memory and
+//! the recordings being written.
+//!
+//! A tap is a task on the bus's [`Feed`] (one reader thread per bus; being
+//! a reader wakes the encoder). Each access unit goes into the pre-roll
+//! buffer and to every active job.
+//!
+//! **Pre-roll**: the buffer holds whole GOPs, from the last keyframe at or
+//! before `newest − preroll_max` to the newest frame. A buffered stream
+//! (`--buffer`) keeps its tap, and so its encoder, running; any other tap
+//! runs while it has recordings and keeps the same window meanwhile. A
+//! recording asked for at `t` with pre-roll `p` starts at the last keyframe
+//! captured at or before `t − p`; when the buffer does not reach back that
+//! far, at its oldest keyframe; when it is empty (the encoder was idle),
+//! at the next keyframe, asked for at once.
+//!
+//! **Jobs** cut fragments of whole frames of about `--fragment`; a frame's
+//! duration is the next frame's pts minus its own (90 kHz), so a fragment
+//! is closed when the frame after it arrives. A clip ends at the first
+//! frame captured at or after its stop time (`requested + duration`, or a
+//! `DELETE`); a continuous segment ends at the first keyframe after
+//! `--segment`, where the next one begins. New parameter sets (an encoder
+//! restarted with other settings) end a clip and start a new segment.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::recording::Entry;
+use super::writer::{Piece, WriteCounters, Writer};
+use crate::feed::{Au, Feed, FeedSlot, CLOCK_RATE};
+use crate::fmp4::{self, Sample, VideoTrack};
+
+/// How often a tap with nothing to read looks at its jobs' stop times.
+const TICK: Duration = Duration::from_millis(200);
+
+/// A recording to write, handed to a tap.
+#[derive(Debug)]
+pub struct JobSpec {
+    /// Its entry (record, stop time, failure flag).
+    pub entry: Arc<Entry>,
+    /// Start at the last keyframe captured at or before this (monotonic
+    /// ns).
+    pub from_mono: u64,
+    /// The request's instant (monotonic ns), for the pre-roll figure.
+    pub requested_mono: u64,
+    /// A segment of a continuous recording: cut after this.
+    pub segment: Option<Duration>,
+}
+
+/// Counters of a tap, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct TapCounters {
+    /// Bytes in the pre-roll buffer.
+    pub preroll_bytes: AtomicU64,
+    /// Media in the pre-roll buffer (ns).
+    pub preroll_ns: AtomicU64,
+    /// Access units lost to a lag (the tap fell behind the feed).
+    pub lost: AtomicU64,
+}
+
+/// What a segment job asks of its tap when it ends.
+enum Next {
+    Stay,
+    End(Option<String>),
+    /// End here and begin the next segment with this access unit.
+    Split,
+}
+
+struct Job {
+    spec: JobSpec,
+    writer: Writer,
+    track: Option<VideoTrack>,
+    pending: Vec<Arc<Au>>,
+    seq: u32,
+    decode_time: u64,
+    segment_start_mono: u64,
+}
+
+impl Job {
+    fn new(spec: JobSpec, counters: &Arc<WriteCounters>) -> Job {
+        let writer = Writer::start(Arc::clone(&spec.entry), Arc::clone(counters));
+        Job {
+            spec,
+            writer,
+            track: None,
+            pending: Vec::new(),
+            seq: 0,
+            decode_time: 0,
+            segment_start_mono: 0,
+        }
+    }
+
+    /// Writes the pending frames but the last `keep`, the last one's
+    /// duration from `next_pts90` (None: a nominal frame).
+    fn flush(&mut self, next_pts90: Option<u64>, nominal: u32) -> bool {
+        if self.pending.is_empty() {
+            return true;
+        }
+        let n = self.pending.len();
+        let mut samples = Vec::with_capacity(n);
+        let mut total: u64 = 0;
+        for i in 0..n {
+            let au = &self.pending[i];
+            let next = self.pending.get(i + 1).map(|a| a.pts90).or(next_pts90);
+            let d = next
+                .map(|np| np.saturating_sub(au.pts90))
+                .filter(|&d| d > 0 && d <= 5 * CLOCK_RATE)
+                .map_or(nominal, |d| d as u32);
+            total += u64::from(d);
+            samples.push(Sample {
+                data: &au.data,
+                duration: d,
+                key: au.key,
+            });
+        }
+        self.seq += 1;
+        let bytes = match fmp4::fragment(self.seq, self.decode_time, &samples) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "a fragment could not be made; its frames are skipped");
+                self.pending.clear();
+                return true;
+            }
+        };
+        self.decode_time += total;
+        self.pending.clear();
+        self.writer.send(Piece::Fragment {
+            bytes,
+            frames: n as u64,
+            seconds: total as f64 / CLOCK_RATE as f64,
+        })
+    }
+
+    /// Takes one access unit. `fragment_ns`: fragment length.
+    fn push(&mut self, au: &Arc<Au>, info: (u32, u32), fragment_ns: u64, nominal: u32) -> Next {
+        if self.track.is_none() {
+            if !au.key {
+                return Next::Stay;
+            }
+            let Some(track) =
+                VideoTrack::from_access_unit(&au.data, info.0, info.1, CLOCK_RATE as u32)
+            else {
+                return Next::Stay;
+            };
+            let init = match fmp4::init_segment(&track) {
+                Ok(b) => b,
+                Err(e) => {
+                    return Next::End(Some(format!(
+                        "the stream's parameters cannot go into MP4: {e}"
+                    )))
+                }
+            };
+            let preroll_s = (self.spec.requested_mono as f64 - au.mono_ns as f64) / 1e9;
+            let ok = self.writer.send(Piece::Init {
+                bytes: init,
+                width: track.width,
+                height: track.height,
+                codec: track.codec_string(),
+                first_realtime_ns: au.realtime_ns,
+                preroll_s,
+            });
+            self.track = Some(track);
+            self.segment_start_mono = au.mono_ns;
+            self.pending.push(Arc::clone(au));
+            return if ok {
+                Next::Stay
+            } else {
+                Next::End(Some("the disk cannot keep up".into()))
+            };
+        }
+        if let Some(stop) = self.spec.entry.stop_at() {
+            if au.mono_ns >= stop {
+                self.flush(Some(au.pts90), nominal);
+                return Next::End(None);
+            }
+        }
+        if au.key {
+            let same = VideoTrack::from_access_unit(&au.data, info.0, info.1, CLOCK_RATE as u32)
+                .is_none_or(|t| Some(&t) == self.track.as_ref());
+            if !same {
+                self.flush(None, nominal);
+                return match self.spec.segment {
+                    Some(_) => Next::Split,
+                    None => Next::End(Some(
+                        "the stream's parameters changed (encoder restarted with other settings)"
+                            .into(),
+                    )),
+                };
+            }
+            if let Some(len) = self.spec.segment {
+                if au.mono_ns.saturating_sub(self.segment_start_mono) >= len.as_nanos() as u64 {
+                    self.flush(Some(au.pts90), nominal);
+                    return Next::Split;
+                }
+            }
+        }
+        let first = self.pending.first().map_or(au.mono_ns, |a| a.mono_ns);
+        if au.mono_ns.saturating_sub(first) >= fragment_ns && !self.flush(Some(au.pts90), nominal) {
+            return Next::End(Some(
+                "the disk cannot keep up: more than 64 MiB queued".into(),
+            ));
+        }
+        self.pending.push(Arc::clone(au));
+        Next::Stay
+    }
+
+    /// Ends the job: the rest written, then the finish.
+    fn end(mut self, note: Option<String>, nominal: u32) {
+        self.flush(None, nominal);
+        self.writer.send(Piece::Finish(note));
+    }
+}
+
+/// Makes the next segment of a continuous recording (the recorder's
+/// store); None when it cannot (the error is logged and counted there).
+pub type SegmentMaker = dyn Fn(&Au) -> Option<JobSpec> + Send + Sync;
+
+/// One encoded bus being recorded or buffered.
+pub struct Tap {
+    feed: Arc<Feed>,
+    preroll_max: Duration,
+    fragment: Duration,
+    buffered: bool,
+    continuous: Option<(Duration, Arc<SegmentMaker>)>,
+    inbox: Mutex<Vec<JobSpec>>,
+    wake: tokio::sync::Notify,
+    /// Counters for `/metrics`.
+    pub counters: TapCounters,
+    write_counters: Arc<WriteCounters>,
+    jobs: AtomicU64,
+    running: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Debug for Tap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tap")
+            .field("bus", &self.feed.bus())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tap {
+    /// A tap on `feed` (not started).
+    pub fn new(
+        feed: Arc<Feed>,
+        preroll_max: Duration,
+        fragment: Duration,
+        buffered: bool,
+        continuous: Option<(Duration, Arc<SegmentMaker>)>,
+        write_counters: Arc<WriteCounters>,
+    ) -> Arc<Tap> {
+        Arc::new(Tap {
+            feed,
+            preroll_max,
+            fragment,
+            buffered,
+            continuous,
+            inbox: Mutex::new(Vec::new()),
+            wake: tokio::sync::Notify::new(),
+            counters: TapCounters::default(),
+            write_counters,
+            jobs: AtomicU64::new(0),
+            running: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// The encoded bus.
+    pub fn bus(&self) -> &str {
+        self.feed.bus()
+    }
+
+    /// Recordings being written.
+    pub fn active_jobs(&self) -> u64 {
+        self.jobs.load(Ordering::Relaxed)
+    }
+
+    /// Whether the tap keeps its stream buffered.
+    pub fn is_buffered(&self) -> bool {
+        self.buffered || self.continuous.is_some()
+    }
+
+    /// Adds a recording; starts the tap's task if it is not running.
+    pub fn add(self: &Arc<Tap>, job: JobSpec) {
+        self.inbox.lock().push(job);
+        self.wake.notify_one();
+        self.ensure_running();
+    }
+
+    /// Starts the task unless it runs.
+    pub fn ensure_running(self: &Arc<Tap>) {
+        if !self.running.swap(true, Ordering::AcqRel) {
+            let me = Arc::clone(self);
+            tokio::spawn(async move { me.run().await });
+        }
+    }
+
+    async fn run(self: Arc<Tap>) {
+        let slot: FeedSlot = self.feed.join_uncounted();
+        let mut rx = self.feed.subscribe();
+        let mut buf: VecDeque<Arc<Au>> = VecDeque::new();
+        let mut bytes: u64 = 0;
+        let mut jobs: Vec<Job> = Vec::new();
+        let fragment_ns = self.fragment.as_nanos() as u64;
+        let max_ns = self.preroll_max.as_nanos() as u64;
+        let mut next_segment_try = 0u64;
+        loop {
+            let info = self.feed.current_info();
+            let size = info.as_ref().map_or((0, 0), |i| (i.width, i.height));
+            let nominal = info
+                .as_ref()
+                .filter(|i| i.fps > 0.0)
+                .map_or(3000, |i| (CLOCK_RATE as f64 / i.fps).round() as u32);
+            // New jobs: replay the buffer from their start.
+            let new: Vec<JobSpec> = std::mem::take(&mut *self.inbox.lock());
+            for spec in new {
+                let start = buf
+                    .iter()
+                    .rposition(|a| a.key && a.mono_ns <= spec.from_mono)
+                    .or_else(|| buf.iter().position(|a| a.key));
+                let mut job = Job::new(spec, &self.write_counters);
+                let mut ended = None;
+                match start {
+                    Some(i) => {
+                        for au in buf.iter().skip(i) {
+                            match job.push(au, size, fragment_ns, nominal) {
+                                Next::Stay => {}
+                                Next::End(note) => ended = Some(note),
+                                Next::Split => ended = Some(None),
+                            }
+                            if ended.is_some() {
+                                break;
+                            }
+                        }
+                    }
+                    None => self.feed.request_keyframe(),
+                }
+                match ended {
+                    Some(note) => job.end(note, nominal),
+                    None => jobs.push(job),
+                }
+            }
+            self.jobs.store(jobs.len() as u64, Ordering::Relaxed);
+            if jobs.is_empty() && !self.is_buffered() {
+                // Nothing to do: stop (a job added meanwhile restarts us).
+                self.running.store(false, Ordering::Release);
+                if self.inbox.lock().is_empty() || self.running.swap(true, Ordering::AcqRel) {
+                    break;
+                }
+                continue;
+            }
+            let got = tokio::select! {
+                r = rx.recv() => Some(r),
+                _ = tokio::time::sleep(TICK) => None,
+                _ = self.wake.notified() => continue,
+            };
+            let now = framebus::monotonic_ns();
+            let au = match got {
+                Some(Ok(au)) => au,
+                Some(Err(RecvError::Lagged(n))) => {
+                    // Behind the feed: a hole. Every job restarts at the
+                    // next keyframe (pending frames are written first).
+                    self.counters.lost.fetch_add(n, Ordering::Relaxed);
+                    tracing::warn!(bus = %self.bus(), lost = n, "the recorder fell behind; skipping to a keyframe");
+                    buf.clear();
+                    bytes = 0;
+                    for j in &mut jobs {
+                        j.flush(None, nominal);
+                    }
+                    self.feed.request_keyframe();
+                    continue;
+                }
+                Some(Err(RecvError::Closed)) => break,
+                None => {
+                    // No frame: stop jobs whose stop time has passed.
+                    let mut i = 0;
+                    while i < jobs.len() {
+                        if jobs[i]
+                            .spec
+                            .entry
+                            .stop_at()
+                            .is_some_and(|s| now >= s + 500_000_000)
+                            || jobs[i].spec.entry.has_failed()
+                        {
+                            let j = jobs.swap_remove(i);
+                            let note = j
+                                .track
+                                .is_none()
+                                .then(|| "no frame arrived before the stop".to_string());
+                            j.end(note, nominal);
+                        } else {
+                            i += 1;
+                        }
+                    }
+                    continue;
+                }
+            };
+            // The pre-roll window: whole GOPs back to newest − max.
+            bytes += au.data.len() as u64;
+            buf.push_back(Arc::clone(&au));
+            let horizon = au.mono_ns.saturating_sub(max_ns);
+            while let Some(k) = buf.iter().skip(1).position(|a| a.key).map(|k| k + 1) {
+                if buf[k].mono_ns > horizon {
+                    break;
+                }
+                for a in buf.drain(..k) {
+                    bytes -= a.data.len() as u64;
+                }
+            }
+            if buf.len() > 1 && !buf[0].key && au.key {
+                // No keyframe at the front (a start or a lag): drop to it.
+                while buf.len() > 1 && !buf[0].key {
+                    bytes -= buf.pop_front().map_or(0, |a| a.data.len() as u64);
+                }
+            }
+            self.counters.preroll_bytes.store(bytes, Ordering::Relaxed);
+            self.counters.preroll_ns.store(
+                buf.back().map_or(0, |b| b.mono_ns) - buf.front().map_or(0, |f| f.mono_ns),
+                Ordering::Relaxed,
+            );
+            // Every job takes it.
+            let mut i = 0;
+            while i < jobs.len() {
+                let next = if jobs[i].spec.entry.has_failed() {
+                    Next::End(None)
+                } else {
+                    jobs[i].push(&au, size, fragment_ns, nominal)
+                };
+                match next {
+                    Next::Stay => i += 1,
+                    Next::End(note) => {
+                        jobs.swap_remove(i).end(note, nominal);
+                    }
+                    Next::Split => {
+                        // The next segment starts below with this keyframe.
+                        jobs.swap_remove(i).end(None, nominal);
+                    }
+                }
+            }
+            // A continuous recording always has a segment.
+            if let Some((len, make)) = &self.continuous {
+                let has = jobs.iter().any(|j| j.spec.segment.is_some());
+                if !has && au.key && now >= next_segment_try {
+                    match make(&au) {
+                        Some(mut spec) => {
+                            spec.segment = Some(*len);
+                            let mut j = Job::new(spec, &self.write_counters);
+                            j.push(&au, size, fragment_ns, nominal);
+                            jobs.push(j);
+                        }
+                        // Retried at a keyframe 5 s later (disk full...).
+                        None => next_segment_try = now + 5_000_000_000,
+                    }
+                }
+            }
+            self.jobs.store(jobs.len() as u64, Ordering::Relaxed);
+        }
+        for j in jobs {
+            j.end(Some("stopped with the recorder".into()), 3000);
+        }
+        self.counters.preroll_bytes.store(0, Ordering::Relaxed);
+        self.counters.preroll_ns.store(0, Ordering::Relaxed);
+        self.running.store(false, Ordering::Release);
+        drop(slot);
+    }
+}
