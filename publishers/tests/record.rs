@@ -517,11 +517,14 @@ fn api_errors() {
     let a_id = str_of(&a, "id").to_string();
     assert!(a["requested_duration_s"].is_null(), "{a:#}");
     rec.wait_state(&a_id, "recording", WAIT);
-    refused(
-        &post(json!({"stream": stream, "duration": 1})),
+    let r = post(json!({"stream": stream, "duration": 1}));
+    assert_eq!(
+        r.status,
         503,
-        "--max-recordings 1 reached",
+        "--max-recordings 1 with A active: {r:?}\nA: {:#}",
+        rec.recording(&a_id)
     );
+    refused(&r, 503, "--max-recordings 1 reached");
     std::thread::sleep(Duration::from_millis(1500));
     let stop = rec.delete(&format!("/api/v1/recordings/{a_id}"));
     assert_eq!(stop.status, 200, "DELETE stops: {stop:?}");

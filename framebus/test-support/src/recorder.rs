@@ -243,7 +243,27 @@ impl Recorder {
 
     /// `/healthz` answers `200`.
     pub fn healthy(&self) -> bool {
-        try_curl("GET", &self.url("/healthz"), None, None, &[]).is_some_and(|r| r.status == 200)
+        self.health().is_some_and(|r| r.status == 200)
+    }
+
+    /// `GET /healthz` (`None`: no answer at all).
+    pub fn health(&self) -> Option<Resp> {
+        try_curl("GET", &self.url("/healthz"), None, None, &[])
+    }
+
+    /// Asserts that the recorder still serves while its directory fails
+    /// it: `/healthz` answers, and unless it says `200` it is a `503`
+    /// that names the problem (`words`, one of them).
+    pub fn assert_serving_despite(&self, words: &[&str]) {
+        let r = self
+            .health()
+            .unwrap_or_else(|| panic!("/healthz does not answer: the recorder stopped serving"));
+        let text = r.text();
+        assert!(
+            r.status == 200 || (r.status == 503 && words.iter().any(|w| text.contains(w))),
+            "/healthz: neither healthy nor a 503 naming {words:?}: {r:?}"
+        );
+        eprintln!("/healthz: {} {}", r.status, text.trim());
     }
 
     /// Stops the recorder with SIGTERM; its exit status (watchdog 15 s).
