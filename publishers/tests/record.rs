@@ -293,12 +293,24 @@ fn kill9_keeps_fragments() {
     let id = str_of(&r, "id").to_string();
     rec.wait_state(&id, "recording", WAIT);
     std::thread::sleep(Duration::from_secs(3));
+    // Kill mid-fragment: half a fragment after one landed on disk. (At
+    // the instant a fragment is handed to the disk the one before may
+    // still be on its way: the bound is about the fragment being
+    // collected, and this keeps the test off that edge.)
+    let path = file_of(dir.path(), src.bus(), &id, "mp4");
+    let size = || std::fs::metadata(&path).map_or(0, |m| m.len());
+    let before = size();
+    assert!(
+        eventually(Duration::from_secs(10), || size() != before),
+        "no fragment reached {} within 10 s (--fragment 1s)",
+        path.display()
+    );
+    std::thread::sleep(Duration::from_millis(500));
     // What the bus had carried when the recorder died.
     let carried = src.log.units();
     rec.kill9();
     let last_carried = *carried.last().expect("the bus carried frames");
 
-    let path = file_of(dir.path(), src.bus(), &id, "mp4");
     let layout = mp4_boxes(&path);
     assert!(
         layout.is_fragmented(),
