@@ -42,9 +42,9 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::{broadcast, watch};
 
-use crate::fmp4::{self, Sample, VideoTrack};
 use super::playlist::{self, MediaPlaylist};
 use crate::feed::{Au, Feed, FeedError, FeedInfo, FeedSlot, CLOCK_RATE};
+use crate::fmp4::{self, Sample, VideoTrack};
 
 /// Complete segments kept beyond the playlist window, besides as many as
 /// the window holds: RFC 8216bis 6.2.2 keeps a removed segment available
