@@ -109,7 +109,13 @@ fn main() -> ExitCode {
             Err(e) => Err(e),
         },
         Cmd::Rm { name, force } => framebus::remove(&name, dir, force),
-        Cmd::Encoders => return run_sibling("framebus-encoder", &["--list".into()], "probes the H.264 encoders"),
+        Cmd::Encoders => {
+            return run_sibling(
+                "framebus-encoder",
+                &["--list".into()],
+                "probes the H.264 encoders",
+            )
+        }
         Cmd::Record { args } => {
             let mut a = vec!["record".to_string()];
             a.extend(args);
