@@ -102,6 +102,11 @@ pub struct Args {
     /// this (`10G`, `500M`, bytes).
     #[arg(long, value_parser = parse_bytes)]
     pub retain_bytes: Option<u64>,
+    /// Refuse to start a recording (507) while the file system of the
+    /// directory has less free space than this (`64M`, `0` to never
+    /// refuse); a recording that fills the disk still fails cleanly.
+    #[arg(long, value_parser = parse_bytes, default_value = "64M")]
+    pub min_free: u64,
     /// Recordings at once (on-demand ones; continuous ones are not
     /// counted).
     #[arg(long, default_value_t = 16)]
