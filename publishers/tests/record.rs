@@ -29,9 +29,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use framebus_test_support::recorder::{
-    assert_plays, copy_whole_boxes, curl, decode_errors, f64_of, ffprobe_video, frame_timecodes,
-    locate_in_log, mp4_boxes, only_truncation_errors, rfc3339, rfc3339_ns, str_of, u64_of,
-    AccessUnit, Recorder, Resp, Source,
+    assert_plays, assert_recording_shape, copy_whole_boxes, curl, decode_errors, f64_of,
+    ffprobe_video, frame_timecodes, locate_in_log, mp4_boxes, only_truncation_errors, rfc3339,
+    rfc3339_ns, str_of, u64_of, AccessUnit, Recorder, Resp, Source,
 };
 use framebus_test_support::{bins, eventually, run_to_end, unique_name, FeedOptions, TempDir};
 use serde_json::{json, Value};
@@ -151,10 +151,6 @@ fn clip_with_preroll() {
     // On disk: {dir}/{bus}/{id}.mp4 and its metadata.
     let on_disk = file_of(dir.path(), src.bus(), &id, "mp4");
     assert!(on_disk.is_file(), "{} missing", on_disk.display());
-    assert!(
-        Path::new(str_of(&done, "path")).ends_with(format!("{}/{id}.mp4", src.bus())),
-        "{done:#}"
-    );
     let meta_path = file_of(dir.path(), src.bus(), &id, "json");
     let meta: Value = serde_json::from_slice(
         &std::fs::read(&meta_path).unwrap_or_else(|e| panic!("{}: {e}", meta_path.display())),
@@ -558,6 +554,15 @@ fn api_errors() {
     let c_id = str_of(&c, "id").to_string();
     assert_eq!(f64_of(&c, "requested_duration_s"), 1.0, "{c:#}");
     let c = rec.wait_state(&c_id, "done", WAIT);
+    // Every key of the spec, and the file where `path` says.
+    assert_recording_shape(&c);
+    assert_recording_shape(&stopped);
+    let c_file = file_of(dir.path(), src.bus(), &c_id, "mp4");
+    assert!(c_file.is_file(), "{} missing", c_file.display());
+    assert!(
+        Path::new(str_of(&c, "path")).ends_with(format!("{}/{c_id}.mp4", src.bus())),
+        "{c:#}"
+    );
 
     // Snapshots: A has one, C none.
     let out = TempDir::new("rec-api-out");
