@@ -1,6 +1,6 @@
 //! `framebus-recorder` when its directory fails it (docs/recording.md):
 //! a disk that fills up, a file system remounted read-only, a directory
-//! that cannot be created. The recorder runs in a private mount namespace
+//! removed under it that cannot be made again. The recorder runs in a private mount namespace
 //! of its own (`unshare --mount`, root) with a 2 MiB tmpfs as its
 //! directory, so the disk that fills is that tmpfs and nothing else on
 //! the machine sees it; the test reaches the files through the API, and
@@ -193,22 +193,25 @@ fn disk_full_and_unwritable_dir() {
         "the tmpfs leaked out of the recorder's mount namespace"
     );
 
-    // A directory that cannot be created: its parent is a file. The
-    // recorder starts and serves; recordings are refused.
-    let file = tmp.path().join("a-file");
-    std::fs::write(&file, b"not a directory").expect("write a file");
-    let bad = file.join("recordings");
-    let bad_s = bad.display().to_string();
-    let rec2 = Recorder::start(&bad, &[]);
+    // A directory removed under a running recorder and replaced by a
+    // file, so that it cannot be made again: refused, saying why.
+    let dir2 = tmp.path().join("recordings2");
+    let dir2_s = dir2.display().to_string();
+    let rec2 = Recorder::start(&dir2, &["--min-free", "0"]);
+    let _ = std::fs::remove_dir_all(&dir2);
+    std::fs::write(&dir2, b"not a directory").expect("write a file");
     let r = rec2.post_recording(&json!({"stream": src.stream, "duration": 1}));
-    assert_eq!(r.status, 507, "POST with an uncreatable directory: {r:?}");
+    assert_eq!(
+        r.status, 507,
+        "POST with a directory that cannot be made: {r:?}"
+    );
     let e = r.error();
-    eprintln!("uncreatable directory: 507 {e:?}");
+    eprintln!("directory replaced by a file: 507 {e:?}");
     assert!(
-        e.contains(&bad_s) && e.contains("Not a directory"),
+        e.contains(&dir2_s) && (e.contains("Not a directory") || e.contains("File exists")),
         "the error names the path and the OS error: {e}"
     );
-    rec2.assert_serving_despite(&["Not a directory"]);
+    rec2.assert_serving_despite(&["Not a directory", "File exists"]);
     assert!(rec2.list("").is_empty());
     assert_eq!(rec.stop().code(), Some(0), "the recorder stops cleanly");
 }

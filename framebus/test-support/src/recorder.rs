@@ -335,7 +335,8 @@ pub struct Resp {
     pub status: u16,
     /// The header lines of the last response (after its status line).
     pub head: String,
-    /// The body (empty when it went to a file).
+    /// The body (empty when it went to a file, unless the status is an
+    /// error).
     pub body: Vec<u8>,
 }
 
@@ -444,10 +445,12 @@ pub fn try_curl(
         .last()
         .unwrap_or("");
     let head = last.split_once("\r\n").map_or("", |(_, h)| h).to_string();
-    let body = if out.is_some() {
-        Vec::new()
-    } else {
-        std::fs::read(&bf).unwrap_or_default()
+    // Into a file: the body stays there, unless it is an error (then it
+    // is the message, for the test's report).
+    let body = match out {
+        Some(f) if status >= 400 => std::fs::read(f).unwrap_or_default(),
+        Some(_) => Vec::new(),
+        None => std::fs::read(&bf).unwrap_or_default(),
     };
     Some(Resp { status, head, body })
 }
