@@ -655,9 +655,7 @@ fn span(
         };
         let n = scan.samples.len();
         let from = if parts.is_empty() {
-            let mut k = (0..n)
-                .filter(|&k| scan.samples[k].key && at(k) <= start)
-                .next_back();
+            let mut k = (0..n).rfind(|&k| scan.samples[k].key && at(k) <= start);
             if k.is_none() {
                 k = (0..n).find(|&k| scan.samples[k].key && at(k) < end);
             }
