@@ -588,7 +588,10 @@ fn api_errors() {
     );
     assert_eq!(str_of(&again.json(), "state"), "done");
 
-    // C: 1 s (a number of seconds), no snapshot.
+    // C: 1 s (a number of seconds), no snapshot; asked for more than a
+    // GOP after A ended, so that even its first frame (the keyframe at or
+    // before the request) comes after A's end.
+    std::thread::sleep(Duration::from_millis(1500));
     let c = rec.create(&json!({"stream": stream, "duration": 1}));
     let c_id = str_of(&c, "id").to_string();
     assert_eq!(f64_of(&c, "requested_duration_s"), 1.0, "{c:#}");
@@ -635,12 +638,21 @@ fn api_errors() {
     assert_eq!(ids("?kind=clip"), both);
     assert!(ids("?kind=segment").is_empty());
     assert!(ids(&format!("?stream={ghost}/main")).is_empty());
-    // Times as this test writes them (UTC, ms): C's start rounded down,
-    // A's end rounded up; seconds lie between A's end and C's start.
-    let c_start = rfc3339(rfc3339_ns(str_of(&c, "start")));
-    let a_end = rfc3339(rfc3339_ns(str_of(&stopped, "end")) + 1_000_000);
-    assert_eq!(ids(&format!("?start={c_start}")), [c_id.as_str()]);
-    assert_eq!(ids(&format!("?end={a_end}")), [a_id.as_str()]);
+    // Time filters, with a time between A's end and C's first frame (as
+    // this test writes times: UTC, ms): whether a filter keeps the
+    // recordings that overlap it or those that start in it, A is before
+    // it and C after.
+    let (a_end, c_start) = (
+        rfc3339_ns(str_of(&stopped, "end")),
+        rfc3339_ns(str_of(&c, "start")),
+    );
+    assert!(
+        c_start > a_end,
+        "C starts before A ended: {stopped:#} {c:#}"
+    );
+    let mid = rfc3339((a_end + c_start) / 2);
+    assert_eq!(ids(&format!("?start={mid}")), [c_id.as_str()]);
+    assert_eq!(ids(&format!("?end={mid}")), [a_id.as_str()]);
 
     // Removal: 204, gone from the API and the disk.
     let r = rec.delete(&format!("/api/v1/recordings/{a_id}?remove=1"));
