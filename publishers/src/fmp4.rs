@@ -203,6 +203,50 @@ pub enum Fmp4Error {
 /// so it is fragmented; `avc1` sample entry with `avcC` from the SPS/PPS;
 /// brands `iso6` (major), `iso6`, `cmfc` (CMAF), `mp41`.
 pub fn init_segment(track: &VideoTrack) -> Result<Vec<u8>, Fmp4Error> {
+    let ftyp = Ftyp {
+        major_brand: b"iso6".into(),
+        minor_version: 0,
+        compatible_brands: vec![b"iso6".into(), b"cmfc".into(), b"mp41".into()],
+    };
+    let mut moov = movie(
+        track,
+        0,
+        Stbl {
+            // stts, stsc, stsz empty: the samples are in fragments.
+            stco: Some(Stco::default()),
+            ..Stbl::default()
+        },
+    )?;
+    moov.mvex = Some(Mvex {
+        mehd: None,
+        trex: vec![Trex {
+            track_id: TRACK_ID,
+            default_sample_description_index: 1,
+            ..Trex::default()
+        }],
+    });
+
+    let mut out = Vec::with_capacity(1024 + track.sps.len() + track.pps.len());
+    ftyp.encode(&mut out).map_err(|source| Fmp4Error::Encode {
+        what: "init segment's ftyp",
+        source,
+    })?;
+    moov.encode(&mut out).map_err(|source| Fmp4Error::Encode {
+        what: "init segment's moov",
+        source,
+    })?;
+    Ok(out)
+}
+
+/// The `moov` of one video track (track id 1), without `mvex`: `mvhd`,
+/// `trak` with `tkhd`, `mdia` (`mdhd`, `hdlr` vide, `minf` with `vmhd`,
+/// a self-contained `dinf` and `stbl`). The movie and the media share the
+/// track's timescale; `duration` (in its ticks) goes into `mvhd`, `tkhd`
+/// and `mdhd`. `stbl` carries the sample tables; its `stsd` is replaced
+/// by the track's `avc1` + `avcC`. Shared by [`init_segment`] (empty
+/// tables, duration 0) and the recorder's progressive MP4
+/// (`record::remux`).
+pub(crate) fn movie(track: &VideoTrack, duration: u64, stbl: Stbl) -> Result<Moov, Fmp4Error> {
     let size_err = || Fmp4Error::PictureSize {
         width: track.width,
         height: track.height,
@@ -226,11 +270,6 @@ pub fn init_segment(track: &VideoTrack) -> Result<Vec<u8>, Fmp4Error> {
     }
     avcc.ext = avcc_ext(&track.sps)?;
 
-    let ftyp = Ftyp {
-        major_brand: b"iso6".into(),
-        minor_version: 0,
-        compatible_brands: vec![b"iso6".into(), b"cmfc".into(), b"mp41".into()],
-    };
     let avc1 = Avc1 {
         visual: Visual {
             data_reference_index: 1,
@@ -241,9 +280,10 @@ pub fn init_segment(track: &VideoTrack) -> Result<Vec<u8>, Fmp4Error> {
         avcc,
         ..Avc1::default()
     };
-    let moov = Moov {
+    Ok(Moov {
         mvhd: Mvhd {
             timescale: track.timescale,
+            duration,
             // Mvhd::default() has rate 0 and volume 0; 1.0 is normal play.
             rate: 1u16.into(),
             volume: 1u8.into(),
@@ -253,6 +293,7 @@ pub fn init_segment(track: &VideoTrack) -> Result<Vec<u8>, Fmp4Error> {
         trak: vec![Trak {
             tkhd: Tkhd {
                 track_id: TRACK_ID,
+                duration,
                 enabled: true,
                 in_movie: true,
                 width: FixedPoint::new(width, 0),
@@ -262,6 +303,7 @@ pub fn init_segment(track: &VideoTrack) -> Result<Vec<u8>, Fmp4Error> {
             mdia: Mdia {
                 mdhd: Mdhd {
                     timescale: track.timescale,
+                    duration,
                     language: "und".to_string(),
                     ..Mdhd::default()
                 },
@@ -281,36 +323,15 @@ pub fn init_segment(track: &VideoTrack) -> Result<Vec<u8>, Fmp4Error> {
                         stsd: Stsd {
                             codecs: vec![Codec::Avc1(avc1)],
                         },
-                        // stts, stsc, stsz empty: the samples are in fragments.
-                        stco: Some(Stco::default()),
-                        ..Stbl::default()
+                        ..stbl
                     },
                     ..Minf::default()
                 },
             },
             ..Trak::default()
         }],
-        mvex: Some(Mvex {
-            mehd: None,
-            trex: vec![Trex {
-                track_id: TRACK_ID,
-                default_sample_description_index: 1,
-                ..Trex::default()
-            }],
-        }),
         ..Moov::default()
-    };
-
-    let mut out = Vec::with_capacity(1024 + track.sps.len() + track.pps.len());
-    ftyp.encode(&mut out).map_err(|source| Fmp4Error::Encode {
-        what: "init segment's ftyp",
-        source,
-    })?;
-    moov.encode(&mut out).map_err(|source| Fmp4Error::Encode {
-        what: "init segment's moov",
-        source,
-    })?;
-    Ok(out)
+    })
 }
 
 /// One fragment (a CMAF chunk / LL-HLS part): `moof` (`mfhd` with
@@ -541,7 +562,7 @@ impl<'a> RbspBits<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::path::Path;
     use std::process::Command;
     use std::time::Duration;
@@ -553,13 +574,13 @@ mod tests {
 
     /// x264's SPS for 320x240 High 1.3 (it has an emulation prevention
     /// byte: `00 00 03 00`).
-    const HIGH_SPS: &[u8] = &[
+    pub(crate) const HIGH_SPS: &[u8] = &[
         0x67, 0x64, 0x00, 0x0d, 0xac, 0xb2, 0x02, 0x83, 0xf6, 0x02, 0x20, 0x00, 0x00, 0x03, 0x00,
         0x20, 0x00, 0x00, 0x07, 0x81, 0xe2, 0x85, 0x49,
     ];
-    const HIGH_PPS: &[u8] = &[0x68, 0xeb, 0xc3, 0xcb, 0x22, 0xc0];
+    pub(crate) const HIGH_PPS: &[u8] = &[0x68, 0xeb, 0xc3, 0xcb, 0x22, 0xc0];
 
-    fn track() -> VideoTrack {
+    pub(crate) fn track() -> VideoTrack {
         VideoTrack {
             width: 320,
             height: 240,
@@ -849,7 +870,7 @@ mod tests {
 
     /// Runs a tool to the end (a watchdog of 60 s); a missing tool
     /// panics: `make test` installs ffmpeg, so its absence is a failure.
-    fn run(tool: &str, args: &[&str]) -> std::process::Output {
+    pub(crate) fn run(tool: &str, args: &[&str]) -> std::process::Output {
         let out = framebus_test_support::run_to_end(
             Command::new(tool).args(args),
             Duration::from_secs(60),
@@ -864,7 +885,7 @@ mod tests {
     }
 
     /// `ffmpeg -f framemd5` of a file: one MD5 per decoded picture.
-    fn frame_md5s(file: &Path) -> Vec<String> {
+    pub(crate) fn frame_md5s(file: &Path) -> Vec<String> {
         let out = run(
             "ffmpeg",
             &[

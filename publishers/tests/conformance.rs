@@ -398,10 +398,14 @@ conformance! {
 
 /// Binaries in `src/bin/` that serve nobody over the network, so have no
 /// listening line or health endpoint: each has its own test file.
-const NOT_SERVERS: [&str; 1] = [
+const NOT_SERVERS: [&str; 2] = [
     // Writes an encoded bus (tests/encoder.rs: decode, keyframe requests,
     // on-demand stop, SIGTERM -> 0).
     "framebus-encoder",
+    // Serves an API, not streams: no viewer to keep through a SIGTERM or a
+    // producer's death. tests/record.rs checks its listening line, health,
+    // SIGTERM finishing a recording (exit 0), kill -9 and bad arguments.
+    "framebus-recorder",
 ];
 
 #[test]

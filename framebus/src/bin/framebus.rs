@@ -5,9 +5,9 @@
 //! 7 bus not found, 8 bus owned by a live producer. `framebus status`:
 //! 0 healthy, 10 degraded, 11 nothing running (see `status.rs`).
 //!
-//! `framebus encoders` runs `framebus-encoder --list` (found next to this
-//! program, else on `PATH`): this crate links no media library, the
-//! encoder process does.
+//! `framebus encoders` runs `framebus-encoder --list` and `framebus record`
+//! runs `framebus-recorder record` (each found next to this program, else
+//! on `PATH`): this crate links no media library, those processes do.
 
 #[path = "framebus/status.rs"]
 mod status;
@@ -62,6 +62,15 @@ enum Cmd {
     /// Which H.264 encoders open on this machine, and why the others do
     /// not (runs `framebus-encoder --list`).
     Encoders,
+    /// Record a stream through the running recorder, with pre-roll from
+    /// its memory: `framebus record cam0/high --duration 30s --preroll 5s
+    /// -o clip.mp4` (runs `framebus-recorder record`; see its `--help`).
+    #[command(disable_help_flag = true)]
+    Record {
+        /// Everything `framebus-recorder record` takes.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<String>,
+    },
     /// Remove a bus whose producer is gone.
     Rm {
         /// Bus name.
@@ -100,7 +109,18 @@ fn main() -> ExitCode {
             Err(e) => Err(e),
         },
         Cmd::Rm { name, force } => framebus::remove(&name, dir, force),
-        Cmd::Encoders => return encoders(),
+        Cmd::Encoders => {
+            return run_sibling(
+                "framebus-encoder",
+                &["--list".into()],
+                "probes the H.264 encoders",
+            )
+        }
+        Cmd::Record { args } => {
+            let mut a = vec!["record".to_string()];
+            a.extend(args);
+            return run_sibling("framebus-recorder", &a, "records streams");
+        }
         Cmd::Status { json, prometheus } => {
             let output = match (json, prometheus) {
                 (true, _) => status::Output::Json,
@@ -136,30 +156,29 @@ fn sibling_or_path(name: &str) -> Option<PathBuf> {
     here.into_iter().chain(on_path).find(|p| p.is_file())
 }
 
-/// `framebus encoders`: `framebus-encoder --list`, its output and exit
-/// status passed through.
-fn encoders() -> ExitCode {
-    const PROGRAM: &str = "framebus-encoder";
-    let Some(exe) = sibling_or_path(PROGRAM) else {
+/// Runs `program` (next to this one, else on `PATH`) with `args`, its
+/// output and exit status passed through; exit 3 when it is missing.
+fn run_sibling(program: &str, args: &[String], what: &str) -> ExitCode {
+    let Some(exe) = sibling_or_path(program) else {
         eprintln!(
-            "framebus: {PROGRAM} is not installed (looked next to {} and on PATH); \
-             it probes the H.264 encoders (`make install` installs it)",
+            "framebus: {program} is not installed (looked next to {} and on PATH); \
+             it {what} (`make install` installs it)",
             std::env::current_exe()
                 .map_or_else(|_| "this program".into(), |p| p.display().to_string())
         );
         return ExitCode::from(3);
     };
-    match std::process::Command::new(&exe).arg("--list").status() {
+    match std::process::Command::new(&exe).args(args).status() {
         Ok(st) => match st.code() {
             Some(0) => ExitCode::SUCCESS,
             Some(c) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
             None => {
-                eprintln!("framebus: {} --list was killed ({st})", exe.display());
+                eprintln!("framebus: {} was killed ({st})", exe.display());
                 ExitCode::from(1)
             }
         },
         Err(e) => {
-            eprintln!("framebus: cannot run {} --list: {e}", exe.display());
+            eprintln!("framebus: cannot run {}: {e}", exe.display());
             ExitCode::from(1)
         }
     }

@@ -102,6 +102,11 @@ pub struct Args {
     /// this (`10G`, `500M`, bytes).
     #[arg(long, value_parser = parse_bytes)]
     pub retain_bytes: Option<u64>,
+    /// Refuse to start a recording (507) while the file system of the
+    /// directory has less free space than this (`64M`, `0` to never
+    /// refuse); a recording that fills the disk still fails cleanly.
+    #[arg(long, value_parser = parse_bytes, default_value = "64M")]
+    pub min_free: u64,
     /// Recordings at once (on-demand ones; continuous ones are not
     /// counted).
     #[arg(long, default_value_t = 16)]
@@ -199,19 +204,13 @@ impl std::fmt::Display for Stream {
     }
 }
 
-/// `cam0/high` or `cam0.h264.high`.
+/// `cam0/high` or `cam0.h264.high` (`contract::encoder::stream`, the
+/// same reading the producer's config makes).
 pub fn parse_stream(s: &str) -> Result<Stream, String> {
-    let bus = match s.split_once('/') {
-        Some((cam, profile)) => {
-            if profile.is_empty() || profile.contains('/') {
-                return Err(format!(
-                    "{s:?}: give CAMERA/PROFILE (cam0/high) or a bus name"
-                ));
-            }
-            enc::bus_name(cam, profile)
-        }
-        None => s.to_string(),
-    };
+    let (cam, profile) = enc::stream(s).ok_or_else(|| {
+        format!("{s:?}: give CAMERA/PROFILE (cam0/high) or an encoded bus name (cam0.h264.high)")
+    })?;
+    let bus = enc::bus_name(cam, profile);
     framebus::validate_name(&bus).map_err(|e| format!("{s:?}: {e}"))?;
     Ok(Stream { bus })
 }

@@ -168,7 +168,7 @@ impl Recorder {
 
     fn new_segment(&self, s: &Stream, au: &crate::feed::Au) -> Option<JobSpec> {
         let rec = blank(s, Kind::Segment, au.realtime_ns, 0.0, None);
-        match self.store.create(rec) {
+        match self.store.create(rec, self.args.min_free) {
             Ok(entry) => Some(JobSpec {
                 entry,
                 from_mono: au.mono_ns,
@@ -242,7 +242,7 @@ impl Recorder {
         );
         let entry = self
             .store
-            .create(rec)
+            .create(rec, self.args.min_free)
             .inspect_err(|e| self.count_start_error(e))?;
         let until = req.duration.unwrap_or(self.args.max_duration);
         entry.request_stop(now_mono + until.as_nanos() as u64);

@@ -441,12 +441,29 @@ async fn download(
         if scan.samples.is_empty() {
             return Err(RecError::Conflict("the recording has no frames yet".into()));
         }
-        Progressive::new(&scan.track, &[(path.clone(), &scan.samples[..])])
+        Progressive::from_scans(&[(&scan, 0..scan.samples.len())])
             .map_err(|e| RecError::Internal(e.to_string()))
     })
     .await
     .map_err(|e| RecError::Internal(e.to_string()))??;
     Ok(progressive_response(prog, &format!("{id}.mp4"), &headers))
+}
+
+/// Sends what is written to a response body (blocking: the copying
+/// thread waits while the client is slow).
+struct ChannelWriter(tokio::sync::mpsc::Sender<std::io::Result<Vec<u8>>>);
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .blocking_send(Ok(buf.to_vec()))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client left"))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A [`Progressive`] as a response: the whole file, or the byte range
@@ -476,11 +493,9 @@ fn progressive_response(prog: Progressive, filename: &str, headers: &HeaderMap) 
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
     std::thread::spawn(move || {
-        let r = prog.read_range(start, end, |chunk| {
-            tx.blocking_send(Ok(chunk.to_vec())).is_ok()
-        });
-        if let Err(e) = r {
-            let _ = tx.blocking_send(Err(e));
+        let mut out = ChannelWriter(tx.clone());
+        if let Err(e) = prog.write_range(start..end, &mut out) {
+            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
         }
     });
     let body = Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
@@ -599,12 +614,74 @@ async fn get_span(
         )));
     }
     let dir = s.rec.store.dir().to_path_buf();
-    let prog = tokio::task::spawn_blocking(move || remux::span(&dir, &segs, start, end))
+    let prog = tokio::task::spawn_blocking(move || span(&dir, &segs, start, end))
         .await
         .map_err(|e| RecError::Internal(e.to_string()))?
         .map_err(|e| RecError::Internal(e.to_string()))?;
     let name = format!("{}_{}.mp4", stream.bus, super::recording::id_stamp(start));
     Ok(progressive_response(prog, &name, &headers))
+}
+
+/// The progressive MP4 of continuous segments `segs` (oldest first)
+/// between `start` and `end` (ns since the epoch): from the last keyframe
+/// at or before `start` (or the first one after it) to the last frame
+/// captured before `end`.
+fn span(
+    dir: &std::path::Path,
+    segs: &[Recording],
+    start: u64,
+    end: u64,
+) -> Result<Progressive, RecError> {
+    let mut scans = Vec::new();
+    for r in segs {
+        let scan =
+            remux::scan(&dir.join(&r.file)).map_err(|e| RecError::Internal(e.to_string()))?;
+        let first = r
+            .first_frame_realtime_ns
+            .unwrap_or(r.requested_at_realtime_ns);
+        scans.push((scan, first));
+    }
+    let mut parts: Vec<(usize, std::ops::Range<usize>)> = Vec::new();
+    for (i, (scan, first)) in scans.iter().enumerate() {
+        let Some(s0) = scan.samples.first() else {
+            continue;
+        };
+        // A sample's capture time: the segment's first frame plus its
+        // decode time since the first sample (the bus's clock).
+        let at = |k: usize| {
+            first
+                + (scan.samples[k].decode_time - s0.decode_time) * 1_000_000_000
+                    / u64::from(scan.track.timescale.max(1))
+        };
+        let n = scan.samples.len();
+        let from = if parts.is_empty() {
+            let mut k = (0..n).rfind(|&k| scan.samples[k].key && at(k) <= start);
+            if k.is_none() {
+                k = (0..n).find(|&k| scan.samples[k].key && at(k) < end);
+            }
+            match k {
+                Some(k) => k,
+                None => continue,
+            }
+        } else {
+            0
+        };
+        let to = (from..n).find(|&k| at(k) >= end).unwrap_or(n);
+        if to > from {
+            parts.push((i, from..to));
+        }
+        if to < n {
+            break;
+        }
+    }
+    if parts.is_empty() {
+        return Err(RecError::NotFound("no keyframe in that span".into()));
+    }
+    let refs: Vec<(&remux::Scan, std::ops::Range<usize>)> = parts
+        .iter()
+        .map(|(i, r)| (&scans[*i].0, r.clone()))
+        .collect();
+    Progressive::from_scans(&refs).map_err(|e| RecError::Internal(e.to_string()))
 }
 
 impl Recorder {

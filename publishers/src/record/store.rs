@@ -49,6 +49,9 @@ pub struct Store {
 
 /// A short name for an I/O error's kind, for the metrics' `reason` label.
 pub fn reason(e: &std::io::Error) -> &'static str {
+    if e.kind() == std::io::ErrorKind::StorageFull {
+        return "disk_full";
+    }
     match e.raw_os_error() {
         Some(libc::ENOSPC) | Some(libc::EDQUOT) => "disk_full",
         Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS) => "not_writable",
@@ -150,8 +153,24 @@ impl Store {
     }
 
     /// A new recording's entry: creates `{dir}/{bus}/`, the empty file and
-    /// its record. Errors here become the API's 507.
-    pub fn create(&self, mut rec: Recording) -> Result<Arc<Entry>, StoreError> {
+    /// its record, when the file system has at least `min_free` bytes
+    /// free. Errors here become the API's 507.
+    pub fn create(&self, mut rec: Recording, min_free: u64) -> Result<Arc<Entry>, StoreError> {
+        if min_free > 0 {
+            if let Some(free) = super::metrics::disk_free(&self.dir) {
+                if free < min_free {
+                    return Err(StoreError {
+                        path: self.dir.clone(),
+                        source: std::io::Error::new(
+                            std::io::ErrorKind::StorageFull,
+                            format!(
+                                "No space left on device: {free} bytes free, less than --min-free {min_free}"
+                            ),
+                        ),
+                    });
+                }
+            }
+        }
         let bus_dir = self.dir.join(&rec.bus);
         std::fs::create_dir_all(&bus_dir).map_err(StoreError::at(&bus_dir))?;
         let base = format!("{}_{}", rec.bus, id_stamp(rec.requested_at_realtime_ns));

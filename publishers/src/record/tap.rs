@@ -79,6 +79,8 @@ struct Job {
     seq: u32,
     decode_time: u64,
     segment_start_mono: u64,
+    /// Frames were lost: wait for a keyframe before taking any.
+    resync: bool,
 }
 
 impl Job {
@@ -92,6 +94,7 @@ impl Job {
             seq: 0,
             decode_time: 0,
             segment_start_mono: 0,
+            resync: false,
         }
     }
 
@@ -138,6 +141,15 @@ impl Job {
 
     /// Takes one access unit. `fragment_ns`: fragment length.
     fn push(&mut self, au: &Arc<Au>, info: (u32, u32), fragment_ns: u64, nominal: u32) -> Next {
+        if self.track.is_none() && self.spec.entry.stop_at().is_some_and(|s| au.mono_ns >= s) {
+            return Next::End(Some("stopped before its first keyframe".into()));
+        }
+        if self.resync {
+            if !au.key {
+                return Next::Stay;
+            }
+            self.resync = false;
+        }
         if self.track.is_none() {
             if !au.key {
                 return Next::Stay;
@@ -370,6 +382,7 @@ impl Tap {
                     bytes = 0;
                     for j in &mut jobs {
                         j.flush(None, nominal);
+                        j.resync = true;
                     }
                     self.feed.request_keyframe();
                     continue;
