@@ -367,7 +367,7 @@ fn plan_children(config: &Config, policy: Policy) -> Result<Vec<Child>, Fatal> {
         }
         let (args, env, probe) = match kind {
             "mjpeg" => (
-                config::mjpeg_args(p, &buses),
+                config::mjpeg_args(p, &buses, config.recorder().filter(|r| r.enabled)),
                 config::mjpeg_env(p),
                 Probe::Http,
             ),

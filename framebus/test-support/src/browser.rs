@@ -1,6 +1,7 @@
 //! A real browser for the WebRTC tests: headless Chromium driven by
 //! `publishers/tests/browser/whep.mjs` (playwright-core), which plays a
 //! WHEP endpoint or a player page and prints one JSON report, parsed here.
+//! [`recorder_page`] drives framebus-recorder's page (`recpage.mjs`).
 //! See that directory's README for the report's fields and the Chromium
 //! flags. [`whep_play_with`] adds network options ([`WhepExtra`]):
 //! Chromium in a network namespace, TURN servers and relay-only ICE, stats
@@ -434,6 +435,151 @@ pub fn self_test(seconds: f64, viewers: u32) -> PlayReport {
         viewers.to_string(),
     ];
     parse(&drive(&args, seconds))
+}
+
+/// What [`recorder_page`] does on framebus-recorder's page.
+#[derive(Clone, Debug)]
+pub struct RecPage {
+    /// The page, `http://127.0.0.1:PORT/`.
+    pub url: String,
+    /// The stream to record (`cam/profile`), a row of the page.
+    pub stream: String,
+    /// Seconds typed into the row's duration field.
+    pub duration: f64,
+    /// Seconds typed into its pre-roll field.
+    pub preroll: f64,
+    /// Tick its snapshot box.
+    pub snapshot: bool,
+    /// `user:pass`, given when the page answers 401 (as a person answers
+    /// the browser's Basic prompt).
+    pub basic: Option<String>,
+    /// A bound on the whole run (the driver stops waiting then).
+    pub seconds: f64,
+}
+
+/// A recording as the page's list showed it.
+#[derive(Clone, Debug, Deserialize)]
+pub struct RecRow {
+    /// Its id (`data-id`).
+    pub id: String,
+    /// Its state cell, every change seen (100 ms polls).
+    pub states: Vec<String>,
+    /// The last of them.
+    pub state: Option<String>,
+    /// The cells' text by column (`id`, `stream`, `state`, `start`,
+    /// `duration`, `frames`, `size`, `preroll`, `note`).
+    pub cells: std::collections::BTreeMap<String, String>,
+    /// Classes of its actions (`stop`, `play`, `download`, `snapshot`,
+    /// `delete`).
+    pub actions: Vec<String>,
+    /// The Download link.
+    pub download: Option<RecDownload>,
+}
+
+/// The Download link of a recording.
+#[derive(Clone, Debug, Deserialize)]
+pub struct RecDownload {
+    /// Its absolute `href`.
+    pub href: String,
+    /// Its `download` attribute (the file name).
+    pub name: Option<String>,
+}
+
+/// What the page's `<video>` did after Play.
+#[derive(Clone, Debug, Deserialize)]
+pub struct RecVideo {
+    /// Its source.
+    pub src: String,
+    /// `loadedmetadata` happened (`readyState` ≥ 1).
+    pub loadedmetadata: bool,
+    /// Play to metadata, ms.
+    pub metadata_ms: Option<f64>,
+    /// `duration` (None: unknown or infinite).
+    pub duration_s: Option<f64>,
+    /// `videoWidth`.
+    pub width: Option<u32>,
+    /// `videoHeight`.
+    pub height: Option<u32>,
+    /// `currentTime` at metadata.
+    pub time_at_metadata_s: Option<f64>,
+    /// `currentTime` at the end.
+    pub current_time_s: Option<f64>,
+    /// `currentTime` moved on after metadata.
+    pub advanced: bool,
+    /// `ended`.
+    pub ended: bool,
+    /// `paused` at the end.
+    pub paused: Option<bool>,
+    /// `MediaError`, if it failed.
+    pub error: Option<RecVideoError>,
+    /// How long it was watched, ms.
+    pub waited_ms: u64,
+}
+
+/// A `<video>`'s `MediaError`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct RecVideoError {
+    /// `code` (4: not supported / format error).
+    pub code: u16,
+    /// `message`.
+    pub message: Option<String>,
+}
+
+/// The report of [`recorder_page`].
+#[derive(Clone, Debug, Deserialize)]
+pub struct RecPageReport {
+    /// Chromium's version.
+    pub browser: Option<String>,
+    /// Console messages of level error (`text (url)`).
+    pub console_errors: Vec<String>,
+    /// Uncaught exceptions in the page.
+    pub page_errors: Vec<String>,
+    /// Status of the page.
+    pub http_status: Option<u16>,
+    /// Its `<title>`.
+    pub title: Option<String>,
+    /// Its `<h1>`.
+    pub heading: Option<String>,
+    /// The stream's row: stream, size, live, pre-roll in memory, mode,
+    /// recordings running.
+    pub stream_row: Option<Vec<String>>,
+    /// What the page's message line said when Record failed.
+    pub record_error: Option<String>,
+    /// The new recording in the list.
+    pub recording: Option<RecRow>,
+    /// Its playback, when it had a Play button.
+    pub video: Option<RecVideo>,
+    /// The message line at the end.
+    pub message: Option<String>,
+    /// Its classes (`msg err`, `msg ok`).
+    pub message_class: Option<String>,
+    /// The whole run, ms.
+    pub elapsed_ms: u64,
+}
+
+/// Records `opts.stream` through framebus-recorder's page and plays the
+/// recording there (`recpage.mjs`).
+pub fn recorder_page(opts: &RecPage) -> RecPageReport {
+    let mut args = vec![
+        "--url".to_string(),
+        opts.url.clone(),
+        "--stream".to_string(),
+        opts.stream.clone(),
+        "--duration".to_string(),
+        opts.duration.to_string(),
+        "--preroll".to_string(),
+        opts.preroll.to_string(),
+        "--seconds".to_string(),
+        opts.seconds.to_string(),
+    ];
+    if opts.snapshot {
+        args.push("--snapshot".to_string());
+    }
+    if let Some(b) = &opts.basic {
+        args.extend(["--basic".to_string(), b.clone()]);
+    }
+    let out = drive_script("recpage.mjs", &args, opts.seconds, None);
+    parse_report("recpage.mjs", &out)
 }
 
 /// Runs the driver with `args` and `--seconds`; its stdout (one JSON line).

@@ -5,8 +5,10 @@
 
 use super::model::{EncoderJob, Publisher, RecorderCfg};
 
-/// The command line of `framebus-mjpeg` for this config.
-pub fn mjpeg_args(c: &Publisher, buses: &[String]) -> Vec<String> {
+/// The command line of `framebus-mjpeg` for this config; `recorder` is
+/// the enabled `[publishers.recorder]`, if any (its page gets a link from
+/// the index page: [`recorder_url`]).
+pub fn mjpeg_args(c: &Publisher, buses: &[String], recorder: Option<&RecorderCfg>) -> Vec<String> {
     let mut a = vec!["--listen".into(), c.listen.get_ref().to_string()];
     for b in buses {
         a.push("--bus".into());
@@ -27,10 +29,26 @@ pub fn mjpeg_args(c: &Publisher, buses: &[String]) -> Vec<String> {
     a.push(c.max_viewers.to_string());
     a.extend(webrtc_args(c));
     a.extend(hls_args(c));
+    // Not when `args` gives its own (clap refuses the flag twice).
+    if let Some(url) = recorder.and_then(recorder_url) {
+        if !c.args.iter().any(|a| a.starts_with("--recorder-url")) {
+            a.push("--recorder-url".into());
+            a.push(url);
+        }
+    }
     // Credentials go through the environment (`mjpeg_env`), not the
     // command line that every user can read in `ps`.
     a.extend(c.args.iter().cloned());
     a
+}
+
+/// The URL of the recorder's page from its `listen` address: `0.0.0.0` and
+/// `[::]` stay as they are (framebus-mjpeg's page puts in the host the
+/// browser reached it at, which is also the recorder's); none for port 0,
+/// which the recorder picks only when it starts.
+pub fn recorder_url(r: &RecorderCfg) -> Option<String> {
+    let l = r.listen();
+    (l.port() != 0).then(|| format!("http://{l}/"))
 }
 
 /// The `--webrtc-*` flags from `[publishers.mjpeg.webrtc]` (none without
@@ -238,18 +256,18 @@ mod tests {
             .expect("config")
         };
         let c = cfg("");
-        let a = mjpeg_args(c.publishers.mjpeg.as_ref().unwrap(), &[]).join(" ");
+        let a = mjpeg_args(c.publishers.mjpeg.as_ref().unwrap(), &[], None).join(" ");
         assert!(a.contains("--hls-max-viewers 9"), "{a}");
         let c = cfg(
             "[publishers.mjpeg.hls]\npart_ms = 250\nsegments = 5\nidle = 30\nmax_viewers = 40\n",
         );
-        let a = mjpeg_args(c.publishers.mjpeg.as_ref().unwrap(), &[]).join(" ");
+        let a = mjpeg_args(c.publishers.mjpeg.as_ref().unwrap(), &[], None).join(" ");
         assert!(
             a.contains("--hls-part-ms 250 --hls-segments 5 --hls-idle 30 --hls-max-viewers 40"),
             "{a}"
         );
         let c = cfg("[publishers.mjpeg.hls]\nenabled = false\n");
-        let a = mjpeg_args(c.publishers.mjpeg.as_ref().unwrap(), &[]);
+        let a = mjpeg_args(c.publishers.mjpeg.as_ref().unwrap(), &[], None);
         assert!(a.contains(&"--no-hls".to_string()), "{a:?}");
         let e = parse(
             Path::new("t"),
@@ -273,7 +291,7 @@ mod tests {
             ),
         )
         .unwrap();
-        let a = mjpeg_args(c.publishers.mjpeg.as_ref().unwrap(), &[]).join(" ");
+        let a = mjpeg_args(c.publishers.mjpeg.as_ref().unwrap(), &[], None).join(" ");
         assert!(
             a.contains("--webrtc-udp 0.0.0.0:8189 --webrtc-candidate 203.0.113.7 --webrtc-ice-server turn:turn.example:3478 --webrtc-ice-username u --webrtc-ice-credential p --webrtc-max-viewers 32 --webrtc-no-adapt"),
             "{a}"
@@ -283,7 +301,7 @@ mod tests {
             &format!("{CAM}[publishers.mjpeg]\nlisten = \"127.0.0.1:0\"\n[publishers.mjpeg.webrtc]\nenabled = false\n"),
         )
         .unwrap();
-        assert!(mjpeg_args(c.publishers.mjpeg.as_ref().unwrap(), &[])
+        assert!(mjpeg_args(c.publishers.mjpeg.as_ref().unwrap(), &[], None)
             .contains(&"--no-webrtc".to_string()));
         let e = parse(
             Path::new("t"),
@@ -306,8 +324,59 @@ mod tests {
         .unwrap();
         let r = rtsp_args(c.publishers.rtsp.as_ref().unwrap());
         assert_eq!(r, ["--listen", "127.0.0.1:0", "--max-clients", "7"]);
-        let m = mjpeg_args(c.publishers.mjpeg.as_ref().unwrap(), &["c0".into()]);
+        let m = mjpeg_args(c.publishers.mjpeg.as_ref().unwrap(), &["c0".into()], None);
         assert!(m.contains(&"low=640x480@15:q80".to_string()), "{m:?}");
+    }
+
+    #[test]
+    fn the_mjpeg_index_links_to_the_recorder() {
+        let args = |recorder: &str, extra: &str| {
+            let c = parse(
+                Path::new("t"),
+                &format!(
+                    "{CAM}[[encoder]]\nname = \"high\"\n\
+                     [publishers.mjpeg]\nlisten = \"127.0.0.1:0\"\n{extra}{recorder}"
+                ),
+            )
+            .unwrap();
+            let r = c.recorder().filter(|r| r.enabled);
+            mjpeg_args(c.publishers.mjpeg.as_ref().unwrap(), &[], r)
+        };
+        let url = |a: &[String]| {
+            let i = a.iter().position(|a| a == "--recorder-url")?;
+            Some(a[i + 1].clone())
+        };
+        assert_eq!(url(&args("", "")), None);
+        assert_eq!(
+            url(&args("[publishers.recorder]\n", "")).as_deref(),
+            Some("http://127.0.0.1:8090/")
+        );
+        // Every address: framebus-mjpeg's page puts in the browser's host.
+        assert_eq!(
+            url(&args(
+                "[publishers.recorder]\nlisten = \"0.0.0.0:9000\"\n",
+                ""
+            ))
+            .as_deref(),
+            Some("http://0.0.0.0:9000/")
+        );
+        assert_eq!(
+            url(&args("[publishers.recorder]\nlisten = \"[::]:9000\"\n", "")).as_deref(),
+            Some("http://[::]:9000/")
+        );
+        // No link: disabled, a port picked at start, or given in `args`.
+        for (rec, extra) in [
+            ("[publishers.recorder]\nenabled = false\n", ""),
+            ("[publishers.recorder]\nlisten = \"127.0.0.1:0\"\n", ""),
+        ] {
+            assert_eq!(url(&args(rec, extra)), None, "{rec}");
+        }
+        let a = args(
+            "[publishers.recorder]\n",
+            "args = [\"--recorder-url\", \"https://rec.example/\"]\n",
+        );
+        assert_eq!(url(&a).as_deref(), Some("https://rec.example/"), "{a:?}");
+        assert_eq!(a.iter().filter(|a| *a == "--recorder-url").count(), 1);
     }
 
     #[test]
@@ -417,7 +486,7 @@ mod tests {
         )
         .unwrap();
         let m = c.publishers.mjpeg.as_ref().unwrap();
-        let args = mjpeg_args(m, &["c0".into()]);
+        let args = mjpeg_args(m, &["c0".into()], None);
         assert!(
             !args.iter().any(|a| a.contains("s3cret")),
             "password on the command line: {args:?}"

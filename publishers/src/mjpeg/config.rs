@@ -123,6 +123,62 @@ impl FromStr for Profile {
     }
 }
 
+/// `--recorder-url`: where framebus-recorder's page is, for the index
+/// page's header to link to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecorderUrl(axum::http::Uri);
+
+/// A `--recorder-url` value that is not an absolute http(s) URL.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "bad --recorder-url {text:?}: {why} (expected an http(s) URL such as http://127.0.0.1:8090/)"
+)]
+pub struct RecorderUrlError {
+    text: String,
+    why: &'static str,
+}
+
+impl FromStr for RecorderUrl {
+    type Err = RecorderUrlError;
+
+    fn from_str(text: &str) -> Result<RecorderUrl, RecorderUrlError> {
+        let err = |why| RecorderUrlError {
+            text: text.to_string(),
+            why,
+        };
+        let uri: axum::http::Uri = text.parse().map_err(|_| err("not a URL"))?;
+        if !matches!(uri.scheme_str(), Some("http" | "https")) {
+            return Err(err("the scheme must be http or https"));
+        }
+        if uri.host().is_none_or(str::is_empty) {
+            return Err(err("no host"));
+        }
+        Ok(RecorderUrl(uri))
+    }
+}
+
+impl RecorderUrl {
+    /// The link to write into the page, and whether the browser should
+    /// put in the host it loaded the page from: a recorder listening on
+    /// every address (`0.0.0.0`, `[::]`) is linked as loopback, which the
+    /// page then replaces (a browser on another machine reaches the
+    /// recorder at the host it reached this server at). User information
+    /// in the URL is dropped.
+    pub fn link(&self) -> (String, bool) {
+        let u = &self.0;
+        let host = u.host().unwrap_or_default();
+        let (host, same_host) = match host {
+            "0.0.0.0" => ("127.0.0.1", true),
+            "[::]" | "[0:0:0:0:0:0:0:0]" => ("[::1]", true),
+            h => (h, false),
+        };
+        let port = u.port_u16().map_or_else(String::new, |p| format!(":{p}"));
+        let path = u.path_and_query().map_or("/", |p| p.as_str());
+        let scheme = u.scheme_str().unwrap_or("http");
+        (format!("{scheme}://{host}{port}{path}"), same_host)
+    }
+}
+
 /// `framebus-mjpeg`: serve framebus buses as MJPEG over HTTP.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "framebus-mjpeg", version, about)]
@@ -183,6 +239,12 @@ pub struct Args {
     /// HLS and Low-Latency HLS on the same port.
     #[command(flatten)]
     pub hls: crate::hls::HlsArgs,
+    /// URL of framebus-recorder's page: the index page's header links to
+    /// it ("recordings"). A host of 0.0.0.0 or [::] (a recorder listening
+    /// on every address) is replaced in the browser by the host the index
+    /// page was loaded from.
+    #[arg(long, value_name = "URL")]
+    pub recorder_url: Option<RecorderUrl>,
 }
 
 impl Args {
@@ -238,6 +300,34 @@ mod tests {
             "snapshot=native",
         ] {
             assert!(bad.parse::<Profile>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn parses_recorder_urls() {
+        let link = |s: &str| s.parse::<RecorderUrl>().unwrap().link();
+        assert_eq!(
+            link("http://127.0.0.1:8090/"),
+            ("http://127.0.0.1:8090/".into(), false)
+        );
+        assert_eq!(
+            link("https://rec.example/ui?x=1"),
+            ("https://rec.example/ui?x=1".into(), false)
+        );
+        assert_eq!(
+            link("http://0.0.0.0:8090"),
+            ("http://127.0.0.1:8090/".into(), true)
+        );
+        assert_eq!(
+            link("http://[::]:8090/"),
+            ("http://[::1]:8090/".into(), true)
+        );
+        assert_eq!(
+            link("http://[::1]:8090/"),
+            ("http://[::1]:8090/".into(), false)
+        );
+        for bad in ["", "/rec", "127.0.0.1:8090", "ftp://h/", "http://"] {
+            assert!(bad.parse::<RecorderUrl>().is_err(), "{bad}");
         }
     }
 }

@@ -272,7 +272,13 @@ pub async fn serve(
                 .map_err(ServeError::Hls)?,
         )
     };
-    let state = AppState::new(streams, auth, webrtc.clone(), hls);
+    let state = AppState::new(
+        streams,
+        auth,
+        webrtc.clone(),
+        hls,
+        args.recorder_url.clone(),
+    );
     crate::common::cli::print_listening(&format!("http://{addr}/"));
     if let Some(w) = &webrtc {
         for a in w.media_addrs() {

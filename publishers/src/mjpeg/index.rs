@@ -11,6 +11,7 @@ use axum::response::Html;
 use framebus::contract::streams::{StreamState, StreamStatus};
 
 use super::api::all_status;
+use super::config::RecorderUrl;
 use super::state::AppState;
 
 fn esc(s: &str) -> String {
@@ -49,7 +50,7 @@ fn card(s: &StreamStatus) -> String {
 }
 
 /// What the page links to besides MJPEG: the (camera, profile) pairs
-/// with an encoded bus, and which outputs play them.
+/// with an encoded bus, which outputs play them, and the recorder.
 #[derive(Debug, Default)]
 pub struct Players {
     /// Encoded (camera, profile) pairs.
@@ -58,6 +59,23 @@ pub struct Players {
     pub webrtc: bool,
     /// HLS is served.
     pub hls: bool,
+    /// framebus-recorder's page (`--recorder-url`).
+    pub recorder: Option<Arc<RecorderUrl>>,
+}
+
+/// The header's link to the recorder's page, if there is one. A recorder
+/// listening on every address gets `data-samehost`: the page's script puts
+/// in the host the browser loaded the page from.
+fn recorder_link(players: &Players) -> String {
+    let Some(r) = &players.recorder else {
+        return String::new();
+    };
+    let (href, same_host) = r.link();
+    format!(
+        r#"<a class="recorder" href="{}"{}>recordings</a> "#,
+        esc(&href),
+        if same_host { " data-samehost" } else { "" }
+    )
 }
 
 /// Render the page from stream statuses and the encoded profiles.
@@ -126,6 +144,7 @@ pub fn render(list: &[StreamStatus], players_of: &Players) -> String {
         }
         body.push_str("</div></section>");
     }
+    let recorder = recorder_link(players_of);
     format!(
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -152,9 +171,15 @@ figcaption {{ padding:8px 12px; display:flex; flex-wrap:wrap; gap:4px 10px; alig
 </style></head>
 <body>
 <header><h1>framebus &middot; MJPEG</h1>
-<a href="/api/v1/streams">API</a> <a href="/metrics">metrics</a> <a href="/healthz">health</a></header>
+{recorder}<a href="/api/v1/streams">API</a> <a href="/metrics">metrics</a> <a href="/healthz">health</a></header>
 <main>{body}</main>
 <script>
+// The recorder listens on every address: it is on the host this page is.
+for (const a of document.querySelectorAll('a[data-samehost]')) {{
+  const u = new URL(a.href);
+  u.hostname = location.hostname;
+  a.href = u;
+}}
 // Refresh the numbers under each picture; the pictures stream by themselves.
 async function tick() {{
   try {{
@@ -193,6 +218,7 @@ pub async fn index(State(state): State<AppState>) -> Html<String> {
     let streams = Arc::clone(&state.streams);
     let webrtc = state.webrtc.is_some();
     let hls = state.hls.is_some();
+    let recorder = state.recorder.clone();
     let (list, players) = tokio::task::spawn_blocking(move || {
         let encoded = if webrtc || hls {
             encoded_profiles(streams.config().shm_dir.as_deref())
@@ -203,10 +229,36 @@ pub async fn index(State(state): State<AppState>) -> Html<String> {
             encoded,
             webrtc,
             hls,
+            recorder,
         };
         (all_status(&streams), players)
     })
     .await
     .unwrap_or_default();
     Html(render(&list, &players))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_header_links_to_the_recorder() {
+        let mut p = Players::default();
+        assert!(!render(&[], &p).contains("recordings</a>"));
+        p.recorder = Some(Arc::new("http://rec.example:8090/".parse().unwrap()));
+        let page = render(&[], &p);
+        assert!(
+            page.contains(r#"<a class="recorder" href="http://rec.example:8090/">recordings</a>"#),
+            "{page}"
+        );
+        p.recorder = Some(Arc::new("http://0.0.0.0:8090/".parse().unwrap()));
+        let page = render(&[], &p);
+        assert!(
+            page.contains(
+                r#"<a class="recorder" href="http://127.0.0.1:8090/" data-samehost>recordings</a>"#
+            ),
+            "{page}"
+        );
+    }
 }

@@ -10,6 +10,7 @@ use prometheus_client::registry::Registry;
 
 use super::api::health_problems;
 use super::auth::Auth;
+use super::config::RecorderUrl;
 use super::metrics::MjpegCollector;
 use super::streams::Streams;
 use crate::common::http::{BusCollector, Observability};
@@ -31,6 +32,9 @@ pub struct AppState {
     pub webrtc: Option<Arc<WebRtc>>,
     /// HLS, unless `--no-hls`.
     pub hls: Option<Arc<Hls>>,
+    /// framebus-recorder's page, which the index links to
+    /// (`--recorder-url`).
+    pub recorder: Option<Arc<RecorderUrl>>,
 }
 
 impl AppState {
@@ -42,6 +46,7 @@ impl AppState {
         auth: Auth,
         webrtc: Option<Arc<WebRtc>>,
         hls: Option<Arc<Hls>>,
+        recorder: Option<RecorderUrl>,
     ) -> AppState {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(MjpegCollector::new(Arc::clone(&streams))));
@@ -62,6 +67,7 @@ impl AppState {
             observe: Observability::new(registry, move || health_problems(&checked)),
             webrtc,
             hls,
+            recorder: recorder.map(Arc::new),
         }
     }
 }
