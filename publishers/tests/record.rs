@@ -337,8 +337,9 @@ fn kill9_keeps_fragments() {
     let before = size();
     assert!(
         eventually(Duration::from_secs(10), || size() != before),
-        "no fragment reached {} within 10 s (--fragment 1s)",
-        path.display()
+        "no fragment reached {} within 10 s (--fragment 1s): {:#}",
+        path.display(),
+        rec.recording(&id)
     );
     std::thread::sleep(Duration::from_millis(500));
     // What the bus had carried when the recorder died.
