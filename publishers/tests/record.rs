@@ -13,7 +13,9 @@
 //!   fragment and a frame; restarted, the recorder offers the recording
 //!   as "interrupted" and it plays;
 //! - `cli_record`: `framebus record` (exec'ing `framebus-recorder
-//!   record`) writes a file that plays; exit 3 without the recorder;
+//!   record`) writes a file that plays; exit 3 without the recorder; a
+//!   SIGTERM during a recording finishes its file and exits 0; bad
+//!   arguments exit 4;
 //! - `api_errors`: the statuses and JSON errors of the spec, stop,
 //!   idempotent stop, snapshots, list filters, removal;
 //! - `continuous_segments`: segments cut at keyframes, back to back,
@@ -432,7 +434,7 @@ fn kill9_keeps_fragments() {
 fn cli_record() {
     let src = source("rec-cli");
     let dir = TempDir::new("rec-cli");
-    let rec = Recorder::start(
+    let mut rec = Recorder::start(
         dir.path(),
         &["--buffer", &src.stream, "--preroll-max", "5s"],
     );
@@ -497,6 +499,47 @@ fn cli_record() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(3), "{}: {stderr}", o.status);
     assert!(stderr.contains("framebus-recorder"), "{stderr}");
+
+    // SIGTERM while recording: the file is finished, its record says
+    // "done", the process exits 0.
+    let open = rec.create(&json!({ "stream": src.stream }));
+    let id = str_of(&open, "id").to_string();
+    rec.wait_state(&id, "recording", WAIT);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(rec.stop().code(), Some(0), "SIGTERM during a recording");
+    let json_path = file_of(dir.path(), src.bus(), &id, "json");
+    let on_disk: Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).expect("the record")).unwrap();
+    assert_eq!(str_of(&on_disk, "state"), "done", "{on_disk:#}");
+    assert!(u64_of(&on_disk, "frames") > 0, "{on_disk:#}");
+    let whole = assert_plays(
+        &file_of(dir.path(), src.bus(), &id, "mp4"),
+        SIZE,
+        "stopped by SIGTERM",
+    );
+    assert_eq!(whole.frames, u64_of(&on_disk, "frames"), "{on_disk:#}");
+
+    // Bad arguments: exit 4 (contract::exit::USAGE) with a line saying why.
+    for bad in [
+        &["--no-such-flag"][..],
+        &["--fragment", "50ms"],
+        &["--buffer", "Cam0/high"],
+    ] {
+        let o = run_to_end(
+            Command::new(bins::path("framebus-recorder"))
+                .args(bad)
+                .args(["--listen", "127.0.0.1:0", "--dir"])
+                .arg(dir.path()),
+            Duration::from_secs(30),
+        );
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(
+            o.status.code(),
+            Some(i32::from(framebus::contract::exit::USAGE)),
+            "{bad:?}: {stderr}"
+        );
+        assert!(!stderr.trim().is_empty(), "{bad:?}: no reason given");
+    }
 }
 
 #[test]
@@ -597,13 +640,14 @@ fn api_errors() {
     let c_id = str_of(&c, "id").to_string();
     assert_eq!(f64_of(&c, "requested_duration_s"), 1.0, "{c:#}");
     let c = rec.wait_state(&c_id, "done", WAIT);
-    // Every key of the spec, and the file where `path` says.
+    // Every key of the spec, and the file where `file` says (relative to
+    // the recordings directory).
     assert_recording_shape(&c);
     assert_recording_shape(&stopped);
     let c_file = file_of(dir.path(), src.bus(), &c_id, "mp4");
     assert!(c_file.is_file(), "{} missing", c_file.display());
     assert!(
-        Path::new(str_of(&c, "path")).ends_with(format!("{}/{c_id}.mp4", src.bus())),
+        str_of(&c, "file") == format!("{}/{c_id}.mp4", src.bus()),
         "{c:#}"
     );
 

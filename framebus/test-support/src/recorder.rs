@@ -69,7 +69,7 @@ pub const RECORDING_KEYS: &[&str] = &[
     "requested_at_realtime_ns",
     "error",
     "snapshot",
-    "path",
+    "file",
 ];
 
 /// A running `framebus-recorder`, stopped with SIGTERM when dropped

@@ -512,7 +512,7 @@ fn progressive_response(prog: Progressive, filename: &str, headers: &HeaderMap) 
             h.insert(header::CONTENT_RANGE, v);
         }
     }
-    if let Ok(v) = HeaderValue::from_str(&format!("inline; filename=\"{filename}\"")) {
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\"")) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
     res

@@ -154,8 +154,12 @@ impl Job {
             if !au.key {
                 return Next::Stay;
             }
+            // Without the picture size (the feed has not read the bus
+            // header yet) the init segment would say 0x0: the next
+            // keyframe then.
             let Some(track) =
                 VideoTrack::from_access_unit(&au.data, info.0, info.1, CLOCK_RATE as u32)
+                    .filter(|t| t.width > 0 && t.height > 0)
             else {
                 return Next::Stay;
             };
@@ -192,8 +196,10 @@ impl Job {
             }
         }
         if au.key {
+            // New parameter sets, not a new idea of the size, end the file.
             let same = VideoTrack::from_access_unit(&au.data, info.0, info.1, CLOCK_RATE as u32)
-                .is_none_or(|t| Some(&t) == self.track.as_ref());
+                .zip(self.track.as_ref())
+                .is_none_or(|(t, cur)| t.sps == cur.sps && t.pps == cur.pps);
             if !same {
                 self.flush(None, nominal);
                 return match self.spec.segment {
@@ -320,13 +326,19 @@ impl Tap {
         let fragment_ns = self.fragment.as_nanos() as u64;
         let max_ns = self.preroll_max.as_nanos() as u64;
         let mut next_segment_try = 0u64;
-        loop {
+        // The picture size and frame interval, from the feed once it knows
+        // them (it learns them before it passes the first frame on).
+        let params = || {
             let info = self.feed.current_info();
             let size = info.as_ref().map_or((0, 0), |i| (i.width, i.height));
             let nominal = info
                 .as_ref()
                 .filter(|i| i.fps > 0.0)
                 .map_or(3000, |i| (CLOCK_RATE as f64 / i.fps).round() as u32);
+            (size, nominal)
+        };
+        loop {
+            let (size, nominal) = params();
             // New jobs: replay the buffer from their start.
             let new: Vec<JobSpec> = std::mem::take(&mut *self.inbox.lock());
             for spec in new {
@@ -412,6 +424,7 @@ impl Tap {
                     continue;
                 }
             };
+            let (size, nominal) = params();
             // The pre-roll window: whole GOPs back to newest − max.
             bytes += au.data.len() as u64;
             buf.push_back(Arc::clone(&au));
