@@ -326,6 +326,9 @@ impl Tap {
         let fragment_ns = self.fragment.as_nanos() as u64;
         let max_ns = self.preroll_max.as_nanos() as u64;
         let mut next_segment_try = 0u64;
+        // One timer for the life of the task (not one per frame).
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // The picture size and frame interval, from the feed once it knows
         // them (it learns them before it passes the first frame on).
         let params = || {
@@ -379,7 +382,7 @@ impl Tap {
             }
             let got = tokio::select! {
                 r = rx.recv() => Some(r),
-                _ = tokio::time::sleep(TICK) => None,
+                _ = tick.tick() => None,
                 _ = self.wake.notified() => continue,
             };
             let now = framebus::monotonic_ns();
