@@ -165,7 +165,7 @@ impl FeedSlot {
 }
 
 /// `pts` in `time_base` (num/den seconds) as 90 kHz ticks.
-fn to_90k(pts: u64, (num, den): (u32, u32)) -> u64 {
+pub fn to_90k(pts: u64, (num, den): (u32, u32)) -> u64 {
     if (u64::from(num), u64::from(den)) == (1, CLOCK_RATE) || den == 0 {
         return pts;
     }

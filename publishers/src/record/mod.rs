@@ -4,10 +4,10 @@
 //!
 //! Flow: `POST /api/v1/recordings` ([`server`]) creates the recording's
 //! file and record in the [`store`] (a full or unwritable disk answers
-//! 507 here), and hands a job to the bus's [`tap`], which reads the bus
-//! through the shared [`crate::feed::Feed`] (waking the encoder), starts
-//! the job from its pre-roll buffer and passes fragments to the
-//! recording's [`writer`] thread. Continuous recording is a tap that always
+//! 507 here), and hands a job to the bus's [`tap`], a thread with its own
+//! reader of the bus (waking the encoder), which starts the job from its
+//! pre-roll buffer and passes fragments to the recording's [`writer`]
+//! thread. Continuous recording is a tap that always
 //! runs and always has a segment. [`remux`] reads the files back (start-up
 //! recovery, the progressive MP4 for download, `/get`).
 //!
@@ -39,7 +39,7 @@ use store::{Store, StoreError};
 use tap::{JobSpec, SegmentMaker, Tap};
 use writer::WriteCounters;
 
-use crate::feed::{FeedError, Feeds};
+use crate::feed::FeedError;
 
 /// Why a recording cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +77,6 @@ pub struct Recorder {
     pub args: Args,
     /// The recordings.
     pub store: Arc<Store>,
-    feeds: Feeds,
     taps: Mutex<HashMap<String, Arc<Tap>>>,
     /// Counters of every writer.
     pub write_counters: Arc<WriteCounters>,
@@ -100,7 +99,6 @@ impl Recorder {
         let dir = args.recordings_dir().map_err(StartError::Invalid)?;
         let store = Arc::new(Store::open(dir)?);
         let r = Arc::new(Recorder {
-            feeds: Feeds::new(args.shm_dir.clone(), usize::MAX),
             store,
             taps: Mutex::new(HashMap::new()),
             write_counters: Arc::default(),
@@ -122,27 +120,12 @@ impl Recorder {
     }
 
     /// The tap of `stream`, made (and for an always-on one started) if
-    /// needed. A stream whose bus does not exist yet gets a tap that
-    /// waits for it (the feed retries).
-    fn tap_for(self: &Arc<Recorder>, s: &Stream, always: bool) -> Option<Arc<Tap>> {
+    /// needed. A stream whose bus does not exist yet gets a tap that waits
+    /// for it (its thread retries).
+    fn tap_for(self: &Arc<Recorder>, s: &Stream, always: bool) -> Arc<Tap> {
         if let Some(t) = self.taps.lock().get(&s.bus) {
-            return Some(Arc::clone(t));
+            return Arc::clone(t);
         }
-        let feed = match self.feeds.get(&s.bus) {
-            Ok(f) => f,
-            Err(e) if always => {
-                // Not there yet (the encoder starts after us): retry.
-                tracing::info!(stream = %s, error = %e, "waiting for the stream to record");
-                let me = Arc::clone(self);
-                let s = s.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                    me.tap_for(&s, true);
-                });
-                return None;
-            }
-            Err(_) => return None,
-        };
         let continuous = self.args.continuous.contains(s).then(|| {
             let me = Arc::downgrade(self);
             let stream = s.clone();
@@ -152,7 +135,8 @@ impl Recorder {
         });
         let buffered = self.args.buffer.contains(s);
         let tap = Tap::new(
-            feed,
+            s.bus.clone(),
+            self.args.shm_dir.clone(),
             self.args.preroll_max,
             self.args.fragment,
             buffered,
@@ -163,7 +147,7 @@ impl Recorder {
         if always {
             tap.ensure_running();
         }
-        Some(tap)
+        tap
     }
 
     fn new_segment(&self, s: &Stream, au: &crate::feed::Au) -> Option<JobSpec> {
@@ -227,12 +211,9 @@ impl Recorder {
         if n >= self.args.max_recordings {
             return Err(StartError::Full(n));
         }
-        // The stream must exist (its feed checks the bus and its format).
-        self.feeds
-            .get(&req.stream.bus)
-            .map_err(StartError::NoStream)?;
-        let now_mono = framebus::monotonic_ns();
-        let now_real = framebus::realtime_ns();
+        // The stream must exist and carry H.264.
+        check_stream(&req.stream.bus, self.args.shm_dir.as_deref())?;
+        let (now_mono, now_real) = now_pair();
         let rec = blank(
             &req.stream,
             Kind::Clip,
@@ -251,13 +232,7 @@ impl Recorder {
                 save_snapshot(&entry, cam, self.args.shm_dir.clone());
             }
         }
-        let Some(tap) = self.tap_for(&req.stream, false) else {
-            return Err(StartError::Invalid(format!(
-                "{} cannot be read",
-                req.stream
-            )));
-        };
-        tap.add(JobSpec {
+        self.tap_for(&req.stream, false).add(JobSpec {
             entry: Arc::clone(&entry),
             from_mono: now_mono.saturating_sub(req.preroll.as_nanos() as u64),
             requested_mono: now_mono,
@@ -310,6 +285,43 @@ impl Recorder {
             .await;
         }
     }
+}
+
+/// The same instant on CLOCK_MONOTONIC and CLOCK_REALTIME (ns): the
+/// realtime read between two monotonic reads that are at most 20 µs apart
+/// (a preemption between the two clocks would otherwise skew the
+/// request's time by however long it lasted).
+fn now_pair() -> (u64, u64) {
+    let mut best = (u64::MAX, 0, 0);
+    for _ in 0..5 {
+        let m0 = framebus::monotonic_ns();
+        let r = framebus::realtime_ns();
+        let m1 = framebus::monotonic_ns();
+        if m1 - m0 < best.0 {
+            best = (m1 - m0, m0 + (m1 - m0) / 2, r);
+        }
+        if best.0 <= 20_000 {
+            break;
+        }
+    }
+    (best.1, best.2)
+}
+
+/// Whether encoded bus `bus` exists and carries H.264.
+fn check_stream(bus: &str, shm_dir: Option<&std::path::Path>) -> Result<(), StartError> {
+    let info = framebus::stat(bus, shm_dir).map_err(|e| {
+        StartError::NoStream(FeedError::NoBus {
+            bus: bus.to_string(),
+            why: e.to_string(),
+        })
+    })?;
+    if info.format != framebus::PixelFormat::H264.to_string() {
+        return Err(StartError::NoStream(FeedError::NotEncoded(
+            bus.to_string(),
+            info.format,
+        )));
+    }
+    Ok(())
 }
 
 /// A new recording's record before its first frame.

@@ -1,9 +1,12 @@
 //! One encoded bus as the recorder reads it: the pre-roll in memory and
 //! the recordings being written.
 //!
-//! A tap is a task on the bus's [`Feed`] (one reader thread per bus; being
-//! a reader wakes the encoder). Each access unit goes into the pre-roll
-//! buffer and to every active job.
+//! A tap is one thread with its own [`Reader`] of the bus (being a reader
+//! wakes the encoder): it blocks for the next access unit, copies it once
+//! out of the ring, puts it in the pre-roll buffer and gives it to every
+//! active job. One wake-up per frame, no hand-off between threads (the
+//! recorder's CPU is mostly wake-ups: docs/benchmarks.md). The writers'
+//! threads do the disk.
 //!
 //! **Pre-roll**: the buffer holds whole GOPs, from the last keyframe at or
 //! before `newest − preroll_max` to the newest frame. A buffered stream
@@ -27,15 +30,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use framebus::{PixelFormat, ReadError, Reader, ReaderOptions};
 use parking_lot::Mutex;
-use tokio::sync::broadcast::error::RecvError;
 
 use super::recording::Entry;
 use super::writer::{Piece, WriteCounters, Writer};
-use crate::feed::{Au, Feed, FeedSlot, CLOCK_RATE};
+use crate::feed::{to_90k, Au, CLOCK_RATE};
 use crate::fmp4::{self, Sample, VideoTrack};
 
-/// How often a tap with nothing to read looks at its jobs' stop times.
+/// How often a tap with nothing to read looks at its jobs' stop times
+/// (and retries a bus that is not there).
 const TICK: Duration = Duration::from_millis(200);
 
 /// A recording to write, handed to a tap.
@@ -240,13 +244,13 @@ pub type SegmentMaker = dyn Fn(&Au) -> Option<JobSpec> + Send + Sync;
 
 /// One encoded bus being recorded or buffered.
 pub struct Tap {
-    feed: Arc<Feed>,
+    bus: String,
+    shm_dir: Option<std::path::PathBuf>,
     preroll_max: Duration,
     fragment: Duration,
     buffered: bool,
     continuous: Option<(Duration, Arc<SegmentMaker>)>,
     inbox: Mutex<Vec<JobSpec>>,
-    wake: tokio::sync::Notify,
     /// Counters for `/metrics`.
     pub counters: TapCounters,
     write_counters: Arc<WriteCounters>,
@@ -257,15 +261,25 @@ pub struct Tap {
 impl std::fmt::Debug for Tap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tap")
-            .field("bus", &self.feed.bus())
+            .field("bus", &self.bus)
             .finish_non_exhaustive()
     }
 }
 
+/// What the tap's thread knows of its bus while attached.
+struct Attached {
+    reader: Reader,
+    size: (u32, u32),
+    nominal: u32,
+    time_base: (u32, u32),
+    first: bool,
+}
+
 impl Tap {
-    /// A tap on `feed` (not started).
+    /// A tap on encoded bus `bus` (not started).
     pub fn new(
-        feed: Arc<Feed>,
+        bus: String,
+        shm_dir: Option<std::path::PathBuf>,
         preroll_max: Duration,
         fragment: Duration,
         buffered: bool,
@@ -273,13 +287,13 @@ impl Tap {
         write_counters: Arc<WriteCounters>,
     ) -> Arc<Tap> {
         Arc::new(Tap {
-            feed,
+            bus,
+            shm_dir,
             preroll_max,
             fragment,
             buffered,
             continuous,
             inbox: Mutex::new(Vec::new()),
-            wake: tokio::sync::Notify::new(),
             counters: TapCounters::default(),
             write_counters,
             jobs: AtomicU64::new(0),
@@ -289,7 +303,7 @@ impl Tap {
 
     /// The encoded bus.
     pub fn bus(&self) -> &str {
-        self.feed.bus()
+        &self.bus
     }
 
     /// Recordings being written.
@@ -302,46 +316,79 @@ impl Tap {
         self.buffered || self.continuous.is_some()
     }
 
-    /// Adds a recording; starts the tap's task if it is not running.
+    /// Adds a recording (taken at the next frame, or within [`TICK`]);
+    /// starts the tap's thread if it is not running.
     pub fn add(self: &Arc<Tap>, job: JobSpec) {
         self.inbox.lock().push(job);
-        self.wake.notify_one();
         self.ensure_running();
     }
 
-    /// Starts the task unless it runs.
+    /// Starts the thread unless it runs.
     pub fn ensure_running(self: &Arc<Tap>) {
         if !self.running.swap(true, Ordering::AcqRel) {
             let me = Arc::clone(self);
-            tokio::spawn(async move { me.run().await });
+            std::thread::Builder::new()
+                .name(format!("tap {}", self.bus).chars().take(15).collect())
+                .spawn(move || me.run())
+                .expect("spawn a recorder tap thread");
         }
     }
 
-    async fn run(self: Arc<Tap>) {
-        let slot: FeedSlot = self.feed.join_uncounted();
-        let mut rx = self.feed.subscribe();
+    /// Attaches the bus; None (logged once per absence) if it is not
+    /// there or not H.264.
+    fn attach(&self, logged: &mut bool) -> Option<Attached> {
+        let opts = ReaderOptions {
+            wait: None,
+            shm_dir: self.shm_dir.clone(),
+        };
+        let mut reader = match Reader::attach(&self.bus, opts) {
+            Ok(r) => r,
+            Err(e) => {
+                if !std::mem::replace(logged, true) {
+                    tracing::info!(bus = %self.bus, error = %e, "waiting for the stream to record");
+                }
+                return None;
+            }
+        };
+        let spec = *reader.spec();
+        if spec.format != PixelFormat::H264 {
+            if !std::mem::replace(logged, true) {
+                tracing::warn!(bus = %self.bus, format = %spec.format, "not an H.264 bus: nothing to record");
+            }
+            return None;
+        }
+        *logged = false;
+        let time_base = match reader.codec() {
+            Ok(Some(c)) if c.time_base.0 > 0 && c.time_base.1 > 0 => c.time_base,
+            _ => (1, CLOCK_RATE as u32),
+        };
+        let fps = spec.fps.as_f64();
+        tracing::info!(bus = %self.bus, "recorder: reading the encoded bus");
+        Some(Attached {
+            reader,
+            size: (spec.width, spec.height),
+            nominal: if fps > 0.0 {
+                (CLOCK_RATE as f64 / fps).round() as u32
+            } else {
+                3000
+            },
+            time_base,
+            first: true,
+        })
+    }
+
+    fn run(self: Arc<Tap>) {
+        let mut bus: Option<Attached> = None;
+        let mut logged = false;
+        let mut want_key = false;
         let mut buf: VecDeque<Arc<Au>> = VecDeque::new();
         let mut bytes: u64 = 0;
         let mut jobs: Vec<Job> = Vec::new();
         let fragment_ns = self.fragment.as_nanos() as u64;
         let max_ns = self.preroll_max.as_nanos() as u64;
         let mut next_segment_try = 0u64;
-        // One timer for the life of the task (not one per frame).
-        let mut tick = tokio::time::interval(TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // The picture size and frame interval, from the feed once it knows
-        // them (it learns them before it passes the first frame on).
-        let params = || {
-            let info = self.feed.current_info();
-            let size = info.as_ref().map_or((0, 0), |i| (i.width, i.height));
-            let nominal = info
-                .as_ref()
-                .filter(|i| i.fps > 0.0)
-                .map_or(3000, |i| (CLOCK_RATE as f64 / i.fps).round() as u32);
-            (size, nominal)
-        };
         loop {
-            let (size, nominal) = params();
+            let (size, nominal) = bus.as_ref().map_or(((0, 0), 3000), |b| (b.size, b.nominal));
             // New jobs: replay the buffer from their start.
             let new: Vec<JobSpec> = std::mem::take(&mut *self.inbox.lock());
             for spec in new {
@@ -364,7 +411,7 @@ impl Tap {
                             }
                         }
                     }
-                    None => self.feed.request_keyframe(),
+                    None => want_key = true,
                 }
                 match ended {
                     Some(note) => job.end(note, nominal),
@@ -380,54 +427,71 @@ impl Tap {
                 }
                 continue;
             }
-            let got = tokio::select! {
-                r = rx.recv() => Some(r),
-                _ = tick.tick() => None,
-                _ = self.wake.notified() => continue,
-            };
-            let now = framebus::monotonic_ns();
-            let au = match got {
-                Some(Ok(au)) => au,
-                Some(Err(RecvError::Lagged(n))) => {
-                    // Behind the feed: a hole. Every job restarts at the
-                    // next keyframe (pending frames are written first).
-                    self.counters.lost.fetch_add(n, Ordering::Relaxed);
-                    tracing::warn!(bus = %self.bus(), lost = n, "the recorder fell behind; skipping to a keyframe");
+            if bus.is_none() {
+                bus = self.attach(&mut logged);
+                if bus.is_none() {
+                    std::thread::sleep(TICK);
+                    end_stopped(&mut jobs, nominal);
+                    continue;
+                }
+            }
+            let b = bus.as_mut().expect("attached above");
+            if std::mem::take(&mut want_key) {
+                if let Err(e) = b.reader.request_keyframe() {
+                    tracing::debug!(bus = %self.bus, error = %e, "keyframe request");
+                }
+            }
+            let frame = match b.reader.next_encoded(Some(TICK)) {
+                Ok(f) => f,
+                Err(ReadError::Timeout { .. }) => {
+                    end_stopped(&mut jobs, nominal);
+                    continue;
+                }
+                Err(e) => {
+                    // The encoder is gone (or the segment went bad): write
+                    // what is pending; each recording goes on at the next
+                    // keyframe of the bus when it is back.
+                    tracing::warn!(bus = %self.bus, error = %e, "the encoded bus stopped; waiting for it");
+                    bus = None;
                     buf.clear();
                     bytes = 0;
                     for j in &mut jobs {
                         j.flush(None, nominal);
                         j.resync = true;
                     }
-                    self.feed.request_keyframe();
-                    continue;
-                }
-                Some(Err(RecvError::Closed)) => break,
-                None => {
-                    // No frame: stop jobs whose stop time has passed.
-                    let mut i = 0;
-                    while i < jobs.len() {
-                        if jobs[i]
-                            .spec
-                            .entry
-                            .stop_at()
-                            .is_some_and(|s| now >= s + 500_000_000)
-                            || jobs[i].spec.entry.has_failed()
-                        {
-                            let j = jobs.swap_remove(i);
-                            let note = j
-                                .track
-                                .is_none()
-                                .then(|| "no frame arrived before the stop".to_string());
-                            j.end(note, nominal);
-                        } else {
-                            i += 1;
-                        }
-                    }
+                    end_stopped(&mut jobs, nominal);
+                    std::thread::sleep(TICK);
                     continue;
                 }
             };
-            let (size, nominal) = params();
+            let skipped = if std::mem::take(&mut b.first) {
+                0
+            } else {
+                frame.skipped()
+            };
+            let au = Arc::new(Au {
+                data: Arc::from(&frame[..]),
+                key: frame.is_keyframe(),
+                pts90: to_90k(frame.pts(), b.time_base),
+                mono_ns: frame.mono_ns(),
+                realtime_ns: frame.realtime_ns(),
+            });
+            drop(frame);
+            if skipped > 0 {
+                // The ring overwrote frames before we read them: a hole.
+                // Every recording restarts at the next keyframe (what is
+                // pending is written first).
+                self.counters.lost.fetch_add(skipped, Ordering::Relaxed);
+                tracing::warn!(bus = %self.bus, lost = skipped, "the recorder fell behind; skipping to a keyframe");
+                buf.clear();
+                bytes = 0;
+                for j in &mut jobs {
+                    j.flush(None, nominal);
+                    j.resync = true;
+                }
+                want_key = !au.key;
+            }
+            let now = au.mono_ns;
             // The pre-roll window: whole GOPs back to newest − max.
             bytes += au.data.len() as u64;
             buf.push_back(Arc::clone(&au));
@@ -441,7 +505,7 @@ impl Tap {
                 }
             }
             if buf.len() > 1 && !buf[0].key && au.key {
-                // No keyframe at the front (a start or a lag): drop to it.
+                // No keyframe at the front (a start or a hole): drop to it.
                 while buf.len() > 1 && !buf[0].key {
                     bytes -= buf.pop_front().map_or(0, |a| a.data.len() as u64);
                 }
@@ -488,12 +552,33 @@ impl Tap {
             }
             self.jobs.store(jobs.len() as u64, Ordering::Relaxed);
         }
-        for j in jobs {
-            j.end(Some("stopped with the recorder".into()), 3000);
-        }
         self.counters.preroll_bytes.store(0, Ordering::Relaxed);
         self.counters.preroll_ns.store(0, Ordering::Relaxed);
-        self.running.store(false, Ordering::Release);
-        drop(slot);
+        tracing::info!(bus = %self.bus, "recorder: stopped reading (no recording)");
+    }
+}
+
+/// Ends the jobs whose stop time passed half a second ago without a frame
+/// (the stream stalled), and those whose file failed.
+fn end_stopped(jobs: &mut Vec<Job>, nominal: u32) {
+    let now = framebus::monotonic_ns();
+    let mut i = 0;
+    while i < jobs.len() {
+        if jobs[i]
+            .spec
+            .entry
+            .stop_at()
+            .is_some_and(|s| now >= s + 500_000_000)
+            || jobs[i].spec.entry.has_failed()
+        {
+            let j = jobs.swap_remove(i);
+            let note = j
+                .track
+                .is_none()
+                .then(|| "no frame arrived before the stop".to_string());
+            j.end(note, nominal);
+        } else {
+            i += 1;
+        }
     }
 }
