@@ -71,6 +71,7 @@ import time
 import urllib.error
 import urllib.request
 
+POINTS = ("idle", "rec1", "rec4", "ffmpeg")
 HERE = os.path.dirname(os.path.abspath(__file__))
 BENCHES = os.path.dirname(HERE)
 ROOT = os.path.dirname(BENCHES)
@@ -199,6 +200,70 @@ def probe(path):
     return {"duration": float(dur) if dur else None, "packets": pk}
 
 
+def threads(pid):
+    """{tid: (comm, utime+stime ticks, context switches)} of pid's threads."""
+    out = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for t in tids:
+        try:
+            with open(f"/proc/{pid}/task/{t}/stat") as f:
+                raw = f.read()
+            with open(f"/proc/{pid}/task/{t}/status") as f:
+                cs = sum(int(line.split()[1]) for line in f if "ctxt_switches" in line)
+        except (OSError, ValueError):
+            continue
+        comm = raw[raw.index("(") + 1:raw.rindex(")")]
+        fields = raw.rsplit(")", 1)[1].split()
+        out[t] = (comm, int(fields[11]) + int(fields[12]), cs)
+    return out
+
+
+def thread_kind(comm):
+    """The recorder's thread names: `feed <bus>` (the bus reader),
+    `tokio-rt-worker` (HTTP, the taps), others (writers, blocking pool)."""
+    if comm.startswith("feed"):
+        return "feed"
+    if comm.startswith("tokio-rt-worker"):
+        return "tokio"
+    return "other"
+
+
+def aggregate(ws):
+    """Figures of one point from its windows (one per round): every
+    process's CPU as % of one core over the windows' total time, rates per
+    second, and each round's recorder and ffmpeg CPU."""
+    if not ws:
+        return None
+    dt = sum(w["seconds"] for w in ws)
+    pct = lambda t: 100.0 * t / HZ / dt  # noqa: E731
+    procs = ws[0]["ticks"].keys()
+    th = {}
+    for w in ws:
+        for k, v in w["threads"].items():
+            th[k] = th.get(k, 0) + v
+    ij = [sum(w["idle_jiffies"][i] for w in ws) for i in (0, 1)]
+    fb = [w["ffmpeg_bytes"] for w in ws if w.get("ffmpeg_bytes") is not None]
+    return {"seconds": dt, "rounds": len(ws),
+            "cpu": {k: pct(sum(w["ticks"][k] for w in ws)) for k in procs},
+            "per_round": [{k: 100.0 * w["ticks"][k] / HZ / w["seconds"] for k in ("recorder", "ffmpeg")
+                           if k in w["ticks"]} for w in ws],
+            "threads": {k: pct(v) for k, v in th.items()},
+            "wakeups_s": sum(w["ctxt"] for w in ws) / dt,
+            "idle": 100.0 * ij[0] / max(1, ij[1]),
+            "recorder_bytes_s": sum(w["bytes"] for w in ws) / dt,
+            "fragments_s": sum(w["fragments"] for w in ws) / dt,
+            "ffmpeg_bytes_s": sum(fb) / dt if fb else None,
+            "encoded_fps": sum(w["published"] for w in ws) / dt,
+            "source_dropped": sum(w["source_dropped"] for w in ws),
+            "lost": sum(w["lost"] for w in ws),
+            "clips": [c for w in ws for c in w.get("clips", [])],
+            "files": [w["file"] for w in ws if w.get("file")],
+            "errors": [w["error"] for w in ws if w.get("error")]}
+
+
 def q3(xs):
     """(min, median, max) or None."""
     return (min(xs), statistics.median(xs), max(xs)) if xs else None
@@ -286,34 +351,42 @@ class Bench:
 
     # ---- 2. CPU ------------------------------------------------------------
     def window(self, secs, extra=None):
-        """CPU of every process over `secs`, % of one core; the recorder's
-        bytes written per second; `extra` (pid, bytes-so-far fn) for ffmpeg."""
+        """Raw deltas over `secs`: CPU ticks of every process, the recorder's
+        ticks by thread and its context switches, the machine's idle
+        jiffies, the recorder's counters, the buses' counters; `extra`
+        (pid, bytes-so-far fn) for ffmpeg. aggregate() makes figures."""
         pids = {"recorder": self.recorder.pid, "encoder": self.encoder.pid, "producer": self.producer.pid,
                 "rtsp": self.rtsp_p.pid}
         if extra:
             pids["ffmpeg"] = extra[0]
         m0, r0, e0 = self.m(), self.stat(self.bus), self.stat(self.ebus)
         t0, c0, i0 = time.monotonic(), {k: cpu_ticks(v) for k, v in pids.items()}, cpu_idle()
-        b0 = extra[1]() if extra else None
+        th0, b0 = threads(self.recorder.pid), extra[1]() if extra else None
         time.sleep(secs)
         t1, c1, i1 = time.monotonic(), {k: cpu_ticks(v) for k, v in pids.items()}, cpu_idle()
-        b1 = extra[1]() if extra else None
+        th1, b1 = threads(self.recorder.pid), extra[1]() if extra else None
         m1, r1, e1 = self.m(), self.stat(self.bus), self.stat(self.ebus)
-        dt = t1 - t0
 
         def d(a, b, k):
-            return b[k] - a[k] if k in a and k in b else None
-        w = gauge(m1, "framebus_recorder_bytes_written") - gauge(m0, "framebus_recorder_bytes_written")
-        return {"seconds": dt, "cpu": {k: 100.0 * (c1[k] - c0[k]) / HZ / dt for k in pids},
-                "idle": 100.0 * (i1[0] - i0[0]) / max(1, i1[1] - i0[1]),
-                "recorder_bytes_s": w / dt,
-                "fragments_s": (gauge(m1, "framebus_recorder_fragments_written")
-                                - gauge(m0, "framebus_recorder_fragments_written")) / dt,
-                "ffmpeg_bytes_s": (b1 - b0) / dt if extra else None,
-                "writing": gauge(m1, "framebus_recorder_recordings_writing", stream=self.ebus),
-                "encoded_fps": (d(e0, e1, "published") or 0) / dt, "source_dropped": d(r0, r1, "source_dropped"),
-                "lost": gauge(m1, "framebus_recorder_frames_lost") - gauge(m0, "framebus_recorder_frames_lost"),
-                "rss_kb": status_kb(self.recorder.pid, "VmRSS")}
+            return b[k] - a[k] if k in a and k in b else 0
+
+        def g(name, **lb):
+            return gauge(m1, name, **lb) - gauge(m0, name, **lb)
+        # Threads alive at both ends, by kind; the rest (writer threads
+        # that came and went) is the total minus these.
+        kinds: dict = {}
+        ctxt = 0
+        for tid, (comm, ticks, cs) in th1.items():
+            if tid in th0:
+                k = thread_kind(comm)
+                kinds[k] = kinds.get(k, 0) + ticks - th0[tid][1]
+                ctxt += cs - th0[tid][2]
+        return {"seconds": t1 - t0, "ticks": {k: c1[k] - c0[k] for k in pids},
+                "idle_jiffies": (i1[0] - i0[0], i1[1] - i0[1]), "threads": kinds, "ctxt": ctxt,
+                "bytes": g("framebus_recorder_bytes_written"), "fragments": g("framebus_recorder_fragments_written"),
+                "ffmpeg_bytes": (b1 - b0) if extra else None, "published": d(e0, e1, "published"),
+                "source_dropped": d(r0, r1, "source_dropped"), "lost": g("framebus_recorder_frames_lost"),
+                "writing": gauge(m1, "framebus_recorder_recordings_writing", stream=self.ebus)}
 
     def start_clip(self, duration="90s", preroll=None):
         body = {"stream": self.stream, "duration": duration}
@@ -329,7 +402,14 @@ class Bench:
         return r if st == 200 else {"error": f"DELETE -> {st}: {r!r}"}
 
     def recording_point(self, n, secs):
-        clips = [self.start_clip() for _ in range(n)]
+        clips = []
+        try:
+            for _ in range(n):
+                clips.append(self.start_clip())
+        except RuntimeError as e:
+            for c in clips:
+                self.stop_clip(c["id"])
+            return {"error": str(e)}
         try:
             time.sleep(self.a.settle)
             r = self.window(secs)
@@ -462,8 +542,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--target-dir", default=os.path.join(ROOT, "target/release"))
     ap.add_argument("--quick", action="store_true",
-                    help="harness check (~2 min): --cpu-secs 15, --clips 5 (numbers not for the docs)")
-    ap.add_argument("--cpu-secs", type=float, help="CPU window per point (default 60, quick 15)")
+                    help="harness check (~2 min): --rounds 1, --cpu-secs 15, --clips 5 (numbers not for the docs)")
+    ap.add_argument("--cpu-secs", type=float, help="CPU window per point and round (default 30, quick 15)")
+    ap.add_argument("--rounds", type=int,
+                    help="CPU rounds, the four points interleaved in each (default 2: 60 s per point; quick 1)")
     ap.add_argument("--settle", type=float, default=3.0,
                     help="seconds between starting a point's recordings (or ffmpeg's first bytes) and its window")
     ap.add_argument("--fill", type=float, default=32.0,
@@ -474,7 +556,8 @@ def main():
     ap.add_argument("--json", help="also write every figure here")
     ap.add_argument("--log-dir", help="write the servers' stderr here (RUST_LOG applies)")
     a = ap.parse_args()
-    a.cpu_secs = a.cpu_secs or (15.0 if a.quick else 60.0)
+    a.cpu_secs = a.cpu_secs or (15.0 if a.quick else 30.0)
+    a.rounds = a.rounds or (1 if a.quick else 2)
     a.clips = a.clips or (5 if a.quick else 20)
     names = ("framebus-producer", "framebus-encoder", "framebus-recorder", "framebus-rtsp", "framebus")
     a.producer, a.encoder, a.recorder, a.rtsp, a.cli = (os.path.join(a.target_dir, b) for b in names)
@@ -513,17 +596,29 @@ def main():
         print("memory with the buffer full", json.dumps(res["memory"]["full"]),
               json.dumps(res["memory"]["full_preroll"]), "gop", res["gop_frames"], flush=True)
 
-        res["cpu"]["idle"] = bench.window(a.cpu_secs)
-        res["memory"]["after_idle_preroll"] = bench.preroll()
-        print("cpu buffering", json.dumps(res["cpu"]["idle"]["cpu"]), flush=True)
-        for n in (1, 4):
-            res["cpu"][f"rec{n}"] = bench.recording_point(n, a.cpu_secs)
-            print(f"cpu recording {n}", json.dumps(res["cpu"][f"rec{n}"]["cpu"]),
-                  f"{res['cpu'][f'rec{n}']['recorder_bytes_s']:.0f} B/s", flush=True)
-        res["memory"]["after_rec4"] = bench.memory(bench.recorder.pid)
-        res["cpu"]["ffmpeg"] = bench.ffmpeg_point(a.cpu_secs)
-        print("cpu ffmpeg", json.dumps(res["cpu"]["ffmpeg"].get("cpu")), res["cpu"]["ffmpeg"].get("error", ""),
-              flush=True)
+        # Interleaved rounds: a change in the machine's load hits every point alike.
+        windows = {k: [] for k in POINTS}
+        errors = {k: [] for k in POINTS}
+        run = {"idle": lambda: bench.window(a.cpu_secs), "rec1": lambda: bench.recording_point(1, a.cpu_secs),
+               "rec4": lambda: bench.recording_point(4, a.cpu_secs), "ffmpeg": lambda: bench.ffmpeg_point(a.cpu_secs)}
+        for rnd in range(a.rounds):
+            for k in POINTS:
+                w = run[k]()
+                (windows[k] if "ticks" in w else errors[k]).append(w)
+                if "ticks" in w:
+                    cpu = {p: round(100.0 * t / HZ / w["seconds"], 2) for p, t in w["ticks"].items()}
+                    print(f"round {rnd + 1} {k}", json.dumps(cpu), f"{w['bytes'] / w['seconds']:.0f} B/s",
+                          w.get("error", ""), flush=True)
+                else:
+                    print(f"round {rnd + 1} {k}", w.get("error"), flush=True)
+                if k == "idle" and rnd == 0:
+                    res["memory"]["after_idle_preroll"] = bench.preroll()
+                if k == "rec4" and rnd == 0:
+                    res["memory"]["after_rec4"] = bench.memory(bench.recorder.pid)
+        for k in POINTS:
+            res["cpu"][k] = aggregate(windows[k]) or {}
+            res["cpu"][k]["failed"] = [w.get("error") for w in errors[k]]
+        res["windows"] = windows
 
         res["accuracy"] = bench.accuracy(a.clips, random.Random(a.seed))
         for x in res["accuracy"]:
@@ -624,41 +719,49 @@ def report(a, res, started, up_before, up_after):
 
     cpu = res["cpu"]
     L.append("")
-    L.append(f"### CPU per recorded 1080p30 stream, % of one core ({a.cpu_secs:g} s per point)")
+    L.append(f"### CPU per recorded 1080p30 stream, % of one core ({a.rounds} round(s) × {a.cpu_secs:g} s per "
+             "point, the points interleaved in each round)")
     L.append("")
     L.append(f"This table: `{cmd.strip()}`")
     L.append("")
     ff = cpu.get("ffmpeg") or {}
-    ffc = (ff.get("cpu") or {}).get("ffmpeg") if "error" not in ff else None
-    L.append(row("point", "recording process CPU", "÷ ffmpeg", "bytes written/s", "fragments/s",
-                 "framebus-encoder", "framebus-rtsp", "producer", "machine idle", "frames encoded/s",
-                 "source drops"))
-    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    idle = (cpu.get("idle") or {}).get("cpu", {}).get("recorder")
+    ffc = (ff.get("cpu") or {}).get("ffmpeg")
+    L.append(row("point", "recording process CPU", "÷ ffmpeg", "each round", "recorder threads: feed / tokio / "
+                 "other", "recorder wake-ups/s", "bytes written/s", "fragments/s", "framebus-encoder",
+                 "framebus-rtsp", "producer", "machine idle", "frames encoded/s", "source drops"))
+    L.append("|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     labels = {"idle": "framebus-recorder, buffering 30 s, no recording",
               "rec1": "**framebus-recorder, buffering + 1 recording**",
               "rec4": "framebus-recorder, buffering + 4 recordings of the stream",
               "ffmpeg": "ffmpeg `-c copy` fMP4 from framebus-rtsp, 1 recording (baseline)"}
-    for k in ("idle", "rec1", "rec4", "ffmpeg"):
-        x = cpu.get(k)
-        if not x:
-            continue
+    for k in POINTS:
+        x = cpu.get(k) or {}
         if "cpu" not in x:
-            L.append(row(labels[k], f"n/a: {x.get('error')}", *[""] * 9))
+            L.append(row(labels[k], f"n/a: {'; '.join(str(e) for e in x.get('failed') or []) or 'not run'}",
+                         *[""] * 12))
             continue
         c = x["cpu"]
-        own = c.get("ffmpeg") if k == "ffmpeg" else c["recorder"]
-        fl = x.get("file") or {}
-        if k == "ffmpeg":  # its closed file: the size grows by whole fragments (GOPs) while it runs
-            bps = fl["bytes"] / fl["media_s"] if fl.get("media_s") else x["ffmpeg_bytes_s"]
+        who = "ffmpeg" if k == "ffmpeg" else "recorder"
+        own = c.get(who)
+        if k == "ffmpeg":  # its closed files: the size grows by whole fragments (GOPs) while it runs
+            fl = x["files"]
+            bps = sum(f["bytes"] for f in fl) / sum(f["media_s"] for f in fl) if fl else x["ffmpeg_bytes_s"]
         else:
             bps = x["recorder_bytes_s"]
         r = "1.00" if k == "ffmpeg" else ratio(own, ffc)
-        L.append(row(labels[k], f2(own), f"**{r}**" if k == "rec1" else r, f"{bps / 1e3:.0f} kB/s",
+        t = x["threads"]
+        L.append(row(labels[k], f2(own), f"**{r}**" if k == "rec1" else r,
+                     " / ".join(f2(pr.get(who)) for pr in x["per_round"]),
+                     "" if k == "ffmpeg" else " / ".join(f2(t.get(n, 0.0) if n != "other" else
+                                                            c["recorder"] - t.get("feed", 0) - t.get("tokio", 0))
+                                                         for n in ("feed", "tokio", "other")),
+                     "" if k == "ffmpeg" else f"{x['wakeups_s']:.0f}",
+                     f"{bps / 1e3:.0f} kB/s" if bps is not None else "n/a",
                      "" if k == "ffmpeg" else f"{x['fragments_s']:.2f}", f1(c["encoder"]), f2(c["rtsp"]),
-                     f1(c["producer"]), f"{x['idle']:.0f} %", f"{x['encoded_fps']:.2f}",
-                     x.get("source_dropped", "n/a")))
-    r1, r4 = (cpu.get("rec1") or {}).get("cpu", {}).get("recorder"), (cpu.get("rec4") or {}).get("cpu", {}).get("recorder")
+                     f1(c["producer"]), f"{x['idle']:.0f} %", f"{x['encoded_fps']:.2f}", x["source_dropped"]))
+    idle = ((cpu.get("idle") or {}).get("cpu") or {}).get("recorder")
+    r1 = ((cpu.get("rec1") or {}).get("cpu") or {}).get("recorder")
+    r4 = ((cpu.get("rec4") or {}).get("cpu") or {}).get("recorder")
     L.append("")
     if r1 is not None and idle is not None:
         marg1 = r1 - idle
@@ -666,29 +769,37 @@ def report(a, res, started, up_before, up_after):
         L.append(f"- Per recording, over buffering alone: {f2(marg1)} % (1 recording), {f2(marg4)} % each "
                  f"(4 at once); ÷ ffmpeg: {ratio(marg1, ffc)} / {ratio(marg4, ffc)}.")
         L.append(f"- Goal (issue 16): ≤ 1 % of a core per recorded 1080p30 stream: the recorder buffering and "
-                 f"recording one stream takes {f2(r1)} % — **{'met' if r1 <= 1.0 else 'not met'}**.")
+                 f"recording one stream takes {f2(r1)} % — **{'met' if r1 <= 1.0 else 'not met'}**"
+                 f"{'' if r1 <= 1.0 else f' ({f2(marg1)} % over buffering alone)'}.")
     L.append("- ffmpeg's figure is ffmpeg alone (depacketizing RTP over TCP and muxing); framebus-rtsp serving it "
              "is the camera's side and is listed apart. The recorder keeps buffering during the baseline point. "
-             "Bytes written/s: the recorder's `framebus_recorder_bytes_written_total` over the window; ffmpeg's "
-             "closed file's size ÷ its media seconds (its file grows by whole GOP fragments). Frames encoded/s: "
-             "the encoded bus's `published` (`framebus stat`); source drops: the raw bus's `source_dropped` "
-             "(deadlines the test pattern missed) over the window.")
-    lost = [f"{k}: {cpu[k]['lost']:.0f}" for k in ("idle", "rec1", "rec4", "ffmpeg") if cpu.get(k, {}).get("lost")]
+             "Recorder threads: CPU of the threads alive through a window by name (`feed BUS`: the encoded-bus "
+             "reader shared by the taps; `tokio-rt-worker`: the taps and HTTP); other: the rest (writer threads, "
+             "the blocking pool). Wake-ups/s: the recorder's context switches (voluntary + not). Bytes written/s: "
+             "the recorder's `framebus_recorder_bytes_written_total` over the windows; ffmpeg's closed files' size "
+             "÷ their media seconds (its file grows by whole GOP fragments). Frames encoded/s: the encoded bus's "
+             "`published` (`framebus stat`); source drops: the raw bus's `source_dropped` over the windows.")
+    lost = [f"{k}: {cpu[k]['lost']:.0f}" for k in POINTS if (cpu.get(k) or {}).get("lost")]
     if lost:
         L.append(f"- Frames the recorder lost (`framebus_recorder_frames_lost`) during a window: {', '.join(lost)}.")
+    for k in POINTS:
+        for e in (cpu.get(k) or {}).get("failed") or []:
+            L.append(f"- {k}: a window failed: {e}")
+        for e in (cpu.get(k) or {}).get("errors") or []:
+            L.append(f"- {k}: {e}")
     for k, what in (("rec1", "1 recording"), ("rec4", "4 recordings")):
         cl = (cpu.get(k) or {}).get("clips") or []
         bad = [c for c in cl if c.get("state") != "done" or c.get("error")]
         if bad:
             L.append(f"- {what}: not done after DELETE: {json.dumps(bad)}")
         if cl:
-            L.append(f"- {what}, as stopped (DELETE after the window): "
-                     + "; ".join(f"{c.get('frames')} frames, {f2(c.get('duration_s'))} s "
-                                 f"({c['frames'] / c['duration_s']:.2f} frames/s), {c.get('bytes', 0) / 1e6:.2f} MB"
-                                 if c.get("duration_s") else json.dumps(c) for c in cl) + ".")
-    fl = ff.get("file")
-    if fl:
-        L.append(f"- ffmpeg's file, closed after the window: {fl['frames']} frames over {fl['media_s']:.2f} s of "
+            fps = [c["frames"] / c["duration_s"] for c in cl if c.get("duration_s")]
+            L.append(f"- {what}, as stopped (DELETE after each window): {len(cl)} files, "
+                     f"{min(c.get('frames') or 0 for c in cl)}–{max(c.get('frames') or 0 for c in cl)} frames, "
+                     f"{f2(min(c.get('duration_s') or 0 for c in cl))}–{f2(max(c.get('duration_s') or 0 for c in cl))} "
+                     f"s, {min(fps):.2f}–{max(fps):.2f} frames/s." if fps else f"- {what}: {json.dumps(cl)}")
+    for fl in ff.get("files") or []:
+        L.append(f"- ffmpeg's file, closed after its window: {fl['frames']} frames over {fl['media_s']:.2f} s of "
                  f"media ({fl['frames'] / fl['media_s']:.2f} frames/s), {fl['keyframes']} keyframes, "
                  f"{fl['bytes'] / 1e6:.2f} MB.")
 
