@@ -25,16 +25,20 @@ Measures:
      its VmRSS and RssAnon (/proc/PID/status) before the encoder started
      and with the buffer full, and the stream's bit rate (the gauges'
      bytes ÷ seconds).
-  2. CPU, % of one core over --cpu-secs (60; quick 15) per point, from
-     /proc/PID/stat: the recorder buffering only; recording 1 clip; 4
+  2. CPU, % of one core over --rounds (2; quick 1) windows of --cpu-secs
+     (30; quick 15) per point, the four points interleaved in each round,
+     from /proc/PID/stat (the recorder's also by thread, with its context
+     switches): the recorder buffering only; recording 1 clip; 4
      clips at once (`POST /api/v1/recordings {stream, duration: "90s"}`,
      stopped with DELETE after the window); and, as the baseline, in the
      same run, `ffmpeg -rtsp_transport tcp -i rtsp://…/BUS/high -c copy -f
      mp4 -movflags +frag_keyframe+empty_moov` recording the same encoded
      stream through framebus-rtsp (the usual way to record an RTSP
      camera). Bytes/s written: the recorder's
-     `framebus_recorder_bytes_written_total`, ffmpeg's file size. The
-     encoder's CPU is given for scale. Ratios: recorder ÷ ffmpeg.
+     `framebus_recorder_bytes_written_total`, ffmpeg's closed file's size
+     ÷ its media time. The encoder's and the producer's CPU are given for
+     scale (the producer's fixed work gauges the machine's speed). Ratios:
+     recorder ÷ ffmpeg.
   3. Pre-roll accuracy: --clips (20; quick 5) recordings with preroll
      "5s" and duration "2s", requested at irregular intervals (0.3–1.7 s,
      --seed), each downloaded once done (`/api/v1/recordings/ID/file.mp4`).
@@ -679,7 +683,8 @@ def report(a, res, started, up_before, up_after):
              f"`{PROFILE}` (GOP {gop if gop else '?'} frames = {f2(gop_s)} s, from its log); "
              "`framebus-recorder --buffer BUS/high --preroll-max 30s --min-free 0` (fragments of 1 s, each "
              "fdatasync'ed); recordings on the machine's disk (a temporary directory). A figure taken at a load "
-             "average above ~1 is a harness check, not a result.")
+             "average above ~1 is a harness check, not a result. The producer's CPU column is a gauge of the "
+             "machine's speed during each point: its work is fixed (painting and publishing 30 frames/s of 3 MB).")
 
     mem = res["memory"]
     b, f = mem.get("before") or {}, mem.get("full") or {}
@@ -831,7 +836,7 @@ def report(a, res, started, up_before, up_after):
     de = q3([x["duration_error_frames"] for x in acc if x.get("duration_error_frames") is not None])
     if de:
         L.append(row("ffprobe duration − (2 s + API `preroll_s`), frames", f2(de[0]), f2(de[1]), f2(de[2]),
-                     f"max |error| {max(abs(de[0]), abs(de[2])):.2f} frames"))
+                     f"largest error {max(abs(de[0]), abs(de[2])):.2f} frames"))
     ps = q3([x["api"]["preroll_s"] for x in acc if x.get("api", {}).get("preroll_s") is not None])
     if ps:
         L.append(row("API `preroll_s` (request − first frame), s", f2(ps[0]), f2(ps[1]), f2(ps[2]), ""))
