@@ -26,13 +26,13 @@ PY := $(VENV)/bin/python
 CARGO_FLAGS := --release --locked
 export CARGO_TERM_COLOR := never
 
-.PHONY: help deps venv node-deps build run install test test-rust test-loom test-py wheel bench bench-e2e bench-rtsp bench-encoder bench-webrtc bench-hls bench-apt fuzz test-fuzz-short test-faults test-soak-short soak fmt lint clean
+.PHONY: help deps venv node-deps build run install test test-rust test-loom test-py wheel bench bench-e2e bench-rtsp bench-encoder bench-webrtc bench-hls bench-recorder bench-apt fuzz test-fuzz-short test-faults test-soak-short soak fmt lint clean
 
 help:
 	@echo "make run     build and start producer + publishers (test pattern 1080p60)"
 	@echo "make test    every test: Rust, loom, Python, end-to-end with real clients"
 	@echo "make bench   benchmarks (numbers go to docs/benchmarks.md)"
-	@echo "make bench-rtsp / bench-encoder / bench-e2e / bench-webrtc / bench-hls   one benchmark (RTSP_ARGS, ENCODER_ARGS, E2E_ARGS, WEBRTC_ARGS, HLS_ARGS=--quick)"
+	@echo "make bench-rtsp / bench-encoder / bench-e2e / bench-webrtc / bench-hls / bench-recorder   one benchmark (RTSP_ARGS, ENCODER_ARGS, E2E_ARGS, WEBRTC_ARGS, HLS_ARGS, RECORDER_ARGS=--quick)"
 	@echo "make lint    rustfmt --check and clippy -D warnings"
 	@echo "make fuzz    every fuzz target for FUZZ_SECONDS (default 60)"
 	@echo "make soak    1,000 reader kills, 20 producer kills, SOAK_SECONDS of service (default 3600)"
@@ -162,6 +162,7 @@ bench: build wheel
 	@$(MAKE) --no-print-directory bench-webrtc
 	@$(MAKE) --no-print-directory bench-webrtc
 	@$(MAKE) --no-print-directory bench-hls
+	@$(MAKE) --no-print-directory bench-recorder
 
 # End-to-end comparison (docs/benchmarks.md "End-to-end scenario"): framebus
 # against one GStreamer pipeline, one ffmpeg and Python shared_memory, same
@@ -218,6 +219,18 @@ HLS_ARGS ?=
 bench-hls: build node-deps
 	@uptime
 	timeout 1200 /usr/bin/python3 benches/hls/bench.py --target-dir $${CARGO_TARGET_DIR:-target}/release $(HLS_ARGS)
+
+# Recorder (issue 16; docs/benchmarks.md "Recorder (issue 16)"):
+# framebus-recorder's CPU buffering 30 s of a 1080p30 stream and recording
+# it 1 / 4 times, against ffmpeg -c copy recording the same encoded bus over
+# RTSP (framebus-rtsp); its memory for 30 s of pre-roll; the pre-roll's
+# accuracy by the time code (20 clips, preroll 5 s). Report in
+# benches/recorder/results/.
+# RECORDER_ARGS=--quick for a harness check (~2 min; the full run ~6 min).
+RECORDER_ARGS ?=
+bench-recorder: build
+	@uptime
+	timeout 900 /usr/bin/python3 benches/recorder/bench.py --target-dir $${CARGO_TARGET_DIR:-target}/release $(RECORDER_ARGS)
 
 # Coverage-guided fuzzing (cargo-fuzz), every target FUZZ_SECONDS each;
 # new inputs go into the committed corpus (docs/reliability.md).
