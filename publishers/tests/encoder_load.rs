@@ -243,8 +243,12 @@ fn a_starved_encoder_steps_down_keeps_flowing_and_recovers() {
     }
     let flowing = watch.since(starved + Duration::from_secs(2));
     lat.extend(flowing.iter().map(|t| t.latency_ms));
+    // At least one access unit every two seconds: how many the lowest
+    // step gets from a seventeenth of a CPU depends on the host's speed,
+    // which varies on shared machines by a factor of three (a fresh-clone
+    // run on a slow hour got 5 in 8 s at step 5); a stopped output gets 0.
     assert!(
-        flowing.len() >= 8,
+        flowing.len() >= 4,
         "output stopped while starved: {} access units in the last 8+ s",
         flowing.len()
     );
