@@ -94,7 +94,7 @@ function installBench() {
   const ABS = 'http://www.webrtc.org/experiments/rtp-hdrext/abs-capture-time';
 
   // The time code of docs/timecode.md, by the decoder the tests use
-  // (publishers/tests/browser/timecode.js, loaded into the page first).
+  // (publishers/src/console/timecode.js, loaded into the page first).
   const readTimecode = window.framebusTimecode.makeDecoder();
   function decode(video, w, h) {
     const c = readTimecode(video, w, h);
@@ -347,7 +347,7 @@ async function main() {
   page.on('pageerror', (e) => log('page error:', String(e)));
   const origin = new URL(o.url).origin;
   await page.goto(origin + '/healthz', { timeout: 15000 });
-  await page.addScriptTag({ path: join(HERE, '../../publishers/tests/browser/timecode.js') });
+  await page.addScriptTag({ path: join(HERE, '../../publishers/src/console/timecode.js') });
   await page.evaluate(installBench);
   await page.evaluate(({ url, n }) => window.__bench.start(url, n), { url: o.url, n: o.viewers });
   const t0 = Date.now();

@@ -371,6 +371,90 @@ pub mod status {
         }
         Ok(status)
     }
+
+    /// Every status file in `dir` (sorted by name), read: what
+    /// `framebus status` and the browser console show. A file that cannot
+    /// be read is returned with its error.
+    pub fn read_all(dir: &Path) -> Vec<(PathBuf, Result<Status, StatusError>)> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(is_status_file)
+            })
+            .collect();
+        files.sort();
+        files
+            .into_iter()
+            .map(|f| {
+                let st = read(&f);
+                (f, st)
+            })
+            .collect()
+    }
+
+    /// The live supervisors' documents in `dir` that concern the calling
+    /// process: only its parent's when the parent is a supervisor (a
+    /// publisher run by `framebus-producer --config` sees its own service,
+    /// not a neighbour's in the same directory), else every live one.
+    pub fn live_for_me(dir: &Path) -> Vec<Status> {
+        let live: Vec<Status> = read_all(dir)
+            .into_iter()
+            .filter_map(|(_, st)| st.ok())
+            .filter(alive)
+            .collect();
+        // SAFETY: getppid has no preconditions and cannot fail.
+        let parent = unsafe { libc::getppid() } as u32;
+        if live.iter().any(|s| s.producer_pid == parent) {
+            live.into_iter()
+                .filter(|s| s.producer_pid == parent)
+                .collect()
+        } else {
+            live
+        }
+    }
+
+    /// Whether the supervisor that wrote `status` still exists (a file
+    /// left by a killed producer is stale).
+    pub fn alive(status: &Status) -> bool {
+        let pid = status.producer_pid;
+        // /proc/<pid> exists while the process (or its zombie) does.
+        pid != 0 && Path::new(&format!("/proc/{pid}")).exists()
+    }
+
+    /// What is wrong in a live supervisor's `status`, one sentence each:
+    /// failed cameras, children that are not running.
+    pub fn problems(status: &Status) -> Vec<String> {
+        let mut out = Vec::new();
+        for c in &status.cameras {
+            if c.state != CameraState::Running {
+                out.push(format!(
+                    "camera {}: {}",
+                    c.bus,
+                    c.error.as_deref().unwrap_or("failed")
+                ));
+            }
+        }
+        for p in &status.publishers {
+            if p.state != PublisherState::Running {
+                let reason = p
+                    .last_reason
+                    .as_deref()
+                    .map_or_else(String::new, |r| format!(" ({r})"));
+                let what = if p.bus.is_some() { "" } else { "publisher " };
+                out.push(format!(
+                    "{what}{} is {}{reason}",
+                    p.label(),
+                    p.state.as_str()
+                ));
+            }
+        }
+        out
+    }
 }
 
 /// `GET /api/v1/streams` of `framebus-mjpeg`: `{"streams": [StreamStatus]}`.

@@ -39,7 +39,7 @@ pub struct ReaderInfo {
 }
 
 /// What `framebus ls` / `stat` show of one bus.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct BusInfo {
     /// Bus name.
     pub name: String,

@@ -368,7 +368,7 @@ fn plan_children(config: &Config, policy: Policy) -> Result<Vec<Child>, Fatal> {
         let (args, env, probe) = match kind {
             "mjpeg" => (
                 config::mjpeg_args(p, &buses, config.recorder().filter(|r| r.enabled)),
-                config::mjpeg_env(p),
+                config::mjpeg_env(p, config.recorder().filter(|r| r.enabled)),
                 Probe::Http,
             ),
             _ => (config::rtsp_args(p), config::rtsp_env(p), Probe::Rtsp),

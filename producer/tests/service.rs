@@ -377,9 +377,25 @@ fn whole_service_two_cameras_rtsp_and_mjpeg() {
     assert!(curl_gets_mjpeg(&format!(
         "http://{http_addr}/{bus2}/low.mjpg"
     )));
-    // The MJPEG publisher serves both buses (its index page shows both).
+    // The MJPEG publisher serves both buses (its index page and the
+    // console's document show both).
+    let console = Command::new("curl")
+        .args([
+            "-s",
+            "-m",
+            "5",
+            &format!("http://{http_addr}/api/v1/console"),
+        ])
+        .output()
+        .unwrap();
+    let console = String::from_utf8_lossy(&console.stdout);
+    assert!(
+        console.contains(&format!("\"bus\":\"{}\"", s.bus))
+            && console.contains(&format!("\"bus\":\"{bus2}\"")),
+        "{console}"
+    );
     let index = Command::new("curl")
-        .args(["-s", "-m", "5", &format!("http://{http_addr}/")])
+        .args(["-s", "-m", "5", &format!("http://{http_addr}/mjpeg")])
         .output()
         .unwrap();
     let index = String::from_utf8_lossy(&index.stdout);

@@ -2,6 +2,8 @@
 //! per profile and serve many viewers.
 //!
 //! * [`common`]: shared pieces (bus following, scaling, on-demand lifecycle, stats).
+//! * [`console`]: the browser console, `framebus-mjpeg`'s `/` (one address
+//!   for every camera, its health and actions).
 //! * [`mjpeg`]: `framebus-mjpeg`, MJPEG over HTTP (axum).
 //! * [`rtsp`]: `framebus-rtsp`, H.264 over RTSP (x264 through ffmpeg-next).
 //! * [`h264`]: Annex B access units (shared by the encoder and outputs).
@@ -15,6 +17,7 @@
 //!   profile) writing an encoded bus that every output can read.
 
 pub mod common;
+pub mod console;
 pub mod encoder;
 pub mod feed;
 pub mod fmp4;

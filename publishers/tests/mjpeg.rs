@@ -566,14 +566,14 @@ fn chromium_index_page_moves() {
     let bus = unique("web");
     let _f = Feeder::start(&bus, 640, 480, 30);
     let s = Server::start(&["--bus", &bus, "--profile", "medium=640x360@30"]);
-    let (st, _, body) = curl(&s.url("/"), &[]);
+    let (st, _, body) = curl(&s.url("/mjpeg"), &[]);
     assert_eq!(st, 200);
     let html = String::from_utf8(body).unwrap();
     assert!(html.contains(&format!("/{bus}/medium.mjpg")));
     let dir = temp_dir("shots");
-    let a = screenshot(&s.url("/"), &dir.join("a.png"));
+    let a = screenshot(&s.url("/mjpeg"), &dir.join("a.png"));
     std::thread::sleep(Duration::from_secs(1));
-    let b = screenshot(&s.url("/"), &dir.join("b.png"));
+    let b = screenshot(&s.url("/mjpeg"), &dir.join("b.png"));
     assert!(a.starts_with(b"\x89PNG") && b.starts_with(b"\x89PNG"));
     assert_ne!(a, b, "two screenshots a second apart are identical");
     if std::env::var_os("FRAMEBUS_TEST_KEEP").is_some() {
@@ -841,7 +841,7 @@ fn discovered_bus_that_disappears_is_forgotten() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(curl(&s.url(&format!("/{bus}/snapshot.jpg")), &[]).0, 404);
-    let (_, _, index) = curl(&s.url("/"), &[]);
+    let (_, _, index) = curl(&s.url("/mjpeg"), &[]);
     assert!(!String::from_utf8_lossy(&index).contains(&bus));
     // It comes back when a producer does.
     let _f2 = Feeder::start_in(&bus, 320, 240, 30, Some(&shm));

@@ -121,12 +121,18 @@ fn hls_args(c: &Publisher) -> Vec<String> {
 }
 
 /// Environment of `framebus-mjpeg` for this config: the credentials, which
-/// only the same user (or root) can read in `/proc/PID/environ`.
-pub fn mjpeg_env(c: &Publisher) -> Vec<(&'static str, String)> {
-    c.auth
+/// only the same user (or root) can read in `/proc/PID/environ`; and the
+/// enabled `recorder`'s, which the console needs to forward the
+/// recorder's API (`/api/v1/recordings` on the browser's address).
+pub fn mjpeg_env(c: &Publisher, recorder: Option<&RecorderCfg>) -> Vec<(&'static str, String)> {
+    let own = c
+        .auth
         .iter()
-        .map(|auth| (framebus::contract::env::MJPEG_AUTH, auth.0.clone()))
-        .collect()
+        .map(|auth| (framebus::contract::env::MJPEG_AUTH, auth.0.clone()));
+    let rec = recorder
+        .and_then(|r| r.auth.as_ref())
+        .map(|auth| (framebus::contract::env::RECORDER_AUTH, auth.0.clone()));
+    own.chain(rec).collect()
 }
 
 /// The command line of `framebus-rtsp` for this config. It encodes
@@ -492,7 +498,7 @@ mod tests {
             "password on the command line: {args:?}"
         );
         assert_eq!(
-            mjpeg_env(m),
+            mjpeg_env(m, None),
             vec![("FRAMEBUS_MJPEG_AUTH", "ann:s3cret".to_string())]
         );
         let c = parse(

@@ -158,6 +158,20 @@ impl FromStr for RecorderUrl {
 }
 
 impl RecorderUrl {
+    /// `host:port` to connect to (the console's proxy): a recorder
+    /// listening everywhere is reached on loopback; no port means the
+    /// scheme's.
+    pub fn connect_address(&self) -> String {
+        let u = &self.0;
+        let host = u.host().unwrap_or_default();
+        let port = u.port_u16().unwrap_or(if u.scheme_str() == Some("https") {
+            443
+        } else {
+            80
+        });
+        crate::console::proxy::loopback_for_any(&format!("{host}:{port}"))
+    }
+
     /// The link to write into the page, and whether the browser should
     /// put in the host it loaded the page from: a recorder listening on
     /// every address (`0.0.0.0`, `[::]`) is linked as loopback, which the

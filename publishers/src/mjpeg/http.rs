@@ -139,7 +139,8 @@ pub fn router(state: AppState, cors: Option<CorsLayer>) -> Router {
         r = r.merge(hls_routes);
     }
     let mut r = r
-        .route("/", get(index::index))
+        .merge(crate::console::routes())
+        .route("/mjpeg", get(index::index))
         .merge(common_http::routes())
         .route(STREAMS_PATH, get(api::list))
         .route(

@@ -14,6 +14,7 @@ use super::config::RecorderUrl;
 use super::metrics::MjpegCollector;
 use super::streams::Streams;
 use crate::common::http::{BusCollector, Observability};
+use crate::console::proxy::Recorder;
 use crate::hls::metrics::HlsCollector;
 use crate::hls::Hls;
 use crate::webrtc::metrics::WebRtcCollector;
@@ -35,6 +36,8 @@ pub struct AppState {
     /// framebus-recorder's page, which the index links to
     /// (`--recorder-url`).
     pub recorder: Option<Arc<RecorderUrl>>,
+    /// Where the console forwards the recorder's API.
+    pub recorder_proxy: Arc<Recorder>,
 }
 
 impl AppState {
@@ -67,6 +70,12 @@ impl AppState {
             observe: Observability::new(registry, move || health_problems(&checked)),
             webrtc,
             hls,
+            recorder_proxy: Arc::new(Recorder::new(
+                recorder.as_ref().map(RecorderUrl::connect_address),
+                std::env::var(framebus::contract::env::RECORDER_AUTH)
+                    .ok()
+                    .filter(|v| !v.is_empty()),
+            )),
             recorder: recorder.map(Arc::new),
         }
     }

@@ -19,7 +19,7 @@ import { QUIET_ARGS, runDriver, watchPage } from './chromium.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 // The time-code decoder and frame follower shared with whep.mjs.
-const TIMECODE_JS = join(HERE, 'timecode.js');
+const TIMECODE_JS = join(HERE, '../../src/console/timecode.js');
 const HLS_JS = join(HERE, 'node_modules/hls.js/dist/hls.min.js');
 
 const USAGE = `usage:

@@ -17,7 +17,7 @@ import { QUIET_ARGS, runDriver, watchPage } from './chromium.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 // The time-code decoder shared with whep.mjs and hls.mjs.
-const TIMECODE_JS = join(HERE, 'timecode.js');
+const TIMECODE_JS = join(HERE, '../../src/console/timecode.js');
 
 const USAGE = `usage:
   node video.mjs '{"url": "http://HOST:PORT/api/v1/recordings/ID/file.mp4", "seconds": 1}'

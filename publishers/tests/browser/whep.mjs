@@ -15,7 +15,7 @@ import { QUIET_ARGS, runDriver, watchPage } from './chromium.mjs';
 
 // The page-side time-code decoder and frame follower, shared with hls.mjs
 // and benches/webrtc/viewer.mjs.
-const TIMECODE_JS = join(dirname(fileURLToPath(import.meta.url)), 'timecode.js');
+const TIMECODE_JS = join(dirname(fileURLToPath(import.meta.url)), '../../src/console/timecode.js');
 
 const USAGE = `usage:
   node whep.mjs --url http://HOST:PORT/BUS/PROFILE/whep --seconds S [--viewers N]

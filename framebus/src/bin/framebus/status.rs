@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use framebus::contract::status::{self, CameraState, PublisherState, Status};
+use framebus::contract::status::{self, PublisherState, Status};
 use framebus::contract::streams::{self, HlsStream, StreamState, StreamStatus, WebRtcSession};
 use framebus::BusInfo;
 use serde::Serialize;
@@ -164,63 +164,28 @@ pub fn run(dir: Option<&Path>, output: Output) -> ExitCode {
 /// Every supervisor status file in `dir`, with `file` and `alive`;
 /// problems noted.
 fn read_supervisors(dir: &Path, problems: &mut Vec<String>) -> Vec<Supervisor> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(status::is_status_file)
-        })
-        .collect();
-    files.sort();
     let mut out = Vec::new();
-    for f in files {
-        let st = match status::read(&f) {
+    for (file, st) in status::read_all(dir) {
+        let st = match st {
             Ok(s) => s,
             Err(e) => {
                 problems.push(e.to_string());
                 continue;
             }
         };
-        let pid = st.producer_pid;
-        // /proc/<pid> exists while the process (or its zombie) does.
-        let alive = pid != 0 && Path::new(&format!("/proc/{pid}")).exists();
-        if !alive {
-            problems.push(format!(
-                "supervisor pid {pid} is gone (stale status file {})",
-                f.display()
-            ));
+        let alive = status::alive(&st);
+        if alive {
+            problems.extend(status::problems(&st));
         } else {
-            for c in &st.cameras {
-                if c.state != CameraState::Running {
-                    problems.push(format!(
-                        "camera {}: {}",
-                        c.bus,
-                        c.error.as_deref().unwrap_or("failed")
-                    ));
-                }
-            }
-            for p in &st.publishers {
-                if p.state != PublisherState::Running {
-                    let reason = p
-                        .last_reason
-                        .as_deref()
-                        .map_or_else(String::new, |r| format!(" ({r})"));
-                    let what = if p.bus.is_some() { "" } else { "publisher " };
-                    problems.push(format!(
-                        "{what}{} is {}{reason}",
-                        p.label(),
-                        p.state.as_str()
-                    ));
-                }
-            }
+            problems.push(format!(
+                "supervisor pid {} is gone (stale status file {})",
+                st.producer_pid,
+                file.display()
+            ));
         }
         out.push(Supervisor {
             status: st,
-            file: f,
+            file,
             alive,
         });
     }

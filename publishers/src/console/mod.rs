@@ -1,0 +1,101 @@
+//! The browser console: `framebus-mjpeg`'s `/`, one address for people
+//! (decision 0006, `docs/console.md`).
+//!
+//! * `/`: the page (`console.html`, `console.css`, `console.js` and the
+//!   time-code reader `timecode.js`, all served from the binary under
+//!   `/_console/`; no CDN). A mosaic of every camera and every other raw
+//!   bus as live MJPEG tiles, a player per camera (WebRTC, LL-HLS, MJPEG,
+//!   with fallback in that order), health, latency, actions.
+//! * `/api/v1/console`: what the page shows, one JSON document
+//!   ([`status`]).
+//! * `/api/v1/recordings…`, `/api/v1/recorder/…`: the recorder's API,
+//!   forwarded ([`proxy`]).
+//!
+//! The rest of what the page uses is already on this server: MJPEG and
+//! snapshots, WHEP, HLS, stream start/stop, `/metrics`, `/healthz`; the
+//! earlier server-rendered index moved to `/mjpeg` (no JavaScript).
+
+pub mod proxy;
+pub mod status;
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::{Json, Router};
+
+use crate::mjpeg::state::AppState;
+
+/// Where the page's files are served (`_` cannot start a bus name, so no
+/// bus path collides).
+pub const ASSETS: &str = "/_console";
+/// The console document's path.
+pub const API_PATH: &str = "/api/v1/console";
+
+const PAGE: &str = include_str!("console.html");
+const SCRIPT: &str = include_str!("console.js");
+const STYLE: &str = include_str!("console.css");
+/// The time-code reader (docs/timecode.md), also loaded by the browser
+/// tests and the WebRTC benchmark: one reader of the code in the browser.
+pub const TIMECODE_JS: &str = include_str!("timecode.js");
+
+/// The console's routes, merged into `framebus-mjpeg`'s router (behind
+/// its auth layer).
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(page))
+        .route(&format!("{ASSETS}/console.js"), get(script))
+        .route(&format!("{ASSETS}/console.css"), get(style))
+        .route(&format!("{ASSETS}/timecode.js"), get(timecode))
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
+        .route(API_PATH, get(document))
+        .route("/api/v1/recordings", any(proxy::forward))
+        .route("/api/v1/recordings/{*rest}", any(proxy::forward))
+        .route("/api/v1/recorder/{*rest}", any(proxy::forward))
+}
+
+fn asset(body: &'static str, content_type: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            // Small, and they change with the binary: revalidate each time.
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn page() -> Response {
+    asset(PAGE, "text/html; charset=utf-8")
+}
+
+async fn script() -> Response {
+    asset(SCRIPT, "text/javascript; charset=utf-8")
+}
+
+async fn style() -> Response {
+    asset(STYLE, "text/css; charset=utf-8")
+}
+
+async fn timecode() -> Response {
+    asset(TIMECODE_JS, "text/javascript; charset=utf-8")
+}
+
+/// `GET /api/v1/console`.
+async fn document(State(state): State<AppState>) -> Response {
+    let doc = tokio::task::spawn_blocking(move || {
+        let recorder = proxy::available(&state);
+        status::gather(&state, recorder)
+    })
+    .await;
+    match doc {
+        Ok(d) => {
+            let mut r = Json(d).into_response();
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
+        }
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
