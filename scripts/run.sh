@@ -1,12 +1,11 @@
 #!/usr/bin/env bash
 # `make run`: start the whole service from one config file —
 #   framebus-producer --config examples/framebus.toml
-# (test pattern 1920x1080@60 on bus cam0; encoders high and low,
-# framebus-rtsp, framebus-mjpeg and framebus-recorder as supervised
-# children) — wait until `framebus status` says it is healthy, print where
-# to look (the browser URL first, then the WebRTC player page, the RTSP URL
-# of every encoder, the HLS playlist of every camera and the recordings
-# page, read from the status file), and stop everything on Ctrl-C.
+# (test patterns cam0 1920x1080@60 and cam1 1280x720@30; encoders high and
+# low, framebus-rtsp, framebus-mjpeg and framebus-recorder as supervised
+# children) — wait until `framebus status` says it is healthy, print the
+# one URL to open (the console framebus-mjpeg serves, read from the status
+# file) and an RTSP URL for VLC, and stop everything on Ctrl-C.
 # Arguments go to framebus-producer (default: --config examples/framebus.toml).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -49,9 +48,6 @@ done
 status_file="${FRAMEBUS_SHM_DIR:-/dev/shm}/framebus-status.$producer.json"
 browser="http://127.0.0.1:8080/"
 rtsp_urls=""
-webrtc_urls=""
-hls_urls=""
-recordings_url=""
 if [ -r "$status_file" ]; then
   urls=$(python3 - "$status_file" <<'PY' 2>/dev/null
 import json, sys
@@ -60,50 +56,29 @@ pubs = st["publishers"]
 url = lambda kind: next((p.get("url") for p in pubs if p["kind"] == kind and p.get("url")), "")
 web = url("mjpeg")
 print(web)
-rec = url("recorder")
-if rec:
-    print(f"recordings {rec}")
 rtsp = url("rtsp").rstrip("/")
 for p in pubs:
     bus = p.get("bus") or ""
-    if p["kind"] == "encoder" and ".h264." in bus:
+    if p["kind"] == "encoder" and ".h264." in bus and rtsp:
         cam, name = bus.split(".h264.", 1)
-        if rtsp:
-            print(f"rtsp {rtsp}/{cam}/{name}")
-        if web:
-            print(f"webrtc {web.rstrip('/')}/{cam}/{name}/")
-            print(f"hls {web.rstrip('/')}/{cam}/index.m3u8")
+        print(f"rtsp {rtsp}/{cam}/{name}")
 PY
   )
   [ -n "$(echo "$urls" | head -n1)" ] && browser=$(echo "$urls" | head -n1)
   rtsp_urls=$(echo "$urls" | sed -n 's/^rtsp //p')
-  webrtc_urls=$(echo "$urls" | sed -n 's/^webrtc //p')
-  hls_urls=$(echo "$urls" | sed -n 's/^hls //p' | sort -u)
-  recordings_url=$(echo "$urls" | sed -n 's/^recordings //p')
 fi
 [ -n "$rtsp_urls" ] || rtsp_urls="rtsp://127.0.0.1:8554/cam0/high"
-[ -n "${webrtc_urls:-}" ] || webrtc_urls="${browser%/}/cam0/high/"
-[ -n "${hls_urls:-}" ] || hls_urls="${browser%/}/cam0/index.m3u8"
-[ -n "$recordings_url" ] || recordings_url="http://127.0.0.1:8090/"
 
+vlc=$(echo "$rtsp_urls" | head -n1)
 cat <<TXT
 
 framebus is running (producer pid $producer, config: $*)
 
   >>> open in a browser: $browser <<<
+      (the console: every camera live, WebRTC / LL-HLS / MJPEG players,
+       health, recordings, and the RTSP URL of each stream)
 
-  WebRTC player (lowest latency), one page per encoder:
-$(echo "$webrtc_urls" | sed 's/^/    /')
-
-  RTSP (VLC, ffplay), one URL per encoder:
-$(echo "$rtsp_urls" | sed 's/^/    /')
-
-  HLS / LL-HLS (VLC, Safari, hls.js, a CDN), every profile of a camera:
-$(echo "$hls_urls" | sed 's/^/    /')
-
-  recordings (start, stop, play, download; API /api/v1/recordings):
-    $recordings_url
-
+  VLC     : vlc $vlc
   status  : $bin/framebus status
   Python  : .venv/bin/python -c 'import framebus; r = framebus.Reader("cam0", wait=True); f = r.next(); print(f.seq, f.array.shape)'
 

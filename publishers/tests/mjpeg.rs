@@ -999,3 +999,131 @@ fn connection_cap() {
     }
     assert!(served, "no connection served after the idle ones closed");
 }
+
+/// The console's document and page (docs/console.md): a bus served by hand
+/// (no supervisor) is a camera with its MJPEG profiles and its state;
+/// the page and its files are served from the binary; with no recorder,
+/// the recorder's API answers 503 in the recorder's error shape.
+#[test]
+fn console_document_page_and_no_recorder() {
+    let bus = unique("con");
+    let shm = temp_dir("conshm");
+    let _f = Feeder::start_in(&bus, 320, 240, 30, Some(&shm));
+    let shm_s = shm.to_str().unwrap();
+    let s = Server::launch(&["--shm-dir", shm_s, "--bus", &bus], &[], true);
+    let (st, h, body) = curl(&s.url("/api/v1/console"), &[]);
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(
+        h.to_ascii_lowercase().contains("cache-control: no-store"),
+        "{h}"
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(doc["version"], 1);
+    let cams = doc["cameras"].as_array().unwrap();
+    let cam = cams
+        .iter()
+        .find(|c| c["bus"] == bus.as_str())
+        .expect("bus listed");
+    assert_eq!(cam["state"], "live", "{cam}");
+    assert_eq!(cam["configured"], false);
+    assert_eq!(
+        (cam["width"].as_u64(), cam["height"].as_u64()),
+        (Some(320), Some(240))
+    );
+    let profiles: Vec<&str> = cam["mjpeg"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["profile"].as_str().unwrap())
+        .collect();
+    assert!(profiles.contains(&"low"), "{profiles:?}");
+    assert_eq!(doc["outputs"]["recorder"], false);
+    assert_eq!(doc["outputs"]["auth"], false);
+    assert!(doc["supervisor"].is_null(), "{doc}");
+
+    let (st, _, page) = curl(&s.url("/"), &[]);
+    assert_eq!(st, 200);
+    let page = String::from_utf8_lossy(&page);
+    assert!(
+        page.contains("/_/console.js") && page.contains("/_/timecode.js"),
+        "{page}"
+    );
+    for (path, kind) in [
+        ("/_/console.js", "text/javascript"),
+        ("/_/console.css", "text/css"),
+        ("/_/timecode.js", "text/javascript"),
+    ] {
+        let (st, h, body) = curl(&s.url(path), &[]);
+        assert_eq!(st, 200, "{path}");
+        assert!(h.contains(kind), "{path}: {h}");
+        assert!(body.len() > 1000, "{path}");
+    }
+    assert_eq!(curl(&s.url("/favicon.ico"), &[]).0, 204);
+    let (st, _, body) = curl(&s.url("/api/v1/recordings"), &[]);
+    assert_eq!(st, 503);
+    let err: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(err["status"], 503);
+    assert!(
+        err["error"].as_str().unwrap().contains("no recorder"),
+        "{err}"
+    );
+    drop(s);
+    let _ = std::fs::remove_dir_all(&shm);
+}
+
+/// The recorder's API through the console's address: requests are
+/// forwarded with the recorder's own credentials (the caller's are this
+/// server's), errors come back as the recorder wrote them, and a stopped
+/// recorder is a 502.
+#[test]
+fn console_forwards_the_recorder_api_with_its_credentials() {
+    let dir = temp_dir("conrec");
+    let mut rec_cmd = framebus_test_support::recorder::Recorder::command(&dir, None, &[]);
+    rec_cmd.env("FRAMEBUS_RECORDER_AUTH", "rec:r3c");
+    let rec = framebus_test_support::recorder::Recorder::spawn(&mut rec_cmd, &dir);
+    let rec_url = rec.base().to_string();
+    let s = Server::launch(
+        &["--recorder-url", &rec_url],
+        &[
+            ("FRAMEBUS_MJPEG_AUTH", "web:w3b"),
+            ("FRAMEBUS_RECORDER_AUTH", "rec:r3c"),
+        ],
+        false,
+    );
+    // This server's credentials, not the recorder's.
+    assert_eq!(curl(&s.url("/api/v1/recordings"), &[]).0, 401);
+    assert_eq!(
+        curl(&s.url("/api/v1/recordings"), &["-u", "rec:r3c"]).0,
+        401
+    );
+    let (st, _, body) = curl(&s.url("/api/v1/recordings"), &["-u", "web:w3b"]);
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+    let list: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(list["recordings"].is_array(), "{list}");
+    let (st, _, body) = curl(&s.url("/api/v1/recorder/streams"), &["-u", "web:w3b"]);
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+    // A POST with a body, answered by the recorder's own validation.
+    let (st, _, body) = curl(
+        &s.url("/api/v1/recordings"),
+        &[
+            "-u",
+            "web:w3b",
+            "-H",
+            "Content-Type: application/json",
+            "--data",
+            "{\"stream\": \"no-such-cam/high\"}",
+        ],
+    );
+    let err: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!((400..500).contains(&st), "{st} {err}");
+    assert_eq!(err["status"], st, "{err}");
+    let doc: serde_json::Value =
+        serde_json::from_slice(&curl(&s.url("/api/v1/console"), &["-u", "web:w3b"]).2).unwrap();
+    assert_eq!(doc["outputs"]["recorder"], true, "{doc}");
+    assert_eq!(doc["outputs"]["auth"], true, "{doc}");
+    drop(rec);
+    let (st, _, body) = curl(&s.url("/api/v1/recordings"), &["-u", "web:w3b"]);
+    assert_eq!(st, 502, "{}", String::from_utf8_lossy(&body));
+    drop(s);
+    let _ = std::fs::remove_dir_all(&dir);
+}

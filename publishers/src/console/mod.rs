@@ -3,7 +3,7 @@
 //!
 //! * `/`: the page (`console.html`, `console.css`, `console.js` and the
 //!   time-code reader `timecode.js`, all served from the binary under
-//!   `/_console/`; no CDN). A mosaic of every camera and every other raw
+//!   `/_/`; no CDN). A mosaic of every camera and every other raw
 //!   bus as live MJPEG tiles, a player per camera (WebRTC, LL-HLS, MJPEG,
 //!   with fallback in that order), health, latency, actions.
 //! * `/api/v1/console`: what the page shows, one JSON document
@@ -26,9 +26,10 @@ use axum::{Json, Router};
 
 use crate::mjpeg::state::AppState;
 
-/// Where the page's files are served (`_` cannot start a bus name, so no
-/// bus path collides).
-pub const ASSETS: &str = "/_console";
+/// Where the page's files are served, beside hls.js
+/// ([`crate::hls::server::HLS_JS_PATH`]): `_` cannot start a bus name, so
+/// no bus path collides.
+pub const ASSETS: &str = "/_";
 /// The console document's path.
 pub const API_PATH: &str = "/api/v1/console";
 

@@ -1,6 +1,6 @@
 // The time code of docs/timecode.md, read in a page from a video frame (a
 // page script, not a module): the console (framebus-mjpeg serves this file
-// at /_console/timecode.js) shows each tile's latency with it, and the
+// at /_/timecode.js) shows each tile's latency with it, and the
 // browser tests (whep.mjs, hls.mjs, video.mjs) and benches/webrtc/viewer.mjs
 // load it into their pages (page.addScriptTag / addInitScript), so that the
 // console, the tests and the benchmark read frames one way.

@@ -228,6 +228,13 @@ pub async fn serve(
         })?;
     }
     let auth = credentials(&args)?;
+    if !auth.enabled() && !args.listen.ip().is_loopback() {
+        tracing::warn!(
+            listen = %args.listen,
+            "listening beyond loopback without credentials: anyone who reaches this address \
+             sees every camera and can start recordings (set --auth or [publishers.mjpeg] auth)"
+        );
+    }
     let cors = cors_layer(&args.cors_origins)?;
     let streams = Arc::new(Streams::new(StreamsConfig {
         profiles: args.profiles(),
