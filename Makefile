@@ -26,13 +26,13 @@ PY := $(VENV)/bin/python
 CARGO_FLAGS := --release --locked
 export CARGO_TERM_COLOR := never
 
-.PHONY: help deps venv node-deps build run install test test-rust test-loom test-py wheel bench bench-e2e bench-rtsp bench-encoder bench-webrtc bench-hls bench-recorder bench-apt fuzz test-fuzz-short test-faults test-soak-short soak fmt lint clean
+.PHONY: help deps venv node-deps build run install test test-rust test-loom test-py wheel bench bench-e2e bench-rtsp bench-encoder bench-webrtc bench-hls bench-recorder bench-console bench-apt fuzz test-fuzz-short test-faults test-soak-short soak fmt lint clean
 
 help:
 	@echo "make run     build and start producer + publishers (test pattern 1080p60)"
 	@echo "make test    every test: Rust, loom, Python, end-to-end with real clients"
 	@echo "make bench   benchmarks (numbers go to docs/benchmarks.md)"
-	@echo "make bench-rtsp / bench-encoder / bench-e2e / bench-webrtc / bench-hls / bench-recorder   one benchmark (RTSP_ARGS, ENCODER_ARGS, E2E_ARGS, WEBRTC_ARGS, HLS_ARGS, RECORDER_ARGS=--quick)"
+	@echo "make bench-rtsp / bench-encoder / bench-e2e / bench-webrtc / bench-hls / bench-recorder / bench-console   one benchmark (RTSP_ARGS, ENCODER_ARGS, E2E_ARGS, WEBRTC_ARGS, HLS_ARGS, RECORDER_ARGS=--quick)"
 	@echo "make lint    rustfmt --check and clippy -D warnings"
 	@echo "make fuzz    every fuzz target for FUZZ_SECONDS (default 60)"
 	@echo "make soak    1,000 reader kills, 20 producer kills, SOAK_SECONDS of service (default 3600)"
@@ -160,9 +160,9 @@ bench: build wheel
 	@$(MAKE) --no-print-directory bench-rtsp
 	@$(MAKE) --no-print-directory bench-e2e
 	@$(MAKE) --no-print-directory bench-webrtc
-	@$(MAKE) --no-print-directory bench-webrtc
 	@$(MAKE) --no-print-directory bench-hls
 	@$(MAKE) --no-print-directory bench-recorder
+	@$(MAKE) --no-print-directory bench-console
 
 # End-to-end comparison (docs/benchmarks.md "End-to-end scenario"): framebus
 # against one GStreamer pipeline, one ffmpeg and Python shared_memory, same
@@ -287,3 +287,12 @@ lint:
 clean:
 	cargo clean
 	rm -rf $(VENV) $(STAMPS) $(BROWSER_DIR)/node_modules
+
+# The console (issue 17; docs/benchmarks.md "Console (issue 17)"): how soon
+# framebus-mjpeg's `/` is usable in headless Chromium (load, first status,
+# every tile's first picture, every tile's time-code latency) against the
+# server-rendered index `/mjpeg` of the same server, same run.
+CONSOLE_ARGS ?=
+bench-console: build node-deps
+	@uptime
+	timeout 900 /usr/bin/python3 benches/console/bench.py --target-dir $${CARGO_TARGET_DIR:-target}/release $(CONSOLE_ARGS)

@@ -128,7 +128,23 @@ function makeTile(cam) {
   return t;
 }
 
+// A tile's MJPEG connection ends when framebus-mjpeg restarts or the bus
+// goes away and comes back; the server's count of that stream's viewers
+// says whether we are still one (two polls in a row without: reconnect).
+function keepTileAlive(t, cam) {
+  const m = cam.mjpeg.find(x => x.profile === t.profile);
+  const live = cam.state === "live";
+  t.orphan = live && m && m.viewers === 0 ? (t.orphan || 0) + 1 : 0;
+  if (t.orphan >= 2) {
+    t.orphan = 0;
+    t.reconnects = (t.reconnects || 0) + 1;
+    t.img.src = "";
+    t.img.src = "/" + t.bus + "/" + t.profile + ".mjpg";
+  }
+}
+
 function updateTile(t, cam) {
+  keepTileAlive(t, cam);
   const enc = cam.encoders.map(e => el("span", { class: "enc", "data-profile": e.profile },
     e.profile + ": ", el("span", { class: stClass(e.process || (e.encoding ? "running" : "idle")) },
       e.encoding ? "encoding" : (e.process && e.process !== "running" ? e.process : "idle")),
