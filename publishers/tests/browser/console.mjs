@@ -135,6 +135,9 @@ runDriver({ o, args: CHROMIUM_ARGS, report, log }, async (browser) => {
     page.waitForFunction(fn, arg, { timeout: Math.min(ms ?? left(), left()), polling: 50 });
 
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  // Clicks, fills and screenshots without a timeout of their own: a
+  // missing element fails its step, not the whole run.
+  context.setDefaultTimeout(10000);
   const page = await context.newPage();
   watch(page, '');
 
@@ -351,6 +354,7 @@ runDriver({ o, args: CHROMIUM_ARGS, report, log }, async (browser) => {
     await step('auth', async (rec) => {
       const [username, ...rest] = o.basic.split(':');
       const ctx = await browser.newContext({ httpCredentials: { username, password: rest.join(':') } });
+      ctx.setDefaultTimeout(10000);
       try {
         const p = await ctx.newPage();
         watch(p, 'auth:');
