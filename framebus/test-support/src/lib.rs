@@ -16,6 +16,7 @@
 //! | [`nginx`] | [`nginx::CacheProxy`]: Debian's nginx as a caching reverse proxy from `examples/nginx/framebus-hls.conf`, its access log counted by cache status |
 //! | [`netns`] | [`netns::Netns`]: a network namespace joined by a veth pair, shaped with `tc tbf` (root) |
 //! | [`recorder`] | [`recorder::Recorder`]: `framebus-recorder` on port 0 and its API (curl); ffprobe/ffmpeg checks of its files, time codes of decoded frames, MP4 box layout, [`recorder::EncodedLog`] of what the encoded bus carried, RFC 3339 times, a private tmpfs in a mount namespace |
+//! | [`service`] | [`service::Service`]: `framebus-producer --config` on a written TOML in its own shm directory, waited for until every camera and child runs; the publishers' addresses from its status file |
 //! | [`port`] | a free TCP port, for the few tests that must name one in advance |
 //! | [`wait`] | polling a condition with a bound |
 //! | [`rng`] | a tiny deterministic PRNG |
@@ -44,6 +45,7 @@ pub mod nginx;
 pub mod port;
 pub mod recorder;
 pub mod rng;
+pub mod service;
 pub mod wait;
 
 pub use child::{run, run_to_end, this_test_binary, ChildGuard};
