@@ -178,18 +178,6 @@ fn assert_plays(p: &Value, want: &str, what: &str) {
     );
 }
 
-/// A known page bug, not what this test is about: closing the player
-/// closes its peer connection first and then `DELETE`s the WHEP session,
-/// but the server ends the session as soon as the peer's DTLS close
-/// arrives, so the `DELETE` often gets a 404 (`closeMedia` in
-/// `console.js`). Remove once the page deletes first.
-fn whep_delete_race(console_error: &str) -> bool {
-    console_error.contains("status of 404")
-        && console_error
-            .rsplit_once("/whep/")
-            .is_some_and(|(_, id)| !id.contains('/'))
-}
-
 /// A PNG file.
 fn assert_png(path: &Path) {
     let b = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -438,7 +426,6 @@ fn the_console_shows_plays_records_and_follows_the_service() {
         .flatten()
         .filter_map(Value::as_str)
         .filter(|e| !(e.starts_with("[fallback]") && e.contains("503")))
-        .filter(|e| !whep_delete_race(e))
         .collect();
     assert!(unexpected.is_empty(), "console errors: {unexpected:#?}");
 

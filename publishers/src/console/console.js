@@ -277,8 +277,15 @@ function closeMedia() {
   generation++;
   const P = C.player;
   if (!P) return;
-  if (P.pc) { P.pc.close(); P.pc = null; }
-  if (P.resource) { fetch(P.resource, { method: "DELETE", keepalive: true }).catch(() => {}); P.resource = null; }
+  // DELETE the WHEP session before closing the peer connection: the
+  // server ends a session when the peer's DTLS close arrives, and a
+  // DELETE after that would find nothing (404).
+  const pc = P.pc;
+  P.pc = null;
+  if (P.resource) {
+    fetch(P.resource, { method: "DELETE", keepalive: true }).catch(() => {}).finally(() => pc && pc.close());
+    P.resource = null;
+  } else if (pc) pc.close();
   if (P.hls) { P.hls.destroy(); P.hls = null; }
   if (P.media) { if (P.media.tagName === "IMG") P.media.src = ""; else { P.media.srcObject = null; P.media.removeAttribute("src"); P.media.load(); } }
   P.media = null;
