@@ -143,8 +143,18 @@ function keepTileAlive(t, cam) {
   }
 }
 
+// MJPEG profiles have fixed sizes (`low` is 640x480): the picture is
+// shown in the camera's own shape.
+function cameraShape(img, cam, maxHeight) {
+  if (!cam || !cam.width || !cam.height) return;
+  img.style.aspectRatio = cam.width + " / " + cam.height;
+  img.style.objectFit = "fill";
+  if (maxHeight) img.style.width = "min(100%, calc(" + maxHeight + " * " + (cam.width / cam.height).toFixed(4) + "))";
+}
+
 function updateTile(t, cam) {
   keepTileAlive(t, cam);
+  if (cam.width && cam.height) t.el.querySelector(".pic").style.aspectRatio = cam.width + " / " + cam.height;
   const enc = cam.encoders.map(e => el("span", { class: "enc", "data-profile": e.profile },
     e.profile + ": ", el("span", { class: stClass(e.process || (e.encoding ? "running" : "idle")) },
       e.encoding ? "encoding" : (e.process && e.process !== "running" ? e.process : "idle")),
@@ -404,6 +414,7 @@ async function startMjpeg(P, gen, playing) {
   const profile = ["medium", "native"].find(p => names.includes(p)) || names[0];
   if (!profile) throw new Error("no MJPEG profile");
   const img = el("img", { alt: P.bus });
+  cameraShape(img, cam, "70vh");
   P.media = img;
   $("player-view").replaceChildren(img);
   await new Promise((ok, fail) => {
