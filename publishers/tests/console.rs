@@ -6,7 +6,8 @@
 //! step):
 //!
 //! 1. `/` loads and the first status renders (`framebusConsole.ready`);
-//! 2. mosaic: a tile per camera, moving (two screenshots of its picture a
+//! 2. mosaic: a tile per camera and for a bus another program writes (as
+//!    a Python program writes an annotated bus), moving (two screenshots of its picture a
 //!    second apart differ, two time-code counters read) with the time
 //!    code's latency;
 //! 3. player: WebRTC, then LL-HLS and MJPEG through the mode buttons, each
@@ -35,7 +36,7 @@ use std::time::{Duration, Instant};
 use framebus_test_support::browser::driver_dir;
 use framebus_test_support::recorder::curl;
 use framebus_test_support::service::Service;
-use framebus_test_support::{run_to_end, unique_name, TempDir};
+use framebus_test_support::{run_to_end, unique_name, Feeder, TempDir};
 use serde_json::Value;
 
 /// The encoder every camera gets (WebRTC, LL-HLS, the recording).
@@ -215,6 +216,11 @@ fn the_console_shows_plays_records_and_follows_the_service() {
     let mut auth = Service::start("console-auth", &auth_config(&cam_auth), &[]);
     svc.wait_running(START_LIMIT);
     auth.wait_running(START_LIMIT);
+    // A bus no camera of the config writes: another program's (an
+    // annotated copy a vision program publishes), in the service's
+    // directory, discovered by framebus-mjpeg.
+    let annotated = unique_name("console-annotated");
+    let _annotated = Feeder::start_in(&annotated, 320, 180, 15, Some(svc.shm_dir()));
     let url = svc.url("mjpeg");
     let auth_addr = auth.address("mjpeg");
     let started = t0.elapsed();
@@ -248,7 +254,7 @@ fn the_console_shows_plays_records_and_follows_the_service() {
         "--url",
         &url,
         "--cams",
-        &format!("{cam0},{cam1}"),
+        &format!("{cam0},{cam1},{annotated}"),
         "--profile",
         ENCODER,
         "--stream",
@@ -283,7 +289,7 @@ fn the_console_shows_plays_records_and_follows_the_service() {
     assert!(load["error"].is_null(), "load: {load:#}");
     assert_eq!(load["http_status"], 200, "{load:#}");
     assert_eq!(load["title"], "framebus", "{load:#}");
-    for cam in [&cam0, &cam1] {
+    for cam in [&cam0, &cam1, &annotated] {
         assert!(
             load["cameras"]
                 .as_array()
@@ -295,7 +301,7 @@ fn the_console_shows_plays_records_and_follows_the_service() {
     // 2. Every tile moves and shows the time code's latency.
     let mosaic = s("mosaic");
     assert!(mosaic["error"].is_null(), "mosaic: {mosaic:#}");
-    for cam in [&cam0, &cam1] {
+    for cam in [&cam0, &cam1, &annotated] {
         let t = &mosaic["tiles"][cam.as_str()];
         assert_eq!(t["figure"], true, "{cam}: no figure.tile: {t:#}");
         assert!(
