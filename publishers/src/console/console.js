@@ -115,6 +115,8 @@ function renderMosaic(doc) {
 function makeTile(cam) {
   const profile = TILE_PROFILES.find(p => cam.mjpeg.some(m => m.profile === p)) || (cam.mjpeg[0] || {}).profile;
   const img = el("img", { alt: cam.bus, src: "/" + cam.bus + "/" + profile + ".mjpg" });
+  // The first picture's latency at once, not at the next tick.
+  img.addEventListener("load", () => { const t = C.tiles[cam.bus]; if (t && t.latencyKind === null) decodeTile(t); });
   const lat = el("span", { class: "lat", title: "glass-to-glass latency" }, "…");
   const caption = el("figcaption");
   const t = {
@@ -185,37 +187,38 @@ function updateTile(t, cam) {
 // latency as the page's wall clock minus the code's capture time (same
 // machine, or clocks in sync).
 let tileDecoder = null;
-function tileLatency() {
-  if (window.framebusTimecode) {
-    tileDecoder = tileDecoder || window.framebusTimecode.makeDecoder();
-    for (const t of Object.values(C.tiles)) {
-      const img = t.img;
-      if (!img.complete || !img.naturalWidth) continue;
-      let code = null;
-      try { code = tileDecoder(img, img.naturalWidth, img.naturalHeight); } catch (_) { code = null; }
-      const lat = code && Date.now() - Number(code.us) / 1000;
-      if (code && Math.abs(lat) < 60000) {
-        if (t.lastCounter !== code.counter) t.codes++;
-        t.lastCounter = code.counter;
-        t.samples.push(lat);
-        if (t.samples.length > 5) t.samples.shift();
-        t.latencyMs = Math.round(median(t.samples));
-        t.latencyKind = "timecode";
-        t.lat.textContent = t.latencyMs + " ms";
-        t.lat.title = "glass-to-glass latency (time code in the picture, median of the last 5 s)";
-      } else if (C.player && C.player.bus === t.bus && C.player.latencyKind === "abs-capture-time") {
-        t.latencyMs = C.player.latencyMs;
-        t.latencyKind = "abs-capture-time";
-        t.lat.textContent = "≈" + t.latencyMs + " ms";
-        t.lat.title = "estimate from WebRTC abs-capture-time (no time code in the picture)";
-      } else {
-        t.latencyMs = null;
-        t.latencyKind = null;
-        t.lat.textContent = "—";
-        t.lat.title = "no time code in this picture: open the camera over WebRTC for the abs-capture-time estimate";
-      }
-    }
+function decodeTile(t) {
+  if (!window.framebusTimecode) return;
+  tileDecoder = tileDecoder || window.framebusTimecode.makeDecoder();
+  const img = t.img;
+  if (!img.complete || !img.naturalWidth) return;
+  let code = null;
+  try { code = tileDecoder(img, img.naturalWidth, img.naturalHeight); } catch (_) { code = null; }
+  const lat = code && Date.now() - Number(code.us) / 1000;
+  if (code && Math.abs(lat) < 60000) {
+    if (t.lastCounter !== code.counter) t.codes++;
+    t.lastCounter = code.counter;
+    t.samples.push(lat);
+    if (t.samples.length > 5) t.samples.shift();
+    t.latencyMs = Math.round(median(t.samples));
+    t.latencyKind = "timecode";
+    t.lat.textContent = t.latencyMs + " ms";
+    t.lat.title = "glass-to-glass latency (time code in the picture, median of the last 5 s)";
+  } else if (C.player && C.player.bus === t.bus && C.player.latencyKind === "abs-capture-time") {
+    t.latencyMs = C.player.latencyMs;
+    t.latencyKind = "abs-capture-time";
+    t.lat.textContent = "≈" + t.latencyMs + " ms";
+    t.lat.title = "estimate from WebRTC abs-capture-time (no time code in the picture)";
+  } else {
+    t.latencyMs = null;
+    t.latencyKind = null;
+    t.lat.textContent = "—";
+    t.lat.title = "no time code in this picture: open the camera over WebRTC for the abs-capture-time estimate";
   }
+}
+
+function tileLatency() {
+  for (const t of Object.values(C.tiles)) decodeTile(t);
   setTimeout(tileLatency, TILE_LATENCY_MS);
 }
 
