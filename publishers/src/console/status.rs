@@ -216,83 +216,100 @@ pub fn gather(state: &AppState, recorder: bool) -> Console {
         .and_then(|p| p.pid);
 
     // Configured cameras first (in config order), then the served buses.
-    let mut names: Vec<(String, bool, String, Option<String>)> = supervisor
+    let mut names: Vec<Listed> = supervisor
         .as_ref()
         .map(|s| {
             s.1.iter()
-                .map(|c| (c.bus.clone(), true, c.source.clone(), c.error.clone()))
+                .map(|c| Listed {
+                    bus: c.bus.clone(),
+                    configured: true,
+                    source: c.source.clone(),
+                    error: c.error.clone(),
+                })
                 .collect()
         })
         .unwrap_or_default();
     for b in state.streams.buses() {
-        if !names.iter().any(|n| n.0 == b.name) {
+        if !names.iter().any(|n| n.bus == b.name) {
             let source = b
                 .info
                 .as_ref()
                 .map(|i| i.source.clone())
                 .unwrap_or_default();
-            names.push((b.name, false, source, None));
+            names.push(Listed {
+                bus: b.name,
+                configured: false,
+                source,
+                error: None,
+            });
         }
     }
     let cameras = names
         .into_iter()
-        .map(|(bus, configured, source, error)| {
-            let info = all.iter().find(|i| i.name == bus);
-            let encoders: Vec<Encoder> = all
-                .iter()
-                .filter_map(|i| {
-                    let (cam, profile) = encoder::split(&i.name)?;
-                    (cam == bus).then(|| encoder_of(i, profile, &children))
-                })
-                .collect();
-            let rtsp_streams = rtsp_pid.map_or(0, |pid| {
-                all.iter()
-                    .filter(|i| encoder::split(&i.name).is_some_and(|(c, _)| c == bus))
-                    .filter(|i| i.readers.iter().any(|r| r.pid == pid))
-                    .count()
-            });
-            let mjpeg: Vec<MjpegStream> = mjpeg
-                .iter()
-                .filter(|s| s.bus == bus)
-                .map(mjpeg_of)
-                .collect();
-            let viewers = Viewers {
-                mjpeg: mjpeg.iter().map(|m| m.viewers).sum(),
-                webrtc: webrtc.iter().filter(|s| s.bus == bus).count(),
-                hls: hls.iter().filter(|h| h.bus == bus).map(|h| h.viewers).sum(),
-                rtsp_streams,
-            };
-            let state = match (&error, info) {
-                (Some(e), _) => format!("failed: {e}"),
-                (None, Some(i)) => bus_state(i),
-                (None, None) => "no bus".into(),
-            };
-            let i = info.cloned().unwrap_or_else(|| empty_info(&bus));
-            Camera {
-                configured,
-                source: if source.is_empty() {
-                    i.source.clone()
-                } else {
-                    source
-                },
-                state,
-                source_state: i.source_state.clone(),
-                format: i.format.clone(),
-                width: i.width,
-                height: i.height,
-                fps: i.fps,
-                capture_fps: round2(i.measured_fps),
-                frames: i.published,
-                dropped: i.dropped_all_held + i.source_dropped,
-                restarts: i.restarts,
-                last_frame_age_ms: i.last_frame_age_ms,
-                readers: i.readers.len(),
-                mjpeg,
-                encoders,
-                viewers,
-                bus,
-            }
-        })
+        .map(
+            |Listed {
+                 bus,
+                 configured,
+                 source,
+                 error,
+             }| {
+                let info = all.iter().find(|i| i.name == bus);
+                let encoders: Vec<Encoder> = all
+                    .iter()
+                    .filter_map(|i| {
+                        let (cam, profile) = encoder::split(&i.name)?;
+                        (cam == bus).then(|| encoder_of(i, profile, &children))
+                    })
+                    .collect();
+                let rtsp_streams = rtsp_pid.map_or(0, |pid| {
+                    all.iter()
+                        .filter(|i| encoder::split(&i.name).is_some_and(|(c, _)| c == bus))
+                        .filter(|i| i.readers.iter().any(|r| r.pid == pid))
+                        .count()
+                });
+                let mjpeg: Vec<MjpegStream> = mjpeg
+                    .iter()
+                    .filter(|s| s.bus == bus)
+                    .map(mjpeg_of)
+                    .collect();
+                let viewers = Viewers {
+                    mjpeg: mjpeg.iter().map(|m| m.viewers).sum(),
+                    webrtc: webrtc.iter().filter(|s| s.bus == bus).count(),
+                    hls: hls.iter().filter(|h| h.bus == bus).map(|h| h.viewers).sum(),
+                    rtsp_streams,
+                };
+                let state = match (&error, info) {
+                    (Some(e), _) => format!("failed: {e}"),
+                    (None, Some(i)) => bus_state(i),
+                    (None, None) => "no bus".into(),
+                };
+                let i = info.cloned().unwrap_or_else(|| empty_info(&bus));
+                Camera {
+                    configured,
+                    source: if source.is_empty() {
+                        i.source.clone()
+                    } else {
+                        source
+                    },
+                    state,
+                    source_state: i.source_state.clone(),
+                    format: i.format.clone(),
+                    width: i.width,
+                    height: i.height,
+                    fps: i.fps,
+                    capture_fps: round2(i.measured_fps),
+                    frames: i.published,
+                    dropped: i.dropped_all_held + i.source_dropped,
+                    restarts: i.restarts,
+                    last_frame_age_ms: i.last_frame_age_ms,
+                    readers: i.readers.len(),
+                    mjpeg,
+                    encoders,
+                    viewers,
+                    bus,
+                }
+            },
+        )
         .collect();
 
     let publishers: Vec<PublisherStatus> = children
@@ -334,6 +351,14 @@ pub fn gather(state: &AppState, recorder: bool) -> Console {
 }
 
 type SupervisorFound = (Supervisor, Vec<status::CameraStatus>);
+
+/// A raw bus the console lists: a configured camera, or a bus found.
+struct Listed {
+    bus: String,
+    configured: bool,
+    source: String,
+    error: Option<String>,
+}
 
 /// The supervisor's cameras and children: the producer that runs this
 /// server ([`status::live_for_me`]); their problems noted.
