@@ -226,10 +226,12 @@ def threads(pid):
 
 
 def thread_kind(comm):
-    """The recorder's thread names: `feed <bus>` (the bus reader),
-    `tokio-rt-worker` (HTTP, the taps), others (writers, blocking pool)."""
-    if comm.startswith("feed"):
-        return "feed"
+    """The recorder's thread names: `tap <bus>` (one per encoded bus, see
+    publishers/src/record/tap.rs: its reader, the pre-roll, the recordings'
+    fragments; the kernel keeps 15 bytes of the name), `tokio-rt-worker`
+    (HTTP), others (writers, blocking pool)."""
+    if comm.startswith("tap "):
+        return "tap"
     if comm.startswith("tokio-rt-worker"):
         return "tokio"
     return "other"
@@ -731,7 +733,7 @@ def report(a, res, started, up_before, up_after):
     L.append("")
     ff = cpu.get("ffmpeg") or {}
     ffc = (ff.get("cpu") or {}).get("ffmpeg")
-    L.append(row("point", "recording process CPU", "÷ ffmpeg", "each round", "recorder threads: feed / tokio / "
+    L.append(row("point", "recording process CPU", "÷ ffmpeg", "each round", "recorder threads: tap / tokio / "
                  "other", "recorder wake-ups/s", "bytes written/s", "fragments/s", "framebus-encoder",
                  "framebus-rtsp", "producer", "machine idle", "frames encoded/s", "source drops"))
     L.append("|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -758,8 +760,8 @@ def report(a, res, started, up_before, up_after):
         L.append(row(labels[k], f2(own), f"**{r}**" if k == "rec1" else r,
                      " / ".join(f2(pr.get(who)) for pr in x["per_round"]),
                      "" if k == "ffmpeg" else " / ".join(f2(t.get(n, 0.0) if n != "other" else
-                                                            c["recorder"] - t.get("feed", 0) - t.get("tokio", 0))
-                                                         for n in ("feed", "tokio", "other")),
+                                                            c["recorder"] - t.get("tap", 0) - t.get("tokio", 0))
+                                                         for n in ("tap", "tokio", "other")),
                      "" if k == "ffmpeg" else f"{x['wakeups_s']:.0f}",
                      f"{bps / 1e3:.0f} kB/s" if bps is not None else "n/a",
                      "" if k == "ffmpeg" else f"{x['fragments_s']:.2f}", f1(c["encoder"]), f2(c["rtsp"]),
@@ -778,9 +780,10 @@ def report(a, res, started, up_before, up_after):
                  f"{'' if r1 <= 1.0 else f' ({f2(marg1)} % over buffering alone)'}.")
     L.append("- ffmpeg's figure is ffmpeg alone (depacketizing RTP over TCP and muxing); framebus-rtsp serving it "
              "is the camera's side and is listed apart. The recorder keeps buffering during the baseline point. "
-             "Recorder threads: CPU of the threads alive through a window by name (`feed BUS`: the encoded-bus "
-             "reader shared by the taps; `tokio-rt-worker`: the taps and HTTP); other: the rest (writer threads, "
-             "the blocking pool). Wake-ups/s: the recorder's context switches (voluntary + not). Bytes written/s: "
+             "Recorder threads: CPU of the threads alive through a window by name (`tap BUS`: one thread per "
+             "encoded bus, reading it, keeping the pre-roll, cutting the recordings' fragments; "
+             "`tokio-rt-worker`: HTTP); other: the rest (writer threads, the blocking pool). Wake-ups/s: the "
+             "recorder's context switches (voluntary + not). Bytes written/s: "
              "the recorder's `framebus_recorder_bytes_written_total` over the windows; ffmpeg's closed files' size "
              "÷ their media seconds (its file grows by whole GOP fragments). Frames encoded/s: the encoded bus's "
              "`published` (`framebus stat`); source drops: the raw bus's `source_dropped` over the windows.")

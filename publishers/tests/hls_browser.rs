@@ -16,7 +16,7 @@
 mod http_support;
 
 use framebus_test_support::feed::FeedOptions;
-use framebus_test_support::hls::{hls_play, hls_play_with, HlsClient, HlsExtra, HlsPlay};
+use framebus_test_support::hls::{hls_play, hls_play_with, HlsClient, HlsExtra, HlsPlay, Until};
 use framebus_test_support::listening;
 use framebus_test_support::netns::Netns;
 use framebus_test_support::nginx::{CacheProxy, Kind};
@@ -81,7 +81,13 @@ fn hls_js_plays_every_profile_in_low_latency_mode() {
     let server = Server::start(&["--bus", &bus]);
     for (profile, size) in [("base", (320, 180)), ("main", (640, 360))] {
         let mut opts = HlsPlay::new(server.url(&format!("/{bus}/{profile}/index.m3u8")));
-        opts.seconds = 8.0;
+        // Until 5 s of video have been decoded (the stall check below
+        // covers all of them), not a fixed window; 30 s is the watchdog.
+        opts.seconds = 30.0;
+        opts.until = Until {
+            frames_decoded: Some(150),
+            ..Until::default()
+        };
         let r = hls_play(&opts);
         assert_eq!(r.clients.len(), 1, "{r:#?}");
         let c = &r.clients[0];
@@ -151,7 +157,13 @@ fn abr_moves_down_when_the_link_is_capped() {
     // 700 kbit/s: the main profile (1.5 Mbit/s) does not fit, base does.
     net.shape("700kbit", "32kb", "400ms");
     let mut opts = HlsPlay::new(url);
-    opts.seconds = 25.0;
+    // Until the lower profile's picture is shown (what the assertions
+    // below look for), not a fixed window; 45 s is the watchdog.
+    opts.seconds = 45.0;
+    opts.until = Until {
+        height: Some(180),
+        ..Until::default()
+    };
     opts.start_level = Some(1); // the higher one (levels sorted by bit rate)
     opts.timecode = false;
     let r = hls_play_with(

@@ -30,10 +30,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use framebus_test_support::http::Resp;
 use framebus_test_support::recorder::{
     assert_plays, assert_recording_shape, copy_whole_boxes, curl, decode_errors, f64_of,
     ffprobe_video, frame_timecodes, locate_in_log, mp4_boxes, only_truncation_errors, rfc3339,
-    rfc3339_ns, str_of, u64_of, AccessUnit, Recorder, Resp, Source,
+    rfc3339_ns, str_of, u64_of, AccessUnit, Recorder, Source,
 };
 use framebus_test_support::{bins, eventually, run_to_end, unique_name, FeedOptions, TempDir};
 use serde_json::{json, Value};

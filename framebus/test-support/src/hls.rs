@@ -16,7 +16,8 @@
 //! Needs `node`, `/usr/bin/chromium` (or `$CHROMIUM`) and the driver's
 //! `node_modules` with `hls.js` (`make node-deps`); each missing piece
 //! panics saying how to get it. Every run is bounded (`seconds` +
-//! [`crate::browser::SLACK`]).
+//! [`crate::browser::SLACK`]); [`HlsPlay::until`] ends it once every
+//! client got somewhere (frames decoded, a picture size).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -49,7 +50,8 @@ pub enum PageOrigin {
 pub struct HlsPlay {
     /// A multivariant or media playlist URL.
     pub url: String,
-    /// How long every client plays before the report is read.
+    /// How long every client plays before the report is read; with
+    /// [`HlsPlay::until`], the bound (a watchdog) of an earlier end.
     pub seconds: f64,
     /// Players, each in its own browser context, all in one Chromium.
     pub clients: u32,
@@ -75,6 +77,21 @@ pub struct HlsPlay {
     /// More hls.js configuration (an object merged last), e.g.
     /// `{"maxBufferLength": 4}`.
     pub hls_config: Option<serde_json::Value>,
+    /// End as soon as every client got this far (nothing set: play
+    /// `seconds`).
+    pub until: Until,
+}
+
+/// A point every client must reach for [`hls_play`] to end before
+/// [`HlsPlay::seconds`] (checked every 250 ms): a wait for a condition,
+/// not a fixed window. Every field set must hold.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Until {
+    /// At least this many frames decoded
+    /// (`getVideoPlaybackQuality().totalVideoFrames`).
+    pub frames_decoded: Option<u64>,
+    /// A picture of this height shown (a `resize` to it).
+    pub height: Option<u32>,
 }
 
 impl HlsPlay {
@@ -95,6 +112,7 @@ impl HlsPlay {
             sample_ms: 250,
             raw: false,
             hls_config: None,
+            until: Until::default(),
         }
     }
 
@@ -131,6 +149,16 @@ impl HlsPlay {
         }
         if let Some(c) = &self.hls_config {
             v["hlsConfig"] = c.clone();
+        }
+        if self.until != Until::default() {
+            let mut u = serde_json::Map::new();
+            if let Some(n) = self.until.frames_decoded {
+                u.insert("framesDecoded".into(), json!(n));
+            }
+            if let Some(h) = self.until.height {
+                u.insert("height".into(), json!(h));
+            }
+            v["until"] = serde_json::Value::Object(u);
         }
         v
     }

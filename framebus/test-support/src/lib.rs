@@ -13,6 +13,7 @@
 //! | [`browser`] | headless Chromium playing WHEP or a player page (`publishers/tests/browser/whep.mjs`), using framebus-recorder's page (`recpage.mjs`), or playing an MP4 file in a `<video>` (`video.mjs`), its JSON report |
 //! | [`hls`] | headless Chromium playing HLS / LL-HLS with hls.js in N clients (`publishers/tests/browser/hls.mjs`), its JSON report |
 //! | [`hls_stream`] | [`hls_stream::TestStream`]: a live LL-HLS stream of the time-coded pattern (ffmpeg fragments republished as parts), served with CORS: the HLS harness's stand-in origin |
+//! | [`http`] | [`http::Resp`]: an HTTP response (status, header lines, body) and the checks of the servers' JSON errors, for the raw client of the publishers' tests and for `curl` in [`recorder`] |
 //! | [`nginx`] | [`nginx::CacheProxy`]: Debian's nginx as a caching reverse proxy from `examples/nginx/framebus-hls.conf`, its access log counted by cache status |
 //! | [`netns`] | [`netns::Netns`]: a network namespace joined by a veth pair, shaped with `tc tbf` (root) |
 //! | [`recorder`] | [`recorder::Recorder`]: `framebus-recorder` on port 0 and its API (curl); ffprobe/ffmpeg checks of its files, time codes of decoded frames, MP4 box layout, [`recorder::EncodedLog`] of what the encoded bus carried, RFC 3339 times, a private tmpfs in a mount namespace |
@@ -38,6 +39,7 @@ pub mod encoder;
 pub mod feed;
 pub mod hls;
 pub mod hls_stream;
+pub mod http;
 pub mod listening;
 pub mod names;
 pub mod netns;

@@ -39,6 +39,7 @@ use framebus::{Reader, ReaderOptions};
 use serde_json::Value;
 
 use crate::feed::{FeedOptions, Feeder};
+use crate::http::Resp;
 use crate::{
     bins, listening, run, run_to_end, unique_name, ChildGuard, Encoder, Listening, TempDir,
 };
@@ -326,66 +327,6 @@ pub fn u64_of(v: &Value, key: &str) -> u64 {
     v[key]
         .as_u64()
         .unwrap_or_else(|| panic!("{key:?} is not an unsigned integer in {v:#}"))
-}
-
-/// An HTTP response as `curl` got it.
-#[derive(Clone)]
-pub struct Resp {
-    /// The status (0: no response at all).
-    pub status: u16,
-    /// The header lines of the last response (after its status line).
-    pub head: String,
-    /// The body (empty when it went to a file, unless the status is an
-    /// error).
-    pub body: Vec<u8>,
-}
-
-impl std::fmt::Debug for Resp {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let body = String::from_utf8_lossy(&self.body);
-        let cut: String = body.chars().take(600).collect();
-        f.debug_struct("Resp")
-            .field("status", &self.status)
-            .field("head", &self.head)
-            .field("body", &cut)
-            .finish()
-    }
-}
-
-impl Resp {
-    /// Header `name` (case-insensitive).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.head.lines().find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-        })
-    }
-
-    /// The body as text.
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    /// The body as JSON; panics otherwise.
-    pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"))
-    }
-
-    /// The body as the API's error `{"error": "..."}` (served as
-    /// `application/json`); the message. Panics otherwise.
-    pub fn error(&self) -> String {
-        assert!(
-            self.header("content-type")
-                .is_some_and(|c| c.starts_with("application/json")),
-            "an error is JSON: {self:?}"
-        );
-        let v = self.json();
-        let e = v["error"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no \"error\" string: {self:?}"));
-        assert!(!e.trim().is_empty(), "empty error: {self:?}");
-        e.to_string()
-    }
 }
 
 /// One request with `curl` (`-s`, 30 s bound): `METHOD url`, with a body

@@ -31,7 +31,9 @@ Input keys (defaults): url (required: multivariant or media playlist),
   pageOrigin ("cross": our server on the stream's host, another port |
   "same": the playlist's origin | an origin "http://h:p" of its own),
   timecode (true), sampleMs (250), raw (false),
-  stopFile (null), hlsConfig ({}: more hls.js config, merged last).`;
+  stopFile (null), until (null: {"framesDecoded": N, "height": H}, either
+  optional: end once every client decoded N frames and showed a picture H
+  high), hlsConfig ({}: more hls.js config, merged last).`;
 
 const CHROMIUM_ARGS = [...QUIET_ARGS];
 
@@ -66,7 +68,7 @@ function readInput(argv) {
 
 const KEYS = [
   'url', 'seconds', 'clients', 'lowLatency', 'startLevel', 'capLevelToPlayerSize', 'headers', 'token',
-  'basic', 'pageOrigin', 'timecode', 'sampleMs', 'raw', 'stopFile', 'hlsConfig',
+  'basic', 'pageOrigin', 'timecode', 'sampleMs', 'raw', 'stopFile', 'until', 'hlsConfig',
 ];
 
 function parseInput(inp) {
@@ -85,6 +87,7 @@ function parseInput(inp) {
     sampleMs: inp.sampleMs ?? 250,
     raw: inp.raw ?? false,
     stopFile: inp.stopFile ?? null,
+    until: inp.until ?? null,
     hlsConfig: inp.hlsConfig ?? {},
     chromium: process.env.CHROMIUM || '/usr/bin/chromium',
   };
@@ -112,11 +115,22 @@ function parseInput(inp) {
     (inp.token !== undefined && inp.basic !== undefined) ||
     (inp.basic !== undefined && !String(inp.basic).includes(':')) ||
     typeof o.hlsConfig !== 'object' ||
+    (o.until !== null && !validUntil(o.until)) ||
     (o.pageOrigin !== null && !/^https?:\/\/[^/]+$/.test(o.pageOrigin));
   if (bad) usage(`bad input: ${JSON.stringify(inp)}`);
   if (inp.token !== undefined) o.headers.Authorization = `Bearer ${inp.token}`;
   if (inp.basic !== undefined) o.headers.Authorization = `Basic ${Buffer.from(inp.basic).toString('base64')}`;
   return o;
+}
+
+// `until`: an object of optional non-negative integers, nothing else.
+function validUntil(u) {
+  if (typeof u !== 'object' || Array.isArray(u)) return false;
+  const keys = Object.keys(u);
+  return (
+    keys.every((k) => ['framesDecoded', 'height'].includes(k)) &&
+    keys.every((k) => Number.isInteger(u[k]) && u[k] >= 0)
+  );
 }
 
 // Everything below runs inside the page (playwright serialises the function
@@ -311,6 +325,15 @@ function installHarness() {
     return 0;
   }
 
+  // What `until` looks at, cheaply (report() ends the measurement).
+  function progress() {
+    if (!p) return { frames_decoded: 0, heights: [] };
+    return {
+      frames_decoded: p.video.getVideoPlaybackQuality().totalVideoFrames,
+      heights: p.sizes.map((s) => s.height),
+    };
+  }
+
   function report(raw) {
     if (!p) return { started: false };
     p.watch.stop();
@@ -358,7 +381,7 @@ function installHarness() {
     return r;
   }
 
-  window.__fbHls = { start, report };
+  window.__fbHls = { start, progress, report };
 }
 
 const PAGE_HTML = `<!doctype html>
@@ -432,8 +455,11 @@ async function openClient(browser, index, o, report, origin, intercept) {
 }
 
 // stopFile: once it exists, the measurement ends (before `seconds`).
-function waitOrStop(seconds, stopFile) {
+// reached: an async () => bool (`until`), asked every 250 ms, one call at a
+// time; once true, the measurement ends too. `seconds` stays the bound.
+function waitOrStop(seconds, stopFile, reached) {
   return new Promise((resolve) => {
+    let over = false;
     const t = setTimeout(done, seconds * 1000);
     const poll = stopFile
       ? setInterval(() => {
@@ -443,12 +469,40 @@ function waitOrStop(seconds, stopFile) {
           }
         }, 200)
       : null;
+    const ask = async () => {
+      if (over) return;
+      let yes = false;
+      try {
+        yes = await reached();
+      } catch (e) {
+        log('until:', String(e));
+      }
+      if (yes) {
+        log('until: reached, stopping');
+        done();
+      } else if (!over) setTimeout(ask, 250);
+    };
+    if (reached) setTimeout(ask, 250);
     function done() {
+      over = true;
       clearTimeout(t);
       if (poll) clearInterval(poll);
       resolve();
     }
   });
+}
+
+// `until` over every client: each decoded `framesDecoded` frames and
+// showed a picture `height` pixels high.
+function untilReached(clients, until) {
+  return async () => {
+    const ps = await Promise.all(clients.map((c) => c.page.evaluate(() => window.__fbHls.progress())));
+    return ps.every(
+      (q) =>
+        (until.framesDecoded === undefined || q.frames_decoded >= until.framesDecoded) &&
+        (until.height === undefined || q.heights.includes(until.height)),
+    );
+  };
 }
 
 async function run(browser, o, report) {
@@ -478,7 +532,7 @@ async function play(browser, o, report, origin, intercept) {
     hlsConfig: o.hlsConfig,
   };
   await Promise.all(clients.map((c) => c.page.evaluate((a) => window.__fbHls.start(a), args)));
-  await waitOrStop(o.seconds, o.stopFile);
+  await waitOrStop(o.seconds, o.stopFile, o.until ? untilReached(clients, o.until) : null);
   const out = await Promise.all(
     clients.map(async (c) => ({ index: c.index, ...(await c.page.evaluate((raw) => window.__fbHls.report(raw), o.raw)) })),
   );

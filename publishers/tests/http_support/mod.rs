@@ -18,6 +18,7 @@ use std::time::Duration;
 use framebus::{Reader, ReaderOptions};
 
 pub use framebus_test_support::browser::{self, Auth, WhepPlay};
+pub use framebus_test_support::http::Resp;
 use framebus_test_support::listening;
 pub use framebus_test_support::{eventually, unique_name, ChildGuard, Encoder, Feeder};
 
@@ -113,63 +114,6 @@ impl Server {
     /// `/healthz` answers 200.
     pub fn healthy(&self) -> bool {
         try_request(&self.addr, "GET", "/healthz", &[], b"").is_ok_and(|r| r.status == 200)
-    }
-}
-
-/// An HTTP response.
-#[derive(Clone)]
-pub struct Resp {
-    pub status: u16,
-    /// Header lines (after the status line).
-    pub head: String,
-    pub body: Vec<u8>,
-}
-
-impl std::fmt::Debug for Resp {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let body = String::from_utf8_lossy(&self.body);
-        let cut: String = body.chars().take(600).collect();
-        f.debug_struct("Resp")
-            .field("status", &self.status)
-            .field("head", &self.head)
-            .field("body", &cut)
-            .finish()
-    }
-}
-
-impl Resp {
-    /// Header `name` (case-insensitive).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.head.lines().find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-        })
-    }
-
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    /// The body as the API's error JSON `{error, status}`, checked against
-    /// the status line; panics otherwise.
-    pub fn error_json(&self) -> serde_json::Value {
-        let v: serde_json::Value = serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not a JSON error ({e}): {self:?}"));
-        assert_eq!(
-            v["status"].as_u64(),
-            Some(u64::from(self.status)),
-            "JSON status differs from the status line: {self:?}"
-        );
-        assert!(
-            v["error"].as_str().is_some_and(|e| !e.is_empty()),
-            "no error text: {self:?}"
-        );
-        assert!(
-            self.header("content-type")
-                .is_some_and(|c| c.starts_with("application/json")),
-            "{self:?}"
-        );
-        v
     }
 }
 

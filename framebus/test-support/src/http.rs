@@ -1,0 +1,87 @@
+//! [`Resp`]: an HTTP response as a test sees it, whoever fetched it (the
+//! raw HTTP/1.1 client of the publishers' tests, `curl` in
+//! [`crate::recorder`]), and the checks of the servers' JSON errors.
+
+use serde_json::Value;
+
+/// An HTTP response.
+#[derive(Clone)]
+pub struct Resp {
+    /// The status (0: no response at all).
+    pub status: u16,
+    /// The header lines of the (last) response, after its status line.
+    pub head: String,
+    /// The body (dechunked; empty when `curl` wrote it to a file, unless
+    /// the status is an error).
+    pub body: Vec<u8>,
+}
+
+impl std::fmt::Debug for Resp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let body = String::from_utf8_lossy(&self.body);
+        let cut: String = body.chars().take(600).collect();
+        f.debug_struct("Resp")
+            .field("status", &self.status)
+            .field("head", &self.head)
+            .field("body", &cut)
+            .finish()
+    }
+}
+
+impl Resp {
+    /// Header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as JSON; panics otherwise.
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"))
+    }
+
+    /// The body as the recorder API's error `{"error": "..."}` (served as
+    /// `application/json`); the message. Panics otherwise.
+    pub fn error(&self) -> String {
+        assert!(
+            self.header("content-type")
+                .is_some_and(|c| c.starts_with("application/json")),
+            "an error is JSON: {self:?}"
+        );
+        let v = self.json();
+        let e = v["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no \"error\" string: {self:?}"));
+        assert!(!e.trim().is_empty(), "empty error: {self:?}");
+        e.to_string()
+    }
+
+    /// The body as the HTTP publisher's error JSON `{error, status}`,
+    /// checked against the status line; panics otherwise.
+    pub fn error_json(&self) -> Value {
+        let v: Value = serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not a JSON error ({e}): {self:?}"));
+        assert_eq!(
+            v["status"].as_u64(),
+            Some(u64::from(self.status)),
+            "JSON status differs from the status line: {self:?}"
+        );
+        assert!(
+            v["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "no error text: {self:?}"
+        );
+        assert!(
+            self.header("content-type")
+                .is_some_and(|c| c.starts_with("application/json")),
+            "{self:?}"
+        );
+        v
+    }
+}
