@@ -397,25 +397,23 @@ pub mod status {
             .collect()
     }
 
-    /// The live supervisors' documents in `dir` that concern the calling
-    /// process: only its parent's when the parent is a supervisor (a
-    /// publisher run by `framebus-producer --config` sees its own service,
-    /// not a neighbour's in the same directory), else every live one.
-    pub fn live_for_me(dir: &Path) -> Vec<Status> {
-        let live: Vec<Status> = read_all(dir)
-            .into_iter()
-            .filter_map(|(_, st)| st.ok())
-            .filter(alive)
-            .collect();
-        // SAFETY: getppid has no preconditions and cannot fail.
-        let parent = unsafe { libc::getppid() } as u32;
-        if live.iter().any(|s| s.producer_pid == parent) {
-            live.into_iter()
-                .filter(|s| s.producer_pid == parent)
-                .collect()
-        } else {
-            live
+    /// The status file of the calling process's parent, when the parent is
+    /// a live supervisor that wrote it: what a publisher run by
+    /// `framebus-producer --config` reads of its own service. Anyone may
+    /// write files into a shared `/dev/shm`, so the file must be the one
+    /// named after the parent's pid, owned by this user (the supervisor
+    /// runs as the same user as its children), and say that pid.
+    pub fn of_parent(dir: &Path) -> Option<Status> {
+        use std::os::unix::fs::MetadataExt;
+        // SAFETY: getppid and geteuid have no preconditions and cannot fail.
+        let (parent, me) = unsafe { (libc::getppid() as u32, libc::geteuid()) };
+        let file = path(dir, parent);
+        let meta = std::fs::symlink_metadata(&file).ok()?;
+        if !meta.is_file() || meta.uid() != me {
+            return None;
         }
+        let st = read(&file).ok()?;
+        (st.producer_pid == parent && alive(&st)).then_some(st)
     }
 
     /// Whether the supervisor that wrote `status` still exists (a file

@@ -1117,10 +1117,25 @@ fn console_forwards_the_recorder_api_with_its_credentials() {
     let err: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert!((400..500).contains(&st), "{st} {err}");
     assert_eq!(err["status"], st, "{err}");
+    // A preflight passes the auth layer unchecked: answered here, never
+    // forwarded with the recorder's credentials (the recorder itself
+    // would answer 405).
+    let (st, h, _) = curl(&s.url("/api/v1/recordings"), &["-X", "OPTIONS"]);
+    assert_eq!(st, 204, "{h}");
     let doc: serde_json::Value =
         serde_json::from_slice(&curl(&s.url("/api/v1/console"), &["-u", "web:w3b"]).2).unwrap();
     assert_eq!(doc["outputs"]["recorder"], true, "{doc}");
     assert_eq!(doc["outputs"]["auth"], true, "{doc}");
+    // Without credentials of its own, a server would hand the recorder's
+    // rights to anyone: it refuses.
+    let open = Server::launch(
+        &["--recorder-url", &rec_url],
+        &[("FRAMEBUS_RECORDER_AUTH", "rec:r3c")],
+        false,
+    );
+    let (st, _, body) = curl(&open.url("/api/v1/recordings"), &[]);
+    assert_eq!(st, 403, "{}", String::from_utf8_lossy(&body));
+    drop(open);
     drop(rec);
     let (st, _, body) = curl(&s.url("/api/v1/recordings"), &["-u", "web:w3b"]);
     assert_eq!(st, 502, "{}", String::from_utf8_lossy(&body));

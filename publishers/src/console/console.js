@@ -112,21 +112,40 @@ function renderMosaic(doc) {
   }
 }
 
+function tileProfile(cam) {
+  return TILE_PROFILES.find(p => cam.mjpeg.some(m => m.profile === p)) || (cam.mjpeg[0] || {}).profile || null;
+}
+
+// A tile is built once (its buttons stay the same elements, so a click
+// never lands between two refreshes); updateTile changes only texts.
 function makeTile(cam) {
-  const profile = TILE_PROFILES.find(p => cam.mjpeg.some(m => m.profile === p)) || (cam.mjpeg[0] || {}).profile;
-  const img = el("img", { alt: cam.bus, src: "/" + cam.bus + "/" + profile + ".mjpg" });
+  const profile = tileProfile(cam);
+  const img = el("img", { alt: cam.bus });
+  if (profile) img.src = "/" + cam.bus + "/" + profile + ".mjpg";
   // The first picture's latency at once, not at the next tick.
   img.addEventListener("load", () => { const t = C.tiles[cam.bus]; if (t && t.latencyKind === null) decodeTile(t); });
   const lat = el("span", { class: "lat", title: "glass-to-glass latency" }, "…");
-  const caption = el("figcaption");
-  const t = {
-    bus: cam.bus, profile, img, lat, caption, latencyMs: null, latencyKind: null, codes: 0,
-    lastCounter: null, samples: [],
-    el: el("figure", { class: "tile", "data-bus": cam.bus },
-      el("div", { class: "pic", title: "open " + cam.bus, onclick: () => openPlayer(cam.bus) },
-        img, el("span", { class: "name" }, cam.bus), lat),
-      caption),
+  const f = {
+    state: el("span", { class: "state" }), src: el("span", { class: "dim" }), fps: el("span", { class: "fps" }),
+    drops: el("span", { class: "drops" }), readers: el("span", { class: "readers" }),
+    encoders: el("div", { class: "row" }), viewers: el("div", { class: "row viewers" }),
+    msg: el("span", { class: "dim msg" }),
   };
+  const t = {
+    bus: cam.bus, profile, img, lat, f, latencyMs: null, latencyKind: null, codes: 0,
+    lastCounter: null, samples: [], recordStream: null,
+  };
+  f.record = el("button", { type: "button", class: "rec", hidden: true, onclick: () => t.recordStream && quickRecord(t.recordStream, t) }, "record");
+  t.el = el("figure", { class: "tile", "data-bus": cam.bus },
+    el("div", { class: "pic", title: "open " + cam.bus, onclick: () => openPlayer(cam.bus) },
+      img, el("span", { class: "name" }, cam.bus), lat),
+    el("figcaption", {},
+      el("div", { class: "row" }, f.state, f.src, f.fps, f.drops, f.readers),
+      f.encoders, f.viewers,
+      el("div", { class: "acts" },
+        el("button", { type: "button", class: "play", onclick: () => openPlayer(cam.bus) }, "play"),
+        el("button", { type: "button", class: "snapshot", onclick: () => window.open("/" + cam.bus + "/snapshot.jpg?profile=native", "_blank") }, "snapshot"),
+        f.record, f.msg)));
   return t;
 }
 
@@ -155,32 +174,32 @@ function cameraShape(img, cam, maxHeight) {
 }
 
 function updateTile(t, cam) {
+  if (!t.profile && tileProfile(cam)) {
+    t.profile = tileProfile(cam);
+    t.img.src = "/" + t.bus + "/" + t.profile + ".mjpg";
+  }
   keepTileAlive(t, cam);
   if (cam.width && cam.height) t.el.querySelector(".pic").style.aspectRatio = cam.width + " / " + cam.height;
+  const f = t.f;
+  f.state.textContent = cam.state;
+  f.state.className = stClass(cam.state) + " state";
+  f.src.textContent = cam.source + " · " + cam.width + "×" + cam.height + " " + cam.format;
+  f.fps.textContent = cam.capture_fps + " fps";
+  f.drops.textContent = cam.dropped + " dropped";
+  f.readers.textContent = cam.readers + " reader" + (cam.readers === 1 ? "" : "s");
+  // Text only (no controls): rebuilt each time.
   const enc = cam.encoders.map(e => el("span", { class: "enc", "data-profile": e.profile },
     e.profile + ": ", el("span", { class: stClass(e.process || (e.encoding ? "running" : "idle")) },
       e.encoding ? "encoding" : (e.process && e.process !== "running" ? e.process : "idle")),
     e.encoding ? " · " + e.fps + " fps · " + fmtRate(e.bitrate) + " · step " + e.step : "",
     " · " + e.readers + " reader" + (e.readers === 1 ? "" : "s")));
+  f.encoders.replaceChildren(...(enc.length ? enc : [el("span", { class: "dim" }, "no encoder")]));
   const v = cam.viewers;
-  const record = cam.encoders.length && C.doc.outputs.recorder
-    ? el("button", { type: "button", class: "rec", onclick: () => quickRecord(cam.bus + "/" + cam.encoders[0].profile, t) }, "record")
-    : "";
-  t.caption.replaceChildren(
-    el("div", { class: "row" },
-      el("span", { class: stClass(cam.state) + " state" }, cam.state),
-      el("span", { class: "dim" }, cam.source + " · " + cam.width + "×" + cam.height + " " + cam.format),
-      el("span", { class: "fps" }, cam.capture_fps + " fps"),
-      el("span", { class: "drops" }, cam.dropped + " dropped"),
-      el("span", { class: "readers" }, cam.readers + " reader" + (cam.readers === 1 ? "" : "s"))),
-    el("div", { class: "row" }, ...(enc.length ? enc : [el("span", { class: "dim" }, "no encoder")])),
-    el("div", { class: "row viewers" }, "viewers: MJPEG " + v.mjpeg + " · WebRTC " + v.webrtc + " · HLS " + v.hls +
-      " · RTSP " + (v.rtsp_streams ? v.rtsp_streams + " stream" + (v.rtsp_streams === 1 ? "" : "s") + " read" : "0")),
-    el("div", { class: "acts" },
-      el("button", { type: "button", class: "play", onclick: () => openPlayer(cam.bus) }, "play"),
-      el("a", { href: "/" + cam.bus + "/snapshot.jpg?profile=native", target: "_blank", class: "snapshot" }, el("button", { type: "button" }, "snapshot")),
-      record,
-      el("span", { class: "dim msg" }, t.msg || "")));
+  f.viewers.textContent = "viewers: MJPEG " + v.mjpeg + " · WebRTC " + v.webrtc + " · HLS " + v.hls +
+    " · RTSP " + (v.rtsp_streams ? v.rtsp_streams + " stream" + (v.rtsp_streams === 1 ? "" : "s") + " read" : "0");
+  t.recordStream = cam.encoders.length && C.doc.outputs.recorder ? cam.bus + "/" + cam.encoders[0].profile : null;
+  f.record.hidden = !t.recordStream;
+  f.msg.textContent = t.msg || "";
 }
 
 // The time code of each tile's picture, read once a second: glass-to-glass
@@ -272,16 +291,28 @@ function renderPlayerInfo() {
   $("player-rtsp").textContent = url || "";
   for (const b of document.querySelectorAll("#player .modes button")) b.classList.toggle("on", b.dataset.mode === P.mode);
   if (!cam) return;
-  const rows = cam.mjpeg.map(m => el("tr", { "data-profile": m.profile },
-    el("td", {}, el("a", { href: m.url, target: "_blank" }, m.profile)),
-    el("td", {}, m.width + "×" + m.height),
-    el("td", { class: m.running ? "st-running" : "dim" }, m.running ? "running · " + m.output_fps + " fps" : "idle"),
-    el("td", {}, m.viewers),
-    el("td", {}, fmtUp(m.uptime_s)),
-    el("td", {},
-      el("button", { type: "button", class: "start", onclick: () => streamAction(P.bus, m.profile, "start") }, "start"), " ",
-      el("button", { type: "button", class: "stop", onclick: () => streamAction(P.bus, m.profile, "stop") }, "stop"))));
-  $("player-streams").tBodies[0].replaceChildren(...rows);
+  // Rows are made once per profile (their buttons stay), cells updated.
+  const body = $("player-streams").tBodies[0];
+  if (body.dataset.bus !== P.bus || body.dataset.profiles !== cam.mjpeg.map(m => m.profile).join()) {
+    body.dataset.bus = P.bus;
+    body.dataset.profiles = cam.mjpeg.map(m => m.profile).join();
+    body.replaceChildren(...cam.mjpeg.map(m => el("tr", { "data-profile": m.profile },
+      el("td", {}, el("a", { href: m.url, target: "_blank" }, m.profile)),
+      el("td", { class: "size" }), el("td", { class: "state" }), el("td", { class: "viewers" }), el("td", { class: "up" }),
+      el("td", {},
+        el("button", { type: "button", class: "start", onclick: () => streamAction(P.bus, m.profile, "start") }, "start"), " ",
+        el("button", { type: "button", class: "stop", onclick: () => streamAction(P.bus, m.profile, "stop") }, "stop")))));
+  }
+  for (const m of cam.mjpeg) {
+    const tr = body.querySelector('tr[data-profile="' + m.profile + '"]');
+    if (!tr) continue;
+    tr.querySelector(".size").textContent = m.width + "×" + m.height;
+    const st = tr.querySelector(".state");
+    st.textContent = m.running ? "running · " + m.output_fps + " fps" : "idle";
+    st.className = "state " + (m.running ? "st-running" : "dim");
+    tr.querySelector(".viewers").textContent = m.viewers;
+    tr.querySelector(".up").textContent = fmtUp(m.uptime_s);
+  }
 }
 
 function say(text) { $("player-state").textContent = text; }
@@ -312,9 +343,11 @@ function closePlayer() {
   $("player").hidden = true;
 }
 
-// Start `mode`; on failure fall back WebRTC → LL-HLS → MJPEG.
+// Start `mode`; on failure fall back WebRTC → LL-HLS → MJPEG. Each start
+// is a generation: events of an earlier one are ignored.
 function start(mode) {
   const P = C.player;
+  if (!["webrtc", "hls", "mjpeg"].includes(mode)) mode = "webrtc";
   closeMedia();
   const gen = generation;
   P.mode = "connecting";
@@ -340,10 +373,10 @@ function start(mode) {
   setTimeout(() => { if (gen === generation && P.mode === "connecting") fail("no picture within " + deadline + " ms"); }, deadline);
   const run = { webrtc: startWebrtc, hls: startHls, mjpeg: startMjpeg }[mode];
   say(mode + "…");
-  run(P, gen, playing).catch(e => fail(e.message || e));
+  run(P, gen, playing, fail).catch(e => fail(e.message || e));
 }
 
-async function startWebrtc(P, gen, playing) {
+async function startWebrtc(P, gen, playing, fail) {
   if (!C.doc.outputs.webrtc) throw new Error("WebRTC is off on this server");
   if (!P.profile) throw new Error("no encoder for this camera");
   if (!window.RTCPeerConnection) throw new Error("this browser has no WebRTC");
@@ -359,19 +392,20 @@ async function startWebrtc(P, gen, playing) {
     try { tr.setHeaderExtensionsToNegotiate(exts); } catch (_) { /* keep the defaults */ }
   }
   pc.ontrack = ev => { video.srcObject = ev.streams[0] || new MediaStream([ev.track]); };
-  pc.onconnectionstatechange = () => {
-    if (pc.connectionState === "failed" && gen === generation) {
-      closeMedia();
-      C.player.fallbacks.push({ from: "webrtc", why: "connection failed" });
-      start("hls");
-    }
-  };
+  pc.onconnectionstatechange = () => { if (pc.connectionState === "failed") fail("ICE/DTLS connection failed"); };
   await pc.setLocalDescription(await pc.createOffer());
   const whep = "/" + P.bus + "/" + P.profile + "/whep";
   const post = () => fetch(whep, { method: "POST", headers: { "Content-Type": "application/sdp" }, body: pc.localDescription.sdp });
   const res = await post().catch(post);
   if (res.status !== 201) throw new Error("WHEP " + res.status + ": " + (await res.text()).slice(0, 200));
-  if (gen !== generation) return;
+  if (gen !== generation) {
+    // The player moved on while the offer was answered: end the session
+    // now rather than at the server's timeout.
+    const loc = res.headers.get("Location");
+    if (loc) fetch(new URL(loc, location.href).href, { method: "DELETE", keepalive: true }).catch(() => {});
+    pc.close();
+    return;
+  }
   P.resource = new URL(res.headers.get("Location"), location.href).href;
   await pc.setRemoteDescription({ type: "answer", sdp: await res.text() });
   watchVideo(P, gen, video, () => playing("WebRTC · " + P.bus + "/" + P.profile));
@@ -385,7 +419,7 @@ function loadScript(src) {
   });
 }
 
-async function startHls(P, gen, playing) {
+async function startHls(P, gen, playing, fail) {
   if (!C.doc.outputs.hls) throw new Error("LL-HLS is off on this server");
   if (!P.profile) throw new Error("no encoder for this camera");
   const video = mediaVideo(P);
@@ -395,12 +429,13 @@ async function startHls(P, gen, playing) {
   watchVideo(P, gen, video, () => playing("LL-HLS · " + P.bus + "/" + P.profile + (P.hls ? " (hls.js)" : " (native)")));
   if (window.Hls && window.Hls.isSupported()) {
     const h = P.hls = new window.Hls({ lowLatencyMode: true });
-    await new Promise((ok, fail) => {
-      h.on(window.Hls.Events.ERROR, (_, d) => { if (d.fatal) fail(new Error("HLS: " + d.details + (d.response ? " " + d.response.code : ""))); });
-      h.on(window.Hls.Events.MANIFEST_PARSED, ok);
-      h.loadSource(src);
-      h.attachMedia(video);
+    // A fatal error before or after the start falls back (fail ignores
+    // an earlier generation's).
+    h.on(window.Hls.Events.ERROR, (_, d) => {
+      if (d.fatal) fail("HLS: " + d.details + (d.response ? " " + d.response.code : ""));
     });
+    h.loadSource(src);
+    h.attachMedia(video);
     await video.play().catch(() => {});
     return;
   }
@@ -411,7 +446,7 @@ async function startHls(P, gen, playing) {
   await video.play();
 }
 
-async function startMjpeg(P, gen, playing) {
+async function startMjpeg(P, gen, playing, fail) {
   const cam = cameraOf(P.bus);
   const names = cam ? cam.mjpeg.map(m => m.profile) : [];
   const profile = ["medium", "native"].find(p => names.includes(p)) || names[0];
@@ -420,20 +455,24 @@ async function startMjpeg(P, gen, playing) {
   cameraShape(img, cam, "70vh");
   P.media = img;
   $("player-view").replaceChildren(img);
-  await new Promise((ok, fail) => {
+  await new Promise((ok, no) => {
     img.onload = ok;
-    img.onerror = () => fail(new Error("MJPEG stream failed"));
+    img.onerror = () => { if (P.mode === "connecting") no(new Error("MJPEG stream failed")); else fail("MJPEG stream ended"); };
     img.src = "/" + P.bus + "/" + profile + ".mjpg";
   });
   if (gen !== generation) return;
   playing("MJPEG · " + P.bus + "/" + profile);
   const decode = window.framebusTimecode && window.framebusTimecode.makeDecoder();
   const samples = [];
+  let lastCounter = null;
   const tick = () => {
     if (gen !== generation) return;
-    if (img.naturalWidth) P.frames++;
     const code = decode && img.naturalWidth ? decode(img, img.naturalWidth, img.naturalHeight) : null;
     const lat = code && Date.now() - Number(code.us) / 1000;
+    // Frames: distinct pictures seen (by their time code's counter; a
+    // picture without one counts each look at it).
+    if (img.naturalWidth && (!code || code.counter !== lastCounter)) P.frames++;
+    lastCounter = code ? code.counter : null;
     if (code && Math.abs(lat) < 60000) {
       samples.push(lat);
       if (samples.length > 8) samples.shift();
@@ -548,27 +587,45 @@ async function pollRecordings() {
   pollRecordings.timer = setTimeout(pollRecordings, RECORDINGS_POLL_MS);
 }
 
+// Rows are made once per recording (their buttons stay the same
+// elements), cells and which buttons show are updated.
 function renderRecordings() {
   const list = [...C.recordings].sort((a, b) => b.requested_at_realtime_ns - a.requested_at_realtime_ns);
   const base = id => "/api/v1/recordings/" + encodeURIComponent(id);
-  const rows = list.map(r => {
+  const body = $("recordings").tBodies[0];
+  const rows = new Map([...body.rows].map(tr => [tr.dataset.id, tr]));
+  const ordered = list.map(r => {
+    let tr = rows.get(r.id);
+    if (!tr) {
+      const b = (cls, label, fn) => el("button", { type: "button", class: cls, hidden: true, onclick: fn }, label);
+      tr = el("tr", { "data-id": r.id },
+        el("td", {}, r.id), el("td", {}, r.stream), el("td", { class: "state" }), el("td", { class: "start" }),
+        el("td", { class: "length" }), el("td", { class: "preroll" }), el("td", { class: "size" }),
+        el("td", {},
+          b("play", "play", () => playRecording(r.id)), " ",
+          el("a", { class: "download", href: base(r.id) + "/file.mp4", download: r.id + ".mp4", hidden: true }, "download"), " ",
+          el("a", { class: "snap", href: base(r.id) + "/snapshot.jpg", target: "_blank", hidden: true }, "snapshot"), " ",
+          b("stop", "stop", () => api(base(r.id), { method: "DELETE" }).then(pollRecordings, e => { $("rec-msg").textContent = e.message; })),
+          b("delete", "delete", () => api(base(r.id) + "?remove=1", { method: "DELETE" }).then(pollRecordings, e => { $("rec-msg").textContent = e.message; }))));
+    }
     const live = r.state === "waiting" || r.state === "recording";
-    return el("tr", { "data-id": r.id, "data-state": r.state },
-      el("td", {}, r.id),
-      el("td", {}, r.stream),
-      el("td", { class: stClass(live ? "running" : r.state === "failed" ? "failed" : "") }, r.state + (r.error ? ": " + r.error : "")),
-      el("td", {}, r.start ? new Date(r.start).toLocaleTimeString() : ""),
-      el("td", {}, r.duration_s.toFixed(1) + " s"),
-      el("td", {}, r.preroll_s == null ? "" : r.preroll_s.toFixed(2) + " s"),
-      el("td", {}, fmtBytes(r.bytes)),
-      el("td", {},
-        r.frames ? el("button", { type: "button", class: "play", onclick: () => playRecording(r.id) }, "play") : "", " ",
-        r.frames ? el("a", { href: base(r.id) + "/file.mp4", download: r.id + ".mp4" }, "download") : "", " ",
-        r.snapshot ? el("a", { href: base(r.id) + "/snapshot.jpg", target: "_blank" }, "snapshot") : "", " ",
-        live ? el("button", { type: "button", class: "stop", onclick: () => api(base(r.id), { method: "DELETE" }).then(pollRecordings) }, "stop") : "",
-        !live ? el("button", { type: "button", class: "delete", onclick: () => api(base(r.id) + "?remove=1", { method: "DELETE" }).then(pollRecordings) }, "delete") : ""));
+    tr.dataset.state = r.state;
+    const st = tr.querySelector(".state");
+    st.textContent = r.state + (r.error ? ": " + r.error : "");
+    st.className = "state " + stClass(live ? "running" : r.state === "failed" ? "failed" : "");
+    tr.querySelector(".start").textContent = r.start ? new Date(r.start).toLocaleTimeString() : "";
+    tr.querySelector(".length").textContent = r.duration_s.toFixed(1) + " s";
+    tr.querySelector(".preroll").textContent = r.preroll_s == null ? "" : r.preroll_s.toFixed(2) + " s";
+    tr.querySelector(".size").textContent = fmtBytes(r.bytes);
+    tr.querySelector(".play").hidden = !r.frames;
+    tr.querySelector(".download").hidden = !r.frames;
+    tr.querySelector(".snap").hidden = !r.snapshot;
+    tr.querySelector(".stop").hidden = !live;
+    tr.querySelector(".delete").hidden = live;
+    return tr;
   });
-  $("recordings").tBodies[0].replaceChildren(...rows);
+  // Only when the list itself changed: moving a row would lose a click.
+  if (ordered.length !== body.rows.length || ordered.some((tr, i) => body.rows[i] !== tr)) body.replaceChildren(...ordered);
 }
 
 function playRecording(id) {
@@ -583,7 +640,13 @@ function playRecording(id) {
 for (const b of document.querySelectorAll("#player .modes button")) {
   b.addEventListener("click", () => { if (C.player) { C.player.fallbacks = []; C.player.wanted = b.dataset.mode; start(b.dataset.mode); } });
 }
-$("player-profile").addEventListener("change", e => { if (C.player) openPlayer(C.player.bus, e.target.value, C.player.mode === "failed" ? "webrtc" : C.player.mode); });
+$("player-profile").addEventListener("change", e => {
+  const P = C.player;
+  if (!P) return;
+  // The mode playing, or the one being tried ("connecting" is no mode).
+  const mode = NEXT[P.mode] !== undefined || P.mode === "mjpeg" ? P.mode : (P.trying || P.wanted);
+  openPlayer(P.bus, e.target.value, mode);
+});
 $("player-close").addEventListener("click", closePlayer);
 $("player-copy").addEventListener("click", () => {
   const t = $("player-rtsp").textContent;

@@ -4,19 +4,26 @@
 //! and its users need one address and one set of credentials.
 //!
 //! Where the recorder is: `--recorder-url` when given, else the running
-//! `recorder` in the supervisor's status file (which also finds a
-//! recorder on port 0 and follows it across restarts). The caller's
-//! `Authorization` (this server's credentials, already checked) is replaced
-//! by the recorder's own (`$FRAMEBUS_RECORDER_AUTH`, which the producer
-//! passes to both). Bodies stream both ways: a download is not held in
-//! memory, and `Range` passes through for `<video>` seeking.
+//! `recorder` in the status file of the supervisor that started this
+//! server (`status::of_parent`: the file named after the parent's pid,
+//! owned by this user; it also finds a recorder on port 0 and follows it
+//! across restarts). A server started by hand without `--recorder-url`
+//! forwards nothing. The caller's `Authorization` (this server's
+//! credentials, already checked) is replaced by the recorder's own
+//! (`$FRAMEBUS_RECORDER_AUTH`, which the producer passes to both); a
+//! server without credentials of its own does not forward to a recorder
+//! that has some (it would hand the recorder's rights to anyone).
+//! Preflights (`OPTIONS`, which pass the auth layer unchecked) are answered
+//! here, never forwarded. Hop-by-hop headers are dropped both ways. Bodies
+//! stream both ways: a download is not held in memory, and `Range` passes
+//! through for `<video>` seeking.
 
 use std::path::Path;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use hyper_util::rt::TokioIo;
@@ -26,6 +33,23 @@ use framebus::contract::status::{self, PublisherState};
 
 /// Connecting to the recorder takes longer than this: 502.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// The recorder's answer (its head; a body then streams as long as it
+/// takes) takes longer than this: 504. Its slowest request, creating a
+/// recording, answers at once.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Headers of one connection, never forwarded (RFC 9110 7.6.1), besides
+/// those `Connection` names.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+];
 
 /// The recorder as the proxy reaches it.
 #[derive(Debug, Clone, Default)]
@@ -44,7 +68,10 @@ impl Recorder {
     pub fn new(fixed: Option<String>, credentials: Option<String>) -> Recorder {
         let authorization = credentials.and_then(|c| {
             let b64 = base64::engine::general_purpose::STANDARD.encode(c.as_bytes());
-            HeaderValue::from_str(&format!("Basic {b64}")).ok()
+            let mut v = HeaderValue::from_str(&format!("Basic {b64}")).ok()?;
+            // Kept out of Debug output and HPACK tables.
+            v.set_sensitive(true);
+            Some(v)
         });
         Recorder {
             fixed,
@@ -58,9 +85,9 @@ impl Recorder {
         if let Some(a) = &self.fixed {
             return Some(a.clone());
         }
-        status::live_for_me(shm_dir)
+        status::of_parent(shm_dir)?
+            .publishers
             .into_iter()
-            .flat_map(|st| st.publishers)
             .find(|p| p.kind == "recorder" && p.state == PublisherState::Running)
             .and_then(|p| p.address)
             .map(|a| loopback_for_any(&a))
@@ -95,7 +122,24 @@ pub fn available(state: &AppState) -> bool {
 
 /// The handler for every forwarded path.
 pub async fn forward(State(state): State<AppState>, req: Request) -> Response {
+    if req.method() == Method::OPTIONS {
+        // A preflight carries no credentials: answered here (CORS, when
+        // configured, answers it before this), never forwarded.
+        return (
+            StatusCode::NO_CONTENT,
+            [(header::ALLOW, "GET, HEAD, POST, DELETE, OPTIONS")],
+        )
+            .into_response();
+    }
     let proxy = state.recorder_proxy.clone();
+    if proxy.authorization.is_some() && !state.auth.enabled() {
+        return json_error(
+            StatusCode::FORBIDDEN,
+            "the recorder needs credentials and this server has none: set credentials here \
+             ([publishers.mjpeg] auth) to use the recorder through it"
+                .into(),
+        );
+    }
     let dir = shm_dir(&state);
     let addr = tokio::task::spawn_blocking(move || proxy.address(&dir))
         .await
@@ -110,13 +154,32 @@ pub async fn forward(State(state): State<AppState>, req: Request) -> Response {
     };
     match send(&addr, state.recorder_proxy.authorization.clone(), req).await {
         Ok(r) => r,
-        Err(why) => {
+        Err((status, why)) => {
             tracing::warn!(%addr, %why, "recorder request failed");
             json_error(
-                StatusCode::BAD_GATEWAY,
-                format!("the recorder at {addr} did not answer: {why}"),
+                status,
+                "the recorder did not answer (see this server's log)".into(),
             )
         }
+    }
+}
+
+/// Drops the hop-by-hop headers, and those `Connection` names.
+fn strip_hop_by_hop(h: &mut HeaderMap) {
+    let named: Vec<String> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|n| n.trim().to_ascii_lowercase())
+        .filter(|n| !n.is_empty())
+        .collect();
+    for n in HOP_BY_HOP
+        .iter()
+        .copied()
+        .chain(named.iter().map(String::as_str))
+    {
+        h.remove(n);
     }
 }
 
@@ -133,15 +196,16 @@ async fn send(
     addr: &str,
     authorization: Option<HeaderValue>,
     req: Request,
-) -> Result<Response, String> {
+) -> Result<Response, (StatusCode, String)> {
+    let bad = |e: String| (StatusCode::BAD_GATEWAY, e);
     let stream = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
         .await
-        .map_err(|_| "connection timed out".to_string())?
-        .map_err(|e| e.to_string())?;
+        .map_err(|_| bad("connection timed out".into()))?
+        .map_err(|e| bad(e.to_string()))?;
     let _ = stream.set_nodelay(true);
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| bad(e.to_string()))?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!(error = %e, "recorder connection");
@@ -153,23 +217,31 @@ async fn send(
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_string();
-    parts.uri = path.parse().map_err(|_| "bad path".to_string())?;
+    parts.uri = path.parse().map_err(|_| bad("bad path".into()))?;
     let h = &mut parts.headers;
+    strip_hop_by_hop(h);
     h.remove(header::AUTHORIZATION);
-    h.remove(header::CONNECTION);
     if let Some(a) = authorization {
         h.insert(header::AUTHORIZATION, a);
     }
     h.insert(
         header::HOST,
-        HeaderValue::from_str(addr).map_err(|e| e.to_string())?,
+        HeaderValue::from_str(addr).map_err(|e| bad(e.to_string()))?,
     );
-    let res = sender
-        .send_request(axum::http::Request::from_parts(parts, body))
-        .await
-        .map_err(|e| e.to_string())?;
+    let res = tokio::time::timeout(
+        ANSWER_TIMEOUT,
+        sender.send_request(axum::http::Request::from_parts(parts, body)),
+    )
+    .await
+    .map_err(|_| {
+        (
+            StatusCode::GATEWAY_TIMEOUT,
+            format!("no answer within {ANSWER_TIMEOUT:?}"),
+        )
+    })?
+    .map_err(|e| bad(e.to_string()))?;
     let (mut parts, body) = res.into_parts();
-    parts.headers.remove(header::CONNECTION);
+    strip_hop_by_hop(&mut parts.headers);
     parts.headers.remove(header::WWW_AUTHENTICATE);
     Ok(Response::from_parts(parts, Body::new(body)))
 }
@@ -183,5 +255,32 @@ mod tests {
         assert_eq!(loopback_for_any("0.0.0.0:8090"), "127.0.0.1:8090");
         assert_eq!(loopback_for_any("[::]:8090"), "[::1]:8090");
         assert_eq!(loopback_for_any("10.0.0.2:8090"), "10.0.0.2:8090");
+    }
+
+    #[test]
+    fn hop_by_hop_headers_stay_on_their_hop() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, X-Secret"),
+        );
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert(
+            "proxy-authorization",
+            HeaderValue::from_static("Basic eDp5"),
+        );
+        h.insert(header::RANGE, HeaderValue::from_static("bytes=0-99"));
+        strip_hop_by_hop(&mut h);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["range"]);
+    }
+
+    #[test]
+    fn the_recorder_credentials_are_sensitive() {
+        let r = Recorder::new(None, Some("rec:s3cret".into()));
+        let a = r.authorization.as_ref().unwrap();
+        assert!(a.is_sensitive());
+        assert!(!format!("{r:?}").contains("cmVjOnMzY3JldA"), "{r:?}");
     }
 }

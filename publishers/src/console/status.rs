@@ -202,7 +202,7 @@ pub fn gather(state: &AppState, recorder: bool) -> Console {
     let dir = shm_dir.clone().unwrap_or_else(framebus::default_shm_dir);
     let all = framebus::list_in(Some(&dir)).unwrap_or_default();
     let mut problems = health_problems(&state.streams);
-    let (supervisor, children) = supervisors(&dir, &mut problems);
+    let (supervisor, children) = supervisor(&dir, &mut problems);
     let mjpeg = all_status(&state.streams);
     let webrtc = state
         .webrtc
@@ -361,27 +361,24 @@ struct Listed {
 }
 
 /// The supervisor's cameras and children: the producer that runs this
-/// server ([`status::live_for_me`]); their problems noted.
-fn supervisors(
+/// server ([`status::of_parent`]; none when it was started by hand), its
+/// problems noted.
+fn supervisor(
     dir: &Path,
     problems: &mut Vec<String>,
 ) -> (Option<SupervisorFound>, Vec<PublisherStatus>) {
-    let mut first = None;
-    let mut children = Vec::new();
-    for st in status::live_for_me(dir) {
-        problems.extend(status::problems(&st));
-        children.extend(st.publishers.iter().cloned());
-        if first.is_none() {
-            first = Some((
-                Supervisor {
-                    pid: st.producer_pid,
-                    config: st.config.display().to_string(),
-                },
-                st.cameras.clone(),
-            ));
-        }
-    }
-    (first, children)
+    let Some(st) = status::of_parent(dir) else {
+        return (None, Vec::new());
+    };
+    problems.extend(status::problems(&st));
+    let found = (
+        Supervisor {
+            pid: st.producer_pid,
+            config: st.config.display().to_string(),
+        },
+        st.cameras,
+    );
+    (Some(found), st.publishers)
 }
 
 fn encoder_of(i: &BusInfo, profile: &str, children: &[PublisherStatus]) -> Encoder {

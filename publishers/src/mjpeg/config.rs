@@ -158,18 +158,20 @@ impl FromStr for RecorderUrl {
 }
 
 impl RecorderUrl {
-    /// `host:port` to connect to (the console's proxy): a recorder
-    /// listening everywhere is reached on loopback; no port means the
-    /// scheme's.
-    pub fn connect_address(&self) -> String {
+    /// `host:port` the console's proxy connects to: a recorder listening
+    /// everywhere is reached on loopback. None for an `https` URL or one
+    /// with a path (the proxy speaks plain HTTP to the recorder's own
+    /// paths: a TLS front or a path prefix is for the browser's link only).
+    pub fn connect_address(&self) -> Option<String> {
         let u = &self.0;
+        if u.scheme_str() != Some("http") || !matches!(u.path(), "" | "/") {
+            return None;
+        }
         let host = u.host().unwrap_or_default();
-        let port = u.port_u16().unwrap_or(if u.scheme_str() == Some("https") {
-            443
-        } else {
-            80
-        });
-        crate::console::proxy::loopback_for_any(&format!("{host}:{port}"))
+        let port = u.port_u16().unwrap_or(80);
+        Some(crate::console::proxy::loopback_for_any(&format!(
+            "{host}:{port}"
+        )))
     }
 
     /// The link to write into the page, and whether the browser should
@@ -343,5 +345,17 @@ mod tests {
         for bad in ["", "/rec", "127.0.0.1:8090", "ftp://h/", "http://"] {
             assert!(bad.parse::<RecorderUrl>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_proxy_connects_to_plain_http_recorders_only() {
+        let addr = |s: &str| s.parse::<RecorderUrl>().unwrap().connect_address();
+        assert_eq!(
+            addr("http://0.0.0.0:8090/").as_deref(),
+            Some("127.0.0.1:8090")
+        );
+        assert_eq!(addr("http://rec.lan").as_deref(), Some("rec.lan:80"));
+        assert_eq!(addr("https://rec.example/"), None);
+        assert_eq!(addr("http://rec.example/recorder/"), None);
     }
 }

@@ -71,7 +71,7 @@ impl AppState {
             webrtc,
             hls,
             recorder_proxy: Arc::new(Recorder::new(
-                recorder.as_ref().map(RecorderUrl::connect_address),
+                recorder.as_ref().and_then(RecorderUrl::connect_address),
                 std::env::var(framebus::contract::env::RECORDER_AUTH)
                     .ok()
                     .filter(|v| !v.is_empty()),
