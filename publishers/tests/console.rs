@@ -380,6 +380,20 @@ fn the_console_shows_plays_records_and_follows_the_service() {
         (Some(320), Some(180)),
         "{v:#}"
     );
+    // Through the console's address, byte ranges reach the recorder and
+    // come back as ranges (what lets the page's <video> seek).
+    let file = format!(
+        "{}/api/v1/recordings/{}/file.mp4",
+        url.trim_end_matches('/'),
+        got["id"].as_str().unwrap_or("?")
+    );
+    let part = curl("GET", &file, None, None, &["-r", "100-199"]);
+    assert_eq!(part.status, 206, "Range through the console: {part:?}");
+    assert!(
+        part.header("content-range")
+            .is_some_and(|c| c.starts_with("bytes 100-199/")),
+        "{part:?}"
+    );
 
     // 6. The killed publisher: not running for a while, then running with
     // one more restart; the status file says why.
