@@ -397,8 +397,10 @@ mod tests {
         let text = include_str!("../../../examples/framebus.toml");
         // The example's ports may be taken on this machine: only parse.
         let c: Config = toml::from_str(text).expect("example parses");
-        assert_eq!(c.cameras.len(), 1);
+        // Two cameras: the console's mosaic shows both.
+        assert_eq!(c.cameras.len(), 2);
         assert_eq!(c.cameras[0].size, Some(Size(1920, 1080)));
+        assert_eq!(c.cameras[1].size, Some(Size(1280, 720)));
         assert_eq!(c.supervision.backoff_initial.0, Duration::from_secs(10));
         assert_eq!(c.supervision.backoff_max.0, Duration::from_secs(300));
         assert_eq!(c.supervision.max_restarts, 50);
@@ -411,8 +413,10 @@ mod tests {
         assert_eq!(
             specs,
             [
-                "high=1920x1080@30,bitrate=4M,gop=60 -> cam0.h264.high",
-                "low=640x360@30,bitrate=800k,gop=60 -> cam0.h264.low"
+                "high=native@30,bitrate=4M,gop=60 -> cam0.h264.high",
+                "high=native@30,bitrate=4M,gop=60 -> cam1.h264.high",
+                "low=640x360@30,bitrate=800k,gop=60 -> cam0.h264.low",
+                "low=640x360@30,bitrate=800k,gop=60 -> cam1.h264.low"
             ]
         );
         assert!(c.publishers.rtsp.as_ref().unwrap().profiles.is_empty());
