@@ -194,7 +194,15 @@ fn twenty_players_share_an_nginx_cache() {
     let origin: std::net::SocketAddr = server.addr.parse().unwrap();
     let cache = CacheProxy::start(origin);
     let mut opts = HlsPlay::new(cache.url(&format!("/{bus}/index.m3u8")));
-    opts.seconds = 12.0;
+    // Until every player has decoded 2 s of video, 30 s at most (was a
+    // fixed 12 s): twenty players in one Chromium load a 2-core machine
+    // to a load average of 24, and some start late (a fresh-clone run had
+    // 2 of 20 not yet playing after 12 s, another 2 after 20 s).
+    opts.seconds = 30.0;
+    opts.until = Until {
+        frames_decoded: Some(60),
+        height: None,
+    };
     opts.clients = 20;
     opts.timecode = false;
     let r = hls_play(&opts);
