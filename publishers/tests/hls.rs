@@ -126,7 +126,20 @@ fn playlists_parts_and_segments_follow_the_specification() {
     let server = Server::start(&["--bus", &bus]);
 
     // Multivariant: both profiles, highest first, with what ABR needs.
-    let r = get_ok(&server, &format!("/{bus}/index.m3u8"));
+    // CODECS comes from the SPS an encoder writes into its bus header
+    // with its first access unit: on a loaded machine the second encoder
+    // may not have written it yet when the first request comes (a
+    // fresh-clone run): ask until both variants carry it.
+    let mut r = get_ok(&server, &format!("/{bus}/index.m3u8"));
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            r = get_ok(&server, &format!("/{bus}/index.m3u8"));
+            let vs = m3u8::multivariant(&r.text());
+            vs.len() == 2 && vs.iter().all(|v| v.attrs.contains_key("CODECS"))
+        }),
+        "two variants with CODECS: {}",
+        r.text()
+    );
     assert!(
         r.header("cache-control")
             .is_some_and(|c| c.contains("no-store")),
