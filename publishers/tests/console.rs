@@ -30,13 +30,12 @@
 //! wait is a watchdog; times are printed, never asserted.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use framebus_test_support::browser::driver_dir;
+use framebus_test_support::browser::{drive_script, driver_dir, parse_report};
 use framebus_test_support::recorder::curl;
 use framebus_test_support::service::Service;
-use framebus_test_support::{run_to_end, unique_name, Feeder, TempDir};
+use framebus_test_support::{unique_name, Feeder, TempDir};
 use serde_json::Value;
 
 /// The encoder every camera gets (WebRTC, LL-HLS, the recording).
@@ -120,49 +119,14 @@ enabled = false
     )
 }
 
-/// `node console.mjs ARGS` in headless Chromium; its report. Panics when
-/// a piece is missing or the driver fails (exit code not 0).
+/// `node console.mjs ARGS --seconds DRIVER_SECONDS` in headless Chromium
+/// (the shared driver runner: node modules and Chromium checked, scratch
+/// `$TMPDIR`, bounded); its report. Panics when the driver fails.
 fn drive(args: &[String]) -> Value {
-    let dir = driver_dir();
-    assert!(
-        dir.join("node_modules/playwright-core").is_dir(),
-        "{}/node_modules is missing: run `make node-deps`",
-        dir.display()
-    );
-    let chromium = std::env::var_os("CHROMIUM").unwrap_or_else(|| "/usr/bin/chromium".into());
-    assert!(
-        Path::new(&chromium).exists(),
-        "{} not found: `apt-get install chromium` (`make deps`), or set $CHROMIUM",
-        chromium.to_string_lossy()
-    );
-    // The profile and Chromium's shared-memory files: removed on drop.
-    let tmp = TempDir::new("console-chromium");
-    let mut cmd = Command::new("node");
-    cmd.arg(dir.join("console.mjs"))
-        .args(args)
-        .args(["--seconds", &DRIVER_SECONDS.to_string()])
-        .env("TMPDIR", tmp.path())
-        .env("CHROMIUM", &chromium);
-    // The driver's own bound is --seconds + 60 s: this one catches a
-    // wedged node.
-    let out = run_to_end(
-        &mut cmd,
-        Duration::from_secs_f64(DRIVER_SECONDS) + Duration::from_secs(90),
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!("{stderr}");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}\nstdout: {stdout}",
-        out.status
-    );
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("");
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("console.mjs report: {e}: {line}"))
+    let mut args = args.to_vec();
+    args.extend(["--seconds".to_string(), DRIVER_SECONDS.to_string()]);
+    let out = drive_script("console.mjs", &args, DRIVER_SECONDS, None);
+    parse_report("console.mjs", &out)
 }
 
 /// The player's state at the end of a wait, in `want` with frames and a

@@ -597,12 +597,7 @@ fn drive_in(args: &[String], seconds: f64, netns: Option<&str>) -> String {
 /// Runs `node DRIVER ARGS` (a driver of [`driver_dir`] measuring for
 /// `seconds`), with Chromium in network namespace `netns` if given; its
 /// stdout (one JSON line). Panics when the driver fails (exit code not 0).
-pub(crate) fn drive_script(
-    script: &str,
-    args: &[String],
-    seconds: f64,
-    netns: Option<&str>,
-) -> String {
+pub fn drive_script(script: &str, args: &[String], seconds: f64, netns: Option<&str>) -> String {
     let dir = driver_dir();
     assert!(
         dir.join("node_modules/playwright-core").is_dir(),
@@ -659,7 +654,7 @@ fn parse<T: for<'de> Deserialize<'de>>(stdout: &str) -> T {
 }
 
 /// The last line of a driver's stdout, its report.
-pub(crate) fn parse_report<T: for<'de> Deserialize<'de>>(script: &str, stdout: &str) -> T {
+pub fn parse_report<T: for<'de> Deserialize<'de>>(script: &str, stdout: &str) -> T {
     let line = stdout
         .lines()
         .rev()
