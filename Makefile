@@ -26,7 +26,7 @@ PY := $(VENV)/bin/python
 CARGO_FLAGS := --release --locked
 export CARGO_TERM_COLOR := never
 
-.PHONY: help deps venv node-deps build run install test test-rust test-loom test-py wheel bench bench-e2e bench-rtsp bench-encoder bench-webrtc bench-hls bench-recorder bench-console bench-apt fuzz test-fuzz-short test-faults test-soak-short soak fmt lint clean
+.PHONY: help deps venv node-deps build run install test test-build test-rust test-loom test-py wheel bench bench-e2e bench-rtsp bench-encoder bench-webrtc bench-hls bench-recorder bench-console bench-apt fuzz test-fuzz-short test-faults test-soak-short soak fmt lint clean
 
 help:
 	@echo "make run     build and start producer + publishers (test pattern 1080p60)"
@@ -130,11 +130,18 @@ test: deps venv node-deps
 # ~70 KiB of RSS per MJPEG viewer (2 MiB). The RTSP server's one-off
 # +1.7 MiB after the first quiet sample (docs/reliability.md) did not
 # depend on the warm-up (30 s or 60 s); this run: +80 KiB.
-test-soak-short: build wheel
+test-soak-short: test-build wheel
 	SOAK_SECONDS=60 SAMPLE_SECONDS=10 WARMUP_SECONDS=20 scripts/soak.sh
 
-test-rust:
-	cargo build $(CARGO_FLAGS) --workspace --bins
+# Every binary and test, built as `cargo test` builds them: with --tests,
+# Cargo unifies the test-support crate's dependency features into the
+# binaries too, so `cargo test` then finds every unit built. (A plain
+# `--bins` first compiled the publishers' library, str0m, axum and every
+# binary a second time with other features: minutes on 2 cores.)
+test-build: deps
+	cargo build $(CARGO_FLAGS) --workspace --bins --tests
+
+test-rust: test-build
 	cargo test $(CARGO_FLAGS) --workspace --no-fail-fast
 
 # Model-check the slot hand-off and dead-reader reclamation with loom.

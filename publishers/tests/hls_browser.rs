@@ -20,7 +20,21 @@ use framebus_test_support::hls::{hls_play, hls_play_with, HlsClient, HlsExtra, H
 use framebus_test_support::listening;
 use framebus_test_support::netns::Netns;
 use framebus_test_support::nginx::{CacheProxy, Kind};
+use framebus_test_support::recorder::EncodedLog;
 use http_support::*;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Held by the test that judges smoothness and by the one that loads the
+/// machine with twenty players, so the first never runs beside the second
+/// (a CI run on 2 cores had the main profile stall 5 s while the twenty
+/// players ran).
+static HEAVY: Mutex<()> = Mutex::new(());
+
+/// A player holds about 0.6 s (`PART-HOLD-BACK`); when the encoder itself
+/// went longer than this without an access unit, a stall is the machine's
+/// (starved encoder), not the server's.
+const STARVED: Duration = Duration::from_millis(400);
 
 const BASE: &str = "base=320x180@30,h264=baseline,bitrate=250k";
 const MAIN: &str = "main=640x360@30,h264=main,bitrate=1500k";
@@ -72,6 +86,7 @@ fn assert_played(c: &HlsClient, size: (u32, u32), what: &str) {
 
 #[test]
 fn hls_js_plays_every_profile_in_low_latency_mode() {
+    let _heavy = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
     let bus = unique_name("hlsjs-profiles");
     let _feed = Feeder::start(&bus, 640, 360, 30);
     let _enc = [
@@ -79,7 +94,13 @@ fn hls_js_plays_every_profile_in_low_latency_mode() {
         Encoder::start(&bus, MAIN, &[], None),
     ];
     let server = Server::start(&["--bus", &bus]);
-    for (profile, size) in [("base", (320, 180)), ("main", (640, 360))] {
+    for ((profile, size), enc) in [("base", (320, 180)), ("main", (640, 360))]
+        .into_iter()
+        .zip(&_enc)
+    {
+        // What the encoder delivered meanwhile, to tell a starved machine
+        // from a server that kept parts back.
+        let delivered = EncodedLog::start(&enc.out, None);
         let mut opts = HlsPlay::new(server.url(&format!("/{bus}/{profile}/index.m3u8")));
         // Until 5 s of video have been decoded (the stall check below
         // covers all of them), not a fixed window; 30 s is the watchdog.
@@ -94,11 +115,20 @@ fn hls_js_plays_every_profile_in_low_latency_mode() {
         assert_played(c, size, profile);
         // No stall: hls.js never ran dry (no BUFFER_STALLED_ERROR); a
         // `waiting` blip while it seeks to the live edge at start is not one.
+        // Unless the encoder itself paused longer than a player holds.
+        let stalled = c.stalls.buffer_stalled_errors > 0 || c.stalls.total_ms > 250;
+        let gap = delivered.longest_gap();
         assert!(
-            c.stalls.buffer_stalled_errors == 0 && c.stalls.total_ms <= 250,
-            "{profile}: stalls: {:?} {c:#?}",
+            !stalled || gap > STARVED,
+            "{profile}: stalls: {:?} while the encoder's longest gap was {gap:?} {c:#?}",
             c.stalls
         );
+        if stalled {
+            eprintln!(
+                "{profile}: stalls {:?} excused: the encoder went {gap:?} without an access unit (machine starved)",
+                c.stalls
+            );
+        }
         let tc = c.timecode.as_ref().expect("time codes");
         assert!(tc.decoded > 0, "{profile}: no time code read: {tc:#?}");
         let lat = tc.latency_ms.as_ref().expect("latency");
@@ -187,6 +217,7 @@ fn abr_moves_down_when_the_link_is_capped() {
 
 #[test]
 fn twenty_players_share_an_nginx_cache() {
+    let _heavy = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
     let bus = unique_name("hls-cdn");
     let _feed = Feeder::start(&bus, 320, 180, 30);
     let _enc = Encoder::start(&bus, BASE, &[], None);

@@ -2,7 +2,7 @@
 //! that builds them (`CARGO_BIN_EXE_*` only names the package's own).
 //! A test binary runs from `target/<profile>/deps/`; the binaries are in
 //! `target/<profile>/` (`make test` builds every binary first:
-//! `cargo build --workspace --bins`).
+//! `cargo build --workspace --bins --tests`, the features `cargo test` uses).
 
 use std::path::PathBuf;
 
@@ -27,7 +27,7 @@ pub fn built(name: &str) -> Option<PathBuf> {
 pub fn path(name: &str) -> PathBuf {
     built(name).unwrap_or_else(|| {
         panic!(
-            "{} is not built (run `cargo build --release --workspace --bins` or `make test`)",
+            "{} is not built (run `cargo build --release --workspace --bins --tests` or `make test`)",
             dir().join(name).display()
         )
     })
@@ -39,7 +39,7 @@ pub fn or_skip(name: &str) -> Option<PathBuf> {
     let b = built(name);
     if b.is_none() {
         eprintln!(
-            "SKIP: {} is not built (run `cargo build --release --workspace --bins` or `make test`)",
+            "SKIP: {} is not built (run `cargo build --release --workspace --bins --tests` or `make test`)",
             dir().join(name).display()
         );
     }

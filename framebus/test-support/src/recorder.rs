@@ -761,6 +761,8 @@ pub struct AccessUnit {
     pub key: bool,
     /// Frames this reader lost just before it (0 unless it fell behind).
     pub skipped: u64,
+    /// When this reader got it.
+    pub read_at: Instant,
 }
 
 impl AccessUnit {
@@ -801,6 +803,7 @@ impl EncodedLog {
                             realtime_ns: f.realtime_ns(),
                             key: f.is_keyframe(),
                             skipped: f.skipped(),
+                            read_at: Instant::now(),
                         };
                         drop(f);
                         units.lock().expect("log lock").push(u);
@@ -838,6 +841,18 @@ impl EncodedLog {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The longest wait between two access units so far: how long the
+    /// encoder (or this machine) stopped delivering. A player that stalls
+    /// when this exceeds its buffer ran dry for want of frames, not
+    /// because of what serves them.
+    pub fn longest_gap(&self) -> Duration {
+        let u = self.units();
+        u.windows(2)
+            .map(|w| w[1].read_at.duration_since(w[0].read_at))
+            .max()
+            .unwrap_or_default()
     }
 
     /// Frames this reader lost by falling behind (it then has gaps).

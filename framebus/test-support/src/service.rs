@@ -10,7 +10,7 @@
 //! stderr goes to `producer.log` beside it ([`Service::log`]).
 //!
 //! Publishers and encoders are found next to the test binary's profile
-//! directory ([`crate::bins`]: `cargo build --workspace --bins` first).
+//! directory ([`crate::bins`]: `cargo build --workspace --bins --tests` first).
 //! Dropping the service stops it as its unit would (SIGTERM: children
 //! first, then capture), with a bound after which the whole group is
 //! killed. Every wait is a watchdog whose message has the status file and
