@@ -1,0 +1,628 @@
+//! `framebussrc`: a live source whose buffers are the bus's slots.
+//!
+//! - **Zero copy.** A buffer wraps the [`framebus::Frame`] it came from: the
+//!   slot stays held while GStreamer holds the buffer and is released when
+//!   the buffer is freed. A reader may hold `max_held` slots at once; when
+//!   downstream already holds all but one, the next frame is copied (and
+//!   counted in `copies`) instead of holding the last one, so reading never
+//!   stops.
+//! - **Caps** come from the bus header ([`crate::caps`]); raw buffers carry
+//!   a `GstVideoMeta` with the bus's plane layout.
+//! - **Timestamps** are the capture times: PTS is the running time at which
+//!   the frame was captured (its CLOCK_MONOTONIC capture time mapped
+//!   through the pipeline clock), and a `timestamp/x-unix` reference
+//!   timestamp meta carries its CLOCK_REALTIME capture time. The buffer
+//!   offset is the frame's sequence number on the bus.
+//! - **Producer restarts.** `producer-gone=wait` (the default) posts a
+//!   warning, waits for a new producer and resumes, with new caps when the
+//!   format changed and a DISCONT buffer; `error` ends the pipeline with an
+//!   error, `eos` ends the stream.
+//! - **Keyframes.** On an encoded bus the stream starts at a keyframe, and
+//!   an upstream `GstForceKeyUnit` event (a decoder or payloader asking)
+//!   reaches the encoder as a bus keyframe request.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+use std::time::Duration;
+
+use framebus::{AttachError, Frame, FrameMeta, FrameSpec, ReadError, Reader, ReaderOptions};
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::prelude::*;
+use gst_base::subclass::base_src::CreateSuccess;
+use gst_base::subclass::prelude::*;
+
+use crate::caps;
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "framebussrc",
+        gst::DebugColorFlags::empty(),
+        Some("framebus bus source"),
+    )
+});
+
+/// `timestamp/x-unix`: the reference of the capture-time meta.
+static UNIX: LazyLock<gst::Caps> =
+    LazyLock::new(|| gst::Caps::new_empty_simple("timestamp/x-unix"));
+
+/// How long one wait for a frame lasts before flushing is checked again.
+const POLL: Duration = Duration::from_millis(100);
+
+/// What `framebussrc` does when the bus's producer goes away.
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstFramebusSrcProducerGone")]
+pub enum ProducerGone {
+    /// Wait for a new producer on the same name and resume.
+    #[enum_value(name = "Wait for a new producer and resume", nick = "wait")]
+    Wait = 0,
+    /// Post an error (the pipeline stops).
+    #[enum_value(name = "Post an error", nick = "error")]
+    Error = 1,
+    /// End the stream.
+    #[enum_value(name = "End the stream (EOS)", nick = "eos")]
+    Eos = 2,
+}
+
+#[derive(Debug, Clone)]
+struct Settings {
+    bus: Option<String>,
+    shm_dir: Option<String>,
+    attach_timeout: u32,
+    producer_gone: ProducerGone,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            bus: None,
+            shm_dir: None,
+            attach_timeout: 0,
+            producer_gone: ProducerGone::Wait,
+        }
+    }
+}
+
+/// Counters, readable as properties while the pipeline runs.
+#[derive(Default)]
+struct Stats {
+    frames: AtomicU64,
+    copies: AtomicU64,
+    lost: AtomicU64,
+    restarts: AtomicU64,
+}
+
+/// The reader, locked by the streaming thread while it waits for a frame.
+/// Never held while calling into GStreamer: setting caps runs
+/// `decide_allocation` and downstream queries on this thread.
+struct State {
+    reader: Reader,
+    /// The next buffer starts a new stretch (start, producer restart).
+    discont: bool,
+    /// The producer went away and has not come back yet.
+    gone: bool,
+}
+
+/// Formats, locked only to read or write them.
+#[derive(Default, Clone, Copy)]
+struct Specs {
+    /// The bus's, as last seen.
+    bus: Option<FrameSpec>,
+    /// The one the current caps describe.
+    caps: Option<FrameSpec>,
+}
+
+/// A bus slot lent to GStreamer: released when the buffer is freed.
+struct Lent {
+    frame: Option<Frame>,
+    out: Arc<AtomicU32>,
+}
+
+impl AsRef<[u8]> for Lent {
+    fn as_ref(&self) -> &[u8] {
+        self.frame.as_deref().unwrap_or(&[])
+    }
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        // The slot first, then the count: the streaming thread may take a
+        // frame as soon as the count drops.
+        drop(self.frame.take());
+        self.out.fetch_sub(1, Ordering::Release);
+    }
+}
+
+#[derive(Default)]
+pub struct FramebusSrc {
+    settings: Mutex<Settings>,
+    state: Mutex<Option<State>>,
+    specs: Mutex<Specs>,
+    /// Downstream accepts `GstVideoMeta` (decide_allocation).
+    video_meta: AtomicBool,
+    flushing: AtomicBool,
+    keyframe_wanted: AtomicBool,
+    /// Slots downstream holds now.
+    out: Arc<AtomicU32>,
+    stats: Stats,
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for FramebusSrc {
+    const NAME: &'static str = "GstFramebusSrc";
+    type Type = super::FramebusSrc;
+    type ParentType = gst_base::PushSrc;
+}
+
+impl FramebusSrc {
+    fn settings(&self) -> MutexGuard<'_, Settings> {
+        self.settings.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn state(&self) -> MutexGuard<'_, Option<State>> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn specs(&self) -> MutexGuard<'_, Specs> {
+        self.specs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The running time at which a frame captured at `mono_ns`
+    /// (CLOCK_MONOTONIC) was captured: now on the pipeline clock minus the
+    /// frame's age, so any pipeline clock works. `Err` for a frame
+    /// captured before the pipeline started playing (no running time);
+    /// `Ok(None)` without a clock.
+    fn running_time_of(&self, mono_ns: u64) -> Result<Option<gst::ClockTime>, ()> {
+        let obj = self.obj();
+        let (Some(clock), Some(base)) = (obj.clock(), obj.base_time()) else {
+            return Ok(None);
+        };
+        let Some(running) = clock.time().checked_sub(base) else {
+            return Err(());
+        };
+        let age = FrameMeta::now().mono_ns.saturating_sub(mono_ns);
+        running
+            .checked_sub(gst::ClockTime::from_nseconds(age))
+            .map(Some)
+            .ok_or(())
+    }
+
+    /// The buffer for `frame`: the slot itself, or a copy when downstream
+    /// holds all the slots but one.
+    fn buffer_of(
+        &self,
+        frame: Frame,
+        pts: Option<gst::ClockTime>,
+        max_held: u32,
+        discont: bool,
+    ) -> gst::Buffer {
+        let spec = *frame.spec();
+        let (realtime_ns, seq, key) = (frame.realtime_ns(), frame.seq(), frame.is_keyframe());
+        let held = self.out.load(Ordering::Acquire);
+        let mut buffer = if held + 1 < max_held {
+            self.out.fetch_add(1, Ordering::AcqRel);
+            gst::Buffer::from_slice(Lent {
+                frame: Some(frame),
+                out: Arc::clone(&self.out),
+            })
+        } else {
+            self.stats.copies.fetch_add(1, Ordering::Relaxed);
+            gst::Buffer::from_slice(frame.to_vec())
+        };
+        let b = buffer.get_mut().expect("a new buffer is writable");
+        b.set_pts(pts);
+        if spec.fps.num > 0 {
+            b.set_duration(
+                gst::ClockTime::SECOND
+                    .mul_div_floor(u64::from(spec.fps.den), u64::from(spec.fps.num)),
+            );
+        }
+        b.set_offset(seq);
+        if !key {
+            b.set_flags(gst::BufferFlags::DELTA_UNIT);
+        }
+        if discont {
+            b.set_flags(gst::BufferFlags::DISCONT);
+        }
+        gst::ReferenceTimestampMeta::add(
+            b,
+            &UNIX,
+            gst::ClockTime::from_nseconds(realtime_ns),
+            None,
+        );
+        if let Some(l) = caps::raw_layout(&spec) {
+            // Downstream that takes no meta assumes GStreamer's layout;
+            // odd widths differ from it (see caps::raw_layout), and a
+            // source cannot repack in place, so such a pipeline needs a
+            // `videoconvert` (which does take the meta).
+            if self.video_meta.load(Ordering::Relaxed) || !l.is_default {
+                let _ = gst_video::VideoMeta::add_full(
+                    b,
+                    gst_video::VideoFrameFlags::empty(),
+                    l.format,
+                    spec.width,
+                    spec.height,
+                    &l.offsets,
+                    &l.strides,
+                );
+            }
+        }
+        buffer
+    }
+
+    fn attach(&self, settings: &Settings) -> Result<Reader, gst::ErrorMessage> {
+        let bus = settings.bus.clone().ok_or_else(|| {
+            gst::error_msg!(
+                gst::ResourceError::Settings,
+                ("no bus: set the `bus` property (framebussrc bus=cam0)")
+            )
+        })?;
+        let opts = ReaderOptions {
+            wait: (settings.attach_timeout > 0)
+                .then(|| Duration::from_secs(u64::from(settings.attach_timeout))),
+            shm_dir: settings.shm_dir.clone().map(Into::into),
+        };
+        Reader::attach(&bus, opts).map_err(|e| {
+            let kind = match e {
+                AttachError::Name(_) => gst::ResourceError::Settings,
+                AttachError::NotFound { .. }
+                | AttachError::Timeout { .. }
+                | AttachError::ProducerGone { .. } => gst::ResourceError::NotFound,
+                _ => gst::ResourceError::OpenRead,
+            };
+            gst::error_msg!(kind, ("{e}"))
+        })
+    }
+
+    /// Sets the caps for `spec` unless they already describe it.
+    fn ensure_caps(&self, spec: FrameSpec) -> Result<(), gst::FlowError> {
+        if self.specs().caps == Some(spec) {
+            return Ok(());
+        }
+        let caps = caps::of_spec(&spec);
+        gst::info!(CAT, imp = self, "caps {caps}");
+        if self.obj().set_caps(&caps).is_err() {
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::Negotiation,
+                ("downstream refuses the bus's format {caps}")
+            );
+            return Err(gst::FlowError::NotNegotiated);
+        }
+        self.specs().caps = Some(spec);
+        Ok(())
+    }
+
+    /// Waits for the next frame; `Ok(None)` when the stream should end.
+    fn next_frame(&self, state: &mut State) -> Result<Option<Frame>, gst::FlowError> {
+        let producer_gone = self.settings().producer_gone;
+        loop {
+            if self.flushing.load(Ordering::Acquire) {
+                return Err(gst::FlowError::Flushing);
+            }
+            if self.keyframe_wanted.swap(false, Ordering::AcqRel) {
+                let _ = state.reader.request_keyframe();
+            }
+            let encoded = state.reader.spec().format.is_compressed()
+                && state.reader.spec().format != framebus::PixelFormat::Mjpeg;
+            let r = if encoded {
+                state.reader.next_encoded(Some(POLL))
+            } else {
+                state.reader.next(Some(POLL))
+            };
+            match r {
+                Ok(frame) => {
+                    if state.gone {
+                        state.gone = false;
+                        state.discont = true;
+                        self.stats.restarts.fetch_add(1, Ordering::Relaxed);
+                        gst::info!(
+                            CAT,
+                            imp = self,
+                            "bus {}: a new producer, resuming",
+                            state.reader.name()
+                        );
+                    }
+                    return Ok(Some(frame));
+                }
+                Err(ReadError::Timeout { .. }) => continue,
+                Err(e @ ReadError::ProducerGone { .. }) => match producer_gone {
+                    ProducerGone::Wait => {
+                        state.gone = true;
+                        gst::element_imp_warning!(
+                            self,
+                            gst::ResourceError::Read,
+                            ("{e}; waiting for a new producer (producer-gone=wait)")
+                        );
+                    }
+                    ProducerGone::Eos => {
+                        gst::info!(CAT, imp = self, "{e}: end of stream (producer-gone=eos)");
+                        return Ok(None);
+                    }
+                    ProducerGone::Error => {
+                        gst::element_imp_error!(
+                            self,
+                            gst::ResourceError::Read,
+                            ("{e} (producer-gone=error)")
+                        );
+                        return Err(gst::FlowError::Error);
+                    }
+                },
+                Err(e) => {
+                    gst::element_imp_error!(self, gst::ResourceError::Read, ("{e}"));
+                    return Err(gst::FlowError::Error);
+                }
+            }
+        }
+    }
+}
+
+impl ObjectImpl for FramebusSrc {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            vec![
+                glib::ParamSpecString::builder("bus")
+                    .nick("Bus")
+                    .blurb("Name of the bus to read (framebus ls lists them)")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("shm-dir")
+                    .nick("Shared-memory directory")
+                    .blurb("Directory of the bus's segment (default: $FRAMEBUS_SHM_DIR or /dev/shm)")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("attach-timeout")
+                    .nick("Attach timeout")
+                    .blurb("Seconds to wait at start for the bus to appear (0: fail at once when it is missing)")
+                    .maximum(24 * 3600)
+                    .default_value(0)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("producer-gone", ProducerGone::Wait)
+                    .nick("When the producer goes")
+                    .blurb("wait: resume with the next producer; error: fail; eos: end the stream")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt64::builder("frames")
+                    .nick("Frames")
+                    .blurb("Buffers pushed")
+                    .read_only()
+                    .build(),
+                glib::ParamSpecUInt64::builder("copies")
+                    .nick("Copies")
+                    .blurb("Buffers copied because downstream held all the slots this reader may hold but one (0 when zero copy held throughout)")
+                    .read_only()
+                    .build(),
+                glib::ParamSpecUInt64::builder("lost")
+                    .nick("Lost")
+                    .blurb("Frames the bus carried that this source did not read in time")
+                    .read_only()
+                    .build(),
+                glib::ParamSpecUInt64::builder("restarts")
+                    .nick("Producer restarts")
+                    .blurb("Times the source resumed with a new producer")
+                    .read_only()
+                    .build(),
+            ]
+        });
+        PROPS.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut s = self.settings();
+        match pspec.name() {
+            "bus" => s.bus = value.get().expect("type checked upstream"),
+            "shm-dir" => s.shm_dir = value.get().expect("type checked upstream"),
+            "attach-timeout" => s.attach_timeout = value.get().expect("type checked upstream"),
+            "producer-gone" => s.producer_gone = value.get().expect("type checked upstream"),
+            other => unreachable!("no property {other}"),
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        let s = self.settings();
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed).to_value();
+        match pspec.name() {
+            "bus" => s.bus.to_value(),
+            "shm-dir" => s.shm_dir.to_value(),
+            "attach-timeout" => s.attach_timeout.to_value(),
+            "producer-gone" => s.producer_gone.to_value(),
+            "frames" => n(&self.stats.frames),
+            "copies" => n(&self.stats.copies),
+            "lost" => n(&self.stats.lost),
+            "restarts" => n(&self.stats.restarts),
+            other => unreachable!("no property {other}"),
+        }
+    }
+
+    fn constructed(&self) {
+        self.parent_constructed();
+        let obj = self.obj();
+        obj.set_live(true);
+        obj.set_format(gst::Format::Time);
+    }
+}
+
+impl GstObjectImpl for FramebusSrc {}
+
+impl ElementImpl for FramebusSrc {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static META: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "framebus source",
+                "Source/Video",
+                "Reads the frames of a framebus bus in place (zero copy), with their capture times",
+                "framebus developers",
+            )
+        });
+        Some(&*META)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            vec![gst::PadTemplate::new(
+                "src",
+                gst::PadDirection::Src,
+                gst::PadPresence::Always,
+                &caps::template(),
+            )
+            .expect("a valid template")]
+        });
+        TEMPLATES.as_ref()
+    }
+}
+
+impl BaseSrcImpl for FramebusSrc {
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        let settings = self.settings().clone();
+        let reader = self.attach(&settings)?;
+        gst::info!(
+            CAT,
+            imp = self,
+            "attached to {} ({:?})",
+            reader.name(),
+            reader.spec()
+        );
+        *self.specs() = Specs {
+            bus: Some(*reader.spec()),
+            caps: None,
+        };
+        *self.state() = Some(State {
+            reader,
+            discont: true,
+            gone: false,
+        });
+        for c in [
+            &self.stats.frames,
+            &self.stats.copies,
+            &self.stats.lost,
+            &self.stats.restarts,
+        ] {
+            c.store(0, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        *self.state() = None;
+        Ok(())
+    }
+
+    fn is_seekable(&self) -> bool {
+        false
+    }
+
+    fn caps(&self, filter: Option<&gst::Caps>) -> Option<gst::Caps> {
+        let specs = *self.specs();
+        let spec = specs.caps.or(specs.bus);
+        let caps = spec.map_or_else(caps::template, |s| caps::of_spec(&s));
+        Some(match filter {
+            Some(f) => f.intersect_with_mode(&caps, gst::CapsIntersectMode::First),
+            None => caps,
+        })
+    }
+
+    fn negotiate(&self) -> Result<(), gst::LoggableError> {
+        let Some(spec) = self.specs().bus else {
+            return Err(gst::loggable_error!(CAT, "not started"));
+        };
+        self.ensure_caps(spec)
+            .map_err(|_| gst::loggable_error!(CAT, "downstream refuses {spec:?}"))
+    }
+
+    fn decide_allocation(
+        &self,
+        query: &mut gst::query::Allocation,
+    ) -> Result<(), gst::LoggableError> {
+        let meta = query
+            .find_allocation_meta::<gst_video::VideoMeta>()
+            .is_some();
+        self.video_meta.store(meta, Ordering::Relaxed);
+        self.parent_decide_allocation(query)
+    }
+
+    fn query(&self, query: &mut gst::QueryRef) -> bool {
+        if let gst::QueryViewMut::Latency(q) = query.view_mut() {
+            // A frame is available once captured: one frame interval.
+            let frame = self
+                .specs()
+                .bus
+                .filter(|s| s.fps.num > 0)
+                .and_then(|s| {
+                    gst::ClockTime::SECOND.mul_div_floor(u64::from(s.fps.den), u64::from(s.fps.num))
+                })
+                .unwrap_or(gst::ClockTime::from_mseconds(33));
+            q.set(true, frame, Some(frame * 4));
+            return true;
+        }
+        BaseSrcImplExt::parent_query(self, query)
+    }
+
+    fn event(&self, event: &gst::Event) -> bool {
+        if gst_video::UpstreamForceKeyUnitEvent::parse(event).is_ok() {
+            gst::debug!(CAT, imp = self, "keyframe requested upstream");
+            self.keyframe_wanted.store(true, Ordering::Release);
+            return true;
+        }
+        self.parent_event(event)
+    }
+
+    fn unlock(&self) -> Result<(), gst::ErrorMessage> {
+        self.flushing.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    fn unlock_stop(&self) -> Result<(), gst::ErrorMessage> {
+        self.flushing.store(false, Ordering::Release);
+        Ok(())
+    }
+}
+
+impl PushSrcImpl for FramebusSrc {
+    fn create(
+        &self,
+        _buffer: Option<&mut gst::BufferRef>,
+    ) -> Result<CreateSuccess, gst::FlowError> {
+        let (frame, pts, discont, max_held) = {
+            let mut guard = self.state();
+            let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+            // A live source: frames captured before the pipeline started
+            // playing have no running time and are not pushed. On an
+            // encoded bus the stream then starts at the next keyframe,
+            // asked for at once.
+            let mut need_key = false;
+            let (frame, pts) = loop {
+                let Some(frame) = self.next_frame(state)? else {
+                    return Err(gst::FlowError::Eos);
+                };
+                let encoded = frame.spec().format == framebus::PixelFormat::H264;
+                match self.running_time_of(frame.mono_ns()) {
+                    Ok(pts) if !need_key || frame.is_keyframe() => break (frame, pts),
+                    Ok(_) => {}
+                    Err(()) if encoded && !need_key => {
+                        need_key = true;
+                        let _ = state.reader.request_keyframe();
+                    }
+                    Err(()) => {}
+                }
+            };
+            // An encoded reader that fell behind restarted at a keyframe:
+            // a decoder must know.
+            let restarted =
+                frame.skipped() > 0 && frame.spec().format == framebus::PixelFormat::H264;
+            let discont = std::mem::take(&mut state.discont) || restarted;
+            (frame, pts, discont, state.reader.max_held().unwrap_or(1))
+        };
+        let spec = *frame.spec();
+        self.specs().bus = Some(spec);
+        self.ensure_caps(spec)?;
+        self.stats
+            .lost
+            .fetch_add(frame.skipped(), Ordering::Relaxed);
+        let buffer = self.buffer_of(frame, pts, max_held, discont);
+        self.stats.frames.fetch_add(1, Ordering::Relaxed);
+        Ok(CreateSuccess::NewBuffer(buffer))
+    }
+}
