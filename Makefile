@@ -19,6 +19,7 @@ APT_PKGS := pkg-config libclang-dev clang cmake nasm \
 	ffmpeg curl psmisc procps \
 	gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
 	gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav \
+	libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev \
 	chromium coturn iproute2 nginx
 STAMPS := .make-stamps
 VENV := .venv
@@ -26,13 +27,13 @@ PY := $(VENV)/bin/python
 CARGO_FLAGS := --release --locked
 export CARGO_TERM_COLOR := never
 
-.PHONY: help deps venv node-deps build run install test test-build test-rust test-loom test-py wheel bench bench-e2e bench-rtsp bench-encoder bench-webrtc bench-hls bench-recorder bench-console bench-apt fuzz test-fuzz-short test-faults test-soak-short soak fmt lint clean
+.PHONY: help deps venv node-deps build run install test test-build test-rust test-loom test-py wheel bench bench-e2e bench-rtsp bench-encoder bench-webrtc bench-hls bench-recorder bench-console bench-gst bench-apt fuzz test-fuzz-short test-faults test-soak-short soak fmt lint clean
 
 help:
 	@echo "make run     build and start producer + publishers (test pattern 1080p60)"
 	@echo "make test    every test: Rust, loom, Python, end-to-end with real clients"
 	@echo "make bench   benchmarks (numbers go to docs/benchmarks.md)"
-	@echo "make bench-rtsp / bench-encoder / bench-e2e / bench-webrtc / bench-hls / bench-recorder / bench-console   one benchmark (RTSP_ARGS, ENCODER_ARGS, E2E_ARGS, WEBRTC_ARGS, HLS_ARGS, RECORDER_ARGS=--quick)"
+	@echo "make bench-rtsp / bench-encoder / bench-e2e / bench-webrtc / bench-hls / bench-recorder / bench-console / bench-gst   one benchmark (RTSP_ARGS, ENCODER_ARGS, E2E_ARGS, WEBRTC_ARGS, HLS_ARGS, RECORDER_ARGS=--quick)"
 	@echo "make lint    rustfmt --check and clippy -D warnings"
 	@echo "make fuzz    every fuzz target for FUZZ_SECONDS (default 60)"
 	@echo "make soak    1,000 reader kills, 20 producer kills, SOAK_SECONDS of service (default 3600)"
@@ -74,8 +75,10 @@ $(STAMPS)/npm: $(BROWSER_DIR)/package-lock.json | $(STAMPS)
 	cd $(BROWSER_DIR) && npm ci --no-audit --no-fund
 	@touch $@
 
+# The binaries and the GStreamer plugin (target/release/libgstframebus.so,
+# docs/gstreamer.md); the Python extension is built by `make wheel`.
 build: deps
-	cargo build $(CARGO_FLAGS) --workspace --bins
+	cargo build $(CARGO_FLAGS) --workspace --exclude framebus-py --lib --bins
 
 run: build wheel node-deps
 	@scripts/run.sh --config examples/framebus.toml
@@ -133,13 +136,14 @@ test: deps venv node-deps
 test-soak-short: test-build wheel
 	SOAK_SECONDS=60 SAMPLE_SECONDS=10 WARMUP_SECONDS=20 scripts/soak.sh
 
-# Every binary and test, built as `cargo test` builds them: with --tests,
-# Cargo unifies the test-support crate's dependency features into the
-# binaries too, so `cargo test` then finds every unit built. (A plain
-# `--bins` first compiled the publishers' library, str0m, axum and every
-# binary a second time with other features: minutes on 2 cores.)
+# Every binary, the GStreamer plugin (--lib) and every test, built as
+# `cargo test` builds them: with --tests, Cargo unifies the test-support
+# crate's dependency features into the binaries too, so `cargo test` then
+# finds every unit built. (A plain `--bins` first compiled the publishers'
+# library, str0m, axum and every binary a second time with other features:
+# minutes on 2 cores.)
 test-build: deps
-	cargo build $(CARGO_FLAGS) --workspace --bins --tests
+	cargo build $(CARGO_FLAGS) --workspace --lib --bins --tests
 
 test-rust: test-build
 	cargo test $(CARGO_FLAGS) --workspace --no-fail-fast
@@ -177,6 +181,7 @@ bench: build wheel
 	@$(MAKE) --no-print-directory bench-hls
 	@$(MAKE) --no-print-directory bench-recorder
 	@$(MAKE) --no-print-directory bench-console
+	@$(MAKE) --no-print-directory bench-gst
 
 # End-to-end comparison (docs/benchmarks.md "End-to-end scenario"): framebus
 # against one GStreamer pipeline, one ffmpeg and Python shared_memory, same
@@ -307,6 +312,14 @@ clean:
 # every tile's first picture, every tile's time-code latency) against the
 # server-rendered index `/mjpeg` of the same server, same run.
 CONSOLE_ARGS ?=
+# GStreamer elements (issue 18; docs/benchmarks.md "GStreamer elements"):
+# framebussrc against shmsink → shmsrc and appsrc fed with a copy, 1080p60
+# NV12 from framebus-producer (GST_ARGS, e.g. --seconds 5 --size 1280x720).
+GST_ARGS ?=
+bench-gst: build
+	@uptime
+	cargo run $(CARGO_FLAGS) -p framebus-benches --bin gst_handoff -- $(GST_ARGS)
+
 bench-console: build node-deps
 	@uptime
 	timeout 900 /usr/bin/python3 benches/console/bench.py --target-dir $${CARGO_TARGET_DIR:-target}/release $(CONSOLE_ARGS)

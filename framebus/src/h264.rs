@@ -1,7 +1,8 @@
 //! H.264 Annex B byte streams: NAL unit types, splitting an access unit
 //! into its NAL units and joining them back, and the fields of an SPS that
 //! the outputs need. Shared by the encoder (which writes access units into
-//! an encoded bus in this form) and every output that reads them.
+//! an encoded bus in this form), every output that reads them and the
+//! GStreamer sink (which writes them too), so it lives in the core.
 
 /// NAL unit types framebus cares about.
 pub mod nal {

@@ -58,6 +58,8 @@ mod fork;
 #[cfg(not(loom))]
 pub mod format;
 #[cfg(not(loom))]
+pub mod h264;
+#[cfg(not(loom))]
 pub mod layout;
 #[cfg(not(loom))]
 mod list;

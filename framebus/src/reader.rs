@@ -287,6 +287,14 @@ impl Reader {
         Ok(())
     }
 
+    /// Slots this reader may hold at once on the current segment (frames
+    /// not yet dropped); [`ReadError::TooManyHeld`] beyond. A reader that
+    /// hands frames on (a GStreamer source) copies the last one it may
+    /// take rather than hold it.
+    pub fn max_held(&self) -> Option<u32> {
+        self.conn.as_ref().map(|a| a.seg.info.max_held)
+    }
+
     /// Producer pid (in its namespace) of the current segment.
     pub fn producer_pid(&self) -> Option<u32> {
         self.conn.as_ref().map(|a| a.seg.info.producer_pid)

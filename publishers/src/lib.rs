@@ -21,7 +21,7 @@ pub mod console;
 pub mod encoder;
 pub mod feed;
 pub mod fmp4;
-pub mod h264;
+pub use framebus::h264;
 pub mod hls;
 pub mod mjpeg;
 pub mod record;

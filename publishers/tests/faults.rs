@@ -296,17 +296,7 @@ while time.monotonic() < end:
 
 /// The Python reader (the installed wheel in `.venv`), if available.
 fn python_reader(bus: &str, dir: &Path) -> Option<(ChildGuard, Count, Arc<AtomicU64>)> {
-    let py = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    let ok = py.exists()
-        && Command::new(&py)
-            .args(["-c", "import framebus"])
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-    if !ok {
-        eprintln!("SKIP part: no .venv/bin/python with the framebus wheel (make wheel)");
-        return None;
-    }
+    let py = framebus_test_support::python::venv_python()?;
     let mut child = ChildGuard::spawn(
         Command::new(&py)
             .args(["-c", PY_READER, bus])

@@ -148,7 +148,7 @@ impl FramebusSink {
 
     /// The buffer's capture times on the bus's two clocks.
     fn capture_times(&self, buffer: &gst::BufferRef) -> (u64, u64) {
-        let now = FrameMeta::now();
+        let (mono_now, real_now) = (framebus::monotonic_ns(), framebus::realtime_ns());
         let obj = self.obj();
         let age = (|| {
             let running = obj.clock()?.time().checked_sub(obj.base_time()?)?;
@@ -169,8 +169,8 @@ impl FramebusSink {
             })
             .map(|m| m.timestamp().nseconds());
         (
-            now.mono_ns.saturating_sub(age),
-            unix.unwrap_or_else(|| now.realtime_ns.saturating_sub(age)),
+            mono_now.saturating_sub(age),
+            unix.unwrap_or_else(|| real_now.saturating_sub(age)),
         )
     }
 

@@ -1,5 +1,8 @@
 //! `framebussrc`: a live source whose buffers are the bus's slots.
 //!
+//! - **In order.** Frames come in sequence (`Reader::next_encoded`, for
+//!   raw buses too): a pipeline held up for a moment catches up from the
+//!   ring; one further behind skips to the newest frame, counted in `lost`.
 //! - **Zero copy.** A buffer wraps the [`framebus::Frame`] it came from: the
 //!   slot stays held while GStreamer holds the buffer and is released when
 //!   the buffer is freed. A reader may hold `max_held` slots at once; when
@@ -25,7 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::Duration;
 
-use framebus::{AttachError, Frame, FrameMeta, FrameSpec, ReadError, Reader, ReaderOptions};
+use framebus::{AttachError, Frame, FrameSpec, ReadError, Reader, ReaderOptions};
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
@@ -182,7 +185,7 @@ impl FramebusSrc {
         let Some(running) = clock.time().checked_sub(base) else {
             return Err(());
         };
-        let age = FrameMeta::now().mono_ns.saturating_sub(mono_ns);
+        let age = framebus::monotonic_ns().saturating_sub(mono_ns);
         running
             .checked_sub(gst::ClockTime::from_nseconds(age))
             .map(Some)
@@ -213,6 +216,7 @@ impl FramebusSrc {
         };
         let b = buffer.get_mut().expect("a new buffer is writable");
         b.set_pts(pts);
+        gst::log!(CAT, imp = self, "frame {seq}: pts {pts:?}");
         if spec.fps.num > 0 {
             b.set_duration(
                 gst::ClockTime::SECOND
@@ -305,14 +309,12 @@ impl FramebusSrc {
             if self.keyframe_wanted.swap(false, Ordering::AcqRel) {
                 let _ = state.reader.request_keyframe();
             }
-            let encoded = state.reader.spec().format.is_compressed()
-                && state.reader.spec().format != framebus::PixelFormat::Mjpeg;
-            let r = if encoded {
-                state.reader.next_encoded(Some(POLL))
-            } else {
-                state.reader.next(Some(POLL))
-            };
-            match r {
+            // In order, whatever the format: a pipeline held up for a
+            // moment catches up from the ring and loses nothing (as
+            // v4l2src's queue does); one that falls further behind than
+            // the ring holds skips to the newest keyframe (any raw frame)
+            // and counts the frames it lost.
+            match state.reader.next_encoded(Some(POLL)) {
                 Ok(frame) => {
                     if state.gone {
                         state.gone = false;
