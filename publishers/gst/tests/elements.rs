@@ -268,8 +268,9 @@ fn buffers_carry_their_capture_times() {
     let run = Running::launch(&format!(
         "framebussrc name=src bus={bus} num-buffers=60 ! fakesink name=out sync=false"
     ));
-    // (PTS, x-unix meta, the time code's capture time), per buffer.
-    let seen: Arc<Mutex<Vec<(u64, u64, u64, u64)>>> = Arc::default();
+    // (PTS, x-unix meta, the time code's capture time, offset) per buffer.
+    type Times = (u64, u64, u64, u64);
+    let seen: Arc<Mutex<Vec<Times>>> = Arc::default();
     let out = run.element("out");
     out.set_property("signal-handoffs", true);
     {
