@@ -96,6 +96,13 @@ pub struct RawLayout {
     pub strides: Vec<i32>,
     /// The default layout of these caps.
     pub is_default: bool,
+    /// GStreamer's default layout for the format and size: plane offsets,
+    /// strides and frame size (what downstream without a meta assumes).
+    pub default_offsets: Vec<usize>,
+    /// See `default_offsets`.
+    pub default_strides: Vec<i32>,
+    /// See `default_offsets`.
+    pub default_size: usize,
 }
 
 /// The layout of a raw bus (`None` for compressed ones).
@@ -103,14 +110,18 @@ pub fn raw_layout(spec: &FrameSpec) -> Option<RawLayout> {
     let format = video_format(spec.format)?;
     let offsets: Vec<usize> = spec.planes().iter().map(|p| p.offset as usize).collect();
     let strides: Vec<i32> = spec.planes().iter().map(|p| p.stride as i32).collect();
-    let is_default = gst_video::VideoInfo::builder(format, spec.width, spec.height)
+    let info = gst_video::VideoInfo::builder(format, spec.width, spec.height)
         .build()
-        .is_ok_and(|i| i.offset() == offsets.as_slice() && i.stride() == strides.as_slice());
+        .ok()?;
+    let is_default = info.offset() == offsets.as_slice() && info.stride() == strides.as_slice();
     Some(RawLayout {
         format,
         offsets,
         strides,
         is_default,
+        default_offsets: info.offset().to_vec(),
+        default_strides: info.stride().to_vec(),
+        default_size: info.size(),
     })
 }
 

@@ -18,8 +18,10 @@
 //! - Never waits for readers: when they hold every usable slot the frame is
 //!   dropped and counted (`dropped`), as the producer does. Only the first
 //!   frame can wait, for `wait-for-readers` readers to attach (bounded by
-//!   `wait-timeout`), so a short or offline pipeline loses nothing to a
-//!   reader that attaches a moment after the bus appears.
+//!   `wait-timeout`; waited for when the caps arrive, before the pipeline
+//!   prerolls, so its clock starts after the wait), so a short or offline
+//!   pipeline loses nothing to a reader that attaches a moment after the
+//!   bus appears.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex, MutexGuard};
@@ -79,8 +81,6 @@ struct State {
     codec: Option<CodecConfig>,
     /// Keyframe requests of the bus's readers already passed upstream.
     keyframe_requests: u64,
-    /// The first frame waited for `wait-for-readers` (or needs not).
-    readers_met: bool,
 }
 
 #[derive(Default)]
@@ -90,6 +90,9 @@ pub struct FramebusSink {
     frames: AtomicU64,
     dropped: AtomicU64,
     flushing: AtomicBool,
+    /// The first frame has waited for `wait-for-readers` (once per start,
+    /// whatever caps follow).
+    readers_met: AtomicBool,
 }
 
 #[glib::object_subclass]
@@ -199,8 +202,48 @@ impl FramebusSink {
             info: fmt.info,
             codec: None,
             keyframe_requests: 0,
-            readers_met: s.wait_for_readers == 0,
         })
+    }
+
+    /// Holds the first frame until `wait-for-readers` readers are attached
+    /// (bounded by `wait-timeout`; flushing ends the wait).
+    fn wait_for_readers(&self) -> Result<gst::FlowSuccess, gst::FlowError> {
+        if self.readers_met.load(Ordering::Acquire) {
+            return Ok(gst::FlowSuccess::Ok);
+        }
+        let (want, limit) = {
+            let s = self.settings();
+            (
+                s.wait_for_readers,
+                Duration::from_secs(u64::from(s.wait_timeout)),
+            )
+        };
+        let start = Instant::now();
+        loop {
+            {
+                let guard = self.state();
+                let state = guard.as_ref().ok_or(gst::FlowError::NotNegotiated)?;
+                let have = state.writer.readers();
+                if have >= want {
+                    self.readers_met.store(true, Ordering::Release);
+                    return Ok(gst::FlowSuccess::Ok);
+                }
+                if start.elapsed() >= limit {
+                    let name = state.writer.name().to_string();
+                    drop(guard);
+                    gst::element_imp_error!(
+                        self,
+                        gst::ResourceError::Busy,
+                        ("bus {name}: {have} of {want} readers attached within {limit:?} (wait-for-readers)")
+                    );
+                    return Err(gst::FlowError::Error);
+                }
+            }
+            if self.flushing.load(Ordering::Acquire) {
+                return Err(gst::FlowError::Flushing);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Writes `buffer` into the bus; `Ok(false)` when every usable slot was
@@ -416,6 +459,7 @@ impl BaseSinkImpl for FramebusSink {
         }
         self.frames.store(0, Ordering::Relaxed);
         self.dropped.store(0, Ordering::Relaxed);
+        self.readers_met.store(false, Ordering::Relaxed);
         Ok(())
     }
 
@@ -448,7 +492,12 @@ impl BaseSinkImpl for FramebusSink {
         match self.create(fmt) {
             Ok(s) => {
                 *state = Some(s);
-                Ok(())
+                drop(state);
+                // The bus exists: readers can attach while the first frame
+                // waits for them (once per start).
+                self.wait_for_readers()
+                    .map(|_| ())
+                    .map_err(|e| gst::loggable_error!(CAT, "wait-for-readers: {e:?}"))
             }
             Err(e) => {
                 let text = format!("{e:?}");
@@ -458,40 +507,11 @@ impl BaseSinkImpl for FramebusSink {
         }
     }
 
-    /// Before the first frame is synchronised (and, in a non-live
-    /// pipeline, before it prerolls, so the clock starts after the wait):
-    /// `wait-for-readers`.
+    /// `wait-for-readers` is waited for in `set_caps`, before the first
+    /// frame prerolls (so a non-live pipeline's clock starts after it and
+    /// no frame is late); this only covers a first frame without caps.
     fn prepare(&self, _buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let (want, limit) = {
-            let s = self.settings();
-            (
-                s.wait_for_readers,
-                Duration::from_secs(u64::from(s.wait_timeout)),
-            )
-        };
-        let start = Instant::now();
-        loop {
-            {
-                let mut guard = self.state();
-                let state = guard.as_mut().ok_or(gst::FlowError::NotNegotiated)?;
-                if state.readers_met || state.writer.readers() >= want {
-                    state.readers_met = true;
-                    return Ok(gst::FlowSuccess::Ok);
-                }
-                if start.elapsed() >= limit {
-                    gst::element_imp_error!(
-                        self,
-                        gst::ResourceError::Busy,
-                        ("bus {}: {} of {want} readers attached within {limit:?} (wait-for-readers)", state.writer.name(), state.writer.readers())
-                    );
-                    return Err(gst::FlowError::Error);
-                }
-            }
-            if self.flushing.load(Ordering::Acquire) {
-                return Err(gst::FlowError::Flushing);
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        self.wait_for_readers()
     }
 
     fn unlock(&self) -> Result<(), gst::ErrorMessage> {

@@ -117,6 +117,24 @@ struct Specs {
     caps: Option<FrameSpec>,
 }
 
+/// A raw frame copied into GStreamer's default layout for its format
+/// (`l.default_offsets` / `l.default_strides`).
+fn repacked(frame: &[u8], spec: &FrameSpec, l: &caps::RawLayout) -> Vec<u8> {
+    let mut out = vec![0u8; l.default_size];
+    for (i, p) in spec.planes().iter().enumerate() {
+        let (so, ss) = (p.offset as usize, p.stride as usize);
+        let (d_off, d_stride) = (l.default_offsets[i], l.default_strides[i] as usize);
+        let n = p.row_bytes as usize;
+        for r in 0..p.rows as usize {
+            let (s0, d0) = (so + r * ss, d_off + r * d_stride);
+            if s0 + n <= frame.len() && d0 + n <= out.len() {
+                out[d0..d0 + n].copy_from_slice(&frame[s0..s0 + n]);
+            }
+        }
+    }
+    out
+}
+
 /// A bus slot lent to GStreamer: released when the buffer is freed.
 struct Lent {
     frame: Option<Frame>,
@@ -149,6 +167,13 @@ pub struct FramebusSrc {
     keyframe_wanted: AtomicBool,
     /// Slots downstream holds now.
     out: Arc<AtomicU32>,
+    /// The longest capture-to-push delay seen, ns.
+    max_delay: AtomicU64,
+    /// The minimum latency last answered, ns (`u64::MAX`: a new answer
+    /// was asked for).
+    reported_latency: AtomicU64,
+    /// The last PTS pushed, ns + 1 (0: none since start).
+    last_pts: AtomicU64,
     stats: Stats,
 }
 
@@ -173,23 +198,61 @@ impl FramebusSrc {
     }
 
     /// The running time at which a frame captured at `mono_ns`
-    /// (CLOCK_MONOTONIC) was captured: now on the pipeline clock minus the
-    /// frame's age, so any pipeline clock works. `Err` for a frame
-    /// captured before the pipeline started playing (no running time);
-    /// `Ok(None)` without a clock.
+    /// (CLOCK_MONOTONIC) was captured. On GStreamer's system clock in its
+    /// default monotonic mode that is exactly `mono_ns − base_time`; on any
+    /// other clock, the clock's now minus the frame's age. `Err` for a
+    /// frame captured before the pipeline (last) started playing, which
+    /// has no running time; `Ok(None)` without a clock.
     fn running_time_of(&self, mono_ns: u64) -> Result<Option<gst::ClockTime>, ()> {
         let obj = self.obj();
         let (Some(clock), Some(base)) = (obj.clock(), obj.base_time()) else {
             return Ok(None);
         };
-        let Some(running) = clock.time().checked_sub(base) else {
-            return Err(());
+        let monotonic = clock.downcast_ref::<gst::SystemClock>().is_some_and(|c| {
+            c.property::<gst::ClockType>("clock-type") == gst::ClockType::Monotonic
+        });
+        let capture = if monotonic {
+            Some(gst::ClockTime::from_nseconds(mono_ns))
+        } else {
+            let age = framebus::monotonic_ns().saturating_sub(mono_ns);
+            clock.time().checked_sub(gst::ClockTime::from_nseconds(age))
         };
-        let age = framebus::monotonic_ns().saturating_sub(mono_ns);
-        running
-            .checked_sub(gst::ClockTime::from_nseconds(age))
+        capture
+            .and_then(|c| c.checked_sub(base))
             .map(Some)
             .ok_or(())
+    }
+
+    /// The bus's frame interval (33 ms when it states no rate).
+    fn interval(&self) -> gst::ClockTime {
+        self.specs()
+            .bus
+            .filter(|s| s.fps.num > 0)
+            .and_then(|s| {
+                gst::ClockTime::SECOND.mul_div_floor(u64::from(s.fps.den), u64::from(s.fps.num))
+            })
+            .unwrap_or(gst::ClockTime::from_mseconds(33))
+    }
+
+    /// Remembers how long after its capture a frame was pushed; when that
+    /// grows past the latency last reported by more than half a frame, the
+    /// pipeline is told to ask again (an encoded bus's frames arrive an
+    /// encode after their capture).
+    fn note_delay(&self, mono_ns: u64, interval: gst::ClockTime) {
+        let delay = framebus::monotonic_ns().saturating_sub(mono_ns);
+        let reported = self.reported_latency.load(Ordering::Relaxed);
+        let seen = self
+            .max_delay
+            .fetch_max(delay, Ordering::Relaxed)
+            .max(delay);
+        if seen > reported.max(interval.nseconds()) + interval.nseconds() / 2 {
+            self.reported_latency.store(u64::MAX, Ordering::Relaxed);
+            if reported != u64::MAX {
+                let _ = self
+                    .obj()
+                    .post_message(gst::message::Latency::builder().src(&*self.obj()).build());
+            }
+        }
     }
 
     /// The buffer for `frame`: the slot itself, or a copy when downstream
@@ -203,8 +266,17 @@ impl FramebusSrc {
     ) -> gst::Buffer {
         let spec = *frame.spec();
         let (realtime_ns, seq, key) = (frame.realtime_ns(), frame.seq(), frame.is_keyframe());
+        let layout = caps::raw_layout(&spec);
+        let meta_ok = self.video_meta.load(Ordering::Relaxed);
+        // Downstream that takes no `GstVideoMeta` assumes GStreamer's
+        // default layout; a bus laid out otherwise (odd widths: see
+        // caps::raw_layout) is then repacked into it (a copy, counted).
+        let repack = layout.as_ref().filter(|l| !l.is_default && !meta_ok);
         let held = self.out.load(Ordering::Acquire);
-        let mut buffer = if held + 1 < max_held {
+        let mut buffer = if let Some(l) = repack {
+            self.stats.copies.fetch_add(1, Ordering::Relaxed);
+            gst::Buffer::from_mut_slice(repacked(&frame, &spec, l))
+        } else if held + 1 < max_held {
             self.out.fetch_add(1, Ordering::AcqRel);
             gst::Buffer::from_slice(Lent {
                 frame: Some(frame),
@@ -236,12 +308,8 @@ impl FramebusSrc {
             gst::ClockTime::from_nseconds(realtime_ns),
             None,
         );
-        if let Some(l) = caps::raw_layout(&spec) {
-            // Downstream that takes no meta assumes GStreamer's layout;
-            // odd widths differ from it (see caps::raw_layout), and a
-            // source cannot repack in place, so such a pipeline needs a
-            // `videoconvert` (which does take the meta).
-            if self.video_meta.load(Ordering::Relaxed) || !l.is_default {
+        if let Some(l) = layout.as_ref().filter(|_| repack.is_none()) {
+            if meta_ok || !l.is_default {
                 let _ = gst_video::VideoMeta::add_full(
                     b,
                     gst_video::VideoFrameFlags::empty(),
@@ -287,7 +355,13 @@ impl FramebusSrc {
         }
         let caps = caps::of_spec(&spec);
         gst::info!(CAT, imp = self, "caps {caps}");
-        if self.obj().set_caps(&caps).is_err() {
+        // Asked first: a refused caps event alone would only surface as
+        // a bare not-negotiated flow error at the next buffer.
+        let accepted = self
+            .obj()
+            .static_pad("src")
+            .is_some_and(|p| p.peer_query_accept_caps(&caps));
+        if !accepted || self.obj().set_caps(&caps).is_err() {
             gst::element_imp_error!(
                 self,
                 gst::CoreError::Negotiation,
@@ -377,8 +451,8 @@ impl ObjectImpl for FramebusSrc {
                     .build(),
                 glib::ParamSpecUInt::builder("attach-timeout")
                     .nick("Attach timeout")
-                    .blurb("Seconds to wait at start for the bus to appear (0: fail at once when it is missing)")
-                    .maximum(24 * 3600)
+                    .blurb("Seconds to wait at start for the bus to appear (0: fail at once when it is missing); the change to PAUSED waits that long")
+                    .maximum(600)
                     .default_value(0)
                     .mutable_ready()
                     .build(),
@@ -501,6 +575,9 @@ impl BaseSrcImpl for FramebusSrc {
             &self.stats.copies,
             &self.stats.lost,
             &self.stats.restarts,
+            &self.max_delay,
+            &self.reported_latency,
+            &self.last_pts,
         ] {
             c.store(0, Ordering::Relaxed);
         }
@@ -547,16 +624,17 @@ impl BaseSrcImpl for FramebusSrc {
 
     fn query(&self, query: &mut gst::QueryRef) -> bool {
         if let gst::QueryViewMut::Latency(q) = query.view_mut() {
-            // A frame is available once captured: one frame interval.
-            let frame = self
-                .specs()
-                .bus
-                .filter(|s| s.fps.num > 0)
-                .and_then(|s| {
-                    gst::ClockTime::SECOND.mul_div_floor(u64::from(s.fps.den), u64::from(s.fps.num))
-                })
-                .unwrap_or(gst::ClockTime::from_mseconds(33));
-            q.set(true, frame, Some(frame * 4));
+            // A buffer is pushed this long after its capture time (its
+            // PTS): one frame interval for a raw bus, more for an encoded
+            // one (the encode), as measured. Buffers can wait in the ring
+            // for as long as it holds frames (8 by default).
+            let frame = self.interval();
+            let min = frame.max(gst::ClockTime::from_nseconds(
+                self.max_delay.load(Ordering::Relaxed),
+            ));
+            self.reported_latency
+                .store(min.nseconds(), Ordering::Relaxed);
+            q.set(true, min, Some(min + frame * 8));
             return true;
         }
         BaseSrcImplExt::parent_query(self, query)
@@ -590,17 +668,23 @@ impl PushSrcImpl for FramebusSrc {
         let (frame, pts, discont, max_held) = {
             let mut guard = self.state();
             let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
-            // A live source: frames captured before the pipeline started
-            // playing have no running time and are not pushed. On an
-            // encoded bus the stream then starts at the next keyframe,
-            // asked for at once.
+            // A live source: frames captured before the pipeline (last)
+            // started playing have no running time, and PTS never goes
+            // back (frames left in the ring across a pause): such frames
+            // are not pushed. On an encoded bus the stream then starts at
+            // the next keyframe, asked for at once.
             let mut need_key = false;
+            let last = self.last_pts.load(Ordering::Relaxed);
             let (frame, pts) = loop {
                 let Some(frame) = self.next_frame(state)? else {
                     return Err(gst::FlowError::Eos);
                 };
                 let encoded = frame.spec().format == framebus::PixelFormat::H264;
-                match self.running_time_of(frame.mono_ns()) {
+                let pts = self.running_time_of(frame.mono_ns()).and_then(|p| match p {
+                    Some(p) if p.nseconds() < last => Err(()),
+                    p => Ok(p),
+                });
+                match pts {
                     Ok(pts) if !need_key || frame.is_keyframe() => break (frame, pts),
                     Ok(_) => {}
                     Err(()) if encoded && !need_key => {
@@ -620,6 +704,10 @@ impl PushSrcImpl for FramebusSrc {
         let spec = *frame.spec();
         self.specs().bus = Some(spec);
         self.ensure_caps(spec)?;
+        if let Some(p) = pts {
+            self.last_pts.store(p.nseconds() + 1, Ordering::Relaxed);
+        }
+        self.note_delay(frame.mono_ns(), self.interval());
         self.stats
             .lost
             .fetch_add(frame.skipped(), Ordering::Relaxed);
