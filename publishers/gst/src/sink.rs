@@ -524,6 +524,17 @@ impl BaseSinkImpl for FramebusSink {
         Ok(())
     }
 
+    /// Upstream may hand over frames with padded rows or planes where it
+    /// likes: the copy into the slot reads them through their
+    /// `GstVideoMeta`, so no element has to repack them first.
+    fn propose_allocation(
+        &self,
+        query: &mut gst::query::Allocation,
+    ) -> Result<(), gst::LoggableError> {
+        query.add_allocation_meta::<gst_video::VideoMeta>(None);
+        self.parent_propose_allocation(query)
+    }
+
     fn render(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
         let (written, wants_keyframe) = {
             let mut guard = self.state();

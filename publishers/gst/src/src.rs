@@ -288,6 +288,11 @@ impl FramebusSrc {
         };
         let b = buffer.get_mut().expect("a new buffer is writable");
         b.set_pts(pts);
+        if spec.format == framebus::PixelFormat::H264 {
+            // The framebus encoder makes no B-frames: decode order is
+            // presentation order, and muxers want a DTS.
+            b.set_dts(pts);
+        }
         gst::log!(CAT, imp = self, "frame {seq}: pts {pts:?}");
         if spec.fps.num > 0 {
             b.set_duration(

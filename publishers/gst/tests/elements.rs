@@ -383,6 +383,18 @@ fn a_force_key_unit_event_reaches_the_encoder() {
     ));
     let sunk = Arc::new(Sunk::default());
     count_into(&run.element("out"), &sunk);
+    // Access units carry DTS = PTS (no B-frames).
+    let dts_ok = Arc::new(AtomicU64::new(0));
+    {
+        let dts_ok = Arc::clone(&dts_ok);
+        run.element("out").connect("handoff", false, move |args| {
+            let b = args[1].get::<gst::Buffer>().expect("buffer");
+            if b.dts().is_some() && b.dts() == b.pts() {
+                dts_ok.fetch_add(1, Ordering::SeqCst);
+            }
+            None
+        });
+    }
     run.play();
     assert!(
         eventually(LIMIT, || sunk.buffers.load(Ordering::SeqCst) > 10),
@@ -403,6 +415,10 @@ fn a_force_key_unit_event_reaches_the_encoder() {
     assert!(
         eventually(LIMIT, || asked() > before),
         "the bus counted no keyframe request ({before} before)"
+    );
+    assert!(
+        dts_ok.load(Ordering::SeqCst) > 10,
+        "access units without DTS = PTS"
     );
 }
 
