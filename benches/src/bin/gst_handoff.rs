@@ -72,9 +72,21 @@ fn bin_dir() -> PathBuf {
         .to_path_buf()
 }
 
-struct Kill(Child);
+/// A child stopped with `signal` when dropped (SIGTERM for the producer,
+/// SIGINT for gst-launch, so both remove their shared memory), killed if
+/// it is still there after 5 s.
+struct Kill(Child, i32);
 impl Drop for Kill {
     fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.0.id() as libc::pid_t, self.1) };
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(5) {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -203,6 +215,7 @@ fn main() {
             .stderr(Stdio::null())
             .spawn()
             .expect("framebus-producer (make build)"),
+        libc::SIGTERM,
     );
     let _ = Reader::attach(
         &bus,
@@ -240,6 +253,7 @@ fn main() {
             .stdout(Stdio::null())
             .spawn()
             .expect("gst-launch-1.0"),
+        libc::SIGINT,
     );
     let start = Instant::now();
     while !socket.exists() && start.elapsed() < Duration::from_secs(10) {

@@ -551,6 +551,16 @@ fn producer(bus: &str, size: &str) -> ChildGuard {
     c
 }
 
+/// Removes bus `.0`'s segment when dropped (a producer killed with
+/// SIGKILL leaves it behind, as a crash would).
+struct RemoveBus(String);
+
+impl Drop for RemoveBus {
+    fn drop(&mut self) {
+        let _ = framebus::remove(&self.0, None, true);
+    }
+}
+
 /// Buffers and caps seen by a `fakesink` at the end of a pipeline.
 #[derive(Default)]
 struct Sunk {
@@ -644,6 +654,8 @@ fn messages(p: &gst::Pipeline) -> (Vec<String>, Vec<String>) {
 #[test]
 fn the_source_resumes_after_the_producer_is_killed_in_its_new_format() {
     let bus = unique_name("gst-restart");
+    // Dropped last: the segment a killed producer leaves goes too.
+    let _segment = RemoveBus(bus.clone());
     let mut first = producer(&bus, "320x240");
     let run = Running::launch(&format!(
         "framebussrc name=src bus={bus} ! fakesink name=out sync=false"
