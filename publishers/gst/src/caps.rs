@@ -14,6 +14,26 @@
 use framebus::{Fps, FrameSpec, PixelFormat};
 use gst_video::VideoFormat;
 
+/// `timestamp/x-unix`: the reference of the `GstReferenceTimestampMeta`
+/// that carries a frame's wall-clock (CLOCK_REALTIME) capture time; the
+/// source writes it, the sink reads it.
+pub static UNIX: std::sync::LazyLock<gst::Caps> =
+    std::sync::LazyLock::new(|| gst::Caps::new_empty_simple("timestamp/x-unix"));
+
+/// A buffer's wall-clock capture time from its `timestamp/x-unix` meta, ns.
+pub fn unix_capture_ns(buffer: &gst::BufferRef) -> Option<u64> {
+    buffer
+        .iter_meta::<gst::ReferenceTimestampMeta>()
+        .find(|m| m.reference().can_intersect(&UNIX))
+        .map(|m| m.timestamp().nseconds())
+}
+
+/// The one always-present pad (`src` or `sink`) of either element.
+pub fn pad_template(name: &str, direction: gst::PadDirection) -> gst::PadTemplate {
+    gst::PadTemplate::new(name, direction, gst::PadPresence::Always, &template())
+        .expect("a valid template")
+}
+
 /// Raw bus formats and their GStreamer names.
 const RAW: [(PixelFormat, VideoFormat); 7] = [
     (PixelFormat::Yuyv, VideoFormat::Yuy2),
@@ -199,17 +219,7 @@ mod tests {
     #[test]
     fn every_bus_format_round_trips_through_caps() {
         gst::init().unwrap();
-        for f in [
-            PixelFormat::Yuyv,
-            PixelFormat::Uyvy,
-            PixelFormat::Nv12,
-            PixelFormat::I420,
-            PixelFormat::Rgb24,
-            PixelFormat::Bgr24,
-            PixelFormat::Gray8,
-            PixelFormat::Mjpeg,
-            PixelFormat::H264,
-        ] {
+        for f in PixelFormat::ALL {
             let spec = FrameSpec::new(f, 640, 360, Fps::new(60)).unwrap();
             let caps = of_spec(&spec);
             assert!(caps.is_fixed(), "{caps}");

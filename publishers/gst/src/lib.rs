@@ -17,6 +17,7 @@ mod caps;
 mod sink;
 mod src;
 
+pub use caps::unix_capture_ns;
 pub use src::ProducerGone;
 
 glib::wrapper! {

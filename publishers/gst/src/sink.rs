@@ -163,14 +163,7 @@ impl FramebusSink {
             Some(running.saturating_sub(pts).nseconds())
         })()
         .unwrap_or(0);
-        let unix = buffer
-            .iter_meta::<gst::ReferenceTimestampMeta>()
-            .find(|m| {
-                m.reference()
-                    .structure(0)
-                    .is_some_and(|s| s.name() == "timestamp/x-unix")
-            })
-            .map(|m| m.timestamp().nseconds());
+        let unix = caps::unix_capture_ns(buffer);
         (
             mono_now.saturating_sub(age),
             unix.unwrap_or_else(|| real_now.saturating_sub(age)),
@@ -436,15 +429,8 @@ impl ElementImpl for FramebusSink {
     }
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
-        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            vec![gst::PadTemplate::new(
-                "sink",
-                gst::PadDirection::Sink,
-                gst::PadPresence::Always,
-                &caps::template(),
-            )
-            .expect("a valid template")]
-        });
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> =
+            LazyLock::new(|| vec![caps::pad_template("sink", gst::PadDirection::Sink)]);
         TEMPLATES.as_ref()
     }
 }

@@ -46,10 +46,6 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
-/// `timestamp/x-unix`: the reference of the capture-time meta.
-static UNIX: LazyLock<gst::Caps> =
-    LazyLock::new(|| gst::Caps::new_empty_simple("timestamp/x-unix"));
-
 /// How long one wait for a frame lasts before flushing is checked again.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -109,12 +105,15 @@ struct State {
 }
 
 /// Formats, locked only to read or write them.
-#[derive(Default, Clone, Copy)]
+#[derive(Default, Clone)]
 struct Specs {
     /// The bus's, as last seen.
     bus: Option<FrameSpec>,
     /// The one the current caps describe.
     caps: Option<FrameSpec>,
+    /// Its raw plane layout (`None` for compressed formats), worked out
+    /// once per format rather than per frame.
+    layout: Option<Arc<caps::RawLayout>>,
 }
 
 /// A raw frame copied into GStreamer's default layout for its format
@@ -266,7 +265,7 @@ impl FramebusSrc {
     ) -> gst::Buffer {
         let spec = *frame.spec();
         let (realtime_ns, seq, key) = (frame.realtime_ns(), frame.seq(), frame.is_keyframe());
-        let layout = caps::raw_layout(&spec);
+        let layout = self.specs().layout.clone();
         let meta_ok = self.video_meta.load(Ordering::Relaxed);
         // Downstream that takes no `GstVideoMeta` assumes GStreamer's
         // default layout; a bus laid out otherwise (odd widths: see
@@ -309,7 +308,7 @@ impl FramebusSrc {
         }
         gst::ReferenceTimestampMeta::add(
             b,
-            &UNIX,
+            &caps::UNIX,
             gst::ClockTime::from_nseconds(realtime_ns),
             None,
         );
@@ -374,7 +373,9 @@ impl FramebusSrc {
             );
             return Err(gst::FlowError::NotNegotiated);
         }
-        self.specs().caps = Some(spec);
+        let mut specs = self.specs();
+        specs.caps = Some(spec);
+        specs.layout = caps::raw_layout(&spec).map(Arc::new);
         Ok(())
     }
 
@@ -542,15 +543,8 @@ impl ElementImpl for FramebusSrc {
     }
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
-        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            vec![gst::PadTemplate::new(
-                "src",
-                gst::PadDirection::Src,
-                gst::PadPresence::Always,
-                &caps::template(),
-            )
-            .expect("a valid template")]
-        });
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> =
+            LazyLock::new(|| vec![caps::pad_template("src", gst::PadDirection::Src)]);
         TEMPLATES.as_ref()
     }
 }
@@ -568,7 +562,7 @@ impl BaseSrcImpl for FramebusSrc {
         );
         *self.specs() = Specs {
             bus: Some(*reader.spec()),
-            caps: None,
+            ..Specs::default()
         };
         *self.state() = Some(State {
             reader,
@@ -599,7 +593,7 @@ impl BaseSrcImpl for FramebusSrc {
     }
 
     fn caps(&self, filter: Option<&gst::Caps>) -> Option<gst::Caps> {
-        let specs = *self.specs();
+        let specs = self.specs().clone();
         let spec = specs.caps.or(specs.bus);
         let caps = spec.map_or_else(caps::template, |s| caps::of_spec(&s));
         Some(match filter {

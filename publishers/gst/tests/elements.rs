@@ -55,6 +55,15 @@ fn plugin_dir() -> PathBuf {
     .clone()
 }
 
+/// A reader of `bus`, waiting for it to appear (watchdog [`LIMIT`]).
+fn attach(bus: &str) -> Reader {
+    let opts = ReaderOptions {
+        wait: Some(LIMIT),
+        ..Default::default()
+    };
+    Reader::attach(bus, opts).expect("attach")
+}
+
 /// A GStreamer tool with the plugin on its path.
 fn gst_tool(tool: &str) -> Command {
     let mut c = Command::new(tool);
@@ -206,11 +215,7 @@ fn an_h264_pipeline_feeds_an_encoded_bus_and_honours_keyframe_requests() {
     let reader = {
         let bus = bus.clone();
         std::thread::spawn(move || {
-            let opts = ReaderOptions {
-                wait: Some(LIMIT),
-                ..Default::default()
-            };
-            let mut r = Reader::attach(&bus, opts).expect("attach");
+            let mut r = attach(&bus);
             let (mut frames, mut keys, mut asked_at) = (0u64, vec![], None);
             loop {
                 match r.next_encoded(Some(LIMIT)) {
@@ -292,14 +297,7 @@ fn buffers_are_the_bus_slots_with_their_capture_times() {
         let seen = Arc::clone(&seen);
         out.connect("handoff", false, move |args| {
             let b = args[1].get::<gst::Buffer>().expect("buffer");
-            let unix = b
-                .iter_meta::<gst::ReferenceTimestampMeta>()
-                .find(|m| {
-                    m.reference()
-                        .structure(0)
-                        .is_some_and(|s| s.name() == "timestamp/x-unix")
-                })
-                .map(|m| m.timestamp().nseconds());
+            let unix = gstframebus::unix_capture_ns(&b);
             let map = b.map_readable().expect("readable");
             let tc = framebus::timecode::decode(&spec, &map).expect("time code");
             seen.lock().unwrap().push((
@@ -461,11 +459,7 @@ fn videotestsrc_into_framebussink_feeds_rust_and_python_readers() {
     let rust = {
         let bus = bus.clone();
         std::thread::spawn(move || {
-            let opts = ReaderOptions {
-                wait: Some(LIMIT),
-                ..Default::default()
-            };
-            let mut r = Reader::attach(&bus, opts).expect("attach");
+            let mut r = attach(&bus);
             let mut seen = Seen::default();
             loop {
                 match r.next_encoded(Some(LIMIT)) {
