@@ -12,7 +12,9 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # turbojpeg builds libjpeg-turbo 3 with cmake+nasm; ffmpeg-next links FFmpeg;
 # the end-to-end tests drive real peers: ffmpeg/ffprobe, GStreamer, Chromium;
 # coturn and iproute2 for the WebRTC network tests: TURN relay, namespaces;
-# nginx for the HLS tests behind a caching reverse proxy).
+# nginx for the HLS tests behind a caching reverse proxy; ALSA for the
+# producer's microphones, and PulseAudio with the ALSA pulse plugin as the
+# tests' microphone: docs/audio.md).
 APT_PKGS := pkg-config libclang-dev clang cmake nasm \
 	libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev \
 	libavfilter-dev libavdevice-dev \
@@ -20,7 +22,8 @@ APT_PKGS := pkg-config libclang-dev clang cmake nasm \
 	gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
 	gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav \
 	libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev \
-	chromium coturn iproute2 nginx
+	chromium coturn iproute2 nginx \
+	libasound2-dev libasound2-plugins pulseaudio pulseaudio-utils
 STAMPS := .make-stamps
 VENV := .venv
 PY := $(VENV)/bin/python

@@ -14,20 +14,44 @@ pub struct PySpec {
 
 #[pymethods]
 impl PySpec {
-    /// Pixel format name: "yuyv", "uyvy", "nv12", "i420", "rgb24", "bgr24",
-    /// "gray8" or "mjpeg".
+    /// Format name: "yuyv", "uyvy", "nv12", "i420", "rgb24", "bgr24",
+    /// "gray8", "mjpeg", "h264"; audio: "s16le", "opus", "aac".
     #[getter]
     fn format(&self) -> &'static str {
         self.inner.format.name()
     }
 
-    /// Width in pixels.
+    /// True on an audio bus (`sample_rate`, `channels`, `chunk_samples`).
+    #[getter]
+    fn is_audio(&self) -> bool {
+        self.inner.format.is_audio()
+    }
+
+    /// Audio: samples per second (0 on a video bus).
+    #[getter]
+    fn sample_rate(&self) -> u32 {
+        self.inner.sample_rate()
+    }
+
+    /// Audio: channels (0 on a video bus).
+    #[getter]
+    fn channels(&self) -> u32 {
+        self.inner.channels()
+    }
+
+    /// Audio: samples per chunk, one chunk per frame (0 on a video bus).
+    #[getter]
+    fn chunk_samples(&self) -> u32 {
+        self.inner.chunk_samples()
+    }
+
+    /// Width in pixels (audio: channels).
     #[getter]
     fn width(&self) -> u32 {
         self.inner.width
     }
 
-    /// Height in pixels.
+    /// Height in pixels (audio: samples per chunk).
     #[getter]
     fn height(&self) -> u32 {
         self.inner.height
@@ -64,6 +88,15 @@ impl PySpec {
     }
 
     fn __repr__(&self) -> String {
+        if self.inner.format.is_audio() {
+            return format!(
+                "Spec(format={:?}, sample_rate={}, channels={}, chunk_samples={})",
+                self.inner.format.name(),
+                self.inner.sample_rate(),
+                self.inner.channels(),
+                self.inner.chunk_samples()
+            );
+        }
         format!(
             "Spec(format={:?}, width={}, height={}, fps={})",
             self.inner.format.name(),

@@ -19,6 +19,45 @@ pub(crate) struct Layout {
     pub offset: usize,
     pub shape: Vec<usize>,
     pub strides: Vec<isize>,
+    /// The element type: `uint8`, or `int16` for PCM audio.
+    pub dtype: Dtype,
+}
+
+/// Element types of the views.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Dtype {
+    U8,
+    I16,
+}
+
+impl Dtype {
+    fn size(self) -> usize {
+        match self {
+            Dtype::U8 => 1,
+            Dtype::I16 => 2,
+        }
+    }
+}
+
+/// A 1-D `uint8` view of `len` bytes (compressed frames, loans).
+pub(crate) fn bytes_layout(len: usize) -> Layout {
+    Layout {
+        offset: 0,
+        shape: vec![len],
+        strides: vec![1],
+        dtype: Dtype::U8,
+    }
+}
+
+/// PCM audio `(samples, channels)` `int16`: a chunk of `len` bytes.
+fn pcm(spec: &FrameSpec, len: usize) -> Layout {
+    let channels = spec.width as usize;
+    Layout {
+        offset: 0,
+        shape: vec![len / (2 * channels), channels],
+        strides: vec![2 * channels as isize, 2],
+        dtype: Dtype::I16,
+    }
 }
 
 impl Layout {
@@ -33,7 +72,7 @@ impl Layout {
             .zip(&self.strides)
             .map(|(&n, &s)| (n - 1) * s as usize)
             .sum();
-        self.offset + last + 1
+        self.offset + last + self.dtype.size()
     }
 }
 
@@ -43,19 +82,21 @@ fn packed(offset: usize, rows: usize, cols: usize, stride: usize, channels: usiz
             offset,
             shape: vec![rows, cols],
             strides: vec![stride as isize, 1],
+            dtype: Dtype::U8,
         }
     } else {
         Layout {
             offset,
             shape: vec![rows, cols, channels],
             strides: vec![stride as isize, channels as isize, 1],
+            dtype: Dtype::U8,
         }
     }
 }
 
 /// The whole frame as OpenCV expects it: RGB/BGR `(h, w, 3)`, GRAY
 /// `(h, w)`, YUYV/UYVY `(h, w, 2)`, NV12/I420 `(h*3//2, w)`, MJPEG 1-D of
-/// `len` bytes.
+/// `len` bytes; PCM audio `(samples, channels)` `int16`.
 pub(crate) fn frame_layout(name: &str, spec: &FrameSpec, len: usize) -> PyResult<Layout> {
     let (w, h) = (spec.width as usize, spec.height as usize);
     let p = spec.planes();
@@ -81,11 +122,10 @@ pub(crate) fn frame_layout(name: &str, spec: &FrameSpec, len: usize) -> PyResult
             }
             packed(0, h * 3 / 2, w, stride, 1)
         }
-        PixelFormat::Mjpeg | PixelFormat::H264 => Layout {
-            offset: 0,
-            shape: vec![len],
-            strides: vec![1],
-        },
+        PixelFormat::S16le => pcm(spec, len),
+        PixelFormat::Mjpeg | PixelFormat::H264 | PixelFormat::Opus | PixelFormat::Aac => {
+            bytes_layout(len)
+        }
     })
 }
 
@@ -107,11 +147,10 @@ pub(crate) fn plane_layouts(spec: &FrameSpec, len: usize) -> Vec<Layout> {
         PixelFormat::Gray8 => vec![packed(0, h, w, p[0].stride as usize, 1)],
         PixelFormat::Rgb24 | PixelFormat::Bgr24 => vec![packed(0, h, w, p[0].stride as usize, 3)],
         PixelFormat::Yuyv | PixelFormat::Uyvy => vec![packed(0, h, w, p[0].stride as usize, 2)],
-        PixelFormat::Mjpeg | PixelFormat::H264 => vec![Layout {
-            offset: 0,
-            shape: vec![len],
-            strides: vec![1],
-        }],
+        PixelFormat::S16le => vec![pcm(spec, len)],
+        PixelFormat::Mjpeg | PixelFormat::H264 | PixelFormat::Opus | PixelFormat::Aac => {
+            vec![bytes_layout(len)]
+        }
     }
 }
 
@@ -150,7 +189,10 @@ pub(crate) unsafe fn array<'py>(
         PY_ARRAY_API.PyArray_NewFromDescr(
             py,
             npyffi::get_type_object(py, npyffi::NpyTypes::PyArray_Type),
-            u8::get_dtype(py).into_dtype_ptr(),
+            match layout.dtype {
+                Dtype::U8 => u8::get_dtype(py).into_dtype_ptr(),
+                Dtype::I16 => i16::get_dtype(py).into_dtype_ptr(),
+            },
             dims.len() as i32,
             dims.as_mut_ptr(),
             strides.as_mut_ptr(),
@@ -198,12 +240,20 @@ mod tests {
         }
         let m = frame_layout("t", &spec(PixelFormat::Mjpeg), 1234).unwrap();
         assert_eq!((m.shape.clone(), m.end()), (vec![1234], 1234));
+        let a = FrameSpec::audio(PixelFormat::S16le, 48000, 2, 960).unwrap();
+        let l = frame_layout("t", &a, a.frame_size()).unwrap();
+        assert_eq!((l.shape.clone(), l.dtype), (vec![960, 2], Dtype::I16));
+        assert_eq!(l.end(), 960 * 2 * 2);
     }
 
     #[test]
     fn planes_stay_inside_the_frame() {
         for f in PixelFormat::ALL {
-            let s = spec(f);
+            let s = if f.is_audio() {
+                FrameSpec::audio(f, 48000, 2, 960).unwrap()
+            } else {
+                spec(f)
+            };
             let len = if f.is_compressed() {
                 100
             } else {

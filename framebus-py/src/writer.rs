@@ -329,11 +329,7 @@ impl PyWriter {
             },
         )?;
         let layout = if self.spec.format.is_compressed() {
-            Ok(view::Layout {
-                offset: 0,
-                shape: vec![self.capacity],
-                strides: vec![1],
-            })
+            Ok(view::bytes_layout(self.capacity))
         } else {
             view::frame_layout(&self.name, &self.spec, self.spec.frame_size())
         };

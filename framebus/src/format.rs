@@ -1,8 +1,15 @@
-//! Pixel formats and frame geometry.
+//! Pixel and sample formats and frame geometry.
 //!
-//! Formats are identified on the bus by their V4L2 fourcc. Planes are laid
-//! out one after another in the slot with the strides given in the spec
-//! (tightly packed by default, which is what numpy/OpenCV views expect).
+//! Formats are identified on the bus by their V4L2 fourcc (audio formats by
+//! framebus's own: `S16L`, `OPUS`, `AAC `). Planes are laid out one after
+//! another in the slot with the strides given in the spec (tightly packed by
+//! default, which is what numpy/OpenCV views expect).
+//!
+//! An audio bus uses the same header fields with an audio meaning
+//! ([`FrameSpec::audio`]): width = channels, height = samples per chunk,
+//! fps = chunks per second as `rate / samples per chunk`. Raw PCM (`s16le`)
+//! is one plane of `samples` rows of `channels` interleaved samples, so a
+//! chunk is a `(samples, channels)` array.
 
 use std::fmt;
 use std::str::FromStr;
@@ -35,6 +42,15 @@ pub enum PixelFormat {
     /// H.264: each frame is one access unit in Annex B, variable length
     /// (an encoded bus: read it in order with `Reader::next_encoded`).
     H264,
+    /// Audio: signed 16-bit little-endian PCM, channels interleaved; each
+    /// frame is one chunk of `height` samples ([`FrameSpec::audio`]).
+    S16le,
+    /// Audio: each frame is one Opus packet (an encoded bus; the header's
+    /// codec configuration is the `OpusHead` of RFC 7845).
+    Opus,
+    /// Audio: each frame is one raw AAC-LC frame (an encoded bus; the codec
+    /// configuration is the AudioSpecificConfig).
+    Aac,
 }
 
 /// One plane of a raw format: where it starts in the slot and its geometry.
@@ -64,7 +80,7 @@ impl Plane {
 
 impl PixelFormat {
     /// Every format, in a stable order.
-    pub const ALL: [PixelFormat; 9] = [
+    pub const ALL: [PixelFormat; 12] = [
         PixelFormat::Yuyv,
         PixelFormat::Uyvy,
         PixelFormat::Nv12,
@@ -74,6 +90,9 @@ impl PixelFormat {
         PixelFormat::Gray8,
         PixelFormat::Mjpeg,
         PixelFormat::H264,
+        PixelFormat::S16le,
+        PixelFormat::Opus,
+        PixelFormat::Aac,
     ];
 
     /// The V4L2 fourcc, as stored in the bus header.
@@ -88,6 +107,9 @@ impl PixelFormat {
             PixelFormat::Gray8 => b"GREY",
             PixelFormat::Mjpeg => b"MJPG",
             PixelFormat::H264 => b"H264",
+            PixelFormat::S16le => b"S16L",
+            PixelFormat::Opus => b"OPUS",
+            PixelFormat::Aac => b"AAC ",
         };
         u32::from_le_bytes(*code)
     }
@@ -109,12 +131,35 @@ impl PixelFormat {
             PixelFormat::Gray8 => "gray8",
             PixelFormat::Mjpeg => "mjpeg",
             PixelFormat::H264 => "h264",
+            PixelFormat::S16le => "s16le",
+            PixelFormat::Opus => "opus",
+            PixelFormat::Aac => "aac",
         }
     }
 
     /// True for formats whose frames have a variable length.
     pub const fn is_compressed(self) -> bool {
-        matches!(self, PixelFormat::Mjpeg | PixelFormat::H264)
+        matches!(
+            self,
+            PixelFormat::Mjpeg | PixelFormat::H264 | PixelFormat::Opus | PixelFormat::Aac
+        )
+    }
+
+    /// True for the audio formats (an audio bus, [`FrameSpec::audio`]).
+    pub const fn is_audio(self) -> bool {
+        matches!(
+            self,
+            PixelFormat::S16le | PixelFormat::Opus | PixelFormat::Aac
+        )
+    }
+
+    /// True for the formats read in order with `Reader::next_encoded`
+    /// (H.264, Opus, AAC): each frame depends on the stream before it.
+    pub const fn is_encoded(self) -> bool {
+        matches!(
+            self,
+            PixelFormat::H264 | PixelFormat::Opus | PixelFormat::Aac
+        )
     }
 
     /// `(bytes per pixel in each plane's row, horizontal subsampling,
@@ -128,7 +173,9 @@ impl PixelFormat {
             PixelFormat::I420 => &[(1, 1, 1), (1, 2, 2), (1, 2, 2)],
             PixelFormat::Rgb24 | PixelFormat::Bgr24 => &[(3, 1, 1)],
             PixelFormat::Gray8 => &[(1, 1, 1)],
-            PixelFormat::Mjpeg | PixelFormat::H264 => &[],
+            // One row per sample of `width` channels of 2 bytes.
+            PixelFormat::S16le => &[(2, 1, 1)],
+            PixelFormat::Mjpeg | PixelFormat::H264 | PixelFormat::Opus | PixelFormat::Aac => &[],
         }
     }
 
@@ -150,7 +197,7 @@ impl fmt::Display for PixelFormat {
 
 /// A format name that framebus does not know.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown pixel format {0:?} (expected one of yuyv, uyvy, nv12, i420, rgb24, bgr24, gray8, mjpeg)")]
+#[error("unknown format {0:?} (expected one of yuyv, uyvy, nv12, i420, rgb24, bgr24, gray8, mjpeg, h264, s16le, opus, aac)")]
 pub struct UnknownFormat(pub String);
 
 impl FromStr for PixelFormat {
@@ -166,6 +213,8 @@ impl FromStr for PixelFormat {
             "grey" | "gray" | "y8" => "gray8",
             "mjpg" | "jpeg" => "mjpeg",
             "avc" | "h.264" => "h264",
+            "pcm" | "s16" | "s16_le" => "s16le",
+            "mp4a" | "aac-lc" => "aac",
             other => other,
         };
         PixelFormat::ALL
@@ -270,7 +319,25 @@ pub enum SpecError {
         /// Frame size.
         bytes: u64,
     },
+    /// Audio parameters out of range.
+    #[error("audio of {rate} Hz, {channels} channel(s), {samples} samples per chunk is out of range (rate {min_rate}..={max_rate}, 1..={max_channels} channels, 1..={max_samples} samples)",
+        min_rate = MIN_SAMPLE_RATE, max_rate = MAX_SAMPLE_RATE, max_channels = MAX_CHANNELS, max_samples = MAX_DIMENSION)]
+    Audio {
+        /// Samples per second.
+        rate: u32,
+        /// Channels.
+        channels: u32,
+        /// Samples per chunk.
+        samples: u32,
+    },
 }
+
+/// Most channels an audio bus carries.
+pub const MAX_CHANNELS: u32 = 8;
+/// Lowest sample rate an audio bus accepts.
+pub const MIN_SAMPLE_RATE: u32 = 8000;
+/// Highest sample rate an audio bus accepts.
+pub const MAX_SAMPLE_RATE: u32 = 192_000;
 
 /// What frames on a bus look like: format, size, rate and plane layout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -303,6 +370,63 @@ impl FrameSpec {
         FrameSpec::with_strides(format, width, height, fps, &strides)
     }
 
+    /// An audio spec: `channels` channels at `rate` samples per second, in
+    /// chunks of `samples` samples (a chunk is one frame on the bus). The
+    /// header fields carry it as width = channels, height = samples and
+    /// fps = `rate / samples` (chunks per second).
+    pub fn audio(
+        format: PixelFormat,
+        rate: u32,
+        channels: u32,
+        samples: u32,
+    ) -> Result<FrameSpec, SpecError> {
+        let bad = SpecError::Audio {
+            rate,
+            channels,
+            samples,
+        };
+        if !format.is_audio() {
+            return Err(bad);
+        }
+        FrameSpec::new(
+            format,
+            channels,
+            samples,
+            Fps {
+                num: rate,
+                den: samples,
+            },
+        )
+        .map_err(|_| bad)
+    }
+
+    /// Audio: samples per second (0 for video).
+    pub fn sample_rate(&self) -> u32 {
+        if self.format.is_audio() {
+            self.fps.num
+        } else {
+            0
+        }
+    }
+
+    /// Audio: channels (0 for video).
+    pub fn channels(&self) -> u32 {
+        if self.format.is_audio() {
+            self.width
+        } else {
+            0
+        }
+    }
+
+    /// Audio: samples per chunk (0 for video).
+    pub fn chunk_samples(&self) -> u32 {
+        if self.format.is_audio() {
+            self.height
+        } else {
+            0
+        }
+    }
+
     /// A spec with the given stride for each plane (rows padded, as some
     /// cameras and encoders deliver them).
     pub fn with_strides(
@@ -323,6 +447,17 @@ impl FrameSpec {
                 height,
                 wa,
                 ha,
+            });
+        }
+        if format.is_audio()
+            && (!(1..=MAX_CHANNELS).contains(&width)
+                || !(MIN_SAMPLE_RATE..=MAX_SAMPLE_RATE).contains(&fps.num)
+                || fps.den != height)
+        {
+            return Err(SpecError::Audio {
+                rate: fps.num,
+                channels: width,
+                samples: height,
             });
         }
         if fps.num == 0 || fps.den == 0 {

@@ -258,7 +258,11 @@ pub struct LiveHeader {
     /// Encoded buses: the target bit rate at that step, bits per second;
     /// 0 = not reported.
     pub encoder_bitrate: AtomicU64,
-    _pad4: [u8; 8],
+    /// Audio buses: the largest sample magnitude of the last chunk
+    /// (0..=32768 is full scale; these 8 bytes were padding, always zero).
+    pub audio_peak: AtomicU32,
+    /// Audio buses: the RMS of the last chunk, same scale.
+    pub audio_rms: AtomicU32,
     /// Seqlock over the codec configuration below: odd while the writer
     /// rewrites it; a reader copies it and retries if the word changed.
     pub config_seq: AtomicU64,
@@ -308,7 +312,8 @@ impl LiveHeader {
             encoder_fps_milli: AtomicU32::new(0),
             encoder_steps: AtomicU64::new(0),
             encoder_bitrate: AtomicU64::new(0),
-            _pad4: [0; 8],
+            audio_peak: AtomicU32::new(0),
+            audio_rms: AtomicU32::new(0),
             config_seq: AtomicU64::new(0),
             config_len: AtomicU32::new(0),
             profile_level: AtomicU32::new(0),
@@ -448,6 +453,8 @@ const _: () = {
     assert!(offset_of!(Header, live.encoder_fps_milli) == 612);
     assert!(offset_of!(Header, live.encoder_steps) == 616);
     assert!(offset_of!(Header, live.encoder_bitrate) == 624);
+    assert!(offset_of!(Header, live.audio_peak) == 632);
+    assert!(offset_of!(Header, live.audio_rms) == 636);
     assert!(offset_of!(Header, live.config_seq) == 640);
     assert!(offset_of!(Header, live.config_len) == 648);
     assert!(offset_of!(Header, live.profile_level) == 652);

@@ -80,7 +80,7 @@ mod writer;
 pub use crate::{
     error::{AttachError, CreateError, PublishError, ReadError},
     format::{Fps, FrameSpec, PixelFormat, Plane, SpecError},
-    list::{list, list_in, remove, stat, BusInfo, ReaderInfo, StatError},
+    list::{dbfs, list, list_in, remove, stat, BusInfo, ReaderInfo, StatError},
     name::{default_shm_dir, segment_path, validate_name, NameError, SEGMENT_PREFIX, SHM_DIR_ENV},
     reader::{Frame, Reader, ReaderOptions, LIVENESS_INTERVAL},
     sys::{group_id, monotonic_ns, realtime_ns},

@@ -105,6 +105,15 @@ pub struct BusInfo {
     /// level_idc` of the stream's SPS, as the encoder wrote it with its
     /// codec configuration (0: not written yet, or raw frames).
     pub codec_profile_level: u32,
+    /// Audio buses: samples per second (0 on video).
+    pub sample_rate: u32,
+    /// Audio buses: channels (0 on video).
+    pub channels: u32,
+    /// Audio buses: the peak of the last chunk in dBFS (None on video,
+    /// -inf for digital silence).
+    pub audio_peak_dbfs: Option<f64>,
+    /// Audio buses: the RMS of the last chunk in dBFS.
+    pub audio_rms_dbfs: Option<f64>,
     /// Milliseconds since the last publish (None before the first).
     pub last_frame_age_ms: Option<u64>,
     /// Live readers.
@@ -206,6 +215,10 @@ fn inspect(name: &str, path: &Path) -> Result<BusInfo, StatError> {
         encoder_fps: 0.0,
         encoder_bitrate: 0,
         codec_profile_level: 0,
+        sample_rate: 0,
+        channels: 0,
+        audio_peak_dbfs: None,
+        audio_rms_dbfs: None,
         last_frame_age_ms: None,
         readers: Vec::new(),
     };
@@ -265,6 +278,12 @@ fn inspect(name: &str, path: &Path) -> Result<BusInfo, StatError> {
     info.encoder_fps = f64::from(live.encoder_fps_milli.load(Relaxed)) / 1000.0;
     info.encoder_bitrate = live.encoder_bitrate.load(Relaxed);
     info.codec_profile_level = live.profile_level.load(Relaxed);
+    if v.spec.format.is_audio() {
+        info.sample_rate = v.spec.sample_rate();
+        info.channels = v.spec.channels();
+        info.audio_peak_dbfs = Some(dbfs(live.audio_peak.load(Relaxed)));
+        info.audio_rms_dbfs = Some(dbfs(live.audio_rms.load(Relaxed)));
+    }
     let last = live.last_publish_ns.load(Relaxed);
     if last != 0 {
         info.last_frame_age_ms = Some(sys::realtime_ns().saturating_sub(last) / 1_000_000);
@@ -399,4 +418,9 @@ pub fn remove(name: &str, dir: Option<&Path>, force: bool) -> Result<(), StatErr
     }
     // The lock is released when `file` closes, after the unlink.
     std::fs::remove_file(&info.path).map_err(|e| io_err(&info.path, e))
+}
+
+/// A level on the 16-bit scale (32768 = full scale) in dBFS.
+pub fn dbfs(level: u32) -> f64 {
+    20.0 * (f64::from(level) / 32768.0).log10()
 }

@@ -67,8 +67,8 @@ pub enum PaintError {
         /// Frame height.
         height: u32,
     },
-    /// Compressed formats cannot be painted in place.
-    #[error("cannot paint the time code into {0} frames (compressed)")]
+    /// Compressed and audio formats cannot be painted in place.
+    #[error("cannot paint the time code into {0} frames (compressed or audio)")]
     Compressed(PixelFormat),
     /// The buffer is shorter than one frame of the spec.
     #[error("buffer of {len} bytes is shorter than a {expected}-byte frame")]
@@ -113,7 +113,7 @@ fn band_row(width: u32, cells: u32, value: u64, row: &mut Vec<u8>) {
 /// chroma), so the rest of the frame is left as it was. Cost: two rows are
 /// built and copied `2 * height / 24` times.
 pub fn paint(spec: &FrameSpec, frame: &mut [u8], tc: TimeCode) -> Result<(), PaintError> {
-    if spec.format.is_compressed() {
+    if spec.format.is_compressed() || spec.format.is_audio() {
         return Err(PaintError::Compressed(spec.format));
     }
     let (w, h) = (spec.width, spec.height);
@@ -164,7 +164,11 @@ pub fn paint(spec: &FrameSpec, frame: &mut [u8], tc: TimeCode) -> Result<(), Pai
                 }
                 &packed
             }
-            PixelFormat::Mjpeg | PixelFormat::H264 => unreachable!("checked above"),
+            PixelFormat::Mjpeg
+            | PixelFormat::H264
+            | PixelFormat::S16le
+            | PixelFormat::Opus
+            | PixelFormat::Aac => unreachable!("checked above"),
         };
         let p = planes[0];
         for r in band * bh..(band + 1) * bh {
@@ -224,9 +228,9 @@ pub fn decode_with(width: u32, height: u32, luma: impl Fn(u32, u32) -> u8) -> Op
 }
 
 /// Decode the time code of a raw frame of `spec`. `None` for compressed
-/// formats, short buffers, and frames without a readable code.
+/// and audio formats, short buffers, and frames without a readable code.
 pub fn decode(spec: &FrameSpec, frame: &[u8]) -> Option<TimeCode> {
-    if spec.format.is_compressed() || frame.len() < spec.frame_size() {
+    if spec.format.is_compressed() || spec.format.is_audio() || frame.len() < spec.frame_size() {
         return None;
     }
     let p = spec.planes()[0];
@@ -248,7 +252,11 @@ pub fn decode(spec: &FrameSpec, frame: &[u8]) -> Option<TimeCode> {
                 };
                 rgb_to_luma(r, g, b)
             }
-            PixelFormat::Mjpeg | PixelFormat::H264 => 0,
+            PixelFormat::Mjpeg
+            | PixelFormat::H264
+            | PixelFormat::S16le
+            | PixelFormat::Opus
+            | PixelFormat::Aac => 0,
         }
     })
 }
@@ -272,7 +280,7 @@ mod tests {
     #[test]
     fn round_trip_every_format() {
         for f in PixelFormat::ALL {
-            if f.is_compressed() {
+            if f.is_compressed() || f.is_audio() {
                 continue;
             }
             for (w, h) in [(1920, 1080), (640, 480), (64, 24), (130, 50)] {

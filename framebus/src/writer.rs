@@ -639,6 +639,18 @@ impl Writer {
         before
     }
 
+    /// Audio buses: the level of the chunk just published, peak and RMS on
+    /// the 16-bit scale (32768 = full scale), for meters (`framebus stat`,
+    /// the console). Status, not protocol: Relaxed, like the counters.
+    pub fn set_audio_level(&self, peak: u32, rms: u32) {
+        if self.seg.gen.forked() {
+            return;
+        }
+        let live = self.seg.live();
+        live.audio_peak.store(peak, Ordering::Relaxed);
+        live.audio_rms.store(rms, Ordering::Relaxed);
+    }
+
     /// Add to the producer counters shown by `framebus stat`.
     pub fn count(&self, counter: Counter, n: u64) {
         if self.seg.gen.forked() {

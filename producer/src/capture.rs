@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use framebus::layout::source_state;
 use framebus::{Counter, Fps, FrameSpec, PixelFormat, Writer, WriterOptions};
 
+use crate::audio::{self, AudioKind};
 use crate::backoff::Backoff;
 use crate::cli::{Cli, SourceKind};
 use crate::devlock::{self, LockError};
@@ -173,6 +174,7 @@ pub fn run(cli: Cli) -> Result<(), Fatal> {
         }
     };
 
+    let audio = start_audio(&cli, group)?;
     let opts = WriterOptions {
         slots: cli.slots,
         group,
@@ -199,7 +201,83 @@ pub fn run(cli: Cli) -> Result<(), Fatal> {
     drop(writer);
     drop(device_lock);
     tracing::info!(bus = %cli.bus, "stopping: bus closed");
+    if let Some(audio) = audio {
+        // The audio loop sees the same stop request.
+        let _ = audio.join();
+    }
     Ok(())
+}
+
+/// With `--audio`: create `<bus>.audio` and start its source loop on a
+/// thread (docs/audio.md). A device missing at start is exit 6 unless
+/// `--audio-wait`; after that the loop reconnects like the picture's.
+fn start_audio(
+    cli: &Cli,
+    group: Option<u32>,
+) -> Result<Option<std::thread::JoinHandle<()>>, Fatal> {
+    let Some(source) = &cli.audio else {
+        return Ok(None);
+    };
+    let kind = AudioKind::parse(source).ok_or_else(|| {
+        Fatal::Config(format!(
+            "unknown audio source {source:?} (expected alsa:<device>, e.g. alsa:default or alsa:hw:1,0, or tone)"
+        ))
+    })?;
+    let spec = audio::spec(cli.audio_rate, cli.audio_channels).map_err(Fatal::Config)?;
+    let name = audio::bus_name(&cli.bus);
+    let opts = WriterOptions {
+        // One second of chunks: a slow reader catches up in order.
+        slots: 50,
+        group,
+        source: source.clone(),
+        ..WriterOptions::default()
+    };
+    let mut writer = Writer::create(&name, spec, opts)?;
+    tracing::info!(
+        bus = %name,
+        source = %source,
+        rate = spec.sample_rate(),
+        channels = spec.channels(),
+        chunk_ms = audio::CHUNK_MS,
+        "audio bus created"
+    );
+    let backoff = Backoff::new(cli.backoff_initial, cli.backoff_max);
+    let (watchdog, wait) = (cli.watchdog, cli.audio_wait);
+    // The device is opened on the audio thread (a source stays on the
+    // thread that opened it); the first open's outcome comes back here.
+    let (opened, first_open) = std::sync::mpsc::channel();
+    let handle = std::thread::Builder::new()
+        .name("audio".into())
+        .spawn(move || {
+            let span = tracing::info_span!("audio", bus = %name);
+            let _enter = span.enter();
+            let mut opener: Opener = Box::new(audio::opener(kind));
+            let first = match opener(&spec) {
+                Ok(s) => Some(s),
+                Err(e) if wait => {
+                    tracing::warn!(error = %e, "audio source unavailable; waiting for it (--audio-wait)");
+                    None
+                }
+                Err(e) => {
+                    let _ = opened.send(Err(e));
+                    return;
+                }
+            };
+            let _ = opened.send(Ok(()));
+            source_loop(&mut writer, first, &mut opener, backoff, watchdog);
+            drop(writer);
+            tracing::info!("stopping: audio bus closed");
+        })
+        .map_err(|e| Fatal::Other(format!("cannot start the audio thread: {e}")))?;
+    match first_open.recv() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            let _ = handle.join();
+            return Err(startup_error(e));
+        }
+        Err(_) => return Err(Fatal::Other("the audio thread ended at start".into())),
+    }
+    Ok(Some(handle))
 }
 
 /// The source loop: keep a source feeding `writer` until a stop is

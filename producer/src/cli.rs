@@ -54,6 +54,21 @@ pub struct Cli {
     /// without re-encoding). Asks the camera for MJPEG.
     #[arg(long)]
     pub mjpeg_bus: bool,
+    /// A microphone on the bus `<bus>.audio` (docs/audio.md): `alsa:default`,
+    /// `alsa:hw:1,0`, `alsa:plughw:1,0`, or `tone` (a 1 kHz beep at every
+    /// whole second of the wall clock, the audio test pattern).
+    #[arg(long, value_name = "SOURCE")]
+    pub audio: Option<String>,
+    /// Audio samples per second.
+    #[arg(long, default_value_t = 48000)]
+    pub audio_rate: u32,
+    /// Audio channels (1 or 2; up to 8).
+    #[arg(long, default_value_t = 1)]
+    pub audio_channels: u32,
+    /// A missing audio device at start is waited for (retried with the
+    /// backoff) instead of exit 6.
+    #[arg(long)]
+    pub audio_wait: bool,
     /// List capture devices with their formats, sizes and rates, and exit.
     #[arg(long)]
     pub list_devices: bool,
@@ -75,6 +90,7 @@ pub struct Cli {
     #[arg(long, value_name = "FILE", conflicts_with_all = [
         "bus", "source", "size", "fps", "format", "slots", "group", "mjpeg_bus",
         "list_devices", "backoff_initial", "backoff_max", "watchdog",
+        "audio", "audio_rate", "audio_channels", "audio_wait",
     ])]
     pub config: Option<PathBuf>,
 }
@@ -109,6 +125,12 @@ pub(crate) fn parse_format(s: &str) -> Result<PixelFormat, String> {
     if f.is_compressed() {
         return Err(format!(
             "the bus format must be raw ({} is a compressed format: use --mjpeg-bus for a camera's JPEGs, an encoder for H.264)",
+            f.name()
+        ));
+    }
+    if f.is_audio() {
+        return Err(format!(
+            "{} is an audio format: a microphone goes on <bus>.audio with --audio",
             f.name()
         ));
     }

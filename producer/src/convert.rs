@@ -19,7 +19,11 @@ pub fn av_format(f: PixelFormat) -> Option<ffi::AVPixelFormat> {
         PixelFormat::Rgb24 => A::AV_PIX_FMT_RGB24,
         PixelFormat::Bgr24 => A::AV_PIX_FMT_BGR24,
         PixelFormat::Gray8 => A::AV_PIX_FMT_GRAY8,
-        PixelFormat::Mjpeg | PixelFormat::H264 => return None,
+        PixelFormat::Mjpeg
+        | PixelFormat::H264
+        | PixelFormat::S16le
+        | PixelFormat::Opus
+        | PixelFormat::Aac => return None,
     })
 }
 

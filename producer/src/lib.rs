@@ -9,7 +9,8 @@
 //! * [`capture`]: one camera into one bus: create the bus, and the source
 //!   loop that keeps a source feeding it (reopening it with [`backoff`]).
 //! * sources: [`source`] (the trait), [`testsrc`], [`v4l2_src`] over
-//!   [`v4l2`], [`ffmpeg_src`]; [`convert`] (swscale), [`pacing`].
+//!   [`v4l2`], [`ffmpeg_src`]; [`convert`] (swscale), [`pacing`];
+//!   [`audio`]: the microphone on `<bus>.audio` (ALSA, or the test tone).
 //! * [`service`]: `--config`: one [`capture`] per camera, and the process
 //!   supervisor that runs the publishers as children and restarts them
 //!   (with [`backoff`]; [`process_group`]), with the status file (`framebus::contract::status`).
@@ -32,6 +33,8 @@ pub mod signals;
 pub mod source;
 pub mod testsrc;
 
+#[cfg(feature = "capture")]
+pub mod audio;
 #[cfg(feature = "capture")]
 pub mod capture;
 #[cfg(feature = "capture")]

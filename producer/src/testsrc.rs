@@ -53,7 +53,11 @@ fn plane_maps(f: PixelFormat) -> &'static [PlaneMap] {
         PixelFormat::Yuyv | PixelFormat::Uyvy => &PACKED422,
         PixelFormat::Rgb24 | PixelFormat::Bgr24 => &RGB,
         PixelFormat::Gray8 => &GRAY,
-        PixelFormat::Mjpeg | PixelFormat::H264 => &[],
+        PixelFormat::Mjpeg
+        | PixelFormat::H264
+        | PixelFormat::S16le
+        | PixelFormat::Opus
+        | PixelFormat::Aac => &[],
     }
 }
 
@@ -73,7 +77,11 @@ fn colour_units(f: PixelFormat, rgb: [u8; 3]) -> Vec<Vec<u8>> {
         PixelFormat::Rgb24 => vec![vec![rgb[0], rgb[1], rgb[2]]],
         PixelFormat::Bgr24 => vec![vec![rgb[2], rgb[1], rgb[0]]],
         PixelFormat::Gray8 => vec![vec![y]],
-        PixelFormat::Mjpeg | PixelFormat::H264 => vec![],
+        PixelFormat::Mjpeg
+        | PixelFormat::H264
+        | PixelFormat::S16le
+        | PixelFormat::Opus
+        | PixelFormat::Aac => vec![],
     }
 }
 
@@ -309,7 +317,7 @@ mod tests {
     #[test]
     fn incremental_equals_full_redraw() {
         for f in PixelFormat::ALL {
-            if f.is_compressed() {
+            if f.is_compressed() || f.is_audio() {
                 continue;
             }
             let spec = FrameSpec::new(f, 320, 240, Fps::new(30)).unwrap();

@@ -40,11 +40,14 @@ __all__ = [
 ]
 
 _U8Array = npt.NDArray[np.uint8]
+_I16Array = npt.NDArray[np.int16]
 _Path = Union[str, PathLike[str]]
 # The names the extension returns. `Writer(format=...)` also accepts, at
 # run time, any case and the aliases yuy2, yu12, yuv420p, rgb, rgb3, bgr,
 # bgr3, grey, gray, y8, mjpg, jpeg; typed code uses these names.
-_PixelFormat = Literal["yuyv", "uyvy", "nv12", "i420", "rgb24", "bgr24", "gray8", "mjpeg", "h264"]
+_PixelFormat = Literal[
+    "yuyv", "uyvy", "nv12", "i420", "rgb24", "bgr24", "gray8", "mjpeg", "h264", "s16le", "opus", "aac"
+]
 
 class FramebusError(Exception):
     """Base class of every framebus error."""
@@ -102,11 +105,23 @@ class Spec:
     def format(self) -> _PixelFormat:
         """Pixel format name. Never raises."""
     @property
+    def is_audio(self) -> bool:
+        """True on an audio bus ("s16le", "opus", "aac"). Never raises."""
+    @property
+    def sample_rate(self) -> int:
+        """Audio: samples per second (0 on a video bus). Never raises."""
+    @property
+    def channels(self) -> int:
+        """Audio: channels (0 on a video bus). Never raises."""
+    @property
+    def chunk_samples(self) -> int:
+        """Audio: samples per chunk, one chunk per frame (0 on video). Never raises."""
+    @property
     def width(self) -> int:
-        """Width in pixels. Never raises."""
+        """Width in pixels (audio: channels). Never raises."""
     @property
     def height(self) -> int:
-        """Height in pixels. Never raises."""
+        """Height in pixels (audio: samples per chunk). Never raises."""
     @property
     def fps(self) -> float:
         """Nominal frame rate. Never raises."""
@@ -132,13 +147,14 @@ class Frame:
     """One frame, held in place in shared memory."""
 
     @property
-    def array(self) -> _U8Array:
-        """Read-only zero-copy view of the frame, shaped for OpenCV.
+    def array(self) -> _U8Array | _I16Array:
+        """Read-only zero-copy view of the frame, shaped for OpenCV; on an
+        audio bus ("s16le") an `int16` array `(samples, channels)`.
 
         Raises `Released` after `release()`; `FormatError` for an NV12/I420
         frame with padded rows (no single view: use `planes`)."""
     @property
-    def planes(self) -> list[_U8Array]:
+    def planes(self) -> list[_U8Array | _I16Array]:
         """One read-only view per plane. Raises `Released` after `release()`."""
     def copy(self) -> _U8Array:
         """A copy of `array` that owns its memory.

@@ -214,7 +214,11 @@ fn print_table(buses: &[BusInfo]) {
             b.name,
             b.state,
             b.format,
-            format!("{}x{}", b.width, b.height),
+            if b.sample_rate > 0 {
+                format!("{}Hz/{}ch", b.sample_rate, b.channels)
+            } else {
+                format!("{}x{}", b.width, b.height)
+            },
             b.fps,
             b.measured_fps,
             b.producer_pid,
@@ -244,10 +248,17 @@ fn print_stat(b: &BusInfo) {
         println!("problem        {p}");
         return;
     }
-    println!(
-        "format         {} {}x{} @ {:.3} fps nominal",
-        b.format, b.width, b.height, b.fps
-    );
+    if b.sample_rate > 0 {
+        println!(
+            "format         {} {} Hz, {} channel(s), {} samples per chunk @ {:.3} chunks/s",
+            b.format, b.sample_rate, b.channels, b.height, b.fps
+        );
+    } else {
+        println!(
+            "format         {} {}x{} @ {:.3} fps nominal",
+            b.format, b.width, b.height, b.fps
+        );
+    }
     println!("live fps       {:.2}", b.measured_fps);
     println!(
         "producer       pid {} ({})",
@@ -262,6 +273,10 @@ fn print_stat(b: &BusInfo) {
         "dropped        {} by the source, {} with every slot held",
         b.source_dropped, b.dropped_all_held
     );
+    if let (Some(peak), Some(rms)) = (b.audio_peak_dbfs, b.audio_rms_dbfs) {
+        println!("level          peak {peak:.1} dBFS, RMS {rms:.1} dBFS (last chunk)");
+        println!("xruns          {} (the source's drops)", b.source_dropped);
+    }
     println!("restarts       {}", b.restarts);
     println!("watchdog fires {}", b.watchdog_fires);
     println!("wake calls     {}", b.wake_calls);

@@ -18,6 +18,7 @@
 //! | [`netns`] | [`netns::Netns`]: a network namespace joined by a veth pair, shaped with `tc tbf` (root) |
 //! | [`recorder`] | [`recorder::Recorder`]: `framebus-recorder` on port 0 and its API (curl); ffprobe/ffmpeg checks of its files, time codes of decoded frames, MP4 box layout, [`recorder::EncodedLog`] of what the encoded bus carried, RFC 3339 times, a private tmpfs in a mount namespace |
 //! | [`service`] | [`service::Service`]: `framebus-producer --config` on a written TOML in its own shm directory, waited for until every camera and child runs; the publishers' addresses from its status file |
+//! | [`pulse`] | [`pulse::Pulse`]: a private PulseAudio with a null sink as the microphone (ALSA device `pulse`), tones played into it with `pacat`, unplug and plug; the frequency of a tone |
 //! | [`port`] | a free TCP port, for the few tests that must name one in advance |
 //! | [`python`] | the venv's Python with the framebus wheel, for tests that drive a Python reader |
 //! | [`wait`] | polling a condition with a bound |
@@ -46,6 +47,7 @@ pub mod names;
 pub mod netns;
 pub mod nginx;
 pub mod port;
+pub mod pulse;
 pub mod python;
 pub mod recorder;
 pub mod rng;

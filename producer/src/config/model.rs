@@ -84,6 +84,19 @@ pub struct Camera {
     /// Also publish an MJPEG camera's JPEGs on `<bus>.mjpeg`.
     #[serde(default)]
     pub mjpeg_bus: bool,
+    /// A microphone on `<bus>.audio`: `alsa:default`, `alsa:hw:1,0`, or
+    /// `tone` (docs/audio.md).
+    #[serde(default)]
+    pub audio: Option<String>,
+    /// Audio samples per second.
+    #[serde(default = "default_audio_rate")]
+    pub audio_rate: u32,
+    /// Audio channels.
+    #[serde(default = "default_audio_channels")]
+    pub audio_channels: u32,
+    /// Wait for a missing microphone instead of exit 6.
+    #[serde(default)]
+    pub audio_wait: bool,
     /// Reopen the source after this long without a frame, seconds.
     #[serde(default = "default_watchdog")]
     pub watchdog: Secs,
@@ -505,6 +518,14 @@ fn default_watchdog() -> Secs {
 fn default_reconnect_initial() -> Secs {
     Secs(Duration::from_secs(1))
 }
+fn default_audio_rate() -> u32 {
+    48000
+}
+
+fn default_audio_channels() -> u32 {
+    1
+}
+
 fn default_reconnect_max() -> Secs {
     Secs(Duration::from_secs(30))
 }
@@ -616,6 +637,10 @@ impl Camera {
             slots: self.slots,
             group: self.group.clone(),
             mjpeg_bus: self.mjpeg_bus,
+            audio: self.audio.clone(),
+            audio_rate: self.audio_rate,
+            audio_channels: self.audio_channels,
+            audio_wait: self.audio_wait,
             list_devices: false,
             log_format,
             backoff_initial: self.reconnect_initial.0,

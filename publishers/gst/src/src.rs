@@ -340,7 +340,7 @@ impl FramebusSrc {
                 .then(|| Duration::from_secs(u64::from(settings.attach_timeout))),
             shm_dir: settings.shm_dir.clone().map(Into::into),
         };
-        Reader::attach(&bus, opts).map_err(|e| {
+        let reader = Reader::attach(&bus, opts).map_err(|e| {
             let kind = match e {
                 AttachError::Name(_) => gst::ResourceError::Settings,
                 AttachError::NotFound { .. }
@@ -349,7 +349,17 @@ impl FramebusSrc {
                 _ => gst::ResourceError::OpenRead,
             };
             gst::error_msg!(kind, ("{e}"))
-        })
+        })?;
+        if reader.spec().format.is_audio() {
+            return Err(gst::error_msg!(
+                gst::ResourceError::Settings,
+                (
+                    "bus {bus:?} carries audio ({}); framebussrc reads video buses",
+                    reader.spec().format
+                )
+            ));
+        }
+        Ok(reader)
     }
 
     /// Sets the caps for `spec` unless they already describe it.

@@ -177,7 +177,7 @@ fn min_geometry(format: Pixel, width: u32, height: u32) -> Option<Vec<(usize, us
     })
 }
 
-/// The swscale pixel format of a bus format (`None`: compressed).
+/// The swscale pixel format of a bus format (`None`: compressed or audio).
 pub fn av_pixel(f: PixelFormat) -> Option<Pixel> {
     Some(match f {
         PixelFormat::Yuyv => Pixel::YUYV422,
@@ -187,7 +187,11 @@ pub fn av_pixel(f: PixelFormat) -> Option<Pixel> {
         PixelFormat::Rgb24 => Pixel::RGB24,
         PixelFormat::Bgr24 => Pixel::BGR24,
         PixelFormat::Gray8 => Pixel::GRAY8,
-        PixelFormat::Mjpeg | PixelFormat::H264 => return None,
+        PixelFormat::Mjpeg
+        | PixelFormat::H264
+        | PixelFormat::S16le
+        | PixelFormat::Opus
+        | PixelFormat::Aac => return None,
     })
 }
 
