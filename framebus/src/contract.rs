@@ -146,6 +146,49 @@ pub mod encoder {
     }
 }
 
+/// What the producer, `framebus-encoder` and the outputs agree on about a
+/// camera's sound (docs/audio.md): the names of its audio buses.
+pub mod audio {
+    /// The PCM bus of camera bus `bus`: `{bus}.audio`.
+    pub fn pcm_bus(bus: &str) -> String {
+        format!("{bus}.{PCM}")
+    }
+
+    /// The Opus bus of camera bus `bus`: `{bus}.opus` (one encode that
+    /// RTSP, WebRTC, HLS and the recorder all read).
+    pub fn opus_bus(bus: &str) -> String {
+        format!("{bus}.{OPUS}")
+    }
+
+    /// The suffix of a PCM bus.
+    pub const PCM: &str = "audio";
+    /// The suffix of an Opus bus.
+    pub const OPUS: &str = "opus";
+
+    /// The camera bus of a PCM or Opus bus name.
+    pub fn camera(name: &str) -> Option<&str> {
+        let (bus, suffix) = name.rsplit_once('.')?;
+        (matches!(suffix, PCM | OPUS) && !bus.is_empty()).then_some(bus)
+    }
+
+    /// The Opus sample rates (RFC 6716): an audio bus at another rate
+    /// cannot be encoded without resampling.
+    pub const OPUS_RATES: [u32; 5] = [8000, 12000, 16000, 24000, 48000];
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn names_round_trip() {
+            assert_eq!(super::pcm_bus("cam0"), "cam0.audio");
+            assert_eq!(super::opus_bus("cam0"), "cam0.opus");
+            assert_eq!(super::camera("cam0.opus"), Some("cam0"));
+            assert_eq!(super::camera("a.b.audio"), Some("a.b"));
+            assert_eq!(super::camera("cam0.h264.high"), None);
+            assert_eq!(super::camera(".opus"), None);
+        }
+    }
+}
+
 /// How the supervisor asks a publisher whether it is alive.
 pub mod health {
     /// HTTP publishers answer `GET` on this path (200 healthy, 503 when a

@@ -281,6 +281,8 @@ fn inspect(name: &str, path: &Path) -> Result<BusInfo, StatError> {
     if v.spec.format.is_audio() {
         info.sample_rate = v.spec.sample_rate();
         info.channels = v.spec.channels();
+    }
+    if v.spec.format == crate::PixelFormat::S16le {
         info.audio_peak_dbfs = Some(dbfs(live.audio_peak.load(Relaxed)));
         info.audio_rms_dbfs = Some(dbfs(live.audio_rms.load(Relaxed)));
     }

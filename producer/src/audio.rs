@@ -52,11 +52,6 @@ impl AudioKind {
     }
 }
 
-/// The audio bus's name for camera bus `bus`.
-pub fn bus_name(bus: &str) -> String {
-    format!("{bus}.audio")
-}
-
 /// The spec of an audio bus: 16-bit PCM in [`CHUNK_MS`] chunks.
 pub fn spec(rate: u32, channels: u32) -> Result<FrameSpec, String> {
     if !rate.is_multiple_of(1000 / CHUNK_MS) {

@@ -224,7 +224,7 @@ fn start_audio(
         ))
     })?;
     let spec = audio::spec(cli.audio_rate, cli.audio_channels).map_err(Fatal::Config)?;
-    let name = audio::bus_name(&cli.bus);
+    let name = framebus::contract::audio::pcm_bus(&cli.bus);
     let opts = WriterOptions {
         // One second of chunks: a slow reader catches up in order.
         slots: 50,

@@ -4,6 +4,8 @@
 //!
 //! Run with: `framebus-encoder --bus cam0 --profile high=1280x720@30,bitrate=2M,gop=60`
 //! (`framebus-encoder --list`: which H.264 encoders open here, and why not).
+//! A microphone: `framebus-encoder --bus cam0.audio --opus` writes
+//! `cam0.opus` (`framebus_publishers::encoder::opus`, docs/audio.md).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -52,6 +54,13 @@ struct Args {
     /// behind (no load adaptation).
     #[arg(long)]
     no_adapt: bool,
+    /// Encode the PCM bus `--bus` (`cam0.audio`) to Opus, into `--out`
+    /// (default `cam0.opus`), instead of H.264.
+    #[arg(long)]
+    opus: bool,
+    /// Opus bit rate, bits per second.
+    #[arg(long, default_value_t = 64_000)]
+    opus_bitrate: u64,
 }
 
 /// `--list`: one line per encoder, in the order `--encoder auto` tries
@@ -81,12 +90,71 @@ fn list() -> ExitCode {
     }
 }
 
+/// `--opus`: one Opus encode of a microphone's PCM bus.
+fn opus(args: Args) -> ExitCode {
+    let out = match args.out {
+        Some(o) => o,
+        None => match framebus::contract::audio::camera(&args.bus) {
+            Some(cam) => framebus::contract::audio::opus_bus(cam),
+            None => {
+                return failure(
+                    PROGRAM,
+                    format!(
+                        "--opus: {:?} is not a microphone's bus (<camera>.audio); give --out",
+                        args.bus
+                    ),
+                )
+            }
+        },
+    };
+    let cfg = encoder::opus::OpusConfig {
+        bus: args.bus,
+        out,
+        bitrate: args.opus_bitrate,
+        shm_dir: args.shm_dir,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let worker = std::thread::spawn(move || encoder::opus::run(&cfg, &flag));
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return failure(PROGRAM, format!("cannot start the runtime: {e}")),
+    };
+    rt.block_on(async {
+        let mut signals = match StopSignals::install() {
+            Ok(s) => s,
+            Err(e) => return failure(PROGRAM, e),
+        };
+        let done = tokio::task::spawn_blocking(move || worker.join());
+        tokio::pin!(done);
+        let result = tokio::select! {
+            which = signals.recv() => {
+                tracing::info!(signal = %which, "stopping");
+                stop.store(true, Ordering::Relaxed);
+                done.await
+            }
+            r = &mut done => r,
+        };
+        match result {
+            Ok(Ok(Ok(()))) => ExitCode::SUCCESS,
+            Ok(Ok(Err(e))) => failure(PROGRAM, e),
+            _ => failure(PROGRAM, "the Opus encoder thread panicked"),
+        }
+    })
+}
+
 fn main() -> ExitCode {
     init_logging();
     let args: Args = parse_args();
     ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Warning);
     if args.list {
         return list();
+    }
+    if args.opus {
+        return opus(args);
     }
     let cfg = EncodeConfig {
         out: args

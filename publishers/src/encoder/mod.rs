@@ -55,6 +55,7 @@ use clock::FrameClock;
 pub mod adapt;
 pub mod clock;
 pub mod codec;
+pub mod opus;
 pub mod profile;
 
 pub use codec::{
