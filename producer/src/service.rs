@@ -411,6 +411,34 @@ fn plan_children(config: &Config, policy: Policy) -> Result<Vec<Child>, Fatal> {
              using the default encoder `high` (1920x1080@30, 4 Mbit/s, GOP 60) for every camera"
         );
     }
+    // One Opus encode per microphone (docs/audio.md), read by every output.
+    let microphones: Vec<&str> = config
+        .cameras
+        .iter()
+        .filter(|c| c.audio.is_some())
+        .map(|c| c.bus.get_ref().as_str())
+        .collect();
+    if !microphones.is_empty() {
+        let program = next_to_us("encoder", "")?;
+        for bus in microphones {
+            let (pcm, opus) = (
+                framebus::contract::audio::pcm_bus(bus),
+                framebus::contract::audio::opus_bus(bus),
+            );
+            out.push(child(
+                "encoder",
+                format!("encoder {opus}"),
+                program.clone(),
+                vec!["--bus".into(), pcm.clone(), "--opus".into()],
+                Vec::new(),
+                Ready::EncodedBus {
+                    raw: pcm,
+                    out: opus,
+                },
+                false,
+            ));
+        }
+    }
     if !jobs.is_empty() {
         let program = next_to_us("encoder", "")?;
         for job in &jobs {

@@ -6,7 +6,8 @@
 //! flags. [`whep_play_with`] adds network options ([`WhepExtra`]):
 //! Chromium in a network namespace, TURN servers and relay-only ICE, stats
 //! sampled over time, an early stop. [`video_play`] plays an MP4 file (a
-//! recording) in a plain `<video>` element (`video.mjs`).
+//! recording) in a plain `<video>` element (`video.mjs`). With
+//! [`WhepPlay::audio`] the viewers also receive audio and report it.
 //!
 //! Needs `node`, `/usr/bin/chromium` (or `$CHROMIUM`) and the driver's
 //! `node_modules` (`make node-deps`); each missing piece panics saying how
@@ -51,6 +52,9 @@ pub struct WhepPlay {
     pub auth: Auth,
     /// Decode the time code of viewer 0's frames (latency).
     pub timecode: bool,
+    /// Also offer receive-only audio (`--audio`): [`Viewer::audio`],
+    /// [`Viewer::answer_audio`], [`Viewer::track_kinds`].
+    pub audio: bool,
 }
 
 impl WhepPlay {
@@ -62,6 +66,7 @@ impl WhepPlay {
             viewers: 1,
             auth: Auth::None,
             timecode: false,
+            audio: false,
         }
     }
 }
@@ -161,6 +166,55 @@ pub struct Inbound {
     pub codec: Option<String>,
     /// The codec's `sdpFmtpLine`.
     pub sdp_fmtp_line: Option<String>,
+}
+
+/// Inbound audio of one peer connection, from `getStats()` (`--audio`).
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct AudioInbound {
+    /// `packetsReceived`.
+    pub packets_received: Option<u64>,
+    /// `packetsLost`.
+    pub packets_lost: Option<i64>,
+    /// `totalSamplesReceived`.
+    pub total_samples_received: Option<u64>,
+    /// `concealedSamples`.
+    pub concealed_samples: Option<u64>,
+    /// `silentConcealedSamples`.
+    pub silent_concealed_samples: Option<u64>,
+    /// `concealmentEvents`.
+    pub concealment_events: Option<u64>,
+    /// `audioLevel` at the end (0..1).
+    pub audio_level: Option<f64>,
+    /// `totalAudioEnergy`.
+    pub total_audio_energy: Option<f64>,
+    /// `totalSamplesDuration`, seconds.
+    pub total_samples_duration_s: Option<f64>,
+    /// Mean jitter buffer delay, ms.
+    pub jitter_buffer_ms: Option<f64>,
+    /// The codec's `mimeType`, `audio/opus`.
+    pub codec: Option<String>,
+    /// The codec's `clockRate`.
+    pub clock_rate: Option<u32>,
+    /// The codec's `channels`.
+    pub channels: Option<u32>,
+    /// The codec's `sdpFmtpLine`.
+    pub sdp_fmtp_line: Option<String>,
+    /// The largest `audioLevel` of the samples taken every 100 ms.
+    pub audio_level_max: Option<f64>,
+    /// How many such samples had a level.
+    #[serde(default)]
+    pub audio_level_samples: u64,
+}
+
+/// A media line of the answer as the driver read it (`--audio`).
+#[derive(Clone, Debug, Deserialize)]
+pub struct AnswerMedia {
+    /// Its port: 0 when refused.
+    pub port: u32,
+    /// `sendonly`, `sendrecv`, `recvonly`, `inactive`.
+    pub direction: Option<String>,
+    /// Its `a=rtpmap` encodings, `opus/48000/2`.
+    pub codecs: Vec<String>,
 }
 
 /// Stats of one peer connection.
@@ -282,6 +336,20 @@ pub struct Viewer {
     /// The candidates of the answer (`candidate:...`, WHEP only).
     #[serde(default)]
     pub answer_candidates: Option<Vec<String>>,
+    /// With [`WhepPlay::audio`]: the kind of every track the peer
+    /// connection received (`ontrack`).
+    #[serde(default)]
+    pub track_kinds: Option<Vec<String>>,
+    /// With [`WhepPlay::audio`]: the answer's audio line (`None`: it had
+    /// none).
+    #[serde(default)]
+    pub answer_audio: Option<AnswerMedia>,
+    /// With [`WhepPlay::audio`]: the inbound audio (`None`: no audio RTP).
+    #[serde(default)]
+    pub audio: Option<AudioInbound>,
+    /// The audio element's `play()` failed.
+    #[serde(default)]
+    pub audio_play_error: Option<String>,
     /// Stats over time ([`WhepExtra::sample_ms`]).
     #[serde(default)]
     pub samples: Option<Vec<Sample>>,
@@ -393,6 +461,9 @@ pub fn whep_play_with(opts: &WhepPlay, extra: &WhepExtra) -> PlayReport {
     }
     if opts.timecode {
         args.push("--timecode".to_string());
+    }
+    if opts.audio {
+        args.push("--audio".to_string());
     }
     if let Some(ms) = extra.sample_ms {
         args.extend(["--sample-ms".to_string(), ms.to_string()]);

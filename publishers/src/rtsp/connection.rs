@@ -6,8 +6,11 @@
 //! reader resynchronises after the bad message's blank line, so the
 //! connection lives on. The connection task owns the socket's write half
 //! and interleaves responses with TCP media. A connection carries at most
-//! one session (one track); the session ends with TEARDOWN, with the
-//! connection, or when no request or RTCP arrives for the session timeout.
+//! one session, of one or two tracks: the video (`trackID=0`) and, for a
+//! camera with a microphone, its Opus sound (`trackID=1`, docs/audio.md),
+//! each with its own transport; PLAY starts both. The session ends with
+//! TEARDOWN, with the connection, or when no request or RTCP arrives for
+//! the session timeout.
 //!
 //! When the server shuts down (SIGTERM/SIGINT), a playing session gets an
 //! RTCP sender report and BYE (on its interleaved RTCP channel, or from the
@@ -32,7 +35,7 @@ use super::config::Config;
 use super::metrics::add;
 use super::sdp;
 use super::session::{interleave, udp_sender, RtpState, UdpDest, UdpPair, SR_INTERVAL};
-use super::stream::{random_u64, AccessUnit, ClientSlot, StreamError, Streams};
+use super::stream::{random_u64, AccessUnit, ClientSlot, Stream, StreamError, Streams};
 use super::wire::{Framer, Incoming};
 use crate::common::shutdown::stopped;
 
@@ -59,8 +62,14 @@ enum Transport_ {
     },
 }
 
-struct Session {
-    id: String,
+/// The video track's index in [`Session::tracks`] (`trackID=0`).
+const VIDEO: usize = 0;
+/// The audio track's index (`trackID=1`).
+const AUDIO: usize = 1;
+
+/// One track of a session: its claim on the stream, its transport and its
+/// delivery while playing.
+struct Track {
     slot: ClientSlot,
     transport: Transport_,
     /// TCP: the subscription and per-client state while playing.
@@ -69,11 +78,69 @@ struct Session {
     udp_task: Option<JoinHandle<()>>,
 }
 
-impl Drop for Session {
+impl Track {
+    fn playing(&self) -> bool {
+        self.tcp_play.is_some() || self.udp_task.is_some()
+    }
+
+    fn pause(&mut self) {
+        self.tcp_play = None;
+        if let Some(t) = self.udp_task.take() {
+            t.abort();
+        }
+    }
+
+    /// The parts the TCP loop polls, while playing over TCP.
+    fn tcp(&mut self) -> Option<TcpPlay<'_>> {
+        let Transport_::Tcp { rtp_channel } = self.transport else {
+            return None;
+        };
+        let stream = Arc::clone(self.slot.stream());
+        let (rx, state) = self.tcp_play.as_mut()?;
+        Some(TcpPlay {
+            rx,
+            state,
+            channel: rtp_channel,
+            stream,
+        })
+    }
+}
+
+impl Drop for Track {
     fn drop(&mut self) {
         if let Some(t) = self.udp_task.take() {
             t.abort();
         }
+    }
+}
+
+/// A track playing over TCP, as the connection loop polls it.
+struct TcpPlay<'a> {
+    rx: &'a mut broadcast::Receiver<Arc<AccessUnit>>,
+    state: &'a mut RtpState,
+    channel: u8,
+    stream: Arc<Stream>,
+}
+
+/// The next access unit of a TCP track; never, without one.
+async fn next_tcp(t: &mut Option<TcpPlay<'_>>) -> Option<Arc<AccessUnit>> {
+    match t {
+        Some(p) => p.state.next_au(p.rx, &p.stream).await,
+        None => std::future::pending().await,
+    }
+}
+
+struct Session {
+    id: String,
+    /// [`VIDEO`] and [`AUDIO`].
+    tracks: [Option<Track>; 2],
+}
+
+impl Session {
+    /// The stream the session shows (its video's, or its sound's when only
+    /// that was set up).
+    fn stream(&self) -> Option<&Arc<Stream>> {
+        self.tracks.iter().flatten().next().map(|t| t.slot.stream())
     }
 }
 
@@ -180,58 +247,49 @@ impl Conn {
         let mut sr = tokio::time::interval(SR_INTERVAL);
         let mut buf = Vec::with_capacity(64 * 1024);
         loop {
-            let tcp_play = self.session.as_mut().and_then(|s| {
-                let Transport_::Tcp { rtp_channel } = s.transport else {
-                    return None;
-                };
-                let stream = Arc::clone(s.slot.stream());
-                s.tcp_play.as_mut().map(|p| (p, rtp_channel, stream))
-            });
-            let result = match tcp_play {
-                Some(((rx_au, state), channel, stream)) => {
-                    tokio::select! {
-                        _ = stopped(&mut stop) => Err(Close::Shutdown),
-                        m = rx.recv() => self.on_incoming(m).await,
-                        au = state.next_au(rx_au, &stream) => {
-                            match au {
-                                Some(au) => {
-                                    buf.clear();
-                                    interleave(state, &au, channel, &mut buf);
-                                    let r = write_timeout(&mut self.wr, &buf).await;
-                                    match r {
-                                        Ok(()) => stream.metrics().sent(au.packets.len(), buf.len()),
-                                        Err(Close::Stalled) => add(&stream.metrics().stalled_disconnects, 1),
-                                        Err(Close::Io | Close::Shutdown) => {}
-                                    }
-                                    r
-                                }
-                                None => Err(Close::Io),
+            let (mut video, mut audio) = match self.session.as_mut() {
+                Some(sess) => {
+                    let [v, a] = &mut sess.tracks;
+                    (
+                        v.as_mut().and_then(Track::tcp),
+                        a.as_mut().and_then(Track::tcp),
+                    )
+                }
+                None => (None, None),
+            };
+            let result = if video.is_some() || audio.is_some() {
+                tokio::select! {
+                    _ = stopped(&mut stop) => Err(Close::Shutdown),
+                    m = rx.recv() => self.on_incoming(m).await,
+                    au = next_tcp(&mut video) => {
+                        let play = video.as_mut().expect("polled only when playing");
+                        deliver(&mut self.wr, play, au, &mut buf).await
+                    }
+                    au = next_tcp(&mut audio) => {
+                        let play = audio.as_mut().expect("polled only when playing");
+                        deliver(&mut self.wr, play, au, &mut buf).await
+                    }
+                    _ = sr.tick() => {
+                        let mut r = Ok(());
+                        for play in [&video, &audio].into_iter().flatten() {
+                            if r.is_ok() && play.state.packets > 0 {
+                                let report = play.state.sender_report(&play.stream);
+                                buf.clear();
+                                frame_rtcp(play.channel, &report, &mut buf);
+                                r = write_timeout(&mut self.wr, &buf).await;
                             }
                         }
-                        _ = sr.tick() => {
-                            if state.packets > 0 {
-                                let report = state.sender_report(&stream);
-                                buf.clear();
-                                buf.push(b'$');
-                                buf.push(channel + 1);
-                                buf.extend_from_slice(&(report.len() as u16).to_be_bytes());
-                                buf.extend_from_slice(&report);
-                                match write_timeout(&mut self.wr, &buf).await {
-                                    Ok(()) => self.check_expiry(),
-                                    Err(e) => Err(e),
-                                }
-                            } else {
-                                self.check_expiry()
-                            }
+                        match r {
+                            Ok(()) => self.check_expiry(),
+                            Err(e) => Err(e),
                         }
                     }
                 }
-                None => {
-                    tokio::select! {
-                        _ = stopped(&mut stop) => Err(Close::Shutdown),
-                        m = rx.recv() => self.on_incoming(m).await,
-                        _ = sr.tick() => self.check_expiry(),
-                    }
+            } else {
+                tokio::select! {
+                    _ = stopped(&mut stop) => Err(Close::Shutdown),
+                    m = rx.recv() => self.on_incoming(m).await,
+                    _ = sr.tick() => self.check_expiry(),
                 }
             };
             if let Err(why) = result {
@@ -245,20 +303,20 @@ impl Conn {
     /// bounded by [`GOODBYE_TIMEOUT`].
     async fn goodbye(&mut self) {
         let Conn { session, wr, .. } = self;
-        if let Some(s) = session {
-            if let (Transport_::Tcp { rtp_channel }, Some((_, state))) = (&s.transport, &s.tcp_play)
+        for t in session
+            .iter_mut()
+            .flat_map(|s| s.tracks.iter_mut().flatten())
+        {
+            if let (Transport_::Tcp { rtp_channel }, Some((_, state))) = (&t.transport, &t.tcp_play)
             {
-                let report = state.goodbye(s.slot.stream());
+                let report = state.goodbye(t.slot.stream());
                 let mut buf = Vec::with_capacity(4 + report.len());
-                buf.push(b'$');
-                buf.push(rtp_channel + 1);
-                buf.extend_from_slice(&(report.len() as u16).to_be_bytes());
-                buf.extend_from_slice(&report);
+                frame_rtcp(*rtp_channel, &report, &mut buf);
                 let _ = tokio::time::timeout(GOODBYE_TIMEOUT, wr.write_all(&buf)).await;
             }
             // The UDP sender sees the same stop, sends its BYE and returns.
-            if let Some(t) = s.udp_task.take() {
-                let _ = tokio::time::timeout(GOODBYE_TIMEOUT, t).await;
+            if let Some(task) = t.udp_task.take() {
+                let _ = tokio::time::timeout(GOODBYE_TIMEOUT, task).await;
             }
         }
         let _ = tokio::time::timeout(GOODBYE_TIMEOUT, wr.shutdown()).await;
@@ -324,15 +382,28 @@ impl Conn {
         self.reply(req, status).build(Vec::new())
     }
 
-    /// The stream path of a request URL `rtsp://host/{path}[/trackID=0]`.
+    /// The stream path of a request URL `rtsp://host/{path}[/trackID=N]`.
     fn target(req: &Request<Vec<u8>>) -> Option<String> {
+        Self::target_track(req).map(|(path, _)| path)
+    }
+
+    /// The stream path and the track ([`VIDEO`] unless the URL ends in
+    /// `trackID=1`) of a request URL.
+    fn target_track(req: &Request<Vec<u8>>) -> Option<(String, usize)> {
         let url = req.request_uri()?;
         let path = url.path().trim_matches('/');
-        let path = match path.rsplit_once('/') {
-            Some((stream, track)) if track.starts_with("trackID=") => stream,
-            _ => path,
+        let (path, track) = match path.rsplit_once('/') {
+            Some((stream, track)) if track.starts_with("trackID=") => (
+                stream,
+                if track == sdp::AUDIO_TRACK {
+                    AUDIO
+                } else {
+                    VIDEO
+                },
+            ),
+            _ => (path, VIDEO),
         };
-        (!path.is_empty()).then(|| path.to_string())
+        (!path.is_empty()).then(|| (path.to_string(), track))
     }
 
     fn stream_error(&self, req: &Request<Vec<u8>>, e: &StreamError) -> Response<Vec<u8>> {
@@ -381,10 +452,7 @@ impl Conn {
                     return self.error(req, StatusCode::SessionNotFound);
                 }
                 if let Some(s) = &mut self.session {
-                    s.tcp_play = None;
-                    if let Some(t) = s.udp_task.take() {
-                        t.abort();
-                    }
+                    s.tracks.iter_mut().flatten().for_each(Track::pause);
                 }
                 self.error(req, StatusCode::Ok)
             }
@@ -430,7 +498,11 @@ impl Conn {
             .local
             .map(|a| a.ip().to_string())
             .unwrap_or_else(|| "0.0.0.0".into());
-        let body = sdp::describe(&params, random_u64() >> 1, &ip, &stream.path);
+        let audio = self
+            .streams
+            .audio_of(&stream.path)
+            .map(|(_, info)| info.channels);
+        let body = sdp::describe(&params, audio, random_u64() >> 1, &ip, &stream.path);
         let base = match req.request_uri() {
             Some(u) => {
                 let s = u.as_str();
@@ -449,7 +521,7 @@ impl Conn {
     }
 
     async fn setup(&mut self, req: &Request<Vec<u8>>) -> Response<Vec<u8>> {
-        let Some(path) = Self::target(req) else {
+        let Some((path, track)) = Self::target_track(req) else {
             return self.error(req, StatusCode::NotFound);
         };
         if req.header(&headers::SESSION).is_some() && !self.session_matches(req) {
@@ -495,11 +567,30 @@ impl Conn {
             Ok(s) => s,
             Err(e) => return self.stream_error(req, &e),
         };
-        let reuse = match &self.session {
-            Some(sess) if Arc::ptr_eq(sess.slot.stream(), &stream) => true,
-            Some(_) => return self.error(req, StatusCode::AggregateOperationNotAllowed),
-            None => false,
+        // The session shows one camera: its video, and its sound.
+        let same_camera = |sess: &Session| match &sess.tracks[VIDEO] {
+            Some(v) => Arc::ptr_eq(v.slot.stream(), &stream),
+            None => sess.stream().is_some_and(|a| {
+                self.streams
+                    .audio_of(&path)
+                    .is_some_and(|(s, _)| Arc::ptr_eq(&s, a))
+            }),
         };
+        if self.session.as_ref().is_some_and(|sess| !same_camera(sess)) {
+            return self.error(req, StatusCode::AggregateOperationNotAllowed);
+        }
+        let stream = if track == AUDIO {
+            match self.streams.audio_of(&path) {
+                Some((s, _)) => s,
+                None => return self.error(req, StatusCode::NotFound),
+            }
+        } else {
+            stream
+        };
+        let reuse = self
+            .session
+            .as_ref()
+            .is_some_and(|sess| sess.tracks[track].is_some());
         let (transport, header) = if tcp {
             (
                 Transport_::Tcp {
@@ -541,28 +632,29 @@ impl Conn {
             )
         };
         if reuse {
-            // Re-SETUP of our own session keeps its slot and id.
-            if let Some(sess) = &mut self.session {
-                sess.tcp_play = None;
-                if let Some(t) = sess.udp_task.take() {
-                    t.abort();
-                }
-                sess.transport = transport;
+            // Re-SETUP of our own track keeps its slot.
+            if let Some(t) = self.session.as_mut().and_then(|s| s.tracks[track].as_mut()) {
+                t.pause();
+                t.transport = transport;
             }
         } else {
             let slot = match stream.join() {
                 Ok(slot) => slot,
                 Err(e) => return self.stream_error(req, &e),
             };
-            self.session = Some(Session {
-                id: format!("{:016X}", random_u64()),
+            let t = Track {
                 slot,
                 transport,
                 tcp_play: None,
                 udp_task: None,
+            };
+            let sess = self.session.get_or_insert_with(|| Session {
+                id: format!("{:016X}", random_u64()),
+                tracks: [None, None],
             });
+            sess.tracks[track] = Some(t);
         }
-        tracing::info!(peer = ?self.peer, stream = %stream.path, tcp, clients = stream.clients(), "setup");
+        tracing::info!(peer = ?self.peer, stream = %stream.path, track, tcp, clients = stream.clients(), "setup");
         self.reply(req, StatusCode::Ok)
             .header(headers::TRANSPORT, header)
             .build(Vec::new())
@@ -583,29 +675,47 @@ impl Conn {
         let activity = Arc::clone(&self.activity);
         let epoch = self.epoch;
         let stop = self.stop.clone();
-        let Some(stream) = self.session.as_ref().map(|s| Arc::clone(s.slot.stream())) else {
+        let Some(sess) = self.session.as_ref() else {
             return self.error(req, StatusCode::SessionNotFound);
         };
-        let playing = self
-            .session
-            .as_ref()
-            .is_some_and(|s| s.tcp_play.is_some() || s.udp_task.is_some());
-        let mut rtp_info = None;
-        if !playing {
+        let streams: Vec<(usize, Arc<Stream>)> = sess
+            .tracks
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| {
+                t.as_ref()
+                    .filter(|t| !t.playing())
+                    .map(|t| (i, Arc::clone(t.slot.stream())))
+            })
+            .collect();
+        // The video's start point first: the sound's RTP-Info names the
+        // instant of the video's first frame, so both tracks start at the
+        // same npt (players line them up by it, and by the sender reports).
+        let mut rtp_info = Vec::new();
+        let mut video_start = None;
+        for (track, stream) in streams {
             let first_seq = random_u64() as u16;
             let (state, rx) = RtpState::new(first_seq, stream.start().await);
-            rtp_info = Some((first_seq, state.first_rtp_ts()));
-            let Some(s) = self.session.as_mut() else {
+            let rtptime = if track == VIDEO {
+                video_start = state.first_mono();
+                state.first_rtp_ts()
+            } else {
+                video_start
+                    .map(|mono| stream.rtp_ts(mono))
+                    .or_else(|| state.first_rtp_ts())
+            };
+            rtp_info.push((track, first_seq, rtptime));
+            let Some(t) = self.session.as_mut().and_then(|s| s.tracks[track].as_mut()) else {
                 return self.error(req, StatusCode::SessionNotFound);
             };
-            match &s.transport {
-                Transport_::Tcp { .. } => s.tcp_play = Some((rx, state)),
+            match &t.transport {
+                Transport_::Tcp { .. } => t.tcp_play = Some((rx, state)),
                 Transport_::Udp {
                     pair,
                     rtp_dest,
                     rtcp_dest,
                 } => {
-                    s.udp_task = Some(tokio::spawn(udp_sender(
+                    t.udp_task = Some(tokio::spawn(udp_sender(
                         Arc::clone(&stream),
                         rx,
                         state,
@@ -614,28 +724,70 @@ impl Conn {
                             rtp: *rtp_dest,
                             rtcp: *rtcp_dest,
                         },
-                        activity,
+                        Arc::clone(&activity),
                         epoch,
-                        stop,
+                        stop.clone(),
                     )));
                 }
             }
         }
         let base = url.trim_end_matches('/');
+        // PLAY on a track's own URL: `base` names that track already.
+        let base = base
+            .rsplit_once('/')
+            .filter(|(_, last)| last.starts_with("trackID="))
+            .map_or(base, |(b, _)| b);
         let mut b = self
             .reply(req, StatusCode::Ok)
             .header(headers::RANGE, "npt=0.000-");
-        if let Some((seq, rtptime)) = rtp_info {
+        if !rtp_info.is_empty() {
             // Without a known first timestamp (no keyframe within
             // KEYFRAME_WAIT), `rtptime` is left out rather than guessed.
-            let rtptime = rtptime.map_or_else(String::new, |t| format!(";rtptime={t}"));
-            b = b.header(
-                headers::RTP_INFO,
-                format!("url={base}/trackID=0;seq={seq}{rtptime}"),
-            );
+            let info: Vec<String> = rtp_info
+                .iter()
+                .map(|(track, seq, rtptime)| {
+                    let id = if *track == AUDIO {
+                        sdp::AUDIO_TRACK
+                    } else {
+                        sdp::VIDEO_TRACK
+                    };
+                    let rtptime = rtptime.map_or_else(String::new, |t| format!(";rtptime={t}"));
+                    format!("url={base}/{id};seq={seq}{rtptime}")
+                })
+                .collect();
+            b = b.header(headers::RTP_INFO, info.join(","));
         }
         b.build(Vec::new())
     }
+}
+
+/// Sends one access unit of a TCP track (interleaved), counting it.
+async fn deliver(
+    wr: &mut OwnedWriteHalf,
+    play: &mut TcpPlay<'_>,
+    au: Option<Arc<AccessUnit>>,
+    buf: &mut Vec<u8>,
+) -> Result<(), Close> {
+    let Some(au) = au else {
+        return Err(Close::Io);
+    };
+    buf.clear();
+    interleave(play.state, &au, play.channel, buf);
+    let r = write_timeout(wr, buf).await;
+    match r {
+        Ok(()) => play.stream.metrics().sent(au.packets.len(), buf.len()),
+        Err(Close::Stalled) => add(&play.stream.metrics().stalled_disconnects, 1),
+        Err(Close::Io | Close::Shutdown) => {}
+    }
+    r
+}
+
+/// Frames an RTCP packet on the interleaved channel after `rtp_channel`.
+fn frame_rtcp(rtp_channel: u8, report: &[u8], buf: &mut Vec<u8>) {
+    buf.push(b'$');
+    buf.push(rtp_channel + 1);
+    buf.extend_from_slice(&(report.len() as u16).to_be_bytes());
+    buf.extend_from_slice(report);
 }
 
 /// A response builder with RFC 2326's reason phrase (rtsp-types writes

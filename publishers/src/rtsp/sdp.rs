@@ -1,14 +1,26 @@
 //! The SDP answer to DESCRIBE (RFC 8866, H.264 parameters from RFC 6184
-//! §8.1), built with `sdp-types`.
+//! §8.1, Opus from RFC 7587 §7), built with `sdp-types`.
 
 use base64::Engine as _;
 use sdp_types::{Attribute, Connection, Media, Origin, Session, Time};
 
-use super::stream::StreamParams;
+use super::stream::{StreamParams, OPUS_PT};
 
-/// The SDP for one H.264 stream; the media control URL is `trackID=0`
-/// relative to the content base.
-pub fn describe(params: &StreamParams, session_id: u64, server_ip: &str, path: &str) -> Vec<u8> {
+/// The control URL (relative to the content base) of the video track.
+pub const VIDEO_TRACK: &str = "trackID=0";
+/// The control URL of the audio track.
+pub const AUDIO_TRACK: &str = "trackID=1";
+
+/// The SDP for one H.264 stream, and the camera's Opus track when
+/// `audio_channels` is given; the media control URLs are [`VIDEO_TRACK`]
+/// and [`AUDIO_TRACK`] relative to the content base.
+pub fn describe(
+    params: &StreamParams,
+    audio_channels: Option<u32>,
+    session_id: u64,
+    server_ip: &str,
+    path: &str,
+) -> Vec<u8> {
     let b64 = base64::engine::general_purpose::STANDARD;
     let profile_level_id = params
         .sps
@@ -79,10 +91,37 @@ pub fn describe(params: &StreamParams, session_id: u64, server_ip: &str, path: &
                     Some(format!("96 {}-{}", params.width, params.height)),
                 ),
                 attr("framerate", Some(params.fps.to_string())),
-                attr("control", Some("trackID=0".to_string())),
+                attr("control", Some(VIDEO_TRACK.to_string())),
             ],
         }],
     };
+    let mut session = session;
+    if let Some(channels) = audio_channels {
+        // RFC 7587 §7: the rtpmap always says 48000/2; whether the sender
+        // sends stereo is `sprop-stereo`.
+        session.medias.push(Media {
+            media: "audio".to_string(),
+            port: 0,
+            num_ports: None,
+            proto: "RTP/AVP".to_string(),
+            fmt: OPUS_PT.to_string(),
+            media_title: None,
+            connections: vec![],
+            bandwidths: vec![],
+            key: None,
+            attributes: vec![
+                attr("rtpmap", Some(format!("{OPUS_PT} opus/48000/2"))),
+                attr(
+                    "fmtp",
+                    Some(format!(
+                        "{OPUS_PT} sprop-stereo={}",
+                        u8::from(channels == 2)
+                    )),
+                ),
+                attr("control", Some(AUDIO_TRACK.to_string())),
+            ],
+        });
+    }
     let mut out = Vec::new();
     session
         .write(&mut out)
@@ -103,7 +142,14 @@ mod tests {
             height: 360,
             fps: 30,
         };
-        let sdp = String::from_utf8(describe(&p, 42, "127.0.0.1", "cam0/high")).unwrap();
+        let sdp = String::from_utf8(describe(&p, None, 42, "127.0.0.1", "cam0/high")).unwrap();
+        assert!(!sdp.contains("m=audio"), "{sdp}");
+        let av = String::from_utf8(describe(&p, Some(1), 42, "127.0.0.1", "cam0/high")).unwrap();
+        assert!(av.contains("m=audio 0 RTP/AVP 97\r\n"), "{av}");
+        assert!(av.contains("a=rtpmap:97 opus/48000/2\r\n"), "{av}");
+        assert!(av.contains("a=fmtp:97 sprop-stereo=0\r\n"), "{av}");
+        assert!(av.contains("a=control:trackID=1\r\n"), "{av}");
+        sdp_types::Session::parse(av.as_bytes()).unwrap();
         assert!(sdp.starts_with("v=0\r\n"), "{sdp}");
         assert!(sdp.contains("m=video 0 RTP/AVP 96\r\n"), "{sdp}");
         assert!(sdp.contains("a=rtpmap:96 H264/90000\r\n"), "{sdp}");

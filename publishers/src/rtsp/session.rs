@@ -119,6 +119,15 @@ impl RtpState {
         self.backlog.front().filter(|au| au.key).map(|au| au.rtp_ts)
     }
 
+    /// The capture time (CLOCK_MONOTONIC ns) of the first access unit this
+    /// client gets, when known.
+    pub fn first_mono(&self) -> Option<u64> {
+        self.backlog
+            .front()
+            .filter(|au| au.key)
+            .map(|au| au.mono_ns)
+    }
+
     /// Receives the next access unit this client should send, handling
     /// lag (skip to the next IDR and ask for one).
     pub async fn next_au(

@@ -24,6 +24,13 @@
 //! bus's time base, converted to 90 kHz) plus a random offset; RTCP sender
 //! reports map wall-clock time onto the same clock through the newest
 //! access unit's (pts, capture time) pair.
+//!
+//! Sound (docs/audio.md): a camera's Opus bus (`{cam}.opus`) is a stream of
+//! its own, read the same way: each packet is one RTP packet (RFC 7587,
+//! payload type 97, 48 kHz clock) in an [`AccessUnit`] that is always a
+//! "keyframe", so joining, fan-out, lag and sender reports need nothing
+//! new. [`Streams::audio_of`] finds it for a video path; a session plays
+//! it as its second track.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -38,7 +45,7 @@ use tokio::sync::{broadcast, watch};
 use super::config::Config;
 use super::h264::Packetizer;
 use super::metrics::{add, StreamMetrics};
-use super::rtp::CLOCK_RATE;
+use super::rtp::{RtpHeader, CLOCK_RATE};
 use crate::common::demand::{JoinError, JoinKind, OnDemand, Ticket, Worker};
 use crate::encoder::encoded_bus_name;
 use crate::h264::{nal, nal_type, split_annex_b};
@@ -57,6 +64,11 @@ pub const KEYFRAME_WAIT: Duration = Duration::from_secs(1);
 /// The GOP cache holds at most this many access units (a bus whose
 /// keyframes are further apart is served from the next keyframe).
 const GOP_CACHE_MAX: usize = 600;
+
+/// The RTP payload type of the Opus track (dynamic).
+pub const OPUS_PT: u8 = 97;
+/// The RTP clock of Opus (RFC 7587 §4.1: always 48 kHz).
+pub const OPUS_CLOCK: u64 = 48_000;
 
 /// One packetized access unit.
 #[derive(Debug)]
@@ -86,7 +98,7 @@ pub struct StreamParams {
     pub width: u32,
     /// Encoded height.
     pub height: u32,
-    /// Nominal frame rate.
+    /// Nominal frame rate (an Opus stream: packets per second).
     pub fps: u32,
 }
 
@@ -106,7 +118,7 @@ pub enum StreamError {
         /// Why it cannot be read.
         why: String,
     },
-    /// The bus carries raw frames, not H.264.
+    /// The bus carries raw frames, not H.264 (or Opus).
     #[error("bus {0:?} carries {1}, not H.264: RTSP serves encoded buses")]
     NotEncoded(String, String),
     /// The stream has its maximum number of clients.
@@ -154,6 +166,8 @@ pub struct Stream {
     /// SSRC of the stream's RTP packets.
     pub ssrc: u32,
     ts_offset: u32,
+    /// The RTP clock: 90 kHz, or 48 kHz for an Opus stream.
+    clock_rate: u64,
     /// Counters for `/metrics` and `/api/v1/streams`.
     metrics: StreamMetrics,
 }
@@ -179,12 +193,17 @@ pub fn random_u64() -> u64 {
     std::hash::Hasher::finish(&h)
 }
 
-/// `pts` in `time_base` (num/den seconds) as 90 kHz ticks.
-fn to_90k(pts: u64, (num, den): (u32, u32)) -> u64 {
-    if (u64::from(num), u64::from(den)) == (1, CLOCK_RATE) || den == 0 {
+/// `pts` in `time_base` (num/den seconds) as ticks of a `rate` Hz clock.
+fn to_clock(pts: u64, (num, den): (u32, u32), rate: u64) -> u64 {
+    if (u64::from(num), u64::from(den)) == (1, rate) || den == 0 {
         return pts;
     }
-    (u128::from(pts) * u128::from(num) * u128::from(CLOCK_RATE) / u128::from(den)) as u64
+    (u128::from(pts) * u128::from(num) * u128::from(rate) / u128::from(den)) as u64
+}
+
+/// `pts` in `time_base` as 90 kHz ticks.
+fn to_90k(pts: u64, time_base: (u32, u32)) -> u64 {
+    to_clock(pts, time_base, CLOCK_RATE)
 }
 
 /// SPS and PPS among the NAL units of an access unit (or of an Annex B
@@ -196,7 +215,7 @@ fn parameter_sets(nals: &[&[u8]]) -> Option<(Vec<u8>, Vec<u8>)> {
 }
 
 impl Stream {
-    fn new(path: String, bus: String, config: Arc<Config>) -> Arc<Stream> {
+    fn new(path: String, bus: String, config: Arc<Config>, clock_rate: u64) -> Arc<Stream> {
         let (tx, _) = broadcast::channel(FANOUT_DEPTH);
         let (params, _) = watch::channel(None);
         let r = random_u64();
@@ -222,6 +241,7 @@ impl Stream {
             clock: Mutex::new(None),
             ssrc: r as u32,
             ts_offset: (r >> 32) as u32,
+            clock_rate,
             metrics: StreamMetrics::default(),
         })
     }
@@ -393,7 +413,12 @@ impl Stream {
         self.keyframe_wanted.store(true, Ordering::Relaxed);
     }
 
-    /// The RTP timestamp of 90 kHz ticks.
+    /// True for a camera's Opus stream.
+    pub fn is_audio(&self) -> bool {
+        self.clock_rate == OPUS_CLOCK
+    }
+
+    /// The RTP timestamp of ticks of the stream's clock.
     pub fn rtp_ts_of(&self, ticks: u64) -> u32 {
         (ticks as u32).wrapping_add(self.ts_offset)
     }
@@ -401,12 +426,13 @@ impl Stream {
     /// The RTP timestamp for a CLOCK_MONOTONIC time, on the clock of the
     /// access units (through the newest one's pts and capture time).
     pub fn rtp_ts(&self, mono_ns: u64) -> u32 {
+        let rate = i128::from(self.clock_rate);
         let ticks = match *self.clock.lock() {
             Some((pts, at)) => {
                 let d = i128::from(mono_ns) - i128::from(at);
-                (i128::from(pts) + d * i128::from(CLOCK_RATE) / 1_000_000_000) as u64
+                (i128::from(pts) + d * rate / 1_000_000_000) as u64
             }
-            None => (u128::from(mono_ns) * u128::from(CLOCK_RATE) / 1_000_000_000) as u64,
+            None => (i128::from(mono_ns) * rate / 1_000_000_000) as u64,
         };
         self.rtp_ts_of(ticks)
     }
@@ -450,6 +476,9 @@ impl Stream {
             }
         };
         let spec = *reader.spec();
+        if spec.format == PixelFormat::Opus {
+            return self.run_opus(reader, worker);
+        }
         if spec.format != PixelFormat::H264 {
             self.fail(StreamError::NotEncoded(
                 self.bus.clone(),
@@ -551,6 +580,73 @@ impl Stream {
         self.fanout.lock().gop.clear();
         tracing::info!(stream = %self.path, "reader stopped (no clients)");
     }
+
+    /// The reader loop of an Opus stream: one RTP packet per Opus packet
+    /// (RFC 7587 §4.2), its timestamp the packet's pts at 48 kHz.
+    fn run_opus(&self, mut reader: Reader, worker: &Worker<()>) {
+        let spec = *reader.spec();
+        let time_base = match reader.codec() {
+            Ok(Some(c)) if c.time_base.0 > 0 && c.time_base.1 > 0 => c.time_base,
+            _ => (1, spec.sample_rate()),
+        };
+        self.params.send_replace(Some(Ok(StreamParams {
+            sps: Vec::new(),
+            pps: Vec::new(),
+            width: spec.channels(),
+            height: 0,
+            fps: spec.fps.as_f64().round().max(1.0) as u32,
+        })));
+        let mut seq = random_u64() as u16;
+        while worker.keep_running() {
+            let frame = match reader.next_encoded(Some(Duration::from_millis(20))) {
+                Ok(f) => f,
+                Err(ReadError::Timeout { .. }) => continue,
+                Err(ReadError::ProducerGone { .. }) => {
+                    tracing::warn!(bus = %self.bus, "audio encoder gone; waiting for a new one");
+                    self.fanout.lock().gop.clear();
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(bus = %self.bus, error = %e, "read failed");
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
+            };
+            self.metrics.frame_in();
+            if frame.skipped() > 0 {
+                add(&self.metrics.skipped_on_bus, frame.skipped());
+            }
+            let ticks = to_clock(frame.pts(), time_base, OPUS_CLOCK);
+            let rtp_ts = self.rtp_ts_of(ticks);
+            let mut packet = Vec::with_capacity(12 + frame.len());
+            RtpHeader {
+                marker: false,
+                payload_type: OPUS_PT,
+                seq,
+                timestamp: rtp_ts,
+                ssrc: self.ssrc,
+            }
+            .write(&mut packet);
+            packet.extend_from_slice(&frame);
+            seq = seq.wrapping_add(1);
+            let au = Arc::new(AccessUnit {
+                packets: vec![packet],
+                key: true,
+                rtp_ts,
+                mono_ns: frame.mono_ns(),
+                bytes: frame.len(),
+            });
+            *self.clock.lock() = Some((ticks, frame.mono_ns()));
+            drop(frame);
+            self.metrics.frame_out(au.bytes, true);
+            let mut f = self.fanout.lock();
+            f.gop.clear();
+            f.gop.push(Arc::clone(&au));
+            let _ = f.tx.send(au);
+        }
+        self.fanout.lock().gop.clear();
+        tracing::info!(stream = %self.path, "reader stopped (no clients)");
+    }
 }
 
 /// All streams of the server, created on first use.
@@ -602,14 +698,37 @@ impl Streams {
         // Outside the lock: stat reads the segment's header.
         let info = framebus::stat(&bus, self.config.shm_dir.as_deref())
             .map_err(|e| no_bus(e.to_string()))?;
-        if info.format != PixelFormat::H264.to_string() {
+        let clock_rate = if info.format == PixelFormat::H264.name() {
+            CLOCK_RATE
+        } else if info.format == PixelFormat::Opus.name() {
+            OPUS_CLOCK
+        } else {
             return Err(StreamError::NotEncoded(bus, info.format));
-        }
+        };
         self.prune();
         let mut map = self.map.lock();
         Ok(Arc::clone(map.entry(path.clone()).or_insert_with(|| {
-            Stream::new(path, bus, Arc::clone(&self.config))
+            Stream::new(path, bus, Arc::clone(&self.config), clock_rate)
         })))
+    }
+
+    /// The sound of the camera a video path shows: its Opus bus
+    /// (`{cam}.opus`, docs/audio.md) as a stream, when the bus exists;
+    /// `None` for a camera without a microphone (video only).
+    pub fn audio_of(&self, path: &str) -> Option<(Arc<Stream>, framebus::BusInfo)> {
+        let path = path.trim_matches('/');
+        let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+        let camera = match parts.as_slice() {
+            [bus, _profile] => *bus,
+            [name] => framebus::contract::encoder::split(name)?.0,
+            _ => return None,
+        };
+        let bus = framebus::contract::audio::opus_bus(camera);
+        let info = framebus::stat(&bus, self.config.shm_dir.as_deref()).ok()?;
+        if info.format != PixelFormat::Opus.name() || !info.producer_alive {
+            return None;
+        }
+        Some((self.get(&bus).ok()?, info))
     }
 
     /// Drops the entries of streams that are idle (reader stopped, no
@@ -665,6 +784,8 @@ mod tests {
 
     #[test]
     fn time_bases_convert_to_90k() {
+        assert_eq!(to_clock(960, (1, 48_000), OPUS_CLOCK), 960);
+        assert_eq!(to_clock(320, (1, 16_000), OPUS_CLOCK), 960);
         assert_eq!(to_90k(12345, (1, 90_000)), 12345);
         assert_eq!(to_90k(1000, (1, 1000)), 90_000);
         assert_eq!(to_90k(2, (1, 30)), 6000);

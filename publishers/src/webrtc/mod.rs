@@ -11,13 +11,16 @@
 //! Nothing is encoded here: every viewer of `{bus}/{profile}` reads the
 //! encoded bus `{bus}.h264.{profile}` through one shared [`crate::feed::Feed`]
 //! (one copy of each access unit out of the ring); str0m packetizes and
-//! encrypts per session. See `docs/webrtc.md` and
+//! encrypts per session. A camera with an Opus bus (`{bus}.opus`) also
+//! gets its sound to every session whose offer receives audio, through one
+//! shared reader of that bus ([`audio`]). See `docs/webrtc.md` and
 //! `docs/decisions/0003-webrtc-with-str0m.md`.
 //!
-//! Files: [`config`] (flags), [`udp`]
+//! Files: [`config`] (flags), [`audio`] (the Opus feeds), [`udp`]
 //! (the media port), [`session`] (one viewer), [`whep`] (HTTP handlers,
 //! the registry of sessions), [`player`] (the page).
 
+pub mod audio;
 pub mod config;
 pub mod metrics;
 pub mod player;

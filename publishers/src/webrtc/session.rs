@@ -15,6 +15,12 @@
 //!
 //! Adaptive quality: with bandwidth estimation on (TWCC), the session moves
 //! between the camera's WebRTC profiles at keyframes ([`Ladder`]).
+//!
+//! Sound: when the browser offered audio and the camera has an Opus bus,
+//! the session also writes each Opus packet of the camera's shared
+//! [`AudioFeed`] on its audio media ([`AudioOut`]), from the moment it is
+//! connected, independently of the video (which may wait for a keyframe
+//! or switch profiles).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -30,6 +36,7 @@ use str0m::rtp::AbsCaptureTime;
 use str0m::{Event, IceConnectionState, Input, Output, Rtc};
 use tokio::sync::{broadcast, mpsc, Notify};
 
+use super::audio::{AudioFeed, AudioTicket, OpusPacket};
 use super::udp::{Datagram, MediaPort};
 use crate::feed::{Au, Feed, FeedInfo, FeedSlot};
 use str0m::media::{Frequency, MediaTime};
@@ -121,6 +128,10 @@ pub struct SessionStats {
     pub bytes: AtomicU64,
     /// Access units written.
     pub frames: AtomicU64,
+    /// Opus packets written (0 for a video-only session).
+    pub audio_packets: AtomicU64,
+    /// Opus packets the session fell too far behind to write.
+    pub audio_lagged: AtomicU64,
     /// Times the viewer skipped to a keyframe (lagging, queue too old).
     pub skips: AtomicU64,
     /// Profile switches.
@@ -174,6 +185,30 @@ pub struct Session {
     pub join_max_age: Duration,
     /// Since when the estimate has been too low for the current rung.
     pub down_since: Option<Instant>,
+    /// The camera's sound, when negotiated.
+    pub audio: Option<AudioOut>,
+}
+
+/// The audio media of a session and the camera's Opus packets.
+#[derive(Debug)]
+pub struct AudioOut {
+    /// The audio media line (sendonly on our side).
+    pub mid: Mid,
+    /// The Opus payload type to write.
+    pub pt: Pt,
+    /// The camera's audio feed.
+    pub feed: Arc<AudioFeed>,
+    /// Its packets, once connected.
+    pub ticket: Option<AudioTicket>,
+}
+
+async fn recv_audio(
+    a: &mut Option<AudioOut>,
+) -> Result<Arc<OpusPacket>, broadcast::error::RecvError> {
+    match a.as_mut().and_then(|a| a.ticket.as_mut()) {
+        Some(t) => t.rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 impl std::fmt::Debug for Session {
@@ -295,6 +330,9 @@ impl Session {
                 au = recv_opt(&mut playing) => {
                     self.on_au(au, &mut playing);
                 }
+                pkt = recv_audio(&mut self.audio) => {
+                    self.on_audio(pkt);
+                }
                 au = recv_opt(&mut pending) => {
                     if let Ok(au) = au {
                         if au.key {
@@ -317,6 +355,52 @@ impl Session {
         };
         self.rtc.disconnect();
         tracing::info!(session = %self.info.id, bus = %self.info.bus, %reason, "WebRTC session ended");
+    }
+
+    fn on_audio(&mut self, pkt: Result<Arc<OpusPacket>, broadcast::error::RecvError>) {
+        match pkt {
+            Ok(p) => self.write_audio(&p),
+            // Packets lost to a slow session: the browser conceals them.
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                self.info.stats.audio_lagged.fetch_add(n, Ordering::Relaxed);
+            }
+            Err(broadcast::error::RecvError::Closed) => {
+                if let Some(a) = self.audio.as_mut() {
+                    a.ticket = None;
+                }
+            }
+        }
+    }
+
+    /// Writes one Opus packet on the audio media: RTP time from its pts
+    /// (48 kHz), wall-clock instant from its capture time (lip sync).
+    fn write_audio(&mut self, p: &OpusPacket) {
+        let Some((mid, pt)) = self.audio.as_ref().map(|a| (a.mid, a.pt)) else {
+            return;
+        };
+        let now = Instant::now();
+        let age = Duration::from_nanos(framebus::monotonic_ns().saturating_sub(p.mono_ns));
+        let wallclock = now.checked_sub(age).unwrap_or(now);
+        let rtp_time = MediaTime::new(p.rtp48, Frequency::FORTY_EIGHT_KHZ);
+        let capture = SystemTime::UNIX_EPOCH + Duration::from_nanos(p.realtime_ns);
+        let Some(writer) = self.rtc.writer(mid) else {
+            return;
+        };
+        let res = writer
+            .abs_capture_time(AbsCaptureTime {
+                capture_time: capture,
+                clock_offset: None,
+            })
+            .write(pt, wallclock, rtp_time, Arc::clone(&p.data));
+        match res {
+            Ok(()) => {
+                self.info
+                    .stats
+                    .audio_packets
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => tracing::debug!(session = %self.info.id, error = %e, "write audio"),
+        }
     }
 
     fn set_profile(&self, p: &Playing) {
@@ -419,6 +503,11 @@ impl Session {
                         self.info.stats.connected.store(true, Ordering::Relaxed);
                         if playing.is_none() {
                             *playing = self.start_playing(0);
+                        }
+                        if let Some(a) = self.audio.as_mut() {
+                            if a.ticket.is_none() {
+                                a.ticket = Some(a.feed.join());
+                            }
                         }
                     }
                     Event::KeyframeRequest(_) => {
@@ -562,8 +651,20 @@ fn p_feed<'a>(ladder: &'a Ladder, p: &Playing) -> &'a Arc<Feed> {
 /// The mid of the first video media our answer sends on (`a=sendonly`
 /// or `a=sendrecv` in an `m=video` section of `answer`).
 pub fn video_mid(answer: &str) -> Option<Mid> {
+    sending_mid(answer, "video")
+}
+
+/// The mid of the first audio media our answer sends on.
+pub fn audio_mid(answer: &str) -> Option<Mid> {
+    sending_mid(answer, "audio")
+}
+
+/// The mid of the first `m={kind}` section of `answer` that sends (port
+/// not 0, `a=sendonly` or `a=sendrecv`).
+fn sending_mid(answer: &str, kind: &str) -> Option<Mid> {
     answer.split("\nm=").skip(1).find_map(|section| {
-        if !section.starts_with("video ") || section.starts_with("video 0 ") {
+        let rest = section.strip_prefix(kind)?.strip_prefix(' ')?;
+        if rest.starts_with("0 ") {
             return None;
         }
         let lines = || section.lines().map(str::trim);
@@ -581,6 +682,11 @@ mod tests {
     fn finds_the_sending_video_mid() {
         let sdp = "v=0\r\ns=-\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:a\r\na=sendonly\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:v1\r\na=sendonly\r\n";
         assert_eq!(video_mid(sdp), Some(Mid::from("v1")));
+        assert_eq!(audio_mid(sdp), Some(Mid::from("a")));
+        assert_eq!(
+            audio_mid("v=0\r\nm=audio 0 X 111\r\na=mid:0\r\na=sendonly\r\n"),
+            None
+        );
         assert_eq!(
             video_mid("v=0\r\nm=video 9 X 96\r\na=mid:0\r\na=inactive\r\n"),
             None

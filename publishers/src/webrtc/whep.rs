@@ -7,6 +7,13 @@
 //! - `PATCH` (trickle ICE) is not needed by an ICE-lite server that sends
 //!   every candidate in its answer: `405`, as the WHEP draft says.
 //!
+//! Sound: when the offer has an audio media line the browser receives on
+//! and the camera has a live Opus bus (`{bus}.opus`), the answer accepts
+//! it with Opus (`opus/48000/2`, RFC 7587) and the session sends the
+//! camera's Opus packets ([`super::audio`]); otherwise the Rtc is built
+//! without Opus, the audio line is refused, and the session is
+//! video-only as before.
+//!
 //! Errors are JSON `{"error", "status"}` like the rest of the HTTP API: 400
 //! for an offer that does not parse or cannot receive video, 404 for a
 //! stream that does not exist, 406 when the browser accepts no H.264 of
@@ -30,14 +37,17 @@ use axum::Json;
 use parking_lot::Mutex;
 use str0m::bwe::Bitrate;
 use str0m::change::SdpOffer;
+use str0m::format::Codec;
 use str0m::media::{Mid, Pt};
 use str0m::rtp::Extension;
 use str0m::{Candidate, IceCreds, Rtc, RtcConfig};
 use tokio::sync::{mpsc, Notify};
 
+use super::audio::AudioFeeds;
 use super::config::WebRtcArgs;
 use super::session::{
-    pick_pt, video_mid, Ladder, Rung, Session, SessionInfo, SessionStats, PROBE_HEADROOM,
+    audio_mid, pick_pt, video_mid, AudioOut, Ladder, Rung, Session, SessionInfo, SessionStats,
+    PROBE_HEADROOM,
 };
 use super::udp::{MediaPort, INBOX_DEPTH};
 use crate::feed::{FeedError, FeedInfo, Feeds};
@@ -141,6 +151,8 @@ pub struct WebRtc {
     candidates: Vec<Candidate>,
     /// The feeds (`/metrics`).
     pub feeds: Arc<Feeds>,
+    /// The cameras' Opus buses, one reader each.
+    pub audio: AudioFeeds,
     sessions: Mutex<HashMap<String, Arc<SessionInfo>>>,
     /// Offers being answered, `(bus, profile)`: they count against the
     /// limits with the live sessions ([`WebRtc::reserve`]).
@@ -178,12 +190,14 @@ fn parse_offer(text: &str) -> Result<SdpOffer, WhepError> {
     SdpOffer::from_sdp_string(text).map_err(|e| WhepError::BadOffer(sdp_error(&e.to_string())))
 }
 
-/// Whether `offer` has a video media line the browser receives on (port
-/// not 0, `a=recvonly` or `a=sendrecv`).
-fn receives_video(offer: &str) -> bool {
+/// Whether `offer` has a media line of `kind` (`video`, `audio`) the
+/// browser receives on (port not 0, `a=recvonly` or `a=sendrecv`).
+fn receives(offer: &str, kind: &str) -> bool {
     offer.split("\nm=").skip(1).any(|section| {
-        section.starts_with("video ")
-            && !section.starts_with("video 0 ")
+        section
+            .strip_prefix(kind)
+            .and_then(|r| r.strip_prefix(' '))
+            .is_some_and(|r| !r.starts_with("0 "))
             && section
                 .lines()
                 .map(str::trim)
@@ -191,24 +205,67 @@ fn receives_video(offer: &str) -> bool {
     })
 }
 
+/// `answer` with a format on every refused media line: str0m writes a
+/// refused line (an audio line of a camera without sound) as `m=audio 0
+/// UDP/TLS/RTP/SAVPF` with no format, which the SDP grammar (RFC 4566
+/// §5.14: at least one) and Chromium refuse, failing the whole answer.
+/// RFC 3264 §6: a refused stream's line keeps the offer's formats; we
+/// give the first one of the offer's line at the same index (answers list
+/// the offer's media lines in its order).
+fn with_rejected_formats(answer: &str, offer: &str) -> String {
+    let offered: Vec<&str> = offer
+        .split('\n')
+        .filter_map(|l| l.trim_end().strip_prefix("m="))
+        .collect();
+    let mut index = 0;
+    let mut out = String::with_capacity(answer.len() + 16);
+    for line in answer.split_inclusive('\n') {
+        let Some(m) = line.trim_end().strip_prefix("m=") else {
+            out.push_str(line);
+            continue;
+        };
+        let fields: Vec<&str> = m.split_whitespace().collect();
+        let format = offered
+            .get(index)
+            .and_then(|o| o.split_whitespace().nth(3))
+            .filter(|_| fields.len() == 3 && fields[1] == "0");
+        index += 1;
+        match format {
+            Some(f) => {
+                out.push_str(&format!("m={} {f}", fields.join(" ")));
+                out.push_str(&line[line.trim_end_matches(['\r', '\n']).len()..]);
+            }
+            None => out.push_str(line),
+        }
+    }
+    out
+}
+
+/// What [`negotiate`] settled: the answer, the video media and H.264
+/// payload type to write, and the audio media and Opus payload type when
+/// the answer sends audio.
+type Negotiated = (String, Mid, Pt, Option<(Mid, Pt)>);
+
 /// The SDP side of a WHEP answer: accepts `offer` (whose text is `text`)
 /// on `rtc`; the answer, the video media to send on and the H.264 payload
-/// type for the stream `info`. A receiving video line that str0m rejected
-/// had no codec in common with us (H.264, packetization-mode 1): 406.
+/// type for the stream `info`, and the audio media with its Opus payload
+/// type when `rtc` was built with Opus and the offer receives audio. A
+/// receiving video line that str0m rejected had no codec in common with us
+/// (H.264, packetization-mode 1): 406.
 fn negotiate(
     rtc: &mut Rtc,
     offer: SdpOffer,
     text: &str,
     info: &FeedInfo,
-) -> Result<(String, Mid, Pt), WhepError> {
+) -> Result<Negotiated, WhepError> {
     let answer = rtc
         .sdp_api()
         .accept_offer(offer)
         .map_err(|e| WhepError::BadOffer(e.to_string()))?;
-    let answer = answer.to_sdp_string();
+    let answer = with_rejected_formats(&answer.to_sdp_string(), text);
     tracing::debug!(%answer, "WHEP answer");
     let Some(mid) = video_mid(&answer) else {
-        if receives_video(text) {
+        if receives(text, "video") {
             return Err(WhepError::NoCodec(info.profile_name()));
         }
         return Err(WhepError::BadOffer(
@@ -220,7 +277,15 @@ fn negotiate(
         .ok_or_else(|| WhepError::BadOffer("the video media cannot be written".into()))?;
     let pt = pick_pt(writer.payload_params(), info.profile_idc)
         .ok_or(WhepError::NoCodec(info.profile_name()))?;
-    Ok((answer, mid, pt))
+    let audio = audio_mid(&answer).and_then(|amid| {
+        let writer = rtc.writer(amid)?;
+        let opus = writer
+            .payload_params()
+            .find(|p| p.spec().codec == Codec::Opus)?
+            .pt();
+        Some((amid, opus))
+    });
+    Ok((answer, mid, pt, audio))
 }
 
 /// The offer path of a WHEP `POST` without network or buses, for the
@@ -229,7 +294,7 @@ fn negotiate(
 /// a main-profile stream. The answer, or the error a client would get.
 pub fn answer_for_fuzz(offer: &str) -> Result<String, WhepError> {
     let parsed = parse_offer(offer)?;
-    let (mut rtc, _) = WebRtc::build_rtc(None);
+    let (mut rtc, _) = WebRtc::build_rtc(None, false);
     let host = Candidate::host(SocketAddr::from(([127, 0, 0, 1], 9)), "udp")
         .map_err(|e| WhepError::BadOffer(e.to_string()))?;
     rtc.add_local_candidate(host);
@@ -241,7 +306,7 @@ pub fn answer_for_fuzz(offer: &str) -> Result<String, WhepError> {
         constraints: 0,
         bitrate: 0,
     };
-    negotiate(&mut rtc, parsed, offer, &info).map(|(answer, _, _)| answer)
+    negotiate(&mut rtc, parsed, offer, &info).map(|(answer, ..)| answer)
 }
 
 fn random_id() -> String {
@@ -291,6 +356,7 @@ impl WebRtc {
         tracing::info!(addrs = ?locals, "WebRTC media port");
         Ok(Arc::new(WebRtc {
             feeds,
+            audio: AudioFeeds::new(shm_dir.clone()),
             args,
             shm_dir,
             port,
@@ -375,7 +441,10 @@ impl WebRtc {
         }
     }
 
-    fn build_rtc(bwe: Option<Bitrate>) -> (Rtc, IceCreds) {
+    /// A session's `Rtc`: ICE-lite, our H.264 payload types, and Opus
+    /// when `opus` (the camera has sound): without it an audio media line
+    /// of the offer has no codec in common and is refused.
+    fn build_rtc(bwe: Option<Bitrate>, opus: bool) -> (Rtc, IceCreds) {
         let creds = IceCreds::new();
         let mut cfg = RtcConfig::new()
             .set_ice_lite(true)
@@ -393,6 +462,8 @@ impl WebRtc {
         ] {
             codecs.add_h264(pt.into(), Some(rtx.into()), true, plid);
         }
+        // opus/48000/2 (RFC 7587), minptime=10, useinbandfec=1; no RED.
+        codecs.enable_opus(opus, false);
         let exts = cfg.extension_map();
         exts.set(EXT_PLAYOUT_DELAY, Extension::PlayoutDelay);
         exts.set(EXT_ABS_CAPTURE_TIME, Extension::AbsoluteCaptureTime);
@@ -501,11 +572,32 @@ impl WebRtc {
         }
         let adaptive = rungs.len() > 1;
         let target = Bitrate::bps((rungs[0].bitrate() * ESTIMATE_HEADROOM) as u64);
-        let (mut rtc, creds) = WebRtc::build_rtc(adaptive.then_some(target));
+        // The camera's sound, when the browser asks for audio.
+        let sound = if receives(text, "audio") {
+            let me = Arc::clone(self);
+            let b = bus.to_string();
+            tokio::task::spawn_blocking(move || me.audio.for_camera(&b))
+                .await
+                .ok()
+                .flatten()
+        } else {
+            None
+        };
+        let (mut rtc, creds) = WebRtc::build_rtc(adaptive.then_some(target), sound.is_some());
         for c in &self.candidates {
             rtc.add_local_candidate(c.clone());
         }
-        let (answer, mid, pt) = negotiate(&mut rtc, offer, text, &info)?;
+        let (answer, mid, pt, audio) = negotiate(&mut rtc, offer, text, &info)?;
+        let audio = match (sound, audio) {
+            (Some(feed), Some((mid, pt))) => Some(AudioOut {
+                mid,
+                pt,
+                feed,
+                ticket: None,
+            }),
+            _ => None,
+        };
+        let with_audio = audio.is_some();
         if adaptive {
             let top = rungs[0].bitrate() * PROBE_HEADROOM;
             rtc.bwe().set_desired_bitrate(Bitrate::bps(top as u64));
@@ -543,6 +635,7 @@ impl WebRtc {
             ladder: Ladder { rungs },
             join_max_age: self.args.join_max_age(),
             down_since: None,
+            audio,
         };
         let me = Arc::clone(self);
         tokio::spawn(async move {
@@ -550,7 +643,7 @@ impl WebRtc {
             me.port.unregister(key);
             me.sessions.lock().remove(&info.id);
         });
-        tracing::info!(session = %id, bus, profile, adaptive, "WebRTC session");
+        tracing::info!(session = %id, bus, profile, adaptive, audio = with_audio, "WebRTC session");
         Ok((id, answer))
     }
 }
@@ -705,6 +798,88 @@ mod tests {
             answer_for_fuzz(&mode0),
             Err(WhepError::NoCodec(_))
         ));
+    }
+
+    /// The Chromium offer with a receive-only Opus audio line after the
+    /// video (mid 1, in the bundle), as `whep.mjs --audio` offers.
+    fn with_audio() -> String {
+        let attr = |name: &str| {
+            CHROME
+                .split("\r\n")
+                .find(|l| l.starts_with(name))
+                .unwrap_or_else(|| panic!("{name} in the fixture"))
+                .to_string()
+        };
+        let audio = [
+            "m=audio 9 UDP/TLS/RTP/SAVPF 111 0".to_string(),
+            "c=IN IP4 0.0.0.0".into(),
+            attr("a=ice-ufrag:"),
+            attr("a=ice-pwd:"),
+            attr("a=fingerprint:"),
+            "a=setup:actpass".into(),
+            "a=mid:1".into(),
+            "a=recvonly".into(),
+            "a=rtcp-mux".into(),
+            "a=rtpmap:111 opus/48000/2".into(),
+            "a=rtcp-fb:111 transport-cc".into(),
+            "a=fmtp:111 minptime=10;useinbandfec=1".into(),
+            "a=rtpmap:0 PCMU/8000".into(),
+            String::new(),
+        ]
+        .join("\r\n");
+        let offer = CHROME.replace("a=group:BUNDLE 0", "a=group:BUNDLE 0 1");
+        format!("{offer}{audio}")
+    }
+
+    fn answer_with(opus: bool, offer: &str) -> Negotiated {
+        let (mut rtc, _) = WebRtc::build_rtc(None, opus);
+        let host = Candidate::host(SocketAddr::from(([127, 0, 0, 1], 9)), "udp").unwrap();
+        rtc.add_local_candidate(host);
+        let info = FeedInfo {
+            width: 640,
+            height: 360,
+            fps: 30.0,
+            profile_idc: 77,
+            constraints: 0,
+            bitrate: 0,
+        };
+        negotiate(&mut rtc, parse_offer(offer).unwrap(), offer, &info).expect("an answer")
+    }
+
+    #[test]
+    fn sends_opus_when_the_camera_has_sound_and_the_browser_asks() {
+        let offer = with_audio();
+        assert!(receives(&offer, "audio") && receives(&offer, "video"));
+        let (answer, video, _, audio) = answer_with(true, &offer);
+        let (amid, pt) = audio.expect("an audio media");
+        assert_eq!((video, amid), (Mid::from("0"), Mid::from("1")), "{answer}");
+        assert_eq!(pt, Pt::from(111), "{answer}");
+        let section = answer.split("\nm=").nth(2).expect("two media lines");
+        assert!(section.starts_with("audio 9 "), "{answer}");
+        assert!(section.contains("a=rtpmap:111 opus/48000/2"), "{answer}");
+        assert!(section.contains("a=sendonly"), "{answer}");
+        // A video-only offer stays video-only.
+        let (answer, _, _, audio) = answer_with(true, CHROME);
+        assert!(audio.is_none() && !answer.contains("m=audio"), "{answer}");
+    }
+
+    #[test]
+    fn refuses_audio_with_a_valid_line_when_the_camera_has_no_sound() {
+        let (answer, video, _, audio) = answer_with(false, &with_audio());
+        assert_eq!(video, Mid::from("0"));
+        assert!(audio.is_none(), "{answer}");
+        // Refused, with the offer's first format (RFC 3264 §6).
+        assert!(
+            answer.contains("m=audio 0 UDP/TLS/RTP/SAVPF 111\r\n"),
+            "{answer}"
+        );
+        assert_eq!(
+            with_rejected_formats(
+                "v=0\r\nm=audio 0 P\r\nm=video 9 P 96\r\n",
+                "m=audio 9 P 8 0\r\nm=video 9 P 96\r\n"
+            ),
+            "v=0\r\nm=audio 0 P 8\r\nm=video 9 P 96\r\n"
+        );
     }
 
     /// The `whep_offer` fuzz corpus, replayed without the fuzzer (its

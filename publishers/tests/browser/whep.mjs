@@ -19,7 +19,7 @@ const TIMECODE_JS = join(dirname(fileURLToPath(import.meta.url)), '../../src/con
 
 const USAGE = `usage:
   node whep.mjs --url http://HOST:PORT/BUS/PROFILE/whep --seconds S [--viewers N]
-                [--token T | --basic USER:PASS] [--timecode] [--raw]
+                [--token T | --basic USER:PASS] [--timecode] [--raw] [--audio]
                 [--sample-ms MS] [--stop-file PATH]
                 [--ice-server URL]... [--ice-username U --ice-credential C] [--relay-only]
   node whep.mjs --page URL --seconds S [--timecode] [--raw]
@@ -54,6 +54,7 @@ const OPTIONS = {
   basic: { type: 'string' },
   timecode: { type: 'boolean', default: false },
   raw: { type: 'boolean', default: false },
+  audio: { type: 'boolean', default: false },
   codec: { type: 'string', default: 'h264' },
   'sample-ms': { type: 'string' },
   'stop-file': { type: 'string' },
@@ -92,7 +93,7 @@ function parseOptions(argv) {
     (sampleMs !== null && !(Number.isInteger(sampleMs) && sampleMs >= 50)) ||
     (values['relay-only'] && iceServers.length === 0) ||
     ((values['ice-username'] !== undefined || values['ice-credential'] !== undefined) && iceServers.length === 0) ||
-    (!values.url && (sampleMs !== null || values['stop-file'] !== undefined || iceServers.length > 0));
+    (!values.url && (sampleMs !== null || values['stop-file'] !== undefined || iceServers.length > 0 || values.audio));
   if (bad) usage('bad arguments');
   // WHEP only: the RTCPeerConnection's configuration (TURN/STUN servers,
   // relay-only), as a player would build it from the answer's Link headers.
@@ -118,6 +119,8 @@ function parseOptions(argv) {
     // The self-test exists to prove the time-code path: always on there.
     timecode: values.timecode || values['self-test'],
     raw: values.raw,
+    // WHEP only: each viewer also offers recvonly audio.
+    audio: values.audio,
     codec: values.codec,
     chromium: values.chromium,
     sampleMs,
@@ -182,6 +185,73 @@ function installHarness() {
       rtt_ms,
       local_candidate: cand(local),
       remote_candidate: cand(remote),
+    };
+  }
+
+  // The receiving side of `pc`'s audio as getStats() reports it; null
+  // before any audio RTP arrived.
+  async function audioStats(pc) {
+    const report = await pc.getStats();
+    const all = [...report.values()];
+    const inb = all.find((s) => s.type === 'inbound-rtp' && s.kind === 'audio');
+    if (!inb) return null;
+    const codec = inb.codecId ? report.get(inb.codecId) : undefined;
+    const n = (x) => (x === undefined ? null : x);
+    return {
+      packets_received: n(inb.packetsReceived),
+      packets_lost: n(inb.packetsLost),
+      total_samples_received: n(inb.totalSamplesReceived),
+      concealed_samples: n(inb.concealedSamples),
+      silent_concealed_samples: n(inb.silentConcealedSamples),
+      concealment_events: n(inb.concealmentEvents),
+      audio_level: n(inb.audioLevel),
+      total_audio_energy: n(inb.totalAudioEnergy),
+      total_samples_duration_s: n(inb.totalSamplesDuration),
+      jitter_buffer_ms: inb.jitterBufferEmittedCount
+        ? (inb.jitterBufferDelay / inb.jitterBufferEmittedCount) * 1000
+        : null,
+      codec: codec ? codec.mimeType : null,
+      clock_rate: codec ? n(codec.clockRate) : null,
+      channels: codec ? n(codec.channels) : null,
+      sdp_fmtp_line: codec ? n(codec.sdpFmtpLine) : null,
+    };
+  }
+
+  // Every 100 ms: the largest `audioLevel` of the inbound audio (a level
+  // is of the last few tens of ms: a short beep shows only when sampled
+  // while it plays).
+  function followAudioLevel(pc) {
+    const f = { max: null, samples: 0, timer: null, busy: false };
+    f.timer = setInterval(async () => {
+      if (f.busy) return;
+      f.busy = true;
+      try {
+        const a = await audioStats(pc);
+        if (a && a.audio_level !== null) {
+          f.samples += 1;
+          f.max = Math.max(f.max ?? 0, a.audio_level);
+        }
+      } catch (e) {
+        // A closed pc: the last value stands.
+      } finally {
+        f.busy = false;
+      }
+    }, 100);
+    f.stop = () => clearInterval(f.timer);
+    return f;
+  }
+
+  // The answer's audio media line: null when it has none; else its port
+  // (0: refused), direction and codecs (`opus/48000/2`).
+  function answerAudio(sdp) {
+    const section = sdp.split(/\r?\nm=/).slice(1).find((m) => m.startsWith('audio '));
+    if (section === undefined) return null;
+    const lines = section.split(/\r?\n/);
+    const dirs = ['sendrecv', 'sendonly', 'recvonly', 'inactive'];
+    return {
+      port: Number(section.split(' ')[1]),
+      direction: dirs.find((d) => lines.includes(`a=${d}`)) ?? null,
+      codecs: lines.filter((l) => l.startsWith('a=rtpmap:')).map((l) => l.split(' ')[1]),
     };
   }
 
@@ -269,6 +339,12 @@ function installHarness() {
     };
     const pc = new RTCPeerConnection(opts.rtcConfig ?? {});
     const tr = pc.addTransceiver('video', { direction: 'recvonly' });
+    // After the video, so the video keeps the first mid.
+    if (opts.audio) {
+      pc.addTransceiver('audio', { direction: 'recvonly' });
+      v.track_kinds = [];
+      v.audio_play_error = null;
+    }
     if (prefer) {
       const caps = RTCRtpReceiver.getCapabilities('video').codecs;
       if (!caps.some((c) => c.mimeType === prefer)) throw new Error(`${prefer} is not in this Chromium`);
@@ -277,6 +353,22 @@ function installHarness() {
     if (timecode) askAbsCaptureTime(tr, 'recvonly');
     const video = newVideo();
     pc.ontrack = (e) => {
+      if (opts.audio) v.track_kinds.push(e.track.kind);
+      if (e.track.kind === 'audio') {
+        // Chromium decodes remote audio only while something plays it:
+        // an <audio> element of its own (the fake output device of a
+        // headless host pulls it in real time).
+        // (`priv` is set by then: tracks come with the answer.)
+        const el = document.createElement('audio');
+        el.autoplay = true;
+        document.body.append(el);
+        el.srcObject = new MediaStream([e.track]);
+        el.play().catch((err) => {
+          v.audio_play_error = String(err);
+        });
+        priv.audio = el;
+        return;
+      }
       video.srcObject = e.streams[0] ?? new MediaStream([e.track]);
       video.play().catch((err) => {
         v.play_error = String(err);
@@ -287,8 +379,9 @@ function installHarness() {
     await iceGathered(pc, opts.rtcConfig && opts.rtcConfig.iceServers ? 5000 : 1000);
     const t0 = performance.now();
     const watch = watchVideo(video, t0, timecode);
-    const priv = { pc, video, watch, sampler: null };
+    const priv = { pc, video, watch, sampler: null, audio: null, level: null };
     if (opts.sampleMs) priv.sampler = sampleStats(pc, t0, opts.sampleMs);
+    if (opts.audio) priv.level = followAudioLevel(pc);
     let res;
     try {
       res = await signal(pc.localDescription.sdp);
@@ -307,6 +400,7 @@ function installHarness() {
       return { v, priv };
     }
     v.location = res.location;
+    if (opts.audio) v.answer_audio = answerAudio(res.body);
     try {
       await pc.setRemoteDescription({ type: 'answer', sdp: res.body });
     } catch (e) {
@@ -331,6 +425,14 @@ function installHarness() {
     let timecode = null;
     for (const { v, priv } of started) {
       Object.assign(v, await inboundStats(priv.pc));
+      if (priv.level) {
+        priv.level.stop();
+        v.audio = await audioStats(priv.pc);
+        if (v.audio) {
+          v.audio.audio_level_max = priv.level.max;
+          v.audio.audio_level_samples = priv.level.samples;
+        }
+      }
       v.connection_state = priv.pc.connectionState;
       v.ice_state = priv.pc.iceConnectionState;
       v.first_frame_ms = priv.watch.first_frame_ms;
@@ -345,12 +447,16 @@ function installHarness() {
       priv.pc.close();
       priv.video.srcObject = null;
       priv.video.remove();
+      if (priv.audio) {
+        priv.audio.srcObject = null;
+        priv.audio.remove();
+      }
       viewers.push(v);
     }
     return { viewers, timecode };
   }
 
-  async function whep({ url, viewers, seconds, headers, timecode, raw, sampleMs, rtcConfig }) {
+  async function whep({ url, viewers, seconds, headers, timecode, raw, sampleMs, rtcConfig, audio }) {
     const signal = async (sdp) => {
       const r = await fetch(url, {
         method: 'POST',
@@ -385,7 +491,7 @@ function installHarness() {
     };
     const started = await Promise.all(
       Array.from({ length: viewers }, (_, i) =>
-        startViewer(i, signal, timecode && i === 0, null, { rtcConfig, sampleMs }),
+        startViewer(i, signal, timecode && i === 0, null, { rtcConfig, sampleMs, audio }),
       ),
     );
     return measure(started, seconds, raw, hangup);
@@ -541,6 +647,7 @@ async function run(page, o) {
         raw: o.raw,
         sampleMs: o.sampleMs,
         rtcConfig: o.rtcConfig,
+        audio: o.audio,
       });
     } finally {
       if (stopper) clearInterval(stopper);
