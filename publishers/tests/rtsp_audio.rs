@@ -19,8 +19,8 @@ use rtsp_support::*;
 struct Camera {
     bus: String,
     server: RtspServer,
-    _opus: ChildGuard,
-    _producer: ChildGuard,
+    opus: ChildGuard,
+    producer: ChildGuard,
 }
 
 impl Camera {
@@ -55,13 +55,22 @@ impl Camera {
         Camera {
             bus,
             server,
-            _opus: opus,
-            _producer: producer,
+            opus,
+            producer,
         }
     }
 
     fn url(&self) -> String {
         self.server.url(&self.bus, "low")
+    }
+}
+
+impl Drop for Camera {
+    fn drop(&mut self) {
+        // SIGTERM: each removes its bus (a SIGKILL would leave them).
+        for p in [&mut self.opus, &mut self.producer] {
+            p.signal_and_wait(libc::SIGTERM, Duration::from_secs(10));
+        }
     }
 }
 
