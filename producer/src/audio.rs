@@ -9,6 +9,8 @@
 //! * [`AlsaSource`], `alsa:<device>` (`alsa:default`, `alsa:hw:1,0`,
 //!   `alsa:plughw:1,0`), through the `alsa` crate. Xruns are counted in the
 //!   bus's `source_dropped` and the chunk they broke is dropped.
+//! * `ffmpeg:<url-or-file>`: the audio track of an IP camera or a file
+//!   (`ffmpeg_audio.rs`).
 //! * [`ToneSource`], `tone`: the audio test pattern. A 1 kHz beep of
 //!   [`BEEP_MS`] starts at every whole second of CLOCK_REALTIME, the clock the
 //!   test pattern's time code shows, so picture and sound can be lined up.
@@ -37,6 +39,8 @@ pub enum AudioKind {
     Tone,
     /// An ALSA capture device.
     Alsa(String),
+    /// The audio track of an FFmpeg input (an IP camera, a file).
+    Ffmpeg(String),
 }
 
 impl AudioKind {
@@ -44,10 +48,14 @@ impl AudioKind {
     pub fn parse(s: &str) -> Option<AudioKind> {
         match s {
             "tone" => Some(AudioKind::Tone),
-            _ => s
-                .strip_prefix("alsa:")
-                .filter(|d| !d.is_empty())
-                .map(|d| AudioKind::Alsa(d.to_string())),
+            _ => {
+                if let Some(url) = s.strip_prefix("ffmpeg:") {
+                    return (!url.is_empty()).then(|| AudioKind::Ffmpeg(url.to_string()));
+                }
+                s.strip_prefix("alsa:")
+                    .filter(|d| !d.is_empty())
+                    .map(|d| AudioKind::Alsa(d.to_string()))
+            }
         }
     }
 }
@@ -86,7 +94,7 @@ pub fn level(samples: &[i16]) -> (u32, u32) {
 }
 
 /// Publish one chunk with the capture times of its first sample.
-fn publish(writer: &mut Writer, samples: &[i16], mono_ns: u64, realtime_ns: u64) {
+pub(crate) fn publish(writer: &mut Writer, samples: &[i16], mono_ns: u64, realtime_ns: u64) {
     let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
     let meta = FrameMeta {
         mono_ns,
@@ -433,6 +441,7 @@ pub fn opener(kind: AudioKind) -> impl FnMut(&FrameSpec) -> Result<Box<dyn Sourc
         Ok(match &kind {
             AudioKind::Tone => Box::new(ToneSource::new(*spec)),
             AudioKind::Alsa(dev) => Box::new(AlsaSource::open(dev, spec)?),
+            AudioKind::Ffmpeg(url) => Box::new(crate::ffmpeg_audio::FfmpegAudio::open(url, spec)?),
         })
     }
 }
@@ -449,6 +458,11 @@ mod tests {
             Some(AudioKind::Alsa("hw:1,0".into()))
         );
         assert_eq!(AudioKind::parse("alsa:"), None);
+        assert_eq!(
+            AudioKind::parse("ffmpeg:rtsp://cam/1"),
+            Some(AudioKind::Ffmpeg("rtsp://cam/1".into()))
+        );
+        assert_eq!(AudioKind::parse("ffmpeg:"), None);
         assert_eq!(AudioKind::parse("pulse"), None);
     }
 

@@ -220,7 +220,7 @@ fn start_audio(
     };
     let kind = AudioKind::parse(source).ok_or_else(|| {
         Fatal::Config(format!(
-            "unknown audio source {source:?} (expected alsa:<device>, e.g. alsa:default or alsa:hw:1,0, or tone)"
+            "unknown audio source {source:?} (expected alsa:<device>, e.g. alsa:default or alsa:hw:1,0, ffmpeg:<url-or-file>, or tone)"
         ))
     })?;
     let spec = audio::spec(cli.audio_rate, cli.audio_channels).map_err(Fatal::Config)?;

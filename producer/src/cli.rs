@@ -55,7 +55,8 @@ pub struct Cli {
     #[arg(long)]
     pub mjpeg_bus: bool,
     /// A microphone on the bus `<bus>.audio` (docs/audio.md): `alsa:default`,
-    /// `alsa:hw:1,0`, `alsa:plughw:1,0`, or `tone` (a 1 kHz beep at every
+    /// `alsa:hw:1,0`, `alsa:plughw:1,0`, `ffmpeg:<url-or-file>` (the audio
+    /// track of an IP camera or a file), or `tone` (a 1 kHz beep at every
     /// whole second of the wall clock, the audio test pattern).
     #[arg(long, value_name = "SOURCE")]
     pub audio: Option<String>,

@@ -40,7 +40,7 @@ pub struct FfmpegSource {
 }
 
 /// Whether `url` is a live network stream rather than a file.
-fn is_live(url: &str) -> bool {
+pub(crate) fn is_live(url: &str) -> bool {
     url.split_once("://")
         .is_some_and(|(scheme, _)| !matches!(scheme, "file"))
 }
@@ -117,7 +117,7 @@ impl Drop for FfmpegSource {
     }
 }
 
-fn classify(url: &str, e: ff::Error) -> SourceError {
+pub(crate) fn classify(url: &str, e: ff::Error) -> SourceError {
     let what = url.to_string();
     let why = e.to_string();
     match e {

@@ -40,6 +40,8 @@ pub mod capture;
 #[cfg(feature = "capture")]
 pub mod convert;
 #[cfg(feature = "capture")]
+pub mod ffmpeg_audio;
+#[cfg(feature = "capture")]
 pub mod ffmpeg_src;
 #[cfg(feature = "capture")]
 pub mod service;

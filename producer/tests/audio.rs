@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{run_to_exit, Scene};
+use common::{ffmpeg, path_str, run_to_exit, Scene};
 use framebus::{Frame, PixelFormat, Reader, ReaderOptions};
 use framebus_test_support::pulse::{self, Pulse};
 use framebus_test_support::ChildGuard;
@@ -171,6 +171,47 @@ fn unplugging_the_microphone_reconnects_and_the_picture_never_stops() {
     video
         .next(Some(Duration::from_secs(5)))
         .expect("video after the return");
+}
+
+#[test]
+fn the_audio_track_of_a_file_through_ffmpeg_is_converted_and_looped() {
+    // An IP camera's or a file's sound: 44.1 kHz stereo AAC in, the bus's
+    // 48 kHz mono out, in real time, looped at the end of the file.
+    let s = Scene::new("ffaudio");
+    let file = s.dir.join("tone.m4a");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=f=523:d=2:sample_rate=44100",
+        "-ac",
+        "2",
+        "-c:a",
+        "aac",
+        path_str(&file),
+    ]);
+    let source = format!("ffmpeg:{}", path_str(&file));
+    let _p = s.spawn(&["--size", "160x120", "--audio", &source]);
+    let mut r = audio_reader(&s);
+    assert_eq!((r.spec().sample_rate(), r.spec().channels()), (48000, 1));
+    // Three seconds: past the end of the two-second file.
+    let chunks = read_chunks(&mut r, 150);
+    let pcm: Vec<i16> = chunks[25..75].iter().flat_map(|c| c.2.clone()).collect();
+    let hz = pulse::frequency(&pcm, 48000);
+    assert!((hz - 523.0).abs() < 8.0, "{hz:.1} Hz, the file has 523");
+    let late: Vec<i16> = chunks[120..].iter().flat_map(|c| c.2.clone()).collect();
+    assert!(
+        late.iter().any(|&v| v.unsigned_abs() > 1000),
+        "silence after the file's end: not looped"
+    );
+    for w in chunks.windows(2) {
+        assert!(w[1].0 > w[0].0, "capture times go back");
+    }
+    let span = chunks[149].0 - chunks[0].0;
+    assert!(
+        (span as i64 - 2_980_000_000).abs() < 150_000_000,
+        "150 chunks span {span} ns: not real time"
+    );
 }
 
 #[test]
