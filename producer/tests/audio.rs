@@ -215,6 +215,40 @@ fn the_audio_track_of_a_file_through_ffmpeg_is_converted_and_looped() {
 }
 
 #[test]
+fn a_hung_microphone_is_reopened_by_the_watchdog() {
+    let pa = Pulse::start();
+    let _tone = pa.play_tone(440.0, 16000.0);
+    let s = Scene::new("hung");
+    let mut cmd = s.producer(&[
+        "--size",
+        "160x120",
+        "--audio",
+        "alsa:pulse",
+        "--watchdog",
+        "0.5",
+    ]);
+    let _p = ChildGuard::spawn(pa.apply(&mut cmd));
+    let mut r = audio_reader(&s);
+    read_chunks(&mut r, 10);
+    let audio_bus = format!("{}.audio", s.bus);
+    let stat = || framebus::stat(&audio_bus, Some(&s.dir)).unwrap();
+    pa.hang(true);
+    assert!(
+        framebus_test_support::eventually(LIMIT, || stat().watchdog_fires >= 1),
+        "no watchdog fire on a hung microphone: {:#?}",
+        stat()
+    );
+    pa.hang(false);
+    // Capture goes on after the reopen.
+    let before = stat().published;
+    assert!(
+        framebus_test_support::eventually(LIMIT, || stat().published > before + 25),
+        "no chunks after the microphone came back: {:#?}",
+        stat()
+    );
+}
+
+#[test]
 fn a_missing_microphone_is_exit_6_unless_waited_for() {
     let s = Scene::new("nomic");
     let (code, err) = run_to_exit(&s, &["--size", "160x120", "--audio", "alsa:hw:97,0"]);

@@ -128,6 +128,14 @@ impl Pulse {
         }
     }
 
+    /// Hang the microphone (`true`: suspend the sink, and with it its
+    /// monitor source, so a capture stream gets no more samples but no
+    /// error either), or let it go on (`false`).
+    pub fn hang(&self, hung: bool) {
+        self.pactl(&["suspend-sink", "mic", if hung { "1" } else { "0" }])
+            .expect("suspend-sink");
+    }
+
     /// Play `sample(n)` (sample `n` since the start, at [`RATE`], mono)
     /// into the sink with `pacat`, paced by PulseAudio, until the player is
     /// dropped (or the sink goes away).
