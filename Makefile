@@ -30,13 +30,13 @@ PY := $(VENV)/bin/python
 CARGO_FLAGS := --release --locked
 export CARGO_TERM_COLOR := never
 
-.PHONY: help deps venv node-deps build run install test test-build test-rust test-loom test-py wheel bench bench-e2e bench-rtsp bench-encoder bench-webrtc bench-hls bench-recorder bench-console bench-gst bench-audio bench-apt fuzz test-fuzz-short test-faults test-soak-short soak fmt lint clean
+.PHONY: help deps venv node-deps build run install test test-build test-rust test-loom test-py wheel bench bench-e2e bench-rtsp bench-encoder bench-webrtc bench-hls bench-recorder bench-console bench-gst bench-audio bench-audio-viewers bench-apt fuzz test-fuzz-short test-faults test-soak-short soak fmt lint clean
 
 help:
 	@echo "make run     build and start producer + publishers (test pattern 1080p60)"
 	@echo "make test    every test: Rust, loom, Python, end-to-end with real clients"
 	@echo "make bench   benchmarks (numbers go to docs/benchmarks.md)"
-	@echo "make bench-rtsp / bench-encoder / bench-e2e / bench-webrtc / bench-hls / bench-recorder / bench-console / bench-gst / bench-audio   one benchmark (RTSP_ARGS, ENCODER_ARGS, E2E_ARGS, WEBRTC_ARGS, HLS_ARGS, RECORDER_ARGS=--quick)"
+	@echo "make bench-rtsp / bench-encoder / bench-e2e / bench-webrtc / bench-hls / bench-recorder / bench-console / bench-gst / bench-audio / bench-audio-viewers   one benchmark (RTSP_ARGS, ENCODER_ARGS, E2E_ARGS, WEBRTC_ARGS, HLS_ARGS, RECORDER_ARGS=--quick)"
 	@echo "make lint    rustfmt --check and clippy -D warnings"
 	@echo "make fuzz    every fuzz target for FUZZ_SECONDS (default 60)"
 	@echo "make soak    1,000 reader kills, 20 producer kills, SOAK_SECONDS of service (default 3600)"
@@ -328,6 +328,11 @@ bench-gst: build
 bench-audio: build
 	@uptime
 	timeout 900 /usr/bin/python3 benches/audio/bench.py --target-dir $${CARGO_TARGET_DIR:-target}/release $(AUDIO_ARGS)
+
+# 20 RTSP viewers for 10 minutes: audio glitches, capture-to-client latency.
+bench-audio-viewers: build
+	@uptime
+	timeout 1200 /usr/bin/python3 benches/audio/viewers.py --target-dir $${CARGO_TARGET_DIR:-target}/release $(AUDIO_VIEWERS_ARGS)
 
 bench-console: build node-deps
 	@uptime
