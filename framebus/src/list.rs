@@ -422,6 +422,18 @@ pub fn remove(name: &str, dir: Option<&Path>, force: bool) -> Result<(), StatErr
     std::fs::remove_file(&info.path).map_err(|e| io_err(&info.path, e))
 }
 
+impl BusInfo {
+    /// The size column of `framebus ls` and `framebus status`: `WxH`, or
+    /// `RATEHz/Nch` for an audio bus.
+    pub fn size_label(&self) -> String {
+        if self.sample_rate > 0 {
+            format!("{}Hz/{}ch", self.sample_rate, self.channels)
+        } else {
+            format!("{}x{}", self.width, self.height)
+        }
+    }
+}
+
 /// A level on the 16-bit scale (32768 = full scale) in dBFS.
 pub fn dbfs(level: u32) -> f64 {
     20.0 * (f64::from(level) / 32768.0).log10()

@@ -214,11 +214,7 @@ fn print_table(buses: &[BusInfo]) {
             b.name,
             b.state,
             b.format,
-            if b.sample_rate > 0 {
-                format!("{}Hz/{}ch", b.sample_rate, b.channels)
-            } else {
-                format!("{}x{}", b.width, b.height)
-            },
+            b.size_label(),
             b.fps,
             b.measured_fps,
             b.producer_pid,

@@ -270,7 +270,7 @@ fn render_report(r: &Report) -> String {
             b.state,
             b.source_state,
             b.format,
-            format!("{}x{}", b.width, b.height),
+            b.size_label(),
             b.fps,
             b.measured_fps,
             b.producer_pid,
