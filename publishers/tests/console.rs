@@ -25,6 +25,12 @@
 //! 9. screenshots `console-mosaic.png` and `console-player.png` (into
 //!    `$FRAMEBUS_SCREENSHOTS_DIR` when set, else a temporary directory).
 //!
+//! A second test runs a small service with one camera beeping into its
+//! microphone (`audio = "tone"`) and one without: the camera's audio in
+//! `/api/v1/console` (a finite level that reaches the beep's), the
+//! `framebus_audio_*` series of `/metrics` for that camera only, and in
+//! the page a level meter on its tile only, whose level moves.
+//!
 //! Each service has its own shm directory (its buses and status file only),
 //! unique bus names and ports from the OS; both are stopped on drop. Every
 //! wait is a watchdog; times are printed, never asserted.
@@ -446,4 +452,239 @@ fn the_console_shows_plays_records_and_follows_the_service() {
         Some(0),
         "the auth service did not stop cleanly"
     );
+}
+
+/// The microphone test's service: `mic` beeps (the tone: 100 ms of 1 kHz
+/// at every whole second), `quiet` has no microphone; a small encoder,
+/// MJPEG only.
+fn audio_config(mic: &str, quiet: &str) -> String {
+    format!(
+        r#"[[camera]]
+bus = "{mic}"
+source = "testsrc"
+size = "320x240"
+fps = 15
+audio = "tone"
+
+[[camera]]
+bus = "{quiet}"
+source = "testsrc"
+size = "320x240"
+fps = 15
+
+[[encoder]]
+name = "{ENCODER}"
+size = "160x90"
+fps = 15
+bitrate = "100k"
+
+[publishers.mjpeg]
+listen = "127.0.0.1:0"
+
+[publishers.mjpeg.webrtc]
+enabled = false
+
+[publishers.mjpeg.hls]
+enabled = false
+"#
+    )
+}
+
+fn get_json(url: &str) -> Value {
+    let r = curl("GET", url, None, None, &[]);
+    assert_eq!(r.status, 200, "GET {url}: {r:?}");
+    serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("GET {url}: {e}: {r:?}"))
+}
+
+fn get_text(url: &str) -> String {
+    let r = curl("GET", url, None, None, &[]);
+    assert_eq!(r.status, 200, "GET {url}: {r:?}");
+    String::from_utf8_lossy(&r.body).into_owned()
+}
+
+/// The value of the sample `series` (name and labels, as written) in
+/// OpenMetrics text.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+#[test]
+fn the_console_and_metrics_show_a_cameras_microphone() {
+    let t0 = Instant::now();
+    let (mic, quiet) = (unique_name("console-mic"), unique_name("console-quiet"));
+    let mut svc = Service::start("console-audio", &audio_config(&mic, &quiet), &[]);
+    svc.wait_running(START_LIMIT);
+    let url = svc.url("mjpeg");
+    let base = url.trim_end_matches('/');
+    let started = t0.elapsed();
+
+    // The document: the beep's level within a few seconds, every level
+    // finite (JSON has no -inf: silence is the floor), and the Opus
+    // encoder up.
+    let watchdog = Instant::now() + Duration::from_secs(10);
+    let mut levels = Vec::new();
+    let doc = loop {
+        let doc = get_json(&format!("{base}/api/v1/console"));
+        let a = doc["cameras"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["bus"] == mic.as_str()))
+            .map(|c| c["audio"].clone())
+            .unwrap_or(Value::Null);
+        if a.is_object() {
+            let peak = a["peak_dbfs"].as_f64();
+            let rms = a["rms_dbfs"].as_f64();
+            assert!(
+                peak.is_some_and(f64::is_finite) && rms.is_some_and(f64::is_finite),
+                "levels not finite numbers: {a:#}"
+            );
+            levels.push(peak.unwrap_or_default());
+            if peak.is_some_and(|p| p > -20.0) && a["opus"]["encoding"] == true {
+                break doc;
+            }
+        }
+        assert!(
+            Instant::now() < watchdog,
+            "no beep (peak > -20 dBFS) with the Opus encoder up in 10 s; peaks {levels:?}; last audio {a:#}\n{}",
+            svc.log()
+        );
+        std::thread::sleep(Duration::from_millis(40));
+    };
+    let cams = doc["cameras"].as_array().expect("cameras");
+    let names: Vec<&str> = cams.iter().filter_map(|c| c["bus"].as_str()).collect();
+    assert_eq!(
+        names,
+        [mic.as_str(), quiet.as_str()],
+        "the microphone's buses are not cameras of their own"
+    );
+    let a = &cams[0]["audio"];
+    assert_eq!(a["bus"], format!("{mic}.audio"), "{a:#}");
+    assert_eq!(a["state"], "live", "{a:#}");
+    assert_eq!(a["source_state"], "running", "{a:#}");
+    assert_eq!(a["capturing"], true, "{a:#}");
+    assert_eq!(a["sample_rate"], 48000, "{a:#}");
+    assert_eq!(a["channels"], 1, "{a:#}");
+    assert!(a["xruns"].is_u64() && a["restarts"].is_u64(), "{a:#}");
+    let o = &a["opus"];
+    assert_eq!(o["bus"], format!("{mic}.opus"), "{o:#}");
+    assert_eq!(o["state"], "live", "{o:#}");
+    assert_eq!(o["process"], "running", "{o:#}");
+    assert!(o["packets"].as_u64().unwrap_or(0) > 0, "{o:#}");
+    assert!(cams[1]["audio"].is_null(), "{quiet}: {:#}", cams[1]);
+
+    // The meters' poll: the camera with a microphone only.
+    let l = get_json(&format!("{base}/api/v1/console/levels?cams={mic},{quiet}"));
+    let got = l["levels"].as_array().expect("levels");
+    assert_eq!(got.len(), 1, "{l:#}");
+    assert_eq!(got[0]["bus"], mic.as_str(), "{l:#}");
+    assert!(
+        got[0]["peak_dbfs"].as_f64().is_some_and(f64::is_finite),
+        "{l:#}"
+    );
+    let bad = curl(
+        "GET",
+        &format!("{base}/api/v1/console/levels?cams=..x"),
+        None,
+        None,
+        &[],
+    );
+    assert_eq!(bad.status, 400, "{bad:?}");
+
+    // /metrics: the audio series of that camera, none of the other.
+    let m = get_text(&format!("{base}/metrics"));
+    let (pcm, opus) = (
+        format!("bus=\"{mic}.audio\""),
+        format!("bus=\"{mic}.opus\""),
+    );
+    for (name, labels) in [
+        ("framebus_audio_up", &pcm),
+        ("framebus_audio_peak_dbfs", &pcm),
+        ("framebus_audio_rms_dbfs", &pcm),
+        ("framebus_audio_sample_rate", &pcm),
+        ("framebus_audio_channels", &pcm),
+        ("framebus_audio_xruns_total", &pcm),
+        ("framebus_audio_encoder_up", &opus),
+        ("framebus_audio_encoder_last_packet_age_seconds", &opus),
+        ("framebus_bus_published_total", &opus),
+    ] {
+        let v = sample(&m, &format!("{name}{{{labels}}}"));
+        assert!(
+            v.is_some_and(f64::is_finite),
+            "{name}{{{labels}}} missing or not finite in /metrics:\n{m}"
+        );
+    }
+    let peak = sample(&m, &format!("framebus_audio_peak_dbfs{{{pcm}}}")).unwrap_or(f64::NAN);
+    assert!((-120.0..=0.0).contains(&peak), "peak {peak}");
+    assert_eq!(
+        sample(&m, &format!("framebus_audio_up{{{pcm}}}")),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&m, &format!("framebus_audio_encoder_up{{{opus}}}")),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&m, &format!("framebus_audio_sample_rate{{{pcm}}}")),
+        Some(48000.0)
+    );
+    let strays: Vec<&str> = m
+        .lines()
+        .filter(|l| l.starts_with("framebus_audio_") && !l.contains(&pcm) && !l.contains(&opus))
+        .collect();
+    assert!(
+        strays.is_empty(),
+        "audio series of another bus: {strays:#?}"
+    );
+    assert!(
+        !m.lines()
+            .any(|l| !l.starts_with('#') && l.contains(&format!("{quiet}.audio"))),
+        "{quiet} has no microphone:\n{m}"
+    );
+
+    // The page: a meter on the microphone's tile only, its level moving.
+    let seconds = 30.0;
+    let args: Vec<String> = [
+        "--url",
+        &url,
+        "--cams",
+        &format!("{mic},{quiet}"),
+        "--audio",
+        &mic,
+        "--only",
+        "load,audio",
+        "--seconds",
+        &seconds.to_string(),
+    ]
+    .iter()
+    .map(ToString::to_string)
+    .collect();
+    let r: Value = parse_report(
+        "console.mjs",
+        &drive_script("console.mjs", &args, seconds, None),
+    );
+    let load = &r["steps"]["load"];
+    assert!(load["error"].is_null(), "load: {r:#}");
+    let au = &r["steps"]["audio"];
+    assert!(au.is_object() && au["error"].is_null(), "audio step: {r:#}");
+    assert_eq!(au["tiles"], serde_json::json!([mic, quiet]), "{au:#}");
+    assert_eq!(au["with_meter"], serde_json::json!([mic]), "{au:#}");
+    assert!(
+        au["distinct_peaks"].as_u64().unwrap_or(0) >= 2,
+        "the meter's level did not change in 2 s: {au:#}"
+    );
+    assert_eq!(au["row"]["mic"], "mic running", "{au:#}");
+    assert_eq!(au["row"]["opus"], "Opus: encoding", "{au:#}");
+    assert_eq!(r["page_errors"], serde_json::json!([]), "{r:#}");
+    assert_eq!(r["console_errors"], serde_json::json!([]), "{r:#}");
+    assert_eq!(r["c_errors"], serde_json::json!([]), "{r:#}");
+
+    eprintln!(
+        "service running after {:.1} s; peaks in the document {levels:?}; page: peaks {} ({} level polls in 2 s); total {:.1} s",
+        started.as_secs_f64(),
+        au["peaks"],
+        au["level_polls"],
+        t0.elapsed().as_secs_f64()
+    );
+    assert_eq!(svc.stop(), Some(0), "the service did not stop cleanly");
 }

@@ -1,7 +1,8 @@
 "use strict";
 // The framebus console (docs/console.md): one page for every camera.
 // Everything comes from this server: /api/v1/console (status, once a
-// second), MJPEG tiles, WHEP, LL-HLS (hls.js when the server serves it),
+// second; the microphones' levels from /api/v1/console/levels ten times a
+// second while a camera has one), MJPEG tiles, WHEP, LL-HLS (hls.js when the server serves it),
 // the recorder's API forwarded under /api/v1/recordings. No framework, no
 // CDN. window.framebusConsole is what the tests (and curious people) read.
 
@@ -19,11 +20,18 @@ const TILE_LATENCY_MS = 1000;
 const PLAYER_LATENCY_MS = 250;
 /// MJPEG profiles for tiles, smallest first.
 const TILE_PROFILES = ["low", "medium", "native"];
+/// The microphones' levels are polled this often: each is the level of
+/// the last 20 ms chunk, so a once-a-second look would miss most sounds.
+const LEVEL_POLL_MS = 100;
+/// The level meter's scale, dBFS (the server's floor for silence is -120).
+const METER_MIN_DB = -60;
+/// The peak-hold tick falls this fast, dB per second.
+const HOLD_FALL_DB_S = 20;
 const NEXT = { webrtc: "hls", hls: "mjpeg" };
 
 const C = window.framebusConsole = {
   ready: false, doc: null, tiles: {}, player: null, recordings: [], errors: [],
-  polls: 0, open: null, close: null, record: null,
+  polls: 0, levelPolls: 0, open: null, close: null, record: null,
 };
 const $ = id => document.getElementById(id);
 
@@ -200,6 +208,85 @@ function updateTile(t, cam) {
   t.recordStream = cam.encoders.length && C.doc.outputs.recorder ? cam.bus + "/" + cam.encoders[0].profile : null;
   f.record.hidden = !t.recordStream;
   f.msg.textContent = t.msg || "";
+  updateAudio(t, cam);
+}
+
+// ---------------------------------------------------------------- microphone
+// A camera with a microphone gets a row under its picture: the capture's
+// state, a level meter (RMS bar, peak bar, a peak-hold tick; -60 to 0
+// dBFS), xruns and the Opus encoder. Made when the camera has a
+// microphone, removed when it has none.
+function updateAudio(t, cam) {
+  const a = cam.audio;
+  if (!a) {
+    if (t.audio) { t.audio.el.remove(); t.audio = null; }
+    return;
+  }
+  if (!t.audio) {
+    const m = {
+      mic: el("span", { class: "mic" }), db: el("span", { class: "db" }),
+      xruns: el("span", { class: "xruns" }), opus: el("span", { class: "opus" }),
+      rms: el("span", { class: "rms" }), peak: el("span", { class: "peak" }), hold: el("span", { class: "hold" }),
+      peakDbfs: null, rmsDbfs: null, heldDbfs: null, heldAt: 0, polledAt: 0, updates: 0,
+    };
+    m.meter = el("span", {
+      class: "meter", role: "meter", "aria-valuemin": METER_MIN_DB, "aria-valuemax": 0, "data-bus": cam.bus,
+      title: "microphone level of the last 20 ms: RMS (bright), peak (dim), peak hold (tick); " + METER_MIN_DB + " to 0 dBFS",
+    }, m.rms, m.peak, m.hold);
+    m.el = el("div", { class: "row audio", "data-bus": cam.bus }, m.mic, m.meter, m.db, m.xruns, m.opus);
+    t.f.encoders.before(m.el);
+    t.audio = m;
+  }
+  const m = t.audio;
+  const state = a.capturing ? "running" : a.state !== "live" ? a.state : a.source_state;
+  m.mic.textContent = "mic " + state;
+  m.mic.className = "mic " + stClass(a.capturing ? "running" : a.state === "live" ? "restarting" : a.state);
+  m.mic.title = a.bus + " · " + a.sample_rate + " Hz · " + a.channels + " ch · " + a.restarts + " restarts";
+  m.xruns.textContent = a.xruns + " xrun" + (a.xruns === 1 ? "" : "s");
+  const o = a.opus;
+  m.opus.textContent = "Opus: " + (o.encoding ? "encoding" : (o.process && o.process !== "running" ? o.process : o.state === "live" ? "idle" : o.state));
+  m.opus.className = "opus " + stClass(o.encoding ? "running" : o.process && o.process !== "running" ? o.process : o.state === "live" ? "" : "failed");
+  m.opus.title = o.bus + " · " + o.packets + " packets · " + o.readers + " reader" + (o.readers === 1 ? "" : "s") +
+    (o.last_reason ? " · last restart: " + o.last_reason : "");
+  // The document's level when the fast poll is not answering.
+  if (Date.now() - m.polledAt > 4 * LEVEL_POLL_MS) showLevel(m, a.peak_dbfs, a.rms_dbfs);
+}
+
+const fmtDb = db => db <= METER_MIN_DB ? "−∞" : db.toFixed(0).replace("-", "−");
+const meterPct = db => (Math.min(1, Math.max(0, (db - METER_MIN_DB) / -METER_MIN_DB)) * 100).toFixed(1) + "%";
+
+function showLevel(m, peak, rms) {
+  const now = performance.now();
+  const fallen = m.heldDbfs == null ? METER_MIN_DB : m.heldDbfs - HOLD_FALL_DB_S * (now - m.heldAt) / 1000;
+  m.heldDbfs = Math.max(peak, fallen, METER_MIN_DB);
+  m.heldAt = now;
+  if (peak !== m.peakDbfs || rms !== m.rmsDbfs) m.updates++;
+  m.peakDbfs = peak;
+  m.rmsDbfs = rms;
+  m.meter.dataset.peak = peak;
+  m.meter.dataset.rms = rms;
+  m.meter.setAttribute("aria-valuenow", Math.max(METER_MIN_DB, peak));
+  m.rms.style.width = meterPct(rms);
+  m.peak.style.width = meterPct(peak);
+  m.hold.style.left = meterPct(m.heldDbfs);
+  m.db.textContent = "peak " + fmtDb(peak) + " · RMS " + fmtDb(rms) + " dBFS";
+}
+
+async function pollLevels() {
+  const cams = C.doc ? C.doc.cameras.filter(c => c.audio).map(c => c.bus) : [];
+  if (cams.length && !document.hidden) {
+    try {
+      const r = await api("/api/v1/console/levels?cams=" + cams.map(encodeURIComponent).join(","), { cache: "no-store" });
+      for (const l of r.levels) {
+        const t = C.tiles[l.bus];
+        if (!t || !t.audio) continue;
+        t.audio.polledAt = Date.now();
+        showLevel(t.audio, l.peak_dbfs, l.rms_dbfs);
+      }
+      C.levelPolls++;
+    } catch (_) { /* the next status poll says what is wrong */ }
+  }
+  setTimeout(pollLevels, LEVEL_POLL_MS);
 }
 
 // The time code of each tile's picture, read once a second: glass-to-glass
@@ -681,4 +768,5 @@ C.close = closePlayer;
 C.record = record;
 poll();
 pollRecordings();
+pollLevels();
 tileLatency();

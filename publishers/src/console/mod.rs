@@ -7,7 +7,9 @@
 //!   bus as live MJPEG tiles, a player per camera (WebRTC, LL-HLS, MJPEG,
 //!   with fallback in that order), health, latency, actions.
 //! * `/api/v1/console`: what the page shows, one JSON document
-//!   ([`status`]).
+//!   ([`status`]); `/api/v1/console/levels`: just the microphones' levels,
+//!   which the page's meters poll ten times a second (a 20 ms chunk's
+//!   level read once a second would mostly miss the sound).
 //! * `/api/v1/recordings…`, `/api/v1/recorder/…`: the recorder's API,
 //!   forwarded ([`proxy`]).
 //!
@@ -18,12 +20,13 @@
 pub mod proxy;
 pub mod status;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::{Json, Router};
 
+use crate::mjpeg::error::ApiError;
 use crate::mjpeg::state::AppState;
 
 /// Where the page's files are served, beside hls.js
@@ -32,6 +35,10 @@ use crate::mjpeg::state::AppState;
 pub const ASSETS: &str = "/_";
 /// The console document's path.
 pub const API_PATH: &str = "/api/v1/console";
+/// The microphones' levels' path.
+pub const LEVELS_PATH: &str = "/api/v1/console/levels";
+/// At most this many cameras in one levels request.
+const LEVELS_MAX: usize = 64;
 
 const PAGE: &str = include_str!("console.html");
 const SCRIPT: &str = include_str!("console.js");
@@ -50,6 +57,7 @@ pub fn routes() -> Router<AppState> {
         .route(&format!("{ASSETS}/timecode.js"), get(timecode))
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .route(API_PATH, get(document))
+        .route(LEVELS_PATH, get(levels))
         .route("/api/v1/recordings", any(proxy::forward))
         .route("/api/v1/recordings/{*rest}", any(proxy::forward))
         .route("/api/v1/recorder/{*rest}", any(proxy::forward))
@@ -99,4 +107,53 @@ async fn document(State(state): State<AppState>) -> Response {
         }
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
+}
+
+/// The query of [`LEVELS_PATH`].
+#[derive(Debug, serde::Deserialize)]
+struct LevelsQuery {
+    /// Camera buses, comma-separated; every served camera without it.
+    cams: Option<String>,
+}
+
+/// `GET /api/v1/console/levels[?cams=cam0,cam1]`: the level of each
+/// camera's microphone now (cameras without one are left out).
+async fn levels(
+    State(state): State<AppState>,
+    Query(q): Query<LevelsQuery>,
+) -> Result<Response, ApiError> {
+    let named: Option<Vec<String>> = q.cams.as_deref().map(|c| {
+        c.split(',')
+            .filter(|n| !n.is_empty())
+            .map(str::to_string)
+            .collect()
+    });
+    if let Some(names) = &named {
+        if names.len() > LEVELS_MAX {
+            return Err(ApiError::BadRequest(format!(
+                "at most {LEVELS_MAX} cameras in `cams`"
+            )));
+        }
+        if let Some((n, e)) = names
+            .iter()
+            .find_map(|n| framebus::validate_name(n).err().map(|e| (n, e)))
+        {
+            return Err(ApiError::BadRequest(format!("cams: {n:?}: {e}")));
+        }
+    }
+    let levels = tokio::task::spawn_blocking(move || {
+        let cameras =
+            named.unwrap_or_else(|| state.streams.buses().into_iter().map(|b| b.name).collect());
+        status::levels(&state, &cameras)
+    })
+    .await;
+    Ok(match levels {
+        Ok(l) => {
+            let mut r = Json(l).into_response();
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
+        }
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    })
 }

@@ -5,16 +5,19 @@
 //! and encoders a `framebus-producer --config` runs, with restarts and the
 //! last reason) and this server's own streams, WebRTC sessions and HLS
 //! muxers. `framebus status --json` reads the same sources; this is its
-//! per-camera view for a page. The format is in `docs/console.md`.
+//! per-camera view for a page, with each camera's microphone
+//! ([`Audio`]). [`levels`] is the small answer the page's level meters
+//! poll between two documents. The format is in `docs/console.md`.
 
 use std::path::Path;
 
 use framebus::contract::status::{self, PublisherStatus};
-use framebus::contract::{encoder, streams::StreamStatus};
+use framebus::contract::{audio, encoder, streams::StreamStatus};
 use framebus::BusInfo;
 use serde::Serialize;
 
 use crate::mjpeg::api::{all_status, health_problems};
+use crate::mjpeg::audio::Microphone;
 use crate::mjpeg::state::AppState;
 
 /// The document's format version.
@@ -112,6 +115,87 @@ pub struct Camera {
     pub encoders: Vec<Encoder>,
     /// Viewers per protocol.
     pub viewers: Viewers,
+    /// Its microphone (`{bus}.audio` and its Opus encode), `null` for a
+    /// camera without one.
+    pub audio: Option<Audio>,
+}
+
+/// A camera's microphone: its PCM bus `{bus}.audio` and its Opus encode
+/// `{bus}.opus` (`docs/audio.md`, [`crate::mjpeg::audio`]).
+#[derive(Debug, Serialize)]
+pub struct Audio {
+    /// The PCM bus (`cam0.audio`).
+    pub bus: String,
+    /// The PCM bus: `live`, `producer gone`, `no bus`.
+    pub state: String,
+    /// The capture: `running`, `reconnecting`, … (the bus header's word).
+    pub source_state: String,
+    /// The microphone captures (bus live, source running).
+    pub capturing: bool,
+    /// Samples per second.
+    pub sample_rate: u32,
+    /// Channels.
+    pub channels: u32,
+    /// Peak of the last 20 ms chunk, dBFS; silence, and a microphone that
+    /// is not capturing, are [`crate::mjpeg::audio::SILENCE_DBFS`].
+    pub peak_dbfs: f64,
+    /// RMS of the last chunk, dBFS, with the same floor.
+    pub rms_dbfs: f64,
+    /// Chunks lost because the device overran.
+    pub xruns: u64,
+    /// Capture reopens (microphone unplugged, watchdog).
+    pub restarts: u64,
+    /// Age of the newest chunk, ms.
+    pub last_chunk_age_ms: Option<u64>,
+    /// Processes reading the PCM bus (the Opus encoder, Python).
+    pub readers: usize,
+    /// The Opus encode every output reads.
+    pub opus: AudioEncoder,
+}
+
+/// A camera's Opus encode (`framebus-encoder --bus cam0.audio --opus`).
+#[derive(Debug, Serialize)]
+pub struct AudioEncoder {
+    /// The Opus bus (`cam0.opus`).
+    pub bus: String,
+    /// The Opus bus: `live`, `producer gone`, `no bus`.
+    pub state: String,
+    /// Packets are flowing (the newest is under 2 s old).
+    pub encoding: bool,
+    /// Packets published.
+    pub packets: u64,
+    /// Age of the newest packet, ms.
+    pub last_packet_age_ms: Option<u64>,
+    /// Processes reading the Opus bus (RTSP, WebRTC, the recorder).
+    pub readers: usize,
+    /// The supervised encoder process: `running`, `backoff`, …
+    pub process: Option<String>,
+    /// Its restarts.
+    pub restarts: u32,
+    /// Why it was last restarted.
+    pub last_reason: Option<String>,
+}
+
+/// The answer of `GET /api/v1/console/levels`.
+#[derive(Debug, Serialize)]
+pub struct Levels {
+    /// When they were read, Unix milliseconds.
+    pub updated_unix_ms: u64,
+    /// One per camera asked for that has a microphone.
+    pub levels: Vec<Level>,
+}
+
+/// One microphone's level now.
+#[derive(Debug, Serialize)]
+pub struct Level {
+    /// The camera bus.
+    pub bus: String,
+    /// As [`Audio::peak_dbfs`].
+    pub peak_dbfs: f64,
+    /// As [`Audio::rms_dbfs`].
+    pub rms_dbfs: f64,
+    /// As [`Audio::capturing`].
+    pub capturing: bool,
 }
 
 /// One MJPEG profile of a bus.
@@ -283,6 +367,7 @@ pub fn gather(state: &AppState, recorder: bool) -> Console {
                     (None, Some(i)) => bus_state(i),
                     (None, None) => "no bus".into(),
                 };
+                let audio = audio_of(&bus, &all, &children);
                 let i = info.cloned().unwrap_or_else(|| empty_info(&bus));
                 Camera {
                     configured,
@@ -306,6 +391,7 @@ pub fn gather(state: &AppState, recorder: bool) -> Console {
                     mjpeg,
                     encoders,
                     viewers,
+                    audio,
                     bus,
                 }
             },
@@ -323,9 +409,7 @@ pub fn gather(state: &AppState, recorder: bool) -> Console {
     problems.dedup();
     Console {
         version: VERSION,
-        updated_unix_ms: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64),
+        updated_unix_ms: now_unix_ms(),
         health: if problems.is_empty() {
             "healthy"
         } else {
@@ -406,6 +490,82 @@ fn encoder_of(i: &BusInfo, profile: &str, children: &[PublisherStatus]) -> Encod
         restarts: child.map_or(0, |c| c.restarts),
         last_reason: child.and_then(|c| c.last_reason.clone()),
     }
+}
+
+/// `bus`'s microphone: its buses when they exist, else an Opus encoder
+/// the supervisor runs for it (the microphone is configured, its bus not
+/// there yet); `None` without either.
+fn audio_of(bus: &str, all: &[BusInfo], children: &[PublisherStatus]) -> Option<Audio> {
+    let opus_name = audio::opus_bus(bus);
+    let child = children
+        .iter()
+        .find(|p| p.kind == "encoder" && p.bus.as_deref() == Some(opus_name.as_str()));
+    let mic = Microphone::find(bus, all).or_else(|| {
+        child.map(|_| Microphone {
+            camera: bus.to_string(),
+            pcm: None,
+            opus: None,
+        })
+    })?;
+    let pcm = mic
+        .pcm
+        .clone()
+        .unwrap_or_else(|| empty_info(&audio::pcm_bus(bus)));
+    let opus = mic.opus.clone().unwrap_or_else(|| empty_info(&opus_name));
+    Some(Audio {
+        state: bus_state(&pcm),
+        source_state: pcm.source_state.clone(),
+        capturing: mic.capturing(),
+        sample_rate: pcm.sample_rate,
+        channels: pcm.channels,
+        peak_dbfs: mic.peak_dbfs(),
+        rms_dbfs: mic.rms_dbfs(),
+        xruns: mic.xruns(),
+        restarts: pcm.restarts,
+        last_chunk_age_ms: pcm.last_frame_age_ms,
+        readers: pcm.readers.len(),
+        opus: AudioEncoder {
+            state: bus_state(&opus),
+            encoding: mic.encoding(),
+            packets: opus.published,
+            last_packet_age_ms: opus.last_frame_age_ms,
+            readers: opus.readers.len(),
+            process: child.map(|c| c.state.as_str().to_string()),
+            restarts: child.map_or(0, |c| c.restarts),
+            last_reason: child.and_then(|c| c.last_reason.clone()),
+            bus: opus.name,
+        },
+        bus: pcm.name,
+    })
+}
+
+/// The levels of the microphones of `cameras` (`GET
+/// /api/v1/console/levels`: what the page's meters poll between two
+/// documents). Reads two bus headers per camera: call it from a blocking
+/// context.
+pub fn levels(state: &AppState, cameras: &[String]) -> Levels {
+    let dir = state.streams.config().shm_dir.as_deref();
+    Levels {
+        updated_unix_ms: now_unix_ms(),
+        levels: cameras
+            .iter()
+            .filter_map(|c| {
+                let m = Microphone::stat(c, dir)?;
+                Some(Level {
+                    bus: m.camera.clone(),
+                    peak_dbfs: m.peak_dbfs(),
+                    rms_dbfs: m.rms_dbfs(),
+                    capturing: m.capturing(),
+                })
+            })
+            .collect(),
+    }
+}
+
+fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn mjpeg_of(s: &StreamStatus) -> MjpegStream {

@@ -3,7 +3,9 @@
 //! buses, so nothing is kept registered). `/metrics` itself, and the
 //! `framebus_bus_*{bus}` series of the served buses (the same names and
 //! meanings as `framebus status --prometheus`), are the shared
-//! [`crate::common::http`]'s. Every metric is in `docs/metrics.md`.
+//! [`crate::common::http`]'s. [`AudioCollector`] writes the
+//! `framebus_audio_*{bus}` series of the served cameras' microphones
+//! ([`super::audio`]). Every metric is in `docs/metrics.md`.
 
 use std::sync::Arc;
 
@@ -13,6 +15,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 
+use super::audio::{self, Microphone};
 use super::streams::{Stream, Streams};
 use crate::common::demand::DemandStatus;
 use crate::common::http::family;
@@ -119,6 +122,103 @@ impl Collector for MjpegCollector {
                 |s| ConstGauge::new(v(s)),
             )?;
         }
+        Ok(())
+    }
+}
+
+/// `framebus_audio_*{bus}`: per microphone of a served camera, the level,
+/// xruns and format of its PCM bus (`bus="cam0.audio"`) and the state of
+/// its Opus encode (`bus="cam0.opus"`), read from the bus headers on each
+/// scrape. A camera without a microphone has none of these series.
+#[derive(Debug)]
+pub struct AudioCollector {
+    streams: Arc<Streams>,
+}
+
+impl AudioCollector {
+    /// A collector over the cameras of `streams`.
+    pub fn new(streams: Arc<Streams>) -> AudioCollector {
+        AudioCollector { streams }
+    }
+}
+
+/// Name, help and value of a per-microphone gauge.
+type AudioGauge = (&'static str, &'static str, fn(&Microphone) -> f64);
+
+impl Collector for AudioCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mics = audio::served(&self.streams);
+        let pcm: Vec<&Microphone> = mics.iter().filter(|m| m.pcm.is_some()).collect();
+        let opus: Vec<&Microphone> = mics.iter().filter(|m| m.opus.is_some()).collect();
+        let name =
+            |b: &Option<framebus::BusInfo>| b.as_ref().map_or_else(String::new, |i| i.name.clone());
+        let pcm_label = |m: &&Microphone| [("bus", name(&m.pcm))];
+        let opus_label = |m: &&Microphone| [("bus", name(&m.opus))];
+        let gauges: [AudioGauge; 5] = [
+            (
+                "up",
+                "1 while the microphone captures (PCM bus live, source running)",
+                |m| f64::from(u8::from(m.capturing())),
+            ),
+            (
+                "peak_dbfs",
+                "Peak of the last 20 ms chunk, dBFS (silence and a stopped microphone: -120)",
+                Microphone::peak_dbfs,
+            ),
+            (
+                "rms_dbfs",
+                "RMS of the last 20 ms chunk, dBFS (silence and a stopped microphone: -120)",
+                Microphone::rms_dbfs,
+            ),
+            ("sample_rate", "Samples per second", |m| {
+                m.pcm.as_ref().map_or(0.0, |i| f64::from(i.sample_rate))
+            }),
+            ("channels", "Channels", |m| {
+                m.pcm.as_ref().map_or(0.0, |i| f64::from(i.channels))
+            }),
+        ];
+        for (n, help, v) in gauges {
+            family(
+                &mut enc,
+                &format!("framebus_audio_{n}"),
+                help,
+                MetricType::Gauge,
+                &pcm,
+                pcm_label,
+                |m| ConstGauge::new(v(m)),
+            )?;
+        }
+        family(
+            &mut enc,
+            "framebus_audio_xruns",
+            "Chunks lost because the device overran (the PCM bus's source_dropped)",
+            MetricType::Counter,
+            &pcm,
+            pcm_label,
+            |m| ConstCounter::new(m.xruns()),
+        )?;
+        family(
+            &mut enc,
+            "framebus_audio_encoder_up",
+            "1 while the Opus encode flows (bus live, newest packet under 2 s old)",
+            MetricType::Gauge,
+            &opus,
+            opus_label,
+            |m| ConstGauge::new(f64::from(u8::from(m.encoding()))),
+        )?;
+        let aged: Vec<(&Microphone, u64)> = opus
+            .iter()
+            .filter_map(|m| Some((*m, m.opus.as_ref()?.last_frame_age_ms?)))
+            .collect();
+        family(
+            &mut enc,
+            "framebus_audio_encoder_last_packet_age_seconds",
+            "Age of the Opus bus's newest packet, seconds",
+            MetricType::Gauge,
+            &aged,
+            |(m, _)| opus_label(m),
+            |(_, ms)| ConstGauge::new(*ms as f64 / 1000.0),
+        )?;
         Ok(())
     }
 }

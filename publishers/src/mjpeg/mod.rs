@@ -11,11 +11,13 @@
 //! Files: [`config`] (CLI, profiles), [`streams`] (buses and streams),
 //! [`encoder`], [`media`] (`.mjpg`, snapshot), [`conn`] (accept loop and limits, socket options,
 //! bytes sent), [`api`] (JSON, start/stop, the health verdict), [`index`]
-//! (`/`), [`metrics`] (Prometheus series), [`auth`], [`error`], [`state`]
+//! (`/`), [`metrics`] (Prometheus series), [`audio`] (the cameras'
+//! microphones, for the console and `/metrics`), [`auth`], [`error`], [`state`]
 //! (the router's state; `/healthz` and `/metrics` are
 //! [`crate::common::http`]'s).
 
 pub mod api;
+pub mod audio;
 pub mod auth;
 pub mod config;
 pub mod conn;

@@ -6,12 +6,14 @@
 use std::sync::Arc;
 
 use axum::extract::FromRef;
+use framebus::BusInfo;
 use prometheus_client::registry::Registry;
 
 use super::api::health_problems;
+use super::audio::{self, Microphone};
 use super::auth::Auth;
 use super::config::RecorderUrl;
-use super::metrics::MjpegCollector;
+use super::metrics::{AudioCollector, MjpegCollector};
 use super::streams::Streams;
 use crate::common::http::{BusCollector, Observability};
 use crate::console::proxy::Recorder;
@@ -42,7 +44,7 @@ pub struct AppState {
 
 impl AppState {
     /// The state for `streams` behind `auth`: `/metrics` reports the
-    /// streams and the served buses, `/healthz` the configured buses and
+    /// streams, the served buses and their cameras' microphones, `/healthz` the configured buses and
     /// running streams ([`health_problems`]).
     pub fn new(
         streams: Arc<Streams>,
@@ -59,9 +61,16 @@ impl AppState {
         if let Some(h) = &hls {
             registry.register_collector(Box::new(HlsCollector::new(Arc::clone(h))));
         }
+        registry.register_collector(Box::new(AudioCollector::new(Arc::clone(&streams))));
+        // The served buses, and beside each camera its microphone's buses
+        // (`cam0.audio`, `cam0.opus`), which are not served as pictures.
         let served = Arc::clone(&streams);
         registry.register_collector(Box::new(BusCollector::new(move || {
-            served.buses().into_iter().filter_map(|b| b.info).collect()
+            let cameras = served.buses();
+            let mics = audio::of_cameras(&cameras, served.config().shm_dir.as_deref());
+            let audio = mics.iter().flat_map(Microphone::buses).cloned();
+            let pictures = cameras.into_iter().filter_map(|b| b.info);
+            pictures.chain(audio).collect::<Vec<BusInfo>>()
         })));
         let checked = Arc::clone(&streams);
         AppState {

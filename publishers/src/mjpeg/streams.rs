@@ -67,6 +67,16 @@ pub struct BusView {
     pub info: Option<BusInfo>,
 }
 
+/// Whether a bus holds pictures to JPEG-encode: not an encoded bus
+/// (`{bus}.h264.{profile}`, written by the encoders) and not a camera's
+/// microphone (`{bus}.audio`, `{bus}.opus`: shown under their camera,
+/// [`super::audio`]). Discovery serves only these.
+fn pictures(info: &BusInfo) -> bool {
+    info.format
+        .parse::<framebus::PixelFormat>()
+        .is_ok_and(|f| !f.is_encoded() && !f.is_audio())
+}
+
 /// All streams.
 #[derive(Debug)]
 pub struct Streams {
@@ -171,7 +181,10 @@ impl Streams {
         }
         self.cfg.buses.iter().any(|b| b == name)
             || self.map.lock().keys().any(|(b, _)| b == name)
-            || (self.cfg.discover && self.stat(name).is_some_and(|i| i.producer_alive))
+            || (self.cfg.discover
+                && self
+                    .stat(name)
+                    .is_some_and(|i| i.producer_alive && pictures(&i)))
     }
 
     /// Served buses: configured ones first, then discovered live ones.
@@ -198,10 +211,7 @@ impl Streams {
                 None => framebus::list(),
             };
             for info in listed.unwrap_or_default() {
-                // Encoded buses (`{bus}.h264.{profile}`, written by the
-                // encoders) hold H.264, not pictures to JPEG-encode.
-                let encoded = info.format == framebus::PixelFormat::H264.name();
-                if info.producer_alive && !encoded && !self.cfg.buses.contains(&info.name) {
+                if info.producer_alive && pictures(&info) && !self.cfg.buses.contains(&info.name) {
                     extra.push(info.name);
                 }
             }

@@ -20,7 +20,13 @@ const USAGE = `usage:
   node console.mjs --url http://HOST:PORT/ --cams CAM0,CAM1 --profile ENC
                    --stream CAM/ENC [--kill-rtsp]
                    [--auth-url http://HOST:PORT/ --basic USER:PASS --auth-cam CAM]
-                   [--screenshots DIR] [--seconds BOUND]`;
+                   [--audio CAM] [--only STEP,STEP…]
+                   [--screenshots DIR] [--seconds BOUND]
+  --audio CAM: the camera with a microphone (the audio step: its level
+               meter, and none on the other --cams)
+  --only:      run just these steps (load,mosaic,audio,player,fallback,
+               recording,rtsp_kill,auth); --stream is needed only by
+               recording`;
 
 // WebRTC to a server on 127.0.0.1, as whep.mjs (README: Chromium flags).
 const CHROMIUM_ARGS = [
@@ -45,11 +51,16 @@ const OPTIONS = {
   'auth-url': { type: 'string' },
   basic: { type: 'string' },
   'auth-cam': { type: 'string' },
+  audio: { type: 'string' },
+  only: { type: 'string' },
   screenshots: { type: 'string' },
   seconds: { type: 'string', default: '90' },
   chromium: { type: 'string', default: process.env.CHROMIUM || '/usr/bin/chromium' },
   help: { type: 'boolean', short: 'h', default: false },
 };
+
+// Every step, in the order they run.
+const STEPS = ['load', 'mosaic', 'audio', 'player', 'fallback', 'recording', 'rtsp_kill', 'auth'];
 
 // Bus and stream names go into CSS attribute selectors: no escaping needed.
 const NAME = /^[a-z0-9][a-z0-9._-]*$/;
@@ -66,10 +77,15 @@ function parseOptions(argv) {
     process.exit(0);
   }
   const o = { ...v, seconds: Number(v.seconds), cams: (v.cams || '').split(',').filter(Boolean) };
+  const only = v.only ? v.only.split(',') : null;
+  const unknown = (only || []).filter((x) => !STEPS.includes(x));
+  if (unknown.length) usage(`--only: unknown steps ${unknown.join(',')}`);
+  o.runs = (name) => !only || only.includes(name);
   if (!v.url || !/^https?:\/\//.test(v.url)) usage('--url: the console\'s http:// URL');
   if (!o.cams.length || !o.cams.every((c) => NAME.test(c))) usage('--cams: bus names, comma-separated');
   if (!NAME.test(o.profile)) usage('--profile: an encoder name');
-  if (!v.stream || !/^[a-z0-9._-]+\/[a-z0-9._-]+$/.test(v.stream)) usage('--stream: CAM/ENC');
+  if (o.runs('recording') && (!v.stream || !/^[a-z0-9._-]+\/[a-z0-9._-]+$/.test(v.stream))) usage('--stream: CAM/ENC');
+  if (v.audio !== undefined && !o.cams.includes(v.audio)) usage('--audio: one of --cams');
   if (!(o.seconds > 0)) usage('--seconds: a positive number');
   if (v['auth-url'] !== undefined) {
     if (!/^https?:\/\//.test(v['auth-url'])) usage('--auth-url: an http:// URL');
@@ -114,9 +130,10 @@ runDriver({ o, args: CHROMIUM_ARGS, report, log }, async (browser) => {
     page.on('pageerror', (e) => report.page_errors.push(`[${prefix}${phase}] ${String(e)}`));
   };
 
-  // Runs one step; a failed wait becomes the step's `error`, the rest of
-  // its record stays.
+  // Runs one step (unless --only leaves it out); a failed wait becomes
+  // the step's `error`, the rest of its record stays.
   const step = async (name, body) => {
+    if (!o.runs(name)) return null;
     phase = name;
     const rec = { elapsed_ms: null };
     out.steps[name] = rec;
@@ -191,6 +208,47 @@ runDriver({ o, args: CHROMIUM_ARGS, report, log }, async (browser) => {
       out.screenshots.push(f);
     }
   });
+
+  // 2b. The microphone: a level meter on its camera's tile only, whose
+  // level moves (the tone beeps 100 ms every second; the page polls the
+  // levels ten times a second).
+  if (o.audio) {
+    await step('audio', async (rec) => {
+      await waitFor(page, (b) => !!document.querySelector(`figure.tile[data-bus="${b}"] .meter`), o.audio, 10000);
+      rec.with_meter = await page.evaluate(() => [...document.querySelectorAll('figure.tile')]
+        .filter((f) => f.querySelector('.meter')).map((f) => f.dataset.bus));
+      rec.tiles = await page.evaluate(() => [...document.querySelectorAll('figure.tile')].map((f) => f.dataset.bus));
+      // The meter's measured peak (data-peak) every 50 ms for 2 s.
+      const polls0 = await page.evaluate(() => window.framebusConsole.levelPolls);
+      rec.peaks = await page.evaluate((b) => new Promise((done) => {
+        const seen = [];
+        const take = () => {
+          const m = document.querySelector(`figure.tile[data-bus="${b}"] .meter`);
+          seen.push(m && m.dataset.peak !== undefined ? Number(m.dataset.peak) : null);
+        };
+        take();
+        const timer = setInterval(take, 50);
+        setTimeout(() => { clearInterval(timer); take(); done(seen); }, 2000);
+      }), o.audio);
+      rec.level_polls = (await page.evaluate(() => window.framebusConsole.levelPolls)) - polls0;
+      const nums = rec.peaks.filter((x) => typeof x === 'number' && Number.isFinite(x));
+      rec.distinct_peaks = [...new Set(nums)].length;
+      rec.max_peak = nums.length ? Math.max(...nums) : null;
+      rec.min_peak = nums.length ? Math.min(...nums) : null;
+      rec.peaks = [...new Set(nums)];
+      rec.row = await page.evaluate((b) => {
+        const r = document.querySelector(`figure.tile[data-bus="${b}"] .audio`);
+        return r ? { mic: r.querySelector('.mic').textContent, db: r.querySelector('.db').textContent,
+          xruns: r.querySelector('.xruns').textContent, opus: r.querySelector('.opus').textContent } : null;
+      }, o.audio);
+      log('audio:', JSON.stringify(rec));
+      if (shots) {
+        const f = join(shots, 'console-audio.png');
+        await page.locator(`figure.tile[data-bus="${o.audio}"]`).screenshot({ path: f }).catch(() => {});
+        out.screenshots.push(f);
+      }
+    });
+  }
 
   // Waits until the player shows `want` with frames and a latency, or
   // gives up on it (fell back, failed); the player's state then.
@@ -311,7 +369,7 @@ runDriver({ o, args: CHROMIUM_ARGS, report, log }, async (browser) => {
   });
 
   // 6. The RTSP publisher killed: its row leaves `running`, then is back.
-  if (o['kill-rtsp']) {
+  if (o['kill-rtsp'] && o.runs('rtsp_kill')) {
     await step('rtsp_kill', async (rec) => {
       const row = () => {
         const tr = document.querySelector('#publishers tr[data-kind=rtsp]');
