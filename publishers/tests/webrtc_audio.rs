@@ -11,96 +11,22 @@
 mod http_support;
 
 use std::collections::BTreeSet;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use framebus::contract::audio::{opus_bus, pcm_bus};
-use framebus_test_support::bins;
+use framebus::contract::audio::opus_bus;
+use framebus_test_support::browser::{opus_encoder, producer};
 use http_support::*;
 
 /// The H.264 profile of the tests (`framebus-encoder --profile`).
 const BASE: &str = "base=320x180@30,h264=baseline";
-/// Watchdog on buses appearing and sessions ending.
+/// Watchdog on sessions ending.
 const WATCHDOG: Duration = Duration::from_secs(30);
-
-/// A process stopped with SIGTERM on drop (so it removes the buses it
-/// created), then SIGKILLed by its guard if it did not exit; `buses` it
-/// left behind are removed.
-struct Stopped {
-    child: ChildGuard,
-    buses: Vec<String>,
-}
-
-impl Drop for Stopped {
-    fn drop(&mut self) {
-        if self.child.alive() {
-            self.child
-                .signal_and_wait(libc::SIGTERM, Duration::from_secs(10));
-        }
-        for b in &self.buses {
-            if framebus::stat(b, None).is_ok_and(|s| !s.producer_alive) {
-                let _ = framebus::remove(b, None, true);
-            }
-        }
-    }
-}
-
-fn live(bus: &str) -> bool {
-    framebus::stat(bus, None).is_ok_and(|s| s.producer_alive && s.published > 0)
-}
-
-/// `framebus-producer` on `bus` (the test pattern, 320x180 at 30 fps),
-/// with the tone on `{bus}.audio` when `tone`.
-fn producer(bus: &str, tone: bool) -> Stopped {
-    let mut cmd = Command::new(bins::path("framebus-producer"));
-    cmd.args(["--bus", bus, "--size", "320x180", "--fps", "30"])
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    let mut buses = vec![bus.to_string()];
-    if tone {
-        cmd.args(["--audio", "tone"]);
-        buses.push(pcm_bus(bus));
-    }
-    let p = Stopped {
-        child: ChildGuard::spawn(&mut cmd),
-        buses,
-    };
-    assert!(
-        eventually(WATCHDOG, || p.buses.iter().all(|b| live(b))),
-        "framebus-producer did not publish on {:?}",
-        p.buses
-    );
-    p
-}
-
-/// `framebus-encoder --opus` of camera `bus`'s microphone.
-fn opus_encoder(bus: &str) -> Stopped {
-    let out = opus_bus(bus);
-    let e = Stopped {
-        child: ChildGuard::spawn(
-            Command::new(bins::path("framebus-encoder"))
-                .args(["--bus", &pcm_bus(bus), "--opus"])
-                .env("RUST_LOG", "warn")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::inherit()),
-        ),
-        buses: vec![out.clone()],
-    };
-    assert!(
-        eventually(WATCHDOG, || live(&out)),
-        "the Opus bus {out} did not appear"
-    );
-    e
-}
 
 #[test]
 fn webrtc_carries_the_cameras_opus_audio_and_stays_video_only_without_it() {
     // A camera with a microphone: both viewers get its sound.
     let bus = unique_name("wrtc-audio");
-    let prod = producer(&bus, true);
+    let prod = producer(&bus, "320x180", true);
     let enc = Encoder::start(&bus, BASE, &[], None);
     let opus = opus_encoder(&bus);
     let server = Server::start(&["--bus", &bus]);
@@ -186,7 +112,7 @@ fn webrtc_carries_the_cameras_opus_audio_and_stays_video_only_without_it() {
     // A camera without a microphone: the same offer plays video only,
     // the audio line refused (port 0), no audio track.
     let bus = unique_name("wrtc-mute");
-    let _prod = producer(&bus, false);
+    let _prod = producer(&bus, "320x180", false);
     let _enc = Encoder::start(&bus, BASE, &[], None);
     let server = Server::start(&["--bus", &bus]);
     let mut opts = WhepPlay::new(server.whep(&bus, "base"));

@@ -817,3 +817,218 @@ pub fn video_play(url: &str, seconds: f64) -> VideoReport {
     let out = drive_script("video.mjs", &[input.to_string()], seconds + 45.0, None);
     parse_report("video.mjs", &out)
 }
+
+// A camera with a microphone for the WebRTC sound tests
+// (`publishers/tests/webrtc_audio.rs`, `webrtc_av_sync.rs`): the real
+// producer's test pattern with `--audio tone` and the Opus encoder of its
+// PCM bus.
+
+/// Watchdog on a camera's buses appearing.
+const CAMERA_WATCHDOG: Duration = Duration::from_secs(30);
+
+/// A process stopped with SIGTERM on drop (so it removes the buses it
+/// created), then SIGKILLed by its guard if it did not exit; `buses` it
+/// left behind are removed.
+pub struct Stopped {
+    /// The process.
+    pub child: crate::ChildGuard,
+    /// The buses it writes.
+    pub buses: Vec<String>,
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        if self.child.alive() {
+            self.child
+                .signal_and_wait(libc::SIGTERM, Duration::from_secs(10));
+        }
+        for b in &self.buses {
+            if framebus::stat(b, None).is_ok_and(|s| !s.producer_alive) {
+                let _ = framebus::remove(b, None, true);
+            }
+        }
+    }
+}
+
+/// `bus` has a live producer that has published.
+pub fn live(bus: &str) -> bool {
+    framebus::stat(bus, None).is_ok_and(|s| s.producer_alive && s.published > 0)
+}
+
+/// `framebus-producer` on `bus`: the test pattern (with the time code,
+/// docs/timecode.md) of `size` (`WxH`) at 30 fps and, when `tone`, the
+/// audio test pattern on `{bus}.audio` (a 1 kHz beep of 100 ms at every
+/// whole second of CLOCK_REALTIME). Waits (30 s watchdog) until every bus
+/// is live.
+pub fn producer(bus: &str, size: &str, tone: bool) -> Stopped {
+    let mut cmd = Command::new(crate::bins::path("framebus-producer"));
+    cmd.args(["--bus", bus, "--size", size, "--fps", "30"])
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit());
+    let mut buses = vec![bus.to_string()];
+    if tone {
+        cmd.args(["--audio", "tone"]);
+        buses.push(framebus::contract::audio::pcm_bus(bus));
+    }
+    let p = Stopped {
+        child: crate::ChildGuard::spawn(&mut cmd),
+        buses,
+    };
+    assert!(
+        crate::eventually(CAMERA_WATCHDOG, || p.buses.iter().all(|b| live(b))),
+        "framebus-producer did not publish on {:?}",
+        p.buses
+    );
+    p
+}
+
+/// `framebus-encoder --opus` of camera `bus`'s microphone, writing
+/// `{bus}.opus`; waits (30 s watchdog) until that bus is live.
+pub fn opus_encoder(bus: &str) -> Stopped {
+    let out = framebus::contract::audio::opus_bus(bus);
+    let e = Stopped {
+        child: crate::ChildGuard::spawn(
+            Command::new(crate::bins::path("framebus-encoder"))
+                .args(["--bus", &framebus::contract::audio::pcm_bus(bus), "--opus"])
+                .env("RUST_LOG", "warn")
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::inherit()),
+        ),
+        buses: vec![out.clone()],
+    };
+    assert!(
+        crate::eventually(CAMERA_WATCHDOG, || live(&out)),
+        "the Opus bus {out} did not appear"
+    );
+    e
+}
+
+// Lip sync (`whep.mjs --av-sync`): see that directory's README.
+
+/// One beep heard by [`whep_av_sync`]'s viewer, all in ms on the wall
+/// clock (the page's `performance.timeOrigin + performance.now()`).
+#[derive(Clone, Debug, Deserialize)]
+pub struct Beep {
+    /// The whole second (Unix time) the tone started it at: W_a.
+    pub second: i64,
+    /// Its onset on the AudioContext's clock, s (from the context's start).
+    pub context_s: f64,
+    /// P_a − W_a: its onset at the audio output minus the second.
+    pub audio_ms: f64,
+    /// P_v − W_v: median over the frames captured within 1 s of it of
+    /// their `presentationTime` minus their time code.
+    pub video_ms: Option<f64>,
+    /// The same with `expectedDisplayTime`.
+    pub video_display_ms: Option<f64>,
+    /// `audio_ms − video_ms`: > 0 when the sound comes after its picture.
+    pub offset_ms: f64,
+    /// `audio_ms − video_display_ms`.
+    pub offset_display_ms: Option<f64>,
+    /// Frames behind `video_ms` (fewer than 10: all frames were used).
+    pub frames: u64,
+    /// `currentTime − getOutputTimestamp().contextTime`, ms: how far the
+    /// graph renders ahead of the output (baseLatency + outputLatency).
+    pub render_ahead_ms: f64,
+}
+
+/// The viewer's AudioContext.
+#[derive(Clone, Debug, Deserialize)]
+pub struct AvAudio {
+    /// `state` at the end (`running`).
+    pub state: String,
+    /// `sampleRate` (the output device's).
+    pub sample_rate: f64,
+    /// `baseLatency`, ms.
+    pub base_latency_ms: Option<f64>,
+    /// `outputLatency`, ms.
+    pub output_latency_ms: Option<f64>,
+    /// Largest sample the worklet saw (the beep: 0.5).
+    pub peak: Option<f64>,
+}
+
+/// RTCP sender reports the viewer had received, per kind
+/// (`remote-outbound-rtp` `reportsSent`; 0: none).
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+pub struct SenderReports {
+    /// Of the audio stream.
+    pub audio: u64,
+    /// Of the video stream.
+    pub video: u64,
+}
+
+/// What the receiver did to the audio, from `getStats()` at the end.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct AvReceiver {
+    /// Mean jitter buffer delay of the audio, ms.
+    pub jitter_buffer_ms: Option<f64>,
+    /// Mean target of NetEQ's jitter buffer, ms.
+    pub jitter_buffer_target_ms: Option<f64>,
+    /// Audio NetEQ cut to catch up (`removedSamplesForAcceleration`), ms.
+    pub accelerated_ms: Option<f64>,
+    /// Audio NetEQ stretched (`insertedSamplesForDeceleration`), ms.
+    pub decelerated_ms: Option<f64>,
+    /// The audio device's mean playout delay (`media-playout`), ms.
+    pub device_playout_ms: Option<f64>,
+    /// Sender reports received.
+    pub sender_reports: Option<SenderReports>,
+    /// `getStats()` failed.
+    pub error: Option<String>,
+}
+
+/// Viewer 0's lip-sync measurement (`--av-sync`).
+#[derive(Clone, Debug, Deserialize)]
+pub struct AvSync {
+    /// Frames presented.
+    pub frames: u64,
+    /// Frames whose time code was read.
+    pub decoded: u64,
+    /// Frames without a readable one.
+    pub refused: u64,
+    /// P_v − W_v over all frames (median, `presentationTime`), ms.
+    pub video_ms: Option<f64>,
+    /// The same with `expectedDisplayTime`.
+    pub video_display_ms: Option<f64>,
+    /// `expectedDisplayTime − presentationTime`, ms.
+    pub display_after_presented_ms: Option<Summary>,
+    /// Beep onsets the worklet found.
+    pub onsets: u64,
+    /// The AudioContext (`None`: no audio track came).
+    pub audio: Option<AvAudio>,
+    /// The receiver's audio figures.
+    pub receiver: Option<AvReceiver>,
+    /// `kind:streamIds` of every track received: libwebrtc lip-syncs an
+    /// audio and a video track only when they share a stream (`a=msid`).
+    pub streams: Vec<String>,
+    /// Setting up the AudioContext or worklet failed.
+    pub error: Option<String>,
+    /// Every beep, in order.
+    pub beeps: Vec<Beep>,
+    /// Their `offset_ms`.
+    pub offsets_ms: Vec<f64>,
+}
+
+/// The report of [`whep_av_sync`].
+#[derive(Clone, Debug, Deserialize)]
+pub struct AvSyncReport {
+    /// The usual report (one viewer, with audio).
+    #[serde(flatten)]
+    pub play: PlayReport,
+    /// The measurement (`None`: the driver made none).
+    pub av_sync: Option<AvSync>,
+}
+
+/// One viewer plays `url` (WHEP) with sound for `seconds` and measures
+/// lip sync (`whep.mjs --av-sync`): the offset of each of the tone's beeps
+/// against the pictures captured at the same time.
+pub fn whep_av_sync(url: &str, seconds: f64) -> AvSyncReport {
+    let args = [
+        "--url".to_string(),
+        url.to_string(),
+        "--av-sync".to_string(),
+    ];
+    parse(&drive(&args, seconds))
+}

@@ -19,7 +19,7 @@ const TIMECODE_JS = join(dirname(fileURLToPath(import.meta.url)), '../../src/con
 
 const USAGE = `usage:
   node whep.mjs --url http://HOST:PORT/BUS/PROFILE/whep --seconds S [--viewers N]
-                [--token T | --basic USER:PASS] [--timecode] [--raw] [--audio]
+                [--token T | --basic USER:PASS] [--timecode] [--raw] [--audio] [--av-sync]
                 [--sample-ms MS] [--stop-file PATH]
                 [--ice-server URL]... [--ice-username U --ice-credential C] [--relay-only]
   node whep.mjs --page URL --seconds S [--timecode] [--raw]
@@ -55,6 +55,7 @@ const OPTIONS = {
   timecode: { type: 'boolean', default: false },
   raw: { type: 'boolean', default: false },
   audio: { type: 'boolean', default: false },
+  'av-sync': { type: 'boolean', default: false },
   codec: { type: 'string', default: 'h264' },
   'sample-ms': { type: 'string' },
   'stop-file': { type: 'string' },
@@ -93,7 +94,8 @@ function parseOptions(argv) {
     (sampleMs !== null && !(Number.isInteger(sampleMs) && sampleMs >= 50)) ||
     (values['relay-only'] && iceServers.length === 0) ||
     ((values['ice-username'] !== undefined || values['ice-credential'] !== undefined) && iceServers.length === 0) ||
-    (!values.url && (sampleMs !== null || values['stop-file'] !== undefined || iceServers.length > 0 || values.audio));
+    (!values.url &&
+      (sampleMs !== null || values['stop-file'] !== undefined || iceServers.length > 0 || values.audio || values['av-sync']));
   if (bad) usage('bad arguments');
   // WHEP only: the RTCPeerConnection's configuration (TURN/STUN servers,
   // relay-only), as a player would build it from the answer's Link headers.
@@ -120,7 +122,9 @@ function parseOptions(argv) {
     timecode: values.timecode || values['self-test'],
     raw: values.raw,
     // WHEP only: each viewer also offers recvonly audio.
-    audio: values.audio,
+    audio: values.audio || values['av-sync'],
+    // WHEP only: viewer 0 measures lip sync (implies audio).
+    avSync: values['av-sync'],
     codec: values.codec,
     chromium: values.chromium,
     sampleMs,
@@ -138,7 +142,7 @@ function installHarness() {
 
   // Time-code layout of docs/timecode.md and the per-frame follower
   // (timecode.js, loaded into the page first; hls.mjs uses the same).
-  const { BANDS, TIME_CELLS, COUNTER_CELLS, watchVideo } = window.framebusTimecode;
+  const { BANDS, TIME_CELLS, COUNTER_CELLS, makeDecoder, summary, watchVideo } = window.framebusTimecode;
 
   // The receiving side of `pc` as getStats() reports it; null before any
   // video RTP arrived.
@@ -321,6 +325,216 @@ function installHarness() {
     return s;
   }
 
+  // Lip sync (--av-sync), both media on the page's clock (performance.now()):
+  // - video: every frame `video` presents (requestVideoFrameCallback) is
+  //   drawn and its time code read, the capture time W_v (wall clock);
+  //   its presentation P_v is `presentationTime` (handed to the
+  //   compositor: the time timecode.js measures latency with) and, reported
+  //   beside, `expectedDisplayTime` (the compositor's guess of when it is
+  //   on screen: 5 to 40 ms later in headless Chromium, varying by run);
+  // - audio: the received track goes into an AudioContext
+  //   (createMediaStreamSource) and an AudioWorklet that finds each beep
+  //   onset to the sample (loud after ONSET.quietS of quiet); its context
+  //   time goes onto the page's clock through getOutputTimestamp(), P_a;
+  //   the tone starts a beep at every whole second of the wall clock: W_a.
+  // Offset per beep = (P_a - W_a) - (P_v - W_v), the video term being the
+  // median over the frames captured within 1 s of that beep: > 0 when the
+  // sound comes after its picture.
+  //
+  // getOutputTimestamp() pairs `performanceTime` with `contextTime`, the
+  // sample the output device plays then: it already lags `currentTime`
+  // (what the graph renders) by baseLatency + outputLatency (reported per
+  // beep as `render_ahead_ms`), so outputLatency is not added again.
+  const ONSETS_WORKLET = `
+    class Onsets extends AudioWorkletProcessor {
+      constructor(o) {
+        super();
+        const p = o.processorOptions;
+        this.loud = p.loud;
+        this.quiet = p.quiet;
+        this.need = Math.round(p.quietS * sampleRate);
+        this.run = 0;
+        this.armed = false;
+        this.peak = 0;
+        this.port.onmessage = () => this.port.postMessage({ type: 'end', peak: this.peak });
+      }
+      process(inputs) {
+        const chans = inputs[0];
+        if (chans && chans.length) {
+          for (let i = 0; i < chans[0].length; i++) {
+            let x = 0;
+            for (const c of chans) x = Math.max(x, Math.abs(c[i]));
+            if (x > this.peak) this.peak = x;
+            // Armed by a long enough quiet; the beep's first rise passes
+            // between QUIET and LOUD without disarming it.
+            if (this.run >= this.need) this.armed = true;
+            if (this.armed && x >= this.loud) {
+              this.port.postMessage({ type: 'onset', frame: currentFrame + i });
+              this.armed = false;
+            }
+            this.run = x < this.quiet ? this.run + 1 : 0;
+          }
+        }
+        return true;
+      }
+    }
+    registerProcessor('framebus-onsets', Onsets);`;
+  // The tone's beep peaks at 0.5 (-6 dBFS) and decodes from Opus rising
+  // within a sample or two: its onset is the first sample above LOUD after
+  // QUIET_S under QUIET (Opus's faint pre-echo stays under LOUD).
+  const ONSET = { loud: 0.1, quiet: 0.02, quietS: 0.3 };
+
+  function followAvSync(video, pc) {
+    const s = { frames: 0, refused: 0, samples: [], onsets: [], streams: [], ctx: null, node: null, error: null, stopped: false };
+    const decode = makeDecoder();
+    const onFrame = (now, md) => {
+      if (s.stopped) return;
+      s.frames++;
+      const code = decode(video, md.width, md.height);
+      const w = code === null ? null : Number(code.us) / 1000;
+      // Same machine: a code a minute off the page's clock is no code.
+      if (w === null || Math.abs(performance.timeOrigin + md.presentationTime - w) > 60000) s.refused++;
+      else s.samples.push({ w, p: md.presentationTime, e: md.expectedDisplayTime });
+      video.requestVideoFrameCallback(onFrame);
+    };
+    video.requestVideoFrameCallback(onFrame);
+
+    // The received audio track (from ontrack; the <audio> element playing
+    // it stays: Chromium feeds WebAudio from a remote track only while a
+    // media element plays it).
+    s.audio = async (track) => {
+      try {
+        const ctx = new AudioContext({ latencyHint: 'interactive' });
+        s.ctx = ctx;
+        const url = URL.createObjectURL(new Blob([ONSETS_WORKLET], { type: 'text/javascript' }));
+        await ctx.audioWorklet.addModule(url);
+        URL.revokeObjectURL(url);
+        const node = new AudioWorkletNode(ctx, 'framebus-onsets', { processorOptions: ONSET });
+        node.port.onmessage = (m) => {
+          if (m.data.type !== 'onset') return;
+          // The context clock runs at the device's rate, so the output
+          // timestamp read now maps the onset of a few ms ago as well.
+          const ts = ctx.getOutputTimestamp();
+          const t = m.data.frame / ctx.sampleRate;
+          s.onsets.push({
+            p: ts.performanceTime + (t - ts.contextTime) * 1000,
+            context_s: t,
+            render_ahead_ms: (ctx.currentTime - ts.contextTime) * 1000,
+            valid: ts.performanceTime > 0,
+          });
+        };
+        s.node = node;
+        ctx.createMediaStreamSource(new MediaStream([track])).connect(node);
+        // Pulled by the destination (its output is silence).
+        node.connect(ctx.destination);
+        await ctx.resume();
+      } catch (e) {
+        s.error = String(e);
+      }
+    };
+
+    const median = (xs) => {
+      const m = summary(xs);
+      return m === null ? null : m.p50;
+    };
+    const r3 = (x) => (x === null || x === undefined ? null : Math.round(x * 1000) / 1000);
+
+    // What the receiver did to the audio (the stats, once at the end): its
+    // jitter buffer, the samples NetEQ cut or stretched, the audio
+    // device's mean playout delay, and whether RTCP sender reports came
+    // (without them libwebrtc cannot put a track on the sender's clock).
+    async function receiverStats() {
+      const all = [...(await pc.getStats()).values()];
+      const a = all.find((x) => x.type === 'inbound-rtp' && x.kind === 'audio') ?? {};
+      const rate = 48;
+      const mp = all.find((x) => x.type === 'media-playout');
+      const reports = (kind) => {
+        const r = all.find((x) => x.type === 'remote-outbound-rtp' && x.kind === kind);
+        return r ? r.reportsSent : 0;
+      };
+      return {
+        jitter_buffer_ms: a.jitterBufferEmittedCount ? r3((a.jitterBufferDelay / a.jitterBufferEmittedCount) * 1000) : null,
+        jitter_buffer_target_ms: a.jitterBufferEmittedCount
+          ? r3((a.jitterBufferTargetDelay / a.jitterBufferEmittedCount) * 1000)
+          : null,
+        accelerated_ms: r3((a.removedSamplesForAcceleration ?? 0) / rate),
+        decelerated_ms: r3((a.insertedSamplesForDeceleration ?? 0) / rate),
+        device_playout_ms: mp && mp.totalSamplesCount ? r3((mp.totalPlayoutDelay / mp.totalSamplesCount) * 1000) : null,
+        sender_reports: { audio: reports('audio'), video: reports('video') },
+      };
+    }
+
+    s.report = async () => {
+      s.stopped = true;
+      const receiver = await receiverStats().catch((e) => ({ error: String(e) }));
+      let end = null;
+      if (s.node) {
+        end = await new Promise((resolve) => {
+          s.node.port.onmessage = (m) => {
+            if (m.data.type === 'end') resolve(m.data);
+          };
+          s.node.port.postMessage('end');
+          setTimeout(() => resolve(null), 1000);
+        });
+      }
+      const ctx = s.ctx;
+      const audio = ctx
+        ? {
+            state: ctx.state,
+            sample_rate: ctx.sampleRate,
+            base_latency_ms: r3(ctx.baseLatency * 1000),
+            output_latency_ms: r3(ctx.outputLatency * 1000),
+            peak: end ? r3(end.peak) : null,
+          }
+        : null;
+      if (ctx) await ctx.close().catch(() => {});
+      // P - W of the picture, ms: presented, and expected on screen.
+      const wall = (t) => performance.timeOrigin + t;
+      const presented = (fs) => median(fs.map((f) => wall(f.p) - f.w));
+      const display = (fs) => median(fs.map((f) => wall(f.e) - f.w));
+      const video = presented(s.samples);
+      const beeps = [];
+      for (const o of s.onsets) {
+        if (!o.valid || video === null) continue;
+        const a = wall(o.p);
+        // The whole second this beep started at: the nearest one once the
+        // picture's latency is taken off (right while |offset| < 500 ms).
+        const W = Math.round((a - video) / 1000) * 1000;
+        const near = s.samples.filter((f) => Math.abs(f.w - W) <= 1000);
+        const fs = near.length >= 10 ? near : s.samples;
+        const vp = presented(fs);
+        const vd = display(fs);
+        beeps.push({
+          second: W / 1000,
+          context_s: r3(o.context_s),
+          audio_ms: r3(a - W),
+          video_ms: r3(vp),
+          video_display_ms: r3(vd),
+          offset_ms: r3(a - W - vp),
+          offset_display_ms: r3(a - W - vd),
+          frames: near.length,
+          render_ahead_ms: r3(o.render_ahead_ms),
+        });
+      }
+      return {
+        frames: s.frames,
+        decoded: s.samples.length,
+        refused: s.refused,
+        video_ms: r3(video),
+        video_display_ms: r3(display(s.samples)),
+        display_after_presented_ms: summary(s.samples.map((f) => f.e - f.p)),
+        onsets: s.onsets.length,
+        audio,
+        receiver,
+        streams: s.streams,
+        error: s.error,
+        beeps,
+        offsets_ms: beeps.map((b) => b.offset_ms),
+      };
+    };
+    return s;
+  }
+
   // One receiving peer: offer recvonly video, hand the offer to `signal`
   // (the WHEP POST, or the self-test's local answerer), apply the answer.
   // `prefer` (a mimeType) puts that codec first in the offer: libwebrtc's
@@ -352,7 +566,9 @@ function installHarness() {
     }
     if (timecode) askAbsCaptureTime(tr, 'recvonly');
     const video = newVideo();
+    const sync = opts.avSync ? followAvSync(video, pc) : null;
     pc.ontrack = (e) => {
+      if (sync) sync.streams.push(`${e.track.kind}:${e.streams.map((m) => m.id).join(',')}`);
       if (opts.audio) v.track_kinds.push(e.track.kind);
       if (e.track.kind === 'audio') {
         // Chromium decodes remote audio only while something plays it:
@@ -367,6 +583,7 @@ function installHarness() {
           v.audio_play_error = String(err);
         });
         priv.audio = el;
+        if (sync) sync.audio(e.track);
         return;
       }
       video.srcObject = e.streams[0] ?? new MediaStream([e.track]);
@@ -379,7 +596,7 @@ function installHarness() {
     await iceGathered(pc, opts.rtcConfig && opts.rtcConfig.iceServers ? 5000 : 1000);
     const t0 = performance.now();
     const watch = watchVideo(video, t0, timecode);
-    const priv = { pc, video, watch, sampler: null, audio: null, level: null };
+    const priv = { pc, video, watch, sampler: null, audio: null, level: null, sync };
     if (opts.sampleMs) priv.sampler = sampleStats(pc, t0, opts.sampleMs);
     if (opts.audio) priv.level = followAudioLevel(pc);
     let res;
@@ -423,6 +640,7 @@ function installHarness() {
     });
     const viewers = [];
     let timecode = null;
+    let avSync = null;
     for (const { v, priv } of started) {
       Object.assign(v, await inboundStats(priv.pc));
       if (priv.level) {
@@ -443,6 +661,7 @@ function installHarness() {
         v.samples = priv.sampler.samples;
       }
       if (v.index === 0) timecode = priv.watch.timecodeReport(raw);
+      if (priv.sync) avSync = await priv.sync.report();
       v.delete_status = await hangup(v);
       priv.pc.close();
       priv.video.srcObject = null;
@@ -453,10 +672,10 @@ function installHarness() {
       }
       viewers.push(v);
     }
-    return { viewers, timecode };
+    return avSync ? { viewers, timecode, av_sync: avSync } : { viewers, timecode };
   }
 
-  async function whep({ url, viewers, seconds, headers, timecode, raw, sampleMs, rtcConfig, audio }) {
+  async function whep({ url, viewers, seconds, headers, timecode, raw, sampleMs, rtcConfig, audio, avSync }) {
     const signal = async (sdp) => {
       const r = await fetch(url, {
         method: 'POST',
@@ -491,7 +710,7 @@ function installHarness() {
     };
     const started = await Promise.all(
       Array.from({ length: viewers }, (_, i) =>
-        startViewer(i, signal, timecode && i === 0, null, { rtcConfig, sampleMs, audio }),
+        startViewer(i, signal, timecode && i === 0, null, { rtcConfig, sampleMs, audio, avSync: avSync && i === 0 }),
       ),
     );
     return measure(started, seconds, raw, hangup);
@@ -648,6 +867,7 @@ async function run(page, o) {
         sampleMs: o.sampleMs,
         rtcConfig: o.rtcConfig,
         audio: o.audio,
+        avSync: o.avSync,
       });
     } finally {
       if (stopper) clearInterval(stopper);

@@ -1,0 +1,80 @@
+//! Lip sync of the WebRTC (WHEP) output in headless Chromium
+//! (`whep.mjs --av-sync`, README there): the producer's test pattern
+//! carries each frame's capture time (docs/timecode.md) and its `--audio
+//! tone` beeps at every whole second of the same clock; the page puts the
+//! frames it presents and the beeps it hears (an AudioWorklet on the
+//! received track) on its own clock, and each beep's offset is its
+//! latency minus the picture's, printed. The bound, [`BOUND_MS`], is one
+//! of correctness: a clock mapped wrong is off by hundreds of ms. The
+//! offsets measured (docs/audio.md, "A/V sync") are larger than lip sync
+//! allows: Chromium does not line the two tracks up.
+//!
+//! Own buses (unique names), own processes (stopped with SIGTERM so each
+//! removes its buses), server on port 0. Every wait is a watchdog.
+
+mod http_support;
+
+use std::time::Duration;
+
+use framebus_test_support::browser::{self, opus_encoder, producer};
+use http_support::*;
+
+/// The H.264 profile (`framebus-encoder --profile`).
+const PROFILE: &str = "low=320x240@30,bitrate=600k";
+/// How long the viewer plays: five or six beeps.
+const SECONDS: f64 = 6.0;
+/// Largest |offset| of any beep, ms: the sound is measured 90 to 135 ms
+/// after the picture once the audio jitter buffer settles, up to 200 ms in
+/// the first two seconds (NetEQ draining what it got at the start).
+const BOUND_MS: f64 = 250.0;
+
+#[test]
+fn webrtc_sound_and_picture_are_measured_within_250_ms_in_chromium() {
+    let bus = unique_name("wrtc-avsync");
+    let prod = producer(&bus, "320x240", true);
+    let enc = Encoder::start(&bus, PROFILE, &[], None);
+    let opus = opus_encoder(&bus);
+    let server = Server::start(&["--bus", &bus]);
+
+    let r = browser::whep_av_sync(&server.whep(&bus, "low"), SECONDS);
+    assert!(r.play.page_errors.is_empty(), "{:?}", r.play.page_errors);
+    let v = &r.play.viewers[0];
+    assert_played(v, 30, (320, 240), "the viewer");
+    let s = r
+        .av_sync
+        .as_ref()
+        .unwrap_or_else(|| panic!("no measurement: {r:#?}"));
+    eprintln!(
+        "WebRTC A/V offsets (ms, sound after picture > 0): {:.1?}\n  \
+         picture P_v-W_v {:?} ms (expectedDisplayTime: {:?}); audio {:?}; receiver {:?}; \
+         streams {:?}",
+        s.offsets_ms, s.video_ms, s.video_display_ms, s.audio, s.receiver, s.streams
+    );
+    for b in &s.beeps {
+        eprintln!("  {b:?}");
+    }
+    assert_eq!(s.error, None, "{s:#?}");
+    assert!(s.decoded >= 100, "time codes read: {s:#?}");
+    let audio = s.audio.as_ref().expect("an AudioContext");
+    assert!(audio.peak.unwrap_or(0.0) > 0.3, "no beep heard: {s:#?}");
+    // Six seconds hold five whole seconds at least; the first may fall
+    // before the sound starts.
+    assert!(s.beeps.len() >= 4, "beeps: {s:#?}");
+    for b in &s.beeps {
+        assert!(
+            b.offset_ms.abs() < BOUND_MS,
+            "beep at {}: sound {:.1} ms after the picture (audio {:.1} ms, picture {:?} ms \
+             after capture); offsets {:?}; tracks in streams {:?} (libwebrtc lip-syncs only \
+             tracks of one stream); receiver {:?}",
+            b.second,
+            b.offset_ms,
+            b.audio_ms,
+            b.video_ms,
+            s.offsets_ms,
+            s.streams,
+            s.receiver
+        );
+    }
+    server.wait_sessions(0, Duration::from_secs(30), None);
+    drop((server, opus, enc, prod));
+}
