@@ -1,6 +1,7 @@
 //! CMAF / fragmented MP4 (ISO/IEC 14496-12, 14496-15, 23000-19) for one
-//! H.264 video track: the init segment (`ftyp` + `moov`) and fragments
-//! (`moof` + `mdat`, one per HLS segment or LL-HLS part). Every box is a
+//! H.264 video track and, optionally, one Opus audio track: the init
+//! segment (`ftyp` + `moov`) and fragments (`moof` + `mdat`, one per HLS
+//! segment or LL-HLS part, or one per recorder fragment). Every box is a
 //! typed value of the `mp4-atom` crate written by its `Encode`; nothing
 //! here lays out box bytes by hand (docs/decisions/0004).
 //!
@@ -16,6 +17,23 @@
 //!                               stts, stsc, stsz, stco: empty
 //!       mvex  trex (track 1, sample description 1, no defaults)
 //! ```
+//!
+//! With an Opus track ([`init_segment_av`]) the `moov` also has, after
+//! the video's:
+//!
+//! ```text
+//!       trak  tkhd (track 2, enabled, in movie, volume 1.0)
+//!             mdia  mdhd (48000, "und") · hdlr soun
+//!                   minf  smhd · dinf/dref/url
+//!                         stbl  stsd: Opus (channels, 16 bit, 48000) + dOps
+//!       mvex  trex (track 1) · trex (track 2)
+//! ```
+//!
+//! and `mvhd`'s next track is 3. Opus in ISOBMFF ("Encapsulation of Opus
+//! in ISO Base Media File Format", §4.3) runs at 48 kHz whatever the input
+//! rate; `dOps` is the `OpusHead` of RFC 7845 §5.1 re-laid (big-endian,
+//! version 0) by [`AudioTrack::from_opus_head`]. A video-only init
+//! segment is exactly the one below, unchanged.
 //!
 //! The `avcC` holds the SPS and PPS with 4-byte NAL lengths; for the
 //! profiles whose SPS carries `chroma_format_idc` (High and up) it also
@@ -33,6 +51,13 @@
 //!             trun  data_offset, then per sample: duration, size, flags
 //! mdat  per sample, per NAL unit: u32 big-endian length, NAL unit
 //! ```
+//!
+//! With audio ([`fragment_av`]) a second `traf` follows the video's:
+//! `tfhd` track 2 (default-base-is-moof), its own `tfdt` (48 kHz), a
+//! `trun` with data offset and per sample duration and size (no flags:
+//! every Opus packet is a sync sample, the `trex` default 0); the `mdat`
+//! holds the video samples, then the Opus packets as they are. A fragment
+//! with no audio sample has no second `traf`.
 //!
 //! `data_offset` counts from the first byte of the `moof` (default base
 //! is moof) to the first sample: the `moof`'s size plus the 8-byte `mdat`
@@ -64,15 +89,23 @@
 //! payload and writes it a byte at a time.
 
 use mp4_atom::{
-    Atom, Avc1, Avcc, AvccExt, BufMut, Codec, Dinf, Dref, Encode, FixedPoint, FourCC, Ftyp, Hdlr,
-    Mdat, Mdhd, Mdia, Mfhd, Minf, Moof, Moov, Mvex, Mvhd, Stbl, Stco, Stsd, Tfdt, Tfhd, Tkhd, Traf,
-    Trak, Trex, Trun, TrunEntry, TrunSamples, Url, Visual, Vmhd,
+    Atom, Audio, Avc1, Avcc, AvccExt, BufMut, Codec, Dinf, Dops, Dref, Edts, Encode, FixedPoint,
+    FourCC, Ftyp, Hdlr, Mdat, Mdhd, Mdia, Mfhd, Minf, Moof, Moov, Mvex, Mvhd, Opus,
+    OpusChannelMapping, Smhd, Stbl, Stco, Stsd, Tfdt, Tfhd, Tkhd, Traf, Trak, Trex, Trun,
+    TrunEntry, TrunSamples, Url, Visual, Vmhd,
 };
 
 use crate::h264::{nal, nal_type, split_annex_b};
 
-/// The only track's id.
+/// The video track's id.
 const TRACK_ID: u32 = 1;
+
+/// The audio track's id (after the video's).
+pub const AUDIO_TRACK_ID: u32 = 2;
+
+/// Ticks per second of an Opus track: 48 kHz, whatever the input rate
+/// (Opus in ISOBMFF §4.3).
+pub const OPUS_TIMESCALE: u32 = 48_000;
 
 /// `sample_flags` of a sync sample: `sample_depends_on = 2`, sync.
 const KEY_SAMPLE_FLAGS: u32 = 0x0200_0000;
@@ -141,6 +174,185 @@ pub struct Sample<'a> {
     pub key: bool,
 }
 
+/// An Opus audio track: what its `dOps` says (from the stream's
+/// `OpusHead`). Its timescale is always [`OPUS_TIMESCALE`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AudioTrack {
+    /// The `dOps` box of the `Opus` sample entry.
+    pub dops: Dops,
+}
+
+impl AudioTrack {
+    /// The track of an `OpusHead` (RFC 7845 §5.1: `"OpusHead"`, version,
+    /// channel count, pre-skip u16 LE, input sample rate u32 LE, output
+    /// gain i16 LE, mapping family, and for a family other than 0 the
+    /// stream count, coupled count and one mapping byte per channel).
+    /// None for anything else.
+    pub fn from_opus_head(head: &[u8]) -> Option<AudioTrack> {
+        let rest = head.strip_prefix(b"OpusHead")?;
+        let [version, channels, p0, p1, r0, r1, r2, r3, g0, g1, family, table @ ..] = rest else {
+            return None;
+        };
+        // Version 1 (0x01); the high nibble is the major version.
+        if version >> 4 != 0 || *channels == 0 {
+            return None;
+        }
+        let channel_mapping = match *family {
+            0 if *channels <= 2 => None,
+            0 => return None,
+            family => {
+                let [streams, coupled, map @ ..] = table else {
+                    return None;
+                };
+                let map = map.get(..usize::from(*channels))?;
+                Some(OpusChannelMapping {
+                    family,
+                    stream_count: *streams,
+                    coupled_count: *coupled,
+                    channel_mapping: map.to_vec(),
+                })
+            }
+        };
+        Some(AudioTrack {
+            dops: Dops {
+                output_channel_count: *channels,
+                pre_skip: u16::from_le_bytes([*p0, *p1]),
+                input_sample_rate: u32::from_le_bytes([*r0, *r1, *r2, *r3]),
+                output_gain: i16::from_le_bytes([*g0, *g1]),
+                channel_mapping,
+            },
+        })
+    }
+
+    /// Its channel count.
+    pub fn channels(&self) -> u8 {
+        self.dops.output_channel_count
+    }
+
+    /// RFC 6381 codec string of Opus in MP4: `"opus"`.
+    pub fn codec_string(&self) -> &'static str {
+        "opus"
+    }
+}
+
+/// One Opus packet to put in a fragment.
+#[derive(Clone, Copy, Debug)]
+pub struct AudioSample<'a> {
+    /// The packet as the encoder wrote it.
+    pub data: &'a [u8],
+    /// Duration in 48 kHz ticks.
+    pub duration: u32,
+}
+
+/// The audio of one fragment: its packets and the decode time (48 kHz)
+/// of the first.
+#[derive(Clone, Copy, Debug)]
+pub struct AudioRun<'a> {
+    /// Decode time of the first packet, in 48 kHz ticks.
+    pub base_decode_time: u64,
+    /// The packets, in order, each starting where the previous ends.
+    pub samples: &'a [AudioSample<'a>],
+}
+
+/// The audio track of a `moov` with its sample tables (the recorder's
+/// progressive MP4) or empty ones (an init segment).
+#[derive(Clone, Debug)]
+pub(crate) struct AudioMovie<'a> {
+    /// The track.
+    pub track: &'a AudioTrack,
+    /// Its media duration in 48 kHz ticks.
+    pub duration: u64,
+    /// Its sample tables (`stsd` is replaced by `Opus` + `dOps`).
+    pub stbl: Stbl,
+    /// An edit list (an empty edit before the first sample), or None.
+    pub edts: Option<Edts>,
+    /// The track's duration in the movie's timescale (edits included).
+    pub movie_duration: u64,
+}
+
+/// How far an audio timeline that follows the packets' pts may stray
+/// from the capture clock before a packet is placed by its capture time
+/// again (48 kHz ticks: 40 ms).
+pub const MAX_AUDIO_DRIFT: u64 = 48 * 40;
+
+/// Where Opus packets go on the audio track's timeline (48 kHz) of a
+/// file or stream whose video decode times are known: the placement the
+/// recorder and the HLS muxer share.
+///
+/// Each fragment's video begins with a frame captured at `v0_mono`
+/// (CLOCK_MONOTONIC ns) at decode time `v0_dt`. A packet's place *by the
+/// capture clock* is `v0_dt + (its capture − v0_mono)`; its place *by its
+/// pts* is the anchor's decode time plus its pts minus the anchor's pts.
+/// The first packet (and the first after [`AudioTimeline::restart`]) is
+/// placed by the capture clock and becomes the anchor; a packet captured
+/// before the fragment's first frame has no place then (the picture
+/// begins after it). Later packets follow their pts (counted in samples:
+/// a lost packet leaves its gap), unless that strays more than
+/// [`MAX_AUDIO_DRIFT`] from the capture clock (a sound card's crystal
+/// against the system's, a restarted audio encoder, a hole in the video):
+/// then the packet is placed by the capture clock and anchors anew, or is
+/// dropped if that place lies before the end of the last packet (the
+/// sound ran ahead). A packet captured before the fragment's first frame
+/// but arriving after the previous fragment was written goes by its pts.
+/// No packet is placed before the end of the previous one.
+#[derive(Clone, Debug, Default)]
+pub struct AudioTimeline {
+    /// A placed packet's decode time and pts, both 48 kHz.
+    anchor: Option<(u64, u64)>,
+    /// Where the last placed packet ends (48 kHz).
+    end: u64,
+}
+
+impl AudioTimeline {
+    /// The next packet is placed by its capture time (after a hole in the
+    /// video that the timeline closed up, or a discontinuity).
+    pub fn restart(&mut self) {
+        self.anchor = None;
+    }
+
+    /// The decode time (48 kHz) of a packet with pts `pts48` (48 kHz) and
+    /// `duration` captured at `mono_ns`, in the fragment whose first frame
+    /// was captured at `v0_mono` at decode time `v0_dt` (in `timescale`
+    /// ticks); None: leave it out.
+    pub fn place(
+        &mut self,
+        (v0_dt, timescale): (u64, u32),
+        v0_mono: u64,
+        pts48: u64,
+        mono_ns: u64,
+        duration: u32,
+    ) -> Option<u64> {
+        let rescale = |t: u64, from: u64, to: u64| {
+            (u128::from(t) * u128::from(to) / u128::from(from.max(1))) as u64
+        };
+        let by_pts = self
+            .anchor
+            .and_then(|(dt, pts)| Some(dt + pts48.checked_sub(pts)?));
+        let dt = match mono_ns.checked_sub(v0_mono) {
+            // Late for its fragment: by its pts, if the timeline has begun.
+            None => by_pts?,
+            Some(ns) => {
+                let opus = u64::from(OPUS_TIMESCALE);
+                let by_clock =
+                    rescale(v0_dt, u64::from(timescale), opus) + rescale(ns, 1_000_000_000, opus);
+                match by_pts {
+                    Some(dt) if dt.abs_diff(by_clock) <= MAX_AUDIO_DRIFT => dt,
+                    _ if by_clock < self.end => return None,
+                    _ => {
+                        self.anchor = Some((by_clock, pts48));
+                        by_clock
+                    }
+                }
+            }
+        };
+        if dt < self.end {
+            return None;
+        }
+        self.end = dt + u64::from(duration);
+        Some(dt)
+    }
+}
+
 /// Why an init segment or a fragment could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum Fmp4Error {
@@ -203,27 +415,50 @@ pub enum Fmp4Error {
 /// so it is fragmented; `avc1` sample entry with `avcC` from the SPS/PPS;
 /// brands `iso6` (major), `iso6`, `cmfc` (CMAF), `mp41`.
 pub fn init_segment(track: &VideoTrack) -> Result<Vec<u8>, Fmp4Error> {
+    init_segment_av(track, None)
+}
+
+/// [`init_segment`] with an Opus track as track 2 when `audio` is given
+/// (see the module docs); without it, the same bytes as
+/// [`init_segment`].
+pub fn init_segment_av(
+    track: &VideoTrack,
+    audio: Option<&AudioTrack>,
+) -> Result<Vec<u8>, Fmp4Error> {
     let ftyp = Ftyp {
         major_brand: b"iso6".into(),
         minor_version: 0,
         compatible_brands: vec![b"iso6".into(), b"cmfc".into(), b"mp41".into()],
     };
-    let mut moov = movie(
+    // stts, stsc, stsz empty: the samples are in fragments.
+    let empty = || Stbl {
+        stco: Some(Stco::default()),
+        ..Stbl::default()
+    };
+    let mut moov = movie_av(
         track,
         0,
-        Stbl {
-            // stts, stsc, stsz empty: the samples are in fragments.
-            stco: Some(Stco::default()),
-            ..Stbl::default()
-        },
+        empty(),
+        audio.map(|track| AudioMovie {
+            track,
+            duration: 0,
+            stbl: empty(),
+            edts: None,
+            movie_duration: 0,
+        }),
     )?;
+    let trex = |track_id| Trex {
+        track_id,
+        default_sample_description_index: 1,
+        ..Trex::default()
+    };
+    let mut trex_all = vec![trex(TRACK_ID)];
+    if audio.is_some() {
+        trex_all.push(trex(AUDIO_TRACK_ID));
+    }
     moov.mvex = Some(Mvex {
         mehd: None,
-        trex: vec![Trex {
-            track_id: TRACK_ID,
-            default_sample_description_index: 1,
-            ..Trex::default()
-        }],
+        trex: trex_all,
     });
 
     let mut out = Vec::with_capacity(1024 + track.sps.len() + track.pps.len());
@@ -246,7 +481,17 @@ pub fn init_segment(track: &VideoTrack) -> Result<Vec<u8>, Fmp4Error> {
 /// by the track's `avc1` + `avcC`. Shared by [`init_segment`] (empty
 /// tables, duration 0) and the recorder's progressive MP4
 /// (`record::remux`).
-pub(crate) fn movie(track: &VideoTrack, duration: u64, stbl: Stbl) -> Result<Moov, Fmp4Error> {
+///
+/// With `audio`, an Opus track (track 2) follows the video's: `tkhd`
+/// (volume 1.0), perhaps an edit list, `mdia` (`mdhd` 48 kHz, `hdlr`
+/// soun, `minf` with `smhd`, `dinf`, `stbl` whose `stsd` becomes `Opus`
+/// with `dOps`). The movie's duration is the longer track's.
+pub(crate) fn movie_av(
+    track: &VideoTrack,
+    duration: u64,
+    stbl: Stbl,
+    audio: Option<AudioMovie<'_>>,
+) -> Result<Moov, Fmp4Error> {
     let size_err = || Fmp4Error::PictureSize {
         width: track.width,
         height: track.height,
@@ -280,14 +525,22 @@ pub(crate) fn movie(track: &VideoTrack, duration: u64, stbl: Stbl) -> Result<Moo
         avcc,
         ..Avc1::default()
     };
-    Ok(Moov {
+    let movie_duration = audio
+        .as_ref()
+        .map_or(duration, |a| duration.max(a.movie_duration));
+    let next_track_id = if audio.is_some() {
+        AUDIO_TRACK_ID + 1
+    } else {
+        TRACK_ID + 1
+    };
+    let mut moov = Moov {
         mvhd: Mvhd {
             timescale: track.timescale,
-            duration,
+            duration: movie_duration,
             // Mvhd::default() has rate 0 and volume 0; 1.0 is normal play.
             rate: 1u16.into(),
             volume: 1u8.into(),
-            next_track_id: TRACK_ID + 1,
+            next_track_id,
             ..Mvhd::default()
         },
         trak: vec![Trak {
@@ -331,7 +584,64 @@ pub(crate) fn movie(track: &VideoTrack, duration: u64, stbl: Stbl) -> Result<Moo
             ..Trak::default()
         }],
         ..Moov::default()
-    })
+    };
+    if let Some(a) = audio {
+        moov.trak.push(audio_trak(a));
+    }
+    Ok(moov)
+}
+
+/// The Opus track's `trak` (see [`movie_av`]).
+fn audio_trak(a: AudioMovie<'_>) -> Trak {
+    let opus = Opus {
+        audio: Audio {
+            data_reference_index: 1,
+            channel_count: u16::from(a.track.channels()),
+            sample_size: 16,
+            sample_rate: FixedPoint::new(OPUS_TIMESCALE as u16, 0),
+        },
+        dops: a.track.dops.clone(),
+        btrt: None,
+    };
+    Trak {
+        tkhd: Tkhd {
+            track_id: AUDIO_TRACK_ID,
+            duration: a.movie_duration,
+            enabled: true,
+            in_movie: true,
+            volume: 1u8.into(),
+            ..Tkhd::default()
+        },
+        edts: a.edts,
+        mdia: Mdia {
+            mdhd: Mdhd {
+                timescale: OPUS_TIMESCALE,
+                duration: a.duration,
+                language: "und".to_string(),
+                ..Mdhd::default()
+            },
+            hdlr: Hdlr {
+                handler: FourCC::new(b"soun"),
+                name: "SoundHandler".to_string(),
+            },
+            minf: Minf {
+                smhd: Some(Smhd::default()),
+                dinf: Dinf {
+                    dref: Dref {
+                        entries: vec![Url::default().into()],
+                    },
+                },
+                stbl: Stbl {
+                    stsd: Stsd {
+                        codecs: vec![Codec::Opus(opus)],
+                    },
+                    ..a.stbl
+                },
+                ..Minf::default()
+            },
+        },
+        ..Trak::default()
+    }
 }
 
 /// One fragment (a CMAF chunk / LL-HLS part): `moof` (`mfhd` with
@@ -343,6 +653,18 @@ pub fn fragment(
     sequence: u32,
     base_decode_time: u64,
     samples: &[Sample<'_>],
+) -> Result<Vec<u8>, Fmp4Error> {
+    fragment_av(sequence, base_decode_time, samples, None)
+}
+
+/// [`fragment`] with the Opus packets of `audio` in a second `traf`
+/// (track 2) and after the video in the `mdat` (see the module docs).
+/// Without audio, or with no packet, the same bytes as [`fragment`].
+pub fn fragment_av(
+    sequence: u32,
+    base_decode_time: u64,
+    samples: &[Sample<'_>],
+    audio: Option<AudioRun<'_>>,
 ) -> Result<Vec<u8>, Fmp4Error> {
     if samples.is_empty() {
         return Err(Fmp4Error::EmptyFragment { sequence });
@@ -382,6 +704,20 @@ pub fn fragment(
             cts: None,
         });
     }
+    let video_payload = payload;
+    let audio = audio.filter(|a| !a.samples.is_empty());
+    let mut audio_entries = Vec::new();
+    for (index, s) in audio.iter().flat_map(|a| a.samples.iter()).enumerate() {
+        let size32 = u32::try_from(s.data.len())
+            .map_err(|_| too_large(format!("audio sample {index}"), s.data.len()))?;
+        payload += s.data.len();
+        audio_entries.push(TrunEntry {
+            duration: Some(s.duration),
+            size: Some(size32),
+            flags: None,
+            cts: None,
+        });
+    }
     if u32::try_from(BOX_HEADER + payload).is_err() {
         return Err(too_large("the mdat".to_string(), BOX_HEADER + payload));
     }
@@ -408,6 +744,23 @@ pub fn fragment(
             ..Traf::default()
         }],
     };
+    if let Some(a) = &audio {
+        moof.traf.push(Traf {
+            tfhd: Tfhd {
+                track_id: AUDIO_TRACK_ID,
+                default_base_is_moof: true,
+                ..Tfhd::default()
+            },
+            tfdt: Some(Tfdt {
+                base_media_decode_time: a.base_decode_time,
+            }),
+            trun: vec![Trun {
+                data_offset: Some(0),
+                samples: TrunSamples::Explicit(audio_entries),
+            }],
+            ..Traf::default()
+        });
+    }
     let encode_moof = |moof: &Moof, out: &mut Vec<u8>| {
         moof.encode(out).map_err(|source| Fmp4Error::Encode {
             what: "fragment's moof",
@@ -424,6 +777,12 @@ pub fn fragment(
     let offset = i32::try_from(moof_len + BOX_HEADER)
         .map_err(|_| too_large("the moof".to_string(), moof_len))?;
     moof.traf[0].trun[0].data_offset = Some(offset);
+    if let Some(traf) = moof.traf.get_mut(1) {
+        // The Opus packets follow the video in the mdat.
+        let audio_offset = i32::try_from(moof_len + BOX_HEADER + video_payload)
+            .map_err(|_| too_large("the mdat".to_string(), video_payload))?;
+        traf.trun[0].data_offset = Some(audio_offset);
+    }
     encode_moof(&moof, &mut out)?;
     debug_assert_eq!(
         out.len(),
@@ -436,6 +795,9 @@ pub fn fragment(
             // Each length fits: n.len() <= a sample's size, checked above.
             out.extend_from_slice(&(n.len() as u32).to_be_bytes());
             out.extend_from_slice(n);
+        }
+        for s in audio.iter().flat_map(|a| a.samples.iter()) {
+            out.extend_from_slice(s.data);
         }
         Ok(())
     })
@@ -644,6 +1006,201 @@ pub(crate) mod tests {
         assert_eq!(
             (ext.chroma_format, ext.bit_depth_luma, ext.bit_depth_chroma),
             (1, 8, 8)
+        );
+    }
+
+    /// The `OpusHead` libopus writes for mono at 48 kHz: version 1, one
+    /// channel, pre-skip 312, 48000 Hz, gain 0, family 0.
+    pub(crate) const OPUS_HEAD: &[u8] = b"OpusHead\x01\x01\x38\x01\x80\xbb\x00\x00\x00\x00\x00";
+
+    pub(crate) fn audio_track() -> AudioTrack {
+        AudioTrack::from_opus_head(OPUS_HEAD).unwrap()
+    }
+
+    #[test]
+    fn opus_head_becomes_dops() {
+        assert_eq!(
+            audio_track().dops,
+            Dops {
+                output_channel_count: 1,
+                pre_skip: 312,
+                input_sample_rate: 48_000,
+                output_gain: 0,
+                channel_mapping: None,
+            }
+        );
+        // 5.1: family 1, 4 streams of which 2 coupled, and its table.
+        let six =
+            b"OpusHead\x01\x06\x38\x01\x80\xbb\x00\x00\xff\xff\x01\x04\x02\x00\x04\x01\x02\x03\x05";
+        let t = AudioTrack::from_opus_head(six).unwrap();
+        assert_eq!(t.channels(), 6);
+        assert_eq!(t.dops.output_gain, -1);
+        assert_eq!(
+            t.dops.channel_mapping,
+            Some(OpusChannelMapping {
+                family: 1,
+                stream_count: 4,
+                coupled_count: 2,
+                channel_mapping: vec![0, 4, 1, 2, 3, 5],
+            })
+        );
+        let bad: [&[u8]; 6] = [
+            b"OpusTags\x01\x01\x38\x01\x80\xbb\x00\x00\x00\x00\x00",
+            &OPUS_HEAD[..OPUS_HEAD.len() - 1],
+            b"OpusHead\x10\x01\x38\x01\x80\xbb\x00\x00\x00\x00\x00",
+            b"OpusHead\x01\x00\x38\x01\x80\xbb\x00\x00\x00\x00\x00",
+            b"OpusHead\x01\x03\x38\x01\x80\xbb\x00\x00\x00\x00\x00",
+            &six[..six.len() - 1],
+        ];
+        for b in bad {
+            assert_eq!(AudioTrack::from_opus_head(b), None, "{b:?}");
+        }
+    }
+
+    #[test]
+    fn init_segment_with_opus_round_trips_through_mp4_atom() {
+        // Without audio: the video-only bytes.
+        assert_eq!(
+            init_segment_av(&track(), None).unwrap(),
+            init_segment(&track()).unwrap()
+        );
+        let init = init_segment_av(&track(), Some(&audio_track())).unwrap();
+        let mut buf = init.as_slice();
+        Ftyp::decode(&mut buf).unwrap();
+        let moov = Moov::decode(&mut buf).unwrap();
+        assert!(buf.is_empty());
+        assert_eq!(moov.mvhd.next_track_id, 3);
+        let trex = &moov.mvex.as_ref().expect("mvex").trex;
+        assert_eq!(
+            trex.iter()
+                .map(|t| (t.track_id, t.default_sample_description_index))
+                .collect::<Vec<_>>(),
+            [(1, 1), (2, 1)]
+        );
+        let [video, audio] = moov.trak.as_slice() else {
+            panic!("{} traks", moov.trak.len());
+        };
+        assert_eq!(video.tkhd.track_id, 1);
+        assert_eq!(audio.tkhd.track_id, 2);
+        assert!(audio.tkhd.enabled && audio.tkhd.in_movie);
+        assert_eq!(audio.tkhd.volume, 1u8.into());
+        assert_eq!(audio.mdia.mdhd.timescale, 48_000);
+        assert_eq!(audio.mdia.hdlr.handler, FourCC::new(b"soun"));
+        assert!(audio.mdia.minf.smhd.is_some() && audio.mdia.minf.vmhd.is_none());
+        assert_eq!(audio.edts, None);
+        let [Codec::Opus(opus)] = audio.mdia.minf.stbl.stsd.codecs.as_slice() else {
+            panic!("stsd is not one Opus: {:?}", audio.mdia.minf.stbl.stsd);
+        };
+        assert_eq!(opus.dops, audio_track().dops);
+        assert_eq!(opus.audio.channel_count, 1);
+        assert_eq!(opus.audio.sample_rate.integer(), 48_000);
+        assert_eq!(opus.audio.data_reference_index, 1);
+    }
+
+    #[test]
+    fn fragment_with_opus_round_trips_through_mp4_atom() {
+        let idr = join_annex_b([&[0x65, 0x88, 0x80][..]]);
+        let p = join_annex_b([&[0x41, 0x9a][..]]);
+        let video = [
+            Sample {
+                data: &idr,
+                duration: 3000,
+                key: true,
+            },
+            Sample {
+                data: &p,
+                duration: 3000,
+                key: false,
+            },
+        ];
+        let packets: [&[u8]; 3] = [&[0xf8, 1, 2], &[0xf8, 3], &[0xf8, 4, 5, 6]];
+        let audio: Vec<AudioSample<'_>> = packets
+            .iter()
+            .zip([960, 960, 1920])
+            .map(|(data, duration)| AudioSample { data, duration })
+            .collect();
+        let plain = fragment(7, 9000, &video).unwrap();
+        // No packet: the video-only bytes.
+        let run = |samples| AudioRun {
+            base_decode_time: 4800,
+            samples,
+        };
+        assert_eq!(fragment_av(7, 9000, &video, Some(run(&[]))).unwrap(), plain);
+        let frag = fragment_av(7, 9000, &video, Some(run(&audio))).unwrap();
+        let mut buf = frag.as_slice();
+        let moof = Moof::decode(&mut buf).unwrap();
+        let moof_len = frag.len() - buf.len();
+        let mdat = Mdat::decode(&mut buf).unwrap();
+        assert!(buf.is_empty());
+        let [v, a] = moof.traf.as_slice() else {
+            panic!("{} trafs", moof.traf.len());
+        };
+        assert_eq!(v.tfhd.track_id, 1);
+        assert_eq!(v.tfdt.as_ref().unwrap().base_media_decode_time, 9000);
+        assert_eq!(v.trun[0].data_offset, Some(moof_len as i32 + 8));
+        assert_eq!(a.tfhd.track_id, 2);
+        assert!(a.tfhd.default_base_is_moof);
+        assert_eq!(a.tfdt.as_ref().unwrap().base_media_decode_time, 4800);
+        // The video's 2 samples (7 and 6 bytes), then the packets.
+        let video_len = 7 + 6;
+        let offset = a.trun[0].data_offset.expect("data offset") as usize;
+        assert_eq!(offset, moof_len + 8 + video_len);
+        let entries: Vec<TrunEntry> = a.trun[0].samples.iter().collect();
+        assert_eq!(
+            entries
+                .iter()
+                .map(|e| (e.size, e.duration, e.flags))
+                .collect::<Vec<_>>(),
+            [
+                (Some(3), Some(960), None),
+                (Some(2), Some(960), None),
+                (Some(4), Some(1920), None)
+            ]
+        );
+        assert_eq!(&frag[offset..], packets.concat());
+        assert_eq!(mdat.data.len(), video_len + 9);
+    }
+
+    #[test]
+    fn audio_timeline_follows_pts_and_the_capture_clock() {
+        const MS: u64 = 1_000_000;
+        let v = (90_000, 90_000); // the fragment's first frame at 1 s
+        let v0 = 5_000 * MS; // captured at 5 s
+        let mut t = AudioTimeline::default();
+        // Before the picture: no place.
+        assert_eq!(t.place(v, v0, 0, v0 - 5 * MS, 960), None);
+        // The first packet, 15 ms after the frame: 1.015 s.
+        assert_eq!(t.place(v, v0, 960, v0 + 15 * MS, 960), Some(48_720));
+        // Then by its pts, whatever its capture time says (2 ms of jitter).
+        assert_eq!(t.place(v, v0, 1920, v0 + 37 * MS, 960), Some(49_680));
+        // A lost packet leaves its gap.
+        assert_eq!(t.place(v, v0, 3840, v0 + 75 * MS, 960), Some(51_600));
+        // A packet captured before the next fragment's frame, arriving
+        // late: by its pts.
+        let v2 = (v.0 + 9000, 90_000);
+        assert_eq!(
+            t.place(v2, v0 + 100 * MS, 4800, v0 + 95 * MS, 960),
+            Some(52_560)
+        );
+        // The pts strays 50 ms behind the clock: placed by the clock.
+        assert_eq!(
+            t.place(v2, v0 + 100 * MS, 5760, v0 + 165 * MS, 960),
+            Some(55_920)
+        );
+        assert_eq!(
+            t.place(v2, v0 + 100 * MS, 6720, v0 + 185 * MS, 960),
+            Some(56_880)
+        );
+        // 50 ms ahead of the clock: dropped until the clock catches up.
+        assert_eq!(t.place(v2, v0 + 100 * MS, 9_600, v0 + 195 * MS, 960), None);
+        // After a restart (a hole closed up): by the clock again, but
+        // never before the last packet's end.
+        t.restart();
+        let v3 = (v.0 + 18_000, 90_000);
+        assert_eq!(t.place(v3, v0 + 900 * MS, 99_000, v0 + 890 * MS, 960), None);
+        assert_eq!(
+            t.place(v3, v0 + 900 * MS, 99_960, v0 + 910 * MS, 960),
+            Some(58_080)
         );
     }
 

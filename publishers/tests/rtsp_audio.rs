@@ -6,11 +6,10 @@
 
 mod rtsp_support;
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use framebus_test_support::recorder::frame_timecodes;
+use framebus_test_support::av::{av_offsets, beep_hz, beep_onsets, stream_codecs};
 use framebus_test_support::{bins, TempDir};
 use rtsp_support::*;
 
@@ -76,104 +75,7 @@ impl Drop for Camera {
 
 /// `(codec_type, codec_name)` of every stream ffprobe sees at `url`.
 fn streams(url: &str, transport: &str) -> Vec<(String, String)> {
-    let out = run(
-        Command::new("ffprobe")
-            .args(["-v", "error", "-rtsp_transport", transport])
-            .args(["-show_entries", "stream=codec_type,codec_name"])
-            .args(["-of", "csv=p=0", url]),
-        Duration::from_secs(60),
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_once(','))
-        .map(|(a, b)| (b.trim().to_string(), a.trim().to_string()))
-        .collect()
-}
-
-/// Seconds of `path` where each beep starts (silencedetect's ends of
-/// silence, on the file's own timestamps), for the beeps that end again
-/// (the end of the file also ends a silence).
-fn beep_onsets(path: &Path) -> Vec<f64> {
-    let out = run(
-        Command::new("ffmpeg")
-            .args(["-nostdin", "-copyts", "-i"])
-            .arg(path)
-            .args(["-map", "0:a:0", "-af", "silencedetect=n=-30dB:d=0.2"])
-            .args(["-f", "null", "-"]),
-        Duration::from_secs(60),
-    );
-    let text = String::from_utf8_lossy(&out.stderr);
-    let mut onsets = Vec::new();
-    let mut open: Option<f64> = None;
-    for l in text.lines() {
-        if let Some(v) = l.split("silence_end: ").nth(1) {
-            open = v.split_whitespace().next().and_then(|v| v.parse().ok());
-        } else if l.contains("silence_start: ") {
-            onsets.extend(open.take());
-        }
-    }
-    onsets
-}
-
-/// The pts (seconds) of every video frame of `path`, in order.
-fn video_pts(path: &Path) -> Vec<f64> {
-    let out = run(
-        Command::new("ffprobe")
-            .args(["-v", "error", "-select_streams", "v:0"])
-            .args(["-show_entries", "frame=pts_time", "-of", "csv=p=0"])
-            .arg(path),
-        Duration::from_secs(60),
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
-        .collect()
-}
-
-/// The dominant frequency of a loud stretch of the first beep, from the
-/// decoded samples (zero crossings).
-fn beep_hz(path: &Path, onset: f64) -> f64 {
-    let out = run(
-        Command::new("ffmpeg")
-            .args(["-nostdin", "-v", "error", "-copyts", "-ss"])
-            .arg(format!("{:.3}", onset + 0.02))
-            .arg("-i")
-            .arg(path)
-            .args(["-map", "0:a:0", "-t", "0.06", "-ac", "1", "-ar", "48000"])
-            .args(["-f", "s16le", "-"]),
-        Duration::from_secs(60),
-    );
-    let pcm: Vec<i16> = out
-        .stdout
-        .chunks_exact(2)
-        .map(|b| i16::from_le_bytes([b[0], b[1]]))
-        .collect();
-    framebus_test_support::pulse::frequency(&pcm, 48000)
-}
-
-/// Picture against sound in a recording of the stream: each beep starts
-/// at a whole second of the wall clock, each frame shows its capture time;
-/// how far apart they land on the file's timeline, in milliseconds.
-fn av_offsets(path: &Path) -> Vec<f64> {
-    let pts = video_pts(path);
-    let codes = frame_timecodes(path);
-    assert_eq!(pts.len(), codes.len(), "frames counted twice differ");
-    // Wall clock minus timeline, per frame; the median.
-    let mut v: Vec<f64> = pts
-        .iter()
-        .zip(&codes)
-        .filter_map(|(p, c)| c.map(|c| c.realtime_us as f64 / 1e6 - p))
-        .collect();
-    assert!(v.len() > 30, "{} frames with a time code", v.len());
-    v.sort_by(f64::total_cmp);
-    let video = v[v.len() / 2];
-    beep_onsets(path)
-        .into_iter()
-        .map(|onset| {
-            let wall = onset + video;
-            (wall.round() - wall) * 1000.0
-        })
-        .collect()
+    stream_codecs(url, &["-rtsp_transport", transport])
 }
 
 #[test]

@@ -10,6 +10,7 @@
 //! | [`feed`] | [`Feeder`]: a thread publishing a moving NV12 test pattern with the time code |
 //! | [`clients`] | background clients counting what they receive (curl on MJPEG, ffmpeg on RTSP) |
 //! | [`bins`] | paths of the workspace's binaries from tests of another package |
+//! | [`av`] | picture against sound in a file (the tone's beeps against the time code): beep onsets, A/V offsets, the beep's frequency, the streams ffprobe sees |
 //! | [`browser`] | headless Chromium playing WHEP or a player page (`publishers/tests/browser/whep.mjs`), using framebus-recorder's page (`recpage.mjs`), or playing an MP4 file in a `<video>` (`video.mjs`), its JSON report |
 //! | [`hls`] | headless Chromium playing HLS / LL-HLS with hls.js in N clients (`publishers/tests/browser/hls.mjs`), its JSON report |
 //! | [`hls_stream`] | [`hls_stream::TestStream`]: a live LL-HLS stream of the time-coded pattern (ffmpeg fragments republished as parts), served with CORS: the HLS harness's stand-in origin |
@@ -33,6 +34,7 @@
 #![cfg(not(loom))]
 #![forbid(unsafe_op_in_unsafe_fn)]
 
+pub mod av;
 pub mod bins;
 pub mod browser;
 pub mod child;

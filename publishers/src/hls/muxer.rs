@@ -29,6 +29,19 @@
 //! blocking-reload URLs (`?_HLS_msn=N`) do not collide with answers a
 //! cache kept from the previous one.
 //!
+//! # Sound
+//! When the camera has a live Opus bus (`cam0.opus`, docs/audio.md) as
+//! the muxer starts, the muxer joins its [`AudioFeed`] (the reader the
+//! WHEP endpoint's sessions share, in a registry of HLS's own) and every
+//! part carries the Opus packets captured during its frames in a second
+//! `traf` (track 2): audio and video muxed in the same parts, one
+//! playlist ([`fmp4::init_segment_av`], [`fmp4::fragment_av`]). Decode
+//! times (48 kHz) come from [`AudioTimeline`]: by capture time against
+//! the part's first frame, then by the packets' RTP time; a discontinuity
+//! places the next packet by capture time again. Whether a stream has
+//! sound is fixed for the muxer's life (its init segment says so); a
+//! sound that stops leaves the parts without packets.
+//!
 //! # Waiting
 //! [`Muxer::changed`] is a `watch` bumped on every part; blocking playlist
 //! reloads and preload-hinted parts wait on it with a deadline.
@@ -44,7 +57,14 @@ use tokio::sync::{broadcast, watch};
 
 use super::playlist::{self, MediaPlaylist};
 use crate::feed::{Au, Feed, FeedError, FeedInfo, FeedSlot, CLOCK_RATE};
-use crate::fmp4::{self, Sample, VideoTrack};
+use crate::fmp4::{self, AudioRun, AudioSample, AudioTimeline, AudioTrack, Sample, VideoTrack};
+use crate::webrtc::audio::{AudioFeed, AudioTicket, OpusPacket};
+
+/// Opus packets held for the part being filled (10 s of 20 ms packets):
+/// a bound, never reached while frames flow.
+const MAX_PENDING_AUDIO: usize = 500;
+/// An Opus packet's duration when the next one is not known (20 ms).
+const PACKET_TICKS: u32 = 960;
 
 /// Complete segments kept beyond the playlist window, besides as many as
 /// the window holds: RFC 8216bis 6.2.2 keeps a removed segment available
@@ -128,6 +148,10 @@ struct State {
     /// The target duration was set by a complete segment.
     td_fixed: bool,
     ended: Option<String>,
+    /// Opus packets not yet in a part, in order.
+    audio_pending: VecDeque<Arc<OpusPacket>>,
+    /// Where they go on the audio track's timeline.
+    audio_timeline: AudioTimeline,
 }
 
 /// Counters of one muxer (`/metrics`).
@@ -153,6 +177,8 @@ pub struct Muxer {
     info: FeedInfo,
     part_ticks: u64,
     frame_ticks: u64,
+    /// The Opus track, when the camera had sound as the muxer started.
+    audio: Option<AudioTrack>,
     state: Mutex<State>,
     changed: watch::Sender<u64>,
     last_use_ns: AtomicU64,
@@ -237,6 +263,16 @@ fn radix36(mut n: u64) -> String {
 impl Muxer {
     /// A muxer for `bus` (not yet fed: [`Muxer::run`]).
     pub fn new(bus: String, info: FeedInfo, cfg: MuxerConfig) -> Arc<Muxer> {
+        Muxer::new_av(bus, info, cfg, None)
+    }
+
+    /// [`Muxer::new`] with an Opus track when `audio` is given.
+    pub fn new_av(
+        bus: String,
+        info: FeedInfo,
+        cfg: MuxerConfig,
+        audio: Option<AudioTrack>,
+    ) -> Arc<Muxer> {
         let (part_ticks, frame_ticks) = part_target_ticks(cfg.part_target, info.fps);
         let (epoch, msn0) = epoch_now();
         let (changed, _) = watch::channel(0);
@@ -246,6 +282,7 @@ impl Muxer {
             info,
             part_ticks,
             frame_ticks,
+            audio,
             state: Mutex::new(State {
                 epoch,
                 maps: VecDeque::new(),
@@ -262,6 +299,8 @@ impl Muxer {
                 target_duration: 2,
                 td_fixed: false,
                 ended: None,
+                audio_pending: VecDeque::new(),
+                audio_timeline: AudioTimeline::default(),
             }),
             changed,
             last_use_ns: AtomicU64::new(framebus::monotonic_ns()),
@@ -337,14 +376,16 @@ impl Muxer {
         self.state.lock().segments.iter().any(|g| g.complete)
     }
 
-    /// Reads access units from `slot`'s feed until `stop` says so or the
-    /// feed ends. `rx` and `gop` come from [`Feed::start_now`].
+    /// Reads access units from `slot`'s feed (and Opus packets from
+    /// `audio`'s) until `stop` says so or the feed ends. `rx` and `gop`
+    /// come from [`Feed::start_now`].
     pub async fn run(
         self: Arc<Self>,
         slot: FeedSlot,
         gop: Vec<Arc<Au>>,
         mut rx: broadcast::Receiver<Arc<Au>>,
         idle: Duration,
+        mut audio: Option<AudioTicket>,
     ) {
         for au in gop {
             self.push(&au);
@@ -352,6 +393,12 @@ impl Muxer {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         loop {
             tokio::select! {
+                r = next_packet(&mut audio) => match r {
+                    Ok(p) => self.push_audio(p),
+                    // Lost packets leave their gap on the timeline.
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => audio = None,
+                },
                 r = rx.recv() => match r {
                     Ok(au) => self.push(&au),
                     Err(broadcast::error::RecvError::Lagged(n)) => {
@@ -382,6 +429,19 @@ impl Muxer {
         self.changed.send_modify(|n| *n += 1);
     }
 
+    /// Takes an Opus packet (written with the part its capture time falls
+    /// in).
+    pub fn push_audio(&self, p: Arc<OpusPacket>) {
+        if self.audio.is_none() {
+            return;
+        }
+        let mut s = self.state.lock();
+        if s.audio_pending.len() >= MAX_PENDING_AUDIO {
+            s.audio_pending.pop_front();
+        }
+        s.audio_pending.push_back(p);
+    }
+
     fn lagged(&self) {
         let mut s = self.state.lock();
         if let Some(p) = s.pending.take() {
@@ -395,6 +455,7 @@ impl Muxer {
         // leave a hole in the timeline: say so.
         s.need_key = true;
         s.discontinuity_next = true;
+        s.audio_timeline.restart();
         drop(s);
         self.bump(new);
     }
@@ -421,6 +482,7 @@ impl Muxer {
                 new |= self.close_part(&mut s);
                 self.close_segment(&mut s);
                 s.discontinuity_next = true;
+                s.audio_timeline.restart();
                 if !au.key {
                     s.need_key = true;
                     drop(s);
@@ -476,7 +538,7 @@ impl Muxer {
             Some((n, _, t)) if *t == track => *n,
             last => {
                 let n = last.map_or(0, |(n, _, _)| n + 1);
-                match fmp4::init_segment(&track) {
+                match fmp4::init_segment_av(&track, self.audio.as_ref()) {
                     Ok(b) => s.maps.push_back((n, Bytes::from(b), track)),
                     Err(e) => {
                         tracing::warn!(bus = %self.bus, error = %e, "cannot write the init segment");
@@ -513,6 +575,7 @@ impl Muxer {
             return false;
         }
         let fill = std::mem::take(&mut s.fill);
+        let audio = self.take_audio(s, &fill);
         let Some(seg) = s.segments.back_mut().filter(|g| !g.complete) else {
             return false;
         };
@@ -526,8 +589,23 @@ impl Muxer {
             })
             .collect();
         let base = fill.samples[0].0.pts90;
+        let audio_samples: Vec<AudioSample<'_>> = audio
+            .iter()
+            .enumerate()
+            .map(|(i, (dt, p))| AudioSample {
+                data: &p.data,
+                // Up to the next packet (a lost one's gap included).
+                duration: audio.get(i + 1).map_or(PACKET_TICKS, |(n, _)| {
+                    (n - dt).min(u64::from(u32::MAX)) as u32
+                }),
+            })
+            .collect();
+        let run = audio.first().map(|(dt, _)| AudioRun {
+            base_decode_time: *dt,
+            samples: &audio_samples,
+        });
         let number = s.next_part;
-        let bytes = match fmp4::fragment((number as u32).wrapping_add(1), base, &samples) {
+        let bytes = match fmp4::fragment_av((number as u32).wrapping_add(1), base, &samples, run) {
             Ok(b) => Bytes::from(b),
             Err(e) => {
                 tracing::warn!(bus = %self.bus, error = %e, "cannot write a part");
@@ -550,6 +628,35 @@ impl Muxer {
         s.parts.push_back(part);
         s.next_part += 1;
         true
+    }
+
+    /// The Opus packets captured during the part's frames (before the end
+    /// of its last one), each with its decode time (48 kHz).
+    fn take_audio(&self, s: &mut State, fill: &PartFill) -> Vec<(u64, Arc<OpusPacket>)> {
+        let mut taken = Vec::new();
+        let (Some((first, _)), Some((last, d))) = (fill.samples.first(), fill.samples.last())
+        else {
+            return taken;
+        };
+        if self.audio.is_none() {
+            return taken;
+        }
+        let end_mono = last.mono_ns + u64::from(*d) * 1_000_000_000 / CLOCK_RATE;
+        let v0 = (first.pts90, CLOCK_RATE as u32);
+        while s
+            .audio_pending
+            .front()
+            .is_some_and(|p| p.mono_ns < end_mono)
+        {
+            let p = s.audio_pending.pop_front().expect("checked above");
+            if let Some(dt) =
+                s.audio_timeline
+                    .place(v0, first.mono_ns, p.rtp48, p.mono_ns, PACKET_TICKS)
+            {
+                taken.push((dt, p));
+            }
+        }
+        taken
     }
 
     fn close_segment(&self, s: &mut State) {
@@ -678,13 +785,24 @@ impl Muxer {
             .map(|(_, b, _)| b.clone())
     }
 
-    /// The codec string of the current init segment, once known.
+    /// The codec string of the current init segment, once known
+    /// (`avc1.…,opus` with sound).
     pub fn codec_string(&self) -> Option<String> {
-        self.state
+        let video = self
+            .state
             .lock()
             .maps
             .back()
-            .map(|(_, _, t)| t.codec_string())
+            .map(|(_, _, t)| t.codec_string())?;
+        Some(match &self.audio {
+            Some(a) => format!("{video},{}", a.codec_string()),
+            None => video,
+        })
+    }
+
+    /// Whether its parts carry the camera's sound.
+    pub fn has_audio(&self) -> bool {
+        self.audio.is_some()
     }
 
     /// The media playlist's text as of now, rendered once per change of
@@ -811,10 +929,12 @@ pub async fn start(
     feed: &Arc<Feed>,
     cfg: MuxerConfig,
     idle: Duration,
+    audio: Option<(AudioTrack, Arc<AudioFeed>)>,
 ) -> Result<Arc<Muxer>, FeedError> {
     let slot = feed.join_uncounted();
     let info = feed.info().await?;
-    let muxer = Muxer::new(feed.bus().to_string(), info, cfg);
+    let (track, ticket) = audio.map(|(t, f)| (t, f.join())).unzip();
+    let muxer = Muxer::new_av(feed.bus().to_string(), info, cfg, track);
     // Start from the cached GOP when there is one (a running feed): the
     // first parts exist at once.
     let (mut gop, rx) = feed.start_now(Duration::from_secs(30));
@@ -824,8 +944,18 @@ pub async fn start(
         gop.clear();
         feed.request_keyframe();
     }
-    tokio::spawn(Arc::clone(&muxer).run(slot, gop, rx, idle));
+    tokio::spawn(Arc::clone(&muxer).run(slot, gop, rx, idle, ticket));
     Ok(muxer)
+}
+
+/// The next Opus packet of `audio`; never, without sound.
+async fn next_packet(
+    audio: &mut Option<AudioTicket>,
+) -> Result<Arc<OpusPacket>, broadcast::error::RecvError> {
+    match audio {
+        Some(t) => t.rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 #[cfg(test)]

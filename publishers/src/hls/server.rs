@@ -24,6 +24,10 @@
 //! their media playlist requests mostly do not), alive while it asked in
 //! the last [`SESSION_TTL`]. A new session beyond `--hls-max-viewers` for a
 //! camera gets 503.
+//!
+//! Sound: a camera with a live Opus bus (`{bus}.opus`) has it in every
+//! profile's parts (muxed, one playlist; [`muxer`]); the multivariant
+//! playlist's `CODECS` then says `avc1.…,opus`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -42,7 +46,9 @@ use super::config::HlsArgs;
 use super::muxer::{self, Muxer, MuxerConfig, Position, Ready, Waiting, FIRST_PART_WAIT};
 use super::playlist::{self, Variant};
 use crate::feed::{FeedError, Feeds};
+use crate::fmp4::AudioTrack;
 use crate::mjpeg::conn::ConnInfo;
+use crate::webrtc::audio::{AudioFeed, AudioFeeds};
 use framebus::contract::encoder as enc;
 
 /// A session is alive this long after its last playlist request.
@@ -92,6 +98,8 @@ pub struct Hls {
     muxers: Mutex<HashMap<String, Arc<Muxer>>>,
     starting: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     sessions: Mutex<HashMap<(String, String), Session>>,
+    /// The cameras' Opus buses, one reader each shared by their muxers.
+    audio: AudioFeeds,
     /// hls.js for the player page (`--hls-js`).
     hls_js: Option<bytes::Bytes>,
     /// Credentials are required: responses are `private`.
@@ -169,6 +177,7 @@ impl Hls {
             private,
             args,
             feeds,
+            audio: AudioFeeds::new(shm_dir.clone()),
             shm_dir,
             muxers: Mutex::new(HashMap::new()),
             starting: Mutex::new(HashMap::new()),
@@ -300,10 +309,35 @@ impl Hls {
             part_target: self.args.part_target(),
             segments: self.args.segments(),
         };
-        let m = muxer::start(&feed, cfg, self.args.idle()).await?;
-        tracing::info!(bus, epoch = %m.epoch(), "HLS muxer started");
+        let me = Arc::clone(self);
+        let name = bus.to_string();
+        let sound = tokio::task::spawn_blocking(move || me.sound_of(&name))
+            .await
+            .ok()
+            .flatten();
+        let m = muxer::start(&feed, cfg, self.args.idle(), sound).await?;
+        tracing::info!(bus, epoch = %m.epoch(), sound = m.has_audio(), "HLS muxer started");
         self.muxers.lock().insert(bus.to_string(), Arc::clone(&m));
         Ok(m)
+    }
+
+    /// The sound of the camera of encoded bus `bus`: its Opus track (from
+    /// the `OpusHead` in the Opus bus's header) and its audio feed, when
+    /// `{camera}.opus` is live; None otherwise (video only). Blocking.
+    fn sound_of(&self, bus: &str) -> Option<(AudioTrack, Arc<AudioFeed>)> {
+        let (cam, _) = enc::split(bus)?;
+        let feed = self.audio.for_camera(cam)?;
+        let opts = framebus::ReaderOptions {
+            wait: None,
+            shm_dir: self.shm_dir.clone(),
+        };
+        let mut reader = framebus::Reader::attach(feed.bus(), opts).ok()?;
+        let head = reader.codec().ok()??.config;
+        let Some(track) = AudioTrack::from_opus_head(&head) else {
+            tracing::warn!(bus = %feed.bus(), "the Opus bus has no valid OpusHead: HLS without sound");
+            return None;
+        };
+        Some((track, feed))
     }
 
     async fn wait(&self, m: &Muxer, deadline: Duration, check: impl Fn(&Muxer) -> Ready) -> Ready {
@@ -413,6 +447,10 @@ pub async fn multivariant(
     let tok =
         q.s.filter(|t| !t.is_empty() && t.len() <= 64)
             .unwrap_or_else(token);
+    let opus = framebus::contract::audio::opus_bus(&cam);
+    let sound = buses.iter().any(|b| {
+        b.name == opus && b.producer_alive && b.format == framebus::PixelFormat::Opus.name()
+    });
     for b in &buses {
         let Some((c, profile)) = enc::split(&b.name) else {
             continue;
@@ -421,7 +459,8 @@ pub async fn multivariant(
             continue;
         }
         let pl = b.codec_profile_level;
-        let codecs = (pl != 0).then(|| format!("avc1.{pl:06x}"));
+        let audio = if sound { ",opus" } else { "" };
+        let codecs = (pl != 0).then(|| format!("avc1.{pl:06x}{audio}"));
         let nominal = if b.encoder_bitrate > 0 {
             b.encoder_bitrate
         } else {

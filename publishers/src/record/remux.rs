@@ -47,7 +47,7 @@
 //! moov  mvhd (duration) · trak  tkhd (duration)
 //!                               mdia  mdhd (duration) · hdlr vide
 //!                                     minf  vmhd · dinf · stbl:
-//!         stsd  avc1 + avcC (crate::fmp4::movie, as in the init segment)
+//!         stsd  avc1 + avcC (crate::fmp4::movie_av, as in the init segment)
 //!         stts  run-length durations
 //!         stss  the key samples (1-based)
 //!         stsz  every sample's size
@@ -56,8 +56,20 @@
 //! mdat  the samples, in order (64-bit size past 4 GiB)
 //! ```
 //!
-//! A chunk is a run of samples contiguous in one source file: the samples
-//! of one fragment (or of the selected part of it). Only the header (ftyp,
+//! A file with an Opus track (the camera's sound, [`crate::fmp4`]'s
+//! track 2) is scanned for both: [`Scan::audio`] has the packets, their
+//! decode times from their own `traf`'s `tfdt` (48 kHz). The progressive
+//! MP4 then has a second `trak` (`Opus` + `dOps`, `smhd`, `hdlr soun`,
+//! `stts`/`stsz`/`stsc`/`stco` of its own, no `stss`: every packet is a
+//! sync sample) and, when the sound begins after the first frame, an edit
+//! list (`edts`/`elst`: an empty edit of that length, then the media).
+//! Of each part, the packets within the video's time span are taken, at
+//! the same distance from its first frame as in the source
+//! ([`Progressive::new_av`]).
+//!
+//! A chunk is a run of samples of one track contiguous in one source
+//! file: the samples of one fragment (or of the selected part of it); the
+//! chunks of both tracks follow each other in the order of the source. Only the header (ftyp,
 //! moov, mdat box header) is held in memory; the `mdat` payload is a list
 //! of source byte ranges, one per chunk, copied unchanged (the fragments
 //! already hold 4-byte NAL lengths, as `avcC` says). Any byte range of the
@@ -76,11 +88,12 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use mp4_atom::{
-    Atom, Co64, Codec, Decode, DecodeMaybe, Encode, FourCC, Ftyp, Header, Mdat, Moof, Moov, Stbl,
-    Stco, Stsc, StscEntry, Stss, Stsz, StszSamples, Stts, SttsEntry, Trex,
+    Atom, Co64, Codec, Decode, DecodeMaybe, Edts, Elst, ElstEntry, Encode, FourCC, Ftyp, Header,
+    Mdat, Moof, Moov, Stbl, Stco, Stsc, StscEntry, Stss, Stsz, StszSamples, Stts, SttsEntry, Traf,
+    Trex,
 };
 
-use crate::fmp4::{movie, Fmp4Error, VideoTrack};
+use crate::fmp4::{movie_av, AudioMovie, AudioTrack, Fmp4Error, VideoTrack, OPUS_TIMESCALE};
 
 /// `sample_is_non_sync_sample` in the sample flags (ISO/IEC 14496-12
 /// §8.8.3.1): set on every sample that is not a sync sample.
@@ -146,6 +159,18 @@ pub struct Scan {
     /// Bytes after `valid_len` (an incomplete last fragment); 0 for a
     /// file that ends cleanly.
     pub truncated: u64,
+    /// The Opus track, when the file has one.
+    pub audio: Option<AudioScan>,
+}
+
+/// The Opus track of a scanned file.
+#[derive(Clone, Debug)]
+pub struct AudioScan {
+    /// The init segment's audio track.
+    pub track: AudioTrack,
+    /// Every Opus packet of the complete fragments, in order; decode
+    /// times in 48 kHz ticks from the fragments' `tfdt`.
+    pub samples: Vec<SampleRef>,
 }
 
 impl Scan {
@@ -335,7 +360,9 @@ pub fn scan_reader<R: Read + Seek>(reader: &mut R, path: &Path) -> Result<Scan, 
         path,
         len: file_len,
     };
-    let (init_end, info) = s.init_segment()?;
+    let (init_end, info, audio_info) = s.init_segment()?;
+    let mut audio_samples = Vec::new();
+    let mut next_audio_time = 0;
 
     let mut samples = Vec::new();
     let mut fragments = Vec::new();
@@ -372,9 +399,13 @@ pub fn scan_reader<R: Read + Seek>(reader: &mut R, path: &Path) -> Result<Scan, 
             _ => break, // the mdat is missing or cut short
         };
         let first_sample = samples.len();
-        let (sequence, end_time) =
-            s.fragment(&moof, &mdat, next_decode_time, &info, &mut samples)?;
+        let audio = audio_info
+            .as_ref()
+            .map(|a| (a, next_audio_time, &mut audio_samples));
+        let (sequence, end_time, audio_end) =
+            s.fragment(&moof, &mdat, next_decode_time, &info, &mut samples, audio)?;
         next_decode_time = end_time;
+        next_audio_time = audio_end.unwrap_or(next_audio_time);
         fragments.push(FragmentInfo {
             sequence,
             offset: moof.start,
@@ -393,6 +424,10 @@ pub fn scan_reader<R: Read + Seek>(reader: &mut R, path: &Path) -> Result<Scan, 
         file_len,
         valid_len,
         truncated: file_len - valid_len,
+        audio: audio_info.map(|a| AudioScan {
+            track: a.track,
+            samples: audio_samples,
+        }),
     })
 }
 
@@ -421,6 +456,13 @@ enum At {
 /// The track of the init segment and the `trex` defaults for it.
 struct TrackInfo {
     track: VideoTrack,
+    id: u32,
+    trex: Trex,
+}
+
+/// The Opus track of the init segment and the `trex` defaults for it.
+struct AudioInfo {
+    track: AudioTrack,
     id: u32,
     trex: Trex,
 }
@@ -511,7 +553,7 @@ impl<R: Read + Seek> Scanner<'_, R> {
 
     /// `ftyp`, perhaps other boxes, then `moov`: where the init segment
     /// ends and its track.
-    fn init_segment(&mut self) -> Result<(u64, TrackInfo), RemuxError> {
+    fn init_segment(&mut self) -> Result<(u64, TrackInfo, Option<AudioInfo>), RemuxError> {
         match self.header_at(0)? {
             At::Box(b) if b.kind == Ftyp::KIND => {}
             At::Box(b) => {
@@ -554,12 +596,16 @@ impl<R: Read + Seek> Scanner<'_, R> {
             ));
         }
         let decoded: Moov = self.decode_box(&moov)?;
-        let info = track_info(&decoded).map_err(|reason| self.no_init(moov.start, reason))?;
-        Ok((moov.end, info))
+        let (info, audio) =
+            track_info(&decoded).map_err(|reason| self.no_init(moov.start, reason))?;
+        Ok((moov.end, info, audio))
     }
 
-    /// The samples of one complete fragment, appended to `out`; its
-    /// sequence number and the decode time its last sample ends at.
+    /// The samples of one complete fragment, appended to `out` (and its
+    /// Opus packets to `audio`'s list, given where the previous fragment's
+    /// audio ended); its sequence number and the decode times its last
+    /// sample (and last packet, when it has a `traf` for the audio) end at.
+    #[allow(clippy::type_complexity)]
     fn fragment(
         &mut self,
         moof_at: &BoxAt,
@@ -567,7 +613,8 @@ impl<R: Read + Seek> Scanner<'_, R> {
         next_decode_time: u64,
         info: &TrackInfo,
         out: &mut Vec<SampleRef>,
-    ) -> Result<(u32, u64), RemuxError> {
+        audio: Option<(&AudioInfo, u64, &mut Vec<SampleRef>)>,
+    ) -> Result<(u32, u64, Option<u64>), RemuxError> {
         if moof_at.end - moof_at.start > MAX_INDEX_BOX {
             return Err(self.bad_fragment(
                 moof_at.start,
@@ -581,6 +628,28 @@ impl<R: Read + Seek> Scanner<'_, R> {
         let Some(traf) = moof.traf.iter().find(|t| t.tfhd.track_id == info.id) else {
             return Err(self.bad_fragment(moof_at.start, format!("no traf for track {}", info.id)));
         };
+        let end = self.traf_samples(traf, moof_at, mdat, next_decode_time, &info.trex, out)?;
+        let mut audio_end = None;
+        if let Some((a, next, list)) = audio {
+            // A fragment without sound has no traf for it.
+            if let Some(traf) = moof.traf.iter().find(|t| t.tfhd.track_id == a.id) {
+                audio_end = Some(self.traf_samples(traf, moof_at, mdat, next, &a.trex, list)?);
+            }
+        }
+        Ok((moof.mfhd.sequence_number, end, audio_end))
+    }
+
+    /// The samples of one `traf`, appended to `out`; the decode time its
+    /// last sample ends at.
+    fn traf_samples(
+        &self,
+        traf: &Traf,
+        moof_at: &BoxAt,
+        mdat: &BoxAt,
+        next_decode_time: u64,
+        trex: &Trex,
+        out: &mut Vec<SampleRef>,
+    ) -> Result<u64, RemuxError> {
         let tfhd = &traf.tfhd;
         // default-base-is-moof, or neither flag with one traf: the moof.
         let base = tfhd.base_data_offset.unwrap_or(moof_at.start);
@@ -598,15 +667,15 @@ impl<R: Read + Seek> Scanner<'_, R> {
                 let size = e
                     .size
                     .or(tfhd.default_sample_size)
-                    .unwrap_or(info.trex.default_sample_size);
+                    .unwrap_or(trex.default_sample_size);
                 let duration = e
                     .duration
                     .or(tfhd.default_sample_duration)
-                    .unwrap_or(info.trex.default_sample_duration);
+                    .unwrap_or(trex.default_sample_duration);
                 let flags = e
                     .flags
                     .or(tfhd.default_sample_flags)
-                    .unwrap_or(info.trex.default_sample_flags);
+                    .unwrap_or(trex.default_sample_flags);
                 let end = data.saturating_add(u64::from(size));
                 if data < mdat.body || end > mdat.end {
                     return Err(RemuxError::OutsideMdat {
@@ -631,14 +700,28 @@ impl<R: Read + Seek> Scanner<'_, R> {
                 index += 1;
             }
         }
-        Ok((moof.mfhd.sequence_number, decode_time))
+        Ok(decode_time)
     }
 }
 
-/// The one H.264 track of an init segment's `moov`, or what is wrong.
-fn track_info(moov: &Moov) -> Result<TrackInfo, String> {
-    let [trak] = moov.trak.as_slice() else {
-        return Err(format!("the moov has {} tracks, not one", moov.trak.len()));
+/// The H.264 track of an init segment's `moov` and its Opus track if it
+/// has one (a second `trak` with an `Opus` sample entry), or what is
+/// wrong.
+fn track_info(moov: &Moov) -> Result<(TrackInfo, Option<AudioInfo>), String> {
+    let opus_of = |t: &mp4_atom::Trak| match t.mdia.minf.stbl.stsd.codecs.as_slice() {
+        [Codec::Opus(o)] => Some(o.dops.clone()),
+        _ => None,
+    };
+    let two =
+        |n: usize| format!("the moov has {n} tracks, not one (H.264) or two (H.264 and Opus)");
+    let (trak, audio) = match moov.trak.as_slice() {
+        [trak] => (trak, None),
+        [a, b] => match (opus_of(a), opus_of(b)) {
+            (None, Some(dops)) => (a, Some((b, dops))),
+            (Some(dops), None) => (b, Some((a, dops))),
+            _ => return Err(two(2)),
+        },
+        traks => return Err(two(traks.len())),
     };
     let Some(mvex) = &moov.mvex else {
         return Err("the moov has no mvex: not a fragmented MP4".to_string());
@@ -666,7 +749,30 @@ fn track_info(moov: &Moov) -> Result<TrackInfo, String> {
         return Err("the media timescale is 0".to_string());
     }
     let id = trak.tkhd.track_id;
-    Ok(TrackInfo {
+    let trex_of = |id| {
+        mvex.trex
+            .iter()
+            .find(|t: &&Trex| t.track_id == id)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let audio = match audio {
+        None => None,
+        Some((t, dops)) => {
+            if t.mdia.mdhd.timescale != OPUS_TIMESCALE {
+                return Err(format!(
+                    "the Opus track's timescale is {}, not {OPUS_TIMESCALE}",
+                    t.mdia.mdhd.timescale
+                ));
+            }
+            Some(AudioInfo {
+                track: AudioTrack { dops },
+                id: t.tkhd.track_id,
+                trex: trex_of(t.tkhd.track_id),
+            })
+        }
+    };
+    let video = TrackInfo {
         track: VideoTrack {
             width: avc1.visual.width.into(),
             height: avc1.visual.height.into(),
@@ -675,13 +781,9 @@ fn track_info(moov: &Moov) -> Result<TrackInfo, String> {
             timescale,
         },
         id,
-        trex: mvex
-            .trex
-            .iter()
-            .find(|t| t.track_id == id)
-            .cloned()
-            .unwrap_or_default(),
-    })
+        trex: trex_of(id),
+    };
+    Ok((video, audio))
 }
 
 /// How two tracks differ, or None if they are the same.
@@ -741,6 +843,53 @@ pub enum Piece<'a> {
     },
 }
 
+/// One part of a [`Progressive`]: a file, its selected video samples,
+/// and its Opus packets (those within the video's time span are taken).
+#[derive(Clone, Copy, Debug)]
+pub struct Part<'a> {
+    /// The file.
+    pub path: &'a Path,
+    /// Video samples of its scan, starting at a keyframe.
+    pub video: &'a [SampleRef],
+    /// Opus packets of its scan (all of them will do).
+    pub audio: &'a [SampleRef],
+}
+
+/// A run of samples of one track contiguous in one source file.
+#[derive(Clone, Copy, Debug)]
+struct Chunk {
+    audio: bool,
+    file: usize,
+    offset: u64,
+    len: u64,
+    samples: u32,
+}
+
+impl Chunk {
+    /// Adds sample `s` of `file` to the last chunk if it follows it in the
+    /// file, else as a new chunk.
+    fn add(chunks: &mut Vec<Chunk>, audio: bool, file: usize, s: &SampleRef) {
+        match chunks.last_mut() {
+            Some(c) if c.file == file && c.offset + c.len == s.offset => {
+                c.len += u64::from(s.size);
+                c.samples += 1;
+            }
+            _ => chunks.push(Chunk {
+                audio,
+                file,
+                offset: s.offset,
+                len: u64::from(s.size),
+                samples: 1,
+            }),
+        }
+    }
+}
+
+/// `ticks` of a `from` Hz clock on a `to` Hz clock, rounded down.
+fn rescale(ticks: u64, from: u64, to: u64) -> u64 {
+    (u128::from(ticks) * u128::from(to) / u128::from(from.max(1))) as u64
+}
+
 /// A progressive MP4 made on the fly from scanned fragmented files (see
 /// the module docs): its header in memory, its `mdat` payload as source
 /// byte ranges.
@@ -759,28 +908,59 @@ impl Progressive {
     /// order) as one movie of `track`. Each part must start at a
     /// keyframe; empty parts are skipped. The files are not read here.
     pub fn new(track: &VideoTrack, parts: &[(&Path, &[SampleRef])]) -> Result<Self, RemuxError> {
+        let parts: Vec<Part<'_>> = parts
+            .iter()
+            .map(|(path, video)| Part {
+                path,
+                video,
+                audio: &[],
+            })
+            .collect();
+        Progressive::new_av(track, None, &parts)
+    }
+
+    /// [`Progressive::new`] with an Opus track when `audio` is given: of
+    /// each part, the packets that lie within its video's time span (from
+    /// its first frame's decode time to its last frame's end) are taken,
+    /// at the same distance from the part's first frame as in the source.
+    /// The audio's durations are the distances between the packets (a
+    /// lost packet's gap stays a gap); an empty edit before the first
+    /// packet says how long after the first frame the sound begins. No
+    /// packet taken: no audio track.
+    pub fn new_av(
+        track: &VideoTrack,
+        audio: Option<&AudioTrack>,
+        parts: &[Part<'_>],
+    ) -> Result<Self, RemuxError> {
+        let ts = u64::from(track.timescale);
+        let opus_ts = u64::from(OPUS_TIMESCALE);
         let mut files: Vec<PathBuf> = Vec::new();
-        let mut ranges: Vec<SourceRange> = Vec::new();
-        // Per chunk (= per range): how many samples.
-        let mut chunk_samples: Vec<u32> = Vec::new();
+        // Every chunk of both tracks, in the order of the output's mdat.
+        let mut chunks: Vec<Chunk> = Vec::new();
         let mut sizes = Vec::new();
         let mut stts: Vec<SttsEntry> = Vec::new();
         let mut stss = Vec::new();
-        let mut payload = 0u64;
         let mut duration = 0u64;
-        for (path, samples) in parts {
-            let Some(first) = samples.first() else {
+        // The audio: per packet its size and its time on the output's
+        // 48 kHz timeline; the last one's duration.
+        let mut audio_sizes = Vec::new();
+        let mut audio_times: Vec<u64> = Vec::new();
+        let mut audio_last = 0u32;
+        for part in parts {
+            let (Some(first), Some(last)) = (part.video.first(), part.video.last()) else {
                 continue;
             };
             if !first.key {
                 return Err(RemuxError::NotKeyframe {
-                    path: path.to_path_buf(),
+                    path: part.path.to_path_buf(),
                     offset: first.offset,
                 });
             }
             let file = files.len();
-            files.push(path.to_path_buf());
-            for s in *samples {
+            files.push(part.path.to_path_buf());
+            let part_start = duration;
+            let mut video_chunks: Vec<Chunk> = Vec::new();
+            for s in part.video {
                 sizes.push(s.size);
                 // 1-based sample numbers; the count is checked below.
                 if s.key {
@@ -794,43 +974,73 @@ impl Progressive {
                     }),
                 }
                 duration += u64::from(s.duration);
-                let size = u64::from(s.size);
-                match ranges.last_mut() {
-                    Some(r) if r.file == file && r.offset + r.len == s.offset => {
-                        r.len += size;
-                        *chunk_samples.last_mut().expect("one count per range") += 1;
+                Chunk::add(&mut video_chunks, false, file, s);
+            }
+            let mut audio_chunks: Vec<Chunk> = Vec::new();
+            if audio.is_some() {
+                let from = rescale(first.decode_time, ts, opus_ts);
+                let to = rescale(last.decode_time + u64::from(last.duration), ts, opus_ts);
+                let out = rescale(part_start, ts, opus_ts);
+                for a in part.audio {
+                    if a.decode_time < from || a.decode_time + u64::from(a.duration) > to {
+                        continue;
                     }
-                    _ => {
-                        ranges.push(SourceRange {
-                            file,
-                            offset: s.offset,
-                            len: size,
-                            at: payload, // made absolute below
-                        });
-                        chunk_samples.push(1);
-                    }
+                    audio_sizes.push(a.size);
+                    audio_times.push(out + (a.decode_time - from));
+                    audio_last = a.duration;
+                    Chunk::add(&mut audio_chunks, true, file, a);
                 }
-                payload += size;
+            }
+            // Both tracks' chunks in the order of the source file.
+            let mut v = video_chunks.into_iter().peekable();
+            let mut a = audio_chunks.into_iter().peekable();
+            loop {
+                let take_audio = match (v.peek(), a.peek()) {
+                    (Some(vc), Some(ac)) => ac.offset < vc.offset,
+                    (None, Some(_)) => true,
+                    (_, None) => false,
+                };
+                let next = if take_audio { a.next() } else { v.next() };
+                let Some(c) = next else { break };
+                chunks.push(c);
             }
         }
         let frames = sizes.len();
         if frames == 0 {
             return Err(RemuxError::NoSamples);
         }
-        if u32::try_from(frames).is_err() {
-            return Err(RemuxError::TooManySamples { count: frames });
+        if u32::try_from(frames.max(audio_sizes.len())).is_err() {
+            return Err(RemuxError::TooManySamples {
+                count: frames.max(audio_sizes.len()),
+            });
         }
+        let audio = audio.filter(|_| !audio_sizes.is_empty());
 
-        let mut stsc: Vec<StscEntry> = Vec::new();
-        for (i, &n) in chunk_samples.iter().enumerate() {
-            if stsc.last().map(|e| e.samples_per_chunk) != Some(n) {
-                stsc.push(StscEntry {
-                    first_chunk: i as u32 + 1, // chunks <= samples: fits
-                    samples_per_chunk: n,
-                    sample_description_index: 1,
-                });
-            }
+        let mut ranges: Vec<SourceRange> = Vec::with_capacity(chunks.len());
+        let mut payload = 0u64;
+        for c in &chunks {
+            ranges.push(SourceRange {
+                file: c.file,
+                offset: c.offset,
+                len: c.len,
+                at: payload, // made absolute below
+            });
+            payload += c.len;
         }
+        let stsc_of = |is_audio: bool| {
+            let mut stsc: Vec<StscEntry> = Vec::new();
+            for (i, c) in chunks.iter().filter(|c| c.audio == is_audio).enumerate() {
+                if stsc.last().map(|e| e.samples_per_chunk) != Some(c.samples) {
+                    stsc.push(StscEntry {
+                        first_chunk: i as u32 + 1, // chunks <= samples: fits
+                        samples_per_chunk: c.samples,
+                        sample_description_index: 1,
+                    });
+                }
+            }
+            stsc
+        };
+        let count_of = |is_audio: bool| chunks.iter().filter(|c| c.audio == is_audio).count();
 
         let encode_err = |what| move |source| RemuxError::Encode { what, source };
         let mut head = Vec::new();
@@ -857,21 +1067,80 @@ impl Progressive {
         .encode(&mut mdat_header)
         .map_err(encode_err("mdat header"))?;
 
-        let mut moov = movie(
+        let audio_movie = audio.map(|track| {
+            let mut a_stts: Vec<SttsEntry> = Vec::new();
+            let mut a_duration = 0u64;
+            for (i, t) in audio_times.iter().enumerate() {
+                let d = audio_times
+                    .get(i + 1)
+                    .map_or(u64::from(audio_last), |n| n - t);
+                let d = d.min(u64::from(u32::MAX)) as u32;
+                a_duration += u64::from(d);
+                match a_stts.last_mut() {
+                    Some(e) if e.sample_delta == d => e.sample_count += 1,
+                    _ => a_stts.push(SttsEntry {
+                        sample_count: 1,
+                        sample_delta: d,
+                    }),
+                }
+            }
+            let lead = audio_times[0];
+            let edts = (lead > 0).then(|| Edts {
+                elst: Some(Elst {
+                    entries: vec![
+                        ElstEntry {
+                            segment_duration: rescale(lead, opus_ts, ts),
+                            media_time: None,
+                            media_rate: 1i16.into(),
+                        },
+                        ElstEntry {
+                            segment_duration: rescale(a_duration, opus_ts, ts),
+                            media_time: Some(0),
+                            media_rate: 1i16.into(),
+                        },
+                    ],
+                }),
+            });
+            AudioMovie {
+                track,
+                duration: a_duration,
+                stbl: Stbl {
+                    stts: Stts { entries: a_stts },
+                    stsc: Stsc {
+                        entries: stsc_of(true),
+                    },
+                    stsz: Stsz {
+                        samples: StszSamples::Different {
+                            sizes: std::mem::take(&mut audio_sizes),
+                        },
+                    },
+                    stco: Some(Stco {
+                        entries: vec![0; count_of(true)],
+                    }),
+                    ..Stbl::default()
+                },
+                edts,
+                movie_duration: rescale(lead + a_duration, opus_ts, ts),
+            }
+        });
+        let mut moov = movie_av(
             track,
             duration,
             Stbl {
                 stts: Stts { entries: stts },
                 stss: Some(Stss { entries: stss }),
-                stsc: Stsc { entries: stsc },
+                stsc: Stsc {
+                    entries: stsc_of(false),
+                },
                 stsz: Stsz {
                     samples: StszSamples::Different { sizes },
                 },
                 stco: Some(Stco {
-                    entries: vec![0; ranges.len()],
+                    entries: vec![0; count_of(false)],
                 }),
                 ..Stbl::default()
             },
+            audio_movie,
         )?;
         let encoded_len = |moov: &Moov| -> Result<u64, RemuxError> {
             let mut v = Vec::new();
@@ -881,23 +1150,34 @@ impl Progressive {
         let fixed = (head.len() + mdat_header.len()) as u64;
         let mut data_start = fixed + encoded_len(&moov)?;
         let last_at = ranges.last().map_or(0, |r| r.at);
-        let stbl = &mut moov.trak[0].mdia.minf.stbl;
         if data_start + last_at > u64::from(u32::MAX) {
-            stbl.stco = None;
-            stbl.co64 = Some(Co64 {
-                entries: vec![0; ranges.len()],
-            });
+            for trak in &mut moov.trak {
+                let stbl = &mut trak.mdia.minf.stbl;
+                let n = stbl.stco.take().map_or(0, |s| s.entries.len());
+                stbl.co64 = Some(Co64 {
+                    entries: vec![0; n],
+                });
+            }
             data_start = fixed + encoded_len(&moov)?;
         }
         for r in &mut ranges {
             r.at += data_start;
         }
-        let stbl = &mut moov.trak[0].mdia.minf.stbl;
-        if let Some(co64) = &mut stbl.co64 {
-            co64.entries = ranges.iter().map(|r| r.at).collect();
-        } else if let Some(stco) = &mut stbl.stco {
-            // Every offset fits: checked against the last one above.
-            stco.entries = ranges.iter().map(|r| r.at as u32).collect();
+        // trak 0 is the video, trak 1 (if any) the audio.
+        for (i, trak) in moov.trak.iter_mut().enumerate() {
+            let ats: Vec<u64> = ranges
+                .iter()
+                .zip(&chunks)
+                .filter(|(_, c)| c.audio == (i == 1))
+                .map(|(r, _)| r.at)
+                .collect();
+            let stbl = &mut trak.mdia.minf.stbl;
+            if let Some(co64) = &mut stbl.co64 {
+                co64.entries = ats;
+            } else if let Some(stco) = &mut stbl.stco {
+                // Every offset fits: checked against the last one above.
+                stco.entries = ats.into_iter().map(|at| at as u32).collect();
+            }
         }
         moov.encode(&mut head).map_err(encode_err("moov"))?;
         head.extend_from_slice(&mdat_header);
@@ -918,11 +1198,18 @@ impl Progressive {
     }
 
     /// [`Progressive::new`] from scans: each part is a scan and a range of
-    /// its samples. All scans must have the same track.
+    /// its samples. All scans must have the same track. When every scan
+    /// has the same Opus track, the MP4 has it too
+    /// ([`Progressive::new_av`]); otherwise it is video only.
     pub fn from_scans(parts: &[(&Scan, Range<usize>)]) -> Result<Self, RemuxError> {
         let Some((first, _)) = parts.first() else {
             return Err(RemuxError::NoSamples);
         };
+        let audio = first.audio.as_ref().map(|a| &a.track).filter(|t| {
+            parts
+                .iter()
+                .all(|(s, _)| s.audio.as_ref().is_some_and(|a| a.track == **t))
+        });
         let mut selected = Vec::with_capacity(parts.len());
         for (scan, range) in parts {
             if let Some(reason) = track_difference(&first.track, &scan.track) {
@@ -941,9 +1228,16 @@ impl Progressive {
                         end: range.end,
                         frames: scan.samples.len(),
                     })?;
-            selected.push((scan.path.as_path(), samples));
+            selected.push(Part {
+                path: scan.path.as_path(),
+                video: samples,
+                audio: match (&scan.audio, audio) {
+                    (Some(a), Some(_)) => &a.samples,
+                    _ => &[],
+                },
+            });
         }
-        Progressive::new(&first.track, &selected)
+        Progressive::new_av(&first.track, audio, &selected)
     }
 
     /// `ftyp`, `moov` and the `mdat` box header: the first bytes of the
@@ -1347,6 +1641,127 @@ mod tests {
             "{e}"
         );
         assert!(e.to_string().contains("followed by a free box"), "{e}");
+    }
+
+    /// A file with the Opus track: two fragments of 6 frames (200 ms);
+    /// the sound starts 10 ms after the first frame, packets of 20 ms, the
+    /// one at 200 ms lost; the last packet runs past the last frame.
+    #[test]
+    fn scan_and_progressive_carry_the_opus_track() {
+        use crate::fmp4::tests::audio_track;
+        use crate::fmp4::{fragment_av, init_segment_av, AudioRun, AudioSample};
+
+        let t = track();
+        let mut file = init_segment_av(&t, Some(&audio_track())).unwrap();
+        let idr = join_annex_b([HIGH_SPS, HIGH_PPS, &[0x65, 0x88, 0x80]]);
+        let p = join_annex_b([&[0x41, 0x9a, 0x11][..]]);
+        let video: Vec<Sample<'_>> = (0..6)
+            .map(|i| Sample {
+                data: if i == 0 { &idr } else { &p },
+                duration: 3000,
+                key: i == 0,
+            })
+            .collect();
+        let starts: Vec<Vec<u64>> = vec![
+            (0..10).map(|k| 480 + 960 * k).collect(),
+            (0..9).map(|k| 11_040 + 960 * k).collect(),
+        ];
+        let mut packets = Vec::new();
+        for (f, starts) in starts.iter().enumerate() {
+            let data: Vec<Vec<u8>> = starts
+                .iter()
+                .map(|&s| vec![0xf8, (s / 480) as u8, 0x5a])
+                .collect();
+            let samples: Vec<AudioSample<'_>> = data
+                .iter()
+                .map(|d| AudioSample {
+                    data: d,
+                    duration: 960,
+                })
+                .collect();
+            let run = AudioRun {
+                base_decode_time: starts[0],
+                samples: &samples,
+            };
+            file.extend(fragment_av(f as u32 + 1, f as u64 * 18_000, &video, Some(run)).unwrap());
+            packets.extend(starts.iter().copied().zip(data));
+        }
+        let dir = TempDir::new("remux-av");
+        let scan = scan_file(&dir, "av.mp4", &file);
+        assert_eq!(scan.frames(), 12);
+        let audio = scan.audio.as_ref().expect("the Opus track");
+        assert_eq!(audio.track, audio_track());
+        assert_eq!(audio.samples.len(), 19);
+        for (s, (start, data)) in audio.samples.iter().zip(&packets) {
+            assert_eq!((s.decode_time, s.duration, s.key), (*start, 960, true));
+            let at = s.offset as usize;
+            assert_eq!(&file[at..at + s.size as usize], data.as_slice());
+        }
+
+        let prog = Progressive::from_scans(&[(&scan, 0..12)]).unwrap();
+        let mut bytes = Vec::new();
+        prog.write_to(&mut bytes).unwrap();
+        let (_, moov, _, _) = parse_progressive(&bytes);
+        assert_eq!(moov.mvhd.next_track_id, 3);
+        let [_, a] = moov.trak.as_slice() else {
+            panic!("{} traks", moov.trak.len());
+        };
+        // The sound begins 480 ticks (10 ms = 900 at 90 kHz) late.
+        let elst = &a.edts.as_ref().expect("edts").elst.as_ref().expect("elst");
+        assert_eq!(elst.entries.len(), 2);
+        assert_eq!(
+            (elst.entries[0].segment_duration, elst.entries[0].media_time),
+            (900, None)
+        );
+        assert_eq!(elst.entries[1].media_time, Some(0));
+        let stbl = &a.mdia.minf.stbl;
+        // The last packet ends after the last frame: left out.
+        let StszSamples::Different { sizes } = &stbl.stsz.samples else {
+            panic!("{:?}", stbl.stsz);
+        };
+        assert_eq!(sizes.len(), 18);
+        // The lost packet's gap stays: the one before it lasts 40 ms.
+        let durations: Vec<(u32, u32)> = stbl
+            .stts
+            .entries
+            .iter()
+            .map(|e| (e.sample_count, e.sample_delta))
+            .collect();
+        assert_eq!(durations, [(9, 960), (1, 1920), (8, 960)]);
+        assert_eq!(a.mdia.mdhd.duration, 9 * 960 + 1920 + 8 * 960);
+        // Each chunk's offset holds its packets.
+        let chunk_offsets = &stbl.stco.as_ref().expect("stco").entries;
+        assert_eq!(chunk_offsets.len(), 2);
+        let mut next = 0;
+        for (chunk, &at) in chunk_offsets.iter().enumerate() {
+            let n = if chunk == 0 { 10 } else { 8 };
+            let mut at = at as usize;
+            for (_, data) in &packets[next..next + n] {
+                assert_eq!(&bytes[at..at + data.len()], data.as_slice());
+                at += data.len();
+            }
+            next += n;
+        }
+        assert_eq!(next, 18);
+
+        // Two parts (as `/get` across segments): of each, the packets
+        // within its video's span, at their distance from its first frame.
+        let two = Progressive::from_scans(&[(&scan, 0..6), (&scan, 6..12)]).unwrap();
+        let mut bytes = Vec::new();
+        two.write_to(&mut bytes).unwrap();
+        let (_, moov, _, _) = parse_progressive(&bytes);
+        let stts: Vec<(u32, u32)> = moov.trak[1]
+            .mdia
+            .minf
+            .stbl
+            .stts
+            .entries
+            .iter()
+            .map(|e| (e.sample_count, e.sample_delta))
+            .collect();
+        // Part 1: 9 packets (the 10th ends after its last frame); part 2
+        // starts 200 ms in, its first packet 30 ms after its first frame.
+        assert_eq!(stts, [(8, 960), (1, 2880), (8, 960)]);
     }
 
     /// Decodes a progressive MP4: ftyp, moov, then the mdat header and

@@ -24,6 +24,27 @@
 //! `DELETE`); a continuous segment ends at the first keyframe after
 //! `--segment`, where the next one begins. New parameter sets (an encoder
 //! restarted with other settings) end a clip and start a new segment.
+//!
+//! **Sound**: when the camera of the bus (`cam0` of `cam0.h264.high`) has
+//! a live Opus bus `cam0.opus` (docs/audio.md), the tap reads it too, on
+//! the same thread and without waiting: after every wake-up for video it
+//! takes the Opus packets that arrived (50 a second; the bus's ring holds
+//! a second of them, and the tap wakes at least every [`TICK`]). No extra
+//! wake-up. The packets go into a pre-roll ring of their own, back to the
+//! oldest video frame of the buffer, and to every job. A job whose first
+//! keyframe finds the Opus bus live writes an Opus track beside the video
+//! ([`fmp4::init_segment_av`]); a camera without one records video only.
+//!
+//! Alignment is by capture time: a job's audio starts with the first
+//! packet captured at or after its first keyframe, at the decode time
+//! `(packet capture − keyframe capture)` on the 48 kHz clock, and
+//! continues by the packets' pts (counted in samples, so a lost packet
+//! leaves its gap). Should that timeline stray more than
+//! [`fmp4::MAX_AUDIO_DRIFT`] from the capture clock (a sound card's crystal against the system's, a
+//! restarted audio encoder, a video hole the file closed up), the next
+//! packet is placed by its capture time again: a short gap, or a packet
+//! dropped when the sound ran ahead. Each fragment carries the packets
+//! captured before the capture time of the frame that closes it.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,7 +57,30 @@ use parking_lot::Mutex;
 use super::recording::Entry;
 use super::writer::{Piece, WriteCounters, Writer};
 use crate::feed::{to_90k, Au, CLOCK_RATE};
-use crate::fmp4::{self, Sample, VideoTrack};
+use crate::fmp4::{
+    self, AudioRun, AudioSample, AudioTimeline, AudioTrack, Sample, VideoTrack, OPUS_TIMESCALE,
+};
+
+/// Opus packets a job holds before its first keyframe or between
+/// fragments (60 s at 20 ms): a bound, never reached while frames flow.
+const MAX_PENDING_AUDIO: usize = 3000;
+
+/// How often a tap looks for its camera's Opus bus while it has none.
+const AUDIO_RETRY_NS: u64 = 2_000_000_000;
+
+/// One Opus packet of the camera's `.opus` bus, copied once out of the
+/// ring.
+#[derive(Debug)]
+pub struct AudioPacket {
+    /// The packet.
+    pub data: Arc<[u8]>,
+    /// Presentation time in 48 kHz ticks (the bus's pts).
+    pub pts48: u64,
+    /// Its duration in 48 kHz ticks (the bus's chunk).
+    pub duration: u32,
+    /// Capture time of its first sample (CLOCK_MONOTONIC ns).
+    pub mono_ns: u64,
+}
 
 /// How often a tap with nothing to read looks at its jobs' stop times
 /// (and retries a bus that is not there).
@@ -59,7 +103,7 @@ pub struct JobSpec {
 /// Counters of a tap, for `/metrics`.
 #[derive(Debug, Default)]
 pub struct TapCounters {
-    /// Bytes in the pre-roll buffer.
+    /// Bytes in the pre-roll buffer (picture and sound).
     pub preroll_bytes: AtomicU64,
     /// Media in the pre-roll buffer (ns).
     pub preroll_ns: AtomicU64,
@@ -85,6 +129,27 @@ struct Job {
     segment_start_mono: u64,
     /// Frames were lost: wait for a keyframe before taking any.
     resync: bool,
+    /// The file's Opus track (set at the first keyframe, if the camera's
+    /// Opus bus was live then).
+    audio_track: Option<AudioTrack>,
+    /// Opus packets not written yet, in order.
+    audio_pending: VecDeque<Arc<AudioPacket>>,
+    /// Where the packets go on the file's audio timeline.
+    audio_timeline: AudioTimeline,
+}
+
+/// What every job of a tap needs to take a frame.
+struct Ctx<'a> {
+    size: (u32, u32),
+    fragment_ns: u64,
+    nominal: u32,
+    /// The camera's Opus track while its bus is live.
+    audio: Option<&'a AudioTrack>,
+}
+
+/// `ticks` of a `from` Hz clock on a `to` Hz clock, rounded down.
+fn rescale(ticks: u64, from: u64, to: u64) -> u64 {
+    (u128::from(ticks) * u128::from(to) / u128::from(from.max(1))) as u64
 }
 
 impl Job {
@@ -99,15 +164,67 @@ impl Job {
             decode_time: 0,
             segment_start_mono: 0,
             resync: false,
+            audio_track: None,
+            audio_pending: VecDeque::new(),
+            audio_timeline: AudioTimeline::default(),
         }
     }
 
-    /// Writes the pending frames but the last `keep`, the last one's
-    /// duration from `next_pts90` (None: a nominal frame).
-    fn flush(&mut self, next_pts90: Option<u64>, nominal: u32) -> bool {
+    /// Takes an Opus packet (written with the fragment its capture time
+    /// falls in). A file begun without sound ignores it.
+    fn push_audio(&mut self, p: &Arc<AudioPacket>) {
+        if self.track.is_some() && self.audio_track.is_none() {
+            return;
+        }
+        if self.audio_pending.len() >= MAX_PENDING_AUDIO {
+            self.audio_pending.pop_front();
+        }
+        self.audio_pending.push_back(Arc::clone(p));
+    }
+
+    /// The Opus packets captured before `end_mono`, for the fragment
+    /// whose first frame is `v0_mono` at decode time `self.decode_time`
+    /// (90 kHz): each with its decode time (48 kHz), placed by
+    /// [`AudioTimeline`].
+    fn take_audio(&mut self, v0_mono: u64, end_mono: u64) -> Vec<(u64, Arc<AudioPacket>)> {
+        let mut taken = Vec::new();
+        if self.audio_track.is_none() {
+            return taken;
+        }
+        let v0 = (self.decode_time, CLOCK_RATE as u32);
+        while self
+            .audio_pending
+            .front()
+            .is_some_and(|p| p.mono_ns < end_mono)
+        {
+            let p = self.audio_pending.pop_front().expect("checked above");
+            if let Some(dt) = self
+                .audio_timeline
+                .place(v0, v0_mono, p.pts48, p.mono_ns, p.duration)
+            {
+                taken.push((dt, p));
+            }
+        }
+        taken
+    }
+
+    /// Writes the pending frames, the last one's duration from `next`'s
+    /// pts (None: a nominal frame), with the Opus packets captured before
+    /// `next` (or the end of the last frame).
+    fn flush(&mut self, next: Option<&Au>, nominal: u32) -> bool {
         if self.pending.is_empty() {
             return true;
         }
+        let next_pts90 = next.map(|a| a.pts90);
+        let v0_mono = self.pending[0].mono_ns;
+        let end_mono = next.map_or_else(
+            || {
+                let last = self.pending.last().expect("not empty");
+                last.mono_ns + rescale(u64::from(nominal), CLOCK_RATE, 1_000_000_000)
+            },
+            |a| a.mono_ns,
+        );
+        let audio = self.take_audio(v0_mono, end_mono);
         let n = self.pending.len();
         let mut samples = Vec::with_capacity(n);
         let mut total: u64 = 0;
@@ -125,8 +242,23 @@ impl Job {
                 key: au.key,
             });
         }
+        let audio_samples: Vec<AudioSample<'_>> = audio
+            .iter()
+            .enumerate()
+            .map(|(i, (dt, p))| AudioSample {
+                data: &p.data,
+                // Up to the next packet (a lost one's gap included).
+                duration: audio.get(i + 1).map_or(p.duration, |(n, _)| {
+                    (n - dt).min(u64::from(u32::MAX)) as u32
+                }),
+            })
+            .collect();
+        let run = audio.first().map(|(dt, _)| AudioRun {
+            base_decode_time: *dt,
+            samples: &audio_samples,
+        });
         self.seq += 1;
-        let bytes = match fmp4::fragment(self.seq, self.decode_time, &samples) {
+        let bytes = match fmp4::fragment_av(self.seq, self.decode_time, &samples, run) {
             Ok(b) => b,
             Err(e) => {
                 tracing::warn!(error = %e, "a fragment could not be made; its frames are skipped");
@@ -143,8 +275,9 @@ impl Job {
         })
     }
 
-    /// Takes one access unit. `fragment_ns`: fragment length.
-    fn push(&mut self, au: &Arc<Au>, info: (u32, u32), fragment_ns: u64, nominal: u32) -> Next {
+    /// Takes one access unit.
+    fn push(&mut self, au: &Arc<Au>, ctx: &Ctx<'_>) -> Next {
+        let (info, fragment_ns, nominal) = (ctx.size, ctx.fragment_ns, ctx.nominal);
         if self.track.is_none() && self.spec.entry.stop_at().is_some_and(|s| au.mono_ns >= s) {
             return Next::End(Some("stopped before its first keyframe".into()));
         }
@@ -153,6 +286,9 @@ impl Job {
                 return Next::Stay;
             }
             self.resync = false;
+            // The file closes the hole up: the sound starts again with the
+            // picture.
+            self.audio_timeline.restart();
         }
         if self.track.is_none() {
             if !au.key {
@@ -167,7 +303,11 @@ impl Job {
             else {
                 return Next::Stay;
             };
-            let init = match fmp4::init_segment(&track) {
+            self.audio_track = ctx.audio.cloned();
+            if self.audio_track.is_none() {
+                self.audio_pending.clear();
+            }
+            let init = match fmp4::init_segment_av(&track, self.audio_track.as_ref()) {
                 Ok(b) => b,
                 Err(e) => {
                     return Next::End(Some(format!(
@@ -180,7 +320,10 @@ impl Job {
                 bytes: init,
                 width: track.width,
                 height: track.height,
-                codec: track.codec_string(),
+                codec: match &self.audio_track {
+                    Some(a) => format!("{},{}", track.codec_string(), a.codec_string()),
+                    None => track.codec_string(),
+                },
                 first_realtime_ns: au.realtime_ns,
                 preroll_s,
             });
@@ -195,7 +338,7 @@ impl Job {
         }
         if let Some(stop) = self.spec.entry.stop_at() {
             if au.mono_ns >= stop {
-                self.flush(Some(au.pts90), nominal);
+                self.flush(Some(au), nominal);
                 return Next::End(None);
             }
         }
@@ -216,13 +359,13 @@ impl Job {
             }
             if let Some(len) = self.spec.segment {
                 if au.mono_ns.saturating_sub(self.segment_start_mono) >= len.as_nanos() as u64 {
-                    self.flush(Some(au.pts90), nominal);
+                    self.flush(Some(au), nominal);
                     return Next::Split;
                 }
             }
         }
         let first = self.pending.first().map_or(au.mono_ns, |a| a.mono_ns);
-        if au.mono_ns.saturating_sub(first) >= fragment_ns && !self.flush(Some(au.pts90), nominal) {
+        if au.mono_ns.saturating_sub(first) >= fragment_ns && !self.flush(Some(au), nominal) {
             return Next::End(Some(
                 "the disk cannot keep up: more than 64 MiB queued".into(),
             ));
@@ -263,6 +406,114 @@ impl std::fmt::Debug for Tap {
         f.debug_struct("Tap")
             .field("bus", &self.bus)
             .finish_non_exhaustive()
+    }
+}
+
+/// The camera's Opus bus as the tap's thread reads it: polled without
+/// waiting after each wake-up for video.
+struct AudioIn {
+    /// `cam0.opus`, or None for a bus whose name has no camera.
+    bus: Option<String>,
+    shm_dir: Option<std::path::PathBuf>,
+    reader: Option<Reader>,
+    /// The Opus track, while the bus is live.
+    track: Option<AudioTrack>,
+    time_base: (u32, u32),
+    duration: u32,
+    /// When to look for the bus again (monotonic ns).
+    next_try: u64,
+}
+
+impl AudioIn {
+    fn new(video_bus: &str, shm_dir: Option<std::path::PathBuf>) -> AudioIn {
+        AudioIn {
+            bus: framebus::contract::encoder::split(video_bus)
+                .map(|(cam, _)| framebus::contract::audio::opus_bus(cam)),
+            shm_dir,
+            reader: None,
+            track: None,
+            time_base: (1, OPUS_TIMESCALE),
+            duration: 960,
+            next_try: 0,
+        }
+    }
+
+    /// Attaches the Opus bus if it is live (a producer, the Opus format,
+    /// an `OpusHead`); tried every [`AUDIO_RETRY_NS`].
+    fn attach(&mut self, now: u64) {
+        let Some(bus) = &self.bus else {
+            return;
+        };
+        if self.reader.is_some() || now < self.next_try {
+            return;
+        }
+        self.next_try = now + AUDIO_RETRY_NS;
+        let live = framebus::stat(bus, self.shm_dir.as_deref())
+            .is_ok_and(|i| i.producer_alive && i.format == PixelFormat::Opus.name());
+        if !live {
+            return;
+        }
+        let opts = ReaderOptions {
+            wait: None,
+            shm_dir: self.shm_dir.clone(),
+        };
+        let Ok(mut reader) = Reader::attach(bus, opts) else {
+            return;
+        };
+        let spec = *reader.spec();
+        let codec = match reader.codec() {
+            Ok(Some(c)) => c,
+            _ => return,
+        };
+        let Some(track) = AudioTrack::from_opus_head(&codec.config) else {
+            tracing::warn!(bus = %bus, "the Opus bus has no valid OpusHead: recording without sound");
+            return;
+        };
+        self.time_base = if codec.time_base.0 > 0 && codec.time_base.1 > 0 {
+            codec.time_base
+        } else {
+            (1, spec.sample_rate().max(1))
+        };
+        self.duration = rescale(
+            u64::from(spec.chunk_samples()),
+            u64::from(spec.sample_rate().max(1)),
+            u64::from(OPUS_TIMESCALE),
+        )
+        .clamp(1, u64::from(OPUS_TIMESCALE)) as u32;
+        tracing::info!(bus = %bus, channels = track.channels(), "recorder: reading the camera's sound");
+        self.track = Some(track);
+        self.reader = Some(reader);
+    }
+
+    /// The packets that arrived since the last call, without waiting.
+    fn poll(&mut self, out: &mut Vec<Arc<AudioPacket>>) {
+        self.attach(framebus::monotonic_ns());
+        let Some(reader) = self.reader.as_mut() else {
+            return;
+        };
+        loop {
+            match reader.next_encoded(Some(Duration::ZERO)) {
+                Ok(f) => {
+                    let (num, den) = self.time_base;
+                    out.push(Arc::new(AudioPacket {
+                        data: Arc::from(&f[..]),
+                        pts48: (u128::from(f.pts()) * u128::from(num) * u128::from(OPUS_TIMESCALE)
+                            / u128::from(den)) as u64,
+                        duration: self.duration,
+                        mono_ns: f.mono_ns(),
+                    }));
+                }
+                Err(ReadError::Timeout { .. }) => return,
+                Err(e) => {
+                    // The audio encoder is gone: later recordings are
+                    // video only until it is back.
+                    tracing::info!(bus = ?self.bus, error = %e, "the camera's sound stopped");
+                    self.reader = None;
+                    self.track = None;
+                    return;
+                }
+            }
+        }
     }
 }
 
@@ -387,8 +638,17 @@ impl Tap {
         let fragment_ns = self.fragment.as_nanos() as u64;
         let max_ns = self.preroll_max.as_nanos() as u64;
         let mut next_segment_try = 0u64;
+        let mut audio = AudioIn::new(&self.bus, self.shm_dir.clone());
+        let mut abuf = AudioRing::default();
+        let mut arrived: Vec<Arc<AudioPacket>> = Vec::new();
         loop {
             let (size, nominal) = bus.as_ref().map_or(((0, 0), 3000), |b| (b.size, b.nominal));
+            let ctx = Ctx {
+                size,
+                fragment_ns,
+                nominal,
+                audio: audio.track.as_ref(),
+            };
             // New jobs: replay the buffer from their start.
             let new: Vec<JobSpec> = std::mem::take(&mut *self.inbox.lock());
             for spec in new {
@@ -397,11 +657,14 @@ impl Tap {
                     .rposition(|a| a.key && a.mono_ns <= spec.from_mono)
                     .or_else(|| buf.iter().position(|a| a.key));
                 let mut job = Job::new(spec, &self.write_counters);
+                for p in &abuf.packets {
+                    job.push_audio(p);
+                }
                 let mut ended = None;
                 match start {
                     Some(i) => {
                         for au in buf.iter().skip(i) {
-                            match job.push(au, size, fragment_ns, nominal) {
+                            match job.push(au, &ctx) {
                                 Next::Stay => {}
                                 Next::End(note) => ended = Some(note),
                                 Next::Split => ended = Some(None),
@@ -444,6 +707,8 @@ impl Tap {
             let frame = match b.reader.next_encoded(Some(TICK)) {
                 Ok(f) => f,
                 Err(ReadError::Timeout { .. }) => {
+                    let oldest = buf.front().map(|a| a.mono_ns);
+                    poll_audio(&mut audio, &mut arrived, &mut abuf, &mut jobs, oldest);
                     end_stopped(&mut jobs, nominal);
                     continue;
                 }
@@ -510,18 +775,30 @@ impl Tap {
                     bytes -= buf.pop_front().map_or(0, |a| a.data.len() as u64);
                 }
             }
-            self.counters.preroll_bytes.store(bytes, Ordering::Relaxed);
+
             self.counters.preroll_ns.store(
                 buf.back().map_or(0, |b| b.mono_ns) - buf.front().map_or(0, |f| f.mono_ns),
                 Ordering::Relaxed,
             );
+            let oldest = buf.front().map(|a| a.mono_ns);
+            poll_audio(&mut audio, &mut arrived, &mut abuf, &mut jobs, oldest);
+            // Picture and sound.
+            self.counters
+                .preroll_bytes
+                .store(bytes + abuf.bytes, Ordering::Relaxed);
+            let ctx = Ctx {
+                size,
+                fragment_ns,
+                nominal,
+                audio: audio.track.as_ref(),
+            };
             // Every job takes it.
             let mut i = 0;
             while i < jobs.len() {
                 let next = if jobs[i].spec.entry.has_failed() {
                     Next::End(None)
                 } else {
-                    jobs[i].push(&au, size, fragment_ns, nominal)
+                    jobs[i].push(&au, &ctx)
                 };
                 match next {
                     Next::Stay => i += 1,
@@ -542,7 +819,7 @@ impl Tap {
                         Some(mut spec) => {
                             spec.segment = Some(*len);
                             let mut j = Job::new(spec, &self.write_counters);
-                            j.push(&au, size, fragment_ns, nominal);
+                            j.push(&au, &ctx);
                             jobs.push(j);
                         }
                         // Retried at a keyframe 5 s later (disk full...).
@@ -556,6 +833,39 @@ impl Tap {
         self.counters.preroll_ns.store(0, Ordering::Relaxed);
         tracing::info!(bus = %self.bus, "recorder: stopped reading (no recording)");
     }
+}
+
+/// Takes the Opus packets that arrived (without waiting) into the
+/// pre-roll ring and every job; the ring reaches back to `oldest_video`,
+/// the oldest frame of the video buffer (a second without one).
+fn poll_audio(
+    audio: &mut AudioIn,
+    arrived: &mut Vec<Arc<AudioPacket>>,
+    abuf: &mut AudioRing,
+    jobs: &mut [Job],
+    oldest_video: Option<u64>,
+) {
+    audio.poll(arrived);
+    for p in arrived.drain(..) {
+        for j in jobs.iter_mut() {
+            j.push_audio(&p);
+        }
+        abuf.bytes += p.data.len() as u64;
+        abuf.packets.push_back(p);
+    }
+    let newest = abuf.packets.back().map_or(0, |p| p.mono_ns);
+    let horizon = oldest_video.unwrap_or_else(|| newest.saturating_sub(1_000_000_000));
+    while abuf.packets.front().is_some_and(|p| p.mono_ns < horizon) {
+        let p = abuf.packets.pop_front().expect("checked above");
+        abuf.bytes -= p.data.len() as u64;
+    }
+}
+
+/// The Opus packets of the pre-roll and their bytes.
+#[derive(Default)]
+struct AudioRing {
+    packets: VecDeque<Arc<AudioPacket>>,
+    bytes: u64,
 }
 
 /// Ends the jobs whose stop time passed half a second ago without a frame
