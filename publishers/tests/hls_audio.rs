@@ -123,13 +123,14 @@ fn hls_js_plays_the_muxed_sound() {
     let r = hls_play(&opts);
     let c = &r.clients[0];
     eprintln!(
-        "hls.js {}: levels {:?}, {} frames decoded, errors {:?}",
+        "hls.js {}: levels {:?}, {} frames decoded, {:?} audio bytes decoded, errors {:?}",
         r.hls_js.as_deref().unwrap_or("?"),
         c.levels
             .iter()
             .map(|l| l.codecs.clone())
             .collect::<Vec<_>>(),
         c.frames_decoded,
+        c.audio_decoded_bytes,
         c.errors
             .iter()
             .map(|e| e.details.as_str())
@@ -138,6 +139,11 @@ fn hls_js_plays_the_muxed_sound() {
     assert!(c.playing, "never played: {c:#?}");
     assert!(c.fatal_error.is_none(), "fatal error: {c:#?}");
     assert!(c.frames_decoded >= 90, "{c:#?}");
+    // Chromium's audio decoder took the sound (muted or not): at 64 kbit/s
+    // the 3 s it plays are about 24 kB of Opus; 4 kB is half a second.
+    // None means the audio track never reached the decoder.
+    let audio = c.audio_decoded_bytes.unwrap_or(0);
+    assert!(audio > 4_000, "{audio} bytes of Opus decoded: {c:#?}");
     // The driver reports a level's video codec only (`videoCodec`); the
     // multivariant's CODECS, checked above, has the `opus` hls.js read.
     // A part Media Source refused would be a buffer error here.

@@ -363,6 +363,11 @@ pub struct HlsClient {
     pub frames_presented: u64,
     /// `getVideoPlaybackQuality().totalVideoFrames`.
     pub frames_decoded: u64,
+    /// Chromium's `webkitAudioDecodedByteCount`: bytes of (compressed)
+    /// sound its decoder took in (`None` where the browser has no such
+    /// count).
+    #[serde(default)]
+    pub audio_decoded_bytes: Option<u64>,
     /// `getVideoPlaybackQuality().droppedVideoFrames`.
     pub dropped_frames: u64,
     /// The levels of the multivariant playlist (one for a media playlist).

@@ -351,6 +351,9 @@ function installHarness() {
       frames_presented: p.watch.frames,
       frames_decoded: q.totalVideoFrames,
       dropped_frames: q.droppedVideoFrames,
+      // Chromium's count of audio bytes its decoder took in (compressed;
+      // null elsewhere): a stream's sound was decoded, muted or not.
+      audio_decoded_bytes: p.video.webkitAudioDecodedByteCount ?? null,
       levels: p.levels,
       level_switches: p.level_switches,
       sizes: p.sizes,
