@@ -143,7 +143,11 @@ fn holding_limit_and_all_slots_held_policy() {
 fn every_format_round_trips_with_planes() {
     for format in PixelFormat::ALL {
         let name = unique_name("fmt");
-        let spec = FrameSpec::new(format, 32, 16, Fps::new(30)).unwrap();
+        let spec = if format.is_audio() {
+            FrameSpec::audio(format, 48000, 2, 960).unwrap()
+        } else {
+            FrameSpec::new(format, 32, 16, Fps::new(30)).unwrap()
+        };
         let opts = WriterOptions {
             slot_capacity: format.is_compressed().then_some(4096),
             ..Default::default()

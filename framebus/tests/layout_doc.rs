@@ -77,7 +77,7 @@ fn shm_layout_doc_matches_the_code() {
         last_publish_ns, measured_fps_milli, captured, source_dropped, restarts,
         watchdog_fires, wake_calls, keyframe_requests, keyframes_forced, oversize,
         time_base_num, time_base_den, encoder_step, encoder_fps_milli, encoder_steps,
-        encoder_bitrate, config_seq, config_len, profile_level, config);
+        encoder_bitrate, audio_peak, audio_rms, config_seq, config_len, profile_level, config);
     let slot = fields!(SlotDesc, 0, s; state, len, mono_ns, realtime_ns, flags, pts, source_seq);
     let reader = fields!(ReaderEntry, 0, r;
         held, pid, waiting, frames, skipped, last_seq, attached_ns, keyframe_requests);

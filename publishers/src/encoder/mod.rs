@@ -273,6 +273,12 @@ fn encode_while_read(
         adapt::Adapter::start(set.fps, set.bitrate, raw_fps, cfg.adapt, enc, out, &cfg.out);
     let mut honoured = out.keyframe_requests();
     let mut last_forced: Option<Instant> = None;
+    // A keyframe at least every GOP's worth of *time*: when load
+    // adaptation lowers the rate, a GOP of `gop` frames stretches (at a
+    // third of the rate, three times as long), and every segmenter (LL-HLS
+    // parts and segments, the recorder) can only cut at keyframes.
+    let gop_ticks = i64::from(set.gop) * 90_000 / i64::from(set.fps.max(1));
+    let mut last_key_pts: Option<i64> = None;
     let mut force = true; // the first frame a new reader gets is an IDR
     let mut idle_since: Option<Instant> = None;
     while !stop.load(Ordering::Relaxed) {
@@ -318,12 +324,13 @@ fn encode_while_read(
         }
         let pts = pts_90k(*first_ns.get_or_insert(grid_ns), grid_ns);
         let forced = std::mem::take(&mut force);
+        let scheduled = last_key_pts.is_some_and(|k| pts >= k + gop_ticks);
         let started = framebus::monotonic_ns();
         if forced {
             last_forced = Some(Instant::now());
             out.count(Counter::KeyframesForced, 1);
         }
-        enc.encode_each(&frame, pts, forced, |au| {
+        enc.encode_each(&frame, pts, forced || scheduled, |au| {
             let meta = FrameMeta {
                 mono_ns: frame.mono_ns(),
                 realtime_ns: frame.realtime_ns(),
@@ -339,7 +346,10 @@ fn encode_while_read(
                 // Any keyframe published (scheduled, first or forced)
                 // answers every request counted before it: a joiner that
                 // asked before it was out starts from it.
-                Ok(_) if au.key => honoured = out.keyframe_requests(),
+                Ok(_) if au.key => {
+                    honoured = out.keyframe_requests();
+                    last_key_pts = Some(au.pts);
+                }
                 Ok(_) => {}
                 Err(PublishError::TooLarge { len, capacity, .. }) => {
                     // Counted by the core; the readers restart at an IDR.
