@@ -85,6 +85,11 @@ pub struct MuxerConfig {
     pub segments: usize,
 }
 
+/// `PART-HOLD-BACK` in part targets (RFC 8216bis: at least three): how
+/// far behind the live edge a player starts, and how much media a new
+/// stream holds before its first plain playlist is served (`server.rs`).
+pub const PART_HOLD_BACK_PARTS: f64 = 3.0;
+
 /// A complete part.
 #[derive(Debug)]
 pub struct PartData {
@@ -374,6 +379,12 @@ impl Muxer {
     /// Whether a complete segment exists.
     pub fn has_segment(&self) -> bool {
         self.state.lock().segments.iter().any(|g| g.complete)
+    }
+
+    /// Seconds of media in the parts kept.
+    pub fn media_secs(&self) -> f64 {
+        let ticks: u64 = self.state.lock().parts.iter().map(|p| p.ticks).sum();
+        ticks as f64 / 90_000.0
     }
 
     /// Reads access units from `slot`'s feed (and Opus packets from
@@ -884,7 +895,7 @@ impl Muxer {
         MediaPlaylist {
             target_duration: td,
             part_target,
-            part_hold_back: 3.0 * part_target,
+            part_hold_back: PART_HOLD_BACK_PARTS * part_target,
             can_block_reload: true,
             media_sequence,
             discontinuity_sequence,

@@ -563,13 +563,18 @@ pub async fn media_playlist(
     )?;
     // The first request waits for media rather than failing: a blocking
     // reload for its first part, a plain request (which may come from a
-    // client that ignores parts: ffmpeg, VLC) for a complete segment.
+    // client that ignores parts: ffmpeg, VLC) for a complete segment and
+    // at least PART-HOLD-BACK of parts. A player starts that far behind
+    // the live edge; a freshly started stream with less (a first segment
+    // of a frame or two) had hls.js start with one frame buffered and
+    // stall until parts caught up.
     let first = hls
         .wait(&m, FIRST_PART_WAIT, |m| {
             let have = if d.want.is_some() {
                 m.last_position().is_some()
             } else {
                 m.has_segment()
+                    && m.media_secs() >= muxer::PART_HOLD_BACK_PARTS * m.part_target_secs()
             };
             match (m.ended(), have) {
                 (Some(why), _) => Ready::Never(why),
