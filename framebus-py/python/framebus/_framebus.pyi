@@ -40,7 +40,9 @@ __all__ = [
 ]
 
 _U8Array = npt.NDArray[np.uint8]
-_I16Array = npt.NDArray[np.int16]
+# A frame's view: uint8 on a video bus, int16 on an audio bus ("s16le").
+# Typed as either so that video code passes it on as uint8 unchanged.
+_FrameArray = npt.NDArray[Any]
 _Path = Union[str, PathLike[str]]
 # The names the extension returns. `Writer(format=...)` also accepts, at
 # run time, any case and the aliases yuy2, yu12, yuv420p, rgb, rgb3, bgr,
@@ -147,14 +149,14 @@ class Frame:
     """One frame, held in place in shared memory."""
 
     @property
-    def array(self) -> _U8Array | _I16Array:
+    def array(self) -> _FrameArray:
         """Read-only zero-copy view of the frame, shaped for OpenCV; on an
         audio bus ("s16le") an `int16` array `(samples, channels)`.
 
         Raises `Released` after `release()`; `FormatError` for an NV12/I420
         frame with padded rows (no single view: use `planes`)."""
     @property
-    def planes(self) -> list[_U8Array | _I16Array]:
+    def planes(self) -> list[_FrameArray]:
         """One read-only view per plane. Raises `Released` after `release()`."""
     def copy(self) -> _U8Array:
         """A copy of `array` that owns its memory.
