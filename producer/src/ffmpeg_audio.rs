@@ -23,7 +23,7 @@ use ffmpeg_next as ff;
 use framebus::{FrameSpec, Writer};
 
 use crate::audio::{publish, SampleClock};
-use crate::ffmpeg_src::{classify, is_live};
+use crate::ffmpeg_src::{classify, is_live, open_input};
 use crate::source::{Native, Pulled, Source, SourceError};
 
 enum Msg {
@@ -141,13 +141,7 @@ fn decode_loop(url: &str, spec: &FrameSpec, tx: &SyncSender<Msg>, stop: &AtomicB
     let rate = spec.sample_rate();
     let layout = ChannelLayout::default(spec.channels() as i32);
     while !stop.load(Ordering::Relaxed) {
-        let mut opts = ff::Dictionary::new();
-        opts.set("rw_timeout", "5000000");
-        if url.starts_with("rtsp") {
-            opts.set("rtsp_transport", "tcp");
-            opts.set("timeout", "5000000");
-        }
-        let mut input = match ff::format::input_with_dictionary(&url, opts) {
+        let mut input = match open_input(url) {
             Ok(i) => i,
             Err(e) => return end(classify(url, e)),
         };

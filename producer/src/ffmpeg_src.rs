@@ -137,6 +137,19 @@ fn rational_fps(r: ff::Rational) -> Option<Fps> {
     })
 }
 
+/// Open `url` for demuxing, the same way for pictures and sound: bounded
+/// network reads (a dead camera surfaces as an error instead of a read
+/// that blocks forever), RTSP over TCP.
+pub(crate) fn open_input(url: &str) -> Result<ff::format::context::Input, ff::Error> {
+    let mut opts = ff::Dictionary::new();
+    opts.set("rw_timeout", "5000000");
+    if url.starts_with("rtsp") {
+        opts.set("rtsp_transport", "tcp");
+        opts.set("timeout", "5000000");
+    }
+    ff::format::input_with_dictionary(&url, opts)
+}
+
 /// Demux and decode until the receiver goes away or the input ends.
 fn decode_loop(
     url: &str,
@@ -165,15 +178,7 @@ fn decode_loop(
         }
     };
     loop {
-        let mut opts = ff::Dictionary::new();
-        // Bounded network reads (µs): a dead camera surfaces as an error
-        // instead of a read that blocks forever.
-        opts.set("rw_timeout", "5000000");
-        if url.starts_with("rtsp") {
-            opts.set("rtsp_transport", "tcp");
-            opts.set("timeout", "5000000");
-        }
-        let mut input = match ff::format::input_with_dictionary(&url, opts) {
+        let mut input = match open_input(url) {
             Ok(i) => i,
             Err(e) => return end(classify(url, e)),
         };
