@@ -5,8 +5,8 @@ encoding Opus) in the same run.
 
 Run with (from the repository root, after `make build`):
 
-    make bench-audio                       # 60 s per way
-    /usr/bin/python3 benches/audio/bench.py --seconds 20
+    make bench-audio                       # 30 s per way and complexity
+    /usr/bin/python3 benches/audio/bench.py --seconds 20 --complexity 10
 
 Set-up: a private PulseAudio (null sink `mic`, as the tests use) plays a
 440 Hz tone with pacat into the sink; its monitor is the default source,
@@ -122,56 +122,65 @@ def measure(paths: list[str], seconds: float) -> list[float]:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--target-dir", default=os.path.join(ROOT, "target/release"))
-    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--warmup", type=float, default=5.0)
+    ap.add_argument("--complexity", type=lambda v: [int(x) for x in v.split(",")],
+                    default=[10, 5, 0], help="libopus complexities, comma-separated")
     a = ap.parse_args()
     started = datetime.datetime.now()
     load = procs.uptime()
     tmp = tempfile.mkdtemp(prefix="framebus-bench-audio-")
     shm = os.path.join(tmp, "shm")
     os.makedirs(shm)
+    rows = []
+    xruns = "?"
     try:
         _, client = pulse(tmp)
         tone(client)
         env = dict(client, FRAMEBUS_SHM_DIR=shm)
-        bus = f"ba{os.getpid()}"
-        prod = procs.spawn([os.path.join(a.target_dir, "framebus-producer"), "--bus", bus,
-                            "--size", "64x48", "--fps", "5", "--audio", "alsa:pulse"], env=env)
-        procs.wait_path(os.path.join(shm, f"framebus.{bus}.audio"))
-        enc = procs.spawn([os.path.join(a.target_dir, "framebus-encoder"), "--bus", f"{bus}.audio",
-                           "--opus", "--opus-bitrate", "64000"], env=env)
-        procs.wait_path(os.path.join(shm, f"framebus.{bus}.opus"))
-        thread = audio_thread(prod.pid)
-        time.sleep(a.warmup)
-        ours_capture, ours_encode = measure([thread, f"/proc/{enc.pid}"], a.seconds)
-        ours_total = ours_capture + ours_encode
-        published = subprocess.run([os.path.join(a.target_dir, "framebus"), "stat", f"{bus}.audio"],
-                                   env=env, capture_output=True, text=True).stdout
-        procs.kill_group(enc)
-        procs.kill_group(prod)
-        ff = procs.spawn(["ffmpeg", "-nostdin", "-v", "error", "-f", "alsa", "-sample_rate", "48000",
-                          "-channels", "1", "-i", "pulse", "-c:a", "libopus", "-b:a", "64k",
-                          "-frame_duration", "20", "-application", "lowdelay", "-f", "null", "-"],
-                         env=client)
-        time.sleep(a.warmup)
-        (theirs,) = measure([f"/proc/{ff.pid}"], a.seconds)
-        procs.kill_group(ff)
+        for level in a.complexity:
+            bus = f"ba{os.getpid()}c{level}"
+            prod = procs.spawn([os.path.join(a.target_dir, "framebus-producer"), "--bus", bus,
+                                "--size", "64x48", "--fps", "5", "--audio", "alsa:pulse"], env=env)
+            procs.wait_path(os.path.join(shm, f"framebus.{bus}.audio"))
+            enc = procs.spawn([os.path.join(a.target_dir, "framebus-encoder"), "--bus",
+                               f"{bus}.audio", "--opus", "--opus-bitrate", "64000",
+                               "--opus-complexity", str(level)], env=env)
+            procs.wait_path(os.path.join(shm, f"framebus.{bus}.opus"))
+            thread = audio_thread(prod.pid)
+            time.sleep(a.warmup)
+            capture, encode = measure([thread, f"/proc/{enc.pid}"], a.seconds)
+            published = subprocess.run([os.path.join(a.target_dir, "framebus"), "stat",
+                                        f"{bus}.audio"], env=env, capture_output=True,
+                                       text=True).stdout
+            xruns = next((l.split()[1] for l in published.splitlines()
+                          if l.startswith("xruns")), "?")
+            procs.kill_group(enc)
+            procs.kill_group(prod)
+            ff = procs.spawn(["ffmpeg", "-nostdin", "-v", "error", "-f", "alsa", "-sample_rate",
+                              "48000", "-channels", "1", "-i", "pulse", "-c:a", "libopus",
+                              "-b:a", "64k", "-frame_duration", "20", "-application", "lowdelay",
+                              "-compression_level", str(level), "-f", "null", "-"], env=client)
+            time.sleep(a.warmup)
+            (theirs,) = measure([f"/proc/{ff.pid}"], a.seconds)
+            procs.kill_group(ff)
+            rows.append((level, capture, encode, theirs, xruns))
     finally:
         procs.kill_all()
-    xruns = next((l.split()[1] for l in published.splitlines() if l.startswith("xruns")), "?")
+    table = "\n".join(
+        f"| {level}{' (default)' if level == 10 else ''} | {capture:.3f} | {encode:.3f} "
+        f"| **{capture + encode:.3f}** | {theirs:.3f} ({theirs / max(capture + encode, 1e-9):.2f}×) "
+        f"| {x} |"
+        for level, capture, encode, theirs, x in rows)
     text = f"""## Audio: capture + one Opus encode ({started:%Y-%m-%d %H:%M})
 
-`make bench-audio` (`/usr/bin/python3 benches/audio/bench.py --seconds {a.seconds:g}`), {procs.machine()}; load before: {load}.
-48 kHz mono from the ALSA `pulse` device (a private PulseAudio null sink fed a 440 Hz tone), Opus 64 kbit/s in 20 ms packets, {a.seconds:g} s per way after {a.warmup:g} s.
+`make bench-audio` (`/usr/bin/python3 benches/audio/bench.py --seconds {a.seconds:g} --complexity {','.join(map(str, a.complexity))}`), {procs.machine()}; load before: {load}.
+48 kHz mono from the ALSA `pulse` device (a private PulseAudio null sink fed a 440 Hz tone), Opus 64 kbit/s in 20 ms packets, {a.seconds:g} s per way after {a.warmup:g} s, at each libopus complexity (`--opus-complexity`; ffmpeg's `-compression_level`).
+CPU in % of one core: framebus's capture is the producer's `audio` thread (ALSA capture, 20 ms chunks, stamps, level, publish), its encode the whole `framebus-encoder --opus` process (read in order, libopus, publish); ffmpeg is `ffmpeg -f alsa -i pulse -c:a libopus -f null -` (whole process).
 
-| way | CPU, % of one core |
-|---|---|
-| framebus: the producer's audio thread (ALSA capture, 20 ms chunks, stamps, level, publish) | {ours_capture:.3f} |
-| framebus: `framebus-encoder --opus` (whole process: read in order, libopus, publish) | {ours_encode:.3f} |
-| framebus: both | **{ours_total:.3f}** |
-| ffmpeg `-f alsa -i pulse -c:a libopus -f null -` (whole process) | {theirs:.3f} ({theirs / max(ours_total, 1e-9):.2f}× framebus) |
-
-Xruns on the audio bus during the run: {xruns}.
+| complexity | framebus capture | framebus encode | framebus both | ffmpeg (× framebus) | xruns |
+|---|---|---|---|---|---|
+{table}
 """
     procs.write_report(text, started, os.path.join(HERE, "results"), ROOT)
 

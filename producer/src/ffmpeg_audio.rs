@@ -175,12 +175,15 @@ fn decode_loop(url: &str, spec: &FrameSpec, tx: &SyncSender<Msg>, stop: &AtomicB
                 continue;
             }
             while decoder.receive_frame(&mut decoded).is_ok() {
+                // A stream without a channel layout (a WAV file's mono or
+                // stereo PCM) gets the default one for its channel count,
+                // on the frame too: swresample refuses a frame whose layout
+                // differs from the one it was set up with.
+                if decoded.channel_layout().is_empty() {
+                    decoded.set_channel_layout(ChannelLayout::default(decoded.channels() as i32));
+                }
                 if resampler.is_none() {
-                    let src_layout = if decoded.channel_layout().is_empty() {
-                        ChannelLayout::default(decoded.channels() as i32)
-                    } else {
-                        decoded.channel_layout()
-                    };
+                    let src_layout = decoded.channel_layout();
                     match ff::software::resampling::Context::get(
                         decoded.format(),
                         src_layout,
@@ -202,8 +205,11 @@ fn decode_loop(url: &str, spec: &FrameSpec, tx: &SyncSender<Msg>, stop: &AtomicB
                     continue;
                 };
                 let mut out = ff::frame::Audio::empty();
-                if r.run(&decoded, &mut out).is_err() {
-                    continue;
+                if let Err(e) = r.run(&decoded, &mut out) {
+                    return end(SourceError::Unsupported {
+                        what: url.to_string(),
+                        why: format!("cannot convert its audio: {e}"),
+                    });
                 }
                 let n = out.samples() * spec.channels() as usize;
                 let samples: Vec<i16> = out.data(0)[..n * 2]

@@ -92,15 +92,30 @@ fn alsa_capture_through_pulseaudio_keeps_the_tone_and_its_timing() {
     // Let the stream and its clock settle (four half-second windows), then
     // take one second.
     read_chunks(&mut r, 110);
+    let bus = format!("{}.audio", s.bus);
+    let xruns = || framebus::stat(&bus, Some(&s.dir)).unwrap().source_dropped;
+    let xruns_before = xruns();
     let chunks = read_chunks(&mut r, 50);
+    let xruns_during = xruns() - xruns_before;
     let pcm: Vec<i16> = chunks.iter().flat_map(|c| c.2.clone()).collect();
     let hz = pulse::frequency(&pcm, 48000);
     assert!((hz - 440.0).abs() < 5.0, "captured {hz:.1} Hz, played 440");
     // The capture times are counted in samples: 20 ms apart, but for the
     // clock's slew (at most 1 ms per half second) toward the measurements.
+    // An overrun on a loaded machine drops its chunk and re-anchors the
+    // clock (counted in source_dropped): a longer step, never a shorter one,
+    // and no more of them than overruns counted.
+    let mut gaps = 0;
     for w in chunks.windows(2) {
         let step = w[1].0 as i64 - w[0].0 as i64;
-        assert!((19_000_000..=21_000_000).contains(&step), "step {step} ns");
+        if step > 21_000_000 && gaps < xruns_during {
+            gaps += 1;
+            continue;
+        }
+        assert!(
+            (19_000_000..=21_000_000).contains(&step),
+            "step {step} ns ({xruns_during} overruns counted)"
+        );
     }
     // And they are the real capture times: the newest chunk was captured
     // well under 200 ms before it could be read.
@@ -212,6 +227,30 @@ fn the_audio_track_of_a_file_through_ffmpeg_is_converted_and_looped() {
         (span as i64 - 2_980_000_000).abs() < 150_000_000,
         "150 chunks span {span} ns: not real time"
     );
+}
+
+#[test]
+fn a_wav_file_without_a_channel_layout_is_read() {
+    // WAV's PCM has no channel layout, only a channel count: swresample
+    // refused every frame of it until the source gave it the default one.
+    let s = Scene::new("wav");
+    let file = s.dir.join("tone.wav");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=f=440:d=2:sample_rate=48000",
+        "-ac",
+        "2",
+        path_str(&file),
+    ]);
+    let source = format!("ffmpeg:{}", path_str(&file));
+    let _p = s.spawn(&["--size", "160x120", "--audio", &source]);
+    let mut r = audio_reader(&s);
+    let chunks = read_chunks(&mut r, 50);
+    let pcm: Vec<i16> = chunks[10..].iter().flat_map(|c| c.2.clone()).collect();
+    let hz = pulse::frequency(&pcm, 48000);
+    assert!((hz - 440.0).abs() < 8.0, "{hz:.1} Hz, the file has 440");
 }
 
 #[test]

@@ -117,7 +117,7 @@ listen = "127.0.0.1:0"
 auth = "{CREDENTIALS}"
 
 [publishers.mjpeg.webrtc]
-enabled = false
+udp = "127.0.0.1:0"
 
 [publishers.mjpeg.hls]
 enabled = false
@@ -456,7 +456,7 @@ fn the_console_shows_plays_records_and_follows_the_service() {
 
 /// The microphone test's service: `mic` beeps (the tone: 100 ms of 1 kHz
 /// at every whole second), `quiet` has no microphone; a small encoder,
-/// MJPEG only.
+/// MJPEG and WebRTC (the player's sound button).
 fn audio_config(mic: &str, quiet: &str) -> String {
     format!(
         r#"[[camera]]
@@ -482,7 +482,7 @@ bitrate = "100k"
 listen = "127.0.0.1:0"
 
 [publishers.mjpeg.webrtc]
-enabled = false
+udp = "127.0.0.1:0"
 
 [publishers.mjpeg.hls]
 enabled = false
@@ -652,7 +652,7 @@ fn the_console_and_metrics_show_a_cameras_microphone() {
         "--audio",
         &mic,
         "--only",
-        "load,audio",
+        "load,audio,sound",
         "--seconds",
         &seconds.to_string(),
     ]
@@ -675,6 +675,29 @@ fn the_console_and_metrics_show_a_cameras_microphone() {
     );
     assert_eq!(au["row"]["mic"], "mic running", "{au:#}");
     assert_eq!(au["row"]["opus"], "Opus: encoding", "{au:#}");
+    // The player's sound button: off at first (video only, muted), on
+    // starts WebRTC again with an audio track that plays, unmuted.
+    let so = &r["steps"]["sound"];
+    assert!(so.is_object() && so["error"].is_null(), "sound step: {r:#}");
+    assert_eq!(so["button"], "🔈 sound off", "{so:#}");
+    assert_eq!(so["before"]["audio_packets"], 0, "{so:#}");
+    assert_eq!(so["before"]["muted"], true, "{so:#}");
+    assert_eq!(so["after"]["button"], "🔊 sound on", "{so:#}");
+    assert_eq!(so["after"]["mode"], "webrtc", "{so:#}");
+    assert_eq!(so["after"]["muted"], false, "{so:#}");
+    assert!(
+        so["after"]["audio_packets"].as_u64().unwrap_or(0) > 25,
+        "no sound through the player: {so:#}"
+    );
+    assert!(
+        so["after"]["audio_level"].as_f64().unwrap_or(0.0) > 0.0
+            || so["after"]["total_audio_energy"].as_f64().unwrap_or(0.0) > 0.0,
+        "the sound is silent: {so:#}"
+    );
+    assert!(
+        so["quiet_button_hidden"] == true,
+        "a camera without a microphone has a sound button: {so:#}"
+    );
     assert_eq!(r["page_errors"], serde_json::json!([]), "{r:#}");
     assert_eq!(r["console_errors"], serde_json::json!([]), "{r:#}");
     assert_eq!(r["c_errors"], serde_json::json!([]), "{r:#}");

@@ -4,10 +4,13 @@
 //! tone` beeps at every whole second of the same clock; the page puts the
 //! frames it presents and the beeps it hears (an AudioWorklet on the
 //! received track) on its own clock, and each beep's offset is its
-//! latency minus the picture's, printed. The bound, [`BOUND_MS`], is one
-//! of correctness: a clock mapped wrong is off by hundreds of ms. The
-//! offsets measured (docs/audio.md, "A/V sync") are larger than lip sync
-//! allows: Chromium does not line the two tracks up.
+//! latency minus the picture's, printed. The server puts both tracks in
+//! one media stream (libwebrtc lip-syncs only those), sends sender reports
+//! of both every second, and lets the browser hold the picture back
+//! (`playout-delay` 80..400 ms): once settled (after [`SETTLE_S`]) the
+//! offset is within [`SYNCED_MS`] (measured: about 17 ms, docs/audio.md
+//! "A/V sync"); before, within [`BOUND_MS`], one of correctness (a clock
+//! mapped wrong is off by hundreds of ms).
 //!
 //! Own buses (unique names), own processes (stopped with SIGTERM so each
 //! removes its buses), server on port 0. Every wait is a watchdog.
@@ -21,15 +24,22 @@ use http_support::*;
 
 /// The H.264 profile (`framebus-encoder --profile`).
 const PROFILE: &str = "low=320x240@30,bitrate=600k";
-/// How long the viewer plays: five or six beeps.
-const SECONDS: f64 = 6.0;
-/// Largest |offset| of any beep, ms: the sound is measured 90 to 135 ms
-/// after the picture once the audio jitter buffer settles, up to 200 ms in
-/// the first two seconds (NetEQ draining what it got at the start).
+/// How long the viewer plays: eleven or twelve beeps.
+const SECONDS: f64 = 12.0;
+/// Largest |offset| of any beep, ms: up to 140 ms in the first second
+/// (NetEQ draining what it got at the start, the picture's delay rising
+/// to its minimum).
 const BOUND_MS: f64 = 250.0;
+/// Seconds after which the sync has settled (the picture's delay moves
+/// by at most 100 ms per second toward its target).
+const SETTLE_S: f64 = 5.5;
+/// Largest |offset| of a settled beep, ms: lip sync (the goal is 20 ms;
+/// measured 17; the margin is for a loaded machine, where the jitter
+/// buffer grows before libwebrtc's sync follows it).
+const SYNCED_MS: f64 = 45.0;
 
 #[test]
-fn webrtc_sound_and_picture_are_measured_within_250_ms_in_chromium() {
+fn webrtc_sound_and_picture_are_lip_synced_in_chromium() {
     let bus = unique_name("wrtc-avsync");
     let prod = producer(&bus, "320x240", true);
     let enc = Encoder::start(&bus, PROFILE, &[], None);
@@ -72,6 +82,35 @@ fn webrtc_sound_and_picture_are_measured_within_250_ms_in_chromium() {
             b.video_ms,
             s.offsets_ms,
             s.streams,
+            s.receiver
+        );
+    }
+    // One media stream for both tracks: the browser lip-syncs them.
+    assert_eq!(s.streams.len(), 2, "{:?}", s.streams);
+    let ids: Vec<&str> = s
+        .streams
+        .iter()
+        .filter_map(|k| k.split_once(':').map(|(_, id)| id))
+        .collect();
+    assert_eq!(ids[0], ids[1], "tracks in two streams: {:?}", s.streams);
+    let t0 = s.beeps[0].context_s;
+    let settled: Vec<&browser::Beep> = s
+        .beeps
+        .iter()
+        .filter(|b| b.context_s - t0 >= SETTLE_S)
+        .collect();
+    assert!(settled.len() >= 4, "beeps after {SETTLE_S} s: {s:#?}");
+    for b in settled {
+        assert!(
+            b.offset_ms.abs() < SYNCED_MS,
+            "beep at {} ({:.1} s in): sound {:.1} ms after the picture once settled (audio \
+             {:.1} ms, picture {:?} ms after capture); offsets {:?}; receiver {:?}",
+            b.second,
+            b.context_s - t0,
+            b.offset_ms,
+            b.audio_ms,
+            b.video_ms,
+            s.offsets_ms,
             s.receiver
         );
     }

@@ -61,6 +61,10 @@ struct Args {
     /// Opus bit rate, bits per second.
     #[arg(long, default_value_t = 64_000)]
     opus_bitrate: u64,
+    /// libopus complexity: 0 (cheapest) to 10 (best).
+    #[arg(long, default_value_t = encoder::opus::DEFAULT_COMPLEXITY,
+          value_parser = clap::value_parser!(u8).range(0..=10))]
+    opus_complexity: u8,
 }
 
 /// `--list`: one line per encoder, in the order `--encoder auto` tries
@@ -111,6 +115,7 @@ fn opus(args: Args) -> ExitCode {
         bus: args.bus,
         out,
         bitrate: args.opus_bitrate,
+        complexity: args.opus_complexity,
         shm_dir: args.shm_dir,
     };
     let stop = Arc::new(AtomicBool::new(false));

@@ -358,6 +358,7 @@ function openPlayer(bus, profile, mode) {
   C.player = {
     bus, profile: p, wanted: mode || "webrtc", mode: "connecting", fallbacks: [], error: null,
     latencyMs: null, latencyKind: null, frames: 0, media: null, pc: null, hls: null, resource: null,
+    sound: false,
   };
   $("player").hidden = false;
   $("player-title").textContent = bus;
@@ -377,6 +378,10 @@ function renderPlayerInfo() {
   $("player-rtsp-box").hidden = !url;
   $("player-rtsp").textContent = url || "";
   for (const b of document.querySelectorAll("#player .modes button")) b.classList.toggle("on", b.dataset.mode === P.mode);
+  const sound = $("player-sound");
+  sound.hidden = !(cam && cam.audio);
+  sound.textContent = P.sound ? "🔊 sound on" : "🔈 sound off";
+  sound.classList.toggle("on", P.sound);
   if (!cam) return;
   // Rows are made once per profile (their buttons stay), cells updated.
   const body = $("player-streams").tBodies[0];
@@ -470,6 +475,10 @@ async function startWebrtc(P, gen, playing, fail) {
   const video = mediaVideo(P);
   const pc = P.pc = new RTCPeerConnection();
   const tr = pc.addTransceiver("video", { direction: "recvonly" });
+  // Sound only when asked for: the browser then lip-syncs, holding the
+  // picture back as long as the sound's jitter buffer and output take.
+  const cam = cameraOf(P.bus);
+  if (P.sound && cam && cam.audio) pc.addTransceiver("audio", { direction: "recvonly" });
   // Ask for abs-capture-time (each frame's capture time) where the
   // browser lets a page choose its header extensions: the latency
   // estimate when the picture carries no time code.
@@ -478,7 +487,10 @@ async function startWebrtc(P, gen, playing, fail) {
       e.uri.endsWith("abs-capture-time") ? { ...e, direction: "recvonly" } : e);
     try { tr.setHeaderExtensionsToNegotiate(exts); } catch (_) { /* keep the defaults */ }
   }
-  pc.ontrack = ev => { video.srcObject = ev.streams[0] || new MediaStream([ev.track]); };
+  // Both tracks come in one stream (the server answers so, for lip sync).
+  pc.ontrack = ev => {
+    if (video.srcObject !== (ev.streams[0] || null)) video.srcObject = ev.streams[0] || new MediaStream([ev.track]);
+  };
   pc.onconnectionstatechange = () => { if (pc.connectionState === "failed") fail("ICE/DTLS connection failed"); };
   await pc.setLocalDescription(await pc.createOffer());
   const whep = "/" + P.bus + "/" + P.profile + "/whep";
@@ -571,8 +583,15 @@ async function startMjpeg(P, gen, playing, fail) {
 }
 
 function mediaVideo(P) {
-  const video = el("video", { muted: true, autoplay: true, playsinline: true });
-  video.muted = true;
+  const video = el("video", { muted: !P.sound, autoplay: true, playsinline: true });
+  video.muted = !P.sound;
+  // A browser that refuses to play sound without a click plays the
+  // picture muted.
+  if (P.sound) video.addEventListener("canplay", () => video.play().catch(() => {
+    video.muted = true;
+    video.play().catch(() => {});
+    say("the browser refused sound: click sound again");
+  }), { once: true });
   P.media = video;
   $("player-view").replaceChildren(video);
   return video;
@@ -733,6 +752,17 @@ $("player-profile").addEventListener("change", e => {
   // The mode playing, or the one being tried ("connecting" is no mode).
   const mode = NEXT[P.mode] !== undefined || P.mode === "mjpeg" ? P.mode : (P.trying || P.wanted);
   openPlayer(P.bus, e.target.value, mode);
+});
+$("player-sound").addEventListener("click", () => {
+  const P = C.player;
+  if (!P) return;
+  P.sound = !P.sound;
+  renderPlayerInfo();
+  const mode = NEXT[P.mode] !== undefined || P.mode === "mjpeg" ? P.mode : (P.trying || P.wanted);
+  // WebRTC negotiates its tracks: start again with (or without) sound.
+  // LL-HLS carries the sound already: unmute.
+  if (mode === "webrtc") start("webrtc");
+  else if (P.media && P.media.tagName === "VIDEO") { P.media.muted = !P.sound; P.media.play().catch(() => {}); }
 });
 $("player-close").addEventListener("click", closePlayer);
 $("player-copy").addEventListener("click", () => {

@@ -34,6 +34,11 @@ use framebus::{
 /// is one frame), with room to spare.
 pub const MAX_PACKET: usize = 4000;
 
+/// libopus complexity unless told: 10, libopus's own default. 5 costs
+/// about a fifth less CPU, 0 half (docs/audio.md, "CPU"), for a little
+/// quality at the same bit rate.
+pub const DEFAULT_COMPLEXITY: u8 = 10;
+
 /// What the audio encoder does.
 #[derive(Clone, Debug)]
 pub struct OpusConfig {
@@ -43,6 +48,9 @@ pub struct OpusConfig {
     pub out: String,
     /// Bits per second.
     pub bitrate: u64,
+    /// libopus complexity, 0 (cheapest) to 10 (best, libopus's default):
+    /// [`DEFAULT_COMPLEXITY`].
+    pub complexity: u8,
     /// Shared-memory directory of both buses.
     pub shm_dir: Option<std::path::PathBuf>,
 }
@@ -89,7 +97,7 @@ pub struct OpusEncoder {
 
 impl OpusEncoder {
     /// Open libopus for chunks of `spec` (s16le at an Opus rate, 20 ms).
-    pub fn open(spec: &FrameSpec, bitrate: u64) -> Result<OpusEncoder, String> {
+    pub fn open(spec: &FrameSpec, bitrate: u64, complexity: u8) -> Result<OpusEncoder, String> {
         if spec.format != PixelFormat::S16le {
             return Err(format!("{} is not 16-bit PCM", spec.format));
         }
@@ -121,6 +129,7 @@ impl OpusEncoder {
         let mut opts = Dictionary::new();
         opts.set("frame_duration", "20");
         opts.set("application", "lowdelay");
+        opts.set("compression_level", &complexity.min(10).to_string());
         let enc = ctx
             .open_as_with(codec, opts)
             .map_err(|e| format!("libopus did not open: {e}"))?;
@@ -206,7 +215,7 @@ pub fn run(cfg: &OpusConfig, stop: &AtomicBool) -> Result<(), OpusError> {
     )
     .map_err(input)?;
     let pcm = *reader.spec();
-    let mut enc = OpusEncoder::open(&pcm, cfg.bitrate).map_err(format)?;
+    let mut enc = OpusEncoder::open(&pcm, cfg.bitrate, cfg.complexity).map_err(format)?;
     let spec = opus_spec(&pcm).map_err(|e| format(e.to_string()))?;
     let mut writer = Writer::create(
         &cfg.out,

@@ -8,8 +8,9 @@
 //!
 //! Latency by construction: each access unit is written to str0m as soon
 //! as the feed has it, with `playout-delay` 0/0 (the browser renders at
-//! once) and `abs-capture-time` from the bus's capture time. A viewer that
-//! cannot keep up never lags: when its send queue holds more than
+//! once; with sound 80/400 ms, so that it can lip-sync) and
+//! `abs-capture-time` from the bus's capture time. A viewer that cannot
+//! keep up never lags: when its send queue holds more than
 //! [`MAX_QUEUE_AGE`] of media, or the feed's channel overran it, it skips to
 //! the next keyframe (and asks for one).
 //!
@@ -44,6 +45,18 @@ use str0m::media::{Frequency, MediaTime};
 /// A viewer whose oldest unsent packet is older than this skips to the
 /// next keyframe.
 pub const MAX_QUEUE_AGE: Duration = Duration::from_millis(250);
+/// The `playout-delay` minimum of the video of a session with sound: about
+/// what the sound's path adds in a browser (a 20 ms packet, NetEQ's
+/// jitter buffer, the audio device), so that the picture starts nearly in
+/// sync. libwebrtc's own sync only moves by about 15 ms every few seconds
+/// (it waits for a filtered offset above 30 ms), and takes a minute from
+/// 0 (docs/audio.md, "A/V sync").
+pub const LIP_SYNC_MIN_DELAY: MediaTime = MediaTime::from_hundredths(8);
+/// The `playout-delay` maximum of the video of a session with sound: how
+/// far the browser may hold the picture back to lip-sync it (libwebrtc
+/// delays the earlier track of a stream to meet the later one). 0 (video
+/// alone) renders every frame at once.
+pub const LIP_SYNC_MAX_DELAY: MediaTime = MediaTime::from_hundredths(40);
 /// A session that is not connected this long after its answer ends.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// The estimate must exceed what the current rung needs (its measured bit
@@ -460,11 +473,18 @@ impl Session {
             Frequency::NINETY_KHZ,
         );
         let capture = SystemTime::UNIX_EPOCH + Duration::from_nanos(au.realtime_ns);
+        // Video alone renders at once (0/0). With sound, the browser may
+        // hold the picture back (up to LIP_SYNC_MAX_DELAY) to meet the
+        // sound, which its jitter buffer and audio device delay more.
+        let (min_delay, max_delay) = match self.audio {
+            Some(_) => (LIP_SYNC_MIN_DELAY, LIP_SYNC_MAX_DELAY),
+            None => (MediaTime::ZERO, MediaTime::ZERO),
+        };
         let Some(writer) = self.rtc.writer(self.mid) else {
             return;
         };
         let res = writer
-            .playout_delay(MediaTime::ZERO, MediaTime::ZERO)
+            .playout_delay(min_delay, max_delay)
             .abs_capture_time(AbsCaptureTime {
                 capture_time: capture,
                 clock_offset: None,

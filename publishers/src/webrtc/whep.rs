@@ -241,6 +241,27 @@ fn with_rejected_formats(answer: &str, offer: &str) -> String {
     out
 }
 
+/// `answer` with every media line in one media stream: str0m, answering
+/// an offer whose receive-only lines carry no `a=msid`, gives each line a
+/// random stream id of its own, and libwebrtc lip-syncs an audio and a
+/// video track only when they share a stream id (their "sync group").
+/// Every other line's stream id becomes the first line's; track ids stay.
+fn one_stream(answer: &str) -> String {
+    let ids: Vec<&str> = answer
+        .lines()
+        .filter_map(|l| l.trim_end().strip_prefix("a=msid:"))
+        .filter_map(|v| v.split_whitespace().next())
+        .collect();
+    let Some(first) = ids.first() else {
+        return answer.to_string();
+    };
+    let mut out = answer.to_string();
+    for id in ids.iter().skip(1).filter(|id| *id != first && **id != "-") {
+        out = out.replace(id, first);
+    }
+    out
+}
+
 /// What [`negotiate`] settled: the answer, the video media and H.264
 /// payload type to write, and the audio media and Opus payload type when
 /// the answer sends audio.
@@ -285,6 +306,10 @@ fn negotiate(
             .pt();
         Some((amid, opus))
     });
+    let answer = match audio {
+        Some(_) => one_stream(&answer),
+        None => answer,
+    };
     Ok((answer, mid, pt, audio))
 }
 
@@ -450,7 +475,11 @@ impl WebRtc {
             .set_ice_lite(true)
             .set_local_ice_credentials(creds.clone())
             .clear_codecs()
-            .set_stats_interval(Some(Duration::from_secs(1)));
+            .set_stats_interval(Some(Duration::from_secs(1)))
+            // Sender reports map each stream's RTP time to the wall clock;
+            // a browser lip-syncs once it has two of each kind. str0m's
+            // 5 s for audio would leave the first 10 s unsynced.
+            .set_rtcp_report_interval_audio(Duration::from_secs(1));
         let codecs = cfg.codec_config();
         // packetization-mode=1 only (FU-A: access units of any size), one
         // payload type per H.264 profile; level-asymmetry-allowed=1.
@@ -858,6 +887,13 @@ mod tests {
         assert!(section.starts_with("audio 9 "), "{answer}");
         assert!(section.contains("a=rtpmap:111 opus/48000/2"), "{answer}");
         assert!(section.contains("a=sendonly"), "{answer}");
+        // Both tracks in one stream, so the browser lip-syncs them.
+        let streams: std::collections::BTreeSet<&str> = answer
+            .lines()
+            .filter_map(|l| l.strip_prefix("a=msid:"))
+            .filter_map(|v| v.split_whitespace().next())
+            .collect();
+        assert_eq!(streams.len(), 1, "{answer}");
         // A video-only offer stays video-only.
         let (answer, _, _, audio) = answer_with(true, CHROME);
         assert!(audio.is_none() && !answer.contains("m=audio"), "{answer}");

@@ -24,7 +24,7 @@ const USAGE = `usage:
                    [--screenshots DIR] [--seconds BOUND]
   --audio CAM: the camera with a microphone (the audio step: its level
                meter, and none on the other --cams)
-  --only:      run just these steps (load,mosaic,audio,player,fallback,
+  --only:      run just these steps (load,mosaic,audio,sound,player,fallback,
                recording,rtsp_kill,auth); --stream is needed only by
                recording`;
 
@@ -60,7 +60,7 @@ const OPTIONS = {
 };
 
 // Every step, in the order they run.
-const STEPS = ['load', 'mosaic', 'audio', 'player', 'fallback', 'recording', 'rtsp_kill', 'auth'];
+const STEPS = ['load', 'mosaic', 'audio', 'sound', 'player', 'fallback', 'recording', 'rtsp_kill', 'auth'];
 
 // Bus and stream names go into CSS attribute selectors: no escaping needed.
 const NAME = /^[a-z0-9][a-z0-9._-]*$/;
@@ -267,6 +267,47 @@ runDriver({ o, args: CHROMIUM_ARGS, report, log }, async (browser) => {
     return page.evaluate(playerState);
   };
   const cam0 = o.cams[0];
+
+  // 2c. The player's sound button (with --audio): off at first; on, the
+  // player starts WebRTC again with an audio track, unmuted.
+  if (o.audio) {
+    await step('sound', async (rec) => {
+      const sound = () => page.evaluate(async () => {
+        const P = window.framebusConsole.player;
+        const out = {
+          button: document.getElementById('player-sound').textContent, mode: P && P.mode,
+          frames: P && P.frames, muted: P && P.media ? P.media.muted : null, audio_packets: 0,
+        };
+        if (P && P.pc) {
+          for (const s of (await P.pc.getStats()).values()) {
+            if (s.type === 'inbound-rtp' && s.kind === 'audio') {
+              out.audio_packets = s.packetsReceived;
+              out.audio_level = s.audioLevel;
+              out.total_audio_energy = s.totalAudioEnergy;
+            }
+          }
+        }
+        return out;
+      });
+      if (o.cams.some((c) => c !== o.audio)) {
+        const quiet = o.cams.find((c) => c !== o.audio);
+        await page.evaluate(([b, p]) => window.framebusConsole.open(b, p, 'webrtc'), [quiet, o.profile]);
+        rec.quiet_button_hidden = await page.evaluate(() => document.getElementById('player-sound').hidden);
+        await page.evaluate(() => window.framebusConsole.close());
+      }
+      await page.evaluate(([b, p]) => window.framebusConsole.open(b, p, 'webrtc'), [o.audio, o.profile]);
+      await settle('webrtc', 20000);
+      rec.button = await page.evaluate(() => document.getElementById('player-sound').textContent);
+      rec.before = await sound();
+      await page.click('#player-sound', { timeout: 5000 });
+      await settle('webrtc', 20000);
+      // Two seconds of sound: two beeps.
+      await page.waitForTimeout(2000);
+      rec.after = await sound();
+      log('sound:', JSON.stringify(rec));
+      await page.evaluate(() => window.framebusConsole.close());
+    });
+  }
 
   // 3. The player: WebRTC, then LL-HLS and MJPEG by their buttons.
   await step('player', async (rec) => {
