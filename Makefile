@@ -185,6 +185,8 @@ bench: build wheel
 	@$(MAKE) --no-print-directory bench-recorder
 	@$(MAKE) --no-print-directory bench-console
 	@$(MAKE) --no-print-directory bench-gst
+	@$(MAKE) --no-print-directory bench-audio
+	@$(MAKE) --no-print-directory bench-audio-viewers
 
 # End-to-end comparison (docs/benchmarks.md "End-to-end scenario"): framebus
 # against one GStreamer pipeline, one ffmpeg and Python shared_memory, same
