@@ -14,7 +14,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # coturn and iproute2 for the WebRTC network tests: TURN relay, namespaces;
 # nginx for the HLS tests behind a caching reverse proxy; ALSA for the
 # producer's microphones, and PulseAudio with the ALSA pulse plugin as the
-# tests' microphone: docs/audio.md).
+# tests' microphone: docs/audio.md; lintian checks the .deb of `make dist`:
+# docs/packages.md).
 APT_PKGS := pkg-config libclang-dev clang cmake nasm \
 	libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev \
 	libavfilter-dev libavdevice-dev \
@@ -23,14 +24,15 @@ APT_PKGS := pkg-config libclang-dev clang cmake nasm \
 	gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav \
 	libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev \
 	chromium coturn iproute2 nginx \
-	libasound2-dev libasound2-plugins pulseaudio pulseaudio-utils
+	libasound2-dev libasound2-plugins pulseaudio pulseaudio-utils \
+	lintian
 STAMPS := .make-stamps
 VENV := .venv
 PY := $(VENV)/bin/python
 CARGO_FLAGS := --release --locked
 export CARGO_TERM_COLOR := never
 
-.PHONY: help deps venv node-deps build run install test test-build test-rust test-loom test-py wheel bench bench-e2e bench-rtsp bench-encoder bench-webrtc bench-hls bench-recorder bench-console bench-gst bench-audio bench-audio-viewers bench-apt fuzz test-fuzz-short test-faults test-soak-short soak fmt lint clean
+.PHONY: help deps venv node-deps build run install dist dist-files test-dist test test-build test-rust test-loom test-py wheel bench bench-e2e bench-rtsp bench-encoder bench-webrtc bench-hls bench-recorder bench-console bench-gst bench-audio bench-audio-viewers bench-apt fuzz test-fuzz-short test-faults test-soak-short soak fmt lint clean
 
 help:
 	@echo "make run     build and start producer + publishers (test pattern 1080p60)"
@@ -41,6 +43,7 @@ help:
 	@echo "make fuzz    every fuzz target for FUZZ_SECONDS (default 60)"
 	@echo "make soak    1,000 reader kills, 20 producer kills, SOAK_SECONDS of service (default 3600)"
 	@echo "make install binaries, systemd unit, /etc/framebus/framebus.toml (DESTDIR, PREFIX)"
+	@echo "make dist    the wheel, the sdist and the Debian package into dist/ (docs/packages.md)"
 
 $(STAMPS):
 	@mkdir -p $@
@@ -125,6 +128,7 @@ test: deps venv node-deps
 	@$(MAKE) --no-print-directory test-rust
 	@$(MAKE) --no-print-directory test-loom
 	@$(MAKE) --no-print-directory test-py
+	@$(MAKE) --no-print-directory test-dist
 	@$(MAKE) --no-print-directory test-fuzz-short \
 	  FUZZ_SHORT_TARGETS="framebus/fuzz:header framebus/fuzz:timecode producer/fuzz:config"
 	@$(MAKE) --no-print-directory test-soak-short
@@ -163,6 +167,28 @@ wheel: venv
 	CARGO_TARGET_DIR=$(CURDIR)/target/py $(VENV)/bin/maturin build --release --locked \
 	  -m framebus-py/Cargo.toml -i $(PY) -o $(STAMPS)/wheels
 	$(PY) -m pip install -q --force-reinstall --no-deps $(STAMPS)/wheels/framebus-*.whl
+
+# The packages (docs/packages.md): into dist/, the abi3 wheel (maturin
+# picks the manylinux tag from what the extension links; test-dist checks
+# it with auditwheel) and the sdist, and the Debian package
+# (packaging/deb/build.sh: dpkg-shlibdeps, dpkg-deb).
+dist: build venv
+	@$(MAKE) --no-print-directory dist-files
+
+dist-files:
+	rm -rf dist
+	CARGO_TARGET_DIR=$(CURDIR)/target/py $(VENV)/bin/maturin build --release --locked \
+	  -m framebus-py/Cargo.toml -i $(PY) -o dist
+	$(VENV)/bin/maturin sdist -m framebus-py/Cargo.toml -o dist
+	packaging/deb/build.sh $${CARGO_TARGET_DIR:-target}/release dist
+	@ls -l dist
+
+# The packages, each on a clean slate (packaging/tests/test_packages.py):
+# built from the binaries `make test` built (no second build).
+test-dist: test-build venv
+	@$(MAKE) --no-print-directory dist-files
+	rc=0; $(PY) -m pytest -q -ra packaging/tests || rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 
 test-py: wheel
 	@# The stubs must match the extension module.
@@ -310,7 +336,7 @@ lint:
 
 clean:
 	cargo clean
-	rm -rf $(VENV) $(STAMPS) $(BROWSER_DIR)/node_modules
+	rm -rf $(VENV) $(STAMPS) $(BROWSER_DIR)/node_modules dist
 
 # The console (issue 17; docs/benchmarks.md "Console (issue 17)"): how soon
 # framebus-mjpeg's `/` is usable in headless Chromium (load, first status,
