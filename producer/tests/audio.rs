@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::{ffmpeg, path_str, run_to_exit, Scene};
 use framebus::{Frame, PixelFormat, Reader, ReaderOptions};
+use framebus_producer::audio::SampleClock;
 use framebus_test_support::pulse::{self, Pulse};
 use framebus_test_support::ChildGuard;
 
@@ -89,9 +90,11 @@ fn alsa_capture_through_pulseaudio_keeps_the_tone_and_its_timing() {
     let mut cmd = s.producer(&["--size", "320x240", "--audio", "alsa:pulse"]);
     let _p = ChildGuard::spawn(pa.apply(&mut cmd));
     let mut r = audio_reader(&s);
-    // Let the stream and its clock settle (four half-second windows), then
-    // take one second.
-    read_chunks(&mut r, 110);
+    // Let the stream and its clock settle (the anchor follows the
+    // measurements fully for the first SETTLE windows of the stream, by at
+    // most 1 ms per window after), then take one second.
+    let settled = u64::from(SampleClock::WINDOW) * 5;
+    while r.next_encoded(Some(LIMIT)).expect("an audio chunk").seq() < settled {}
     let bus = format!("{}.audio", s.bus);
     let xruns = || framebus::stat(&bus, Some(&s.dir)).unwrap().source_dropped;
     let xruns_before = xruns();
