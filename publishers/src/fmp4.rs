@@ -351,6 +351,30 @@ impl AudioTimeline {
         self.end = dt + u64::from(duration);
         Some(dt)
     }
+
+    /// Takes from `pending` (in capture order) every packet captured
+    /// before `end_mono` and [`place`](Self::place)s it in the fragment
+    /// whose first frame was captured at `v0_mono` at decode time `v0`;
+    /// the packets with a place, each with its decode time (48 kHz).
+    /// `at` gives a packet's `(pts48, mono_ns, duration)`.
+    pub fn take_before<P>(
+        &mut self,
+        pending: &mut std::collections::VecDeque<P>,
+        v0: (u64, u32),
+        v0_mono: u64,
+        end_mono: u64,
+        at: impl Fn(&P) -> (u64, u64, u32),
+    ) -> Vec<(u64, P)> {
+        let mut taken = Vec::new();
+        while pending.front().is_some_and(|p| at(p).1 < end_mono) {
+            let p = pending.pop_front().expect("checked above");
+            let (pts48, mono_ns, duration) = at(&p);
+            if let Some(dt) = self.place(v0, v0_mono, pts48, mono_ns, duration) {
+                taken.push((dt, p));
+            }
+        }
+        taken
+    }
 }
 
 /// Why an init segment or a fragment could not be written.

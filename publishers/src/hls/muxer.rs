@@ -644,30 +644,21 @@ impl Muxer {
     /// The Opus packets captured during the part's frames (before the end
     /// of its last one), each with its decode time (48 kHz).
     fn take_audio(&self, s: &mut State, fill: &PartFill) -> Vec<(u64, Arc<OpusPacket>)> {
-        let mut taken = Vec::new();
         let (Some((first, _)), Some((last, d))) = (fill.samples.first(), fill.samples.last())
         else {
-            return taken;
+            return Vec::new();
         };
         if self.audio.is_none() {
-            return taken;
+            return Vec::new();
         }
         let end_mono = last.mono_ns + u64::from(*d) * 1_000_000_000 / CLOCK_RATE;
-        let v0 = (first.pts90, CLOCK_RATE as u32);
-        while s
-            .audio_pending
-            .front()
-            .is_some_and(|p| p.mono_ns < end_mono)
-        {
-            let p = s.audio_pending.pop_front().expect("checked above");
-            if let Some(dt) =
-                s.audio_timeline
-                    .place(v0, first.mono_ns, p.rtp48, p.mono_ns, PACKET_TICKS)
-            {
-                taken.push((dt, p));
-            }
-        }
-        taken
+        s.audio_timeline.take_before(
+            &mut s.audio_pending,
+            (first.pts90, CLOCK_RATE as u32),
+            first.mono_ns,
+            end_mono,
+            |p| (p.rtp48, p.mono_ns, PACKET_TICKS),
+        )
     }
 
     fn close_segment(&self, s: &mut State) {

@@ -187,25 +187,16 @@ impl Job {
     /// (90 kHz): each with its decode time (48 kHz), placed by
     /// [`AudioTimeline`].
     fn take_audio(&mut self, v0_mono: u64, end_mono: u64) -> Vec<(u64, Arc<AudioPacket>)> {
-        let mut taken = Vec::new();
         if self.audio_track.is_none() {
-            return taken;
+            return Vec::new();
         }
-        let v0 = (self.decode_time, CLOCK_RATE as u32);
-        while self
-            .audio_pending
-            .front()
-            .is_some_and(|p| p.mono_ns < end_mono)
-        {
-            let p = self.audio_pending.pop_front().expect("checked above");
-            if let Some(dt) = self
-                .audio_timeline
-                .place(v0, v0_mono, p.pts48, p.mono_ns, p.duration)
-            {
-                taken.push((dt, p));
-            }
-        }
-        taken
+        self.audio_timeline.take_before(
+            &mut self.audio_pending,
+            (self.decode_time, CLOCK_RATE as u32),
+            v0_mono,
+            end_mono,
+            |p| (p.pts48, p.mono_ns, p.duration),
+        )
     }
 
     /// Writes the pending frames, the last one's duration from `next`'s
