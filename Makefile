@@ -180,7 +180,7 @@ dist-files:
 	CARGO_TARGET_DIR=$(CURDIR)/target/py $(VENV)/bin/maturin build --release --locked \
 	  -m framebus-py/Cargo.toml -i $(PY) -o dist
 	$(VENV)/bin/maturin sdist -m framebus-py/Cargo.toml -o dist
-	packaging/deb/build.sh $${CARGO_TARGET_DIR:-target}/release dist
+	BINS="$(BINS)" packaging/deb/build.sh $${CARGO_TARGET_DIR:-target}/release dist
 	@ls -l dist
 
 # The packages, each on a clean slate (packaging/tests/test_packages.py):

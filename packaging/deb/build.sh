@@ -3,7 +3,7 @@
 # own tools (dpkg-shlibdeps for the library dependencies, dpkg-deb for the
 # archive): docs/packages.md, decision 0009.
 #
-#   packaging/deb/build.sh BIN_DIR OUT_DIR
+#   BINS="framebus framebus-producer …" packaging/deb/build.sh BIN_DIR OUT_DIR
 #
 # BIN_DIR holds the release binaries (target/release); the package is
 # written to OUT_DIR/framebus_VERSION-1_ARCH.deb and its path printed.
@@ -13,8 +13,9 @@ BIN_DIR=${1:?usage: build.sh BIN_DIR OUT_DIR}
 OUT_DIR=${2:?usage: build.sh BIN_DIR OUT_DIR}
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
-# The binaries of the package; the GStreamer plugin is not in it (yet).
-BINS="framebus framebus-producer framebus-mjpeg framebus-rtsp framebus-encoder framebus-recorder"
+# The binaries of the package: the Makefile's BINS (what `make install`
+# installs); the GStreamer plugin is not in it (yet).
+BINS=${BINS:?set BINS to the binaries to package (the Makefile passes its own)}
 
 VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' "$ROOT/Cargo.toml" | head -n 1)
 [ -n "$VERSION" ] || { echo "build.sh: no version in $ROOT/Cargo.toml" >&2; exit 1; }
