@@ -24,15 +24,16 @@ use http_support::*;
 
 /// The H.264 profile (`framebus-encoder --profile`).
 const PROFILE: &str = "low=320x240@30,bitrate=600k";
-/// How long the viewer plays: eleven or twelve beeps.
-const SECONDS: f64 = 12.0;
+/// How long the viewer plays: thirteen or fourteen beeps.
+const SECONDS: f64 = 14.0;
 /// Largest |offset| of any beep, ms: up to 140 ms in the first second
 /// (NetEQ draining what it got at the start, the picture's delay rising
 /// to its minimum).
 const BOUND_MS: f64 = 250.0;
 /// Seconds after which the sync has settled (the picture's delay moves
-/// by at most 100 ms per second toward its target).
-const SETTLE_S: f64 = 5.5;
+/// by at most 100 ms per second toward its target: settled by 5 s on a
+/// quiet machine, by 7 s in a loaded `make test`).
+const SETTLE_S: f64 = 8.0;
 /// Largest |offset| of a settled beep, ms: lip sync (the goal is 20 ms;
 /// measured 17; the margin is for a loaded machine, where the jitter
 /// buffer grows before libwebrtc's sync follows it).
