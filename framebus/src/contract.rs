@@ -122,6 +122,26 @@ pub mod encoder {
         source.contains(AUTO_FALLBACK)
     }
 
+    /// Bytes per slot of an encoded bus: room for the largest access unit
+    /// the rate control lets through (a one-second VBV: up to `bitrate / 8`
+    /// bytes in one frame, a noisy keyframe gets close) but no more than a
+    /// raw frame (x264's worst case, I_PCM, is about that), and at least
+    /// half a raw frame or 256 KiB; at most 8 MiB. An access unit that
+    /// still does not fit is counted and answered with an IDR, never
+    /// truncated.
+    pub fn slot_capacity(width: u32, height: u32, bitrate: u64) -> usize {
+        let pixels = width as usize * height as usize;
+        let raw = pixels * 3 / 2;
+        let vbv = usize::try_from(bitrate / 8).unwrap_or(usize::MAX).min(raw);
+        vbv.max(pixels / 2).clamp(256 * 1024, 8 << 20)
+    }
+
+    /// Slots of an encoded bus: a GOP and four more (a joiner starts at the
+    /// last keyframe), within the ring's bounds.
+    pub fn slots(gop: u32) -> u32 {
+        gop.saturating_add(4).clamp(8, crate::layout::MAX_SLOTS)
+    }
+
     /// H.264 profiles a profile's `h264=` may name.
     pub const H264_PROFILES: [&str; 3] = ["baseline", "main", "high"];
 
@@ -142,6 +162,20 @@ pub mod encoder {
             for bad in ["cam0", "/high", "cam0/", "cam0/a/b", "cam0.high"] {
                 assert_eq!(super::stream(bad), None, "{bad}");
             }
+        }
+
+        #[test]
+        fn slots_hold_a_vbv_worth_up_to_a_raw_frame() {
+            use super::slot_capacity;
+            // 1080p at 4 Mbit/s: half a raw frame (1 MB) is more than 500 kB.
+            assert_eq!(slot_capacity(1920, 1080, 4_000_000), 1920 * 1080 / 2);
+            // 640x360 at 20 Mbit/s: a raw frame (345,600 B) bounds 2.5 MB.
+            assert_eq!(slot_capacity(640, 360, 20_000_000), 640 * 360 * 3 / 2);
+            // Small and slow: the 256 KiB floor.
+            assert_eq!(slot_capacity(320, 180, 300_000), 256 * 1024);
+            // 4K at 100 Mbit/s: capped at 8 MiB (raw 12 MB, VBV 12.5 MB).
+            assert_eq!(slot_capacity(3840, 2160, 100_000_000), 8 << 20);
+            assert_eq!((super::slots(60), super::slots(1)), (64, 8));
         }
     }
 }

@@ -27,7 +27,7 @@
 //!   (`oversize`), and answered with a forced IDR: the readers restart
 //!   cleanly at it instead of decoding a truncated frame.
 //! * **Slots** hold the largest access unit the rate control allows
-//!   ([`slot_capacity`]).
+//!   ([`framebus::contract::encoder::slot_capacity`]).
 //! * **GOP in the ring.** The bus has `min(gop + 4, 64)` slots, so a joiner
 //!   starts at once from the newest keyframe in the ring.
 //!
@@ -198,9 +198,13 @@ pub fn run(cfg: &EncodeConfig, stop: &AtomicBool) -> Result<(), EncodeBusError> 
         },
     )?;
     let opts = WriterOptions {
-        slots: (set.gop + 4).clamp(8, framebus::layout::MAX_SLOTS),
+        slots: framebus::contract::encoder::slots(set.gop),
         max_held: 2,
-        slot_capacity: Some(slot_capacity(set.width, set.height, set.bitrate)),
+        slot_capacity: Some(framebus::contract::encoder::slot_capacity(
+            set.width,
+            set.height,
+            set.bitrate,
+        )),
         shm_dir: cfg.shm_dir.clone(),
         // `framebus ls/stat` show it: which encoder, and an `auto`
         // fallback with what did not open.
@@ -374,19 +378,6 @@ fn encode_while_read(
     Ok(())
 }
 
-/// Bytes per slot of an encoded bus: room for the largest access unit the
-/// rate control lets through (a one-second VBV: up to `bitrate / 8` bytes
-/// in one frame, a noisy keyframe gets close) but no more than a raw
-/// frame (x264's worst case, I_PCM, is about that), and at least half a
-/// raw frame or 256 KiB; at most 8 MiB. An access unit that still does not
-/// fit is counted and answered with an IDR, never truncated.
-fn slot_capacity(width: u32, height: u32, bitrate: u64) -> usize {
-    let pixels = width as usize * height as usize;
-    let raw = pixels * 3 / 2;
-    let vbv = usize::try_from(bitrate / 8).unwrap_or(usize::MAX).min(raw);
-    vbv.max(pixels / 2).clamp(256 * 1024, 8 << 20)
-}
-
 /// Writes `au` straight into a loaned slot of `out` and publishes it (one
 /// copy, from the encoder's packet into shared memory). An access unit
 /// larger than a slot is refused (and counted) by the core.
@@ -421,20 +412,7 @@ pub fn spawn(
 
 #[cfg(test)]
 mod tests {
-    use super::{clock::FrameClock, pts_90k, slot_capacity};
-
-    #[test]
-    fn slots_hold_a_vbv_worth_up_to_a_raw_frame() {
-        // 1080p at 4 Mbit/s: half a raw frame (1 MB) is more than 500 kB.
-        assert_eq!(slot_capacity(1920, 1080, 4_000_000), 1920 * 1080 / 2);
-        // 640x360 at 20 Mbit/s: a raw frame (345,600 B) bounds 2.5 MB.
-        assert_eq!(slot_capacity(640, 360, 20_000_000), 640 * 360 * 3 / 2);
-        // Small and slow: the 256 KiB floor.
-        assert_eq!(slot_capacity(320, 180, 300_000), 256 * 1024);
-        // 4K at 100 Mbit/s: the 8 MiB ceiling is not reached (raw 12 MB,
-        // VBV 12.5 MB): capped at 8 MiB.
-        assert_eq!(slot_capacity(3840, 2160, 100_000_000), 8 << 20);
-    }
+    use super::{clock::FrameClock, pts_90k};
 
     #[test]
     fn grid_pts_are_whole_intervals() {
