@@ -122,6 +122,15 @@ pub mod encoder {
         source.contains(AUTO_FALLBACK)
     }
 
+    /// Bits per second of an encoder that is not told.
+    pub const DEFAULT_BITRATE: u64 = 4_000_000;
+
+    /// Frames between keyframes of an encoder that is not told: two
+    /// seconds' worth at `fps`.
+    pub fn default_gop(fps: u32) -> u32 {
+        fps.saturating_mul(2).max(1)
+    }
+
     /// Bytes per slot of an encoded bus: room for the largest access unit
     /// the rate control lets through (a one-second VBV: up to `bitrate / 8`
     /// bytes in one frame, a noisy keyframe gets close) but no more than a
@@ -204,6 +213,15 @@ pub mod audio {
         let (bus, suffix) = name.rsplit_once('.')?;
         (matches!(suffix, PCM | OPUS) && !bus.is_empty()).then_some(bus)
     }
+
+    /// Slots of a PCM bus and of an Opus bus: one second of 20 ms
+    /// chunks, so a slow reader catches up in order.
+    pub const SLOTS: u32 = 50;
+
+    /// Bytes per slot of an Opus bus: the largest Opus packet (RFC 6716:
+    /// 1275 bytes per frame; a 20 ms packet is one frame), with room to
+    /// spare.
+    pub const OPUS_MAX_PACKET: usize = 4000;
 
     /// The Opus sample rates (RFC 6716): an audio bus at another rate
     /// cannot be encoded without resampling.

@@ -117,6 +117,57 @@ impl Default for WriterOptions {
     }
 }
 
+impl WriterOptions {
+    /// Bytes of shared memory a bus of `spec` created with these options
+    /// takes: what [`Writer::create`] allocates (`posix_fallocate`, so all
+    /// of it is claimed at once). `framebus doctor` adds these up to check
+    /// `/dev/shm` before anything is created. Errors say which option is
+    /// wrong, as `create` would.
+    pub fn segment_size(&self, spec: &FrameSpec) -> Result<u64, String> {
+        self.geometry(spec).map(|g| g.total_size)
+    }
+
+    /// The segment's layout, after the checks `create` makes.
+    fn geometry(&self, spec: &FrameSpec) -> Result<Geometry, String> {
+        if let Err((field, value, why)) = layout::ring_rule(self.slots, self.max_held) {
+            let field = if field == "slot_count" {
+                "slots"
+            } else {
+                field
+            };
+            return Err(format!(
+                "{field} = {value}: {why} (slots {}, max_held {})",
+                self.slots, self.max_held
+            ));
+        }
+        if !(1..=layout::MAX_READERS).contains(&self.max_readers) {
+            return Err(format!(
+                "max_readers must be 1..=1024, got {}",
+                self.max_readers
+            ));
+        }
+        let frame_size = spec.frame_size();
+        let capacity = match (self.slot_capacity, spec.format.is_compressed()) {
+            (Some(c), _) if c < frame_size.max(1) => {
+                return Err(format!(
+                    "slot_capacity {c} is smaller than a {frame_size}-byte frame"
+                ));
+            }
+            (Some(c), _) => c,
+            (None, false) => frame_size,
+            (None, true) => (spec.width as usize * spec.height as usize * 3 / 2).max(64 * 1024),
+        };
+        Geometry::new(self.slots, self.max_readers, capacity as u64)
+            .filter(|g| usize::try_from(g.total_size).is_ok())
+            .ok_or_else(|| {
+                format!(
+                    "{} slots of {capacity} bytes do not fit in memory",
+                    self.slots
+                )
+            })
+    }
+}
+
 /// The one writer of a bus.
 ///
 /// Dropping it closes the bus: readers learn at once (`ProducerGone`) and the
@@ -164,42 +215,7 @@ impl Writer {
             name: name.to_string(),
             why,
         };
-        if let Err((field, value, why)) = layout::ring_rule(opts.slots, opts.max_held) {
-            let field = if field == "slot_count" {
-                "slots"
-            } else {
-                field
-            };
-            return Err(bad(format!(
-                "{field} = {value}: {why} (slots {}, max_held {})",
-                opts.slots, opts.max_held
-            )));
-        }
-        if !(1..=layout::MAX_READERS).contains(&opts.max_readers) {
-            return Err(bad(format!(
-                "max_readers must be 1..=1024, got {}",
-                opts.max_readers
-            )));
-        }
-        let frame_size = spec.frame_size();
-        let capacity = match (opts.slot_capacity, spec.format.is_compressed()) {
-            (Some(c), _) if c < frame_size.max(1) => {
-                return Err(bad(format!(
-                    "slot_capacity {c} is smaller than a {frame_size}-byte frame"
-                )));
-            }
-            (Some(c), _) => c,
-            (None, false) => frame_size,
-            (None, true) => (spec.width as usize * spec.height as usize * 3 / 2).max(64 * 1024),
-        };
-        let geometry = Geometry::new(opts.slots, opts.max_readers, capacity as u64)
-            .filter(|g| usize::try_from(g.total_size).is_ok())
-            .ok_or_else(|| {
-                bad(format!(
-                    "{} slots of {capacity} bytes do not fit in memory",
-                    opts.slots
-                ))
-            })?;
+        let geometry = opts.geometry(&spec).map_err(bad)?;
         let dir = opts.shm_dir.clone().unwrap_or_else(default_shm_dir);
         let path = segment_path(&dir, name);
         let mode = opts

@@ -46,8 +46,14 @@ fn startup_error(e: SourceError) -> Fatal {
     }
 }
 
+/// The test pattern's size unless told (and the size asked of a V4L2
+/// device unless told).
+pub const TESTSRC_SIZE: (u32, u32) = (1920, 1080);
+/// The test pattern's rate unless told.
+pub const TESTSRC_FPS: u32 = 60;
+
 /// Round a size down to what the format's chroma subsampling allows.
-fn align(format: PixelFormat, w: u32, h: u32) -> (u32, u32) {
+pub fn align(format: PixelFormat, w: u32, h: u32) -> (u32, u32) {
     match format {
         PixelFormat::Nv12 | PixelFormat::I420 => (w & !1, h & !1),
         PixelFormat::Yuyv | PixelFormat::Uyvy => (w & !1, h),
@@ -86,8 +92,8 @@ pub fn run(cli: Cli) -> Result<(), Fatal> {
     // its size or rate open) and how to (re)open the source.
     let (spec, first, mut opener): (FrameSpec, Option<Box<dyn Source>>, Opener) = match kind {
         SourceKind::TestSrc => {
-            let (w, h) = cli.size.unwrap_or((1920, 1080));
-            let spec = spec_of(w, h, cli.fps.unwrap_or(Fps::new(60)))?;
+            let (w, h) = cli.size.unwrap_or(TESTSRC_SIZE);
+            let spec = spec_of(w, h, cli.fps.unwrap_or(Fps::new(TESTSRC_FPS)))?;
             let first = TestSrc::new(spec).map_err(startup_error)?;
             let opener: Opener =
                 Box::new(|spec: &FrameSpec| Ok(Box::new(TestSrc::new(*spec)?) as Box<dyn Source>));
@@ -129,7 +135,7 @@ pub fn run(cli: Cli) -> Result<(), Fatal> {
             })?;
             tracing::info!(device = %path.display(), lock = %lock.path.display(), "device locked");
             device_lock = Some(lock);
-            let want_size = cli.size.unwrap_or((1920, 1080));
+            let want_size = cli.size.unwrap_or(TESTSRC_SIZE);
             let want_fps = cli.fps.unwrap_or(Fps::new(30));
             let prefer = if cli.mjpeg_bus {
                 PixelFormat::Mjpeg
@@ -226,8 +232,7 @@ fn start_audio(
     let spec = audio::spec(cli.audio_rate, cli.audio_channels).map_err(Fatal::Config)?;
     let name = framebus::contract::audio::pcm_bus(&cli.bus);
     let opts = WriterOptions {
-        // One second of chunks: a slow reader catches up in order.
-        slots: 50,
+        slots: framebus::contract::audio::SLOTS,
         group,
         source: source.clone(),
         ..WriterOptions::default()

@@ -94,6 +94,15 @@ pub struct Cli {
         "audio", "audio_rate", "audio_channels", "audio_wait",
     ])]
     pub config: Option<PathBuf>,
+    /// With `--config`: print the shared memory every bus of the file
+    /// takes and check the shm directory (size, free space, file system,
+    /// mount options) against it, then exit: 0 when it fits, 1 when it
+    /// does not (`framebus doctor`; docs/containers.md).
+    #[arg(long, requires = "config")]
+    pub doctor: bool,
+    /// `--doctor` as JSON.
+    #[arg(long, requires = "doctor")]
+    pub json: bool,
 }
 
 pub(crate) fn parse_size(s: &str) -> Result<(u32, u32), String> {

@@ -14,6 +14,8 @@
 //! * [`service`]: `--config`: one [`capture`] per camera, and the process
 //!   supervisor that runs the publishers as children and restarts them
 //!   (with [`backoff`]; [`process_group`]), with the status file (`framebus::contract::status`).
+//! * [`doctor`]: the shared memory a config's buses take, checked against
+//!   the shm directory before the service starts (`framebus doctor`).
 //! * [`devlock`] (one producer per device), [`signals`], [`error`] (exit
 //!   codes).
 //!
@@ -39,6 +41,8 @@ pub mod audio;
 pub mod capture;
 #[cfg(feature = "capture")]
 pub mod convert;
+#[cfg(feature = "capture")]
+pub mod doctor;
 #[cfg(feature = "capture")]
 pub mod ffmpeg_audio;
 #[cfg(feature = "capture")]

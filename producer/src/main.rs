@@ -49,6 +49,10 @@ fn main() {
         },
         None => None,
     };
+    if cli.doctor {
+        let (_, config) = config.as_ref().expect("clap: --doctor requires --config");
+        std::process::exit(doctor(config, cli.json));
+    }
     let log_format = config
         .as_ref()
         .and_then(|(_, c)| c.log_format())
@@ -74,6 +78,32 @@ fn main() {
     if let Err(e) = result {
         eprintln!("framebus-producer: error: {e}");
         std::process::exit(e.exit_code());
+    }
+}
+
+/// `--doctor`: the report on stdout; 0 when the buses fit, 1 when not.
+fn doctor(config: &config::Config, json: bool) -> i32 {
+    let dir = framebus::default_shm_dir();
+    match framebus_producer::doctor::check(config, &dir) {
+        Ok(report) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).expect("serialisable")
+                );
+            } else {
+                print!("{}", framebus_producer::doctor::render(&report));
+            }
+            if report.ok() {
+                0
+            } else {
+                1
+            }
+        }
+        Err(e) => {
+            eprintln!("framebus-producer: error: {e}");
+            1
+        }
     }
 }
 

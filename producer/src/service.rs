@@ -182,6 +182,7 @@ pub fn run(config_path: &Path, config: Config, log_format: LogFormat) -> Result<
     };
     let mut children = plan_children(&config, policy)?;
     let shm_dir = framebus::default_shm_dir();
+    check_shm(&config, &shm_dir)?;
     let status_path = status::path(&shm_dir, std::process::id());
     let config_path = std::fs::canonicalize(config_path).unwrap_or(config_path.to_path_buf());
 
@@ -229,6 +230,46 @@ pub fn run(config_path: &Path, config: Config, log_format: LogFormat) -> Result<
     let _ = std::fs::remove_file(&sup.status_path);
     tracing::info!("service stopped");
     result
+}
+
+/// Before anything is created: every bus of the config must fit in the
+/// shm directory (`doctor`), or the service does not start. Warnings are
+/// logged and the service starts. A config the plan cannot size (a bad
+/// size, a missing directory) is left to the bus's creation, which says
+/// so with its own exit code.
+fn check_shm(config: &Config, dir: &Path) -> Result<(), Fatal> {
+    let report = match crate::doctor::check(config, dir) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(error = %e, "shared memory not checked");
+            return Ok(());
+        }
+    };
+    for f in &report.findings {
+        match f.severity {
+            crate::doctor::Severity::Error => {}
+            crate::doctor::Severity::Warning => tracing::warn!("{}", f.message),
+            crate::doctor::Severity::Note => tracing::debug!("{}", f.message),
+        }
+    }
+    if let Some(e) = report
+        .findings
+        .iter()
+        .find(|f| f.severity == crate::doctor::Severity::Error)
+    {
+        return Err(Fatal::Other(format!(
+            "shared memory: {} (`framebus doctor --config FILE` shows every bus)",
+            e.message
+        )));
+    }
+    tracing::info!(
+        buses = report.buses.len(),
+        shm = %crate::doctor::mib(report.total),
+        free = %crate::doctor::mib(report.shm.free),
+        dir = %dir.display(),
+        "shared memory checked"
+    );
+    Ok(())
 }
 
 /// The process supervisor: the publisher children, and the status file

@@ -841,3 +841,137 @@ fn recorder_is_a_supervised_publisher() {
     );
     stop(p, &s);
 }
+
+/// `framebus doctor` in a container-like shm directory: a private tmpfs
+/// (`--shm-size`). Too small: the doctor says how much is missing and
+/// exits 1, and the service refuses to start before it creates anything.
+/// Big enough: the service starts, and every bus it and its encoders
+/// create (camera, sound, Opus, two H.264 profiles) is exactly as large as
+/// the doctor said.
+#[test]
+fn doctor_sizes_every_bus_and_a_small_shm_stops_the_service_at_start() {
+    if !have_encoder() {
+        return;
+    }
+    let Some(framebus) = bins::or_skip("framebus") else {
+        return;
+    };
+    let s = Scene::new("doctor");
+    let shm = s.dir.join("shm");
+    std::fs::create_dir(&shm).unwrap();
+    let config = s.dir.join("doctor.toml");
+    // The default encoder size is the camera's; `lo` sets its own.
+    std::fs::write(
+        &config,
+        format!(
+            "[[camera]]\nbus = \"{}\"\nsize = \"640x360\"\nfps = 30\naudio = \"tone\"\n\
+             [[encoder]]\nname = \"hi\"\nbitrate = \"2M\"\nencoder = \"libx264\"\n\
+             [[encoder]]\nname = \"lo\"\nsize = \"320x180\"\nbitrate = \"300k\"\ngop = 30\nencoder = \"libx264\"\n",
+            s.bus
+        ),
+    )
+    .unwrap();
+    let doctor = |tmpfs: &framebus_test_support::mountns::PrivateTmpfs, json: bool| {
+        let mut c = tmpfs.command(&framebus);
+        c.env("FRAMEBUS_SHM_DIR", &shm)
+            .args(["doctor", "--config"])
+            .arg(&config);
+        if json {
+            c.arg("--json");
+        }
+        framebus_test_support::run(&mut c, Duration::from_secs(30))
+    };
+
+    // 8 MiB: less than the camera and its sound (9.5 MiB), let alone the
+    // whole plan (34 MiB).
+    let small = framebus_test_support::mountns::PrivateTmpfs::new(&shm, "8m");
+    let out = doctor(&small, false);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!("{}.h264.hi", s.bus))
+            && text.contains("error: the buses need")
+            && text.contains("--shm-size=64m")
+            && text.contains("tmpfs on"),
+        "{text}"
+    );
+    let logf = std::fs::File::create(s.dir.join("producer.log")).unwrap();
+    let mut p = ChildGuard::spawn(
+        small
+            .command(BIN)
+            .env("FRAMEBUS_SHM_DIR", &shm)
+            .arg("--config")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(logf),
+    );
+    let st = p.wait_exit(Duration::from_secs(20));
+    let said = log(&s);
+    assert_eq!(st.code(), Some(1), "{said}");
+    assert!(
+        said.contains("shared memory: the buses need") && said.contains("framebus doctor"),
+        "{said}"
+    );
+    assert_eq!(small.files(), Vec::new(), "nothing is created: {said}");
+    drop(small);
+
+    // 64 MiB: it runs, and the doctor's sizes are the files' sizes.
+    let big = framebus_test_support::mountns::PrivateTmpfs::new(&shm, "64m");
+    let out = doctor(&big, true);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("doctor --json");
+    let planned: Vec<(String, u64)> = report["buses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                framebus::segment_path(&shm, b["name"].as_str().unwrap())
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned(),
+                b["bytes"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(planned.len(), 5, "{report:#}");
+    let logf = std::fs::File::create(s.dir.join("producer.log")).unwrap();
+    let p = ChildGuard::spawn(
+        big.command(BIN)
+            .env("FRAMEBUS_SHM_DIR", &shm)
+            .env("RUST_LOG", "info")
+            .arg("--config")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(logf),
+    );
+    let buses = |files: &[(String, u64)]| -> Vec<(String, u64)> {
+        let mut v: Vec<(String, u64)> = files
+            .iter()
+            .filter(|(n, _)| !n.starts_with("framebus-status."))
+            .cloned()
+            .collect();
+        v.sort();
+        v
+    };
+    let mut want = planned.clone();
+    want.sort();
+    let end = Instant::now() + Duration::from_secs(60);
+    let mut seen = buses(&big.files());
+    while seen.len() < want.len() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(200));
+        seen = buses(&big.files());
+    }
+    assert_eq!(
+        seen,
+        want,
+        "the buses as created against the doctor's plan; log:\n{}",
+        log(&s)
+    );
+    let l = log(&s);
+    assert!(l.contains("shared memory checked"), "{l}");
+    drop(p);
+}

@@ -1,13 +1,15 @@
 //! `framebus`: list, inspect and remove buses; show the whole service.
 //!
 //! Exit codes: 0 success, 1 error, 2 usage (clap), 3 missing program
-//! (`framebus encoders` without `framebus-encoder`), 4 bad arguments,
+//! (`framebus encoders`, `record` or `doctor` without the program it runs), 4 bad arguments,
 //! 7 bus not found, 8 bus owned by a live producer. `framebus status`:
 //! 0 healthy, 10 degraded, 11 nothing running (see `status.rs`).
 //!
-//! `framebus encoders` runs `framebus-encoder --list` and `framebus record`
-//! runs `framebus-recorder record` (each found next to this program, else
-//! on `PATH`): this crate links no media library, those processes do.
+//! `framebus encoders` runs `framebus-encoder --list`, `framebus record`
+//! runs `framebus-recorder record` and `framebus doctor` runs
+//! `framebus-producer --doctor` (each found next to this program, else on
+//! `PATH`): this crate links no media library and reads no service config,
+//! those processes do.
 
 #[path = "framebus/status.rs"]
 mod status;
@@ -62,6 +64,17 @@ enum Cmd {
     /// Which H.264 encoders open on this machine, and why the others do
     /// not (runs `framebus-encoder --list`).
     Encoders,
+    /// The shared memory every bus of a config takes, checked against the
+    /// shm directory (size, free space, file system, mount options): exit
+    /// 0 when it fits, 1 when not (runs `framebus-producer --doctor`).
+    Doctor {
+        /// The service's config.
+        #[arg(long, default_value = "/etc/framebus/framebus.toml")]
+        config: PathBuf,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Record a stream through the running recorder, with pre-roll from
     /// its memory: `framebus record cam0/high --duration 30s --preroll 5s
     /// -o clip.mp4` (runs `framebus-recorder record`; see its `--help`).
@@ -113,13 +126,25 @@ fn main() -> ExitCode {
             return run_sibling(
                 "framebus-encoder",
                 &["--list".into()],
+                dir,
                 "probes the H.264 encoders",
             )
+        }
+        Cmd::Doctor { config, json } => {
+            let mut a = vec![
+                "--config".to_string(),
+                config.display().to_string(),
+                "--doctor".into(),
+            ];
+            if json {
+                a.push("--json".into());
+            }
+            return run_sibling("framebus-producer", &a, dir, "reads the config");
         }
         Cmd::Record { args } => {
             let mut a = vec!["record".to_string()];
             a.extend(args);
-            return run_sibling("framebus-recorder", &a, "records streams");
+            return run_sibling("framebus-recorder", &a, dir, "records streams");
         }
         Cmd::Status { json, prometheus } => {
             let output = match (json, prometheus) {
@@ -156,9 +181,15 @@ fn sibling_or_path(name: &str) -> Option<PathBuf> {
     here.into_iter().chain(on_path).find(|p| p.is_file())
 }
 
-/// Runs `program` (next to this one, else on `PATH`) with `args`, its
-/// output and exit status passed through; exit 3 when it is missing.
-fn run_sibling(program: &str, args: &[String], what: &str) -> ExitCode {
+/// Runs `program` (next to this one, else on `PATH`) with `args` (and
+/// `--dir` as `FRAMEBUS_SHM_DIR`), its output and exit status passed
+/// through; exit 3 when it is missing.
+fn run_sibling(
+    program: &str,
+    args: &[String],
+    dir: Option<&std::path::Path>,
+    what: &str,
+) -> ExitCode {
     let Some(exe) = sibling_or_path(program) else {
         eprintln!(
             "framebus: {program} is not installed (looked next to {} and on PATH); \
@@ -168,7 +199,12 @@ fn run_sibling(program: &str, args: &[String], what: &str) -> ExitCode {
         );
         return ExitCode::from(3);
     };
-    match std::process::Command::new(&exe).args(args).status() {
+    let mut cmd = std::process::Command::new(&exe);
+    cmd.args(args);
+    if let Some(d) = dir {
+        cmd.env(framebus::SHM_DIR_ENV, d);
+    }
+    match cmd.status() {
         Ok(st) => match st.code() {
             Some(0) => ExitCode::SUCCESS,
             Some(c) => ExitCode::from(u8::try_from(c).unwrap_or(1)),

@@ -16,6 +16,7 @@
 //! | [`hls_stream`] | [`hls_stream::TestStream`]: a live LL-HLS stream of the time-coded pattern (ffmpeg fragments republished as parts), served with CORS: the HLS harness's stand-in origin |
 //! | [`http`] | [`http::Resp`]: an HTTP response (status, header lines, body) and the checks of the servers' JSON errors, for the raw client of the publishers' tests and for `curl` in [`recorder`] |
 //! | [`nginx`] | [`nginx::CacheProxy`]: Debian's nginx as a caching reverse proxy from `examples/nginx/framebus-hls.conf`, its access log counted by cache status |
+//! | [`mountns`] | [`mountns::PrivateTmpfs`]: a tmpfs of a given size in a mount namespace of its own (root), entered with `nsenter`: a container's `/dev/shm` |
 //! | [`netns`] | [`netns::Netns`]: a network namespace joined by a veth pair, shaped with `tc tbf` (root) |
 //! | [`recorder`] | [`recorder::Recorder`]: `framebus-recorder` on port 0 and its API (curl); ffprobe/ffmpeg checks of its files, time codes of decoded frames, MP4 box layout, [`recorder::EncodedLog`] of what the encoded bus carried, RFC 3339 times, a private tmpfs in a mount namespace |
 //! | [`service`] | [`service::Service`]: `framebus-producer --config` on a written TOML in its own shm directory, waited for until every camera and child runs; the publishers' addresses from its status file |
@@ -45,6 +46,7 @@ pub mod hls;
 pub mod hls_stream;
 pub mod http;
 pub mod listening;
+pub mod mountns;
 pub mod names;
 pub mod netns;
 pub mod nginx;

@@ -647,6 +647,8 @@ impl Camera {
             backoff_max: self.reconnect_max.0,
             watchdog: self.watchdog.0,
             config: None,
+            doctor: false,
+            json: false,
         }
     }
 }

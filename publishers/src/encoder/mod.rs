@@ -140,7 +140,10 @@ fn settings(profile: &Profile, src: &FrameSpec, kind: EncoderKind) -> EncodeSett
         height,
         fps,
         bitrate: profile.bitrate,
-        gop: profile.gop.unwrap_or(fps * 2).max(1),
+        gop: profile
+            .gop
+            .unwrap_or_else(|| framebus::contract::encoder::default_gop(fps))
+            .max(1),
         encoder: kind,
     }
 }

@@ -30,9 +30,8 @@ use framebus::{
     Writer, WriterOptions,
 };
 
-/// Largest Opus packet (RFC 6716: 1275 bytes per frame; a 20 ms packet
-/// is one frame), with room to spare.
-pub const MAX_PACKET: usize = 4000;
+/// Largest Opus packet: the Opus bus's slot.
+pub const MAX_PACKET: usize = framebus::contract::audio::OPUS_MAX_PACKET;
 
 /// libopus complexity unless told: 10, libopus's own default. 5 costs
 /// about a fifth less CPU, 0 half (docs/audio.md, "CPU"), for a little
@@ -221,7 +220,7 @@ pub fn run(cfg: &OpusConfig, stop: &AtomicBool) -> Result<(), OpusError> {
         &cfg.out,
         spec,
         WriterOptions {
-            slots: 50,
+            slots: framebus::contract::audio::SLOTS,
             slot_capacity: Some(MAX_PACKET),
             shm_dir: cfg.shm_dir.clone(),
             source: format!("opus {} kbit/s of {}", cfg.bitrate / 1000, cfg.bus),

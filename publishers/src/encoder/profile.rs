@@ -129,7 +129,7 @@ impl FromStr for Profile {
             name: name.to_string(),
             size,
             fps,
-            bitrate: 4_000_000,
+            bitrate: framebus::contract::encoder::DEFAULT_BITRATE,
             gop: None,
             h264: H264Profile::default(),
             slice_bytes: DEFAULT_SLICE_BYTES,
