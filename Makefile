@@ -15,7 +15,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # nginx for the HLS tests behind a caching reverse proxy; ALSA for the
 # producer's microphones, and PulseAudio with the ALSA pulse plugin as the
 # tests' microphone: docs/audio.md; lintian checks the .deb of `make dist`:
-# docs/packages.md).
+# docs/packages.md; Janus, the SFU the fan-out tests feed: docs/scale-out.md).
 APT_PKGS := pkg-config libclang-dev clang cmake nasm \
 	libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev \
 	libavfilter-dev libavdevice-dev \
@@ -23,7 +23,7 @@ APT_PKGS := pkg-config libclang-dev clang cmake nasm \
 	gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
 	gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav \
 	libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev \
-	chromium coturn iproute2 nginx \
+	chromium coturn iproute2 nginx janus \
 	libasound2-dev libasound2-plugins pulseaudio pulseaudio-utils \
 	lintian
 STAMPS := .make-stamps

@@ -8,9 +8,10 @@
 //! one media stream (libwebrtc lip-syncs only those), sends sender reports
 //! of both every second, and lets the browser hold the picture back
 //! (`playout-delay` 80..400 ms): once settled (after [`SETTLE_S`]) the
-//! offset is within [`SYNCED_MS`] (measured: about 17 ms, docs/audio.md
-//! "A/V sync"); before, within [`BOUND_MS`], one of correctness (a clock
-//! mapped wrong is off by hundreds of ms).
+//! median offset is within [`SYNCED_MS`] (measured: about 17 ms,
+//! docs/audio.md "A/V sync") and every one within [`SETTLED_MAX_MS`];
+//! before, within [`BOUND_MS`], one of correctness (a clock mapped wrong
+//! is off by hundreds of ms).
 //!
 //! Own buses (unique names), own processes (stopped with SIGTERM so each
 //! removes its buses), server on port 0. Every wait is a watchdog.
@@ -34,10 +35,15 @@ const BOUND_MS: f64 = 250.0;
 /// by at most 100 ms per second toward its target: settled by 5 s on a
 /// quiet machine, by 7 s in a loaded `make test`).
 const SETTLE_S: f64 = 8.0;
-/// Largest |offset| of a settled beep, ms: lip sync (the goal is 20 ms;
-/// measured 17; the margin is for a loaded machine, where the jitter
-/// buffer grows before libwebrtc's sync follows it).
+/// Largest |median offset| of the settled beeps, ms: lip sync (the goal
+/// is 20 ms; measured 17 quiet, 27 in a loaded `make test`). Without one
+/// media stream for both tracks it is 90–135 ms.
 const SYNCED_MS: f64 = 45.0;
+/// Largest |offset| of any settled beep, ms: under load the jitter
+/// buffer grows (the sound by 20 ms at once) before libwebrtc's sync
+/// follows it (a loaded run saw 47 ms for two beeps). ITU-R BT.1359
+/// puts the detectability of sound after picture at 125 ms.
+const SETTLED_MAX_MS: f64 = 90.0;
 
 #[test]
 fn webrtc_sound_and_picture_are_lip_synced_in_chromium() {
@@ -101,9 +107,19 @@ fn webrtc_sound_and_picture_are_lip_synced_in_chromium() {
         .filter(|b| b.context_s - t0 >= SETTLE_S)
         .collect();
     assert!(settled.len() >= 4, "beeps after {SETTLE_S} s: {s:#?}");
+    let mut offsets: Vec<f64> = settled.iter().map(|b| b.offset_ms).collect();
+    offsets.sort_by(f64::total_cmp);
+    let median = offsets[offsets.len() / 2];
+    assert!(
+        median.abs() < SYNCED_MS,
+        "median offset of the settled beeps {median:.1} ms (sound after the picture > 0); \
+         offsets {:?}; receiver {:?}",
+        s.offsets_ms,
+        s.receiver
+    );
     for b in settled {
         assert!(
-            b.offset_ms.abs() < SYNCED_MS,
+            b.offset_ms.abs() < SETTLED_MAX_MS,
             "beep at {} ({:.1} s in): sound {:.1} ms after the picture once settled (audio \
              {:.1} ms, picture {:?} ms after capture); offsets {:?}; receiver {:?}",
             b.second,

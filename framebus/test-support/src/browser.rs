@@ -8,6 +8,8 @@
 //! sampled over time, an early stop. [`video_play`] plays an MP4 file (a
 //! recording) in a plain `<video>` element (`video.mjs`). With
 //! [`WhepPlay::audio`] the viewers also receive audio and report it.
+//! [`janus_play`] watches a mountpoint of a Janus server with janus.js
+//! (`janus.mjs`, same report).
 //!
 //! Needs `node`, `/usr/bin/chromium` (or `$CHROMIUM`) and the driver's
 //! `node_modules` (`make node-deps`); each missing piece panics saying how
@@ -148,6 +150,9 @@ pub struct Inbound {
     pub pause_count: Option<u64>,
     /// `packetsLost`.
     pub packets_lost: Option<i64>,
+    /// `jitter` (RTP interarrival jitter), ms.
+    #[serde(default)]
+    pub jitter_ms: Option<f64>,
     /// `packetsReceived`.
     pub packets_received: Option<u64>,
     /// `nackCount`.
@@ -353,15 +358,40 @@ pub struct Viewer {
     /// Stats over time ([`WhepExtra::sample_ms`]).
     #[serde(default)]
     pub samples: Option<Vec<Sample>>,
+    /// [`janus_play`] only: what janus.js saw of the session.
+    #[serde(default)]
+    pub janus: Option<JanusViewer>,
     /// Its stats.
     #[serde(flatten)]
     pub stats: PcStats,
 }
 
-/// The report of [`whep_play`] and [`self_test`].
+/// What janus.js saw of a [`janus_play`] viewer's session.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct JanusViewer {
+    /// The Streaming plugin's `result.status` events, in order
+    /// (`preparing`, `starting`, `started`, ...).
+    pub statuses: Vec<String>,
+    /// janus.js's `webrtcState(true)`: Janus says the PeerConnection is up
+    /// (ICE and DTLS done).
+    pub webrtc_up: bool,
+    /// `mediaState` events, `video:MID:on`.
+    pub media: Vec<String>,
+    /// janus.js's `iceState` events, in order.
+    pub ice_states: Vec<String>,
+    /// `webrtcState(false)`'s reason: Janus hung up.
+    pub hangup: Option<String>,
+    /// `slowLink` events.
+    pub slow_links: u64,
+    /// The candidates of Janus's offer (`candidate:...`).
+    pub offer_candidates: Vec<String>,
+}
+
+/// The report of [`whep_play`], [`self_test`] and [`janus_play`].
 #[derive(Clone, Debug, Deserialize)]
 pub struct PlayReport {
-    /// `whep` or `self_test`.
+    /// `whep`, `self_test` or `janus`.
     pub mode: String,
     /// Chromium's version.
     pub browser: Option<String>,
@@ -651,6 +681,30 @@ pub fn recorder_page(opts: &RecPage) -> RecPageReport {
     }
     let out = drive_script("recpage.mjs", &args, opts.seconds, None);
     parse_report("recpage.mjs", &out)
+}
+
+/// `viewers` peer connections (one page, one Janus session each) watch
+/// mountpoint `mountpoint` of the Janus server at `api_url`
+/// (`http://127.0.0.1:PORT/janus`, [`crate::janus::Janus::api_url`]) with
+/// Janus's own janus.js for `seconds` (`publishers/tests/browser/
+/// janus.mjs`); viewer 0 reads the time codes of its frames
+/// ([`PlayReport::timecode`]: all `refused` for a picture without one).
+/// Janus's errors go to [`Viewer::post_error`], what janus.js saw to
+/// [`Viewer::janus`].
+pub fn janus_play(api_url: &str, mountpoint: u64, seconds: f64, viewers: u32) -> PlayReport {
+    let args = [
+        "--url".to_string(),
+        api_url.to_string(),
+        "--mountpoint".to_string(),
+        mountpoint.to_string(),
+        "--viewers".to_string(),
+        viewers.to_string(),
+        "--timecode".to_string(),
+        "--seconds".to_string(),
+        seconds.to_string(),
+    ];
+    let out = drive_script("janus.mjs", &args, seconds, None);
+    parse_report("janus.mjs", &out)
 }
 
 /// Runs the driver with `args` and `--seconds`; its stdout (one JSON line).

@@ -15,6 +15,7 @@
 //! | [`hls`] | headless Chromium playing HLS / LL-HLS with hls.js in N clients (`publishers/tests/browser/hls.mjs`), its JSON report |
 //! | [`hls_stream`] | [`hls_stream::TestStream`]: a live LL-HLS stream of the time-coded pattern (ffmpeg fragments republished as parts), served with CORS: the HLS harness's stand-in origin |
 //! | [`http`] | [`http::Resp`]: an HTTP response (status, header lines, body) and the checks of the servers' JSON errors, for the raw client of the publishers' tests and for `curl` in [`recorder`] |
+//! | [`janus`] | [`janus::Janus`]: Debian's Janus on loopback, its Streaming plugin with one H.264 `rtp` mountpoint fed on UDP ports the test chooses, for browsers watching through an SFU ([`browser::janus_play`]) |
 //! | [`nginx`] | [`nginx::CacheProxy`]: Debian's nginx as a caching reverse proxy from `examples/nginx/framebus-hls.conf`, its access log counted by cache status |
 //! | [`mountns`] | [`mountns::PrivateTmpfs`]: a tmpfs of a given size in a mount namespace of its own (root), entered with `nsenter`: a container's `/dev/shm` |
 //! | [`netns`] | [`netns::Netns`]: a network namespace joined by a veth pair, shaped with `tc tbf` (root) |
@@ -45,6 +46,7 @@ pub mod feed;
 pub mod hls;
 pub mod hls_stream;
 pub mod http;
+pub mod janus;
 pub mod listening;
 pub mod mountns;
 pub mod names;

@@ -20,6 +20,7 @@ use framebus_publishers::common::cli::{
     failure, init_logging, parse_args, print_line, print_listening, usage_error,
 };
 use framebus_publishers::common::shutdown::{stopped, StopSignals};
+use framebus_publishers::rtsp::forward::{self, ForwardTarget};
 use framebus_publishers::rtsp::push::{self, PushTarget};
 use framebus_publishers::rtsp::{http, Config, Server, SHUTDOWN_DEADLINE};
 
@@ -67,6 +68,13 @@ struct Args {
     /// MediaMTX), reconnecting with backoff; repeatable.
     #[arg(long = "push", value_name = "URL")]
     push: Vec<String>,
+    /// Send a stream as plain RTP over UDP to a receiver that fans it out
+    /// (a Janus Streaming-plugin `rtp` mountpoint, docs/scale-out.md):
+    /// `cam0/high=rtp://127.0.0.1:5004` (RTCP to PORT+1, or
+    /// `?rtcp=PORT`), `cam0.opus=rtp://…` for the sound; a PLI or FIR
+    /// coming back asks the encoder for a keyframe. Repeatable.
+    #[arg(long = "forward", value_name = "PATH=rtp://HOST:PORT")]
+    forward: Vec<String>,
     /// The stream `--push` publishes (`BUS/PROFILE` or an encoded bus).
     #[arg(long, value_name = "BUS/PROFILE", default_value = "cam0/high")]
     push_from: String,
@@ -99,6 +107,13 @@ fn main() -> ExitCode {
             path: args.push_from.clone(),
         })
         .collect();
+    let mut forwards = Vec::new();
+    for f in &args.forward {
+        match ForwardTarget::parse(f) {
+            Ok(t) => forwards.push(t),
+            Err(e) => return usage_error(PROGRAM, e),
+        }
+    }
     let auth = match load_credentials(args.auth, args.auth_file.as_deref(), env::RTSP_AUTH) {
         Ok(found) => found.map(|(c, _)| c),
         Err(e) => return usage_error(PROGRAM, e),
@@ -162,6 +177,12 @@ fn main() -> ExitCode {
                     tracing::error!(error = %e, "HTTP listener failed");
                 }
             }));
+        }
+        for target in forwards {
+            tokio::spawn(forward::run(
+                std::sync::Arc::clone(server.streams()),
+                target,
+            ));
         }
         for target in pushes {
             tokio::spawn(push::run(std::sync::Arc::clone(server.streams()), target));

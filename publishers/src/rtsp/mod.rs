@@ -21,6 +21,7 @@
 pub mod auth;
 pub mod config;
 pub mod connection;
+pub mod forward;
 pub mod h264;
 pub mod http;
 pub mod metrics;

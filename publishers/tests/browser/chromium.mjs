@@ -29,6 +29,17 @@ export const QUIET_ARGS = [
   '--autoplay-policy=no-user-gesture-required',
 ];
 
+// And for the WebRTC drivers (whep.mjs, janus.mjs): the server under test
+// listens on 127.0.0.1. With another interface up, Chromium reaches it
+// without these two (its checks leave a wildcard-bound socket); on a host
+// with only `lo` (a network-less container) it gathers nothing and connects
+// only with both: loopback allowed, and host addresses not hidden behind
+// *.local mDNS names.
+export const WEBRTC_ARGS = [
+  '--allow-loopback-in-peer-connection',
+  '--disable-features=WebRtcHideLocalIpsWithMdns',
+];
+
 // What an early exit (signal, timeout) must not leave behind. Cleaning up
 // is one promise, shared by whoever asks first: the scratch directory goes
 // only once the browser has exited (it writes there while closing).

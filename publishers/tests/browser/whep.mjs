@@ -11,11 +11,13 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { QUIET_ARGS, runDriver, watchPage } from './chromium.mjs';
+import { QUIET_ARGS, WEBRTC_ARGS, runDriver, watchPage } from './chromium.mjs';
 
 // The page-side time-code decoder and frame follower, shared with hls.mjs
 // and benches/webrtc/viewer.mjs.
 const TIMECODE_JS = join(dirname(fileURLToPath(import.meta.url)), '../../src/console/timecode.js');
+// The page-side inbound stats of a peer connection, shared with janus.mjs.
+const RTCSTATS_JS = join(dirname(fileURLToPath(import.meta.url)), 'rtcstats.js');
 
 const USAGE = `usage:
   node whep.mjs --url http://HOST:PORT/BUS/PROFILE/whep --seconds S [--viewers N]
@@ -25,17 +27,8 @@ const USAGE = `usage:
   node whep.mjs --page URL --seconds S [--timecode] [--raw]
   node whep.mjs --self-test --seconds S [--viewers N] [--codec h264|vp8|any] [--raw]`;
 
-// The quiet set of chromium.mjs, and:
-const CHROMIUM_ARGS = [
-  ...QUIET_ARGS,
-  // The server under test listens on 127.0.0.1. With another interface
-  // up, Chromium reaches it without these two (its checks leave a
-  // wildcard-bound socket); on a host with only `lo` (a network-less
-  // container) it gathers nothing and connects only with both: loopback
-  // allowed, and host addresses not hidden behind *.local mDNS names.
-  '--allow-loopback-in-peer-connection',
-  '--disable-features=WebRtcHideLocalIpsWithMdns',
-];
+// The quiet set of chromium.mjs, and its WebRTC flags (loopback, no mDNS).
+const CHROMIUM_ARGS = [...QUIET_ARGS, ...WEBRTC_ARGS];
 
 const log = (...a) => console.error('[whep.mjs]', ...a);
 
@@ -144,53 +137,9 @@ function installHarness() {
   // (timecode.js, loaded into the page first; hls.mjs uses the same).
   const { BANDS, TIME_CELLS, COUNTER_CELLS, makeDecoder, summary, watchVideo } = window.framebusTimecode;
 
-  // The receiving side of `pc` as getStats() reports it; null before any
-  // video RTP arrived.
-  async function inboundStats(pc) {
-    const report = await pc.getStats();
-    const byId = new Map();
-    report.forEach((s) => byId.set(s.id, s));
-    const all = [...byId.values()];
-    const inb = all.find((s) => s.type === 'inbound-rtp' && s.kind === 'video');
-    const transport = all.find((s) => s.type === 'transport' && s.selectedCandidatePairId);
-    const pair = transport
-      ? byId.get(transport.selectedCandidatePairId)
-      : all.find((s) => s.type === 'candidate-pair' && s.nominated && s.state === 'succeeded');
-    const rtt_ms = pair && pair.currentRoundTripTime !== undefined ? pair.currentRoundTripTime * 1000 : null;
-    const local = pair ? byId.get(pair.localCandidateId) : undefined;
-    const remote = pair ? byId.get(pair.remoteCandidateId) : undefined;
-    const cand = (c) => (c ? `${c.address ?? c.ip}:${c.port}/${c.protocol} ${c.candidateType}` : null);
-    if (!inb) return { inbound: null, rtt_ms, local_candidate: cand(local), remote_candidate: cand(remote) };
-    const codec = inb.codecId ? byId.get(inb.codecId) : undefined;
-    const n = (x) => (x === undefined ? null : x);
-    return {
-      inbound: {
-        frames_decoded: n(inb.framesDecoded),
-        frames_received: n(inb.framesReceived),
-        frames_dropped: n(inb.framesDropped),
-        frame_width: n(inb.frameWidth),
-        frame_height: n(inb.frameHeight),
-        frames_per_second: n(inb.framesPerSecond),
-        freeze_count: n(inb.freezeCount),
-        total_freezes_duration_s: n(inb.totalFreezesDuration),
-        pause_count: n(inb.pauseCount),
-        packets_lost: n(inb.packetsLost),
-        packets_received: n(inb.packetsReceived),
-        nack_count: n(inb.nackCount),
-        pli_count: n(inb.pliCount),
-        fir_count: n(inb.firCount),
-        jitter_buffer_ms: inb.jitterBufferEmittedCount
-          ? (inb.jitterBufferDelay / inb.jitterBufferEmittedCount) * 1000
-          : null,
-        decoder_implementation: n(inb.decoderImplementation),
-        codec: codec ? codec.mimeType : null,
-        sdp_fmtp_line: codec ? n(codec.sdpFmtpLine) : null,
-      },
-      rtt_ms,
-      local_candidate: cand(local),
-      remote_candidate: cand(remote),
-    };
-  }
+  // Inbound video stats of a peer connection (rtcstats.js, loaded into the
+  // page first; janus.mjs uses the same).
+  const { inboundStats } = window.framebusRtcStats;
 
   // The receiving side of `pc`'s audio as getStats() reports it; null
   // before any audio RTP arrived.
@@ -854,6 +803,7 @@ async function run(page, o) {
     const resp = await page.goto(health, { timeout: 15000 });
     log(`opened ${health}: ${resp ? resp.status() : 'no response'}`);
     await page.addScriptTag({ path: TIMECODE_JS });
+    await page.addScriptTag({ path: RTCSTATS_JS });
     await page.evaluate(installHarness);
     const stopper = o.stopFile ? watchStopFile(page, o.stopFile) : null;
     try {
@@ -882,6 +832,7 @@ async function run(page, o) {
     await page.context().grantPermissions(['camera', 'microphone']);
     await page.setContent('<!doctype html><title>framebus self-test</title><body></body>');
     await page.addScriptTag({ path: TIMECODE_JS });
+    await page.addScriptTag({ path: RTCSTATS_JS });
     await page.evaluate(installHarness);
     return page.evaluate((a) => window.__fb.selfTest(a), {
       viewers: o.viewers,
@@ -893,6 +844,7 @@ async function run(page, o) {
   // Page mode: the harness is installed before the page's own scripts run
   // so the player's video is followed from its first frame.
   await page.addInitScript({ path: TIMECODE_JS });
+  await page.addInitScript({ path: RTCSTATS_JS });
   await page.addInitScript(installHarness);
   await page.addInitScript(
     ({ timecode }) => window.__fb.followPlayer(performance.now(), timecode),

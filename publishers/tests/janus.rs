@@ -1,0 +1,87 @@
+//! Fan-out through Janus (docs/scale-out.md): `framebus-rtsp --forward`
+//! sends an encoded bus as RTP to a real Janus 1.1 Streaming-plugin
+//! mountpoint (Debian's `janus`, started by the test with a config it
+//! writes: `framebus_test_support::janus`), and headless Chromium watches
+//! it *through Janus* with Janus's own janus.js (`browser/janus.mjs`).
+//!
+//! Checked: every viewer decodes the picture at its size; viewer 0 reads
+//! the time codes (so the latency through the extra hop is measured, and
+//! printed beside the direct WHEP viewer's); and Janus's keyframe
+//! requests reach the encoder: the encoder's GOP is 20 s, and the
+//! encoded bus counts keyframes forced after the viewers joined.
+//!
+//! Own buses (unique names), own processes; Janus's HTTP port and the
+//! mountpoint's UDP ports are picked free; every wait is a watchdog.
+
+#[path = "http_support/mod.rs"]
+mod http_support;
+#[path = "rtsp_support/mod.rs"]
+mod rtsp_support;
+
+use framebus_test_support::browser::{self, producer};
+use framebus_test_support::janus::{Janus, MOUNTPOINT};
+use framebus_test_support::port::free_udp_port;
+use http_support::{assert_played, Server, WhepPlay};
+use rtsp_support::{Encoder, RtspServer};
+
+/// Baseline (the mountpoint's fmtp), a 20 s GOP at 30 fps: a keyframe
+/// after the first is one somebody asked for.
+const PROFILE: &str = "low=640x360@30,h264=baseline,gop=600";
+
+#[test]
+fn chromium_watches_through_janus_and_janus_keyframe_requests_reach_the_encoder() {
+    let bus = framebus_test_support::unique_name("janus");
+    let _prod = producer(&bus, "640x360", false);
+    let _enc = Encoder::start(&bus, PROFILE, &[], None);
+    let encoded = framebus::contract::encoder::bus_name(&bus, "low");
+    let (rtp, rtcp) = (free_udp_port(), free_udp_port());
+    let janus = Janus::start(rtp, rtcp);
+    let _fwd = RtspServer::start(&[
+        "--forward",
+        &format!("{bus}/low=rtp://127.0.0.1:{rtp}?rtcp={rtcp}"),
+    ]);
+    let forced = || framebus::stat(&encoded, None).map_or(0, |i| i.keyframes_forced);
+    let before = forced();
+
+    let r = browser::janus_play(&janus.api_url(), MOUNTPOINT, 8.0, 2);
+    assert_eq!(r.viewers.len(), 2, "{r:#?}\nJanus log:\n{}", janus.log());
+    for v in &r.viewers {
+        assert_eq!(
+            v.connection_state,
+            "connected",
+            "{v:#?}\nJanus log:\n{}",
+            janus.log()
+        );
+        let inb = v.stats.inbound.as_ref().expect("inbound video");
+        assert_eq!(inb.codec.as_deref(), Some("video/H264"), "{inb:#?}");
+        assert_eq!(
+            (inb.frame_width, inb.frame_height),
+            (Some(640), Some(360)),
+            "{inb:#?}"
+        );
+        assert!(v.stats.frames_decoded() >= 60, "{v:#?}");
+    }
+    let tc = r.timecode.as_ref().expect("viewer 0's time codes");
+    assert!(tc.decoded >= 30, "time codes through Janus: {tc:#?}");
+    let after = forced();
+    assert!(
+        after > before,
+        "no keyframe forced while two viewers joined through Janus (forced {before} -> {after}): \
+         Janus's PLIs did not reach the encoder\nJanus log:\n{}",
+        janus.log()
+    );
+
+    // The same stream straight from framebus (WHEP), for the extra hop.
+    let server = Server::start(&["--bus", &bus]);
+    let mut opts = WhepPlay::new(server.whep(&bus, "low"));
+    opts.seconds = 8.0;
+    opts.timecode = true;
+    let direct = browser::whep_play(&opts);
+    assert_played(&direct.viewers[0], 60, (640, 360), "the direct viewer");
+    eprintln!(
+        "time code to presentation (ms): through Janus {:?}; direct WHEP {:?}; \
+         keyframes forced {before} -> {after}",
+        tc.latency_ms,
+        direct.timecode.as_ref().and_then(|t| t.latency_ms)
+    );
+}
