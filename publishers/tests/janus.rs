@@ -10,6 +10,11 @@
 //! requests reach the encoder: the encoder's GOP is 20 s, and the
 //! encoded bus counts keyframes forced after the viewers joined.
 //!
+//! And the other direction, WHIP (`framebus-mjpeg --whip`): framebus
+//! publishes picture and sound into a real WHIP server, Meetecho's
+//! simple-whip-server in front of a Janus VideoRoom
+//! (`framebus_test_support::whip`), whose RTP forward GStreamer decodes.
+//!
 //! Own buses (unique names), own processes; Janus's HTTP port and the
 //! mountpoint's UDP ports are picked free; every wait is a watchdog.
 
@@ -18,9 +23,12 @@ mod http_support;
 #[path = "rtsp_support/mod.rs"]
 mod rtsp_support;
 
-use framebus_test_support::browser::{self, producer};
+use std::time::Duration;
+
+use framebus_test_support::browser::{self, opus_encoder, producer};
 use framebus_test_support::janus::{Janus, MOUNTPOINT};
 use framebus_test_support::port::free_udp_port;
+use framebus_test_support::whip::WhipServer;
 use http_support::{assert_played, Server, WhepPlay};
 use rtsp_support::{Encoder, RtspServer};
 
@@ -84,4 +92,52 @@ fn chromium_watches_through_janus_and_janus_keyframe_requests_reach_the_encoder(
         tc.latency_ms,
         direct.timecode.as_ref().and_then(|t| t.latency_ms)
     );
+}
+
+/// `--whip`: framebus-mjpeg offers H.264 and Opus to simple-whip-server
+/// (with a bearer token), Janus's VideoRoom receives them and forwards them
+/// as RTP, where GStreamer decodes 640x360 video and 48 kHz Opus. Janus
+/// asks for a keyframe every 2 s (FIR): the 20 s GOP's encoder forces
+/// them. framebus stopped: its DELETE ends the publisher in the room.
+#[test]
+fn whip_publishes_picture_and_sound_into_janus_through_a_whip_server() {
+    let bus = framebus_test_support::unique_name("whip");
+    let _prod = producer(&bus, "640x360", true);
+    let _enc = Encoder::start(&bus, PROFILE, &[], None);
+    let _opus = opus_encoder(&bus);
+    let encoded = framebus::contract::encoder::bus_name(&bus, "low");
+    let whip = WhipServer::start_with_token("framebus-test-token");
+    let url = whip.endpoint_url();
+    let from = format!("{bus}/low");
+    // Janus offers no loopback candidate: the media port on every
+    // interface address.
+    let server = Server::start_media(
+        "0.0.0.0:0",
+        1,
+        &[
+            "--bus",
+            &bus,
+            "--whip",
+            &url,
+            "--whip-from",
+            &from,
+            "--whip-token",
+            "framebus-test-token",
+        ],
+    );
+    whip.wait_publishing(true, Duration::from_secs(30));
+    let forced = || framebus::stat(&encoded, None).map_or(0, |i| i.keyframes_forced);
+    let before = forced();
+    let v = whip.decode_video(60, Duration::from_secs(30));
+    assert_eq!((v.width, v.height), (640, 360), "{v:?}");
+    let a = whip.decode_audio(50, Duration::from_secs(30));
+    assert_eq!(a.rate, 48_000, "{a:?}");
+    assert!(
+        framebus_test_support::eventually(Duration::from_secs(20), || forced() > before),
+        "Janus's keyframe requests did not reach the encoder ({before} forced)\n{}",
+        whip.log()
+    );
+    // A clean stop deletes the session: the room has no publisher.
+    server.proc.signal(libc::SIGTERM);
+    whip.wait_publishing(false, Duration::from_secs(20));
 }

@@ -197,7 +197,7 @@ fn read_log(dir: &Path) -> String {
 
 /// Every `libjanus_*.so` of `LIB_DIR/kind` but `keep`, comma-separated: a
 /// `disable` list (Janus loads whatever is in the folder otherwise).
-fn disable_all_but(kind: &str, keep: &str) -> String {
+pub(crate) fn disable_all_but(kind: &str, keep: &str) -> String {
     let folder = Path::new(LIB_DIR).join(kind);
     let mut names: Vec<String> = std::fs::read_dir(&folder)
         .unwrap_or_else(|e| panic!("read {}: {e}", folder.display()))

@@ -16,6 +16,7 @@
 //! | [`hls_stream`] | [`hls_stream::TestStream`]: a live LL-HLS stream of the time-coded pattern (ffmpeg fragments republished as parts), served with CORS: the HLS harness's stand-in origin |
 //! | [`http`] | [`http::Resp`]: an HTTP response (status, header lines, body) and the checks of the servers' JSON errors, for the raw client of the publishers' tests and for `curl` in [`recorder`] |
 //! | [`janus`] | [`janus::Janus`]: Debian's Janus on loopback, its Streaming plugin with one H.264 `rtp` mountpoint fed on UDP ports the test chooses, for browsers watching through an SFU ([`browser::janus_play`]) |
+//! | [`whip`] | [`whip::WhipServer`]: a real WHIP server (Debian's simple-whip-server and Janus's VideoRoom) on loopback for a WHIP client under test; what it published, forwarded as RTP and decoded (H.264 size and frames, Opus rate and buffers) |
 //! | [`nginx`] | [`nginx::CacheProxy`]: Debian's nginx as a caching reverse proxy from `examples/nginx/framebus-hls.conf`, its access log counted by cache status |
 //! | [`mountns`] | [`mountns::PrivateTmpfs`]: a tmpfs of a given size in a mount namespace of its own (root), entered with `nsenter`: a container's `/dev/shm` |
 //! | [`netns`] | [`netns::Netns`]: a network namespace joined by a veth pair, shaped with `tc tbf` (root) |
@@ -59,6 +60,7 @@ pub mod recorder;
 pub mod rng;
 pub mod service;
 pub mod wait;
+pub mod whip;
 
 pub use child::{run, run_to_end, this_test_binary, ChildGuard};
 pub use encoder::Encoder;

@@ -271,6 +271,19 @@ pub async fn serve(
             .map_err(ServeError::WebRtc)?,
         )
     };
+    if let Some(w) = &webrtc {
+        let token = args
+            .webrtc
+            .whip_token
+            .clone()
+            .or_else(|| std::env::var(crate::webrtc::whip::TOKEN_ENV).ok());
+        for url in &args.webrtc.whip {
+            let t =
+                crate::webrtc::whip::WhipTarget::new(url, &args.webrtc.whip_from, token.clone())
+                    .map_err(ServeError::WebRtc)?;
+            tokio::spawn(crate::webrtc::whip::run(Arc::clone(w), t));
+        }
+    }
     let hls = if args.hls.no_hls {
         None
     } else {

@@ -46,6 +46,19 @@ pub struct WebRtcArgs {
     /// estimation, no switching between profiles).
     #[arg(long)]
     pub webrtc_no_adapt: bool,
+    /// Publish `--whip-from` to this WHIP endpoint (RFC 9725: LiveKit
+    /// Ingress, MediaMTX, Janus through a WHIP front, Cloudflare Stream),
+    /// reconnecting with backoff; repeatable (docs/scale-out.md).
+    #[arg(long = "whip", value_name = "URL")]
+    pub whip: Vec<String>,
+    /// The stream `--whip` publishes: `BUS/PROFILE` (its encoded bus, and
+    /// the camera's sound when it has a microphone).
+    #[arg(long, value_name = "BUS/PROFILE", default_value = "cam0/high")]
+    pub whip_from: String,
+    /// `Authorization: Bearer` token for the WHIP endpoint (or the
+    /// environment variable `FRAMEBUS_WHIP_TOKEN`).
+    #[arg(long, value_name = "TOKEN")]
+    pub whip_token: Option<String>,
 }
 
 impl WebRtcArgs {

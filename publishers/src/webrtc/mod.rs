@@ -18,7 +18,8 @@
 //!
 //! Files: [`config`] (flags), [`audio`] (the Opus feeds), [`udp`]
 //! (the media port), [`session`] (one viewer), [`whep`] (HTTP handlers,
-//! the registry of sessions), [`player`] (the page).
+//! the registry of sessions), [`player`] (the page), [`whip`] (publishing
+//! to a WHIP server: the same session in the active role).
 
 pub mod audio;
 pub mod config;
@@ -27,6 +28,7 @@ pub mod player;
 pub mod session;
 pub mod udp;
 pub mod whep;
+pub mod whip;
 
 pub use config::WebRtcArgs;
 pub use whep::WebRtc;

@@ -229,6 +229,26 @@ impl MediaPort {
             .insert(ufrag, Route { session, inbox });
     }
 
+    /// Routes datagrams from `addr` to `session` (registered first), before
+    /// any STUN request from it: a WHIP server's candidates, which may
+    /// only answer our checks (ICE lite).
+    pub fn route_addr(&self, session: u64, addr: SocketAddr) {
+        let mut routes = self.routes.lock();
+        let Some(route) = routes
+            .by_ufrag
+            .values()
+            .find(|r| r.session == session)
+            .cloned()
+        else {
+            return;
+        };
+        let addrs = routes.addrs_of.entry(session).or_default();
+        if addrs.len() < MAX_ADDRS_PER_SESSION && !addrs.contains(&addr) {
+            addrs.push(addr);
+            routes.by_addr.insert(addr, route);
+        }
+    }
+
     /// Forgets a session's routes.
     pub fn unregister(&self, session: u64) {
         let mut routes = self.routes.lock();

@@ -24,7 +24,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -158,6 +158,8 @@ pub struct WebRtc {
     /// limits with the live sessions ([`WebRtc::reserve`]).
     reserved: Mutex<Vec<(String, String)>>,
     next_key: AtomicU64,
+    /// Set by [`WebRtc::close_all`]: WHIP publishers stop retrying.
+    closing: AtomicBool,
     /// Counters (`/metrics`).
     pub counters: WhepCounters,
 }
@@ -319,7 +321,7 @@ fn negotiate(
 /// a main-profile stream. The answer, or the error a client would get.
 pub fn answer_for_fuzz(offer: &str) -> Result<String, WhepError> {
     let parsed = parse_offer(offer)?;
-    let (mut rtc, _) = WebRtc::build_rtc(None, false);
+    let (mut rtc, _) = WebRtc::build_rtc(None, false, true);
     let host = Candidate::host(SocketAddr::from(([127, 0, 0, 1], 9)), "udp")
         .map_err(|e| WhepError::BadOffer(e.to_string()))?;
     rtc.add_local_candidate(host);
@@ -389,6 +391,7 @@ impl WebRtc {
             sessions: Mutex::new(HashMap::new()),
             reserved: Mutex::new(Vec::new()),
             next_key: AtomicU64::new(1),
+            closing: AtomicBool::new(false),
             counters: WhepCounters::default(),
         }))
     }
@@ -401,6 +404,41 @@ impl WebRtc {
     /// The media port (its counters).
     pub fn port(&self) -> &MediaPort {
         &self.port
+    }
+
+    /// The media port, shared (a WHIP session's).
+    pub(crate) fn port_arc(&self) -> &Arc<MediaPort> {
+        &self.port
+    }
+
+    /// The host (and `--webrtc-candidate`) candidates of every session.
+    pub(crate) fn local_candidates(&self) -> &[Candidate] {
+        &self.candidates
+    }
+
+    /// A new session's routing key.
+    pub(crate) fn next_session_key(&self) -> u64 {
+        self.next_key.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The GOP joiner policy of sessions.
+    pub(crate) fn join_max_age(&self) -> Duration {
+        self.args.join_max_age()
+    }
+
+    /// Lists a session (status, `/metrics`, [`WebRtc::close_all`]).
+    pub(crate) fn add_session(&self, info: Arc<SessionInfo>) {
+        self.sessions.lock().insert(info.id.clone(), info);
+    }
+
+    /// Forgets a session.
+    pub(crate) fn remove_session(&self, id: &str) {
+        self.sessions.lock().remove(id);
+    }
+
+    /// True once [`WebRtc::close_all`] ran (shutdown).
+    pub(crate) fn closing(&self) -> bool {
+        self.closing.load(Ordering::Relaxed)
     }
 
     /// The ICE servers for players: (urls, username, credential).
@@ -461,6 +499,7 @@ impl WebRtc {
 
     /// Ends every session (shutdown).
     pub fn close_all(&self) {
+        self.closing.store(true, Ordering::Relaxed);
         for s in self.sessions() {
             s.close.notify_one();
         }
@@ -469,10 +508,10 @@ impl WebRtc {
     /// A session's `Rtc`: ICE-lite, our H.264 payload types, and Opus
     /// when `opus` (the camera has sound): without it an audio media line
     /// of the offer has no codec in common and is refused.
-    fn build_rtc(bwe: Option<Bitrate>, opus: bool) -> (Rtc, IceCreds) {
+    pub(crate) fn build_rtc(bwe: Option<Bitrate>, opus: bool, lite: bool) -> (Rtc, IceCreds) {
         let creds = IceCreds::new();
         let mut cfg = RtcConfig::new()
-            .set_ice_lite(true)
+            .set_ice_lite(lite)
             .set_local_ice_credentials(creds.clone())
             .clear_codecs()
             .set_stats_interval(Some(Duration::from_secs(1)))
@@ -612,7 +651,7 @@ impl WebRtc {
         } else {
             None
         };
-        let (mut rtc, creds) = WebRtc::build_rtc(adaptive.then_some(target), sound.is_some());
+        let (mut rtc, creds) = WebRtc::build_rtc(adaptive.then_some(target), sound.is_some(), true);
         for c in &self.candidates {
             rtc.add_local_candidate(c.clone());
         }
@@ -861,7 +900,7 @@ mod tests {
     }
 
     fn answer_with(opus: bool, offer: &str) -> Negotiated {
-        let (mut rtc, _) = WebRtc::build_rtc(None, opus);
+        let (mut rtc, _) = WebRtc::build_rtc(None, opus, true);
         let host = Candidate::host(SocketAddr::from(([127, 0, 0, 1], 9)), "udp").unwrap();
         rtc.add_local_candidate(host);
         let info = FeedInfo {

@@ -40,13 +40,20 @@ impl Server {
     /// `--listen 127.0.0.1:0 --webrtc-udp 127.0.0.1:0 --no-discover` and
     /// `args`; waits for both listening lines.
     pub fn start(args: &[&str]) -> Server {
+        Server::start_media("127.0.0.1:0", 1, args)
+    }
+
+    /// [`Server::start`] with the media port on `udp` (`0.0.0.0:0`: one
+    /// socket per interface address, for a peer that does not use
+    /// loopback, like Janus), waiting for the first `sockets` of them.
+    pub fn start_media(udp: &str, sockets: usize, args: &[&str]) -> Server {
         let (proc, l) = listening::spawn(
             Command::new(env!("CARGO_BIN_EXE_framebus-mjpeg"))
                 .args([
                     "--listen",
                     "127.0.0.1:0",
                     "--webrtc-udp",
-                    "127.0.0.1:0",
+                    udp,
                     "--no-discover",
                 ])
                 .args(args)
@@ -54,7 +61,7 @@ impl Server {
                 .env_remove("FRAMEBUS_MJPEG_AUTH")
                 .env_remove("FRAMEBUS_MJPEG_TOKEN")
                 .stderr(Stdio::inherit()),
-            2,
+            1 + sockets,
         );
         assert!(l[0].url.starts_with("http://"), "{l:?}");
         assert!(l[1].url.starts_with("udp://"), "{l:?}");
