@@ -32,7 +32,7 @@ PY := $(VENV)/bin/python
 CARGO_FLAGS := --release --locked
 export CARGO_TERM_COLOR := never
 
-.PHONY: help deps venv node-deps build run install dist dist-files test-dist test test-build test-rust test-loom test-py wheel bench bench-e2e bench-rtsp bench-encoder bench-webrtc bench-hls bench-recorder bench-console bench-gst bench-audio bench-audio-viewers bench-apt fuzz test-fuzz-short test-faults test-soak-short soak fmt lint clean
+.PHONY: help deps venv node-deps build run install dist dist-files test-dist test test-build test-rust test-loom test-py wheel bench bench-e2e bench-rtsp bench-encoder bench-webrtc bench-hls bench-recorder bench-console bench-gst bench-audio bench-audio-viewers bench-janus bench-apt fuzz test-fuzz-short test-faults test-soak-short soak fmt lint clean
 
 help:
 	@echo "make run     build and start producer + publishers (test pattern 1080p60)"
@@ -213,6 +213,7 @@ bench: build wheel
 	@$(MAKE) --no-print-directory bench-gst
 	@$(MAKE) --no-print-directory bench-audio
 	@$(MAKE) --no-print-directory bench-audio-viewers
+	@$(MAKE) --no-print-directory bench-janus
 
 # End-to-end comparison (docs/benchmarks.md "End-to-end scenario"): framebus
 # against one GStreamer pipeline, one ffmpeg and Python shared_memory, same
@@ -330,9 +331,12 @@ soak: build wheel
 fmt:
 	cargo fmt --all
 
+# In the release profile: clippy's build scripts (libjpeg-turbo's cmake
+# build, bindgen of FFmpeg) and proc macros are then the very ones
+# test-build compiles and runs, not a second debug set.
 lint:
 	cargo fmt --all -- --check
-	cargo clippy --workspace --all-targets --locked -- -D warnings
+	cargo clippy --workspace --all-targets --locked --release -- -D warnings
 
 clean:
 	cargo clean
@@ -361,6 +365,17 @@ bench-audio: build
 bench-audio-viewers: build
 	@uptime
 	timeout 1200 /usr/bin/python3 benches/audio/viewers.py --target-dir $${CARGO_TARGET_DIR:-target}/release $(AUDIO_VIEWERS_ARGS)
+
+# Fan-out through Janus (issue 20; docs/scale-out.md, docs/benchmarks.md
+# "Fan-out through Janus"): framebus CPU with 1..N Janus viewers (goal:
+# flat), viewers served, the Janus hop's latency against direct WHEP in the
+# same run. Report in benches/janus/results/. JANUS_ARGS=--quick for a
+# harness check (~1 min; the full run ~3-5 min).
+JANUS_ARGS ?=
+bench-janus: build node-deps
+	@uptime
+	cargo build $(CARGO_FLAGS) -p framebus-benches --bin janus_fanout
+	timeout 900 $${CARGO_TARGET_DIR:-target}/release/janus_fanout $(JANUS_ARGS)
 
 bench-console: build node-deps
 	@uptime

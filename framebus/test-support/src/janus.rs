@@ -276,27 +276,25 @@ cors: {{
     )
 }
 
-/// `janus.plugin.streaming.jcfg`: the one mountpoint.
+/// The Streaming plugin's configuration users are given
+/// (`examples/janus/janus.plugin.streaming.jcfg`): what the tests run.
+const EXAMPLE: &str = include_str!("../../../examples/janus/janus.plugin.streaming.jcfg");
+
+/// `janus.plugin.streaming.jcfg`: the example's mountpoint, its video on
+/// `video_port` (RTCP `video_rtcp_port`) and its sound on two free ports.
 fn streaming_jcfg(video_port: u16, video_rtcp_port: u16) -> String {
-    format!(
-        r#"general: {{
-}}
-framebus: {{
-	type = "rtp"
-	id = {MOUNTPOINT}
-	description = "framebus H.264 (test)"
-	audio = false
-	video = true
-	videoiface = "127.0.0.1"
-	videoport = {video_port}
-	videortcpport = {video_rtcp_port}
-	videopt = {PAYLOAD_TYPE}
-	videocodec = "h264"
-	videofmtp = "{FMTP}"
-	videobufferkf = false
-}}
-"#
-    )
+    let (audio, audio_rtcp) = (crate::port::free_udp_port(), crate::port::free_udp_port());
+    EXAMPLE
+        .replace("videoport = 5004", &format!("videoport = {video_port}"))
+        .replace(
+            "videortcpport = 5005",
+            &format!("videortcpport = {video_rtcp_port}"),
+        )
+        .replace("audioport = 5006", &format!("audioport = {audio}"))
+        .replace(
+            "audiortcpport = 5007",
+            &format!("audiortcpport = {audio_rtcp}"),
+        )
 }
 
 /// One HTTP/1.0 request to 127.0.0.1:`port`: the status and the body, or
@@ -386,7 +384,7 @@ mod tests {
             "videortcpport = 5005",
             "videopt = 96",
             "videocodec = \"h264\"",
-            "videobufferkf = false",
+            "audiocodec = \"opus\"",
             FMTP,
         ] {
             assert!(s.contains(want), "{want} missing from {s}");
