@@ -26,7 +26,7 @@ mod rtsp_support;
 use std::time::Duration;
 
 use framebus_test_support::browser::{self, opus_encoder, producer};
-use framebus_test_support::janus::{Janus, MOUNTPOINT};
+use framebus_test_support::janus::Janus;
 use framebus_test_support::port::free_udp_port;
 use framebus_test_support::whip::WhipServer;
 use http_support::{assert_played, Server, WhepPlay};
@@ -51,7 +51,7 @@ fn chromium_watches_through_janus_and_janus_keyframe_requests_reach_the_encoder(
     let forced = || framebus::stat(&encoded, None).map_or(0, |i| i.keyframes_forced);
     let before = forced();
 
-    let r = browser::janus_play(&janus.api_url(), MOUNTPOINT, 8.0, 2);
+    let r = browser::janus_play(&janus.api_url(), &janus.ws_url(), 8.0, 2);
     assert_eq!(r.viewers.len(), 2, "{r:#?}\nJanus log:\n{}", janus.log());
     for v in &r.viewers {
         assert_eq!(

@@ -684,19 +684,22 @@ pub fn recorder_page(opts: &RecPage) -> RecPageReport {
 }
 
 /// `viewers` peer connections (one page, one Janus session each) watch
-/// mountpoint `mountpoint` of the Janus server at `api_url`
-/// (`http://127.0.0.1:PORT/janus`, [`crate::janus::Janus::api_url`]) with
-/// Janus's own janus.js for `seconds` (`publishers/tests/browser/
-/// janus.mjs`); viewer 0 reads the time codes of its frames
-/// ([`PlayReport::timecode`]: all `refused` for a picture without one).
-/// Janus's errors go to [`Viewer::post_error`], what janus.js saw to
-/// [`Viewer::janus`].
-pub fn janus_play(api_url: &str, mountpoint: u64, seconds: f64, viewers: u32) -> PlayReport {
+/// mountpoint [`crate::janus::MOUNTPOINT`] of the Janus whose API is
+/// `api_url` ([`crate::janus::Janus::api_url`]) with Janus's own janus.js
+/// for `seconds` (`publishers/tests/browser/janus.mjs`), talking to it over
+/// its WebSocket transport at `ws_url` ([`crate::janus::Janus::ws_url`]) (HTTP long polls would hold
+/// Chromium's 6 connections per host: 5 viewers at most); viewer 0 reads
+/// the time codes of its frames ([`PlayReport::timecode`]: all `refused`
+/// for a picture without one). Janus's errors go to
+/// [`Viewer::post_error`], what janus.js saw to [`Viewer::janus`].
+pub fn janus_play(api_url: &str, ws_url: &str, seconds: f64, viewers: u32) -> PlayReport {
     let args = [
         "--url".to_string(),
         api_url.to_string(),
+        "--ws".to_string(),
+        ws_url.to_string(),
         "--mountpoint".to_string(),
-        mountpoint.to_string(),
+        crate::janus::MOUNTPOINT.to_string(),
         "--viewers".to_string(),
         viewers.to_string(),
         "--timecode".to_string(),

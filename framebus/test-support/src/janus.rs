@@ -58,6 +58,7 @@ const ATTEMPTS: u32 = 5;
 /// A running Janus; killed on drop.
 pub struct Janus {
     api_port: u16,
+    ws_port: u16,
     video_port: u16,
     video_rtcp_port: u16,
     janus: ChildGuard,
@@ -77,9 +78,14 @@ impl Janus {
         let dir = TempDir::new("janus");
         let p = dir.path();
         for attempt in 1..=ATTEMPTS {
-            let api_port = free_port();
+            let (api_port, ws_port) = (free_port(), free_port());
             write(p, "janus.jcfg", &janus_jcfg(p));
             write(p, "janus.transport.http.jcfg", &http_jcfg(api_port));
+            write(
+                p,
+                "janus.transport.websockets.jcfg",
+                &websockets_jcfg(ws_port),
+            );
             write(
                 p,
                 "janus.plugin.streaming.jcfg",
@@ -123,6 +129,7 @@ impl Janus {
             if ready {
                 return Janus {
                     api_port,
+                    ws_port,
                     video_port,
                     video_rtcp_port,
                     janus,
@@ -141,6 +148,13 @@ impl Janus {
     /// The Janus API, `http://127.0.0.1:PORT/janus` (janus.js's `server`).
     pub fn api_url(&self) -> String {
         format!("http://127.0.0.1:{}/janus", self.api_port)
+    }
+
+    /// The Janus API over WebSocket, `ws://127.0.0.1:PORT` (janus.js's
+    /// `server` for many viewers in one page: one socket each, no long
+    /// polls holding Chromium's 6 connections per host).
+    pub fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}", self.ws_port)
     }
 
     /// Where the mountpoint receives RTP.
@@ -195,14 +209,15 @@ fn read_log(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("janus.log")).unwrap_or_default()
 }
 
-/// Every `libjanus_*.so` of `LIB_DIR/kind` but `keep`, comma-separated: a
-/// `disable` list (Janus loads whatever is in the folder otherwise).
-pub(crate) fn disable_all_but(kind: &str, keep: &str) -> String {
+/// Every `libjanus_*.so` of `LIB_DIR/kind` but those in `keep`,
+/// comma-separated: a `disable` list (Janus loads whatever is in the
+/// folder otherwise).
+pub(crate) fn disable_all_but(kind: &str, keep: &[&str]) -> String {
     let folder = Path::new(LIB_DIR).join(kind);
     let mut names: Vec<String> = std::fs::read_dir(&folder)
         .unwrap_or_else(|e| panic!("read {}: {e}", folder.display()))
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.starts_with("libjanus_") && n.ends_with(".so") && n != keep)
+        .filter(|n| n.starts_with("libjanus_") && n.ends_with(".so") && !keep.contains(&n.as_str()))
         .collect();
     names.sort();
     names.join(",")
@@ -212,10 +227,13 @@ pub(crate) fn disable_all_but(kind: &str, keep: &str) -> String {
 /// plugin and the HTTP transport, no event handlers nor loggers, a DTLS
 /// certificate of its own (generated at start).
 fn janus_jcfg(dir: &Path) -> String {
-    let plugins = disable_all_but("plugins", "libjanus_streaming.so");
-    let transports = disable_all_but("transports", "libjanus_http.so");
-    let loggers = disable_all_but("loggers", "");
-    let events = disable_all_but("events", "");
+    let plugins = disable_all_but("plugins", &["libjanus_streaming.so"]);
+    let transports = disable_all_but(
+        "transports",
+        &["libjanus_http.so", "libjanus_websockets.so"],
+    );
+    let loggers = disable_all_but("loggers", &[]);
+    let events = disable_all_but("events", &[]);
     format!(
         r#"general: {{
 	configs_folder = "{dir}"
@@ -271,6 +289,25 @@ admin: {{
 	admin_https = false
 }}
 cors: {{
+}}
+"#
+    )
+}
+
+/// `janus.transport.websockets.jcfg`: plain WebSocket on 127.0.0.1:`port`,
+/// no admin.
+pub(crate) fn websockets_jcfg(port: u16) -> String {
+    format!(
+        r#"general: {{
+	json = "plain"
+	ws = true
+	ws_ip = "127.0.0.1"
+	ws_port = {port}
+	wss = false
+}}
+admin: {{
+	admin_ws = false
+	admin_wss = false
 }}
 "#
     )

@@ -67,7 +67,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::janus::{disable_all_but, JANUS, LIB_DIR};
+use crate::janus::{disable_all_but, websockets_jcfg, JANUS, LIB_DIR};
 use crate::port::{free_port, free_udp_port};
 use crate::{ChildGuard, TempDir};
 
@@ -583,10 +583,10 @@ fn connects(port: u16) -> bool {
 /// `janus.jcfg`: configs from `dir`, log to stdout, only the VideoRoom
 /// plugin and the WebSocket transport, a DTLS certificate of its own.
 fn janus_jcfg(dir: &Path) -> String {
-    let plugins = disable_all_but("plugins", "libjanus_videoroom.so");
-    let transports = disable_all_but("transports", "libjanus_websockets.so");
-    let loggers = disable_all_but("loggers", "");
-    let events = disable_all_but("events", "");
+    let plugins = disable_all_but("plugins", &["libjanus_videoroom.so"]);
+    let transports = disable_all_but("transports", &["libjanus_websockets.so"]);
+    let loggers = disable_all_but("loggers", &[]);
+    let events = disable_all_but("events", &[]);
     format!(
         r#"general: {{
 	configs_folder = "{dir}"
@@ -622,25 +622,6 @@ events: {{
 }}
 "#,
         dir = dir.display()
-    )
-}
-
-/// `janus.transport.websockets.jcfg`: plain `ws` on 127.0.0.1:`port`, no
-/// admin API.
-fn websockets_jcfg(port: u16) -> String {
-    format!(
-        r#"general: {{
-	json = "plain"
-	ws = true
-	ws_ip = "127.0.0.1"
-	ws_port = {port}
-	wss = false
-}}
-admin: {{
-	admin_ws = false
-	admin_wss = false
-}}
-"#
     )
 }
 

@@ -35,9 +35,13 @@ export const QUIET_ARGS = [
 // with only `lo` (a network-less container) it gathers nothing and connects
 // only with both: loopback allowed, and host addresses not hidden behind
 // *.local mDNS names.
+// LocalNetworkAccessChecks: a page served by request interception (the
+// janus.js page on Janus's origin) counts as public, and Chromium 156
+// then refuses its WebSocket to 127.0.0.1 (ERR_BLOCKED_BY_LOCAL_NETWORK_
+// ACCESS_CHECKS). One --disable-features: Chromium reads only the last.
 export const WEBRTC_ARGS = [
   '--allow-loopback-in-peer-connection',
-  '--disable-features=WebRtcHideLocalIpsWithMdns',
+  '--disable-features=WebRtcHideLocalIpsWithMdns,LocalNetworkAccessChecks',
 ];
 
 // What an early exit (signal, timeout) must not leave behind. Cleaning up

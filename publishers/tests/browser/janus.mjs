@@ -28,7 +28,10 @@ const ADAPTER_JS = join(HERE, 'node_modules/webrtc-adapter/out/adapter.js');
 
 const USAGE = `usage:
   node janus.mjs --url http://HOST:PORT/janus --mountpoint ID --seconds S
-                 [--viewers N] [--timecode] [--raw] [--janus-debug]`;
+                 [--ws ws://HOST:PORT] [--viewers N] [--timecode] [--raw] [--janus-debug]
+  --ws: janus.js talks to Janus over this WebSocket instead of HTTP long polls
+  (Chromium opens at most 6 HTTP connections per host in a page: one long
+  poll per viewer caps a page at 5 viewers); the page still lives on --url.`;
 
 const CHROMIUM_ARGS = [...QUIET_ARGS, ...WEBRTC_ARGS];
 
@@ -44,6 +47,7 @@ function usage(why) {
 
 const OPTIONS = {
   url: { type: 'string' },
+  ws: { type: 'string' },
   mountpoint: { type: 'string', default: '1' },
   seconds: { type: 'string', default: '5' },
   viewers: { type: 'string', default: '1' },
@@ -74,6 +78,15 @@ function parseOptions(argv) {
   } catch (e) {
     usage(`--url: ${e.message}`);
   }
+  let ws = null;
+  if (values.ws !== undefined) {
+    try {
+      ws = new URL(values.ws);
+    } catch (e) {
+      usage(`--ws: ${e.message}`);
+    }
+    if (!['ws:', 'wss:'].includes(ws.protocol)) usage('--ws: not a ws:// URL');
+  }
   const bad =
     !['http:', 'https:'].includes(url.protocol) ||
     !(seconds > 0) ||
@@ -85,6 +98,7 @@ function parseOptions(argv) {
   return {
     mode: 'janus',
     url: url.href.replace(/\/$/, ''),
+    server: ws ? ws.href.replace(/\/$/, '') : url.href.replace(/\/$/, ''),
     mountpoint,
     seconds,
     viewers,
@@ -306,7 +320,7 @@ async function run(page, o) {
   await page.unrouteAll({ behavior: 'ignoreErrors' });
   await page.evaluate(installHarness);
   const out = await page.evaluate((a) => window.__fbJanus.run(a), {
-    url: o.url,
+    url: o.server,
     mountpoint: o.mountpoint,
     viewers: o.viewers,
     seconds: o.seconds,
