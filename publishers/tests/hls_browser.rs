@@ -98,6 +98,17 @@ fn hls_js_plays_every_profile_in_low_latency_mode() {
         Encoder::start(&bus, MAIN, &[], None),
     ];
     let server = Server::start(&["--bus", &bus]);
+    // A viewer opens a camera that is running: two segments (4 s) first,
+    // so the first playlist already has its hold-back behind the live edge
+    // (a CI run that started at the stream's birth began at 0 with 0.3 s
+    // buffered and stalled, the encoder never pausing over 266 ms).
+    let warm = EncodedLog::start(&_enc[0].out, None);
+    assert!(
+        framebus_test_support::eventually(Duration::from_secs(30), || warm.units().len() >= 120),
+        "the encoder delivered {} access units in 30 s",
+        warm.units().len()
+    );
+    drop(warm);
     for ((profile, size), enc) in [("base", (320, 180)), ("main", (640, 360))]
         .into_iter()
         .zip(&_enc)

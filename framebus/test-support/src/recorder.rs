@@ -757,6 +757,10 @@ pub struct AccessUnit {
     /// Capture time of the raw frame it was made from, CLOCK_REALTIME ns
     /// (the time code's `realtime_us` × 1000 + less than 1000).
     pub realtime_ns: u64,
+    /// Presentation time in the bus's time base (90 kHz for H.264): on
+    /// the encoder's 1/fps grid, where `realtime_ns` carries the capture
+    /// jitter.
+    pub pts: u64,
     /// A keyframe (IDR).
     pub key: bool,
     /// Frames this reader lost just before it (0 unless it fell behind).
@@ -801,6 +805,7 @@ impl EncodedLog {
                         let u = AccessUnit {
                             seq: f.seq(),
                             realtime_ns: f.realtime_ns(),
+                            pts: f.pts(),
                             key: f.is_keyframe(),
                             skipped: f.skipped(),
                             read_at: Instant::now(),

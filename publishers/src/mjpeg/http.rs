@@ -271,6 +271,7 @@ pub async fn serve(
             .map_err(ServeError::WebRtc)?,
         )
     };
+    let mut whips = Vec::new();
     if let Some(w) = &webrtc {
         let token = args
             .webrtc
@@ -281,7 +282,7 @@ pub async fn serve(
             let t =
                 crate::webrtc::whip::WhipTarget::new(url, &args.webrtc.whip_from, token.clone())
                     .map_err(ServeError::WebRtc)?;
-            tokio::spawn(crate::webrtc::whip::run(Arc::clone(w), t));
+            whips.push(tokio::spawn(crate::webrtc::whip::run(Arc::clone(w), t)));
         }
     }
     let hls = if args.hls.no_hls {
@@ -343,6 +344,18 @@ pub async fn serve(
         tracing::warn!(
             "connections still open {SHUTDOWN_DEADLINE:?} after the signal: closing them"
         );
+    }
+    // Each WHIP session says goodbye (its DELETE), so the media server
+    // frees the endpoint now rather than when its ICE times out.
+    let goodbye = tokio::time::Instant::now() + crate::webrtc::whip::GOODBYE;
+    for h in whips {
+        if tokio::time::timeout_at(goodbye, h).await.is_err() {
+            tracing::warn!(
+                "a WHIP session did not end within {:?} of the signal",
+                crate::webrtc::whip::GOODBYE
+            );
+            break;
+        }
     }
     Ok(())
 }

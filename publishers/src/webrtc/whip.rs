@@ -19,6 +19,9 @@
 //! * **Reconnection:** a refused POST, a session that never connects or
 //!   that the server drops is retried with backoff (1 s doubling to 30 s,
 //!   from 1 s again after a session that ran 30 s).
+//! * **Shutdown:** SIGTERM ends the session and framebus waits (up to
+//!   [`GOODBYE`]) for its `DELETE` before it exits, so the server frees
+//!   the endpoint at once instead of when ICE times out.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -40,6 +43,9 @@ const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// Bound on each HTTP exchange with the WHIP endpoint.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long framebus waits at shutdown for its WHIP sessions to end and
+/// `DELETE` their resources.
+pub const GOODBYE: Duration = Duration::from_secs(3);
 /// The msid stream of both tracks (one stream: receivers lip-sync them).
 const STREAM_ID: &str = "framebus";
 
@@ -115,7 +121,7 @@ pub async fn run(w: Arc<WebRtc>, target: WhipTarget) {
         }
     };
     let mut backoff = BACKOFF_MIN;
-    loop {
+    while !w.closing() {
         let started = Instant::now();
         match publish_once(&w, &http, &target).await {
             Ok(reason) => tracing::info!(url = %target.url, %reason, retry_in = ?backoff,
@@ -123,13 +129,14 @@ pub async fn run(w: Arc<WebRtc>, target: WhipTarget) {
             Err(e) => tracing::warn!(url = %target.url, error = %e, retry_in = ?backoff,
                 "WHIP publish failed"),
         }
-        if w.closing() {
-            return;
-        }
         if started.elapsed() > BACKOFF_MAX {
             backoff = BACKOFF_MIN;
         }
-        tokio::time::sleep(backoff).await;
+        // The backoff, cut short by shutdown.
+        let until = Instant::now() + backoff;
+        while !w.closing() && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         backoff = (backoff * 2).min(BACKOFF_MAX);
     }
 }
@@ -277,6 +284,11 @@ async fn publish_once(
         w.port().route_addr(key, addr);
     }
     w.add_session(Arc::clone(&session_info));
+    if w.closing() {
+        // Shutdown began after the POST: end at once (close_all may have
+        // listed the sessions before this one).
+        session_info.close.notify_one();
+    }
     let session = Session {
         rtc,
         mid: vmid,
