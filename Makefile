@@ -287,6 +287,9 @@ bench-recorder: build
 # new inputs go into the committed corpus (docs/reliability.md).
 # cargo-fuzz passes -Z flags; RUSTC_BOOTSTRAP lets the stable toolchain take them.
 FUZZ_SECONDS ?= 60
+# One target dir for every fuzz crate: libFuzzer and the framebus core,
+# built with the sanitizer flags, are compiled once, not once per crate.
+FUZZ_TARGET_DIR := $(CURDIR)/target/fuzz
 FUZZ_SHORT_SECONDS ?= 4
 FUZZ_TARGETS := framebus/fuzz:header framebus/fuzz:timecode \
 	publishers/fuzz:rtsp_request publishers/fuzz:roundtrip_h264 \
@@ -296,8 +299,8 @@ fuzz:
 	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 	@for t in $(FUZZ_TARGETS); do dir=$${t%%:*}; name=$${t##*:}; \
 	  echo "==> fuzz $$dir $$name for $(FUZZ_SECONDS) s"; \
-	  (cd $$dir && RUSTC_BOOTSTRAP=1 cargo fuzz run $$name corpus/$$name -- \
-	    -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1) || exit 1; \
+	  (cd $$dir && RUSTC_BOOTSTRAP=1 cargo fuzz run --target-dir $(FUZZ_TARGET_DIR) \
+	    $$name corpus/$$name -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1) || exit 1; \
 	done
 
 # Short form for `make test`: replay each committed corpus and fuzz a few
@@ -310,7 +313,8 @@ test-fuzz-short:
 	@scratch=$$(mktemp -d); trap 'rm -rf $$scratch' EXIT; \
 	for t in $(FUZZ_SHORT_TARGETS); do dir=$${t%%:*}; name=$${t##*:}; \
 	  echo "==> fuzz $$dir $$name for $(FUZZ_SHORT_SECONDS) s"; mkdir -p $$scratch/$$name; \
-	  (cd $$dir && RUSTC_BOOTSTRAP=1 cargo fuzz run $$name $$scratch/$$name corpus/$$name -- \
+	  (cd $$dir && RUSTC_BOOTSTRAP=1 cargo fuzz run --target-dir $(FUZZ_TARGET_DIR) \
+	    $$name $$scratch/$$name corpus/$$name -- \
 	    -max_total_time=$(FUZZ_SHORT_SECONDS) -print_final_stats=1) || exit 1; \
 	done
 

@@ -79,7 +79,16 @@ impl Janus {
         let p = dir.path();
         for attempt in 1..=ATTEMPTS {
             let (api_port, ws_port) = (free_port(), free_port());
-            write(p, "janus.jcfg", &janus_jcfg(p));
+            write(
+                p,
+                "janus.jcfg",
+                &janus_jcfg(
+                    p,
+                    "libjanus_streaming.so",
+                    &["libjanus_http.so", "libjanus_websockets.so"],
+                    "framebus-test",
+                ),
+            );
             write(p, "janus.transport.http.jcfg", &http_jcfg(api_port));
             write(
                 p,
@@ -223,15 +232,17 @@ pub(crate) fn disable_all_but(kind: &str, keep: &[&str]) -> String {
     names.join(",")
 }
 
-/// `janus.jcfg`: configs from `dir`, log to stdout, only the Streaming
-/// plugin and the HTTP transport, no event handlers nor loggers, a DTLS
-/// certificate of its own (generated at start).
-fn janus_jcfg(dir: &Path) -> String {
-    let plugins = disable_all_but("plugins", &["libjanus_streaming.so"]);
-    let transports = disable_all_but(
-        "transports",
-        &["libjanus_http.so", "libjanus_websockets.so"],
-    );
+/// `janus.jcfg`: configs from `dir`, log to stdout, only `plugin` and
+/// `transports`, no event handlers nor loggers, a DTLS certificate of its
+/// own (generated at start), `server_name` in its answers.
+pub(crate) fn janus_jcfg(
+    dir: &Path,
+    plugin: &str,
+    transports: &[&str],
+    server_name: &str,
+) -> String {
+    let plugins = disable_all_but("plugins", &[plugin]);
+    let transports = disable_all_but("transports", transports);
     let loggers = disable_all_but("loggers", &[]);
     let events = disable_all_but("events", &[]);
     format!(
@@ -245,7 +256,7 @@ fn janus_jcfg(dir: &Path) -> String {
 	debug_timestamps = true
 	debug_colors = false
 	log_to_stdout = true
-	server_name = "framebus-test"
+	server_name = "{server_name}"
 }}
 certificates: {{
 }}

@@ -67,7 +67,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::janus::{disable_all_but, websockets_jcfg, JANUS, LIB_DIR};
+use crate::janus::{janus_jcfg, websockets_jcfg, JANUS};
 use crate::port::{free_port, free_udp_port};
 use crate::{ChildGuard, TempDir};
 
@@ -185,7 +185,16 @@ impl WhipServer {
             let http_port = free_port();
             let video_port = free_udp_port();
             let audio_port = free_udp_port();
-            write(p, "janus.jcfg", &janus_jcfg(p));
+            write(
+                p,
+                "janus.jcfg",
+                &janus_jcfg(
+                    p,
+                    "libjanus_videoroom.so",
+                    &["libjanus_websockets.so"],
+                    "framebus-whip-test",
+                ),
+            );
             write(
                 p,
                 "janus.transport.websockets.jcfg",
@@ -578,51 +587,6 @@ fn spawn_logged(cmd: &mut Command, log: &Path) -> ChildGuard {
 fn connects(port: u16) -> bool {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
-}
-
-/// `janus.jcfg`: configs from `dir`, log to stdout, only the VideoRoom
-/// plugin and the WebSocket transport, a DTLS certificate of its own.
-fn janus_jcfg(dir: &Path) -> String {
-    let plugins = disable_all_but("plugins", &["libjanus_videoroom.so"]);
-    let transports = disable_all_but("transports", &["libjanus_websockets.so"]);
-    let loggers = disable_all_but("loggers", &[]);
-    let events = disable_all_but("events", &[]);
-    format!(
-        r#"general: {{
-	configs_folder = "{dir}"
-	plugins_folder = "{LIB_DIR}/plugins"
-	transports_folder = "{LIB_DIR}/transports"
-	events_folder = "{LIB_DIR}/events"
-	loggers_folder = "{LIB_DIR}/loggers"
-	debug_level = 4
-	debug_timestamps = true
-	debug_colors = false
-	log_to_stdout = true
-	server_name = "framebus-whip-test"
-}}
-certificates: {{
-}}
-media: {{
-}}
-nat: {{
-	nice_debug = false
-}}
-plugins: {{
-	disable = "{plugins}"
-}}
-transports: {{
-	disable = "{transports}"
-}}
-loggers: {{
-	disable = "{loggers}"
-}}
-events: {{
-	broadcast = false
-	disable = "{events}"
-}}
-"#,
-        dir = dir.display()
-    )
 }
 
 /// `janus.plugin.videoroom.jcfg`: the one room, H.264 + Opus, one

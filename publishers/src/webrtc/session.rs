@@ -178,6 +178,26 @@ pub struct SessionInfo {
     pub close: Notify,
 }
 
+impl SessionInfo {
+    /// A session starting now: `id` and routing `key`, sending `profile`
+    /// of camera `bus` (the profile it now sends, too).
+    pub fn new(id: String, key: u64, bus: &str, profile: &str, adaptive: bool) -> Arc<Self> {
+        let info = SessionInfo {
+            id,
+            key,
+            bus: bus.to_string(),
+            requested: profile.to_string(),
+            adaptive,
+            peer: None,
+            started: Instant::now(),
+            stats: SessionStats::default(),
+            close: Notify::new(),
+        };
+        *info.stats.profile.lock() = profile.to_string();
+        Arc::new(info)
+    }
+}
+
 /// Everything the session task owns.
 pub struct Session {
     /// The peer connection.
@@ -213,6 +233,20 @@ pub struct AudioOut {
     pub feed: Arc<AudioFeed>,
     /// Its packets, once connected.
     pub ticket: Option<AudioTicket>,
+}
+
+impl AudioOut {
+    /// The camera's sound, when it has some and the peer took Opus
+    /// (`negotiated`: the audio media line and its payload type).
+    pub fn new(feed: Option<Arc<AudioFeed>>, negotiated: Option<(Mid, Pt)>) -> Option<AudioOut> {
+        let (feed, (mid, pt)) = feed.zip(negotiated)?;
+        Some(AudioOut {
+            mid,
+            pt,
+            feed,
+            ticket: None,
+        })
+    }
 }
 
 async fn recv_audio(

@@ -41,13 +41,12 @@ use str0m::format::Codec;
 use str0m::media::{Mid, Pt};
 use str0m::rtp::Extension;
 use str0m::{Candidate, IceCreds, Rtc, RtcConfig};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
 
 use super::audio::AudioFeeds;
 use super::config::WebRtcArgs;
 use super::session::{
-    audio_mid, pick_pt, video_mid, AudioOut, Ladder, Rung, Session, SessionInfo, SessionStats,
-    PROBE_HEADROOM,
+    audio_mid, pick_pt, video_mid, AudioOut, Ladder, Rung, Session, SessionInfo, PROBE_HEADROOM,
 };
 use super::udp::{MediaPort, INBOX_DEPTH};
 use crate::feed::{FeedError, FeedInfo, Feeds};
@@ -656,15 +655,7 @@ impl WebRtc {
             rtc.add_local_candidate(c.clone());
         }
         let (answer, mid, pt, audio) = negotiate(&mut rtc, offer, text, &info)?;
-        let audio = match (sound, audio) {
-            (Some(feed), Some((mid, pt))) => Some(AudioOut {
-                mid,
-                pt,
-                feed,
-                ticket: None,
-            }),
-            _ => None,
-        };
+        let audio = AudioOut::new(sound, audio);
         let with_audio = audio.is_some();
         if adaptive {
             let top = rungs[0].bitrate() * PROBE_HEADROOM;
@@ -673,18 +664,7 @@ impl WebRtc {
         let id = random_id();
         let key = self.next_key.fetch_add(1, Ordering::Relaxed);
         let (tx, inbox) = mpsc::channel(INBOX_DEPTH);
-        let info = Arc::new(SessionInfo {
-            id: id.clone(),
-            key,
-            bus: bus.to_string(),
-            requested: profile.to_string(),
-            adaptive,
-            peer: None,
-            started: Instant::now(),
-            stats: SessionStats::default(),
-            close: Notify::new(),
-        });
-        *info.stats.profile.lock() = profile.to_string();
+        let info = SessionInfo::new(id.clone(), key, bus, profile, adaptive);
         self.port.register(key, creds.ufrag, tx);
         {
             let mut sessions = self.sessions.lock();

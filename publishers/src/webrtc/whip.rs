@@ -31,9 +31,9 @@ use std::time::{Duration, Instant};
 use str0m::change::SdpAnswer;
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
 
-use super::session::{pick_pt, AudioOut, Ladder, Rung, Session, SessionInfo, SessionStats};
+use super::session::{pick_pt, AudioOut, Ladder, Rung, Session, SessionInfo};
 use super::udp::INBOX_DEPTH;
 use super::whep::WebRtc;
 use framebus::contract::encoder as enc;
@@ -253,30 +253,11 @@ async fn publish_once(
             return Err(e);
         }
     };
-    let audio = match (sound, audio) {
-        (Some(feed), Some((mid, pt))) => Some(AudioOut {
-            mid,
-            pt,
-            feed,
-            ticket: None,
-        }),
-        _ => None,
-    };
+    let audio = AudioOut::new(sound, audio);
     let with_audio = audio.is_some();
     let key = w.next_session_key();
     let (tx, inbox) = mpsc::channel(INBOX_DEPTH);
-    let session_info = Arc::new(SessionInfo {
-        id: format!("whip-{key}"),
-        key,
-        bus: t.bus.clone(),
-        requested: t.profile.clone(),
-        adaptive: false,
-        peer: None,
-        started: Instant::now(),
-        stats: SessionStats::default(),
-        close: Notify::new(),
-    });
-    *session_info.stats.profile.lock() = t.profile.clone();
+    let session_info = SessionInfo::new(format!("whip-{key}"), key, &t.bus, &t.profile, false);
     w.port().register(key, creds.ufrag, tx);
     // A server that does not check us (ICE lite) only answers our checks:
     // its candidates' addresses route to this session from the start.
