@@ -1,8 +1,43 @@
 //! [`Resp`]: an HTTP response as a test sees it, whoever fetched it (the
 //! raw HTTP/1.1 client of the publishers' tests, `curl` in
-//! [`crate::recorder`]), and the checks of the servers' JSON errors.
+//! [`crate::recorder`]), and the checks of the servers' JSON errors; and
+//! [`json_request`], the small JSON client of the peers' APIs (Janus, the
+//! WHIP server).
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::time::Duration;
 
 use serde_json::Value;
+
+/// One HTTP/1.0 request with a JSON body (if any) to 127.0.0.1:`port`:
+/// the status and the body, `None` when nothing answers (`bound` on each
+/// step: connect, write, read).
+pub fn json_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    bound: Duration,
+) -> Option<(u16, Vec<u8>)> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let mut s = TcpStream::connect_timeout(&addr, bound).ok()?;
+    s.set_read_timeout(Some(bound)).ok()?;
+    s.set_write_timeout(Some(bound)).ok()?;
+    let body = body.map(Value::to_string).unwrap_or_default();
+    let req = format!(
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).ok()?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).ok()?;
+    let at = resp.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&resp[..at]);
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, resp[at + 4..].to_vec()))
+}
 
 /// An HTTP response.
 #[derive(Clone)]

@@ -21,16 +21,19 @@
 //! network-less container) Janus has no candidate and WebRTC cannot
 //! connect.
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::http::json_request;
 use crate::port::free_port;
 use crate::{ChildGuard, TempDir};
+
+/// Bound on each step of one request to Janus's HTTP API.
+const HTTP_BOUND: Duration = Duration::from_secs(2);
 
 /// Debian's Janus.
 pub const JANUS: &str = "/usr/bin/janus";
@@ -345,32 +348,9 @@ fn streaming_jcfg(video_port: u16, video_rtcp_port: u16) -> String {
         )
 }
 
-/// One HTTP/1.0 request to 127.0.0.1:`port`: the status and the body, or
-/// `None` when nothing answers (2 s bound on each step).
-fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> Option<(u16, Vec<u8>)> {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let bound = Duration::from_secs(2);
-    let mut s = TcpStream::connect_timeout(&addr, bound).ok()?;
-    s.set_read_timeout(Some(bound)).ok()?;
-    s.set_write_timeout(Some(bound)).ok()?;
-    let body = body.map(Value::to_string).unwrap_or_default();
-    let req = format!(
-        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).ok()?;
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).ok()?;
-    let at = resp.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = String::from_utf8_lossy(&resp[..at]);
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, resp[at + 4..].to_vec()))
-}
-
 /// A Janus API call (`POST`), its JSON answer.
 fn api(port: u16, path: &str, body: &Value) -> Option<Value> {
-    let (status, body) = http(port, "POST", path, Some(body))?;
+    let (status, body) = json_request(port, "POST", path, Some(body), HTTP_BOUND)?;
     (status == 200).then(|| serde_json::from_slice(&body).ok())?
 }
 
@@ -379,7 +359,7 @@ fn api(port: u16, path: &str, body: &Value) -> Option<Value> {
 /// the API does not answer (yet).
 fn streaming_request(port: u16, request: &Value) -> Option<Value> {
     let tx = |t: &str| format!("framebus-{t}");
-    let (status, _) = http(port, "GET", "/janus/info", None)?;
+    let (status, _) = json_request(port, "GET", "/janus/info", None, HTTP_BOUND)?;
     if status != 200 {
         return None;
     }

@@ -59,7 +59,6 @@
 //! eth0 address. A client on the same host reaches it; on a host with only
 //! `lo` nothing connects.
 
-use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -67,6 +66,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::http::json_request;
 use crate::janus::{janus_jcfg, websockets_jcfg, JANUS};
 use crate::port::{free_port, free_udp_port};
 use crate::{ChildGuard, TempDir};
@@ -248,7 +248,7 @@ impl WhipServer {
             );
             let up = loop {
                 if matches!(
-                    request(http_port, "GET", "/whip/healthcheck", None),
+                    json_request(http_port, "GET", "/whip/healthcheck", None, HTTP_BOUND),
                     Some((200, _))
                 ) {
                     break true;
@@ -310,7 +310,13 @@ impl WhipServer {
         if let Some(t) = &self.token {
             body["token"] = json!(t);
         }
-        let answer = request(self.http_port, "POST", "/whip/create", Some(&body));
+        let answer = json_request(
+            self.http_port,
+            "POST",
+            "/whip/create",
+            Some(&body),
+            HTTP_BOUND,
+        );
         assert!(
             matches!(answer, Some((200, _))),
             "POST /whip/create answered {answer:?}; logs: {}",
@@ -349,8 +355,9 @@ impl WhipServer {
     /// `DELETE` or until Janus reports the PeerConnection gone). Panics when
     /// the server does not answer.
     pub fn publishing(&self) -> bool {
-        let (status, body) = request(self.http_port, "GET", "/whip/endpoints", None)
-            .unwrap_or_else(|| panic!("GET /whip/endpoints: no answer; logs: {}", self.log()));
+        let (status, body) =
+            json_request(self.http_port, "GET", "/whip/endpoints", None, HTTP_BOUND)
+                .unwrap_or_else(|| panic!("GET /whip/endpoints: no answer; logs: {}", self.log()));
         assert_eq!(
             status,
             200,
@@ -622,28 +629,6 @@ fn config_js(ws_port: u16, http_port: u16) -> String {
 }};
 "#
     )
-}
-
-/// One HTTP/1.0 request to 127.0.0.1:`port` (JSON body if any): status and
-/// body, `None` when nothing answers.
-fn request(port: u16, method: &str, path: &str, body: Option<&Value>) -> Option<(u16, Vec<u8>)> {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let mut s = TcpStream::connect_timeout(&addr, HTTP_BOUND).ok()?;
-    s.set_read_timeout(Some(HTTP_BOUND)).ok()?;
-    s.set_write_timeout(Some(HTTP_BOUND)).ok()?;
-    let body = body.map(Value::to_string).unwrap_or_default();
-    let req = format!(
-        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).ok()?;
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).ok()?;
-    let at = resp.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = String::from_utf8_lossy(&resp[..at]);
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, resp[at + 4..].to_vec()))
 }
 
 /// `name=(int)N` from a caps line.
